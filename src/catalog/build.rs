@@ -1,0 +1,387 @@
+//! Compiles configuration into the catalog, collecting every problem with its location.
+
+use indexmap::IndexMap;
+
+use super::{Catalog, Field, Resource, Version};
+use crate::config::{Config, DateFormat, FieldConfig, FieldType, Problem, ResourceConfig};
+use crate::source::select::Relation;
+use crate::source::ColumnType;
+
+/// Query parameters that cannot be field names.
+pub const RESERVED: [&str; 4] = ["limit", "cursor", "sort", "fields"];
+
+/// Builds the catalog, or returns every problem found.
+pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut catalog = Catalog::default();
+    for (name, source) in &config.sources {
+        let at = format!("sources.{name}");
+        for (key, value) in [
+            ("queue_timeout", &source.queue_timeout),
+            ("query_timeout", &source.query_timeout),
+            ("login_timeout", &source.login_timeout),
+        ] {
+            if let Err(message) = crate::config::parse_duration(value) {
+                problems.push(problem(format!("{at}.{key}"), message));
+            }
+        }
+        if source.max_concurrency == 0 {
+            problems.push(problem(format!("{at}.max_concurrency"), "must be at least 1"));
+        }
+    }
+    if let Err(message) = crate::config::parse_duration(&config.server.shutdown_timeout) {
+        problems.push(problem("server.shutdown_timeout", message));
+    }
+    if config.versions.is_empty() {
+        problems.push(problem("versions", "no API version is declared"));
+    }
+    for (vname, version) in &config.versions {
+        let at = format!("versions.{vname}");
+        if !is_url_name(vname) {
+            problems.push(problem(&at, "version names use only a-z, 0-9, `_` and `-`"));
+        }
+        let mut resources = IndexMap::new();
+        for (rname, resource) in &version.resources {
+            let at = format!("{at}.resources.{rname}");
+            if let Some(r) = compile_resource(config, vname, rname, resource, &at, &mut problems) {
+                resources.insert(rname.clone(), r);
+            }
+        }
+        check_parents(&resources, &at, &mut problems);
+        catalog.versions.insert(
+            vname.clone(),
+            Version {
+                name: vname.clone(),
+                description: version.description.clone(),
+                resources,
+            },
+        );
+    }
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(problems)
+    }
+}
+
+fn problem(location: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        location: location.into(),
+        message: message.into(),
+    }
+}
+
+fn is_url_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn is_field_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn compile_resource(
+    config: &Config,
+    version: &str,
+    name: &str,
+    rc: &ResourceConfig,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Resource> {
+    let before = problems.len();
+    if !is_url_name(name) {
+        problems.push(problem(at, "resource names use only a-z, 0-9, `_` and `-`"));
+    }
+    if !config.sources.contains_key(&rc.source) {
+        problems.push(problem(
+            format!("{at}.source"),
+            format!("no source named `{}` in [sources]", rc.source),
+        ));
+    }
+    let relation = match (&rc.table, &rc.query) {
+        (Some(t), None) if !t.trim().is_empty() => Some(Relation::Table(t.clone())),
+        (None, Some(q)) => {
+            let lower = q.trim_start().to_ascii_lowercase();
+            if !(lower.starts_with("select") || lower.starts_with("with")) || q.contains(';') {
+                problems.push(problem(
+                    format!("{at}.query"),
+                    "must be one read-only SELECT statement without `;`",
+                ));
+            }
+            Some(Relation::Query(q.clone()))
+        }
+        _ => {
+            problems.push(problem(at, "declare exactly one of `table` or `query`"));
+            None
+        }
+    };
+    let fields: Vec<Field> = rc
+        .fields
+        .iter()
+        .filter_map(|(fname, fc)| compile_field(fname, fc, &rc.key, &format!("{at}.fields.{fname}"), problems))
+        .collect();
+    if rc.fields.is_empty() {
+        problems.push(problem(format!("{at}.fields"), "a resource needs at least one field"));
+    }
+    let find = |n: &str| fields.iter().position(|f| f.name == n);
+    if rc.key.is_empty() {
+        problems.push(problem(format!("{at}.key"), "name at least one key field"));
+    }
+    let mut key = Vec::new();
+    for k in &rc.key {
+        match find(k) {
+            Some(i) => key.push(i),
+            None => problems.push(problem(format!("{at}.key"), format!("`{k}` is not a field of this resource"))),
+        }
+    }
+    let mut default_sort = Vec::new();
+    for term in &rc.default_sort {
+        let (descending, fname) = match term.strip_prefix('-') {
+            Some(n) => (true, n),
+            None => (false, term.as_str()),
+        };
+        match find(fname) {
+            Some(i) if fields[i].sortable => default_sort.push((i, descending)),
+            Some(_) => problems.push(problem(
+                format!("{at}.default_sort"),
+                format!("`{fname}` is not sortable"),
+            )),
+            None => problems.push(problem(
+                format!("{at}.default_sort"),
+                format!("`{fname}` is not a field of this resource"),
+            )),
+        }
+    }
+    if rc.max_limit == 0 {
+        problems.push(problem(format!("{at}.max_limit"), "must be at least 1"));
+    }
+    if rc.default_limit == 0 || rc.default_limit > rc.max_limit {
+        problems.push(problem(
+            format!("{at}.default_limit"),
+            format!("must be between 1 and max_limit ({})", rc.max_limit),
+        ));
+    }
+    let parent = rc.parent.as_ref().and_then(|p| match find(&p.field) {
+        Some(i) => Some((p.resource.clone(), i)),
+        None => {
+            problems.push(problem(
+                format!("{at}.parent.field"),
+                format!("`{}` is not a field of this resource", p.field),
+            ));
+            None
+        }
+    });
+    if problems.len() > before {
+        return None;
+    }
+    Some(Resource {
+        version: version.to_string(),
+        name: name.to_string(),
+        description: rc.description.clone(),
+        source: rc.source.clone(),
+        relation: relation?,
+        fields,
+        key,
+        default_sort,
+        default_limit: rc.default_limit,
+        max_limit: rc.max_limit,
+        parent,
+    })
+}
+
+fn check_parents(resources: &IndexMap<String, Resource>, at: &str, problems: &mut Vec<Problem>) {
+    for resource in resources.values() {
+        if let Some((parent, _)) = &resource.parent {
+            let location = format!("{at}.resources.{}.parent.resource", resource.name);
+            match resources.get(parent) {
+                None => problems.push(problem(location, format!("no resource `{parent}` in this version"))),
+                Some(p) if p.key.len() != 1 => {
+                    problems.push(problem(location, format!("`{parent}` must have a single-field key to nest under")))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+fn compile_field(
+    name: &str,
+    fc: &FieldConfig,
+    key: &[String],
+    at: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Field> {
+    let before = problems.len();
+    if !is_field_name(name) {
+        problems.push(problem(at, "field names start with a letter and use only letters, digits and `_`"));
+    }
+    if RESERVED.contains(&name) {
+        problems.push(problem(at, format!("`{name}` is a reserved query parameter")));
+    }
+    if fc.column.trim().is_empty() {
+        problems.push(problem(format!("{at}.column"), "must name a column"));
+    }
+    let format = fc.format.unwrap_or(DateFormat::Iso);
+    let column_type = match &fc.column_type {
+        Some(text) => ColumnType::parse(text).unwrap_or_else(|| {
+            problems.push(problem(
+                format!("{at}.column_type"),
+                format!("`{text}` is not a column type Portico can serve (char(n), varchar, integer, decimal, float, date, timestamp, bit)"),
+            ));
+            ColumnType::Varchar
+        }),
+        None => inferred_column_type(fc.field_type, format),
+    };
+    let encoding = fc.encoding.as_ref().and_then(|label| {
+        let found = encoding_rs::Encoding::for_label(label.as_bytes());
+        if found.is_none() {
+            problems.push(problem(format!("{at}.encoding"), format!("unknown encoding `{label}`")));
+        }
+        found
+    });
+    if fc.format.is_some() && fc.field_type != FieldType::Date {
+        problems.push(problem(format!("{at}.format"), "only `date` fields have a format"));
+    }
+    if !fc.codes.is_empty() && fc.field_type != FieldType::String {
+        problems.push(problem(format!("{at}.codes"), "only `string` fields have codes"));
+    }
+    if fc.scale.is_some() && fc.field_type != FieldType::Decimal {
+        problems.push(problem(format!("{at}.scale"), "only `decimal` fields have a scale"));
+    }
+    let bool_values = match (&fc.true_value, &fc.false_value) {
+        (Some(t), Some(f)) if fc.field_type == FieldType::Boolean => Some((t.clone(), f.clone())),
+        (None, None) => None,
+        _ => {
+            problems.push(problem(
+                at,
+                "`true_value` and `false_value` go together, on `boolean` fields",
+            ));
+            None
+        }
+    };
+    let order_preserving = fc.codes.is_empty()
+        && !(fc.field_type == FieldType::Date && format == DateFormat::MmDdYyyy)
+        && !(fc.field_type == FieldType::String && column_type == ColumnType::Integer)
+        && bool_values.as_ref().is_none_or(|(t, f)| f < t);
+    let sortable = match fc.sortable {
+        Some(true) if !order_preserving => {
+            problems.push(problem(
+                format!("{at}.sortable"),
+                "its legacy representation does not sort in API order (code map or MM/DD/YYYY text), so it cannot be sortable",
+            ));
+            false
+        }
+        Some(s) => s,
+        None => order_preserving,
+    };
+    if problems.len() > before {
+        return None;
+    }
+    Some(Field {
+        name: name.to_string(),
+        column: fc.column.clone(),
+        field_type: fc.field_type,
+        column_type,
+        description: fc.description.clone(),
+        trim: fc.trim.unwrap_or(matches!(column_type, ColumnType::Char(_))),
+        encoding,
+        null_values: fc.null_values.clone(),
+        codes: fc.codes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        date_format: format,
+        bool_values,
+        scale: fc.scale,
+        filterable: fc.filterable,
+        sortable,
+        order_preserving,
+        is_key: key.iter().any(|k| k == name),
+    })
+}
+
+fn inferred_column_type(field_type: FieldType, format: DateFormat) -> ColumnType {
+    match field_type {
+        FieldType::String => ColumnType::Varchar,
+        FieldType::Integer => ColumnType::Integer,
+        FieldType::Number => ColumnType::Float,
+        FieldType::Decimal => ColumnType::Decimal,
+        FieldType::Boolean => ColumnType::Bit,
+        FieldType::Date => match format {
+            DateFormat::Iso => ColumnType::Date,
+            DateFormat::Yyyymmdd => ColumnType::Char(Some(8)),
+            DateFormat::Cyymmdd => ColumnType::Integer,
+            DateFormat::MmDdYyyy => ColumnType::Varchar,
+        },
+        FieldType::Datetime => ColumnType::Timestamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_text(text: &str) -> Result<Catalog, Vec<Problem>> {
+        let config = crate::config::parse("t.toml", text, &|_| None).expect("parses");
+        compile(&config)
+    }
+
+    const SOURCE: &str = r#"
+        [sources.erp]
+        kind = "odbc"
+        connection_string = "DSN=x"
+        dialect = "sqlite"
+    "#;
+
+    #[test]
+    fn every_problem_is_reported_with_its_location() {
+        let text = format!(
+            "{SOURCE}
+            [versions.v1.resources.jobs]
+            source = \"nope\"
+            table = \"JOBS\"
+            key = [\"id\", \"missing\"]
+            default_sort = [\"status\"]
+            [versions.v1.resources.jobs.fields]
+            id = {{ column = \"JOB_NO\", type = \"string\", column_type = \"char(8)\" }}
+            status = {{ column = \"ST\", type = \"string\", codes = {{ O = \"open\" }} }}
+            due = {{ column = \"DUE\", type = \"date\", format = \"mm/dd/yyyy\", sortable = true }}
+            limit = {{ column = \"L\", type = \"integer\", column_type = \"geometry\" }}
+            "
+        );
+        let problems = compile_text(&text).unwrap_err();
+        let at = |suffix: &str| {
+            problems
+                .iter()
+                .any(|p| p.location == format!("versions.v1.resources.jobs{suffix}"))
+        };
+        assert!(at(".source"), "{problems:?}");
+        assert!(at(".key"));
+        assert!(at(".default_sort"));
+        assert!(at(".fields.due.sortable"));
+        assert!(at(".fields.limit"));
+        assert!(at(".fields.limit.column_type"));
+        assert!(problems.len() >= 6);
+    }
+
+    #[test]
+    fn a_valid_resource_compiles_with_inferred_types() {
+        let text = format!(
+            "{SOURCE}
+            [versions.v1.resources.jobs]
+            source = \"erp\"
+            table = \"JOBS\"
+            key = [\"id\"]
+            [versions.v1.resources.jobs.fields]
+            id = {{ column = \"JOB_NO\", type = \"string\", column_type = \"char(8)\" }}
+            due = {{ column = \"DUE\", type = \"date\", format = \"yyyymmdd\" }}
+            "
+        );
+        let catalog = compile_text(&text).unwrap();
+        let jobs = catalog.resource("v1", "jobs").unwrap();
+        assert!(jobs.fields[0].trim && jobs.fields[0].is_key);
+        assert_eq!(jobs.fields[1].column_type, ColumnType::Char(Some(8)));
+        assert!(jobs.fields[1].sortable);
+    }
+}

@@ -1,0 +1,163 @@
+//! Calendar dates in the shapes legacy systems store them, converted to and from ISO 8601.
+
+use crate::config::DateFormat;
+
+/// A validated calendar date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    /// Year, 1 to 9999.
+    pub year: u32,
+    /// Month, 1 to 12.
+    pub month: u32,
+    /// Day of month.
+    pub day: u32,
+}
+
+impl Date {
+    /// A date if the parts name a real day.
+    pub fn new(year: u32, month: u32, day: u32) -> Option<Self> {
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let days = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        ((1..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Self { year, month, day })
+    }
+
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse_iso(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        Self::new(digits(&text[0..4])?, digits(&text[5..7])?, digits(&text[8..10])?)
+    }
+
+    /// Parses a legacy representation.
+    pub fn parse_legacy(text: &str, format: DateFormat) -> Option<Self> {
+        match format {
+            DateFormat::Iso => Self::parse_iso(text.get(..10)?),
+            DateFormat::Yyyymmdd => {
+                if text.len() != 8 {
+                    return None;
+                }
+                Self::new(digits(&text[0..4])?, digits(&text[4..6])?, digits(&text[6..8])?)
+            }
+            DateFormat::Cyymmdd => {
+                let n = digits(text)?;
+                let (century, yy, mmdd) = (n / 1_000_000, (n / 10_000) % 100, n % 10_000);
+                Self::new(1900 + century * 100 + yy, mmdd / 100, mmdd % 100)
+            }
+            DateFormat::MmDdYyyy => {
+                let mut parts = text.split('/');
+                let (m, d, y) = (parts.next()?, parts.next()?, parts.next()?);
+                if parts.next().is_some() || y.len() != 4 {
+                    return None;
+                }
+                Self::new(digits(y)?, digits(m)?, digits(d)?)
+            }
+        }
+    }
+
+    /// ISO 8601 text.
+    pub fn iso(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+
+    /// The legacy text for `format` (CYYMMDD as its digits); `None` when the format cannot
+    /// hold this date (CYYMMDD covers 1900 to 2899).
+    pub fn legacy(&self, format: DateFormat) -> Option<String> {
+        Some(match format {
+            DateFormat::Iso => self.iso(),
+            DateFormat::Yyyymmdd => format!("{:04}{:02}{:02}", self.year, self.month, self.day),
+            DateFormat::Cyymmdd => {
+                if !(1900..=2899).contains(&self.year) {
+                    return None;
+                }
+                let c = (self.year - 1900) / 100;
+                format!("{}{:02}{:02}{:02}", c, self.year % 100, self.month, self.day)
+            }
+            DateFormat::MmDdYyyy => format!("{:02}/{:02}/{:04}", self.month, self.day, self.year),
+        })
+    }
+}
+
+fn digits(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Normalizes a driver's timestamp text (`2024-01-05 10:00:00.000`) to ISO 8601
+/// (`2024-01-05T10:00:00`), dropping an all-zero fraction.
+pub fn iso_timestamp(text: &str) -> Option<String> {
+    let text = text.trim();
+    let date = Date::parse_iso(text.get(..10)?)?;
+    let rest = text[10..].trim_start_matches(['T', ' ']);
+    if rest.is_empty() {
+        return Some(format!("{}T00:00:00", date.iso()));
+    }
+    let (clock, fraction) = rest.split_once('.').unwrap_or((rest, ""));
+    let parts: Vec<&str> = clock.split(':').collect();
+    let valid = parts.len() == 3
+        && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !valid {
+        return None;
+    }
+    let fraction = fraction.trim_end_matches('0');
+    Some(if fraction.is_empty() {
+        format!("{}T{clock}", date.iso())
+    } else {
+        format!("{}T{clock}.{fraction}", date.iso())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_legacy_format_round_trips() {
+        let d = Date::new(2024, 2, 29).unwrap();
+        for (format, text) in [
+            (DateFormat::Iso, "2024-02-29"),
+            (DateFormat::Yyyymmdd, "20240229"),
+            (DateFormat::Cyymmdd, "1240229"),
+            (DateFormat::MmDdYyyy, "02/29/2024"),
+        ] {
+            assert_eq!(d.legacy(format).as_deref(), Some(text));
+            assert_eq!(Date::parse_legacy(text, format), Some(d));
+        }
+        assert_eq!(
+            Date::parse_legacy("991231", DateFormat::Cyymmdd),
+            Date::new(1999, 12, 31)
+        );
+    }
+
+    #[test]
+    fn impossible_dates_are_rejected() {
+        assert_eq!(Date::parse_iso("2023-02-29"), None);
+        assert_eq!(Date::parse_legacy("00000000", DateFormat::Yyyymmdd), None);
+        assert_eq!(Date::parse_legacy("2024131", DateFormat::Cyymmdd), None);
+        assert_eq!(Date::parse_iso("2024-1-5"), None);
+        assert_eq!(Date::new(1899, 1, 1).unwrap().legacy(DateFormat::Cyymmdd), None);
+    }
+
+    #[test]
+    fn timestamps_become_iso() {
+        assert_eq!(
+            iso_timestamp("2024-01-05 10:00:00.000").as_deref(),
+            Some("2024-01-05T10:00:00")
+        );
+        assert_eq!(
+            iso_timestamp("2024-01-05 10:00:00.250").as_deref(),
+            Some("2024-01-05T10:00:00.25")
+        );
+        assert_eq!(iso_timestamp("2024-01-05 10:00").as_deref(), None);
+    }
+}

@@ -1,0 +1,439 @@
+//! A resource field: its legacy column and the transforms between legacy and API values.
+
+use encoding_rs::Encoding;
+use serde_json::Value as Json;
+
+use super::date::{iso_timestamp, Date};
+use crate::config::{DateFormat, FieldType};
+use crate::source::{ColumnType, Param, Value};
+
+/// One field of a resource, compiled from configuration.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// API name.
+    pub name: String,
+    /// Legacy column.
+    pub column: String,
+    /// API type.
+    pub field_type: FieldType,
+    /// Legacy column type.
+    pub column_type: ColumnType,
+    /// Human description.
+    pub description: Option<String>,
+    /// Trim CHAR padding on read.
+    pub trim: bool,
+    /// Legacy code page; UTF-8 when absent.
+    pub encoding: Option<&'static Encoding>,
+    /// Legacy values that mean null.
+    pub null_values: Vec<String>,
+    /// Legacy code → API value.
+    pub codes: Vec<(String, String)>,
+    /// Date storage format.
+    pub date_format: DateFormat,
+    /// Legacy true / false spellings for text-stored booleans.
+    pub bool_values: Option<(String, String)>,
+    /// Decimal places to pad to.
+    pub scale: Option<u32>,
+    /// Clients may filter on it.
+    pub filterable: bool,
+    /// Clients may sort on it.
+    pub sortable: bool,
+    /// Legacy order equals API order, so range filters push down.
+    pub order_preserving: bool,
+    /// Part of the resource key (never null).
+    pub is_key: bool,
+}
+
+/// Why a client value cannot be turned into a legacy value.
+pub type ValueError = String;
+
+impl Field {
+    /// Converts a legacy value to its API value. Data that breaks its declared shape becomes
+    /// null (and a warning), so one bad legacy row cannot fail a whole page.
+    pub fn read(&self, value: &Value) -> Json {
+        let json = match value {
+            Value::Null => return Json::Null,
+            Value::Text(bytes) => {
+                let text = self.decode_text(bytes);
+                let text = if self.trim { text.trim() } else { &text[..] };
+                if self.null_values.iter().any(|n| n == text) {
+                    return Json::Null;
+                }
+                self.from_text(text)
+            }
+            Value::Int(i) => {
+                if self.field_type == FieldType::Integer && self.null_values.is_empty() {
+                    return Json::from(*i);
+                }
+                let text = i.to_string();
+                if self.null_values.contains(&text) {
+                    return Json::Null;
+                }
+                self.from_text(&text)
+            }
+            Value::Float(f) => match self.field_type {
+                FieldType::Number => serde_json::Number::from_f64(*f).map(Json::Number),
+                _ => self.from_text(&f.to_string()),
+            },
+            Value::Decimal(d) | Value::Date(d) | Value::Timestamp(d) => {
+                if self.null_values.contains(d) {
+                    return Json::Null;
+                }
+                self.from_text(d)
+            }
+            Value::Bool(b) => match self.field_type {
+                FieldType::Boolean => Some(Json::Bool(*b)),
+                _ => self.from_text(if *b { "1" } else { "0" }),
+            },
+        };
+        json.unwrap_or_else(|| {
+            tracing::warn!(field = %self.name, column = %self.column, value = ?value, "legacy value does not fit its field; served as null");
+            Json::Null
+        })
+    }
+
+    fn decode_text<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, str> {
+        match self.encoding {
+            Some(encoding) => encoding.decode_without_bom_handling(bytes).0,
+            None => String::from_utf8_lossy(bytes),
+        }
+    }
+
+    fn from_text(&self, text: &str) -> Option<Json> {
+        match self.field_type {
+            FieldType::String => {
+                if self.codes.is_empty() {
+                    return Some(Json::from(text));
+                }
+                let api = self.codes.iter().find(|(legacy, _)| legacy == text);
+                // An unknown code is passed through so the data is never hidden.
+                Some(Json::from(api.map_or(text, |(_, api)| api.as_str())))
+            }
+            FieldType::Integer => text.parse::<i64>().ok().map(Json::from),
+            FieldType::Number => text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Json::Number),
+            FieldType::Decimal => canonical_decimal(text, self.scale).map(Json::from),
+            FieldType::Boolean => self.parse_legacy_bool(text).map(Json::Bool),
+            FieldType::Date => Date::parse_legacy(text, self.date_format).map(|d| Json::from(d.iso())),
+            FieldType::Datetime => iso_timestamp(text).map(Json::from),
+        }
+    }
+
+    fn parse_legacy_bool(&self, text: &str) -> Option<bool> {
+        if let Some((t, f)) = &self.bool_values {
+            return if text == t {
+                Some(true)
+            } else if text == f {
+                Some(false)
+            } else {
+                None
+            };
+        }
+        match text {
+            "1" | "Y" | "y" | "T" | "t" | "true" => Some(true),
+            "0" | "N" | "n" | "F" | "f" | "false" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Converts an API value written by a client (query string, path, cursor) into the legacy
+    /// value stored in the column, exactly as the old programs write it.
+    pub fn to_legacy(&self, api: &str) -> Result<Param, ValueError> {
+        let legacy = match self.field_type {
+            FieldType::String => {
+                if self.codes.is_empty() {
+                    Legacy::Text(api.to_string())
+                } else {
+                    let code = self.codes.iter().find(|(_, a)| a == api).ok_or_else(|| {
+                        let allowed: Vec<&str> = self.codes.iter().map(|(_, a)| a.as_str()).collect();
+                        format!("must be one of: {}", allowed.join(", "))
+                    })?;
+                    Legacy::Text(code.0.clone())
+                }
+            }
+            FieldType::Integer => Legacy::Int(api.parse().map_err(|_| "must be an integer".to_string())?),
+            FieldType::Number => {
+                let f: f64 = api.parse().map_err(|_| "must be a number".to_string())?;
+                if !f.is_finite() {
+                    return Err("must be a finite number".into());
+                }
+                Legacy::Float(f)
+            }
+            FieldType::Decimal => Legacy::Decimal(
+                canonical_decimal(api, None).ok_or("must be a decimal number such as 12.50")?,
+            ),
+            FieldType::Boolean => {
+                let b = match api {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err("must be true or false".into()),
+                };
+                match &self.bool_values {
+                    Some((t, f)) => Legacy::Text(if b { t.clone() } else { f.clone() }),
+                    None => Legacy::Bool(b),
+                }
+            }
+            FieldType::Date => {
+                let date = Date::parse_iso(api).ok_or("must be a date written YYYY-MM-DD")?;
+                let text = date
+                    .legacy(self.date_format)
+                    .ok_or("is outside the range the legacy date format can hold")?;
+                if self.date_format == DateFormat::Iso {
+                    Legacy::Date(text)
+                } else {
+                    Legacy::Text(text)
+                }
+            }
+            FieldType::Datetime => {
+                let iso = iso_timestamp(api).ok_or("must be a date-time written YYYY-MM-DDTHH:MM:SS")?;
+                Legacy::Timestamp(iso.replacen('T', " ", 1))
+            }
+        };
+        self.to_column(legacy)
+    }
+
+    /// Sentinel values that mean null, as legacy parameters (padded and unpadded).
+    pub fn null_sentinels(&self) -> Vec<Param> {
+        let mut out: Vec<Param> = Vec::new();
+        for sentinel in &self.null_values {
+            let mut candidates = vec![self.to_column(Legacy::Text(sentinel.clone()))];
+            if self.trim {
+                candidates.push(self.column_param(Value::Text(sentinel.clone().into_bytes())));
+            }
+            for param in candidates.into_iter().flatten() {
+                if !out.contains(&param) {
+                    out.push(param);
+                }
+            }
+        }
+        out
+    }
+
+    fn column_param(&self, value: Value) -> Result<Param, ValueError> {
+        Ok(Param {
+            value,
+            column_type: self.column_type,
+        })
+    }
+
+    /// Places a legacy value into the column's type: padding, code page, numeric text.
+    fn to_column(&self, legacy: Legacy) -> Result<Param, ValueError> {
+        let value = match self.column_type {
+            ColumnType::Char(_) | ColumnType::Varchar => {
+                let text = match legacy {
+                    Legacy::Text(t) | Legacy::Decimal(t) | Legacy::Date(t) | Legacy::Timestamp(t) => t,
+                    Legacy::Int(i) => i.to_string(),
+                    Legacy::Float(f) => f.to_string(),
+                    Legacy::Bool(b) => (if b { "1" } else { "0" }).to_string(),
+                };
+                Value::Text(self.encode_padded(&text)?)
+            }
+            ColumnType::Integer => Value::Int(match legacy {
+                Legacy::Int(i) => i,
+                Legacy::Bool(b) => i64::from(b),
+                Legacy::Text(t) => t.trim().parse().map_err(|_| "must be an integer".to_string())?,
+                _ => return Err("cannot be compared with an integer column".into()),
+            }),
+            ColumnType::Decimal => Value::Decimal(match legacy {
+                Legacy::Decimal(d) => d,
+                Legacy::Int(i) => i.to_string(),
+                Legacy::Text(t) => canonical_decimal(&t, None).ok_or("must be a decimal number")?,
+                _ => return Err("cannot be compared with a decimal column".into()),
+            }),
+            ColumnType::Float => Value::Float(match legacy {
+                Legacy::Float(f) => f,
+                Legacy::Int(i) => i as f64,
+                Legacy::Decimal(t) | Legacy::Text(t) => t.parse().map_err(|_| "must be a number".to_string())?,
+                _ => return Err("cannot be compared with a number column".into()),
+            }),
+            ColumnType::Date => match legacy {
+                Legacy::Date(d) | Legacy::Text(d) => Value::Date(d),
+                _ => return Err("cannot be compared with a date column".into()),
+            },
+            ColumnType::Timestamp => match legacy {
+                Legacy::Timestamp(t) => Value::Timestamp(t),
+                Legacy::Date(d) => Value::Timestamp(format!("{d} 00:00:00")),
+                _ => return Err("cannot be compared with a timestamp column".into()),
+            },
+            ColumnType::Bit => match legacy {
+                Legacy::Bool(b) => Value::Bool(b),
+                Legacy::Int(i) => Value::Bool(i != 0),
+                _ => return Err("cannot be compared with a bit column".into()),
+            },
+        };
+        self.column_param(value)
+    }
+
+    fn encode_padded(&self, text: &str) -> Result<Vec<u8>, ValueError> {
+        let mut bytes = match self.encoding {
+            Some(encoding) => {
+                let (bytes, _, unmappable) = encoding.encode(text);
+                if unmappable {
+                    return Err(format!("contains characters that {} cannot store", encoding.name()));
+                }
+                bytes.into_owned()
+            }
+            None => text.as_bytes().to_vec(),
+        };
+        if let ColumnType::Char(Some(n)) = self.column_type {
+            let n = n as usize;
+            if bytes.len() > n {
+                return Err(format!("is longer than the column's {n} characters"));
+            }
+            bytes.resize(n, b' ');
+        }
+        Ok(bytes)
+    }
+
+    /// Encodes a prefix for `LIKE` in the column's code page (never padded).
+    pub fn legacy_prefix(&self, api: &str) -> Result<Vec<u8>, ValueError> {
+        match self.encoding {
+            Some(encoding) => {
+                let (bytes, _, unmappable) = encoding.encode(api);
+                if unmappable {
+                    return Err(format!("contains characters that {} cannot store", encoding.name()));
+                }
+                Ok(bytes.into_owned())
+            }
+            None => Ok(api.as_bytes().to_vec()),
+        }
+    }
+}
+
+enum Legacy {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Decimal(String),
+    Bool(bool),
+    Date(String),
+    Timestamp(String),
+}
+
+/// Canonical exact decimal text (`-0012.5` → `-12.5`), padded to `scale` places; no float ever.
+pub fn canonical_decimal(text: &str, scale: Option<u32>) -> Option<String> {
+    let text = text.trim();
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let mut frac = frac.to_string();
+    if let Some(scale) = scale {
+        while frac.len() < scale as usize {
+            frac.push('0');
+        }
+    }
+    let zero = int == "0" && frac.bytes().all(|b| b == b'0');
+    let sign = if negative && !zero { "-" } else { "" };
+    Some(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(field_type: FieldType, column_type: ColumnType) -> Field {
+        Field {
+            name: "f".into(),
+            column: "F".into(),
+            field_type,
+            column_type,
+            description: None,
+            trim: matches!(column_type, ColumnType::Char(_)),
+            encoding: None,
+            null_values: vec![],
+            codes: vec![],
+            date_format: DateFormat::Iso,
+            bool_values: None,
+            scale: None,
+            filterable: true,
+            sortable: true,
+            order_preserving: true,
+            is_key: false,
+        }
+    }
+
+    #[test]
+    fn decimals_stay_exact() {
+        assert_eq!(canonical_decimal("12345678901234.56", None).as_deref(), Some("12345678901234.56"));
+        assert_eq!(canonical_decimal("-0012.5", Some(2)).as_deref(), Some("-12.50"));
+        assert_eq!(canonical_decimal("-0.00", None).as_deref(), Some("0.00"));
+        assert_eq!(canonical_decimal("1e3", None), None);
+        assert_eq!(canonical_decimal(".", None), None);
+    }
+
+    #[test]
+    fn char_keys_trim_on_read_and_pad_on_the_way_down() {
+        let f = field(FieldType::String, ColumnType::Char(Some(6)));
+        assert_eq!(f.read(&Value::Text(b"C001  ".to_vec())), Json::from("C001"));
+        assert_eq!(f.to_legacy("C001").unwrap().value, Value::Text(b"C001  ".to_vec()));
+        assert!(f.to_legacy("C0000001").is_err());
+    }
+
+    #[test]
+    fn yyyymmdd_with_sentinels() {
+        let mut f = field(FieldType::Date, ColumnType::Char(Some(8)));
+        f.date_format = DateFormat::Yyyymmdd;
+        f.null_values = vec!["00000000".into(), "".into()];
+        assert_eq!(f.read(&Value::Text(b"20240105".to_vec())), Json::from("2024-01-05"));
+        assert_eq!(f.read(&Value::Text(b"00000000".to_vec())), Json::Null);
+        assert_eq!(f.read(&Value::Text(b"        ".to_vec())), Json::Null);
+        assert_eq!(f.to_legacy("2024-01-05").unwrap().value, Value::Text(b"20240105".to_vec()));
+        assert!(f.to_legacy("2024-13-05").is_err());
+        let sentinels = f.null_sentinels();
+        assert!(sentinels.iter().any(|p| p.value == Value::Text(b"        ".to_vec())));
+        assert!(sentinels.iter().any(|p| p.value == Value::Text(b"".to_vec())));
+    }
+
+    #[test]
+    fn cyymmdd_integers() {
+        let mut f = field(FieldType::Date, ColumnType::Integer);
+        f.date_format = DateFormat::Cyymmdd;
+        assert_eq!(f.read(&Value::Int(1240105)), Json::from("2024-01-05"));
+        assert_eq!(f.to_legacy("1999-12-31").unwrap().value, Value::Int(991231));
+    }
+
+    #[test]
+    fn codes_map_both_ways_and_reject_unknown_values() {
+        let mut f = field(FieldType::String, ColumnType::Char(Some(1)));
+        f.codes = vec![("O".into(), "open".into()), ("C".into(), "closed".into())];
+        assert_eq!(f.read(&Value::Text(b"O".to_vec())), Json::from("open"));
+        assert_eq!(f.to_legacy("closed").unwrap().value, Value::Text(b"C".to_vec()));
+        let err = f.to_legacy("gone").unwrap_err();
+        assert!(err.contains("open, closed"), "{err}");
+    }
+
+    #[test]
+    fn cp1252_text_decodes_and_encodes() {
+        let mut f = field(FieldType::String, ColumnType::Varchar);
+        f.encoding = Encoding::for_label(b"windows-1252");
+        assert_eq!(f.read(&Value::Text(b"Caf\xe9".to_vec())), Json::from("Café"));
+        assert_eq!(f.to_legacy("Café").unwrap().value, Value::Text(b"Caf\xe9".to_vec()));
+        assert!(f.to_legacy("日本").is_err());
+    }
+
+    #[test]
+    fn booleans_from_y_and_n() {
+        let mut f = field(FieldType::Boolean, ColumnType::Char(Some(1)));
+        f.bool_values = Some(("Y".into(), "N".into()));
+        assert_eq!(f.read(&Value::Text(b"Y".to_vec())), Json::Bool(true));
+        assert_eq!(f.to_legacy("false").unwrap().value, Value::Text(b"N".to_vec()));
+        assert!(f.to_legacy("no").is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! The API model compiled from configuration: versions, resources, fields, client queries.
+
+mod build;
+pub mod cursor;
+pub mod date;
+pub mod field;
+pub mod plan;
+pub mod query;
+
+use indexmap::IndexMap;
+
+pub use build::{compile, RESERVED};
+pub use field::Field;
+
+use crate::source::select::Relation;
+
+/// Every version Portico serves.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Versions by name, in configuration order.
+    pub versions: IndexMap<String, Version>,
+}
+
+impl Catalog {
+    /// Looks up a resource of a version.
+    pub fn resource(&self, version: &str, resource: &str) -> Option<&Resource> {
+        self.versions.get(version)?.resources.get(resource)
+    }
+}
+
+/// A named set of resources with its own field names and shapes.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// Name (`v1`).
+    pub name: String,
+    /// Human description.
+    pub description: Option<String>,
+    /// Resources by name.
+    pub resources: IndexMap<String, Resource>,
+}
+
+/// A REST resource over a legacy table, view or query.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Version it belongs to.
+    pub version: String,
+    /// Name in URLs.
+    pub name: String,
+    /// Human description.
+    pub description: Option<String>,
+    /// Source name.
+    pub source: String,
+    /// Table or query.
+    pub relation: Relation,
+    /// Fields in response order.
+    pub fields: Vec<Field>,
+    /// Indexes into `fields` of the key, in URL order.
+    pub key: Vec<usize>,
+    /// Default sort: field index and descending.
+    pub default_sort: Vec<(usize, bool)>,
+    /// Page size without `limit`.
+    pub default_limit: usize,
+    /// Largest `limit`.
+    pub max_limit: usize,
+    /// Parent resource and the index of this resource's field holding the parent key.
+    pub parent: Option<(String, usize)>,
+}
+
+impl Resource {
+    /// Finds a field by API name.
+    pub fn field(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// Names of every field, for error messages.
+    pub fn field_names(&self) -> String {
+        self.fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -1,0 +1,211 @@
+//! Turns a validated `QuerySpec` into a dialect-neutral `Select`, adding the key for a total
+//! order, the keyset position, and the row layout for rendering.
+
+use super::query::{Filter, FilterOp, QueryError, QuerySpec};
+use super::Resource;
+use crate::source::select::{CmpOp, Condition, OrderTerm, Select};
+use crate::source::{ColumnType, Param, Value};
+
+/// A planned list or key lookup.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What to run (one extra row to learn whether another page exists).
+    pub select: Select,
+    /// Output fields and their column positions in each row.
+    pub output: Vec<(usize, usize)>,
+    /// Column positions of the order terms, for the next cursor.
+    pub order_positions: Vec<usize>,
+    /// Canonical sort signature carried by cursors.
+    pub signature: String,
+    /// Page size asked for.
+    pub limit: usize,
+}
+
+/// Plans a listing: `extra` conditions (a parent key) are added to the client's filters.
+pub fn list(resource: &Resource, spec: &QuerySpec, extra: Vec<Condition>) -> Result<Plan, QueryError> {
+    let mut sort = if spec.sort.is_empty() {
+        resource.default_sort.clone()
+    } else {
+        spec.sort.clone()
+    };
+    for &k in &resource.key {
+        if !sort.iter().any(|(i, _)| *i == k) {
+            sort.push((k, false));
+        }
+    }
+    let signature = sort
+        .iter()
+        .map(|&(i, d)| format!("{}{}", if d { "-" } else { "" }, resource.fields[i].name))
+        .collect::<Vec<_>>()
+        .join(",");
+    let output: Vec<usize> = spec
+        .fields
+        .clone()
+        .unwrap_or_else(|| (0..resource.fields.len()).collect());
+
+    let mut columns: Vec<(String, ColumnType)> = Vec::new();
+    let position = |i: usize, columns: &mut Vec<(String, ColumnType)>| {
+        let f = &resource.fields[i];
+        match columns.iter().position(|(c, _)| *c == f.column) {
+            Some(p) => p,
+            None => {
+                columns.push((f.column.clone(), f.column_type));
+                columns.len() - 1
+            }
+        }
+    };
+    let output: Vec<(usize, usize)> = output.iter().map(|&i| (i, position(i, &mut columns))).collect();
+    let order_positions: Vec<usize> = sort.iter().map(|&(i, _)| position(i, &mut columns)).collect();
+    let order: Vec<OrderTerm> = sort
+        .iter()
+        .map(|&(i, descending)| {
+            let f = &resource.fields[i];
+            OrderTerm {
+                column: f.column.clone(),
+                column_type: f.column_type,
+                descending,
+                nullable: !f.is_key,
+            }
+        })
+        .collect();
+
+    let after = match &spec.cursor {
+        None => None,
+        Some(cursor) => {
+            let invalid = |m: &str| QueryError {
+                parameter: "cursor".into(),
+                message: m.into(),
+            };
+            if cursor.sort != signature {
+                return Err(invalid("belongs to a different sort; start again without it"));
+            }
+            if cursor.values.len() != order.len()
+                || !cursor.values.iter().zip(&order).all(|(v, t)| fits(v, t))
+            {
+                return Err(invalid("is not a cursor this API issued"));
+            }
+            Some(cursor.values.clone())
+        }
+    };
+
+    let mut filter: Vec<Condition> = spec.filters.iter().map(|f| condition(resource, f)).collect();
+    filter.extend(extra);
+    Ok(Plan {
+        select: Select {
+            relation: resource.relation.clone(),
+            columns,
+            filter,
+            order,
+            after,
+            limit: spec.limit + 1,
+        },
+        output,
+        order_positions,
+        signature,
+        limit: spec.limit,
+    })
+}
+
+/// A cursor value must have the shape its column decodes to, so it binds cleanly.
+fn fits(value: &Value, term: &OrderTerm) -> bool {
+    match (value, term.column_type) {
+        (Value::Null, _) => term.nullable,
+        (Value::Text(_), _) => true,
+        (Value::Int(_), ColumnType::Integer) => true,
+        (Value::Float(f), ColumnType::Float) => f.is_finite(),
+        (Value::Decimal(d), ColumnType::Decimal) => super::field::canonical_decimal(d, None).is_some(),
+        (Value::Date(d), ColumnType::Date) => super::date::Date::parse_iso(d).is_some(),
+        (Value::Timestamp(t), ColumnType::Timestamp) => super::date::iso_timestamp(t).is_some(),
+        (Value::Bool(_), ColumnType::Bit) => true,
+        _ => false,
+    }
+}
+
+/// Key lookup conditions from the raw key segments, in key order.
+pub fn key_conditions(resource: &Resource, parts: &[String]) -> Result<Vec<Condition>, QueryError> {
+    if parts.len() != resource.key.len() {
+        let names: Vec<&str> = resource.key.iter().map(|&i| resource.fields[i].name.as_str()).collect();
+        return Err(QueryError {
+            parameter: "key".into(),
+            message: format!("must have {} part(s) separated by `,`: {}", names.len(), names.join(",")),
+        });
+    }
+    resource
+        .key
+        .iter()
+        .zip(parts)
+        .map(|(&i, part)| {
+            let f = &resource.fields[i];
+            let param = f.to_legacy(part).map_err(|m| QueryError {
+                parameter: f.name.clone(),
+                message: m,
+            })?;
+            Ok(Condition::Compare {
+                column: f.column.clone(),
+                op: CmpOp::Eq,
+                param,
+            })
+        })
+        .collect()
+}
+
+fn condition(resource: &Resource, filter: &Filter) -> Condition {
+    let field = &resource.fields[filter.field];
+    let column = field.column.clone();
+    let sentinels = field.null_sentinels();
+    let compare = |op: CmpOp, param: &Param| Condition::Compare {
+        column: column.clone(),
+        op,
+        param: param.clone(),
+    };
+    let base = match filter.op {
+        FilterOp::Null => {
+            let mut any = vec![Condition::IsNull {
+                column: column.clone(),
+                negated: !filter.is_null,
+            }];
+            if sentinels.is_empty() {
+                return any.remove(0);
+            }
+            return if filter.is_null {
+                any.push(Condition::In {
+                    column: column.clone(),
+                    params: sentinels,
+                });
+                Condition::Or(any)
+            } else {
+                any.push(Condition::NotIn {
+                    column: column.clone(),
+                    params: sentinels,
+                });
+                Condition::And(any)
+            };
+        }
+        FilterOp::Eq => compare(CmpOp::Eq, &filter.params[0]),
+        FilterOp::Ne => compare(CmpOp::Ne, &filter.params[0]),
+        FilterOp::Lt => compare(CmpOp::Lt, &filter.params[0]),
+        FilterOp::Lte => compare(CmpOp::Lte, &filter.params[0]),
+        FilterOp::Gt => compare(CmpOp::Gt, &filter.params[0]),
+        FilterOp::Gte => compare(CmpOp::Gte, &filter.params[0]),
+        FilterOp::In => Condition::In {
+            column: column.clone(),
+            params: filter.params.clone(),
+        },
+        FilterOp::Prefix => Condition::Prefix {
+            column: column.clone(),
+            prefix: filter.prefix.clone(),
+        },
+    };
+    // A legacy "null" (00000000, blanks) is null to the client: no value filter matches it.
+    if sentinels.is_empty() {
+        base
+    } else {
+        Condition::And(vec![
+            base,
+            Condition::NotIn {
+                column,
+                params: sentinels,
+            },
+        ])
+    }
+}

@@ -1,0 +1,253 @@
+//! Client query strings parsed into a typed `QuerySpec`, checked against the resource.
+
+use super::cursor::Cursor;
+use super::Resource;
+use crate::source::Param;
+
+/// Largest number of values an `in` filter may carry.
+pub const MAX_IN_VALUES: usize = 100;
+
+/// Filter operators a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Less than.
+    Lt,
+    /// Less than or equal.
+    Lte,
+    /// Greater than.
+    Gt,
+    /// Greater than or equal.
+    Gte,
+    /// One of a comma-separated list.
+    In,
+    /// Text starts with.
+    Prefix,
+    /// Is (`true`) or is not (`false`) null.
+    Null,
+}
+
+impl FilterOp {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "eq" => Self::Eq,
+            "ne" => Self::Ne,
+            "lt" => Self::Lt,
+            "lte" => Self::Lte,
+            "gt" => Self::Gt,
+            "gte" => Self::Gte,
+            "in" => Self::In,
+            "prefix" => Self::Prefix,
+            "null" => Self::Null,
+            _ => return None,
+        })
+    }
+
+    fn is_range(self) -> bool {
+        matches!(self, Self::Lt | Self::Lte | Self::Gt | Self::Gte)
+    }
+}
+
+/// A filter with its values already in legacy form.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// Field index.
+    pub field: usize,
+    /// Operator.
+    pub op: FilterOp,
+    /// Legacy values (one, or several for `in`).
+    pub params: Vec<Param>,
+    /// Prefix bytes for `prefix`.
+    pub prefix: Vec<u8>,
+    /// For `null`: true means "is null".
+    pub is_null: bool,
+}
+
+/// A client's list query, validated against its resource.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    /// Filters, all of which must hold.
+    pub filters: Vec<Filter>,
+    /// Sort terms: field index and descending (key terms appended by the planner).
+    pub sort: Vec<(usize, bool)>,
+    /// Fields to return; all when absent.
+    pub fields: Option<Vec<usize>>,
+    /// Page size.
+    pub limit: usize,
+    /// Keyset position.
+    pub cursor: Option<Cursor>,
+}
+
+/// A bad query parameter, named.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("query parameter `{parameter}` {message}")]
+pub struct QueryError {
+    /// The parameter as the client wrote it.
+    pub parameter: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn bad(parameter: &str, message: impl Into<String>) -> QueryError {
+    QueryError {
+        parameter: parameter.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Splits and percent-decodes a query string (`+` is a space).
+pub fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
+    let decode = |raw: &str| -> Result<String, QueryError> {
+        let spaced = raw.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| bad(raw, "is not valid percent-encoded UTF-8"))
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+/// Parses a list query for `resource`.
+pub fn parse(resource: &Resource, query: &str) -> Result<QuerySpec, QueryError> {
+    let mut spec = QuerySpec {
+        filters: Vec::new(),
+        sort: Vec::new(),
+        fields: None,
+        limit: resource.default_limit,
+        cursor: None,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor_text = None;
+    for (key, value) in pairs(query)? {
+        let special = ["limit", "cursor", "sort", "fields"].contains(&key.as_str());
+        if special && !seen.insert(key.clone()) {
+            return Err(bad(&key, "is given more than once"));
+        }
+        match key.as_str() {
+            "limit" => spec.limit = parse_limit(resource, &value)?,
+            "cursor" => cursor_text = Some(value),
+            "sort" => spec.sort = parse_sort(resource, &value)?,
+            "fields" => spec.fields = Some(parse_fields(resource, &value)?),
+            _ => spec.filters.push(parse_filter(resource, &key, &value)?),
+        }
+    }
+    if let Some(text) = cursor_text {
+        let cursor = Cursor::decode(&text).ok_or_else(|| bad("cursor", "is not a cursor this API issued"))?;
+        spec.cursor = Some(cursor);
+    }
+    Ok(spec)
+}
+
+fn parse_limit(resource: &Resource, value: &str) -> Result<usize, QueryError> {
+    let n: usize = value
+        .parse()
+        .map_err(|_| bad("limit", "must be a whole number"))?;
+    if n == 0 || n > resource.max_limit {
+        return Err(bad("limit", format!("must be between 1 and {}", resource.max_limit)));
+    }
+    Ok(n)
+}
+
+fn parse_sort(resource: &Resource, value: &str) -> Result<Vec<(usize, bool)>, QueryError> {
+    let mut terms: Vec<(usize, bool)> = Vec::new();
+    for term in value.split(',') {
+        let (descending, name) = match term.strip_prefix('-') {
+            Some(n) => (true, n),
+            None => (false, term),
+        };
+        let i = resource.field(name).ok_or_else(|| {
+            bad("sort", format!("names unknown field `{name}`; fields: {}", resource.field_names()))
+        })?;
+        if !resource.fields[i].sortable {
+            return Err(bad("sort", format!("field `{name}` is not sortable")));
+        }
+        if terms.iter().any(|(j, _)| *j == i) {
+            return Err(bad("sort", format!("names `{name}` twice")));
+        }
+        terms.push((i, descending));
+    }
+    Ok(terms)
+}
+
+fn parse_fields(resource: &Resource, value: &str) -> Result<Vec<usize>, QueryError> {
+    let mut out = Vec::new();
+    for name in value.split(',') {
+        let i = resource.field(name).ok_or_else(|| {
+            bad("fields", format!("names unknown field `{name}`; fields: {}", resource.field_names()))
+        })?;
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_filter(resource: &Resource, key: &str, value: &str) -> Result<Filter, QueryError> {
+    let (name, op) = match key.split_once('[') {
+        Some((name, rest)) => {
+            let op_text = rest
+                .strip_suffix(']')
+                .ok_or_else(|| bad(key, "is malformed; write `field[op]=value`"))?;
+            let op = FilterOp::parse(op_text).ok_or_else(|| {
+                bad(key, format!("uses unknown operator `{op_text}`; operators: eq, ne, lt, lte, gt, gte, in, prefix, null"))
+            })?;
+            (name, op)
+        }
+        None => (key, FilterOp::Eq),
+    };
+    let index = resource.field(name).ok_or_else(|| {
+        bad(key, format!("is not a parameter or field; fields: {}", resource.field_names()))
+    })?;
+    let field = &resource.fields[index];
+    if !field.filterable {
+        return Err(bad(key, format!("field `{name}` is not filterable")));
+    }
+    if op.is_range() && !field.order_preserving {
+        return Err(bad(
+            key,
+            format!("field `{name}` is stored in a form that does not sort like its values (a code map or MM/DD/YYYY text), so range filters cannot use the legacy index; use eq, ne or in"),
+        ));
+    }
+    let mut filter = Filter {
+        field: index,
+        op,
+        params: Vec::new(),
+        prefix: Vec::new(),
+        is_null: false,
+    };
+    let convert = |v: &str| field.to_legacy(v).map_err(|m| bad(key, m));
+    match op {
+        FilterOp::Null => {
+            filter.is_null = match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad(key, "must be true or false")),
+            }
+        }
+        FilterOp::In => {
+            let values: Vec<&str> = value.split(',').collect();
+            if values.len() > MAX_IN_VALUES {
+                return Err(bad(key, format!("lists more than {MAX_IN_VALUES} values")));
+            }
+            filter.params = values.into_iter().map(convert).collect::<Result<_, _>>()?;
+        }
+        FilterOp::Prefix => {
+            if field.field_type != crate::config::FieldType::String || !field.codes.is_empty() {
+                return Err(bad(key, format!("prefix filters apply to text fields; `{name}` is not one")));
+            }
+            filter.prefix = field.legacy_prefix(value).map_err(|m| bad(key, m))?;
+        }
+        _ => filter.params = vec![convert(value)?],
+    }
+    Ok(filter)
+}

@@ -1,0 +1,106 @@
+//! `${VAR}` interpolation in string values, so secrets never live in the file.
+
+use super::Problem;
+
+/// Replaces `${NAME}` in every string of `value` using `env`; `$${` stands for a literal `${`.
+/// A variable that is not set is a problem naming it and where it is used.
+pub fn interpolate(
+    value: &mut toml::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) {
+    match value {
+        toml::Value::String(s) => match expand(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(message) => problems.push(Problem {
+                location: path.to_string(),
+                message,
+            }),
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate(item, &format!("{path}[{i}]"), env, problems);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                interpolate(item, &child, env, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| "unterminated `${` in value".to_string())?;
+            let name = &tail[..end];
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(format!("`${{{name}}}` is not a valid variable name"));
+            }
+            let value = env(name)
+                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "ERP_PASSWORD").then(|| "s3cr\"t".to_string())
+    }
+
+    #[test]
+    fn replaces_variables_and_keeps_escapes() {
+        assert_eq!(
+            expand("PWD=${ERP_PASSWORD};x=$${LITERAL};$5", &env).unwrap(),
+            "PWD=s3cr\"t;x=${LITERAL};$5"
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named_with_its_location() {
+        let mut value: toml::Value =
+            toml::from_str("[sources.erp]\nconnection_string = \"PWD=${NOPE}\"").unwrap();
+        let mut problems = Vec::new();
+        interpolate(&mut value, "", &env, &mut problems);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].location, "sources.erp.connection_string");
+        assert!(problems[0].message.contains("`NOPE`"));
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        assert!(expand("${", &env).is_err());
+        assert!(expand("${A B}", &env).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! Configuration: one TOML file, `${VAR}` secrets from the environment, precise errors.
+
+mod interpolate;
+mod model;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use interpolate::interpolate;
+pub use model::*;
+
+/// A configuration problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the offending key (`versions.v1.resources.jobs.fields.due`).
+    pub location: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.location.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.location, self.message)
+        }
+    }
+}
+
+/// Why a configuration could not be used: every problem found, not only the first.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file the problems are in.
+    pub file: String,
+    /// All problems found.
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} problem(s) in {}", self.problems.len(), self.file)?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn single(file: &str, location: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_string(),
+            problems: vec![Problem {
+                location: location.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Reads, interpolates and deserializes a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::single(&file, "", format!("cannot read file: {e}")))?;
+    parse(&file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses configuration text; `env` looks up `${VAR}` values.
+pub fn parse(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut value: toml::Value = toml::from_str(text)
+        .map_err(|e| ConfigError::single(file, "", format!("invalid TOML: {e}")))?;
+    let mut problems = Vec::new();
+    interpolate(&mut value, "", env, &mut problems);
+    if !problems.is_empty() {
+        return Err(ConfigError {
+            file: file.to_string(),
+            problems,
+        });
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let location = e.path().to_string();
+        let location = if location == "." { String::new() } else { location };
+        ConfigError::single(file, location, e.into_inner().to_string())
+    })
+}
+
+/// Parses a duration such as `250ms`, `5s`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `500ms`, `5s` or `2m`"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!(
+            "`{text}` is not a duration such as `500ms`, `5s` or `2m`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_reject_garbage() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_location() {
+        let text = r#"
+            [sources.erp]
+            kind = "odbc"
+            connection_string = "DSN=x"
+            dialect = "sqlite"
+            max_concurency = 3
+        "#;
+        let err = parse("t.toml", text, &|_| None).unwrap_err();
+        assert_eq!(err.problems[0].location, "sources.erp");
+        assert!(err.problems[0].message.contains("max_concurency"));
+    }
+}

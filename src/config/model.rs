@@ -1,0 +1,256 @@
+//! The TOML model of a Portico configuration, exactly as an operator writes it.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP server settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Legacy databases, by name.
+    #[serde(default)]
+    pub sources: IndexMap<String, SourceConfig>,
+    /// API versions (`v1`, `v2`), each a named set of resources.
+    #[serde(default)]
+    pub versions: IndexMap<String, VersionConfig>,
+}
+
+/// Where and how Portico listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to bind, `127.0.0.1:8080` by default.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// HTTP worker threads; the number of cores when absent.
+    pub workers: Option<usize>,
+    /// Seconds in-flight requests get to finish on SIGTERM.
+    #[serde(default = "default_shutdown")]
+    pub shutdown_timeout: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            workers: None,
+            shutdown_timeout: default_shutdown(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_shutdown() -> String {
+    "10s".into()
+}
+
+/// The kinds of legacy database connection Portico speaks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Any database with an ODBC driver, through the system unixODBC.
+    Odbc,
+}
+
+/// SQL dialects Portico generates.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DialectName {
+    /// SQLite 3.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL and MariaDB.
+    Mysql,
+    /// SQL Server 2008 and later (T-SQL).
+    Tsql,
+    /// Any other ODBC database: only standard SQL, no LIMIT clause.
+    Generic,
+}
+
+/// One legacy database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// How Portico reaches it.
+    pub kind: SourceKind,
+    /// ODBC connection string; `${VAR}` pulls secrets from the environment.
+    pub connection_string: String,
+    /// The SQL dialect to generate.
+    pub dialect: DialectName,
+    /// Queries (and connections) in flight at once; more wait up to `queue_timeout`.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// How long a request may wait for a free slot before it is answered 503.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: String,
+    /// How long one query may run.
+    #[serde(default = "default_query_timeout")]
+    pub query_timeout: String,
+    /// How long connecting may take.
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout: String,
+    /// Upper bound, in bytes, for one text value read from the database.
+    #[serde(default = "default_max_text")]
+    pub max_text_bytes: usize,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+fn default_queue_timeout() -> String {
+    "1s".into()
+}
+fn default_query_timeout() -> String {
+    "10s".into()
+}
+fn default_login_timeout() -> String {
+    "5s".into()
+}
+fn default_max_text() -> usize {
+    8192
+}
+
+/// One API version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionConfig {
+    /// Human description of the version.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Resources served under `/{version}/{name}`.
+    #[serde(default)]
+    pub resources: IndexMap<String, ResourceConfig>,
+}
+
+/// One REST resource backed by a legacy table, view or read-only query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Name of the source in `[sources]`.
+    pub source: String,
+    /// Table or view, optionally schema-qualified (`dbo.JOBS`).
+    pub table: Option<String>,
+    /// A read-only SELECT used instead of a table.
+    pub query: Option<String>,
+    /// Human description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// API field names that identify a row, in URL order.
+    pub key: Vec<String>,
+    /// Default sort, e.g. `["-due_date", "id"]`; the key otherwise.
+    #[serde(default)]
+    pub default_sort: Vec<String>,
+    /// Page size when the client gives no `limit`.
+    #[serde(default = "default_limit")]
+    pub default_limit: usize,
+    /// Largest `limit` a client may ask for.
+    #[serde(default = "default_max_limit")]
+    pub max_limit: usize,
+    /// Serve this resource nested under a row of another one.
+    pub parent: Option<ParentConfig>,
+    /// Fields in response order: API name → column and transform.
+    pub fields: IndexMap<String, FieldConfig>,
+}
+
+fn default_limit() -> usize {
+    50
+}
+fn default_max_limit() -> usize {
+    500
+}
+
+/// Nesting: `/{v}/{parent}/{key}/{this}` lists this resource's rows of one parent row.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParentConfig {
+    /// The parent resource, in the same version.
+    pub resource: String,
+    /// This resource's field that holds the parent's key.
+    pub field: String,
+}
+
+/// API types of fields.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// JSON string.
+    String,
+    /// JSON integer.
+    Integer,
+    /// JSON number (binary floating point).
+    Number,
+    /// Exact decimal, served as a JSON string so no digit is lost.
+    Decimal,
+    /// JSON boolean.
+    Boolean,
+    /// ISO 8601 date (`2024-03-01`).
+    Date,
+    /// ISO 8601 date and time (`2024-03-01T12:30:00`).
+    Datetime,
+}
+
+/// How a date is stored in the legacy column.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DateFormat {
+    /// A real DATE column (or ISO text).
+    Iso,
+    /// `YYYYMMDD` as CHAR(8) or as an integer.
+    Yyyymmdd,
+    /// AS/400 `CYYMMDD`: century digit (0 = 19xx, 1 = 20xx), as an integer.
+    Cyymmdd,
+    /// `MM/DD/YYYY` text.
+    #[serde(rename = "mm/dd/yyyy")]
+    MmDdYyyy,
+}
+
+/// One field of a resource.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    /// Legacy column name, exactly as the database catalog spells it.
+    pub column: String,
+    /// API type.
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    /// Legacy column type, e.g. `char(8)`, `varchar`, `integer`, `decimal`, `date`;
+    /// inferred from the API type and format when absent.
+    pub column_type: Option<String>,
+    /// Human description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Trim surrounding blanks (CHAR padding); on by default for `char(n)` columns.
+    pub trim: Option<bool>,
+    /// Legacy code page of the column's bytes, e.g. `windows-1252`.
+    pub encoding: Option<String>,
+    /// Legacy values that mean null (`"00000000"`, `""`), compared after trimming.
+    #[serde(default)]
+    pub null_values: Vec<String>,
+    /// Legacy code → API value (`O = "open"`).
+    #[serde(default)]
+    pub codes: IndexMap<String, String>,
+    /// Date storage format for `date` fields.
+    pub format: Option<DateFormat>,
+    /// Legacy values meaning true / false for `boolean` fields stored as text.
+    pub true_value: Option<String>,
+    /// See `true_value`.
+    pub false_value: Option<String>,
+    /// Decimal places to show for `decimal` fields (pads, never rounds).
+    pub scale: Option<u32>,
+    /// Whether clients may filter on it (default true).
+    #[serde(default = "yes")]
+    pub filterable: bool,
+    /// Whether clients may sort on it (default: when its transform preserves order).
+    pub sortable: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}

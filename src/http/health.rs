@@ -1,0 +1,34 @@
+//! Liveness and readiness.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::AppState;
+
+/// The process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Every source answers a trivial query; 503 naming the ones that do not.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let mut sources = serde_json::Map::new();
+    let mut ready = true;
+    for (name, source) in &state.sources {
+        let status = match source.ping().await {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!(source = %name, error = %e, "source not ready");
+                ready = false;
+                "unavailable"
+            }
+        };
+        sources.insert(name.clone(), json!(status));
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    HttpResponse::build(status).json(json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "sources": sources,
+    }))
+}

@@ -1,0 +1,136 @@
+//! The actix application: shared state, routes, middleware, and the server itself.
+
+mod health;
+pub mod problem;
+mod request_id;
+mod resources;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
+
+use crate::catalog::Catalog;
+use crate::config::{parse_duration, Config, SourceKind};
+use crate::source::odbc::{OdbcSettings, OdbcSource};
+use crate::source::Source;
+use problem::ApiError;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The compiled API model.
+    pub catalog: Catalog,
+    /// Sources by name.
+    pub sources: HashMap<String, Arc<dyn Source>>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration has problems.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {error}")]
+    Bind {
+        /// Address asked for.
+        address: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl AppState {
+    /// Compiles the catalog and creates every source (connections open on first use).
+    pub fn from_config(config: &Config, file: &str) -> Result<Self, crate::config::ConfigError> {
+        let catalog = crate::catalog::compile(config).map_err(|problems| crate::config::ConfigError {
+            file: file.to_string(),
+            problems,
+        })?;
+        let sources = config
+            .sources
+            .iter()
+            .map(|(name, sc)| {
+                let duration = |text: &str| parse_duration(text).unwrap_or(Duration::from_secs(5));
+                let source: Arc<dyn Source> = match sc.kind {
+                    SourceKind::Odbc => Arc::new(OdbcSource::new(OdbcSettings {
+                        name: name.clone(),
+                        connection_string: sc.connection_string.clone(),
+                        dialect: sc.dialect.into(),
+                        max_concurrency: sc.max_concurrency,
+                        queue_timeout: duration(&sc.queue_timeout),
+                        query_timeout: duration(&sc.query_timeout),
+                        login_timeout: duration(&sc.login_timeout),
+                        max_text_bytes: sc.max_text_bytes,
+                    })),
+                };
+                (name.clone(), source)
+            })
+            .collect();
+        Ok(Self { catalog, sources })
+    }
+}
+
+/// Registers every route on an actix service config.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let get_only = || web::to(method_not_allowed);
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .service(
+            web::resource("/{version}/{resource}")
+                .route(web::get().to(resources::list))
+                .default_service(get_only()),
+        )
+        .service(
+            web::resource("/{version}/{resource}/{key}")
+                .route(web::get().to(resources::get))
+                .default_service(get_only()),
+        )
+        .service(
+            web::resource("/{version}/{resource}/{key}/{child}")
+                .route(web::get().to(resources::children))
+                .default_service(get_only()),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("nothing is served at {}", req.path())))
+}
+
+/// Binds the listen address and returns the running server and the address it got.
+pub fn start(state: AppState, config: &Config) -> Result<(Server, SocketAddr), StartError> {
+    let address = config.server.listen.clone();
+    let listener = TcpListener::bind(&address).map_err(|error| StartError::Bind {
+        address: address.clone(),
+        error,
+    })?;
+    let local = listener.local_addr().map_err(|error| StartError::Bind {
+        address: address.clone(),
+        error,
+    })?;
+    let state = web::Data::new(state);
+    let shutdown = parse_duration(&config.server.shutdown_timeout).unwrap_or(Duration::from_secs(10));
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::from_fn(request_id::request_id))
+            .configure(routes)
+    })
+    .shutdown_timeout(shutdown.as_secs());
+    if let Some(workers) = config.server.workers {
+        server = server.workers(workers.max(1));
+    }
+    let server = server
+        .listen(listener)
+        .map_err(|error| StartError::Bind { address, error })?
+        .run();
+    Ok((server, local))
+}

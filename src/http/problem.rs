@@ -1,0 +1,142 @@
+//! RFC 9457 problem details: the one place errors become HTTP responses.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::catalog::query::QueryError;
+use crate::source::SourceError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No such version, resource or row (or the row is hidden).
+    #[error("{0}")]
+    NotFound(String),
+    /// A query parameter or key the client wrote is wrong.
+    #[error(transparent)]
+    BadParameter(#[from] QueryError),
+    /// The route exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The legacy database could not answer.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// The JSON body of a problem response.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// Stable URI reference naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// What happened this time.
+    pub detail: String,
+    /// The offending query parameter, when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
+/// Media type of problem responses.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad-parameter", "Invalid request parameter"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            ApiError::Source(SourceError::Busy { .. }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "source-busy",
+                "The legacy database is at its concurrency limit",
+            ),
+            ApiError::Source(SourceError::Unavailable { .. }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "source-unavailable",
+                "The legacy database cannot be reached",
+            ),
+            ApiError::Source(SourceError::Timeout { .. }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "source-timeout",
+                "The legacy database did not answer in time",
+            ),
+            ApiError::Source(SourceError::Query { .. }) => (
+                StatusCode::BAD_GATEWAY,
+                "source-error",
+                "The legacy database refused the query",
+            ),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Source(SourceError::Busy { retry_after, .. }) => Some(retry_after.as_secs().max(1)),
+            ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. }) => Some(5),
+            _ => None,
+        }
+    }
+
+    /// The problem body; details of database failures stay in the log, never in the response.
+    pub fn problem(&self) -> Problem {
+        let (status, kind, title) = self.parts();
+        let (detail, parameter) = match self {
+            ApiError::NotFound(d) => (d.clone(), None),
+            ApiError::BadParameter(e) => (e.to_string(), Some(e.parameter.clone())),
+            ApiError::MethodNotAllowed => ("this resource does not accept that method".to_string(), None),
+            ApiError::Source(e) => (public_detail(e), None),
+        };
+        Problem {
+            kind: format!("/problems/{kind}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            parameter,
+        }
+    }
+}
+
+fn public_detail(error: &SourceError) -> String {
+    match error {
+        SourceError::Busy { source_name, .. } => {
+            format!("source `{source_name}` is serving as many queries as it is allowed to; retry shortly")
+        }
+        SourceError::Unavailable { source_name, .. } => format!("source `{source_name}` cannot be reached"),
+        SourceError::Timeout { source_name, timeout } => {
+            format!("source `{source_name}` did not answer within {} ms", timeout.as_millis())
+        }
+        SourceError::Query { source_name, .. } => {
+            format!("source `{source_name}` refused the query; the operator should run `portico check`")
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Source(e) = self {
+            tracing::warn!(error = %e, "source failure");
+        }
+        let problem = self.problem();
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if matches!(self, ApiError::MethodNotAllowed) {
+            response.insert_header((header::ALLOW, "GET, HEAD"));
+        }
+        response.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}

@@ -1,0 +1,170 @@
+//! `GET /{v}/{resource}`, `GET /{v}/{resource}/{key}` and `GET /{v}/{parent}/{key}/{child}`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value as Json};
+
+use super::problem::ApiError;
+use super::AppState;
+use crate::catalog::query::{self, QueryError};
+use crate::catalog::{plan, Resource};
+use crate::source::select::Condition;
+use crate::source::Rows;
+
+/// Lists a resource: filters, sort, fields, limit and keyset cursor.
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let resource = find(&state, &req, "resource")?;
+    list_rows(&req, &state, resource, Vec::new()).await
+}
+
+/// One row by key; composite keys are written `a,b` with each part percent-encoded.
+pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let resource = find(&state, &req, "resource")?;
+    let row = fetch_one(&state, resource, &raw_segment(&req, 2)).await?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(row.to_string()))
+}
+
+/// Lists the child rows of one parent row.
+pub async fn children(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let parent = find(&state, &req, "resource")?;
+    let child = find(&state, &req, "child")?;
+    let Some((parent_name, link)) = &child.parent else {
+        return Err(not_found(&req));
+    };
+    if *parent_name != parent.name {
+        return Err(not_found(&req));
+    }
+    let key = raw_segment(&req, 2);
+    fetch_one(&state, parent, &key).await?;
+    let field = &child.fields[*link];
+    let parts = split_key(&key)?;
+    let param = field
+        .to_legacy(parts.first().map(String::as_str).unwrap_or_default())
+        .map_err(|m| QueryError {
+            parameter: "key".into(),
+            message: m,
+        })?;
+    let by_parent = Condition::Compare {
+        column: field.column.clone(),
+        op: crate::source::select::CmpOp::Eq,
+        param,
+    };
+    list_rows(&req, &state, child, vec![by_parent]).await
+}
+
+fn not_found(req: &HttpRequest) -> ApiError {
+    ApiError::NotFound(format!("nothing is served at {}", req.path()))
+}
+
+fn find<'a>(state: &'a AppState, req: &HttpRequest, segment: &str) -> Result<&'a Resource, ApiError> {
+    let version = req.match_info().get("version").unwrap_or_default();
+    let name = req.match_info().get(segment).unwrap_or_default();
+    state.catalog.resource(version, name).ok_or_else(|| not_found(req))
+}
+
+/// The raw (still percent-encoded) path segment, so an encoded `,` in a key part survives.
+fn raw_segment(req: &HttpRequest, index: usize) -> String {
+    req.uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .nth(index)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn split_key(raw: &str) -> Result<Vec<String>, QueryError> {
+    raw.split(',')
+        .map(|part| {
+            percent_decode_str(part)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| QueryError {
+                    parameter: "key".into(),
+                    message: "is not valid percent-encoded UTF-8".into(),
+                })
+        })
+        .collect()
+}
+
+async fn run(state: &AppState, resource: &Resource, plan: &plan::Plan) -> Result<Rows, ApiError> {
+    let source = state
+        .sources
+        .get(&resource.source)
+        .ok_or_else(|| ApiError::NotFound(format!("source `{}` is not configured", resource.source)))?;
+    let statement = source.dialect().select(&plan.select);
+    Ok(source.query(statement).await?)
+}
+
+async fn fetch_one(state: &AppState, resource: &Resource, raw_key: &str) -> Result<Json, ApiError> {
+    let parts = split_key(raw_key)?;
+    let conditions = plan::key_conditions(resource, &parts)?;
+    let spec = query::QuerySpec {
+        filters: Vec::new(),
+        sort: Vec::new(),
+        fields: None,
+        limit: 1,
+        cursor: None,
+    };
+    let plan = plan::list(resource, &spec, conditions)?;
+    let rows = run(state, resource, &plan).await?;
+    rows.first()
+        .map(|row| Json::Object(render(resource, &plan, row)))
+        .ok_or_else(|| ApiError::NotFound(format!("no {} with key `{raw_key}`", resource.name)))
+}
+
+async fn list_rows(
+    req: &HttpRequest,
+    state: &AppState,
+    resource: &Resource,
+    extra: Vec<Condition>,
+) -> Result<HttpResponse, ApiError> {
+    let spec = query::parse(resource, req.query_string())?;
+    let plan = plan::list(resource, &spec, extra)?;
+    let rows = run(state, resource, &plan).await?;
+    let more = rows.len() > plan.limit;
+    let page = &rows[..rows.len().min(plan.limit)];
+    let data: Vec<Json> = page
+        .iter()
+        .map(|row| Json::Object(render(resource, &plan, row)))
+        .collect();
+    let next_cursor = match (more, page.last()) {
+        (true, Some(last)) => Some(
+            crate::catalog::cursor::Cursor {
+                sort: plan.signature.clone(),
+                values: plan.order_positions.iter().map(|&p| last[p].clone()).collect(),
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
+    let mut response = HttpResponse::Ok();
+    response.content_type("application/json");
+    if let Some(cursor) = &next_cursor {
+        let mut query: Vec<&str> = req
+            .query_string()
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("cursor="))
+            .collect();
+        let cursor_pair = format!("cursor={cursor}");
+        query.push(&cursor_pair);
+        response.insert_header((
+            header::LINK,
+            format!("<{}?{}>; rel=\"next\"", req.path(), query.join("&")),
+        ));
+    }
+    let body = serde_json::json!({ "data": data, "next_cursor": next_cursor });
+    Ok(response.body(body.to_string()))
+}
+
+fn render(resource: &Resource, plan: &plan::Plan, row: &[crate::source::Value]) -> Map<String, Json> {
+    plan.output
+        .iter()
+        .map(|&(field, position)| {
+            let f = &resource.fields[field];
+            let value = row.get(position).map_or(Json::Null, |v| f.read(v));
+            (f.name.clone(), value)
+        })
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! Portico: versioned, documented REST in front of legacy SQL Server and ODBC databases.
+
+pub mod catalog;
+pub mod check;
+pub mod config;
+pub mod http;
+pub mod introspect;
+pub mod source;
+pub mod telemetry;

@@ -1,0 +1,110 @@
+//! The `portico` command: serve, check, introspect.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+/// A modern REST front for legacy databases.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured API.
+    Serve {
+        /// Configuration file.
+        #[arg(long, default_value = "config/portico.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration and query every source and resource once.
+    Check {
+        /// Configuration file.
+        #[arg(long, default_value = "config/portico.toml")]
+        config: PathBuf,
+    },
+    /// Print a starter configuration from a source's catalog.
+    Introspect {
+        /// Configuration file that declares the source.
+        #[arg(long, default_value = "config/portico.toml")]
+        config: PathBuf,
+        /// Source to read.
+        #[arg(long)]
+        source: String,
+        /// API version to put the resources in.
+        #[arg(long, default_value = "v1")]
+        version: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    portico::telemetry::init(cli.log_json);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => serve(config),
+        Command::Check { config } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let problems = runtime.block_on(portico::check::check(&config));
+            if problems.is_empty() {
+                println!("{}: ok", config.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("{} problem(s) in {}:", problems.len(), config.display());
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Command::Introspect {
+            config,
+            source,
+            version,
+        } => {
+            let loaded = portico::config::load(&config)?;
+            let Some(declared) = loaded.sources.get(&source) else {
+                bail!("{} declares no source `{source}`", config.display());
+            };
+            let raw: toml::Table = toml::from_str(&std::fs::read_to_string(&config)?)?;
+            let raw_source = raw
+                .get("sources")
+                .and_then(|s| s.get(&source))
+                .and_then(|s| s.as_table())
+                .cloned()
+                .unwrap_or_default();
+            let tables = portico::introspect::read_catalog(&declared.connection_string)
+                .with_context(|| format!("reading the catalog of source `{source}`"))?;
+            print!("{}", portico::introspect::render(&source, &raw_source, &version, &tables));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[actix_web::main]
+async fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let file = path.display().to_string();
+    let config = portico::config::load(&path)?;
+    let state = portico::http::AppState::from_config(&config, &file)?;
+    let (server, address) = portico::http::start(state, &config)?;
+    tracing::info!(%address, config = %file, "portico listening");
+    server.await.context("server failed")?;
+    tracing::info!("portico stopped");
+    Ok(ExitCode::SUCCESS)
+}

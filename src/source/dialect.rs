@@ -1,0 +1,384 @@
+//! SQL generation per dialect: quoting, parameters, NULL ordering, keyset paging, row limits.
+
+use super::select::{CmpOp, Condition, OrderTerm, Relation, Select};
+use super::{Param, Statement, Value};
+use crate::config::DialectName;
+
+/// The SQL dialect of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite 3.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL / MariaDB.
+    MySql,
+    /// SQL Server 2008+: `TOP`, never `OFFSET … FETCH`.
+    TSql,
+    /// Standard SQL only; the row limit is applied by fetching no more rows.
+    Generic,
+}
+
+impl From<DialectName> for Dialect {
+    fn from(name: DialectName) -> Self {
+        match name {
+            DialectName::Sqlite => Dialect::Sqlite,
+            DialectName::Postgres => Dialect::Postgres,
+            DialectName::Mysql => Dialect::MySql,
+            DialectName::Tsql => Dialect::TSql,
+            DialectName::Generic => Dialect::Generic,
+        }
+    }
+}
+
+impl Dialect {
+    /// Quotes an identifier from configuration; dotted names are quoted part by part.
+    pub fn quote(self, name: &str) -> String {
+        name.split('.')
+            .map(|part| match self {
+                Dialect::MySql => format!("`{}`", part.replace('`', "``")),
+                Dialect::TSql => format!("[{}]", part.replace(']', "]]")),
+                _ => format!("\"{}\"", part.replace('"', "\"\"")),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// A statement that proves the database answers.
+    pub fn ping(self) -> &'static str {
+        "SELECT 1"
+    }
+
+    /// Renders a SELECT: columns, conditions, keyset position, total order and row limit.
+    pub fn select(self, select: &Select) -> Statement {
+        let mut sql = SqlWriter {
+            dialect: self,
+            sql: String::with_capacity(256),
+            params: Vec::new(),
+        };
+        sql.push("SELECT ");
+        if self == Dialect::TSql {
+            sql.push(&format!("TOP ({}) ", select.limit));
+        }
+        for (i, (column, _)) in select.columns.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.column(column);
+        }
+        sql.push(" FROM ");
+        match &select.relation {
+            Relation::Table(name) => sql.push(&self.quote(name)),
+            Relation::Query(query) => {
+                sql.push("(");
+                sql.push(query);
+                sql.push(") portico_q");
+            }
+        }
+        let mut conditions: Vec<Condition> = select.filter.clone();
+        if let Some(after) = &select.after {
+            conditions.push(keyset_after(&select.order, after));
+        }
+        if !conditions.is_empty() {
+            sql.push(" WHERE ");
+            sql.condition(&Condition::And(conditions));
+        }
+        if !select.order.is_empty() {
+            sql.push(" ORDER BY ");
+            for (i, term) in select.order.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.order_term(term);
+            }
+        }
+        match self {
+            Dialect::Sqlite | Dialect::Postgres | Dialect::MySql => {
+                sql.push(&format!(" LIMIT {}", select.limit));
+            }
+            Dialect::TSql | Dialect::Generic => {}
+        }
+        Statement {
+            sql: sql.sql,
+            params: sql.params,
+            columns: select.columns.iter().map(|(_, t)| *t).collect(),
+            max_rows: select.limit,
+        }
+    }
+}
+
+/// Rows strictly after `values` in `order`, where NULL sorts before every value.
+fn keyset_after(order: &[OrderTerm], values: &[Value]) -> Condition {
+    let mut tail: Option<Condition> = None;
+    for (term, value) in order.iter().zip(values).rev() {
+        let column = term.column.clone();
+        let is_null = || Condition::IsNull {
+            column: column.clone(),
+            negated: false,
+        };
+        let equal_then = |tail: Option<Condition>, head: Condition| match tail {
+            Some(t) => Some(Condition::And(vec![head, t])),
+            None => None,
+        };
+        let mut any = Vec::new();
+        if *value == Value::Null {
+            // After NULL: larger values when ascending; only NULLs with a larger tail otherwise.
+            if let Some(c) = equal_then(tail.clone(), is_null()) {
+                any.push(c);
+            }
+            if !term.descending {
+                any.push(Condition::IsNull {
+                    column: column.clone(),
+                    negated: true,
+                });
+            }
+        } else {
+            let param = Param {
+                value: value.clone(),
+                column_type: term.column_type,
+            };
+            let op = if term.descending {
+                CmpOp::Lt
+            } else {
+                CmpOp::Gt
+            };
+            any.push(Condition::Compare {
+                column: column.clone(),
+                op,
+                param: param.clone(),
+            });
+            if term.descending && term.nullable {
+                any.push(is_null());
+            }
+            let eq = Condition::Compare {
+                column: column.clone(),
+                op: CmpOp::Eq,
+                param,
+            };
+            if let Some(c) = equal_then(tail.clone(), eq) {
+                any.push(c);
+            }
+        }
+        tail = Some(match any.len() {
+            0 => Condition::Or(vec![]),
+            1 => any.remove(0),
+            _ => Condition::Or(any),
+        });
+    }
+    tail.unwrap_or(Condition::Or(vec![]))
+}
+
+struct SqlWriter {
+    dialect: Dialect,
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl SqlWriter {
+    fn push(&mut self, s: &str) {
+        self.sql.push_str(s);
+    }
+
+    fn column(&mut self, name: &str) {
+        let quoted = self.dialect.quote(name);
+        self.sql.push_str(&quoted);
+    }
+
+    fn param(&mut self, param: Param) {
+        self.sql.push('?');
+        self.params.push(param);
+    }
+
+    fn order_term(&mut self, term: &OrderTerm) {
+        // NULL sorts first ascending and last descending, the same on every database.
+        if term.nullable && self.dialect == Dialect::Generic {
+            self.push("CASE WHEN ");
+            self.column(&term.column);
+            self.push(" IS NULL THEN 0 ELSE 1 END");
+            self.push(if term.descending { " DESC, " } else { ", " });
+        }
+        self.column(&term.column);
+        if term.descending {
+            self.push(" DESC");
+        }
+        if term.nullable && self.dialect == Dialect::Postgres {
+            self.push(if term.descending {
+                " NULLS LAST"
+            } else {
+                " NULLS FIRST"
+            });
+        }
+    }
+
+    fn list(&mut self, params: &[Param]) {
+        self.push("(");
+        for (i, p) in params.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.param(p.clone());
+        }
+        self.push(")");
+    }
+
+    fn condition(&mut self, condition: &Condition) {
+        match condition {
+            Condition::Compare { column, op, param } => {
+                self.column(column);
+                self.push(" ");
+                self.push(op.sql());
+                self.push(" ");
+                self.param(param.clone());
+            }
+            Condition::In { column, params } => {
+                self.column(column);
+                self.push(" IN ");
+                self.list(params);
+            }
+            Condition::NotIn { column, params } => {
+                self.column(column);
+                self.push(" NOT IN ");
+                self.list(params);
+            }
+            Condition::Prefix { column, prefix } => {
+                self.column(column);
+                self.push(" LIKE ");
+                let mut pattern = Vec::with_capacity(prefix.len() + 4);
+                for &b in prefix {
+                    if matches!(b, b'!' | b'%' | b'_' | b'[') {
+                        pattern.push(b'!');
+                    }
+                    pattern.push(b);
+                }
+                pattern.push(b'%');
+                self.param(Param {
+                    value: Value::Text(pattern),
+                    column_type: super::ColumnType::Varchar,
+                });
+                self.push(" ESCAPE '!'");
+            }
+            Condition::IsNull { column, negated } => {
+                self.column(column);
+                self.push(if *negated { " IS NOT NULL" } else { " IS NULL" });
+            }
+            Condition::Or(items) | Condition::And(items) => {
+                let (joiner, empty) = match condition {
+                    Condition::Or(_) => (" OR ", "1=0"),
+                    _ => (" AND ", "1=1"),
+                };
+                if items.is_empty() {
+                    self.push(empty);
+                    return;
+                }
+                self.push("(");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.push(joiner);
+                    }
+                    self.condition(item);
+                }
+                self.push(")");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::ColumnType;
+
+    fn term(column: &str, descending: bool, nullable: bool) -> OrderTerm {
+        OrderTerm {
+            column: column.into(),
+            column_type: ColumnType::Varchar,
+            descending,
+            nullable,
+        }
+    }
+
+    fn select(order: Vec<OrderTerm>, after: Option<Vec<Value>>) -> Select {
+        Select {
+            relation: Relation::Table("dbo.JOBS".into()),
+            columns: vec![("JOB_NO".into(), ColumnType::Char(Some(8)))],
+            filter: vec![],
+            order,
+            after,
+            limit: 51,
+        }
+    }
+
+    #[test]
+    fn identifiers_are_quoted_per_dialect_and_cannot_break_out() {
+        assert_eq!(Dialect::Postgres.quote("dbo.JOBS"), "\"dbo\".\"JOBS\"");
+        assert_eq!(Dialect::MySql.quote("a`b"), "`a``b`");
+        assert_eq!(Dialect::TSql.quote("x]y"), "[x]]y]");
+        assert_eq!(Dialect::Sqlite.quote("x\"y"), "\"x\"\"y\"");
+    }
+
+    #[test]
+    fn tsql_pages_with_top_and_never_offset() {
+        let s = Dialect::TSql.select(&select(vec![term("JOB_NO", false, false)], None));
+        assert_eq!(
+            s.sql,
+            "SELECT TOP (51) [JOB_NO] FROM [dbo].[JOBS] ORDER BY [JOB_NO]"
+        );
+        assert!(!s.sql.contains("OFFSET"));
+    }
+
+    #[test]
+    fn limit_dialects_append_limit_and_generic_only_caps_fetching() {
+        let s = Dialect::Sqlite.select(&select(vec![term("JOB_NO", false, false)], None));
+        assert!(s.sql.ends_with("ORDER BY \"JOB_NO\" LIMIT 51"), "{}", s.sql);
+        let g = Dialect::Generic.select(&select(vec![term("JOB_NO", false, false)], None));
+        assert!(!g.sql.contains("LIMIT"));
+        assert_eq!(g.max_rows, 51);
+    }
+
+    #[test]
+    fn postgres_orders_nulls_like_the_other_databases() {
+        let s = Dialect::Postgres.select(&select(
+            vec![term("DUE", true, true), term("JOB_NO", false, false)],
+            None,
+        ));
+        assert!(s.sql.ends_with("ORDER BY \"DUE\" DESC NULLS LAST, \"JOB_NO\" LIMIT 51"));
+    }
+
+    #[test]
+    fn keyset_expands_ties_and_nulls_into_bound_parameters() {
+        let s = Dialect::Sqlite.select(&select(
+            vec![term("DUE", true, true), term("JOB_NO", false, false)],
+            Some(vec![Value::Text(b"20240101".to_vec()), Value::Text(b"J1".to_vec())]),
+        ));
+        assert!(
+            s.sql.contains(
+                "WHERE ((\"DUE\" < ? OR \"DUE\" IS NULL OR (\"DUE\" = ? AND \"JOB_NO\" > ?)))"
+            ),
+            "{}",
+            s.sql
+        );
+        assert_eq!(s.params.len(), 3);
+
+        let s = Dialect::Sqlite.select(&select(
+            vec![term("DUE", false, true), term("JOB_NO", false, false)],
+            Some(vec![Value::Null, Value::Text(b"J1".to_vec())]),
+        ));
+        assert!(
+            s.sql.contains("((\"DUE\" IS NULL AND \"JOB_NO\" > ?) OR \"DUE\" IS NOT NULL)"),
+            "{}",
+            s.sql
+        );
+    }
+
+    #[test]
+    fn prefix_filters_escape_wildcards() {
+        let mut s = select(vec![], None);
+        s.filter.push(Condition::Prefix {
+            column: "NAME".into(),
+            prefix: b"50%_off!".to_vec(),
+        });
+        let st = Dialect::MySql.select(&s);
+        assert!(st.sql.contains("`NAME` LIKE ? ESCAPE '!'"));
+        assert_eq!(st.params[0].value, Value::Text(b"50!%!_off!!%".to_vec()));
+    }
+}

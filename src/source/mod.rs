@@ -1,0 +1,218 @@
+//! Legacy databases: the `Source` contract, the values that cross it, and SQL generation.
+
+pub mod dialect;
+pub mod odbc;
+pub mod select;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use dialect::Dialect;
+
+/// How a value is stored in the legacy column; decides decoding and parameter binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Fixed-width, blank-padded text of the given length.
+    Char(Option<u32>),
+    /// Variable-width text.
+    Varchar,
+    /// Whole number.
+    Integer,
+    /// Exact decimal (DECIMAL, NUMERIC, money).
+    Decimal,
+    /// Binary floating point.
+    Float,
+    /// SQL DATE.
+    Date,
+    /// SQL TIMESTAMP / DATETIME.
+    Timestamp,
+    /// SQL BIT / BOOLEAN.
+    Bit,
+}
+
+impl ColumnType {
+    /// Parses the `column_type` spelling used in configuration (`char(8)`, `decimal(15,2)`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let lower = text.trim().to_ascii_lowercase();
+        let (base, args) = match lower.find('(') {
+            Some(i) => (lower[..i].trim(), Some(lower[i + 1..].trim_end_matches(')'))),
+            None => (lower.as_str(), None),
+        };
+        Some(match base {
+            "char" | "character" | "nchar" => {
+                let len = match args {
+                    Some(a) => Some(a.trim().parse().ok()?),
+                    None => None,
+                };
+                ColumnType::Char(len)
+            }
+            "varchar" | "nvarchar" | "text" | "ntext" | "character varying" | "clob" => {
+                ColumnType::Varchar
+            }
+            "integer" | "int" | "smallint" | "bigint" | "tinyint" => ColumnType::Integer,
+            "decimal" | "numeric" | "money" | "smallmoney" => ColumnType::Decimal,
+            "float" | "real" | "double" | "double precision" => ColumnType::Float,
+            "date" => ColumnType::Date,
+            "timestamp" | "datetime" | "datetime2" | "smalldatetime" => ColumnType::Timestamp,
+            "bit" | "boolean" | "bool" => ColumnType::Bit,
+            _ => return None,
+        })
+    }
+}
+
+/// A value read from, or bound into, a legacy database.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "t", content = "v")]
+pub enum Value {
+    /// SQL NULL.
+    #[serde(rename = "n")]
+    Null,
+    /// Whole number.
+    #[serde(rename = "i")]
+    Int(i64),
+    /// Floating point.
+    #[serde(rename = "f")]
+    Float(f64),
+    /// Exact decimal in canonical text (`-12.50`).
+    #[serde(rename = "d")]
+    Decimal(String),
+    /// Text as the database stored it: bytes, possibly in a legacy code page.
+    #[serde(rename = "s", with = "bytes_as_base64")]
+    Text(Vec<u8>),
+    /// `YYYY-MM-DD`.
+    #[serde(rename = "D")]
+    Date(String),
+    /// `YYYY-MM-DD HH:MM:SS[.fff]`.
+    #[serde(rename = "T")]
+    Timestamp(String),
+    /// Boolean.
+    #[serde(rename = "b")]
+    Bool(bool),
+}
+
+mod bytes_as_base64 {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD_NO_PAD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A bound parameter: a value and the column type it is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// The value.
+    pub value: Value,
+    /// The legacy type of the column the value meets.
+    pub column_type: ColumnType,
+}
+
+/// SQL text with typed parameters, ready for one source.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// SQL text; parameters are `?` markers.
+    pub sql: String,
+    /// Parameters in marker order.
+    pub params: Vec<Param>,
+    /// How to decode each result column.
+    pub columns: Vec<ColumnType>,
+    /// Stop fetching after this many rows.
+    pub max_rows: usize,
+}
+
+/// Rows of values, in statement column order.
+pub type Rows = Vec<Vec<Value>>;
+
+/// Why a source could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// All query slots are taken and none freed up in time.
+    #[error("source `{source_name}` is saturated")]
+    Busy {
+        /// Source name.
+        source_name: String,
+        /// Suggested wait before retrying.
+        retry_after: Duration,
+    },
+    /// The database could not be reached.
+    #[error("source `{source_name}` is unreachable: {detail}")]
+    Unavailable {
+        /// Source name.
+        source_name: String,
+        /// Driver message (for logs only).
+        detail: String,
+    },
+    /// The query took longer than the configured timeout.
+    #[error("source `{source_name}` did not answer within {timeout:?}")]
+    Timeout {
+        /// Source name.
+        source_name: String,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// The database refused the statement.
+    #[error("source `{source_name}` refused a query: {detail}")]
+    Query {
+        /// Source name.
+        source_name: String,
+        /// Driver message (for logs only).
+        detail: String,
+    },
+}
+
+/// A boxed future, so `Source` can be used as a trait object.
+pub type SourceFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SourceError>> + Send + 'a>>;
+
+/// A legacy database that runs statements and yields rows of `Value`.
+pub trait Source: Send + Sync {
+    /// The name given in configuration.
+    fn name(&self) -> &str;
+    /// The dialect statements for this source must be written in.
+    fn dialect(&self) -> Dialect;
+    /// Runs a read statement.
+    fn query(&self, statement: Statement) -> SourceFuture<'_, Rows>;
+    /// Checks that the database answers.
+    fn ping(&self) -> SourceFuture<'_, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_types_parse_from_config_spellings() {
+        assert_eq!(ColumnType::parse("CHAR(8)"), Some(ColumnType::Char(Some(8))));
+        assert_eq!(ColumnType::parse("char"), Some(ColumnType::Char(None)));
+        assert_eq!(
+            ColumnType::parse("decimal(15,2)"),
+            Some(ColumnType::Decimal)
+        );
+        assert_eq!(ColumnType::parse("int"), Some(ColumnType::Integer));
+        assert_eq!(ColumnType::parse("char(x)"), None);
+        assert_eq!(ColumnType::parse("geometry"), None);
+    }
+
+    #[test]
+    fn values_round_trip_through_json_including_legacy_bytes() {
+        let values = vec![
+            Value::Null,
+            Value::Int(-4),
+            Value::Decimal("12345678901234.56".into()),
+            Value::Text(vec![0x43, 0x61, 0x66, 0xE9]),
+            Value::Date("2024-02-29".into()),
+        ];
+        let json = serde_json::to_string(&values).unwrap();
+        let back: Vec<Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, values);
+    }
+}

@@ -1,0 +1,336 @@
+//! ODBC sources through the system unixODBC (odbc-api): pooled connections, blocking calls on
+//! a bounded set of threads, query timeouts and a concurrency limit that sheds load.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use odbc_api::buffers::TextRowSet;
+use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
+use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
+use tokio::sync::Semaphore;
+
+use super::{ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value};
+
+/// Settings of one ODBC source, resolved from configuration.
+#[derive(Debug, Clone)]
+pub struct OdbcSettings {
+    /// Name in configuration.
+    pub name: String,
+    /// ODBC connection string (secrets already interpolated).
+    pub connection_string: String,
+    /// Dialect to generate.
+    pub dialect: Dialect,
+    /// Queries and connections at once.
+    pub max_concurrency: usize,
+    /// Wait for a free slot before answering busy.
+    pub queue_timeout: Duration,
+    /// Longest a query may take.
+    pub query_timeout: Duration,
+    /// Longest a connection attempt may take.
+    pub login_timeout: Duration,
+    /// Upper bound for one text value, in bytes.
+    pub max_text_bytes: usize,
+}
+
+/// A legacy database reached through an ODBC driver.
+pub struct OdbcSource {
+    settings: OdbcSettings,
+    slots: Arc<Semaphore>,
+    idle: Arc<Mutex<Vec<Connection<'static>>>>,
+}
+
+impl OdbcSource {
+    /// Creates the source; connections are opened on first use.
+    pub fn new(settings: OdbcSettings) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            settings,
+        }
+    }
+
+    /// Runs `work` on a blocking thread holding one concurrency slot, within the timeouts.
+    async fn run<T, F>(&self, work: F) -> Result<T, SourceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Worker) -> Result<T, SourceError> + Send + 'static,
+    {
+        let s = &self.settings;
+        let busy = || SourceError::Busy {
+            source_name: s.name.clone(),
+            retry_after: Duration::from_secs(1),
+        };
+        let permit = tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let worker = Worker {
+            settings: s.clone(),
+            idle: self.idle.clone(),
+        };
+        let span = tracing::Span::current();
+        // The permit moves into the thread: a query that outlives its timeout still holds
+        // its slot, so a hung database cannot collect unbounded threads.
+        let task = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let _permit = permit;
+            work(&worker)
+        });
+        let budget = s.query_timeout + s.login_timeout;
+        match tokio::time::timeout(budget, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(SourceError::Query {
+                source_name: s.name.clone(),
+                detail: format!("driver call failed: {join}"),
+            }),
+            Err(_) => Err(SourceError::Timeout {
+                source_name: s.name.clone(),
+                timeout: s.query_timeout,
+            }),
+        }
+    }
+}
+
+impl Source for OdbcSource {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.settings.dialect
+    }
+
+    fn query(&self, statement: Statement) -> SourceFuture<'_, Rows> {
+        Box::pin(self.run(move |worker| worker.with_connection(|conn| worker.fetch(conn, &statement))))
+    }
+
+    fn ping(&self) -> SourceFuture<'_, ()> {
+        let sql = self.settings.dialect.ping();
+        Box::pin(self.run(move |worker| {
+            worker.with_connection(|conn| {
+                conn.execute(sql, (), Some(worker.timeout_secs()))
+                    .map(|_| ())
+            })
+        }))
+    }
+}
+
+/// What a blocking thread needs: settings and the idle connections.
+struct Worker {
+    settings: OdbcSettings,
+    idle: Arc<Mutex<Vec<Connection<'static>>>>,
+}
+
+impl Worker {
+    fn timeout_secs(&self) -> usize {
+        self.settings.query_timeout.as_secs().max(1) as usize
+    }
+
+    fn connect(&self) -> Result<Connection<'static>, SourceError> {
+        let unavailable = |e: odbc_api::Error| SourceError::Unavailable {
+            source_name: self.settings.name.clone(),
+            detail: e.to_string(),
+        };
+        let env = odbc_api::environment().map_err(unavailable)?;
+        let options = ConnectionOptions {
+            login_timeout_sec: Some(self.settings.login_timeout.as_secs().max(1) as u32),
+            packet_size: None,
+        };
+        env.connect_with_connection_string(&self.settings.connection_string, options)
+            .map_err(unavailable)
+    }
+
+    fn take_idle(&self) -> Option<Connection<'static>> {
+        self.idle.lock().ok().and_then(|mut idle| idle.pop())
+    }
+
+    fn give_back(&self, conn: Connection<'static>) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `work` on a pooled connection. A pooled connection that fails is discarded and the
+    /// work is tried once more on a fresh one, so a restarted database heals without a restart
+    /// of Portico. Only reads go through here, so running twice is harmless.
+    fn with_connection<T>(
+        &self,
+        work: impl Fn(&Connection<'static>) -> Result<T, odbc_api::Error>,
+    ) -> Result<T, SourceError> {
+        if let Some(conn) = self.take_idle() {
+            match work(&conn) {
+                Ok(value) => {
+                    self.give_back(conn);
+                    return Ok(value);
+                }
+                Err(e) => {
+                    tracing::debug!(source = %self.settings.name, error = %e, "pooled connection failed; reconnecting");
+                }
+            }
+        }
+        let conn = self.connect()?;
+        match work(&conn) {
+            Ok(value) => {
+                self.give_back(conn);
+                Ok(value)
+            }
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    fn classify(&self, error: odbc_api::Error) -> SourceError {
+        let state = match &error {
+            odbc_api::Error::Diagnostics { record, .. } => Some(record.state.0),
+            _ => None,
+        };
+        let name = self.settings.name.clone();
+        match state {
+            Some(s) if &s == b"HYT00" || &s == b"HYT01" => SourceError::Timeout {
+                source_name: name,
+                timeout: self.settings.query_timeout,
+            },
+            Some([b'0', b'8', ..]) => SourceError::Unavailable {
+                source_name: name,
+                detail: error.to_string(),
+            },
+            _ => SourceError::Query {
+                source_name: name,
+                detail: error.to_string(),
+            },
+        }
+    }
+
+    fn fetch(&self, conn: &Connection<'static>, statement: &Statement) -> Result<Rows, odbc_api::Error> {
+        let params: Vec<Box<dyn InputParameter>> = statement.params.iter().map(bind).collect();
+        let Some(mut cursor) = conn.execute(&statement.sql, &params[..], Some(self.timeout_secs()))?
+        else {
+            return Ok(Vec::new());
+        };
+        let batch = statement.max_rows.clamp(1, 500);
+        let buffer = TextRowSet::for_cursor(batch, &mut cursor, Some(self.settings.max_text_bytes))?;
+        let mut block = cursor.bind_buffer(buffer)?;
+        let mut rows = Vec::new();
+        while let Some(set) = block.fetch()? {
+            for r in 0..set.num_rows() {
+                if rows.len() == statement.max_rows {
+                    return Ok(rows);
+                }
+                let row = (0..set.num_cols())
+                    .map(|c| {
+                        let column_type = statement.columns.get(c).copied().unwrap_or(ColumnType::Varchar);
+                        set.at(c, r).map_or(Value::Null, |bytes| decode(bytes, column_type))
+                    })
+                    .collect();
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Binds a parameter with the SQL type of the column it meets, so every driver compares it
+/// the way the column's own values compare (CHAR as CHAR, DECIMAL exactly).
+fn bind(param: &Param) -> Box<dyn InputParameter> {
+    let text = |bytes: Vec<u8>, data_type: DataType| -> Box<dyn InputParameter> {
+        Box::new(WithDataType::new(VarCharBox::from_vec(bytes), data_type))
+    };
+    let length = |n: usize| std::num::NonZeroUsize::new(n.max(1));
+    match (&param.value, param.column_type) {
+        (Value::Null, _) => text_null(),
+        (Value::Int(i), _) => Box::new(*i),
+        (Value::Float(f), _) => Box::new(*f),
+        (Value::Bool(b), _) => Box::new(WithDataType::new(i64::from(*b), DataType::Bit)),
+        (Value::Decimal(d), _) => {
+            let digits = d.chars().filter(char::is_ascii_digit).count();
+            let scale = d.split_once('.').map_or(0, |(_, f)| f.len()) as i16;
+            text(
+                d.clone().into_bytes(),
+                DataType::Decimal {
+                    precision: digits.max(1),
+                    scale,
+                },
+            )
+        }
+        (Value::Date(d), _) => text(d.clone().into_bytes(), DataType::Date),
+        (Value::Timestamp(t), _) => text(t.clone().into_bytes(), DataType::Timestamp { precision: 3 }),
+        (Value::Text(bytes), ColumnType::Char(_)) => {
+            let n = bytes.len();
+            text(bytes.clone(), DataType::Char { length: length(n) })
+        }
+        (Value::Text(bytes), _) => {
+            let n = bytes.len();
+            text(bytes.clone(), DataType::Varchar { length: length(n) })
+        }
+    }
+}
+
+fn text_null() -> Box<dyn InputParameter> {
+    Box::new(WithDataType::new(
+        VarCharBox::null(),
+        DataType::Varchar {
+            length: std::num::NonZeroUsize::new(1),
+        },
+    ))
+}
+
+/// Turns a driver's text rendering of a column into a typed value.
+pub fn decode(bytes: &[u8], column_type: ColumnType) -> Value {
+    let text = || std::str::from_utf8(bytes).map(str::trim);
+    match column_type {
+        ColumnType::Char(_) | ColumnType::Varchar => Value::Text(bytes.to_vec()),
+        ColumnType::Integer => match text().ok().and_then(|t| t.parse().ok()) {
+            Some(i) => Value::Int(i),
+            None => Value::Text(bytes.to_vec()),
+        },
+        ColumnType::Float => match text().ok().and_then(|t| t.parse().ok()) {
+            Some(f) => Value::Float(f),
+            None => Value::Text(bytes.to_vec()),
+        },
+        ColumnType::Decimal => match text() {
+            Ok(t) if is_plain_decimal(t) => Value::Decimal(t.trim_start_matches('+').to_string()),
+            _ => Value::Text(bytes.to_vec()),
+        },
+        ColumnType::Date => match text() {
+            Ok(t) if t.len() >= 10 => Value::Date(t[..10].to_string()),
+            _ => Value::Text(bytes.to_vec()),
+        },
+        ColumnType::Timestamp => match text() {
+            Ok(t) => Value::Timestamp(t.to_string()),
+            _ => Value::Text(bytes.to_vec()),
+        },
+        ColumnType::Bit => match text() {
+            Ok("1" | "t" | "true" | "TRUE" | "Y" | "y") => Value::Bool(true),
+            Ok("0" | "f" | "false" | "FALSE" | "N" | "n") => Value::Bool(false),
+            _ => Value::Text(bytes.to_vec()),
+        },
+    }
+}
+
+fn is_plain_decimal(t: &str) -> bool {
+    let body = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    !(int.is_empty() && frac.is_empty())
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_keeps_decimals_exact_and_legacy_bytes_raw() {
+        assert_eq!(
+            decode(b"12345678901234.56", ColumnType::Decimal),
+            Value::Decimal("12345678901234.56".into())
+        );
+        assert_eq!(decode(b" 42 ", ColumnType::Integer), Value::Int(42));
+        assert_eq!(
+            decode(b"2024-02-29 00:00:00", ColumnType::Date),
+            Value::Date("2024-02-29".into())
+        );
+        assert_eq!(decode(&[0xE9], ColumnType::Varchar), Value::Text(vec![0xE9]));
+        assert_eq!(decode(b"1", ColumnType::Bit), Value::Bool(true));
+        assert_eq!(decode(b"1e5", ColumnType::Decimal), Value::Text(b"1e5".to_vec()));
+    }
+}

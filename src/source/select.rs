@@ -1,0 +1,119 @@
+//! A dialect-neutral SELECT: what to read, never how to spell it.
+
+use super::{ColumnType, Param};
+
+/// Where rows come from.
+#[derive(Debug, Clone)]
+pub enum Relation {
+    /// A table or view, possibly schema-qualified (`dbo.JOBS`).
+    Table(String),
+    /// A read-only SELECT from configuration.
+    Query(String),
+}
+
+/// Comparison operators that push down to SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Lte,
+    /// `>`
+    Gt,
+    /// `>=`
+    Gte,
+}
+
+impl CmpOp {
+    /// The SQL spelling.
+    pub fn sql(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::Lte => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Gte => ">=",
+        }
+    }
+}
+
+/// A WHERE condition on configured columns; values are always parameters.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// `column op ?`
+    Compare {
+        /// Column name from configuration.
+        column: String,
+        /// Operator.
+        op: CmpOp,
+        /// Bound value.
+        param: Param,
+    },
+    /// `column IN (?, ...)`
+    In {
+        /// Column name.
+        column: String,
+        /// Bound values (never empty).
+        params: Vec<Param>,
+    },
+    /// `column NOT IN (?, ...)`
+    NotIn {
+        /// Column name.
+        column: String,
+        /// Bound values (never empty).
+        params: Vec<Param>,
+    },
+    /// `column LIKE ? ESCAPE '!'` with the prefix escaped and `%` appended.
+    Prefix {
+        /// Column name.
+        column: String,
+        /// The literal prefix (bytes in the column's encoding).
+        prefix: Vec<u8>,
+    },
+    /// `column IS NULL` (or `IS NOT NULL` when negated).
+    IsNull {
+        /// Column name.
+        column: String,
+        /// `IS NOT NULL` instead.
+        negated: bool,
+    },
+    /// Any of the conditions.
+    Or(Vec<Condition>),
+    /// All of the conditions.
+    And(Vec<Condition>),
+}
+
+/// One ORDER BY term.
+#[derive(Debug, Clone)]
+pub struct OrderTerm {
+    /// Column name.
+    pub column: String,
+    /// Legacy type, to bind keyset values.
+    pub column_type: ColumnType,
+    /// Descending.
+    pub descending: bool,
+    /// May hold NULL (keys never do).
+    pub nullable: bool,
+}
+
+/// A SELECT with optional keyset position and row limit.
+#[derive(Debug, Clone)]
+pub struct Select {
+    /// Source of rows.
+    pub relation: Relation,
+    /// Columns to read, with their legacy types.
+    pub columns: Vec<(String, ColumnType)>,
+    /// Conditions, all of which must hold.
+    pub filter: Vec<Condition>,
+    /// Total order; its last terms are the key, so it is unique.
+    pub order: Vec<OrderTerm>,
+    /// Keyset position: rows strictly after these values of `order`.
+    pub after: Option<Vec<super::Value>>,
+    /// Maximum rows to return.
+    pub limit: usize,
+}
