@@ -54,11 +54,7 @@ pub async fn check(path: &Path) -> Vec<Problem> {
             if let Err(e) = source.query(statement.clone()).await {
                 problems.push(Problem {
                     location: format!("versions.{}.resources.{}", version.name, resource.name),
-                    message: format!(
-                        "the database refused `{}`: {}",
-                        statement.sql,
-                        detail(&e)
-                    ),
+                    message: format!("the database refused `{}`: {}", statement.sql, detail(&e)),
                 });
             }
         }

@@ -33,7 +33,8 @@ pub struct TableInfo {
 /// Reads tables, columns and primary keys through ODBC.
 pub fn read_catalog(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api::Error> {
     let env = odbc_api::environment()?;
-    let conn = env.connect_with_connection_string(connection_string, ConnectionOptions::default())?;
+    let conn =
+        env.connect_with_connection_string(connection_string, ConnectionOptions::default())?;
     let mut tables = Vec::new();
     for row in conn.tables("", "", "", "")? {
         let row = row?;
@@ -42,7 +43,11 @@ pub fn read_catalog(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api:
         if !(kind == "TABLE" || kind == "VIEW") || name.starts_with("sqlite_") {
             continue;
         }
-        tables.push((text(row.catalog.as_bytes()), text(row.schema.as_bytes()), name));
+        tables.push((
+            text(row.catalog.as_bytes()),
+            text(row.schema.as_bytes()),
+            name,
+        ));
     }
     tables
         .into_iter()
@@ -50,7 +55,12 @@ pub fn read_catalog(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api:
         .collect()
 }
 
-fn describe(conn: &Connection<'_>, catalog: &str, schema: &str, name: String) -> Result<TableInfo, odbc_api::Error> {
+fn describe(
+    conn: &Connection<'_>,
+    catalog: &str,
+    schema: &str,
+    name: String,
+) -> Result<TableInfo, odbc_api::Error> {
     let mut columns = Vec::new();
     for row in conn.columns(catalog, schema, &name, "")? {
         let row = row?;
@@ -78,7 +88,9 @@ fn describe(conn: &Connection<'_>, catalog: &str, schema: &str, name: String) ->
 }
 
 fn text(bytes: Option<&[u8]>) -> String {
-    bytes.map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+    bytes
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
 }
 
 /// API type and column type for an ODBC SQL type code; `None` for types Portico cannot serve.
@@ -101,7 +113,13 @@ fn field_types(column: &ColumnInfo) -> Option<(&'static str, String)> {
 fn api_name(identifier: &str, url: bool) -> String {
     let mut name: String = identifier
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, if url { 't' } else { 'f' });
@@ -118,12 +136,26 @@ fn quoted(text: &str) -> String {
 
 /// Renders a full configuration: the source as written in the original file, then one
 /// resource per table under `version`.
-pub fn render(source_name: &str, source_table: &toml::Table, version: &str, tables: &[TableInfo]) -> String {
+pub fn render(
+    source_name: &str,
+    source_table: &toml::Table,
+    version: &str,
+    tables: &[TableInfo],
+) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# Written by `portico introspect` from source `{source_name}`.");
-    let _ = writeln!(out, "# Review names, keys and transforms (trim, date formats, codes) before publishing.\n");
+    let _ = writeln!(
+        out,
+        "# Written by `portico introspect` from source `{source_name}`."
+    );
+    let _ = writeln!(
+        out,
+        "# Review names, keys and transforms (trim, date formats, codes) before publishing.\n"
+    );
     let mut sources = toml::Table::new();
-    sources.insert(source_name.to_string(), toml::Value::Table(source_table.clone()));
+    sources.insert(
+        source_name.to_string(),
+        toml::Value::Table(source_table.clone()),
+    );
     let mut root = toml::Table::new();
     root.insert("sources".into(), toml::Value::Table(sources));
     out.push_str(&toml::to_string(&root).unwrap_or_default());
@@ -134,14 +166,27 @@ pub fn render(source_name: &str, source_table: &toml::Table, version: &str, tabl
             .filter_map(|c| field_types(c).map(|t| (api_name(&c.name, false), c, t)))
             .collect();
         if served.is_empty() {
-            let _ = writeln!(out, "\n# {}: no column of a type Portico can serve", table.name);
+            let _ = writeln!(
+                out,
+                "\n# {}: no column of a type Portico can serve",
+                table.name
+            );
             continue;
         }
-        let key_of = |column: &str| served.iter().find(|(_, c, _)| c.name == column).map(|(n, _, _)| n.clone());
+        let key_of = |column: &str| {
+            served
+                .iter()
+                .find(|(_, c, _)| c.name == column)
+                .map(|(n, _, _)| n.clone())
+        };
         let mut key: Vec<String> = table.primary_key.iter().filter_map(|c| key_of(c)).collect();
         let _ = writeln!(out);
         if key.is_empty() || key.len() != table.primary_key.len() {
-            let _ = writeln!(out, "# {}: no usable primary key; the first column stands in. Choose the real key.", table.name);
+            let _ = writeln!(
+                out,
+                "# {}: no usable primary key; the first column stands in. Choose the real key.",
+                table.name
+            );
             key = vec![served[0].0.clone()];
         }
         let qualified = match table.schema.as_str() {
@@ -171,7 +216,11 @@ pub fn render(source_name: &str, source_table: &toml::Table, version: &str, tabl
                     let _ = writeln!(out, "{line}");
                 }
                 None => {
-                    let _ = writeln!(out, "# {}: SQL type {} has no API type; not served", column.name, column.data_type);
+                    let _ = writeln!(
+                        out,
+                        "# {}: SQL type {} has no API type; not served",
+                        column.name, column.data_type
+                    );
                 }
             }
         }

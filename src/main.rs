@@ -91,7 +91,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             let tables = portico::introspect::read_catalog(&declared.connection_string)
                 .with_context(|| format!("reading the catalog of source `{source}`"))?;
-            print!("{}", portico::introspect::render(&source, &raw_source, &version, &tables));
+            print!(
+                "{}",
+                portico::introspect::render(&source, &raw_source, &version, &tables)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -26,7 +26,10 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
             }
         }
         if source.max_concurrency == 0 {
-            problems.push(problem(format!("{at}.max_concurrency"), "must be at least 1"));
+            problems.push(problem(
+                format!("{at}.max_concurrency"),
+                "must be at least 1",
+            ));
         }
     }
     if let Err(message) = crate::config::parse_duration(&config.server.shutdown_timeout) {
@@ -122,10 +125,21 @@ fn compile_resource(
     let fields: Vec<Field> = rc
         .fields
         .iter()
-        .filter_map(|(fname, fc)| compile_field(fname, fc, &rc.key, &format!("{at}.fields.{fname}"), problems))
+        .filter_map(|(fname, fc)| {
+            compile_field(
+                fname,
+                fc,
+                &rc.key,
+                &format!("{at}.fields.{fname}"),
+                problems,
+            )
+        })
         .collect();
     if rc.fields.is_empty() {
-        problems.push(problem(format!("{at}.fields"), "a resource needs at least one field"));
+        problems.push(problem(
+            format!("{at}.fields"),
+            "a resource needs at least one field",
+        ));
     }
     let find = |n: &str| fields.iter().position(|f| f.name == n);
     if rc.key.is_empty() {
@@ -135,7 +149,10 @@ fn compile_resource(
     for k in &rc.key {
         match find(k) {
             Some(i) => key.push(i),
-            None => problems.push(problem(format!("{at}.key"), format!("`{k}` is not a field of this resource"))),
+            None => problems.push(problem(
+                format!("{at}.key"),
+                format!("`{k}` is not a field of this resource"),
+            )),
         }
     }
     let mut default_sort = Vec::new();
@@ -198,10 +215,14 @@ fn check_parents(resources: &IndexMap<String, Resource>, at: &str, problems: &mu
         if let Some((parent, _)) = &resource.parent {
             let location = format!("{at}.resources.{}.parent.resource", resource.name);
             match resources.get(parent) {
-                None => problems.push(problem(location, format!("no resource `{parent}` in this version"))),
-                Some(p) if p.key.len() != 1 => {
-                    problems.push(problem(location, format!("`{parent}` must have a single-field key to nest under")))
-                }
+                None => problems.push(problem(
+                    location,
+                    format!("no resource `{parent}` in this version"),
+                )),
+                Some(p) if p.key.len() != 1 => problems.push(problem(
+                    location,
+                    format!("`{parent}` must have a single-field key to nest under"),
+                )),
                 Some(_) => {}
             }
         }
@@ -217,10 +238,16 @@ fn compile_field(
 ) -> Option<Field> {
     let before = problems.len();
     if !is_field_name(name) {
-        problems.push(problem(at, "field names start with a letter and use only letters, digits and `_`"));
+        problems.push(problem(
+            at,
+            "field names start with a letter and use only letters, digits and `_`",
+        ));
     }
     if RESERVED.contains(&name) {
-        problems.push(problem(at, format!("`{name}` is a reserved query parameter")));
+        problems.push(problem(
+            at,
+            format!("`{name}` is a reserved query parameter"),
+        ));
     }
     if fc.column.trim().is_empty() {
         problems.push(problem(format!("{at}.column"), "must name a column"));
@@ -239,18 +266,30 @@ fn compile_field(
     let encoding = fc.encoding.as_ref().and_then(|label| {
         let found = encoding_rs::Encoding::for_label(label.as_bytes());
         if found.is_none() {
-            problems.push(problem(format!("{at}.encoding"), format!("unknown encoding `{label}`")));
+            problems.push(problem(
+                format!("{at}.encoding"),
+                format!("unknown encoding `{label}`"),
+            ));
         }
         found
     });
     if fc.format.is_some() && fc.field_type != FieldType::Date {
-        problems.push(problem(format!("{at}.format"), "only `date` fields have a format"));
+        problems.push(problem(
+            format!("{at}.format"),
+            "only `date` fields have a format",
+        ));
     }
     if !fc.codes.is_empty() && fc.field_type != FieldType::String {
-        problems.push(problem(format!("{at}.codes"), "only `string` fields have codes"));
+        problems.push(problem(
+            format!("{at}.codes"),
+            "only `string` fields have codes",
+        ));
     }
     if fc.scale.is_some() && fc.field_type != FieldType::Decimal {
-        problems.push(problem(format!("{at}.scale"), "only `decimal` fields have a scale"));
+        problems.push(problem(
+            format!("{at}.scale"),
+            "only `decimal` fields have a scale",
+        ));
     }
     let bool_values = match (&fc.true_value, &fc.false_value) {
         (Some(t), Some(f)) if fc.field_type == FieldType::Boolean => Some((t.clone(), f.clone())),
@@ -287,10 +326,16 @@ fn compile_field(
         field_type: fc.field_type,
         column_type,
         description: fc.description.clone(),
-        trim: fc.trim.unwrap_or(matches!(column_type, ColumnType::Char(_))),
+        trim: fc
+            .trim
+            .unwrap_or(matches!(column_type, ColumnType::Char(_))),
         encoding,
         null_values: fc.null_values.clone(),
-        codes: fc.codes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        codes: fc
+            .codes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         date_format: format,
         bool_values,
         scale: fc.scale,

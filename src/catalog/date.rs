@@ -16,7 +16,8 @@ pub struct Date {
 impl Date {
     /// A date if the parts name a real day.
     pub fn new(year: u32, month: u32, day: u32) -> Option<Self> {
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let leap =
+            (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let days = match month {
             1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
             4 | 6 | 9 | 11 => 30,
@@ -24,7 +25,11 @@ impl Date {
             2 => 28,
             _ => return None,
         };
-        ((1..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Self { year, month, day })
+        ((1..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Self {
+            year,
+            month,
+            day,
+        })
     }
 
     /// Parses `YYYY-MM-DD`.
@@ -33,7 +38,11 @@ impl Date {
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return None;
         }
-        Self::new(digits(&text[0..4])?, digits(&text[5..7])?, digits(&text[8..10])?)
+        Self::new(
+            digits(&text[0..4])?,
+            digits(&text[5..7])?,
+            digits(&text[8..10])?,
+        )
     }
 
     /// Parses a legacy representation.
@@ -44,7 +53,11 @@ impl Date {
                 if text.len() != 8 {
                     return None;
                 }
-                Self::new(digits(&text[0..4])?, digits(&text[4..6])?, digits(&text[6..8])?)
+                Self::new(
+                    digits(&text[0..4])?,
+                    digits(&text[4..6])?,
+                    digits(&text[6..8])?,
+                )
             }
             DateFormat::Cyymmdd => {
                 let n = digits(text)?;
@@ -78,7 +91,13 @@ impl Date {
                     return None;
                 }
                 let c = (self.year - 1900) / 100;
-                format!("{}{:02}{:02}{:02}", c, self.year % 100, self.month, self.day)
+                format!(
+                    "{}{:02}{:02}{:02}",
+                    c,
+                    self.year % 100,
+                    self.month,
+                    self.day
+                )
             }
             DateFormat::MmDdYyyy => format!("{:02}/{:02}/{:04}", self.month, self.day, self.year),
         })
@@ -104,7 +123,9 @@ pub fn iso_timestamp(text: &str) -> Option<String> {
     let (clock, fraction) = rest.split_once('.').unwrap_or((rest, ""));
     let parts: Vec<&str> = clock.split(':').collect();
     let valid = parts.len() == 3
-        && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
         && fraction.bytes().all(|b| b.is_ascii_digit());
     if !valid {
         return None;
@@ -145,7 +166,10 @@ mod tests {
         assert_eq!(Date::parse_legacy("00000000", DateFormat::Yyyymmdd), None);
         assert_eq!(Date::parse_legacy("2024131", DateFormat::Cyymmdd), None);
         assert_eq!(Date::parse_iso("2024-1-5"), None);
-        assert_eq!(Date::new(1899, 1, 1).unwrap().legacy(DateFormat::Cyymmdd), None);
+        assert_eq!(
+            Date::new(1899, 1, 1).unwrap().legacy(DateFormat::Cyymmdd),
+            None
+        );
     }
 
     #[test]

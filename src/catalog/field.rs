@@ -59,7 +59,7 @@ impl Field {
                 if self.null_values.iter().any(|n| n == text) {
                     return Json::Null;
                 }
-                self.from_text(text)
+                self.api_from_text(text)
             }
             Value::Int(i) => {
                 if self.field_type == FieldType::Integer && self.null_values.is_empty() {
@@ -69,21 +69,21 @@ impl Field {
                 if self.null_values.contains(&text) {
                     return Json::Null;
                 }
-                self.from_text(&text)
+                self.api_from_text(&text)
             }
             Value::Float(f) => match self.field_type {
                 FieldType::Number => serde_json::Number::from_f64(*f).map(Json::Number),
-                _ => self.from_text(&f.to_string()),
+                _ => self.api_from_text(&f.to_string()),
             },
             Value::Decimal(d) | Value::Date(d) | Value::Timestamp(d) => {
                 if self.null_values.contains(d) {
                     return Json::Null;
                 }
-                self.from_text(d)
+                self.api_from_text(d)
             }
             Value::Bool(b) => match self.field_type {
                 FieldType::Boolean => Some(Json::Bool(*b)),
-                _ => self.from_text(if *b { "1" } else { "0" }),
+                _ => self.api_from_text(if *b { "1" } else { "0" }),
             },
         };
         json.unwrap_or_else(|| {
@@ -99,7 +99,7 @@ impl Field {
         }
     }
 
-    fn from_text(&self, text: &str) -> Option<Json> {
+    fn api_from_text(&self, text: &str) -> Option<Json> {
         match self.field_type {
             FieldType::String => {
                 if self.codes.is_empty() {
@@ -117,7 +117,9 @@ impl Field {
                 .map(Json::Number),
             FieldType::Decimal => canonical_decimal(text, self.scale).map(Json::from),
             FieldType::Boolean => self.parse_legacy_bool(text).map(Json::Bool),
-            FieldType::Date => Date::parse_legacy(text, self.date_format).map(|d| Json::from(d.iso())),
+            FieldType::Date => {
+                Date::parse_legacy(text, self.date_format).map(|d| Json::from(d.iso()))
+            }
             FieldType::Datetime => iso_timestamp(text).map(Json::from),
         }
     }
@@ -148,13 +150,16 @@ impl Field {
                     Legacy::Text(api.to_string())
                 } else {
                     let code = self.codes.iter().find(|(_, a)| a == api).ok_or_else(|| {
-                        let allowed: Vec<&str> = self.codes.iter().map(|(_, a)| a.as_str()).collect();
+                        let allowed: Vec<&str> =
+                            self.codes.iter().map(|(_, a)| a.as_str()).collect();
                         format!("must be one of: {}", allowed.join(", "))
                     })?;
                     Legacy::Text(code.0.clone())
                 }
             }
-            FieldType::Integer => Legacy::Int(api.parse().map_err(|_| "must be an integer".to_string())?),
+            FieldType::Integer => {
+                Legacy::Int(api.parse().map_err(|_| "must be an integer".to_string())?)
+            }
             FieldType::Number => {
                 let f: f64 = api.parse().map_err(|_| "must be a number".to_string())?;
                 if !f.is_finite() {
@@ -188,7 +193,8 @@ impl Field {
                 }
             }
             FieldType::Datetime => {
-                let iso = iso_timestamp(api).ok_or("must be a date-time written YYYY-MM-DDTHH:MM:SS")?;
+                let iso =
+                    iso_timestamp(api).ok_or("must be a date-time written YYYY-MM-DDTHH:MM:SS")?;
                 Legacy::Timestamp(iso.replacen('T', " ", 1))
             }
         };
@@ -224,7 +230,10 @@ impl Field {
         let value = match self.column_type {
             ColumnType::Char(_) | ColumnType::Varchar => {
                 let text = match legacy {
-                    Legacy::Text(t) | Legacy::Decimal(t) | Legacy::Date(t) | Legacy::Timestamp(t) => t,
+                    Legacy::Text(t)
+                    | Legacy::Decimal(t)
+                    | Legacy::Date(t)
+                    | Legacy::Timestamp(t) => t,
                     Legacy::Int(i) => i.to_string(),
                     Legacy::Float(f) => f.to_string(),
                     Legacy::Bool(b) => (if b { "1" } else { "0" }).to_string(),
@@ -234,7 +243,10 @@ impl Field {
             ColumnType::Integer => Value::Int(match legacy {
                 Legacy::Int(i) => i,
                 Legacy::Bool(b) => i64::from(b),
-                Legacy::Text(t) => t.trim().parse().map_err(|_| "must be an integer".to_string())?,
+                Legacy::Text(t) => t
+                    .trim()
+                    .parse()
+                    .map_err(|_| "must be an integer".to_string())?,
                 _ => return Err("cannot be compared with an integer column".into()),
             }),
             ColumnType::Decimal => Value::Decimal(match legacy {
@@ -246,7 +258,9 @@ impl Field {
             ColumnType::Float => Value::Float(match legacy {
                 Legacy::Float(f) => f,
                 Legacy::Int(i) => i as f64,
-                Legacy::Decimal(t) | Legacy::Text(t) => t.parse().map_err(|_| "must be a number".to_string())?,
+                Legacy::Decimal(t) | Legacy::Text(t) => {
+                    t.parse().map_err(|_| "must be a number".to_string())?
+                }
                 _ => return Err("cannot be compared with a number column".into()),
             }),
             ColumnType::Date => match legacy {
@@ -272,7 +286,10 @@ impl Field {
             Some(encoding) => {
                 let (bytes, _, unmappable) = encoding.encode(text);
                 if unmappable {
-                    return Err(format!("contains characters that {} cannot store", encoding.name()));
+                    return Err(format!(
+                        "contains characters that {} cannot store",
+                        encoding.name()
+                    ));
                 }
                 bytes.into_owned()
             }
@@ -294,7 +311,10 @@ impl Field {
             Some(encoding) => {
                 let (bytes, _, unmappable) = encoding.encode(api);
                 if unmappable {
-                    return Err(format!("contains characters that {} cannot store", encoding.name()));
+                    return Err(format!(
+                        "contains characters that {} cannot store",
+                        encoding.name()
+                    ));
                 }
                 Ok(bytes.into_owned())
             }
@@ -371,8 +391,14 @@ mod tests {
 
     #[test]
     fn decimals_stay_exact() {
-        assert_eq!(canonical_decimal("12345678901234.56", None).as_deref(), Some("12345678901234.56"));
-        assert_eq!(canonical_decimal("-0012.5", Some(2)).as_deref(), Some("-12.50"));
+        assert_eq!(
+            canonical_decimal("12345678901234.56", None).as_deref(),
+            Some("12345678901234.56")
+        );
+        assert_eq!(
+            canonical_decimal("-0012.5", Some(2)).as_deref(),
+            Some("-12.50")
+        );
         assert_eq!(canonical_decimal("-0.00", None).as_deref(), Some("0.00"));
         assert_eq!(canonical_decimal("1e3", None), None);
         assert_eq!(canonical_decimal(".", None), None);
@@ -382,7 +408,10 @@ mod tests {
     fn char_keys_trim_on_read_and_pad_on_the_way_down() {
         let f = field(FieldType::String, ColumnType::Char(Some(6)));
         assert_eq!(f.read(&Value::Text(b"C001  ".to_vec())), Json::from("C001"));
-        assert_eq!(f.to_legacy("C001").unwrap().value, Value::Text(b"C001  ".to_vec()));
+        assert_eq!(
+            f.to_legacy("C001").unwrap().value,
+            Value::Text(b"C001  ".to_vec())
+        );
         assert!(f.to_legacy("C0000001").is_err());
     }
 
@@ -391,14 +420,24 @@ mod tests {
         let mut f = field(FieldType::Date, ColumnType::Char(Some(8)));
         f.date_format = DateFormat::Yyyymmdd;
         f.null_values = vec!["00000000".into(), "".into()];
-        assert_eq!(f.read(&Value::Text(b"20240105".to_vec())), Json::from("2024-01-05"));
+        assert_eq!(
+            f.read(&Value::Text(b"20240105".to_vec())),
+            Json::from("2024-01-05")
+        );
         assert_eq!(f.read(&Value::Text(b"00000000".to_vec())), Json::Null);
         assert_eq!(f.read(&Value::Text(b"        ".to_vec())), Json::Null);
-        assert_eq!(f.to_legacy("2024-01-05").unwrap().value, Value::Text(b"20240105".to_vec()));
+        assert_eq!(
+            f.to_legacy("2024-01-05").unwrap().value,
+            Value::Text(b"20240105".to_vec())
+        );
         assert!(f.to_legacy("2024-13-05").is_err());
         let sentinels = f.null_sentinels();
-        assert!(sentinels.iter().any(|p| p.value == Value::Text(b"        ".to_vec())));
-        assert!(sentinels.iter().any(|p| p.value == Value::Text(b"".to_vec())));
+        assert!(sentinels
+            .iter()
+            .any(|p| p.value == Value::Text(b"        ".to_vec())));
+        assert!(sentinels
+            .iter()
+            .any(|p| p.value == Value::Text(b"".to_vec())));
     }
 
     #[test]
@@ -414,7 +453,10 @@ mod tests {
         let mut f = field(FieldType::String, ColumnType::Char(Some(1)));
         f.codes = vec![("O".into(), "open".into()), ("C".into(), "closed".into())];
         assert_eq!(f.read(&Value::Text(b"O".to_vec())), Json::from("open"));
-        assert_eq!(f.to_legacy("closed").unwrap().value, Value::Text(b"C".to_vec()));
+        assert_eq!(
+            f.to_legacy("closed").unwrap().value,
+            Value::Text(b"C".to_vec())
+        );
         let err = f.to_legacy("gone").unwrap_err();
         assert!(err.contains("open, closed"), "{err}");
     }
@@ -423,8 +465,14 @@ mod tests {
     fn cp1252_text_decodes_and_encodes() {
         let mut f = field(FieldType::String, ColumnType::Varchar);
         f.encoding = Encoding::for_label(b"windows-1252");
-        assert_eq!(f.read(&Value::Text(b"Caf\xe9".to_vec())), Json::from("Café"));
-        assert_eq!(f.to_legacy("Café").unwrap().value, Value::Text(b"Caf\xe9".to_vec()));
+        assert_eq!(
+            f.read(&Value::Text(b"Caf\xe9".to_vec())),
+            Json::from("Café")
+        );
+        assert_eq!(
+            f.to_legacy("Café").unwrap().value,
+            Value::Text(b"Caf\xe9".to_vec())
+        );
         assert!(f.to_legacy("日本").is_err());
     }
 
@@ -433,7 +481,10 @@ mod tests {
         let mut f = field(FieldType::Boolean, ColumnType::Char(Some(1)));
         f.bool_values = Some(("Y".into(), "N".into()));
         assert_eq!(f.read(&Value::Text(b"Y".to_vec())), Json::Bool(true));
-        assert_eq!(f.to_legacy("false").unwrap().value, Value::Text(b"N".to_vec()));
+        assert_eq!(
+            f.to_legacy("false").unwrap().value,
+            Value::Text(b"N".to_vec())
+        );
         assert!(f.to_legacy("no").is_err());
     }
 }

@@ -22,7 +22,11 @@ pub struct Plan {
 }
 
 /// Plans a listing: `extra` conditions (a parent key) are added to the client's filters.
-pub fn list(resource: &Resource, spec: &QuerySpec, extra: Vec<Condition>) -> Result<Plan, QueryError> {
+pub fn list(
+    resource: &Resource,
+    spec: &QuerySpec,
+    extra: Vec<Condition>,
+) -> Result<Plan, QueryError> {
     let mut sort = if spec.sort.is_empty() {
         resource.default_sort.clone()
     } else {
@@ -54,8 +58,14 @@ pub fn list(resource: &Resource, spec: &QuerySpec, extra: Vec<Condition>) -> Res
             }
         }
     };
-    let output: Vec<(usize, usize)> = output.iter().map(|&i| (i, position(i, &mut columns))).collect();
-    let order_positions: Vec<usize> = sort.iter().map(|&(i, _)| position(i, &mut columns)).collect();
+    let output: Vec<(usize, usize)> = output
+        .iter()
+        .map(|&i| (i, position(i, &mut columns)))
+        .collect();
+    let order_positions: Vec<usize> = sort
+        .iter()
+        .map(|&(i, _)| position(i, &mut columns))
+        .collect();
     let order: Vec<OrderTerm> = sort
         .iter()
         .map(|&(i, descending)| {
@@ -77,7 +87,9 @@ pub fn list(resource: &Resource, spec: &QuerySpec, extra: Vec<Condition>) -> Res
                 message: m.into(),
             };
             if cursor.sort != signature {
-                return Err(invalid("belongs to a different sort; start again without it"));
+                return Err(invalid(
+                    "belongs to a different sort; start again without it",
+                ));
             }
             if cursor.values.len() != order.len()
                 || !cursor.values.iter().zip(&order).all(|(v, t)| fits(v, t))
@@ -88,7 +100,11 @@ pub fn list(resource: &Resource, spec: &QuerySpec, extra: Vec<Condition>) -> Res
         }
     };
 
-    let mut filter: Vec<Condition> = spec.filters.iter().map(|f| condition(resource, f)).collect();
+    let mut filter: Vec<Condition> = spec
+        .filters
+        .iter()
+        .map(|f| condition(resource, f))
+        .collect();
     filter.extend(extra);
     Ok(Plan {
         select: Select {
@@ -113,7 +129,9 @@ fn fits(value: &Value, term: &OrderTerm) -> bool {
         (Value::Text(_), _) => true,
         (Value::Int(_), ColumnType::Integer) => true,
         (Value::Float(f), ColumnType::Float) => f.is_finite(),
-        (Value::Decimal(d), ColumnType::Decimal) => super::field::canonical_decimal(d, None).is_some(),
+        (Value::Decimal(d), ColumnType::Decimal) => {
+            super::field::canonical_decimal(d, None).is_some()
+        }
         (Value::Date(d), ColumnType::Date) => super::date::Date::parse_iso(d).is_some(),
         (Value::Timestamp(t), ColumnType::Timestamp) => super::date::iso_timestamp(t).is_some(),
         (Value::Bool(_), ColumnType::Bit) => true,
@@ -124,10 +142,18 @@ fn fits(value: &Value, term: &OrderTerm) -> bool {
 /// Key lookup conditions from the raw key segments, in key order.
 pub fn key_conditions(resource: &Resource, parts: &[String]) -> Result<Vec<Condition>, QueryError> {
     if parts.len() != resource.key.len() {
-        let names: Vec<&str> = resource.key.iter().map(|&i| resource.fields[i].name.as_str()).collect();
+        let names: Vec<&str> = resource
+            .key
+            .iter()
+            .map(|&i| resource.fields[i].name.as_str())
+            .collect();
         return Err(QueryError {
             parameter: "key".into(),
-            message: format!("must have {} part(s) separated by `,`: {}", names.len(), names.join(",")),
+            message: format!(
+                "must have {} part(s) separated by `,`: {}",
+                names.len(),
+                names.join(",")
+            ),
         });
     }
     resource

@@ -142,7 +142,8 @@ pub fn parse(resource: &Resource, query: &str) -> Result<QuerySpec, QueryError> 
         }
     }
     if let Some(text) = cursor_text {
-        let cursor = Cursor::decode(&text).ok_or_else(|| bad("cursor", "is not a cursor this API issued"))?;
+        let cursor = Cursor::decode(&text)
+            .ok_or_else(|| bad("cursor", "is not a cursor this API issued"))?;
         spec.cursor = Some(cursor);
     }
     Ok(spec)
@@ -153,7 +154,10 @@ fn parse_limit(resource: &Resource, value: &str) -> Result<usize, QueryError> {
         .parse()
         .map_err(|_| bad("limit", "must be a whole number"))?;
     if n == 0 || n > resource.max_limit {
-        return Err(bad("limit", format!("must be between 1 and {}", resource.max_limit)));
+        return Err(bad(
+            "limit",
+            format!("must be between 1 and {}", resource.max_limit),
+        ));
     }
     Ok(n)
 }
@@ -166,7 +170,13 @@ fn parse_sort(resource: &Resource, value: &str) -> Result<Vec<(usize, bool)>, Qu
             None => (false, term),
         };
         let i = resource.field(name).ok_or_else(|| {
-            bad("sort", format!("names unknown field `{name}`; fields: {}", resource.field_names()))
+            bad(
+                "sort",
+                format!(
+                    "names unknown field `{name}`; fields: {}",
+                    resource.field_names()
+                ),
+            )
         })?;
         if !resource.fields[i].sortable {
             return Err(bad("sort", format!("field `{name}` is not sortable")));
@@ -183,7 +193,13 @@ fn parse_fields(resource: &Resource, value: &str) -> Result<Vec<usize>, QueryErr
     let mut out = Vec::new();
     for name in value.split(',') {
         let i = resource.field(name).ok_or_else(|| {
-            bad("fields", format!("names unknown field `{name}`; fields: {}", resource.field_names()))
+            bad(
+                "fields",
+                format!(
+                    "names unknown field `{name}`; fields: {}",
+                    resource.field_names()
+                ),
+            )
         })?;
         if !out.contains(&i) {
             out.push(i);
@@ -206,7 +222,13 @@ fn parse_filter(resource: &Resource, key: &str, value: &str) -> Result<Filter, Q
         None => (key, FilterOp::Eq),
     };
     let index = resource.field(name).ok_or_else(|| {
-        bad(key, format!("is not a parameter or field; fields: {}", resource.field_names()))
+        bad(
+            key,
+            format!(
+                "is not a parameter or field; fields: {}",
+                resource.field_names()
+            ),
+        )
     })?;
     let field = &resource.fields[index];
     if !field.filterable {
@@ -243,7 +265,10 @@ fn parse_filter(resource: &Resource, key: &str, value: &str) -> Result<Filter, Q
         }
         FilterOp::Prefix => {
             if field.field_type != crate::config::FieldType::String || !field.codes.is_empty() {
-                return Err(bad(key, format!("prefix filters apply to text fields; `{name}` is not one")));
+                return Err(bad(
+                    key,
+                    format!("prefix filters apply to text fields; `{name}` is not one"),
+                ));
             }
             filter.prefix = field.legacy_prefix(value).map_err(|m| bad(key, m))?;
         }

@@ -51,15 +51,11 @@ fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
                 .find('}')
                 .ok_or_else(|| "unterminated `${` in value".to_string())?;
             let name = &tail[..end];
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("`${{{name}}}` is not a valid variable name"));
             }
-            let value = env(name)
-                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value =
+                env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {

@@ -85,7 +85,11 @@ pub fn parse(
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let location = e.path().to_string();
-        let location = if location == "." { String::new() } else { location };
+        let location = if location == "." {
+            String::new()
+        } else {
+            location
+        };
         ConfigError::single(file, location, e.into_inner().to_string())
     })
 }
@@ -134,7 +138,7 @@ mod tests {
             max_concurency = 3
         "#;
         let err = parse("t.toml", text, &|_| None).unwrap_err();
-        assert_eq!(err.problems[0].location, "sources.erp");
+        assert_eq!(err.problems[0].location, "sources.erp.max_concurency");
         assert!(err.problems[0].message.contains("max_concurency"));
     }
 }

@@ -26,7 +26,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         };
         sources.insert(name.clone(), json!(status));
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     HttpResponse::build(status).json(json!({
         "status": if ready { "ready" } else { "unavailable" },
         "sources": sources,

@@ -46,10 +46,11 @@ pub enum StartError {
 impl AppState {
     /// Compiles the catalog and creates every source (connections open on first use).
     pub fn from_config(config: &Config, file: &str) -> Result<Self, crate::config::ConfigError> {
-        let catalog = crate::catalog::compile(config).map_err(|problems| crate::config::ConfigError {
-            file: file.to_string(),
-            problems,
-        })?;
+        let catalog =
+            crate::catalog::compile(config).map_err(|problems| crate::config::ConfigError {
+                file: file.to_string(),
+                problems,
+            })?;
         let sources = config
             .sources
             .iter()
@@ -102,7 +103,10 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("nothing is served at {}", req.path())))
+    Err(ApiError::NotFound(format!(
+        "nothing is served at {}",
+        req.path()
+    )))
 }
 
 /// Binds the listen address and returns the running server and the address it got.
@@ -117,7 +121,8 @@ pub fn start(state: AppState, config: &Config) -> Result<(Server, SocketAddr), S
         error,
     })?;
     let state = web::Data::new(state);
-    let shutdown = parse_duration(&config.server.shutdown_timeout).unwrap_or(Duration::from_secs(10));
+    let shutdown =
+        parse_duration(&config.server.shutdown_timeout).unwrap_or(Duration::from_secs(10));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -48,7 +48,11 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            ApiError::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad-parameter", "Invalid request parameter"),
+            ApiError::BadParameter(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad-parameter",
+                "Invalid request parameter",
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
@@ -79,8 +83,12 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::Source(SourceError::Busy { retry_after, .. }) => Some(retry_after.as_secs().max(1)),
-            ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. }) => Some(5),
+            ApiError::Source(SourceError::Busy { retry_after, .. }) => {
+                Some(retry_after.as_secs().max(1))
+            }
+            ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. }) => {
+                Some(5)
+            }
             _ => None,
         }
     }
@@ -91,7 +99,10 @@ impl ApiError {
         let (detail, parameter) = match self {
             ApiError::NotFound(d) => (d.clone(), None),
             ApiError::BadParameter(e) => (e.to_string(), Some(e.parameter.clone())),
-            ApiError::MethodNotAllowed => ("this resource does not accept that method".to_string(), None),
+            ApiError::MethodNotAllowed => (
+                "this resource does not accept that method".to_string(),
+                None,
+            ),
             ApiError::Source(e) => (public_detail(e), None),
         };
         Problem {
@@ -109,12 +120,22 @@ fn public_detail(error: &SourceError) -> String {
         SourceError::Busy { source_name, .. } => {
             format!("source `{source_name}` is serving as many queries as it is allowed to; retry shortly")
         }
-        SourceError::Unavailable { source_name, .. } => format!("source `{source_name}` cannot be reached"),
-        SourceError::Timeout { source_name, timeout } => {
-            format!("source `{source_name}` did not answer within {} ms", timeout.as_millis())
+        SourceError::Unavailable { source_name, .. } => {
+            format!("source `{source_name}` cannot be reached")
+        }
+        SourceError::Timeout {
+            source_name,
+            timeout,
+        } => {
+            format!(
+                "source `{source_name}` did not answer within {} ms",
+                timeout.as_millis()
+            )
         }
         SourceError::Query { source_name, .. } => {
-            format!("source `{source_name}` refused the query; the operator should run `portico check`")
+            format!(
+                "source `{source_name}` refused the query; the operator should run `portico check`"
+            )
         }
     }
 }

@@ -22,11 +22,16 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, "resource")?;
     let row = fetch_one(&state, resource, &raw_segment(&req, 2)).await?;
-    Ok(HttpResponse::Ok().content_type("application/json").body(row.to_string()))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(row.to_string()))
 }
 
 /// Lists the child rows of one parent row.
-pub async fn children(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn children(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let parent = find(&state, &req, "resource")?;
     let child = find(&state, &req, "child")?;
     let Some((parent_name, link)) = &child.parent else {
@@ -57,10 +62,17 @@ fn not_found(req: &HttpRequest) -> ApiError {
     ApiError::NotFound(format!("nothing is served at {}", req.path()))
 }
 
-fn find<'a>(state: &'a AppState, req: &HttpRequest, segment: &str) -> Result<&'a Resource, ApiError> {
+fn find<'a>(
+    state: &'a AppState,
+    req: &HttpRequest,
+    segment: &str,
+) -> Result<&'a Resource, ApiError> {
     let version = req.match_info().get("version").unwrap_or_default();
     let name = req.match_info().get(segment).unwrap_or_default();
-    state.catalog.resource(version, name).ok_or_else(|| not_found(req))
+    state
+        .catalog
+        .resource(version, name)
+        .ok_or_else(|| not_found(req))
 }
 
 /// The raw (still percent-encoded) path segment, so an encoded `,` in a key part survives.
@@ -89,10 +101,9 @@ fn split_key(raw: &str) -> Result<Vec<String>, QueryError> {
 }
 
 async fn run(state: &AppState, resource: &Resource, plan: &plan::Plan) -> Result<Rows, ApiError> {
-    let source = state
-        .sources
-        .get(&resource.source)
-        .ok_or_else(|| ApiError::NotFound(format!("source `{}` is not configured", resource.source)))?;
+    let source = state.sources.get(&resource.source).ok_or_else(|| {
+        ApiError::NotFound(format!("source `{}` is not configured", resource.source))
+    })?;
     let statement = source.dialect().select(&plan.select);
     Ok(source.query(statement).await?)
 }
@@ -133,7 +144,11 @@ async fn list_rows(
         (true, Some(last)) => Some(
             crate::catalog::cursor::Cursor {
                 sort: plan.signature.clone(),
-                values: plan.order_positions.iter().map(|&p| last[p].clone()).collect(),
+                values: plan
+                    .order_positions
+                    .iter()
+                    .map(|&p| last[p].clone())
+                    .collect(),
             }
             .encode(),
         ),
@@ -158,7 +173,11 @@ async fn list_rows(
     Ok(response.body(body.to_string()))
 }
 
-fn render(resource: &Resource, plan: &plan::Plan, row: &[crate::source::Value]) -> Map<String, Json> {
+fn render(
+    resource: &Resource,
+    plan: &plan::Plan,
+    row: &[crate::source::Value],
+) -> Map<String, Json> {
     plan.output
         .iter()
         .map(|&(field, position)| {

@@ -116,10 +116,8 @@ fn keyset_after(order: &[OrderTerm], values: &[Value]) -> Condition {
             column: column.clone(),
             negated: false,
         };
-        let equal_then = |tail: Option<Condition>, head: Condition| match tail {
-            Some(t) => Some(Condition::And(vec![head, t])),
-            None => None,
-        };
+        let equal_then =
+            |tail: Option<Condition>, head: Condition| tail.map(|t| Condition::And(vec![head, t]));
         let mut any = Vec::new();
         if *value == Value::Null {
             // After NULL: larger values when ascending; only NULLs with a larger tail otherwise.
@@ -341,14 +339,19 @@ mod tests {
             vec![term("DUE", true, true), term("JOB_NO", false, false)],
             None,
         ));
-        assert!(s.sql.ends_with("ORDER BY \"DUE\" DESC NULLS LAST, \"JOB_NO\" LIMIT 51"));
+        assert!(s
+            .sql
+            .ends_with("ORDER BY \"DUE\" DESC NULLS LAST, \"JOB_NO\" LIMIT 51"));
     }
 
     #[test]
     fn keyset_expands_ties_and_nulls_into_bound_parameters() {
         let s = Dialect::Sqlite.select(&select(
             vec![term("DUE", true, true), term("JOB_NO", false, false)],
-            Some(vec![Value::Text(b"20240101".to_vec()), Value::Text(b"J1".to_vec())]),
+            Some(vec![
+                Value::Text(b"20240101".to_vec()),
+                Value::Text(b"J1".to_vec()),
+            ]),
         ));
         assert!(
             s.sql.contains(
@@ -364,7 +367,8 @@ mod tests {
             Some(vec![Value::Null, Value::Text(b"J1".to_vec())]),
         ));
         assert!(
-            s.sql.contains("((\"DUE\" IS NULL AND \"JOB_NO\" > ?) OR \"DUE\" IS NOT NULL)"),
+            s.sql
+                .contains("((\"DUE\" IS NULL AND \"JOB_NO\" > ?) OR \"DUE\" IS NOT NULL)"),
             "{}",
             s.sql
         );

@@ -36,7 +36,10 @@ impl ColumnType {
     pub fn parse(text: &str) -> Option<Self> {
         let lower = text.trim().to_ascii_lowercase();
         let (base, args) = match lower.find('(') {
-            Some(i) => (lower[..i].trim(), Some(lower[i + 1..].trim_end_matches(')'))),
+            Some(i) => (
+                lower[..i].trim(),
+                Some(lower[i + 1..].trim_end_matches(')')),
+            ),
             None => (lower.as_str(), None),
         };
         Some(match base {
@@ -191,7 +194,10 @@ mod tests {
 
     #[test]
     fn column_types_parse_from_config_spellings() {
-        assert_eq!(ColumnType::parse("CHAR(8)"), Some(ColumnType::Char(Some(8))));
+        assert_eq!(
+            ColumnType::parse("CHAR(8)"),
+            Some(ColumnType::Char(Some(8)))
+        );
         assert_eq!(ColumnType::parse("char"), Some(ColumnType::Char(None)));
         assert_eq!(
             ColumnType::parse("decimal(15,2)"),

@@ -9,7 +9,9 @@ use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
 use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
 use tokio::sync::Semaphore;
 
-use super::{ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value};
+use super::{
+    ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value,
+};
 
 /// Settings of one ODBC source, resolved from configuration.
 #[derive(Debug, Clone)]
@@ -101,7 +103,9 @@ impl Source for OdbcSource {
     }
 
     fn query(&self, statement: Statement) -> SourceFuture<'_, Rows> {
-        Box::pin(self.run(move |worker| worker.with_connection(|conn| worker.fetch(conn, &statement))))
+        Box::pin(
+            self.run(move |worker| worker.with_connection(|conn| worker.fetch(conn, &statement))),
+        )
     }
 
     fn ping(&self) -> SourceFuture<'_, ()> {
@@ -185,10 +189,13 @@ impl Worker {
         };
         let name = self.settings.name.clone();
         match state {
-            Some(s) if &s == b"HYT00" || &s == b"HYT01" => SourceError::Timeout {
-                source_name: name,
-                timeout: self.settings.query_timeout,
-            },
+            // HYT00/HYT01: ODBC timeouts; S1T00: ODBC 2; 57014: PostgreSQL cancelled it for us.
+            Some(s) if [b"HYT00", b"HYT01", b"S1T00", b"57014"].contains(&&s) => {
+                SourceError::Timeout {
+                    source_name: name,
+                    timeout: self.settings.query_timeout,
+                }
+            }
             Some([b'0', b'8', ..]) => SourceError::Unavailable {
                 source_name: name,
                 detail: error.to_string(),
@@ -200,14 +207,20 @@ impl Worker {
         }
     }
 
-    fn fetch(&self, conn: &Connection<'static>, statement: &Statement) -> Result<Rows, odbc_api::Error> {
+    fn fetch(
+        &self,
+        conn: &Connection<'static>,
+        statement: &Statement,
+    ) -> Result<Rows, odbc_api::Error> {
         let params: Vec<Box<dyn InputParameter>> = statement.params.iter().map(bind).collect();
-        let Some(mut cursor) = conn.execute(&statement.sql, &params[..], Some(self.timeout_secs()))?
+        let Some(mut cursor) =
+            conn.execute(&statement.sql, &params[..], Some(self.timeout_secs()))?
         else {
             return Ok(Vec::new());
         };
         let batch = statement.max_rows.clamp(1, 500);
-        let buffer = TextRowSet::for_cursor(batch, &mut cursor, Some(self.settings.max_text_bytes))?;
+        let buffer =
+            TextRowSet::for_cursor(batch, &mut cursor, Some(self.settings.max_text_bytes))?;
         let mut block = cursor.bind_buffer(buffer)?;
         let mut rows = Vec::new();
         while let Some(set) = block.fetch()? {
@@ -217,8 +230,13 @@ impl Worker {
                 }
                 let row = (0..set.num_cols())
                     .map(|c| {
-                        let column_type = statement.columns.get(c).copied().unwrap_or(ColumnType::Varchar);
-                        set.at(c, r).map_or(Value::Null, |bytes| decode(bytes, column_type))
+                        let column_type = statement
+                            .columns
+                            .get(c)
+                            .copied()
+                            .unwrap_or(ColumnType::Varchar);
+                        set.at(c, r)
+                            .map_or(Value::Null, |bytes| decode(bytes, column_type))
                     })
                     .collect();
                 rows.push(row);
@@ -230,7 +248,7 @@ impl Worker {
 
 /// Binds a parameter with the SQL type of the column it meets, so every driver compares it
 /// the way the column's own values compare (CHAR as CHAR, DECIMAL exactly).
-fn bind(param: &Param) -> Box<dyn InputParameter> {
+pub fn bind(param: &Param) -> Box<dyn InputParameter> {
     let text = |bytes: Vec<u8>, data_type: DataType| -> Box<dyn InputParameter> {
         Box::new(WithDataType::new(VarCharBox::from_vec(bytes), data_type))
     };
@@ -252,7 +270,9 @@ fn bind(param: &Param) -> Box<dyn InputParameter> {
             )
         }
         (Value::Date(d), _) => text(d.clone().into_bytes(), DataType::Date),
-        (Value::Timestamp(t), _) => text(t.clone().into_bytes(), DataType::Timestamp { precision: 3 }),
+        (Value::Timestamp(t), _) => {
+            text(t.clone().into_bytes(), DataType::Timestamp { precision: 3 })
+        }
         (Value::Text(bytes), ColumnType::Char(_)) => {
             let n = bytes.len();
             text(bytes.clone(), DataType::Char { length: length(n) })
@@ -329,8 +349,14 @@ mod tests {
             decode(b"2024-02-29 00:00:00", ColumnType::Date),
             Value::Date("2024-02-29".into())
         );
-        assert_eq!(decode(&[0xE9], ColumnType::Varchar), Value::Text(vec![0xE9]));
+        assert_eq!(
+            decode(&[0xE9], ColumnType::Varchar),
+            Value::Text(vec![0xE9])
+        );
         assert_eq!(decode(b"1", ColumnType::Bit), Value::Bool(true));
-        assert_eq!(decode(b"1e5", ColumnType::Decimal), Value::Text(b"1e5".to_vec()));
+        assert_eq!(
+            decode(b"1e5", ColumnType::Decimal),
+            Value::Text(b"1e5".to_vec())
+        );
     }
 }

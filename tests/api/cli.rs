@@ -1,0 +1,241 @@
+//! The `portico` binary: check, introspect, serve with graceful shutdown, example configs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn portico() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portico"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Builds the demo database from its SQL script into a temporary directory.
+fn demo_database() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("legacy.db");
+    let script = std::fs::File::open(repo("config/demo/legacy.sql")).unwrap();
+    let status = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(script)
+        .status()
+        .expect("sqlite3 installed");
+    assert!(status.success());
+    (dir, db)
+}
+
+#[test]
+fn check_accepts_the_demo_and_what_introspect_prints() {
+    let (_dir, db) = demo_database();
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(repo("config/demo.toml"))
+        .env("DEMO_DB", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = portico()
+        .args(["introspect", "--source", "shop", "--config"])
+        .arg(repo("config/demo.toml"))
+        .env("DEMO_DB", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let starter = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        starter.contains("[versions.v1.resources.jobhdr]"),
+        "{starter}"
+    );
+    assert!(starter.contains("key = [\"job_no\"]"));
+    assert!(
+        starter.contains("key = [\"job_no\", \"op_seq\"]"),
+        "composite primary key: {starter}"
+    );
+    assert!(
+        starter.contains("connection_string = \"Driver=SQLite3;Database=${DEMO_DB}\""),
+        "secrets stay references"
+    );
+    let file = _dir.path().join("starter.toml");
+    std::fs::write(&file, &starter).unwrap();
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("DEMO_DB", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check rejects introspect output: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_its_location() {
+    let (dir, db) = demo_database();
+    let config = format!(
+        r#"
+[sources.shop]
+kind = "odbc"
+dialect = "sqlite"
+connection_string = "Driver=SQLite3;Database={db}"
+query_timeout = "soon"
+
+[versions.v1.resources.jobs]
+source = "shop"
+table = "JOBHDR"
+key = ["id"]
+default_sort = ["colour"]
+[versions.v1.resources.jobs.fields]
+id = {{ column = "JOB_NO", type = "string", column_type = "char(10)" }}
+status = {{ column = "STATUS", type = "string", codes = {{ O = "open" }}, sortable = true }}
+
+[versions.v1.resources.ghost]
+source = "shop"
+table = "NO_SUCH_TABLE"
+key = ["id"]
+[versions.v1.resources.ghost.fields]
+id = {{ column = "ID", type = "integer" }}
+"#,
+        db = db.display()
+    );
+    let file = dir.path().join("broken.toml");
+    std::fs::write(&file, &config).unwrap();
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stderr);
+    for location in [
+        "sources.shop.query_timeout",
+        "versions.v1.resources.jobs.default_sort",
+        "versions.v1.resources.jobs.fields.status.sortable",
+    ] {
+        assert!(
+            report.contains(location),
+            "missing {location} in:\n{report}"
+        );
+    }
+
+    // A well-formed config whose table does not exist fails against the database.
+    let fixed = config
+        .replace("query_timeout = \"soon\"", "")
+        .replace("default_sort = [\"colour\"]", "")
+        .replace(", sortable = true", "");
+    std::fs::write(&file, fixed).unwrap();
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        report.contains("versions.v1.resources.ghost: the database refused"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("resources.jobs:"),
+        "the valid resource passes: {report}"
+    );
+
+    // A missing environment variable is named.
+    std::fs::write(
+        &file,
+        config.replace(&db.display().to_string(), "${NOT_SET_ANYWHERE}"),
+    )
+    .unwrap();
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`NOT_SET_ANYWHERE`"));
+}
+
+#[test]
+fn every_example_config_loads_and_compiles() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let config =
+                portico::config::parse(&path.display().to_string(), &text, &|_| Some("x".into()))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            portico::catalog::compile(&config)
+                .unwrap_or_else(|p| panic!("{}: {p:?}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "config/ holds examples");
+}
+
+#[test]
+fn serve_stops_gracefully_on_sigterm() {
+    let (dir, db) = demo_database();
+    let text = std::fs::read_to_string(repo("config/demo.toml"))
+        .unwrap()
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:0\"\nworkers = 1",
+        );
+    let file = dir.path().join("serve.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut child = portico()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("DEMO_DB", &db)
+        .env("PORTICO_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("portico logs its address").unwrap();
+        if let Some(at) = line.find("address=") {
+            break line[at + 8..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /v1/jobs/J000001 HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    assert!(response.contains("\"id\":\"J000001\""));
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "portico did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+}

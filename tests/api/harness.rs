@@ -1,0 +1,236 @@
+//! Backends loaded with the fixture, Portico started in-process, and an HTTP client.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use odbc_api::buffers::TextRowSet;
+use odbc_api::{ConnectionOptions, Cursor};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::fixture::{self, Kind};
+use crate::servers::{DbServer, Engine};
+
+/// A database loaded with the fixture.
+pub struct Backend {
+    /// ODBC connection string of the fixture database.
+    pub connection_string: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The shared server of an engine, started on first use.
+pub fn shared_server(engine: Engine) -> &'static DbServer {
+    static PG: OnceLock<DbServer> = OnceLock::new();
+    static MARIA: OnceLock<DbServer> = OnceLock::new();
+    let cell = match engine {
+        Engine::Postgres => &PG,
+        Engine::MariaDb => &MARIA,
+    };
+    cell.get_or_init(|| DbServer::start(engine))
+}
+
+/// A fresh, empty database on `server`.
+pub fn create_database(server: &DbServer) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("portico_{}", NEXT.fetch_add(1, Ordering::SeqCst));
+    let admin = server.connection_string(server.admin_database());
+    let create = match server.engine {
+        Engine::Postgres => format!("CREATE DATABASE {name}"),
+        Engine::MariaDb => format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
+    };
+    execute(&admin, &create);
+    server.connection_string(&name)
+}
+
+/// A new database of `kind` with the fixture loaded.
+pub fn load_fixture(kind: Kind, server: Option<&DbServer>) -> Backend {
+    let (connection_string, dir) = match (kind, server) {
+        (Kind::Sqlite, _) => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("legacy.db");
+            (
+                format!("Driver=SQLite3;Database={}", path.display()),
+                Some(dir),
+            )
+        }
+        (_, Some(server)) => (create_database(server), None),
+        (_, None) => panic!("{kind:?} needs a server"),
+    };
+    for statement in fixture::sql(kind) {
+        execute(&connection_string, &statement);
+    }
+    Backend {
+        connection_string,
+        _dir: dir,
+    }
+}
+
+/// The fixture database of `kind`, shared by the read-only tests.
+pub fn backend(kind: Kind) -> &'static Backend {
+    static SQLITE: OnceLock<Backend> = OnceLock::new();
+    static PG: OnceLock<Backend> = OnceLock::new();
+    static MARIA: OnceLock<Backend> = OnceLock::new();
+    match kind {
+        Kind::Sqlite => SQLITE.get_or_init(|| load_fixture(kind, None)),
+        Kind::Postgres => {
+            PG.get_or_init(|| load_fixture(kind, Some(shared_server(Engine::Postgres))))
+        }
+        Kind::MariaDb => {
+            MARIA.get_or_init(|| load_fixture(kind, Some(shared_server(Engine::MariaDb))))
+        }
+    }
+}
+
+/// Runs one statement directly through ODBC (not through Portico).
+pub fn execute(connection_string: &str, sql: &str) {
+    let env = odbc_api::environment().unwrap();
+    let conn = env
+        .connect_with_connection_string(connection_string, ConnectionOptions::default())
+        .unwrap_or_else(|e| panic!("connect {connection_string}: {e}"));
+    conn.execute(sql, (), None)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Runs a query directly and returns its rows as text.
+pub fn query_text(connection_string: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let env = odbc_api::environment().unwrap();
+    let conn = env
+        .connect_with_connection_string(connection_string, ConnectionOptions::default())
+        .unwrap();
+    let mut cursor = conn.execute(sql, (), None).unwrap().expect("a result set");
+    let buffer = TextRowSet::for_cursor(100, &mut cursor, Some(4096)).unwrap();
+    let mut block = cursor.bind_buffer(buffer).unwrap();
+    let mut rows = Vec::new();
+    while let Some(set) = block.fetch().unwrap() {
+        for r in 0..set.num_rows() {
+            rows.push(
+                (0..set.num_cols())
+                    .map(|c| {
+                        set.at(c, r)
+                            .map(|b| String::from_utf8_lossy(b).into_owned())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// A running Portico and a client for it.
+pub struct Portico {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    client: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// An HTTP answer, body parsed as JSON when it is JSON.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts a problem+json answer with `status` and returns its body.
+    pub fn problem(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")));
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+        &self.body
+    }
+}
+
+impl Portico {
+    /// Starts Portico with `config` (TOML text) on a free port.
+    pub async fn spawn(config: &str) -> Self {
+        let config =
+            portico::config::parse("test.toml", config, &|_| None).expect("test config parses");
+        let state = portico::http::AppState::from_config(&config, "test.toml")
+            .expect("test config compiles");
+        let (server, address) = portico::http::start(state, &config).expect("server starts");
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            base: format!("http://{address}"),
+            client: reqwest::Client::new(),
+            handle,
+        }
+    }
+
+    /// Starts Portico over the shared fixture of `kind`.
+    pub async fn over(kind: Kind) -> Self {
+        Self::spawn(&fixture::config(kind, &backend(kind).connection_string, "")).await
+    }
+
+    /// GETs a path (with query) and parses the answer.
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Follows `next_cursor` links from `path` and returns every row of every page.
+    pub async fn all_pages(&self, path: &str) -> Vec<Value> {
+        let mut rows = Vec::new();
+        let mut next = path.to_string();
+        for _ in 0..1000 {
+            let answer = self.get(&next).await;
+            assert_eq!(answer.status, StatusCode::OK, "GET {next}: {}", answer.body);
+            rows.extend(
+                answer.body["data"]
+                    .as_array()
+                    .expect("data array")
+                    .iter()
+                    .cloned(),
+            );
+            let cursor = &answer.body["next_cursor"];
+            let link = answer.headers.get("link").and_then(|v| v.to_str().ok());
+            match cursor.as_str() {
+                None => {
+                    assert!(cursor.is_null());
+                    assert!(link.is_none(), "no Link header on the last page");
+                    return rows;
+                }
+                Some(c) => {
+                    let link = link.expect("Link header when there is a next page");
+                    assert!(
+                        link.ends_with("; rel=\"next\"") && link.contains(c),
+                        "{link}"
+                    );
+                    next = link[1..link.find('>').unwrap()].to_string();
+                }
+            }
+        }
+        panic!("paging from {path} did not end");
+    }
+}
+
+impl Drop for Portico {
+    fn drop(&mut self) {
+        // Sending the stop command is synchronous; the completion future is not needed.
+        drop(self.handle.stop(false));
+    }
+}

@@ -1,0 +1,111 @@
+//! The database goes away and comes back; the database is slow; the source is saturated.
+
+use std::time::{Duration, Instant};
+
+use crate::fixture::{self, Kind};
+use crate::harness::{backend, load_fixture, Portico};
+use crate::servers::{DbServer, Engine};
+
+async fn outage_answers_503_then_recovers_by_itself(engine: Engine, kind: Kind) {
+    let server = DbServer::start(engine);
+    let db = load_fixture(kind, Some(&server));
+    let extra = "query_timeout = \"2s\"\nlogin_timeout = \"2s\"";
+    let app = Portico::spawn(&fixture::config(kind, &db.connection_string, extra)).await;
+    assert_eq!(app.get("/v1/jobs?limit=5").await.status, 200);
+    assert_eq!(app.get("/readyz").await.status, 200);
+
+    server.stop();
+    let started = Instant::now();
+    let answer = app.get("/v1/jobs?limit=5").await;
+    let waited = started.elapsed();
+    let body = answer.problem(503);
+    assert!(matches!(
+        body["type"].as_str(),
+        Some("/problems/source-unavailable" | "/problems/source-timeout")
+    ));
+    assert!(answer.headers.contains_key("retry-after"));
+    assert!(
+        !body["detail"].as_str().unwrap().contains("Driver"),
+        "driver text stays in the log"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered within the timeouts, took {waited:?}"
+    );
+    assert_eq!(app.get("/readyz").await.status, 503);
+
+    server.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = app.get("/v1/jobs?limit=5").await;
+        if answer.status == 200 {
+            assert_eq!(answer.body["data"].as_array().unwrap().len(), 5);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Portico did not recover: {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(app.get("/readyz").await.status, 200);
+}
+
+#[tokio::test]
+async fn postgres_outage_answers_503_then_recovers() {
+    outage_answers_503_then_recovers_by_itself(Engine::Postgres, Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_outage_answers_503_then_recovers() {
+    outage_answers_503_then_recovers_by_itself(Engine::MariaDb, Kind::MariaDb).await;
+}
+
+fn with_slow_resource(source_extra: &str, seconds: u32) -> String {
+    let b = backend(Kind::Postgres);
+    let mut config = fixture::config(Kind::Postgres, &b.connection_string, source_extra);
+    config.push_str(&format!(
+        r#"
+[versions.v1.resources.slow]
+source = "legacy"
+query = 'SELECT "JOB_NO" FROM "JOBS" CROSS JOIN (SELECT pg_sleep({seconds})) AS s'
+key = ["id"]
+[versions.v1.resources.slow.fields]
+id = {{ column = "JOB_NO", type = "string", column_type = "char(8)" }}
+"#
+    ));
+    config
+}
+
+#[tokio::test]
+async fn a_saturated_source_sheds_load_with_503_and_retry_after() {
+    let config = with_slow_resource("max_concurrency = 1\nqueue_timeout = \"100ms\"", 1);
+    let app = Portico::spawn(&config).await;
+    let requests = (0..4).map(|_| app.get("/v1/slow?limit=1"));
+    let answers = futures_util::future::join_all(requests).await;
+    let shed: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
+    assert!(
+        answers.iter().any(|a| a.status == 200),
+        "one request is served"
+    );
+    assert!(!shed.is_empty(), "the others are shed instead of queueing");
+    for answer in shed {
+        assert_eq!(answer.problem(503)["type"], "/problems/source-busy");
+        assert_eq!(answer.headers.get("retry-after").unwrap(), "1");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_query_is_cut_off_at_the_timeout() {
+    let config = with_slow_resource("query_timeout = \"1s\"\nlogin_timeout = \"1s\"", 4);
+    let app = Portico::spawn(&config).await;
+    let started = Instant::now();
+    let answer = app.get("/v1/slow?limit=1").await;
+    assert_eq!(answer.problem(503)["type"], "/problems/source-timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+}
