@@ -1,5 +1,7 @@
 //! Portico: versioned, documented REST in front of legacy SQL Server and ODBC databases.
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod check;
 pub mod config;

@@ -282,19 +282,7 @@ impl Field {
     }
 
     fn encode_padded(&self, text: &str) -> Result<Vec<u8>, ValueError> {
-        let mut bytes = match self.encoding {
-            Some(encoding) => {
-                let (bytes, _, unmappable) = encoding.encode(text);
-                if unmappable {
-                    return Err(format!(
-                        "contains characters that {} cannot store",
-                        encoding.name()
-                    ));
-                }
-                bytes.into_owned()
-            }
-            None => text.as_bytes().to_vec(),
-        };
+        let mut bytes = self.legacy_prefix(text)?;
         if let ColumnType::Char(Some(n)) = self.column_type {
             let n = n as usize;
             if bytes.len() > n {
@@ -305,7 +293,7 @@ impl Field {
         Ok(bytes)
     }
 
-    /// Encodes a prefix for `LIKE` in the column's code page (never padded).
+    /// Encodes text in the column's code page, unpadded (also a `LIKE` prefix).
     pub fn legacy_prefix(&self, api: &str) -> Result<Vec<u8>, ValueError> {
         match self.encoding {
             Some(encoding) => {

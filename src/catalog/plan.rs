@@ -1,10 +1,10 @@
 //! Turns a validated `QuerySpec` into a dialect-neutral `Select`, adding the key for a total
 //! order, the keyset position, and the row layout for rendering.
 
-use super::query::{Filter, FilterOp, QueryError, QuerySpec};
+use super::query::{Filter, FilterKind, QueryError, QuerySpec};
 use super::Resource;
 use crate::source::select::{CmpOp, Condition, OrderTerm, Select};
-use crate::source::{ColumnType, Param, Value};
+use crate::source::{ColumnType, Value};
 
 /// A planned list or key lookup.
 #[derive(Debug, Clone)]
@@ -179,47 +179,45 @@ fn condition(resource: &Resource, filter: &Filter) -> Condition {
     let field = &resource.fields[filter.field];
     let column = field.column.clone();
     let sentinels = field.null_sentinels();
-    let compare = |op: CmpOp, param: &Param| Condition::Compare {
-        column: column.clone(),
-        op,
-        param: param.clone(),
-    };
-    let base = match filter.op {
-        FilterOp::Null => {
-            let mut any = vec![Condition::IsNull {
+    let base = match &filter.kind {
+        FilterKind::Null(is_null) => {
+            let null = Condition::IsNull {
                 column: column.clone(),
-                negated: !filter.is_null,
-            }];
+                negated: !is_null,
+            };
             if sentinels.is_empty() {
-                return any.remove(0);
+                return null;
             }
-            return if filter.is_null {
-                any.push(Condition::In {
-                    column: column.clone(),
-                    params: sentinels,
-                });
-                Condition::Or(any)
+            return if *is_null {
+                Condition::Or(vec![
+                    null,
+                    Condition::In {
+                        column,
+                        params: sentinels,
+                    },
+                ])
             } else {
-                any.push(Condition::NotIn {
-                    column: column.clone(),
-                    params: sentinels,
-                });
-                Condition::And(any)
+                Condition::And(vec![
+                    null,
+                    Condition::NotIn {
+                        column,
+                        params: sentinels,
+                    },
+                ])
             };
         }
-        FilterOp::Eq => compare(CmpOp::Eq, &filter.params[0]),
-        FilterOp::Ne => compare(CmpOp::Ne, &filter.params[0]),
-        FilterOp::Lt => compare(CmpOp::Lt, &filter.params[0]),
-        FilterOp::Lte => compare(CmpOp::Lte, &filter.params[0]),
-        FilterOp::Gt => compare(CmpOp::Gt, &filter.params[0]),
-        FilterOp::Gte => compare(CmpOp::Gte, &filter.params[0]),
-        FilterOp::In => Condition::In {
+        FilterKind::Compare(op, param) => Condition::Compare {
             column: column.clone(),
-            params: filter.params.clone(),
+            op: *op,
+            param: param.clone(),
         },
-        FilterOp::Prefix => Condition::Prefix {
+        FilterKind::In(params) => Condition::In {
             column: column.clone(),
-            prefix: filter.prefix.clone(),
+            params: params.clone(),
+        },
+        FilterKind::Prefix(prefix) => Condition::Prefix {
+            column: column.clone(),
+            prefix: prefix.clone(),
         },
     };
     // A legacy "null" (00000000, blanks) is null to the client: no value filter matches it.

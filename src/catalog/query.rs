@@ -2,68 +2,32 @@
 
 use super::cursor::Cursor;
 use super::Resource;
+use crate::source::select::CmpOp;
 use crate::source::Param;
 
 /// Largest number of values an `in` filter may carry.
 pub const MAX_IN_VALUES: usize = 100;
 
-/// Filter operators a client may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FilterOp {
-    /// Equal.
-    Eq,
-    /// Not equal.
-    Ne,
-    /// Less than.
-    Lt,
-    /// Less than or equal.
-    Lte,
-    /// Greater than.
-    Gt,
-    /// Greater than or equal.
-    Gte,
+/// A filter condition with its values already in legacy form.
+#[derive(Debug, Clone)]
+pub enum FilterKind {
+    /// `eq ne lt lte gt gte`.
+    Compare(CmpOp, Param),
     /// One of a comma-separated list.
-    In,
-    /// Text starts with.
-    Prefix,
-    /// Is (`true`) or is not (`false`) null.
-    Null,
+    In(Vec<Param>),
+    /// Text starts with these bytes (in the column's code page).
+    Prefix(Vec<u8>),
+    /// Is null (`true`) or is not null (`false`), sentinels included.
+    Null(bool),
 }
 
-impl FilterOp {
-    fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "eq" => Self::Eq,
-            "ne" => Self::Ne,
-            "lt" => Self::Lt,
-            "lte" => Self::Lte,
-            "gt" => Self::Gt,
-            "gte" => Self::Gte,
-            "in" => Self::In,
-            "prefix" => Self::Prefix,
-            "null" => Self::Null,
-            _ => return None,
-        })
-    }
-
-    fn is_range(self) -> bool {
-        matches!(self, Self::Lt | Self::Lte | Self::Gt | Self::Gte)
-    }
-}
-
-/// A filter with its values already in legacy form.
+/// A client filter on one field.
 #[derive(Debug, Clone)]
 pub struct Filter {
     /// Field index.
     pub field: usize,
-    /// Operator.
-    pub op: FilterOp,
-    /// Legacy values (one, or several for `in`).
-    pub params: Vec<Param>,
-    /// Prefix bytes for `prefix`.
-    pub prefix: Vec<u8>,
-    /// For `null`: true means "is null".
-    pub is_null: bool,
+    /// Condition.
+    pub kind: FilterKind,
 }
 
 /// A client's list query, validated against its resource.
@@ -211,15 +175,27 @@ fn parse_fields(resource: &Resource, value: &str) -> Result<Vec<usize>, QueryErr
 fn parse_filter(resource: &Resource, key: &str, value: &str) -> Result<Filter, QueryError> {
     let (name, op) = match key.split_once('[') {
         Some((name, rest)) => {
-            let op_text = rest
+            let op = rest
                 .strip_suffix(']')
                 .ok_or_else(|| bad(key, "is malformed; write `field[op]=value`"))?;
-            let op = FilterOp::parse(op_text).ok_or_else(|| {
-                bad(key, format!("uses unknown operator `{op_text}`; operators: eq, ne, lt, lte, gt, gte, in, prefix, null"))
-            })?;
             (name, op)
         }
-        None => (key, FilterOp::Eq),
+        None => (key, "eq"),
+    };
+    let compare = match op {
+        "eq" => Some(CmpOp::Eq),
+        "ne" => Some(CmpOp::Ne),
+        "lt" => Some(CmpOp::Lt),
+        "lte" => Some(CmpOp::Lte),
+        "gt" => Some(CmpOp::Gt),
+        "gte" => Some(CmpOp::Gte),
+        "in" | "prefix" | "null" => None,
+        other => {
+            return Err(bad(
+                key,
+                format!("uses unknown operator `{other}`; operators: eq, ne, lt, lte, gt, gte, in, prefix, null"),
+            ))
+        }
     };
     let index = resource.field(name).ok_or_else(|| {
         bad(
@@ -234,45 +210,40 @@ fn parse_filter(resource: &Resource, key: &str, value: &str) -> Result<Filter, Q
     if !field.filterable {
         return Err(bad(key, format!("field `{name}` is not filterable")));
     }
-    if op.is_range() && !field.order_preserving {
+    let is_range = matches!(
+        compare,
+        Some(CmpOp::Lt | CmpOp::Lte | CmpOp::Gt | CmpOp::Gte)
+    );
+    if is_range && !field.order_preserving {
         return Err(bad(
             key,
             format!("field `{name}` is stored in a form that does not sort like its values (a code map or MM/DD/YYYY text), so range filters cannot use the legacy index; use eq, ne or in"),
         ));
     }
-    let mut filter = Filter {
-        field: index,
-        op,
-        params: Vec::new(),
-        prefix: Vec::new(),
-        is_null: false,
-    };
     let convert = |v: &str| field.to_legacy(v).map_err(|m| bad(key, m));
-    match op {
-        FilterOp::Null => {
-            filter.is_null = match value {
-                "true" => true,
-                "false" => false,
-                _ => return Err(bad(key, "must be true or false")),
-            }
-        }
-        FilterOp::In => {
+    let kind = match (compare, op) {
+        (Some(cmp), _) => FilterKind::Compare(cmp, convert(value)?),
+        (None, "null") => FilterKind::Null(match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err(bad(key, "must be true or false")),
+        }),
+        (None, "in") => {
             let values: Vec<&str> = value.split(',').collect();
             if values.len() > MAX_IN_VALUES {
                 return Err(bad(key, format!("lists more than {MAX_IN_VALUES} values")));
             }
-            filter.params = values.into_iter().map(convert).collect::<Result<_, _>>()?;
+            FilterKind::In(values.into_iter().map(convert).collect::<Result<_, _>>()?)
         }
-        FilterOp::Prefix => {
+        _ => {
             if field.field_type != crate::config::FieldType::String || !field.codes.is_empty() {
                 return Err(bad(
                     key,
                     format!("prefix filters apply to text fields; `{name}` is not one"),
                 ));
             }
-            filter.prefix = field.legacy_prefix(value).map_err(|m| bad(key, m))?;
+            FilterKind::Prefix(field.legacy_prefix(value).map_err(|m| bad(key, m))?)
         }
-        _ => filter.params = vec![convert(value)?],
-    }
-    Ok(filter)
+    };
+    Ok(Filter { field: index, kind })
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{guard, middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::catalog::Catalog;
 use crate::config::{parse_duration, Config, SourceKind};
@@ -78,21 +78,23 @@ impl AppState {
 /// Registers every route on an actix service config.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let get_only = || web::to(method_not_allowed);
+    // HEAD answers like GET without the body (actix drops it).
+    let read = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .service(
             web::resource("/{version}/{resource}")
-                .route(web::get().to(resources::list))
+                .route(read().to(resources::list))
                 .default_service(get_only()),
         )
         .service(
             web::resource("/{version}/{resource}/{key}")
-                .route(web::get().to(resources::get))
+                .route(read().to(resources::get))
                 .default_service(get_only()),
         )
         .service(
             web::resource("/{version}/{resource}/{key}/{child}")
-                .route(web::get().to(resources::children))
+                .route(read().to(resources::children))
                 .default_service(get_only()),
         )
         .default_service(web::to(not_found));

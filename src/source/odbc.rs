@@ -167,9 +167,13 @@ impl Worker {
                     self.give_back(conn);
                     return Ok(value);
                 }
-                Err(e) => {
-                    tracing::debug!(source = %self.settings.name, error = %e, "pooled connection failed; reconnecting");
-                }
+                Err(e) => match self.classify(e) {
+                    // A timeout already spent the query's budget: do not spend it twice.
+                    timeout @ SourceError::Timeout { .. } => return Err(timeout),
+                    other => {
+                        tracing::debug!(source = %self.settings.name, error = %other, "pooled connection failed; reconnecting");
+                    }
+                },
             }
         }
         let conn = self.connect()?;

@@ -13,6 +13,17 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// Runs `portico ARGS --config CONFIG` with `DEMO_DB` pointing at `db`.
+fn run(args: &[&str], config: &Path, db: &Path) -> std::process::Output {
+    portico()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("DEMO_DB", db)
+        .output()
+        .unwrap()
+}
+
 /// Builds the demo database from its SQL script into a temporary directory.
 fn demo_database() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -30,24 +41,18 @@ fn demo_database() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn check_accepts_the_demo_and_what_introspect_prints() {
     let (_dir, db) = demo_database();
-    let out = portico()
-        .args(["check", "--config"])
-        .arg(repo("config/demo.toml"))
-        .env("DEMO_DB", &db)
-        .output()
-        .unwrap();
+    let out = run(&["check"], &repo("config/demo.toml"), &db);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = portico()
-        .args(["introspect", "--source", "shop", "--config"])
-        .arg(repo("config/demo.toml"))
-        .env("DEMO_DB", &db)
-        .output()
-        .unwrap();
+    let out = run(
+        &["introspect", "--source", "shop"],
+        &repo("config/demo.toml"),
+        &db,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -69,12 +74,7 @@ fn check_accepts_the_demo_and_what_introspect_prints() {
     );
     let file = _dir.path().join("starter.toml");
     std::fs::write(&file, &starter).unwrap();
-    let out = portico()
-        .args(["check", "--config"])
-        .arg(&file)
-        .env("DEMO_DB", &db)
-        .output()
-        .unwrap();
+    let out = run(&["check"], &file, &db);
     assert!(
         out.status.success(),
         "check rejects introspect output: {}",
@@ -113,11 +113,7 @@ id = {{ column = "ID", type = "integer" }}
     );
     let file = dir.path().join("broken.toml");
     std::fs::write(&file, &config).unwrap();
-    let out = portico()
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = run(&["check"], &file, &db);
     assert!(!out.status.success());
     let report = String::from_utf8_lossy(&out.stderr);
     for location in [
@@ -137,11 +133,7 @@ id = {{ column = "ID", type = "integer" }}
         .replace("default_sort = [\"colour\"]", "")
         .replace(", sortable = true", "");
     std::fs::write(&file, fixed).unwrap();
-    let out = portico()
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = run(&["check"], &file, &db);
     assert!(!out.status.success());
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -159,11 +151,7 @@ id = {{ column = "ID", type = "integer" }}
         config.replace(&db.display().to_string(), "${NOT_SET_ANYWHERE}"),
     )
     .unwrap();
-    let out = portico()
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = run(&["check"], &file, &db);
     assert!(String::from_utf8_lossy(&out.stderr).contains("`NOT_SET_ANYWHERE`"));
 }
 
