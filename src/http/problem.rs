@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The legacy database could not answer.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// A fault of Portico itself (logged; the response says nothing more).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// The JSON body of a problem response.
@@ -73,6 +76,11 @@ impl ApiError {
                 "source-timeout",
                 "The legacy database did not answer in time",
             ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
             ApiError::Source(SourceError::Query { .. }) => (
                 StatusCode::BAD_GATEWAY,
                 "source-error",
@@ -104,6 +112,7 @@ impl ApiError {
                 None,
             ),
             ApiError::Source(e) => (public_detail(e), None),
+            ApiError::Internal(_) => ("Portico failed; the log has the details".to_string(), None),
         };
         Problem {
             kind: format!("/problems/{kind}"),
@@ -146,8 +155,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Source(e) = self {
-            tracing::warn!(error = %e, "source failure");
+        match self {
+            ApiError::Source(e) => tracing::warn!(error = %e, "source failure"),
+            ApiError::Internal(e) => tracing::error!(error = %e, "internal failure"),
+            _ => {}
         }
         let problem = self.problem();
         let mut response = HttpResponse::build(self.status_code());

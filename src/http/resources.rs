@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use percent_encoding::percent_decode_str;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::problem::ApiError;
 use super::AppState;
@@ -24,7 +24,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     let row = fetch_one(&state, resource, &raw_segment(&req, 2)).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(row.to_string()))
+        .body(row))
 }
 
 /// Lists the child rows of one parent row.
@@ -108,7 +108,11 @@ async fn run(state: &AppState, resource: &Resource, plan: &plan::Plan) -> Result
     Ok(source.query(statement).await?)
 }
 
-async fn fetch_one(state: &AppState, resource: &Resource, raw_key: &str) -> Result<Json, ApiError> {
+async fn fetch_one(
+    state: &AppState,
+    resource: &Resource,
+    raw_key: &str,
+) -> Result<Vec<u8>, ApiError> {
     let parts = split_key(raw_key)?;
     let conditions = plan::key_conditions(resource, &parts)?;
     let spec = query::QuerySpec {
@@ -120,9 +124,14 @@ async fn fetch_one(state: &AppState, resource: &Resource, raw_key: &str) -> Resu
     };
     let plan = plan::list(resource, &spec, conditions)?;
     let rows = run(state, resource, &plan).await?;
-    rows.first()
-        .map(|row| Json::Object(render(resource, &plan, row)))
-        .ok_or_else(|| ApiError::NotFound(format!("no {} with key `{raw_key}`", resource.name)))
+    let row = rows
+        .first()
+        .ok_or_else(|| ApiError::NotFound(format!("no {} with key `{raw_key}`", resource.name)))?;
+    json_body(&RowView {
+        resource,
+        plan: &plan,
+        row,
+    })
 }
 
 async fn list_rows(
@@ -136,9 +145,13 @@ async fn list_rows(
     let rows = run(state, resource, &plan).await?;
     let more = rows.len() > plan.limit;
     let page = &rows[..rows.len().min(plan.limit)];
-    let data: Vec<Json> = page
+    let data: Vec<RowView> = page
         .iter()
-        .map(|row| Json::Object(render(resource, &plan, row)))
+        .map(|row| RowView {
+            resource,
+            plan: &plan,
+            row,
+        })
         .collect();
     let next_cursor = match (more, page.last()) {
         (true, Some(last)) => Some(
@@ -169,21 +182,36 @@ async fn list_rows(
             format!("<{}?{}>; rel=\"next\"", req.path(), query.join("&")),
         ));
     }
-    let body = serde_json::json!({ "data": data, "next_cursor": next_cursor });
-    Ok(response.body(body.to_string()))
+    Ok(response.body(json_body(&Page { data, next_cursor })?))
 }
 
-fn render(
-    resource: &Resource,
-    plan: &plan::Plan,
-    row: &[crate::source::Value],
-) -> Map<String, Json> {
-    plan.output
-        .iter()
-        .map(|&(field, position)| {
-            let f = &resource.fields[field];
-            let value = row.get(position).map_or(Json::Null, |v| f.read(v));
-            (f.name.clone(), value)
-        })
-        .collect()
+/// One row in API shape, serialized straight from the legacy values (no intermediate map).
+struct RowView<'a> {
+    resource: &'a Resource,
+    plan: &'a plan::Plan,
+    row: &'a [crate::source::Value],
+}
+
+impl serde::Serialize for RowView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.plan.output.len()))?;
+        for &(field, position) in &self.plan.output {
+            let f = &self.resource.fields[field];
+            let value = self.row.get(position).map_or(Json::Null, |v| f.read(v));
+            map.serialize_entry(&f.name, &value)?;
+        }
+        map.end()
+    }
+}
+
+/// The list body: `{"data": [...], "next_cursor": ...}`.
+#[derive(serde::Serialize)]
+struct Page<'a> {
+    data: Vec<RowView<'a>>,
+    next_cursor: Option<String>,
+}
+
+fn json_body<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Internal(format!("cannot render JSON: {e}")))
 }

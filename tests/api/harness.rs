@@ -192,6 +192,17 @@ impl Portico {
         }
     }
 
+    /// HEADs a path: status and body length.
+    pub async fn head(&self, path: &str) -> (StatusCode, usize) {
+        let response = self
+            .client
+            .head(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.bytes().await.unwrap().len())
+    }
+
     /// Follows `next_cursor` links from `path` and returns every row of every page.
     pub async fn all_pages(&self, path: &str) -> Vec<Value> {
         let mut rows = Vec::new();

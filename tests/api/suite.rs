@@ -291,6 +291,11 @@ async fn keys_composite_keys_and_nesting(kind: Kind) {
     let filtered = app.get("/v1/jobs/J0004/operations?seq[gt]=10").await;
     assert_eq!(filtered.body["data"].as_array().unwrap().len(), 1);
 
+    assert_eq!(
+        app.head("/v1/jobs/J0003").await,
+        (reqwest::StatusCode::OK, 0),
+        "HEAD answers like GET, without a body"
+    );
     app.get("/v1/jobs/J9999").await.problem(404);
     app.get("/v1/operations/J0003,30").await.problem(404);
     app.get("/v1/jobs/J9999/operations").await.problem(404);
