@@ -12,6 +12,8 @@ pub enum Kind {
     Postgres,
     /// MariaDB through MariaDB Connector/ODBC.
     MariaDb,
+    /// The SQLite database again, through the generic dialect (no LIMIT, portable NULL order).
+    Generic,
 }
 
 impl Kind {
@@ -21,6 +23,15 @@ impl Kind {
             Kind::Sqlite => "sqlite",
             Kind::Postgres => "postgres",
             Kind::MariaDb => "mysql",
+            Kind::Generic => "generic",
+        }
+    }
+
+    /// The database that stores the fixture.
+    pub fn storage(self) -> Kind {
+        match self {
+            Kind::Generic => Kind::Sqlite,
+            other => other,
         }
     }
 
@@ -34,7 +45,7 @@ impl Kind {
 
     /// Whether DECIMAL columns store every digit (SQLite keeps DECIMAL as a double).
     pub fn exact_decimals(self) -> bool {
-        self != Kind::Sqlite
+        self.storage() != Kind::Sqlite
     }
 }
 
@@ -201,7 +212,7 @@ fn text(kind: Kind, value: &str, pad: Option<usize>) -> String {
 }
 
 fn legacy_text(kind: Kind, value: &str) -> String {
-    if kind != Kind::Sqlite || value.is_ascii() {
+    if kind.storage() != Kind::Sqlite || value.is_ascii() {
         return text(kind, value, None);
     }
     // The SQLite fixture stores Windows-1252 bytes, like a 1990s program would.
@@ -296,7 +307,7 @@ pub fn ops() -> Vec<(String, i64, String, String)> {
 
 /// The Portico configuration for this fixture.
 pub fn config(kind: Kind, connection_string: &str, source_extra: &str) -> String {
-    let encoding = if kind == Kind::Sqlite {
+    let encoding = if kind.storage() == Kind::Sqlite {
         ", encoding = \"windows-1252\""
     } else {
         ""

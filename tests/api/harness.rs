@@ -45,7 +45,7 @@ pub fn create_database(server: &DbServer) -> String {
 
 /// A new database of `kind` with the fixture loaded.
 pub fn load_fixture(kind: Kind, server: Option<&DbServer>) -> Backend {
-    let (connection_string, dir) = match (kind, server) {
+    let (connection_string, dir) = match (kind.storage(), server) {
         (Kind::Sqlite, _) => {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("legacy.db");
@@ -72,7 +72,7 @@ pub fn backend(kind: Kind) -> &'static Backend {
     static PG: OnceLock<Backend> = OnceLock::new();
     static MARIA: OnceLock<Backend> = OnceLock::new();
     match kind {
-        Kind::Sqlite => SQLITE.get_or_init(|| load_fixture(kind, None)),
+        Kind::Sqlite | Kind::Generic => SQLITE.get_or_init(|| load_fixture(Kind::Sqlite, None)),
         Kind::Postgres => {
             PG.get_or_init(|| load_fixture(kind, Some(shared_server(Engine::Postgres))))
         }

@@ -441,6 +441,9 @@ macro_rules! per_backend {
         mod mariadb {
             $(#[tokio::test] async fn $test() { super::$test(super::Kind::MariaDb).await })*
         }
+        mod generic_dialect_on_sqlite {
+            $(#[tokio::test] async fn $test() { super::$test(super::Kind::Generic).await })*
+        }
     };
 }
 
