@@ -2,6 +2,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod catalog;
 pub mod check;
 pub mod config;

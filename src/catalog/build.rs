@@ -7,6 +7,9 @@ use crate::config::{Config, DateFormat, FieldConfig, FieldType, Problem, Resourc
 use crate::source::select::Relation;
 use crate::source::ColumnType;
 
+/// First path segments Portico serves itself, so no version can take them.
+pub const RESERVED_PATHS: [&str; 6] = ["admin", "metrics", "healthz", "readyz", "docs", "openapi"];
+
 /// Query parameters that cannot be field names.
 pub const RESERVED: [&str; 4] = ["limit", "cursor", "sort", "fields"];
 
@@ -35,6 +38,14 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
     if let Err(message) = crate::config::parse_duration(&config.server.shutdown_timeout) {
         problems.push(problem("server.shutdown_timeout", message));
     }
+    if let Err(message) = crate::config::parse_size(&config.cache.max_size) {
+        problems.push(problem("cache.max_size", message));
+    }
+    let default_ttl =
+        crate::config::parse_duration(&config.cache.default_ttl).unwrap_or_else(|message| {
+            problems.push(problem("cache.default_ttl", message));
+            std::time::Duration::ZERO
+        });
     if config.versions.is_empty() {
         problems.push(problem("versions", "no API version is declared"));
     }
@@ -43,10 +54,24 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
         if !is_url_name(vname) {
             problems.push(problem(&at, "version names use only a-z, 0-9, `_` and `-`"));
         }
+        if RESERVED_PATHS.contains(&vname.as_str()) {
+            problems.push(problem(
+                &at,
+                format!("`{vname}` is a path Portico itself serves"),
+            ));
+        }
         let mut resources = IndexMap::new();
         for (rname, resource) in &version.resources {
             let at = format!("{at}.resources.{rname}");
-            if let Some(r) = compile_resource(config, vname, rname, resource, &at, &mut problems) {
+            if let Some(r) = compile_resource(
+                config,
+                vname,
+                rname,
+                resource,
+                &at,
+                default_ttl,
+                &mut problems,
+            ) {
                 resources.insert(rname.clone(), r);
             }
         }
@@ -93,9 +118,19 @@ fn compile_resource(
     name: &str,
     rc: &ResourceConfig,
     at: &str,
+    default_ttl: std::time::Duration,
     problems: &mut Vec<Problem>,
 ) -> Option<Resource> {
     let before = problems.len();
+    let mut duration = |key: &str, text: &Option<String>| {
+        text.as_ref().and_then(|t| {
+            crate::config::parse_duration(t)
+                .map_err(|message| problems.push(problem(format!("{at}.{key}"), message)))
+                .ok()
+        })
+    };
+    let cache_ttl = duration("cache_ttl", &rc.cache_ttl).unwrap_or(default_ttl);
+    let stale_if_error = duration("stale_if_error", &rc.stale_if_error);
     if !is_url_name(name) {
         problems.push(problem(at, "resource names use only a-z, 0-9, `_` and `-`"));
     }
@@ -206,6 +241,8 @@ fn compile_resource(
         default_sort,
         default_limit: rc.default_limit,
         max_limit: rc.max_limit,
+        cache_ttl,
+        stale_if_error,
         parent,
     })
 }

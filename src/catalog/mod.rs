@@ -62,6 +62,10 @@ pub struct Resource {
     pub default_limit: usize,
     /// Largest `limit`.
     pub max_limit: usize,
+    /// How long responses are cached; zero: not cached.
+    pub cache_ttl: std::time::Duration,
+    /// How long past its TTL a response may be served while the source fails.
+    pub stale_if_error: Option<std::time::Duration>,
     /// Parent resource and the index of this resource's field holding the parent key.
     pub parent: Option<(String, usize)>,
 }

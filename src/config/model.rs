@@ -10,6 +10,9 @@ pub struct Config {
     /// HTTP server settings.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Response cache settings.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Legacy databases, by name.
     #[serde(default)]
     pub sources: IndexMap<String, SourceConfig>,
@@ -48,6 +51,35 @@ fn default_listen() -> String {
 
 fn default_shutdown() -> String {
     "10s".into()
+}
+
+/// The response cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Memory bound, e.g. `64MiB` (KiB, MiB, GiB, or bytes).
+    #[serde(default = "default_cache_size")]
+    pub max_size: String,
+    /// TTL of resources that set none; `0s` means not cached.
+    #[serde(default = "default_ttl")]
+    pub default_ttl: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_size: default_cache_size(),
+            default_ttl: default_ttl(),
+        }
+    }
+}
+
+fn default_cache_size() -> String {
+    "64MiB".into()
+}
+
+fn default_ttl() -> String {
+    "0s".into()
 }
 
 /// The kinds of legacy database connection Portico speaks.
@@ -153,6 +185,10 @@ pub struct ResourceConfig {
     /// Largest `limit` a client may ask for.
     #[serde(default = "default_max_limit")]
     pub max_limit: usize,
+    /// How long responses are cached (`0s`: not cached); `[cache].default_ttl` when absent.
+    pub cache_ttl: Option<String>,
+    /// How long past its TTL a cached response may be served while the source fails.
+    pub stale_if_error: Option<String>,
     /// Serve this resource nested under a row of another one.
     pub parent: Option<ParentConfig>,
     /// Fields in response order: API name → column and transform.

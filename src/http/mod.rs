@@ -1,8 +1,9 @@
 //! The actix application: shared state, routes, middleware, and the server itself.
 
+mod admin;
 mod health;
+mod observe;
 pub mod problem;
-mod request_id;
 mod resources;
 
 use std::collections::HashMap;
@@ -13,10 +14,12 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{guard, middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 
+use crate::cache::ResponseCache;
 use crate::catalog::Catalog;
-use crate::config::{parse_duration, Config, SourceKind};
+use crate::config::{parse_duration, parse_size, Config, SourceKind};
 use crate::source::odbc::{OdbcSettings, OdbcSource};
 use crate::source::Source;
+use crate::telemetry::metrics::Metrics;
 use problem::ApiError;
 
 /// What every request handler shares.
@@ -25,6 +28,10 @@ pub struct AppState {
     pub catalog: Catalog,
     /// Sources by name.
     pub sources: HashMap<String, Arc<dyn Source>>,
+    /// Rendered responses.
+    pub cache: ResponseCache,
+    /// Every exported metric.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why the service could not start.
@@ -51,27 +58,38 @@ impl AppState {
                 file: file.to_string(),
                 problems,
             })?;
+        let metrics = Arc::new(Metrics::new());
         let sources = config
             .sources
             .iter()
             .map(|(name, sc)| {
                 let duration = |text: &str| parse_duration(text).unwrap_or(Duration::from_secs(5));
                 let source: Arc<dyn Source> = match sc.kind {
-                    SourceKind::Odbc => Arc::new(OdbcSource::new(OdbcSettings {
-                        name: name.clone(),
-                        connection_string: sc.connection_string.clone(),
-                        dialect: sc.dialect.into(),
-                        max_concurrency: sc.max_concurrency,
-                        queue_timeout: duration(&sc.queue_timeout),
-                        query_timeout: duration(&sc.query_timeout),
-                        login_timeout: duration(&sc.login_timeout),
-                        max_text_bytes: sc.max_text_bytes,
-                    })),
+                    SourceKind::Odbc => Arc::new(OdbcSource::new(
+                        OdbcSettings {
+                            name: name.clone(),
+                            connection_string: sc.connection_string.clone(),
+                            dialect: sc.dialect.into(),
+                            max_concurrency: sc.max_concurrency,
+                            queue_timeout: duration(&sc.queue_timeout),
+                            query_timeout: duration(&sc.query_timeout),
+                            login_timeout: duration(&sc.login_timeout),
+                            max_text_bytes: sc.max_text_bytes,
+                        },
+                        &metrics.sources,
+                    )),
                 };
                 (name.clone(), source)
             })
             .collect();
-        Ok(Self { catalog, sources })
+        let max_bytes = parse_size(&config.cache.max_size).unwrap_or(64 << 20);
+        let cache = ResponseCache::new(max_bytes, metrics.cache.clone());
+        Ok(Self {
+            catalog,
+            sources,
+            cache,
+            metrics,
+        })
     }
 }
 
@@ -82,6 +100,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     let read = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(admin::metrics))
+        .service(
+            web::resource("/admin/cache")
+                .route(web::delete().to(admin::purge_all))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/admin/cache/{resource}")
+                .route(web::delete().to(admin::purge_resource))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(
             web::resource("/{version}/{resource}")
                 .route(read().to(resources::list))
@@ -128,7 +157,7 @@ pub fn start(state: AppState, config: &Config) -> Result<(Server, SocketAddr), S
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(middleware::from_fn(request_id::request_id))
+            .wrap(middleware::from_fn(observe::observe))
             .configure(routes)
     })
     .shutdown_timeout(shutdown.as_secs());

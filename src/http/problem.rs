@@ -8,7 +8,7 @@ use crate::catalog::query::QueryError;
 use crate::source::SourceError;
 
 /// Everything a request can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// No such version, resource or row (or the row is hidden).
     #[error("{0}")]
@@ -16,6 +16,9 @@ pub enum ApiError {
     /// A query parameter or key the client wrote is wrong.
     #[error(transparent)]
     BadParameter(#[from] QueryError),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -51,6 +54,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::BadParameter(_) => (
                 StatusCode::BAD_REQUEST,
                 "bad-parameter",
@@ -105,7 +109,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let (status, kind, title) = self.parts();
         let (detail, parameter) = match self {
-            ApiError::NotFound(d) => (d.clone(), None),
+            ApiError::NotFound(d) | ApiError::Forbidden(d) => (d.clone(), None),
             ApiError::BadParameter(e) => (e.to_string(), Some(e.parameter.clone())),
             ApiError::MethodNotAllowed => (
                 "this resource does not accept that method".to_string(),

@@ -7,6 +7,7 @@ use serde_json::Value as Json;
 
 use super::problem::ApiError;
 use super::AppState;
+use crate::cache::{canonical_query, none_match, CacheKey, CachedPage, Freshness, Lifetime};
 use crate::catalog::query::{self, QueryError};
 use crate::catalog::{plan, Resource};
 use crate::source::select::Condition;
@@ -15,19 +16,24 @@ use crate::source::Rows;
 /// Lists a resource: filters, sort, fields, limit and keyset cursor.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, "resource")?;
-    list_rows(&req, &state, resource, Vec::new()).await
+    let spec = query::parse(resource, req.query_string())?;
+    let plan = plan::list(resource, &spec, Vec::new())?;
+    cached(&req, &state, resource, load_page(&state, resource, &plan)).await
 }
 
 /// One row by key; composite keys are written `a,b` with each part percent-encoded.
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, "resource")?;
-    let row = fetch_one(&state, resource, &raw_segment(&req, 2)).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(row))
+    let key = raw_segment(&req, 2);
+    let plan = key_plan(resource, &key)?;
+    let load = async {
+        let body = fetch_one(&state, resource, &plan, &key).await?;
+        Ok(CachedPage::new(body, None))
+    };
+    cached(&req, &state, resource, load).await
 }
 
-/// Lists the child rows of one parent row.
+/// Lists the child rows of one parent row (404 when the parent row does not exist).
 pub async fn children(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -41,7 +47,7 @@ pub async fn children(
         return Err(not_found(&req));
     }
     let key = raw_segment(&req, 2);
-    fetch_one(&state, parent, &key).await?;
+    let parent_plan = key_plan(parent, &key)?;
     let field = &child.fields[*link];
     let parts = split_key(&key)?;
     let param = field
@@ -55,7 +61,107 @@ pub async fn children(
         op: crate::source::select::CmpOp::Eq,
         param,
     };
-    list_rows(&req, &state, child, vec![by_parent]).await
+    let spec = query::parse(child, req.query_string())?;
+    let plan = plan::list(child, &spec, vec![by_parent])?;
+    let load = async {
+        fetch_one(&state, parent, &parent_plan, &key).await?;
+        load_page(&state, child, &plan).await
+    };
+    cached(&req, &state, child, load).await
+}
+
+/// Answers through the response cache, with ETag, `If-None-Match` and `Cache-Control`.
+async fn cached(
+    req: &HttpRequest,
+    state: &AppState,
+    resource: &Resource,
+    load: impl std::future::Future<Output = Result<CachedPage, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    let key = CacheKey {
+        resource: resource.name.clone(),
+        path: req.path().to_string(),
+        query: canonical_query(req.query_string()),
+        identity: PUBLIC.to_string(),
+    };
+    let lifetime = Lifetime {
+        ttl: resource.cache_ttl,
+        stale_if_error: resource.stale_if_error,
+    };
+    let (page, freshness) = state
+        .cache
+        .get_or_load(key, lifetime, wants_fresh(req), load)
+        .await?;
+    let cache_control = if resource.cache_ttl.is_zero() {
+        "no-cache".to_string()
+    } else {
+        format!("public, max-age={}", resource.cache_ttl.as_secs())
+    };
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| none_match(tags, &page.etag));
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, page.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, cache_control));
+    if freshness == Freshness::Stale {
+        response.insert_header((header::WARNING, "110 - \"Response is Stale\""));
+    }
+    if let Some(cursor) = &page.next_cursor {
+        response.insert_header((header::LINK, next_link(req, cursor)));
+    }
+    if not_modified {
+        return Ok(response.finish());
+    }
+    Ok(response
+        .content_type("application/json")
+        .body(page.body.clone()))
+}
+
+/// Identity of requests no row policy or field mask applies to.
+const PUBLIC: &str = "public";
+
+/// A client's `Cache-Control: no-cache` (or `max-age=0`, or `Pragma: no-cache`) skips the cache.
+fn wants_fresh(req: &HttpRequest) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|d| d.trim().eq_ignore_ascii_case(token))
+    };
+    has(header::CACHE_CONTROL, "no-cache")
+        || has(header::CACHE_CONTROL, "max-age=0")
+        || has(header::PRAGMA, "no-cache")
+}
+
+fn next_link(req: &HttpRequest, cursor: &str) -> String {
+    let mut query: Vec<&str> = req
+        .query_string()
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("cursor="))
+        .collect();
+    let cursor_pair = format!("cursor={cursor}");
+    query.push(&cursor_pair);
+    format!("<{}?{}>; rel=\"next\"", req.path(), query.join("&"))
+}
+
+fn key_plan(resource: &Resource, raw_key: &str) -> Result<plan::Plan, ApiError> {
+    let parts = split_key(raw_key)?;
+    let conditions = plan::key_conditions(resource, &parts)?;
+    let spec = query::QuerySpec {
+        filters: Vec::new(),
+        sort: Vec::new(),
+        fields: None,
+        limit: 1,
+        cursor: None,
+    };
+    Ok(plan::list(resource, &spec, conditions)?)
 }
 
 fn not_found(req: &HttpRequest) -> ApiError {
@@ -111,48 +217,28 @@ async fn run(state: &AppState, resource: &Resource, plan: &plan::Plan) -> Result
 async fn fetch_one(
     state: &AppState,
     resource: &Resource,
+    plan: &plan::Plan,
     raw_key: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let parts = split_key(raw_key)?;
-    let conditions = plan::key_conditions(resource, &parts)?;
-    let spec = query::QuerySpec {
-        filters: Vec::new(),
-        sort: Vec::new(),
-        fields: None,
-        limit: 1,
-        cursor: None,
-    };
-    let plan = plan::list(resource, &spec, conditions)?;
-    let rows = run(state, resource, &plan).await?;
+    let rows = run(state, resource, plan).await?;
     let row = rows
         .first()
         .ok_or_else(|| ApiError::NotFound(format!("no {} with key `{raw_key}`", resource.name)))?;
     json_body(&RowView {
         resource,
-        plan: &plan,
+        plan,
         row,
     })
 }
 
-async fn list_rows(
-    req: &HttpRequest,
+async fn load_page(
     state: &AppState,
     resource: &Resource,
-    extra: Vec<Condition>,
-) -> Result<HttpResponse, ApiError> {
-    let spec = query::parse(resource, req.query_string())?;
-    let plan = plan::list(resource, &spec, extra)?;
-    let rows = run(state, resource, &plan).await?;
+    plan: &plan::Plan,
+) -> Result<CachedPage, ApiError> {
+    let rows = run(state, resource, plan).await?;
     let more = rows.len() > plan.limit;
     let page = &rows[..rows.len().min(plan.limit)];
-    let data: Vec<RowView> = page
-        .iter()
-        .map(|row| RowView {
-            resource,
-            plan: &plan,
-            row,
-        })
-        .collect();
     let next_cursor = match (more, page.last()) {
         (true, Some(last)) => Some(
             crate::catalog::cursor::Cursor {
@@ -167,22 +253,19 @@ async fn list_rows(
         ),
         _ => None,
     };
-    let mut response = HttpResponse::Ok();
-    response.content_type("application/json");
-    if let Some(cursor) = &next_cursor {
-        let mut query: Vec<&str> = req
-            .query_string()
-            .split('&')
-            .filter(|p| !p.is_empty() && !p.starts_with("cursor="))
-            .collect();
-        let cursor_pair = format!("cursor={cursor}");
-        query.push(&cursor_pair);
-        response.insert_header((
-            header::LINK,
-            format!("<{}?{}>; rel=\"next\"", req.path(), query.join("&")),
-        ));
-    }
-    Ok(response.body(json_body(&Page { data, next_cursor })?))
+    let data: Vec<RowView> = page
+        .iter()
+        .map(|row| RowView {
+            resource,
+            plan,
+            row,
+        })
+        .collect();
+    let body = json_body(&Page {
+        data,
+        next_cursor: next_cursor.clone(),
+    })?;
+    Ok(CachedPage::new(body, next_cursor))
 }
 
 /// One row in API shape, serialized straight from the legacy values (no intermediate map).

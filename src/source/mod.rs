@@ -137,7 +137,7 @@ pub struct Statement {
 pub type Rows = Vec<Vec<Value>>;
 
 /// Why a source could not answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
     /// All query slots are taken and none freed up in time.
     #[error("source `{source_name}` is saturated")]

@@ -2,12 +2,17 @@
 //! a bounded set of threads, query timeouts and a concurrency limit that sheds load.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use odbc_api::buffers::TextRowSet;
 use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
 use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
+
+use crate::telemetry::metrics::{SourceLabels, SourceMetrics};
 
 use super::{
     ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value,
@@ -39,14 +44,50 @@ pub struct OdbcSource {
     settings: OdbcSettings,
     slots: Arc<Semaphore>,
     idle: Arc<Mutex<Vec<Connection<'static>>>>,
+    meters: Meters,
+}
+
+/// This source's own handles into the shared metric families.
+struct Meters {
+    queries: Counter,
+    seconds: Histogram,
+    in_use: Gauge,
+    waiting: Gauge,
+    shed: Counter,
+}
+
+/// Lowers a gauge when dropped, however the work ends.
+struct Raised(Gauge);
+
+impl Raised {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl OdbcSource {
     /// Creates the source; connections are opened on first use.
-    pub fn new(settings: OdbcSettings) -> Self {
+    pub fn new(settings: OdbcSettings, metrics: &SourceMetrics) -> Self {
+        let labels = SourceLabels {
+            source: settings.name.clone(),
+        };
         Self {
             slots: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             idle: Arc::new(Mutex::new(Vec::new())),
+            meters: Meters {
+                queries: metrics.queries.get_or_create_owned(&labels),
+                seconds: metrics.query_seconds.get_or_create_owned(&labels),
+                in_use: metrics.in_use.get_or_create_owned(&labels),
+                waiting: metrics.waiting.get_or_create_owned(&labels),
+                shed: metrics.shed.get_or_create_owned(&labels),
+            },
             settings,
         }
     }
@@ -62,10 +103,15 @@ impl OdbcSource {
             source_name: s.name.clone(),
             retry_after: Duration::from_secs(1),
         };
-        let permit = tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
+        let waiting = Raised::new(&self.meters.waiting);
+        let permit =
+            tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned()).await;
+        drop(waiting);
+        let Ok(Ok(permit)) = permit else {
+            self.meters.shed.inc();
+            return Err(busy());
+        };
+        let in_use = self.meters.in_use.clone();
         let worker = Worker {
             settings: s.clone(),
             idle: self.idle.clone(),
@@ -76,6 +122,7 @@ impl OdbcSource {
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let _permit = permit;
+            let _busy = Raised::new(&in_use);
             work(&worker)
         });
         let budget = s.query_timeout + s.login_timeout;
@@ -103,9 +150,15 @@ impl Source for OdbcSource {
     }
 
     fn query(&self, statement: Statement) -> SourceFuture<'_, Rows> {
-        Box::pin(
-            self.run(move |worker| worker.with_connection(|conn| worker.fetch(conn, &statement))),
-        )
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self
+                .run(move |worker| worker.with_connection(|conn| worker.fetch(conn, &statement)))
+                .await;
+            self.meters.queries.inc();
+            self.meters.seconds.observe(started.elapsed().as_secs_f64());
+            result
+        })
     }
 
     fn ping(&self) -> SourceFuture<'_, ()> {

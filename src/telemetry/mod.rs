@@ -1,4 +1,6 @@
-//! Logging: structured tracing output, filtered by `PORTICO_LOG` (default `info`).
+//! Logging (structured tracing output, filtered by `PORTICO_LOG`, default `info`) and metrics.
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 

@@ -1,0 +1,62 @@
+//! Operations endpoints: metrics and cache purges.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::problem::ApiError;
+use super::AppState;
+
+/// Prometheus scrape target.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.cache.refresh_gauges().await;
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// Until JWT scopes exist, operations are reserved to callers on the same machine.
+fn local_only(req: &HttpRequest) -> Result<(), ApiError> {
+    match req.peer_addr() {
+        Some(addr) if addr.ip().is_loopback() => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "cache administration is only accepted from loopback".into(),
+        )),
+    }
+}
+
+/// `DELETE /admin/cache`: drops every cached response.
+pub async fn purge_all(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    local_only(&req)?;
+    state.cache.purge_all();
+    tracing::info!(target: "portico::audit", action = "cache.purge", scope = "all", "cache purged");
+    Ok(HttpResponse::Ok().json(json!({ "purged": "all" })))
+}
+
+/// `DELETE /admin/cache/{resource}`: drops one resource's cached responses (every version).
+pub async fn purge_resource(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    local_only(&req)?;
+    let resource = req
+        .match_info()
+        .get("resource")
+        .unwrap_or_default()
+        .to_string();
+    let known = state
+        .catalog
+        .versions
+        .values()
+        .any(|v| v.resources.contains_key(&resource));
+    if !known {
+        return Err(ApiError::NotFound(format!(
+            "no resource `{resource}` in any version"
+        )));
+    }
+    state.cache.invalidate_resource(&resource);
+    tracing::info!(target: "portico::audit", action = "cache.purge", scope = %resource, "cache purged");
+    Ok(HttpResponse::Ok().json(json!({ "purged": resource })))
+}

@@ -1,0 +1,203 @@
+//! Prometheus metrics: one registry for HTTP, the response cache and the sources.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of HTTP request counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// Matched route pattern (`/{version}/{resource}`), never the raw path.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// Labels of HTTP latencies.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Matched route pattern.
+    pub route: String,
+}
+
+/// Labels of source metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// Source name.
+    pub source: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Metrics of one source; cheap to clone (shared counters).
+#[derive(Clone, Debug)]
+pub struct SourceMetrics {
+    /// Read statements run.
+    pub queries: Family<SourceLabels, Counter>,
+    /// Statement latency.
+    pub query_seconds: Family<SourceLabels, Histogram, fn() -> Histogram>,
+    /// Connections busy with a statement.
+    pub in_use: Family<SourceLabels, Gauge>,
+    /// Requests waiting for a free slot.
+    pub waiting: Family<SourceLabels, Gauge>,
+    /// Requests answered 503 because the source was saturated.
+    pub shed: Family<SourceLabels, Counter>,
+}
+
+impl Default for SourceMetrics {
+    fn default() -> Self {
+        Self {
+            queries: Family::default(),
+            query_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            in_use: Family::default(),
+            waiting: Family::default(),
+            shed: Family::default(),
+        }
+    }
+}
+
+/// Metrics of the response cache.
+#[derive(Clone, Debug, Default)]
+pub struct CacheMetrics {
+    /// Answers served from the cache.
+    pub hits: Counter,
+    /// Answers that ran a query.
+    pub misses: Counter,
+    /// Answers that waited for another request's query of the same key.
+    pub coalesced: Counter,
+    /// Entries evicted to keep within the byte bound.
+    pub evictions: Counter,
+    /// Stale entries served during a source failure.
+    pub stale_served: Counter,
+    /// Weighted bytes held.
+    pub bytes: Gauge,
+    /// Entries held.
+    pub entries: Gauge,
+}
+
+/// Every metric Portico exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, method and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Request latency by route.
+    pub http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Source metrics.
+    pub sources: SourceMetrics,
+    /// Cache metrics.
+    pub cache: CacheMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portico");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        let sources = SourceMetrics::default();
+        let cache = CacheMetrics::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            http_seconds.clone(),
+        );
+        registry.register(
+            "source_queries",
+            "Statements run on a source",
+            sources.queries.clone(),
+        );
+        registry.register(
+            "source_query_duration_seconds",
+            "Statement latency per source",
+            sources.query_seconds.clone(),
+        );
+        registry.register(
+            "source_connections_in_use",
+            "Connections running a statement",
+            sources.in_use.clone(),
+        );
+        registry.register(
+            "source_waiting",
+            "Requests waiting for a source slot",
+            sources.waiting.clone(),
+        );
+        registry.register(
+            "source_shed",
+            "Requests answered 503 because the source was saturated",
+            sources.shed.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Responses served from the cache",
+            cache.hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Responses that ran a query",
+            cache.misses.clone(),
+        );
+        registry.register(
+            "cache_coalesced",
+            "Responses that waited for a concurrent identical query",
+            cache.coalesced.clone(),
+        );
+        registry.register(
+            "cache_evictions",
+            "Entries evicted by the byte bound",
+            cache.evictions.clone(),
+        );
+        registry.register(
+            "cache_stale_served",
+            "Stale entries served during a source failure",
+            cache.stale_served.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Bytes held by the response cache",
+            cache.bytes.clone(),
+        );
+        registry.register(
+            "cache_entries",
+            "Entries held by the response cache",
+            cache.entries.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_seconds,
+            sources,
+            cache,
+        }
+    }
+
+    /// The text exposition (OpenMetrics, which Prometheus scrapes).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
