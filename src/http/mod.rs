@@ -102,14 +102,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(admin::metrics))
         .service(
-            web::resource("/admin/cache")
-                .route(web::delete().to(admin::purge_all))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/admin/cache/{resource}")
-                .route(web::delete().to(admin::purge_resource))
-                .default_service(web::to(method_not_allowed)),
+            // A scope: other paths skip these patterns with one prefix comparison.
+            web::scope("/admin")
+                .service(
+                    web::resource("/cache")
+                        .route(web::delete().to(admin::purge_all))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/cache/{resource}")
+                        .route(web::delete().to(admin::purge_resource))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .default_service(web::to(not_found)),
         )
         .service(
             web::resource("/{version}/{resource}")

@@ -1,5 +1,7 @@
 //! Request ids, one structured log line and the HTTP metrics of every request.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -14,6 +16,50 @@ use crate::telemetry::metrics::{HttpLabels, RouteLabels};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The route pattern a path has the shape of; computed without the router's regular
+/// expressions (asking actix for the matched pattern would match the path again).
+pub fn route_label(path: &str) -> &'static str {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let first = segments.next();
+    let rest = segments.count();
+    match (first, rest) {
+        (None, _) => "/",
+        (Some("healthz"), 0) => "/healthz",
+        (Some("readyz"), 0) => "/readyz",
+        (Some("metrics"), 0) => "/metrics",
+        (Some("admin"), 1) => "/admin/cache",
+        (Some("admin"), 2) => "/admin/cache/{resource}",
+        (Some("admin"), _) => "/admin/{other}",
+        (Some(_), 0) => "/{other}",
+        (Some(_), 1) => "/{version}/{resource}",
+        (Some(_), 2) => "/{version}/{resource}/{key}",
+        (Some(_), 3) => "/{version}/{resource}/{key}/{child}",
+        (Some(_), _) => "/{other}",
+    }
+}
+
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// A new request id: a random per-process prefix and a counter, unique without a syscall.
+fn next_request_id() -> String {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    format!("{prefix}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Tags the request with an id (the caller's, when it sent a sane one), logs its outcome,
 /// counts it by route and status, and echoes the id in the response.
 pub async fn observe(
@@ -26,23 +72,18 @@ pub async fn observe(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(next_request_id);
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
+    let route = route_label(req.path());
     let mut response = next.call(req).instrument(span.clone()).await?;
     if let Some(state) = state {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string());
         state
             .metrics
             .http_seconds
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
-            })
+            .get_or_create(&RouteLabels { route })
             .observe(started.elapsed().as_secs_f64());
         state
             .metrics

@@ -16,17 +16,21 @@ use crate::source::Rows;
 /// Lists a resource: filters, sort, fields, limit and keyset cursor.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, "resource")?;
-    let spec = query::parse(resource, req.query_string())?;
-    let plan = plan::list(resource, &spec, Vec::new())?;
-    cached(&req, &state, resource, load_page(&state, resource, &plan)).await
+    // Parsing and planning happen only on a miss; a cached key was valid when it was stored.
+    let load = async {
+        let spec = query::parse(resource, req.query_string())?;
+        let plan = plan::list(resource, &spec, Vec::new())?;
+        load_page(&state, resource, &plan).await
+    };
+    cached(&req, &state, resource, load).await
 }
 
 /// One row by key; composite keys are written `a,b` with each part percent-encoded.
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, "resource")?;
     let key = raw_segment(&req, 2);
-    let plan = key_plan(resource, &key)?;
     let load = async {
+        let plan = key_plan(resource, &key)?;
         let body = fetch_one(&state, resource, &plan, &key).await?;
         Ok(CachedPage::new(body, None))
     };
@@ -47,23 +51,23 @@ pub async fn children(
         return Err(not_found(&req));
     }
     let key = raw_segment(&req, 2);
-    let parent_plan = key_plan(parent, &key)?;
-    let field = &child.fields[*link];
-    let parts = split_key(&key)?;
-    let param = field
-        .to_legacy(parts.first().map(String::as_str).unwrap_or_default())
-        .map_err(|m| QueryError {
-            parameter: "key".into(),
-            message: m,
-        })?;
-    let by_parent = Condition::Compare {
-        column: field.column.clone(),
-        op: crate::source::select::CmpOp::Eq,
-        param,
-    };
-    let spec = query::parse(child, req.query_string())?;
-    let plan = plan::list(child, &spec, vec![by_parent])?;
     let load = async {
+        let parent_plan = key_plan(parent, &key)?;
+        let field = &child.fields[*link];
+        let parts = split_key(&key)?;
+        let param = field
+            .to_legacy(parts.first().map(String::as_str).unwrap_or_default())
+            .map_err(|m| QueryError {
+                parameter: "key".into(),
+                message: m,
+            })?;
+        let by_parent = Condition::Compare {
+            column: field.column.clone(),
+            op: crate::source::select::CmpOp::Eq,
+            param,
+        };
+        let spec = query::parse(child, req.query_string())?;
+        let plan = plan::list(child, &spec, vec![by_parent])?;
         fetch_one(&state, parent, &parent_plan, &key).await?;
         load_page(&state, child, &plan).await
     };

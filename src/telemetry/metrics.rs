@@ -10,10 +10,10 @@ use prometheus_client::registry::Registry;
 /// Labels of HTTP request counts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// Matched route pattern (`/{version}/{resource}`), never the raw path.
-    pub route: String,
+    /// Route pattern (`/{version}/{resource}`), never the raw path.
+    pub route: &'static str,
     /// HTTP method.
-    pub method: String,
+    pub method: &'static str,
     /// Status code.
     pub status: u16,
 }
@@ -21,8 +21,8 @@ pub struct HttpLabels {
 /// Labels of HTTP latencies.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    /// Matched route pattern.
-    pub route: String,
+    /// Route pattern.
+    pub route: &'static str,
 }
 
 /// Labels of source metrics.

@@ -192,6 +192,38 @@ impl Portico {
         }
     }
 
+    /// GETs a path with extra request headers: status, headers and raw body.
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, headers, response.bytes().await.unwrap().to_vec())
+    }
+
+    /// GETs a path as text (metrics).
+    pub async fn get_text(&self, path: &str) -> String {
+        let (status, _, body) = self.get_with(path, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        String::from_utf8(body).unwrap()
+    }
+
+    /// DELETEs a path and returns the status.
+    pub async fn delete(&self, path: &str) -> StatusCode {
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     /// HEADs a path: status and body length.
     pub async fn head(&self, path: &str) -> (StatusCode, usize) {
         let response = self

@@ -1,5 +1,6 @@
 //! Integration tests: Portico on a free port, real ODBC drivers, real databases.
 
+mod cache;
 mod cli;
 mod fixture;
 mod harness;
