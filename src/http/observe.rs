@@ -107,3 +107,18 @@ pub async fn observe(
     });
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn routes_are_labelled_by_shape_with_bounded_cardinality() {
+        assert_eq!(route_label("/healthz"), "/healthz");
+        assert_eq!(route_label("/v1/jobs"), "/{version}/{resource}");
+        assert_eq!(route_label("/v1/jobs/J1"), "/{version}/{resource}/{key}");
+        assert_eq!(route_label("/v1/jobs/J1/operations"), "/{version}/{resource}/{key}/{child}");
+        assert_eq!(route_label("/admin/cache/jobs"), "/admin/cache/{resource}");
+        assert_eq!(route_label("/a/b/c/d/e/f"), "/{other}");
+    }
+}
