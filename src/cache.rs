@@ -85,27 +85,23 @@ pub enum Freshness {
     Stale,
 }
 
-struct FreshFor;
-impl Expiry<CacheKey, Arc<CachedPage>> for FreshFor {
-    fn expire_after_create(
-        &self,
-        _: &CacheKey,
-        page: &Arc<CachedPage>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(page.fresh_for)
-    }
+/// Per-entry lifetime: the TTL for fresh entries, TTL plus the stale window for stale ones.
+struct KeepFor {
+    stale: bool,
 }
 
-struct StaleFor;
-impl Expiry<CacheKey, Arc<CachedPage>> for StaleFor {
+impl Expiry<CacheKey, Arc<CachedPage>> for KeepFor {
     fn expire_after_create(
         &self,
         _: &CacheKey,
         page: &Arc<CachedPage>,
         _: Instant,
     ) -> Option<Duration> {
-        Some(page.fresh_for + page.stale_for)
+        Some(if self.stale {
+            page.fresh_for + page.stale_for
+        } else {
+            page.fresh_for
+        })
     }
 }
 
@@ -139,11 +135,16 @@ fn build(
 }
 
 impl ResponseCache {
-    /// A cache holding at most `max_bytes` (split between fresh and stale entries).
+    /// A cache holding at most `max_bytes`: three quarters for fresh entries, one quarter for
+    /// the stale copies kept for `stale_if_error`.
     pub fn new(max_bytes: u64, metrics: CacheMetrics) -> Self {
         Self {
-            fresh: build(max_bytes, FreshFor, &metrics),
-            stale: build(max_bytes / 2, StaleFor, &metrics),
+            fresh: build(
+                max_bytes - max_bytes / 4,
+                KeepFor { stale: false },
+                &metrics,
+            ),
+            stale: build(max_bytes / 4, KeepFor { stale: true }, &metrics),
             metrics,
         }
     }

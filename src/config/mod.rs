@@ -94,20 +94,22 @@ pub fn parse(
     })
 }
 
-/// Parses a duration such as `250ms`, `5s`, `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+/// Splits `250ms` into `(250, "ms")`; `None` without a leading number.
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as `500ms`, `5s` or `2m`"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
+    Some((number.parse().ok()?, unit.trim()))
+}
+
+/// Parses a duration such as `250ms`, `5s`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    match number_and_unit(text) {
+        Some((n, "ms")) => Ok(Duration::from_millis(n)),
+        Some((n, "s")) => Ok(Duration::from_secs(n)),
+        Some((n, "m")) => Ok(Duration::from_secs(n.saturating_mul(60))),
         _ => Err(format!(
             "`{text}` is not a duration such as `500ms`, `5s` or `2m`"
         )),
@@ -117,18 +119,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses a size such as `64MiB`, `512KiB`, `1GiB` or a number of bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size such as `64MiB`"))?;
-    let factor = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
+    let (n, factor) = match number_and_unit(text) {
+        Some((n, "" | "B")) => (n, 1),
+        Some((n, "KiB")) => (n, 1 << 10),
+        Some((n, "MiB")) => (n, 1 << 20),
+        Some((n, "GiB")) => (n, 1 << 30),
         _ => return Err(format!("`{text}` is not a size such as `64MiB`")),
     };
     n.checked_mul(factor)

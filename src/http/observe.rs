@@ -117,7 +117,10 @@ mod tests {
         assert_eq!(route_label("/healthz"), "/healthz");
         assert_eq!(route_label("/v1/jobs"), "/{version}/{resource}");
         assert_eq!(route_label("/v1/jobs/J1"), "/{version}/{resource}/{key}");
-        assert_eq!(route_label("/v1/jobs/J1/operations"), "/{version}/{resource}/{key}/{child}");
+        assert_eq!(
+            route_label("/v1/jobs/J1/operations"),
+            "/{version}/{resource}/{key}/{child}"
+        );
         assert_eq!(route_label("/admin/cache/jobs"), "/admin/cache/{resource}");
         assert_eq!(route_label("/a/b/c/d/e/f"), "/{other}");
     }
