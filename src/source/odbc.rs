@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use odbc_api::buffers::Indicator;
 use odbc_api::buffers::TextRowSet;
 use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
 use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
@@ -292,8 +293,21 @@ impl Worker {
                             .get(c)
                             .copied()
                             .unwrap_or(ColumnType::Varchar);
-                        set.at(c, r)
-                            .map_or(Value::Null, |bytes| decode(bytes, column_type))
+                        set.at(c, r).map_or(Value::Null, |bytes| {
+                            let complete = match set.indicator_at(c, r) {
+                                Indicator::Length(n) => n <= bytes.len(),
+                                Indicator::NoTotal => false,
+                                Indicator::Null => true,
+                            };
+                            if !complete {
+                                tracing::warn!(
+                                    column = c + 1,
+                                    kept = bytes.len(),
+                                    "text value longer than max_text_bytes was truncated"
+                                );
+                            }
+                            decode(bytes, column_type)
+                        })
                     })
                     .collect();
                 rows.push(row);
