@@ -173,8 +173,25 @@ fn every_example_config_loads_and_compiles() {
     assert!(seen >= 1, "config/ holds examples");
 }
 
+/// A plain HTTP/1.0 GET; the body parsed as JSON after asserting 200.
+fn http_get(address: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str(body).unwrap()
+}
+
 #[test]
-fn serve_stops_gracefully_on_sigterm() {
+fn serve_answers_the_demo_and_stops_gracefully_on_sigterm() {
     let (dir, db) = demo_database();
     let text = std::fs::read_to_string(repo("config/demo.toml"))
         .unwrap()
@@ -203,18 +220,29 @@ fn serve_stops_gracefully_on_sigterm() {
                 .to_string();
         }
     };
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    use std::io::{Read, Write};
-    stream
-        .write_all(b"GET /v1/jobs/J000001 HTTP/1.0\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
+    let job = http_get(&address, "/v1/jobs/J000001");
+    assert_eq!(job["id"], "J000001");
+
+    // The quick start's promise: five open jobs with ISO dates and exact amounts.
+    let page = http_get(&address, "/v1/jobs?status=open&limit=5");
+    let jobs = page["data"].as_array().unwrap();
+    assert_eq!(jobs.len(), 5);
+    for job in jobs {
+        assert_eq!(job["status"], "open");
+        let due = job["due_on"].as_str().unwrap();
+        assert!(
+            portico::catalog::date::Date::parse_iso(due).is_some(),
+            "{due}"
+        );
+        let amount = job["quote_amount"].as_str().unwrap();
+        let (_, cents) = amount.split_once('.').unwrap();
+        assert_eq!(cents.len(), 2, "{amount}");
+    }
+    assert_eq!(
+        http_get(&address, "/v1/customers/C00002")["name"],
+        "Müller Präzision",
+        "CP1252 bytes come out as UTF-8"
     );
-    assert!(response.contains("\"id\":\"J000001\""));
 
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
