@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{guard, middleware, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::cache::ResponseCache;
 use crate::catalog::Catalog;
@@ -95,9 +95,6 @@ impl AppState {
 
 /// Registers every route on an actix service config.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let get_only = || web::to(method_not_allowed);
-    // HEAD answers like GET without the body (actix drops it).
-    let read = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(admin::metrics))
@@ -116,22 +113,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .default_service(web::to(not_found)),
         )
-        .service(
-            web::resource("/{version}/{resource}")
-                .route(read().to(resources::list))
-                .default_service(get_only()),
-        )
-        .service(
-            web::resource("/{version}/{resource}/{key}")
-                .route(read().to(resources::get))
-                .default_service(get_only()),
-        )
-        .service(
-            web::resource("/{version}/{resource}/{key}/{child}")
-                .route(read().to(resources::children))
-                .default_service(get_only()),
-        )
-        .default_service(web::to(not_found));
+        // `/{version}/{resource}[/{key}[/{child}]]`, routed by shape in `resources::dispatch`.
+        .default_service(web::to(resources::dispatch));
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

@@ -1,6 +1,6 @@
 //! `GET /{v}/{resource}`, `GET /{v}/{resource}/{key}` and `GET /{v}/{parent}/{key}/{child}`.
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
@@ -13,9 +13,35 @@ use crate::catalog::{plan, Resource};
 use crate::source::select::Condition;
 use crate::source::Rows;
 
+/// Routes `/{version}/{resource}[/{key}[/{child}]]` by the number of path segments: one split
+/// instead of the router's regular expressions, a measurable share of a cached answer.
+/// GET and HEAD are served (actix drops the body of a HEAD answer); other methods get 405.
+pub async fn dispatch(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let depth = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .count();
+    if !(2..=4).contains(&depth) {
+        return Err(not_found(&req));
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    match depth {
+        2 => list(req, state).await,
+        3 => get(req, state).await,
+        _ => children(req, state).await,
+    }
+}
+
 /// Lists a resource: filters, sort, fields, limit and keyset cursor.
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let resource = find(&state, &req, "resource")?;
+async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let resource = find(&state, &req, 1)?;
     // Parsing and planning happen only on a miss; a cached key was valid when it was stored.
     let load = async {
         let spec = query::parse(resource, req.query_string())?;
@@ -26,8 +52,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// One row by key; composite keys are written `a,b` with each part percent-encoded.
-pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let resource = find(&state, &req, "resource")?;
+async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let resource = find(&state, &req, 1)?;
     let key = raw_segment(&req, 2);
     let load = async {
         let plan = key_plan(resource, &key)?;
@@ -38,12 +64,9 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 }
 
 /// Lists the child rows of one parent row (404 when the parent row does not exist).
-pub async fn children(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let parent = find(&state, &req, "resource")?;
-    let child = find(&state, &req, "child")?;
+async fn children(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let parent = find(&state, &req, 1)?;
+    let child = find(&state, &req, 3)?;
     let Some((parent_name, link)) = &child.parent else {
         return Err(not_found(&req));
     };
@@ -172,16 +195,15 @@ fn not_found(req: &HttpRequest) -> ApiError {
     ApiError::NotFound(format!("nothing is served at {}", req.path()))
 }
 
+/// The resource named by path segment `index` in the version of segment 0.
 fn find<'a>(
     state: &'a AppState,
     req: &HttpRequest,
-    segment: &str,
+    index: usize,
 ) -> Result<&'a Resource, ApiError> {
-    let version = req.match_info().get("version").unwrap_or_default();
-    let name = req.match_info().get(segment).unwrap_or_default();
     state
         .catalog
-        .resource(version, name)
+        .resource(&raw_segment(req, 0), &raw_segment(req, index))
         .ok_or_else(|| not_found(req))
 }
 
