@@ -22,13 +22,7 @@ fn statement(catalog: &portico::catalog::Catalog, mode: &str, n: u64) -> Stateme
         }
         _ => (100, Vec::new()),
     };
-    let spec = query::QuerySpec {
-        filters: Vec::new(),
-        sort: Vec::new(),
-        fields: None,
-        limit,
-        cursor: None,
-    };
+    let spec = query::QuerySpec::unfiltered(limit);
     let plan = plan::list(jobs, &spec, conditions).expect("plans");
     portico::source::Dialect::Sqlite.select(&plan.select)
 }

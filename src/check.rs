@@ -40,13 +40,7 @@ pub async fn check(path: &Path) -> Vec<Problem> {
             if !reachable.contains(&resource.source) {
                 continue;
             }
-            let spec = QuerySpec {
-                filters: Vec::new(),
-                sort: Vec::new(),
-                fields: None,
-                limit: 1,
-                cursor: None,
-            };
+            let spec = QuerySpec::unfiltered(1);
             let Ok(plan) = plan::list(resource, &spec, Vec::new()) else {
                 continue;
             };

@@ -45,6 +45,19 @@ pub struct QuerySpec {
     pub cursor: Option<Cursor>,
 }
 
+impl QuerySpec {
+    /// Every row in the default order, `limit` at a time.
+    pub fn unfiltered(limit: usize) -> Self {
+        Self {
+            filters: Vec::new(),
+            sort: Vec::new(),
+            fields: None,
+            limit,
+            cursor: None,
+        }
+    }
+}
+
 /// A bad query parameter, named.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("query parameter `{parameter}` {message}")]
@@ -83,13 +96,7 @@ pub fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
 
 /// Parses a list query for `resource`.
 pub fn parse(resource: &Resource, query: &str) -> Result<QuerySpec, QueryError> {
-    let mut spec = QuerySpec {
-        filters: Vec::new(),
-        sort: Vec::new(),
-        fields: None,
-        limit: resource.default_limit,
-        cursor: None,
-    };
+    let mut spec = QuerySpec::unfiltered(resource.default_limit);
     let mut seen = std::collections::HashSet::new();
     let mut cursor_text = None;
     for (key, value) in pairs(query)? {

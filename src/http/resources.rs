@@ -56,8 +56,8 @@ async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
     let resource = find(&state, &req, 1)?;
     let key = raw_segment(&req, 2);
     let load = async {
-        let plan = key_plan(resource, &key)?;
-        let body = fetch_one(&state, resource, &plan, &key).await?;
+        let plan = key_plan(resource, &split_key(key)?)?;
+        let body = fetch_one(&state, resource, &plan, key).await?;
         Ok(CachedPage::new(body, None))
     };
     cached(&req, &state, resource, load).await
@@ -75,9 +75,9 @@ async fn children(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     }
     let key = raw_segment(&req, 2);
     let load = async {
-        let parent_plan = key_plan(parent, &key)?;
+        let parts = split_key(key)?;
+        let parent_plan = key_plan(parent, &parts)?;
         let field = &child.fields[*link];
-        let parts = split_key(&key)?;
         let param = field
             .to_legacy(parts.first().map(String::as_str).unwrap_or_default())
             .map_err(|m| QueryError {
@@ -91,7 +91,7 @@ async fn children(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         };
         let spec = query::parse(child, req.query_string())?;
         let plan = plan::list(child, &spec, vec![by_parent])?;
-        fetch_one(&state, parent, &parent_plan, &key).await?;
+        fetch_one(&state, parent, &parent_plan, key).await?;
         load_page(&state, child, &plan).await
     };
     cached(&req, &state, child, load).await
@@ -178,17 +178,14 @@ fn next_link(req: &HttpRequest, cursor: &str) -> String {
     format!("<{}?{}>; rel=\"next\"", req.path(), query.join("&"))
 }
 
-fn key_plan(resource: &Resource, raw_key: &str) -> Result<plan::Plan, ApiError> {
-    let parts = split_key(raw_key)?;
-    let conditions = plan::key_conditions(resource, &parts)?;
-    let spec = query::QuerySpec {
-        filters: Vec::new(),
-        sort: Vec::new(),
-        fields: None,
-        limit: 1,
-        cursor: None,
-    };
-    Ok(plan::list(resource, &spec, conditions)?)
+/// A lookup of one row by its decoded key parts.
+fn key_plan(resource: &Resource, parts: &[String]) -> Result<plan::Plan, ApiError> {
+    let conditions = plan::key_conditions(resource, parts)?;
+    Ok(plan::list(
+        resource,
+        &query::QuerySpec::unfiltered(1),
+        conditions,
+    )?)
 }
 
 fn not_found(req: &HttpRequest) -> ApiError {
@@ -203,19 +200,18 @@ fn find<'a>(
 ) -> Result<&'a Resource, ApiError> {
     state
         .catalog
-        .resource(&raw_segment(req, 0), &raw_segment(req, index))
+        .resource(raw_segment(req, 0), raw_segment(req, index))
         .ok_or_else(|| not_found(req))
 }
 
 /// The raw (still percent-encoded) path segment, so an encoded `,` in a key part survives.
-fn raw_segment(req: &HttpRequest, index: usize) -> String {
+fn raw_segment(req: &HttpRequest, index: usize) -> &str {
     req.uri()
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
         .nth(index)
         .unwrap_or_default()
-        .to_string()
 }
 
 fn split_key(raw: &str) -> Result<Vec<String>, QueryError> {
