@@ -42,7 +42,7 @@ pub struct OdbcSettings {
 
 /// A legacy database reached through an ODBC driver.
 pub struct OdbcSource {
-    settings: OdbcSettings,
+    settings: Arc<OdbcSettings>,
     slots: Arc<Semaphore>,
     idle: Arc<Mutex<Vec<Connection<'static>>>>,
     meters: Meters,
@@ -89,7 +89,7 @@ impl OdbcSource {
                 waiting: metrics.waiting.get_or_create_owned(&labels),
                 shed: metrics.shed.get_or_create_owned(&labels),
             },
-            settings,
+            settings: Arc::new(settings),
         }
     }
 
@@ -114,7 +114,7 @@ impl OdbcSource {
         };
         let in_use = self.meters.in_use.clone();
         let worker = Worker {
-            settings: s.clone(),
+            settings: Arc::clone(s),
             idle: self.idle.clone(),
         };
         let span = tracing::Span::current();
@@ -175,7 +175,7 @@ impl Source for OdbcSource {
 
 /// What a blocking thread needs: settings and the idle connections.
 struct Worker {
-    settings: OdbcSettings,
+    settings: Arc<OdbcSettings>,
     idle: Arc<Mutex<Vec<Connection<'static>>>>,
 }
 
