@@ -41,7 +41,7 @@ pub async fn check(path: &Path) -> Vec<Problem> {
                 continue;
             }
             let spec = QuerySpec::unfiltered(1);
-            let Ok(plan) = plan::list(resource, &spec, Vec::new()) else {
+            let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default()) else {
                 continue;
             };
             let statement = source.dialect().select(&plan.select);

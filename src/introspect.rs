@@ -199,6 +199,11 @@ pub fn render(
         let _ = writeln!(out, "table = {}", quoted(&qualified));
         let keys: Vec<String> = key.iter().map(|k| quoted(k)).collect();
         let _ = writeln!(out, "key = [{}]", keys.join(", "));
+        let _ = writeln!(
+            out,
+            "# Served without a token: configure [auth] and replace this with read_scope = \"{resource}:read\" before exposing it."
+        );
+        let _ = writeln!(out, "anonymous = true");
         let _ = writeln!(out, "\n[versions.{version}.resources.{resource}.fields]");
         for column in &table.columns {
             match served.iter().find(|(_, c, _)| c.name == column.name) {

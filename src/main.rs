@@ -1,4 +1,4 @@
-//! The `portico` command: serve, check, introspect.
+//! The `portico` command: serve, check, introspect, token.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +42,24 @@ enum Command {
         /// API version to put the resources in.
         #[arg(long, default_value = "v1")]
         version: String,
+    },
+    /// Mint a development token (HS, signed with the config's secret; development configs only).
+    Token {
+        /// Configuration file; its [auth] must say `development = true`.
+        #[arg(long, default_value = "config/portico.toml")]
+        config: PathBuf,
+        /// `sub` of the token.
+        #[arg(long, default_value = "developer")]
+        subject: String,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A claim `name=value` (repeat; a value that parses as JSON is taken as JSON).
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+        /// Lifetime, e.g. `15m` or `8h`.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
     },
 }
 
@@ -95,6 +113,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 portico::introspect::render(&source, &raw_source, &version, &tables)
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            config,
+            subject,
+            scopes,
+            claims,
+            ttl,
+        } => {
+            let loaded = portico::config::load(&config)?;
+            let Some(auth) = &loaded.auth else {
+                bail!("{} has no [auth] section", config.display());
+            };
+            let mut map = serde_json::Map::new();
+            for claim in claims {
+                let Some((name, value)) = claim.split_once('=') else {
+                    bail!("--claim `{claim}` must be written name=value");
+                };
+                let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+                map.insert(name.to_string(), value);
+            }
+            let request = portico::auth::token::TokenRequest {
+                subject,
+                scopes,
+                claims: map,
+                ttl: portico::config::parse_duration(&ttl).map_err(anyhow::Error::msg)?,
+            };
+            println!("{}", portico::auth::token::mint(auth, &request)?);
             Ok(ExitCode::SUCCESS)
         }
     }

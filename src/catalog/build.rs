@@ -227,6 +227,7 @@ fn compile_resource(
             None
         }
     });
+    let access = super::access::compile_access(config, rc, &fields, &default_sort, at, problems);
     if problems.len() > before {
         return None;
     }
@@ -244,6 +245,7 @@ fn compile_resource(
         cache_ttl,
         stale_if_error,
         parent,
+        access: access?,
     })
 }
 
@@ -455,6 +457,7 @@ mod tests {
             source = \"erp\"
             table = \"JOBS\"
             key = [\"id\"]
+            anonymous = true
             [versions.v1.resources.jobs.fields]
             id = {{ column = \"JOB_NO\", type = \"string\", column_type = \"char(8)\" }}
             due = {{ column = \"DUE\", type = \"date\", format = \"yyyymmdd\" }}

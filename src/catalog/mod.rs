@@ -1,5 +1,6 @@
 //! The API model compiled from configuration: versions, resources, fields, client queries.
 
+mod access;
 mod build;
 pub mod cursor;
 pub mod date;
@@ -68,6 +69,8 @@ pub struct Resource {
     pub stale_if_error: Option<std::time::Duration>,
     /// Parent resource and the index of this resource's field holding the parent key.
     pub parent: Option<(String, usize)>,
+    /// Scopes, row policies and field masks.
+    pub access: crate::auth::ResourceAccess,
 }
 
 impl Resource {
@@ -76,11 +79,18 @@ impl Resource {
         self.fields.iter().position(|f| f.name == name)
     }
 
-    /// Names of every field, for error messages.
-    pub fn field_names(&self) -> String {
+    /// Finds a field by API name among those `mask` leaves visible.
+    pub fn visible_field(&self, name: &str, mask: &crate::auth::FieldMask) -> Option<usize> {
+        self.field(name).filter(|&i| !mask.hides(i))
+    }
+
+    /// Names of the fields `mask` leaves visible, for error messages.
+    pub fn field_names(&self, mask: &crate::auth::FieldMask) -> String {
         self.fields
             .iter()
-            .map(|f| f.name.as_str())
+            .enumerate()
+            .filter(|(i, _)| !mask.hides(*i))
+            .map(|(_, f)| f.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     }

@@ -3,6 +3,7 @@
 
 use super::query::{Filter, FilterKind, QueryError, QuerySpec};
 use super::Resource;
+use crate::auth::FieldMask;
 use crate::source::select::{CmpOp, Condition, OrderTerm, Select};
 use crate::source::{ColumnType, Value};
 
@@ -21,11 +22,13 @@ pub struct Plan {
     pub limit: usize,
 }
 
-/// Plans a listing: `extra` conditions (a parent key) are added to the client's filters.
+/// Plans a listing: `extra` conditions (a parent key, row policies) are added to the client's
+/// filters, and fields `mask` hides are never read.
 pub fn list(
     resource: &Resource,
     spec: &QuerySpec,
     extra: Vec<Condition>,
+    mask: &FieldMask,
 ) -> Result<Plan, QueryError> {
     let mut sort = if spec.sort.is_empty() {
         resource.default_sort.clone()
@@ -45,7 +48,10 @@ pub fn list(
     let output: Vec<usize> = spec
         .fields
         .clone()
-        .unwrap_or_else(|| (0..resource.fields.len()).collect());
+        .unwrap_or_else(|| (0..resource.fields.len()).collect())
+        .into_iter()
+        .filter(|&i| !mask.hides(i))
+        .collect();
 
     let mut columns: Vec<(String, ColumnType)> = Vec::new();
     let position = |i: usize, columns: &mut Vec<(String, ColumnType)>| {

@@ -2,6 +2,7 @@
 
 use super::cursor::Cursor;
 use super::Resource;
+use crate::auth::FieldMask;
 use crate::source::select::CmpOp;
 use crate::source::Param;
 
@@ -94,8 +95,8 @@ pub fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
         .collect()
 }
 
-/// Parses a list query for `resource`.
-pub fn parse(resource: &Resource, query: &str) -> Result<QuerySpec, QueryError> {
+/// Parses a list query for `resource`; fields `mask` hides are unknown to it.
+pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<QuerySpec, QueryError> {
     let mut spec = QuerySpec::unfiltered(resource.default_limit);
     let mut seen = std::collections::HashSet::new();
     let mut cursor_text = None;
@@ -107,9 +108,11 @@ pub fn parse(resource: &Resource, query: &str) -> Result<QuerySpec, QueryError> 
         match key.as_str() {
             "limit" => spec.limit = parse_limit(resource, &value)?,
             "cursor" => cursor_text = Some(value),
-            "sort" => spec.sort = parse_sort(resource, &value)?,
-            "fields" => spec.fields = Some(parse_fields(resource, &value)?),
-            _ => spec.filters.push(parse_filter(resource, &key, &value)?),
+            "sort" => spec.sort = parse_sort(resource, &value, mask)?,
+            "fields" => spec.fields = Some(parse_fields(resource, &value, mask)?),
+            _ => spec
+                .filters
+                .push(parse_filter(resource, &key, &value, mask)?),
         }
     }
     if let Some(text) = cursor_text {
@@ -133,19 +136,23 @@ fn parse_limit(resource: &Resource, value: &str) -> Result<usize, QueryError> {
     Ok(n)
 }
 
-fn parse_sort(resource: &Resource, value: &str) -> Result<Vec<(usize, bool)>, QueryError> {
+fn parse_sort(
+    resource: &Resource,
+    value: &str,
+    mask: &FieldMask,
+) -> Result<Vec<(usize, bool)>, QueryError> {
     let mut terms: Vec<(usize, bool)> = Vec::new();
     for term in value.split(',') {
         let (descending, name) = match term.strip_prefix('-') {
             Some(n) => (true, n),
             None => (false, term),
         };
-        let i = resource.field(name).ok_or_else(|| {
+        let i = resource.visible_field(name, mask).ok_or_else(|| {
             bad(
                 "sort",
                 format!(
                     "names unknown field `{name}`; fields: {}",
-                    resource.field_names()
+                    resource.field_names(mask)
                 ),
             )
         })?;
@@ -160,15 +167,19 @@ fn parse_sort(resource: &Resource, value: &str) -> Result<Vec<(usize, bool)>, Qu
     Ok(terms)
 }
 
-fn parse_fields(resource: &Resource, value: &str) -> Result<Vec<usize>, QueryError> {
+fn parse_fields(
+    resource: &Resource,
+    value: &str,
+    mask: &FieldMask,
+) -> Result<Vec<usize>, QueryError> {
     let mut out = Vec::new();
     for name in value.split(',') {
-        let i = resource.field(name).ok_or_else(|| {
+        let i = resource.visible_field(name, mask).ok_or_else(|| {
             bad(
                 "fields",
                 format!(
                     "names unknown field `{name}`; fields: {}",
-                    resource.field_names()
+                    resource.field_names(mask)
                 ),
             )
         })?;
@@ -179,7 +190,12 @@ fn parse_fields(resource: &Resource, value: &str) -> Result<Vec<usize>, QueryErr
     Ok(out)
 }
 
-fn parse_filter(resource: &Resource, key: &str, value: &str) -> Result<Filter, QueryError> {
+fn parse_filter(
+    resource: &Resource,
+    key: &str,
+    value: &str,
+    mask: &FieldMask,
+) -> Result<Filter, QueryError> {
     let (name, op) = match key.split_once('[') {
         Some((name, rest)) => {
             let op = rest
@@ -204,12 +220,12 @@ fn parse_filter(resource: &Resource, key: &str, value: &str) -> Result<Filter, Q
             ))
         }
     };
-    let index = resource.field(name).ok_or_else(|| {
+    let index = resource.visible_field(name, mask).ok_or_else(|| {
         bad(
             key,
             format!(
                 "is not a parameter or field; fields: {}",
-                resource.field_names()
+                resource.field_names(mask)
             ),
         )
     })?;

@@ -2,8 +2,9 @@
 
 use super::Problem;
 
-/// Replaces `${NAME}` in every string of `value` using `env`; `$${` stands for a literal `${`.
-/// A variable that is not set is a problem naming it and where it is used.
+/// Replaces `${NAME}` (or `${NAME:-default}`) in every string of `value` using `env`; `$${`
+/// stands for a literal `${`. A variable that is not set and has no default is a problem naming
+/// it and where it is used.
 pub fn interpolate(
     value: &mut toml::Value,
     path: &str,
@@ -50,12 +51,16 @@ fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, St
             let end = tail
                 .find('}')
                 .ok_or_else(|| "unterminated `${` in value".to_string())?;
-            let name = &tail[..end];
+            let (name, default) = match tail[..end].split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (&tail[..end], None),
+            };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("`${{{name}}}` is not a valid variable name"));
             }
-            let value =
-                env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value = env(name)
+                .or_else(|| default.map(str::to_string))
+                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {
@@ -92,6 +97,13 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].location, "sources.erp.connection_string");
         assert!(problems[0].message.contains("`NOPE`"));
+    }
+
+    #[test]
+    fn a_default_applies_only_when_the_variable_is_unset() {
+        assert_eq!(expand("${NOPE:-x.db}", &env).unwrap(), "x.db");
+        assert_eq!(expand("${ERP_PASSWORD:-x}", &env).unwrap(), "s3cr\"t");
+        assert_eq!(expand("${NOPE:-}", &env).unwrap(), "");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Configuration: one TOML file, `${VAR}` secrets from the environment, precise errors.
 
+mod auth;
 mod interpolate;
 mod model;
 
 use std::path::Path;
 use std::time::Duration;
 
+pub use auth::*;
 pub use interpolate::interpolate;
 pub use model::*;
 
@@ -110,8 +112,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Some((n, "ms")) => Ok(Duration::from_millis(n)),
         Some((n, "s")) => Ok(Duration::from_secs(n)),
         Some((n, "m")) => Ok(Duration::from_secs(n.saturating_mul(60))),
+        Some((n, "h")) => Ok(Duration::from_secs(n.saturating_mul(3600))),
         _ => Err(format!(
-            "`{text}` is not a duration such as `500ms`, `5s` or `2m`"
+            "`{text}` is not a duration such as `500ms`, `5s`, `2m` or `1h`"
         )),
     }
 }
@@ -150,7 +153,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("s").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5d").is_err());
     }
 
     #[test]

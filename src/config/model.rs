@@ -3,6 +3,8 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use super::auth::{AuthConfig, RateLimitConfig, RowPolicyConfig};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +21,10 @@ pub struct Config {
     /// API versions (`v1`, `v2`), each a named set of resources.
     #[serde(default)]
     pub versions: IndexMap<String, VersionConfig>,
+    /// Bearer JWT verification; without it only anonymous resources can be served.
+    pub auth: Option<AuthConfig>,
+    /// Requests per principal.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 /// Where and how Portico listens.
@@ -191,6 +197,16 @@ pub struct ResourceConfig {
     pub stale_if_error: Option<String>,
     /// Serve this resource nested under a row of another one.
     pub parent: Option<ParentConfig>,
+    /// Calls without a token are served (row policies and field masks still apply).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Scope a token needs to read; any valid token when absent.
+    pub read_scope: Option<String>,
+    /// Scope a token needs to write.
+    pub write_scope: Option<String>,
+    /// Row filters from token claims, all of those that apply are added to every query.
+    #[serde(default)]
+    pub row_policies: Vec<RowPolicyConfig>,
     /// Fields in response order: API name → column and transform.
     pub fields: IndexMap<String, FieldConfig>,
 }
@@ -285,6 +301,8 @@ pub struct FieldConfig {
     pub filterable: bool,
     /// Whether clients may sort on it (default: when its transform preserves order).
     pub sortable: Option<bool>,
+    /// Hidden (absent from responses, unknown to queries) for principals without this scope.
+    pub requires_scope: Option<String>,
 }
 
 fn yes() -> bool {

@@ -14,22 +14,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-/// Until JWT scopes exist, operations are reserved to callers on the same machine.
-fn local_only(req: &HttpRequest) -> Result<(), ApiError> {
-    match req.peer_addr() {
-        Some(addr) if addr.ip().is_loopback() => Ok(()),
-        _ => Err(ApiError::Forbidden(
-            "cache administration is only accepted from loopback".into(),
-        )),
-    }
-}
-
 /// `DELETE /admin/cache`: drops every cached response.
 pub async fn purge_all(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    local_only(&req)?;
+    super::access::admin(&req, &state).await?;
     state.cache.purge_all();
     tracing::info!(target: "portico::audit", action = "cache.purge", scope = "all", "cache purged");
     Ok(HttpResponse::Ok().json(json!({ "purged": "all" })))
@@ -40,7 +30,7 @@ pub async fn purge_resource(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    local_only(&req)?;
+    super::access::admin(&req, &state).await?;
     let resource = req
         .match_info()
         .get("resource")

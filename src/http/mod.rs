@@ -1,5 +1,6 @@
 //! The actix application: shared state, routes, middleware, and the server itself.
 
+mod access;
 mod admin;
 mod health;
 mod observe;
@@ -32,6 +33,12 @@ pub struct AppState {
     pub cache: ResponseCache,
     /// Every exported metric.
     pub metrics: Arc<Metrics>,
+    /// Bearer token verification; `None` without [auth].
+    pub verifier: Option<Arc<crate::auth::Verifier>>,
+    /// Per-principal rate limit.
+    pub limiter: Option<crate::auth::RateLimiter>,
+    /// Scope of the admin endpoints; `None` (loopback only) without [auth].
+    pub admin_scope: Option<String>,
 }
 
 /// Why the service could not start.
@@ -53,12 +60,43 @@ pub enum StartError {
 impl AppState {
     /// Compiles the catalog and creates every source (connections open on first use).
     pub fn from_config(config: &Config, file: &str) -> Result<Self, crate::config::ConfigError> {
-        let catalog =
-            crate::catalog::compile(config).map_err(|problems| crate::config::ConfigError {
-                file: file.to_string(),
-                problems,
-            })?;
         let metrics = Arc::new(Metrics::new());
+        let mut problems = Vec::new();
+        let catalog = crate::catalog::compile(config)
+            .map_err(|found| problems.extend(found))
+            .ok();
+        let base = std::path::Path::new(file)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let read_file = |path: &str| std::fs::read(base.join(path));
+        let verifier = config.auth.as_ref().and_then(|auth| {
+            crate::auth::Verifier::from_config(auth, &read_file, metrics.auth.jwks_fetches.clone())
+                .map_err(|found| problems.extend(found))
+                .ok()
+        });
+        let limiter = config.rate_limit.as_ref().and_then(|rl| {
+            if rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0 && rl.burst >= 1 {
+                Some(crate::auth::RateLimiter::new(
+                    rl.requests_per_second,
+                    rl.burst,
+                ))
+            } else {
+                problems.push(crate::config::Problem {
+                    location: "rate_limit".into(),
+                    message: "`requests_per_second` must be above 0 and `burst` at least 1".into(),
+                });
+                None
+            }
+        });
+        let catalog = match catalog {
+            Some(catalog) if problems.is_empty() => catalog,
+            _ => {
+                return Err(crate::config::ConfigError {
+                    file: file.to_string(),
+                    problems,
+                })
+            }
+        };
         let sources = config
             .sources
             .iter()
@@ -89,6 +127,9 @@ impl AppState {
             sources,
             cache,
             metrics,
+            verifier: verifier.map(Arc::new),
+            limiter,
+            admin_scope: config.auth.as_ref().map(|a| a.admin_scope.clone()),
         })
     }
 }
@@ -140,6 +181,10 @@ pub fn start(state: AppState, config: &Config) -> Result<(Server, SocketAddr), S
         error,
     })?;
     let state = web::Data::new(state);
+    if let Some(verifier) = state.verifier.clone() {
+        // Fetch the identity provider's keys at start rather than on the first request.
+        actix_web::rt::spawn(async move { verifier.prefetch().await });
+    }
     let shutdown =
         parse_duration(&config.server.shutdown_timeout).unwrap_or(Duration::from_secs(10));
     let mut server = HttpServer::new(move || {

@@ -11,8 +11,9 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use tracing::Instrument;
 
+use super::problem::ApiError;
 use super::AppState;
-use crate::telemetry::metrics::{HttpLabels, RouteLabels};
+use crate::telemetry::metrics::{HttpLabels, RefusalLabels, RouteLabels};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -79,7 +80,26 @@ pub async fn observe(
     let method = method_label(req.method());
     let route = route_label(req.path());
     let mut response = next.call(req).instrument(span.clone()).await?;
+    let refusal = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .and_then(|e| {
+            let reason = e.refusal()?;
+            span.in_scope(|| {
+                super::access::audit_refusal(response.request(), response.status().as_u16(), e)
+            });
+            Some(reason)
+        });
     if let Some(state) = state {
+        if let Some(reason) = refusal {
+            state
+                .metrics
+                .auth
+                .refused
+                .get_or_create(&RefusalLabels { reason })
+                .inc();
+        }
         state
             .metrics
             .http_seconds

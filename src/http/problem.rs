@@ -4,6 +4,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::catalog::query::QueryError;
 use crate::source::SourceError;
 
@@ -16,9 +17,18 @@ pub enum ApiError {
     /// A query parameter or key the client wrote is wrong.
     #[error(transparent)]
     BadParameter(#[from] QueryError),
+    /// The bearer token is missing (where one is needed) or invalid.
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    /// The token lacks the scope this needs.
+    #[error("the token lacks the scope `{0}`")]
+    InsufficientScope(String),
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The principal's rate limit is spent for now.
+    #[error("rate limit reached")]
+    RateLimited(std::time::Duration),
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -54,7 +64,27 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Unauthorized(AuthError::KeysUnavailable) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "auth-unavailable",
+                "Tokens cannot be verified right now",
+            ),
+            ApiError::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+            ),
+            ApiError::InsufficientScope(_) => (
+                StatusCode::FORBIDDEN,
+                "insufficient-scope",
+                "The token lacks a scope",
+            ),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
             ApiError::BadParameter(_) => (
                 StatusCode::BAD_REQUEST,
                 "bad-parameter",
@@ -93,14 +123,40 @@ impl ApiError {
         }
     }
 
+    /// Short reason for the audit log when the request was refused (401, 403, 429).
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Unauthorized(e) => Some(e.reason()),
+            ApiError::InsufficientScope(_) => Some("missing_scope"),
+            ApiError::Forbidden(_) => Some("forbidden"),
+            ApiError::RateLimited(_) => Some("rate_limited"),
+            _ => None,
+        }
+    }
+
+    /// `WWW-Authenticate` for 401 and scope failures (RFC 6750 §3).
+    fn challenge(&self) -> Option<String> {
+        match self {
+            ApiError::Unauthorized(AuthError::Missing) => Some("Bearer realm=\"portico\"".into()),
+            ApiError::Unauthorized(AuthError::KeysUnavailable) => None,
+            ApiError::Unauthorized(e) => Some(format!(
+                "Bearer realm=\"portico\", error=\"invalid_token\", error_description=\"{e}\""
+            )),
+            ApiError::InsufficientScope(scope) => Some(format!(
+                "Bearer realm=\"portico\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        }
+    }
+
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Source(SourceError::Busy { retry_after, .. }) => {
                 Some(retry_after.as_secs().max(1))
             }
-            ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. }) => {
-                Some(5)
-            }
+            ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. })
+            | ApiError::Unauthorized(AuthError::KeysUnavailable) => Some(5),
+            ApiError::RateLimited(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
             _ => None,
         }
     }
@@ -110,6 +166,12 @@ impl ApiError {
         let (status, kind, title) = self.parts();
         let (detail, parameter) = match self {
             ApiError::NotFound(d) | ApiError::Forbidden(d) => (d.clone(), None),
+            ApiError::Unauthorized(_) | ApiError::InsufficientScope(_) => (self.to_string(), None),
+            ApiError::RateLimited(_) => (
+                "this caller's request rate is over its limit; retry after the given seconds"
+                    .to_string(),
+                None,
+            ),
             ApiError::BadParameter(e) => (e.to_string(), Some(e.parameter.clone())),
             ApiError::MethodNotAllowed => (
                 "this resource does not accept that method".to_string(),
@@ -169,6 +231,9 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
         if let Some(seconds) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(challenge) = self.challenge() {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
         if matches!(self, ApiError::MethodNotAllowed) {
             response.insert_header((header::ALLOW, "GET, HEAD"));

@@ -5,8 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
 
+use super::access;
 use super::problem::ApiError;
 use super::AppState;
+use crate::auth::Grant;
+use crate::auth::Principal;
 use crate::cache::{canonical_query, none_match, CacheKey, CachedPage, Freshness, Lifetime};
 use crate::catalog::query::{self, QueryError};
 use crate::catalog::{plan, Resource};
@@ -32,39 +35,56 @@ pub async fn dispatch(
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Err(ApiError::MethodNotAllowed);
     }
+    let principal = access::principal(&req, &state).await?;
     match depth {
-        2 => list(req, state).await,
-        3 => get(req, state).await,
-        _ => children(req, state).await,
+        2 => list(req, state, &principal).await,
+        3 => get(req, state, &principal).await,
+        _ => children(req, state, &principal).await,
     }
 }
 
 /// Lists a resource: filters, sort, fields, limit and keyset cursor.
-async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: &Principal,
+) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, 1)?;
+    let grant = access::grant(resource, principal)?;
     // Parsing and planning happen only on a miss; a cached key was valid when it was stored.
     let load = async {
-        let spec = query::parse(resource, req.query_string())?;
-        let plan = plan::list(resource, &spec, Vec::new())?;
+        let spec = query::parse(resource, req.query_string(), &grant.mask)?;
+        let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask)?;
         load_page(&state, resource, &plan).await
     };
-    cached(&req, &state, resource, load).await
+    cached(&req, &state, resource, &grant, load).await
 }
 
 /// One row by key; composite keys are written `a,b` with each part percent-encoded.
-async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// A row a policy hides is a 404, exactly like a missing one.
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: &Principal,
+) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, 1)?;
+    let grant = access::grant(resource, principal)?;
     let key = raw_segment(&req, 2);
     let load = async {
-        let plan = key_plan(resource, &split_key(key)?)?;
+        let plan = key_plan(resource, &split_key(key)?, &grant)?;
         let body = fetch_one(&state, resource, &plan, key).await?;
         Ok(CachedPage::new(body, None))
     };
-    cached(&req, &state, resource, load).await
+    cached(&req, &state, resource, &grant, load).await
 }
 
-/// Lists the child rows of one parent row (404 when the parent row does not exist).
-async fn children(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Lists the child rows of one parent row (404 when the parent row does not exist or is
+/// hidden from the caller); the policies of both resources apply.
+async fn children(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: &Principal,
+) -> Result<HttpResponse, ApiError> {
     let parent = find(&state, &req, 1)?;
     let child = find(&state, &req, 3)?;
     let Some((parent_name, link)) = &child.parent else {
@@ -73,10 +93,16 @@ async fn children(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     if *parent_name != parent.name {
         return Err(not_found(&req));
     }
+    let parent_grant = access::grant(parent, principal)?;
+    let mut grant = access::grant(child, principal)?;
+    if parent_grant.is_restricted() {
+        // Whether the parent row is visible depends on the caller too.
+        grant.identity = format!("{}|{}", parent_grant.identity, grant.identity);
+    }
     let key = raw_segment(&req, 2);
     let load = async {
         let parts = split_key(key)?;
-        let parent_plan = key_plan(parent, &parts)?;
+        let parent_plan = key_plan(parent, &parts, &parent_grant)?;
         let field = &child.fields[*link];
         let param = field
             .to_legacy(parts.first().map(String::as_str).unwrap_or_default())
@@ -89,26 +115,31 @@ async fn children(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             op: crate::source::select::CmpOp::Eq,
             param,
         };
-        let spec = query::parse(child, req.query_string())?;
-        let plan = plan::list(child, &spec, vec![by_parent])?;
+        let spec = query::parse(child, req.query_string(), &grant.mask)?;
+        let mut conditions = grant.conditions.clone();
+        conditions.push(by_parent);
+        let plan = plan::list(child, &spec, conditions, &grant.mask)?;
         fetch_one(&state, parent, &parent_plan, key).await?;
         load_page(&state, child, &plan).await
     };
-    cached(&req, &state, child, load).await
+    cached(&req, &state, child, &grant, load).await
 }
 
 /// Answers through the response cache, with ETag, `If-None-Match` and `Cache-Control`.
+/// The key holds the grant's identity, so principals that see different rows or fields never
+/// share an entry.
 async fn cached(
     req: &HttpRequest,
     state: &AppState,
     resource: &Resource,
+    grant: &Grant,
     load: impl std::future::Future<Output = Result<CachedPage, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
     let key = CacheKey {
         resource: resource.name.clone(),
         path: req.path().to_string(),
         query: canonical_query(req.query_string()),
-        identity: PUBLIC.to_string(),
+        identity: grant.identity.clone(),
     };
     let lifetime = Lifetime {
         ttl: resource.cache_ttl,
@@ -118,10 +149,13 @@ async fn cached(
         .cache
         .get_or_load(key, lifetime, wants_fresh(req), load)
         .await?;
-    let cache_control = if resource.cache_ttl.is_zero() {
-        "no-cache".to_string()
-    } else {
-        format!("public, max-age={}", resource.cache_ttl.as_secs())
+    // Only what anyone may read, unfiltered, can go to shared caches.
+    let shared = resource.access.anonymous && !grant.is_restricted();
+    let cache_control = match (resource.cache_ttl.is_zero(), shared) {
+        (true, true) => "no-cache".to_string(),
+        (true, false) => "private, no-cache".to_string(),
+        (false, true) => format!("public, max-age={}", resource.cache_ttl.as_secs()),
+        (false, false) => format!("private, max-age={}", resource.cache_ttl.as_secs()),
     };
     let not_modified = req
         .headers()
@@ -136,6 +170,12 @@ async fn cached(
     response
         .insert_header((header::ETAG, page.etag.clone()))
         .insert_header((header::CACHE_CONTROL, cache_control));
+    if resource.access.anonymous
+        && (!resource.access.policies.is_empty() || !resource.access.masks.is_empty())
+    {
+        // The same URL answers differently with and without a token.
+        response.insert_header((header::VARY, "Authorization"));
+    }
     if freshness == Freshness::Stale {
         response.insert_header((header::WARNING, "110 - \"Response is Stale\""));
     }
@@ -149,9 +189,6 @@ async fn cached(
         .content_type("application/json")
         .body(page.body.clone()))
 }
-
-/// Identity of requests no row policy or field mask applies to.
-const PUBLIC: &str = "public";
 
 /// A client's `Cache-Control: no-cache` (or `max-age=0`, or `Pragma: no-cache`) skips the cache.
 fn wants_fresh(req: &HttpRequest) -> bool {
@@ -178,13 +215,15 @@ fn next_link(req: &HttpRequest, cursor: &str) -> String {
     format!("<{}?{}>; rel=\"next\"", req.path(), query.join("&"))
 }
 
-/// A lookup of one row by its decoded key parts.
-fn key_plan(resource: &Resource, parts: &[String]) -> Result<plan::Plan, ApiError> {
-    let conditions = plan::key_conditions(resource, parts)?;
+/// A lookup of one row by its decoded key parts, within what `grant` lets the caller see.
+fn key_plan(resource: &Resource, parts: &[String], grant: &Grant) -> Result<plan::Plan, ApiError> {
+    let mut conditions = plan::key_conditions(resource, parts)?;
+    conditions.extend(grant.conditions.iter().cloned());
     Ok(plan::list(
         resource,
         &query::QuerySpec::unfiltered(1),
         conditions,
+        &grant.mask,
     )?)
 }
 

@@ -83,6 +83,22 @@ pub struct CacheMetrics {
     pub entries: Gauge,
 }
 
+/// Labels of refused requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Machine-readable reason (`expired`, `missing_scope`, `rate_limited`).
+    pub reason: &'static str,
+}
+
+/// Metrics of authentication and authorization.
+#[derive(Clone, Debug, Default)]
+pub struct AuthMetrics {
+    /// Fetches of the identity provider's key set (at start, on unknown `kid`, when old).
+    pub jwks_fetches: Counter,
+    /// Requests refused (401, 403, 429) by reason.
+    pub refused: Family<RefusalLabels, Counter>,
+}
+
 /// Every metric Portico exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -95,6 +111,8 @@ pub struct Metrics {
     pub sources: SourceMetrics,
     /// Cache metrics.
     pub cache: CacheMetrics,
+    /// Auth metrics.
+    pub auth: AuthMetrics,
 }
 
 impl Default for Metrics {
@@ -114,6 +132,7 @@ impl Metrics {
             );
         let sources = SourceMetrics::default();
         let cache = CacheMetrics::default();
+        let auth = AuthMetrics::default();
         registry.register(
             "http_requests",
             "HTTP requests answered",
@@ -184,12 +203,23 @@ impl Metrics {
             "Entries held by the response cache",
             cache.entries.clone(),
         );
+        registry.register(
+            "auth_jwks_fetches",
+            "Fetches of the identity provider's key set",
+            auth.jwks_fetches.clone(),
+        );
+        registry.register(
+            "auth_refused",
+            "Requests refused by authentication, authorization or the rate limit",
+            auth.refused.clone(),
+        );
         Self {
             registry,
             http_requests,
             http_seconds,
             sources,
             cache,
+            auth,
         }
     }
 

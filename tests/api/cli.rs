@@ -69,7 +69,7 @@ fn check_accepts_the_demo_and_what_introspect_prints() {
         "composite primary key: {starter}"
     );
     assert!(
-        starter.contains("connection_string = \"Driver=SQLite3;Database=${DEMO_DB}\""),
+        starter.contains("connection_string = \"Driver=SQLite3;Database=${DEMO_DB:-config/demo/legacy.db}\""),
         "secrets stay references"
     );
     let file = _dir.path().join("starter.toml");
@@ -97,6 +97,7 @@ query_timeout = "soon"
 source = "shop"
 table = "JOBHDR"
 key = ["id"]
+anonymous = true
 default_sort = ["colour"]
 [versions.v1.resources.jobs.fields]
 id = {{ column = "JOB_NO", type = "string", column_type = "char(10)" }}
@@ -106,6 +107,7 @@ status = {{ column = "STATUS", type = "string", codes = {{ O = "open" }}, sortab
 source = "shop"
 table = "NO_SUCH_TABLE"
 key = ["id"]
+anonymous = true
 [versions.v1.resources.ghost.fields]
 id = {{ column = "ID", type = "integer" }}
 "#,
@@ -162,32 +164,33 @@ fn every_example_config_loads_and_compiles() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let config =
-                portico::config::parse(&path.display().to_string(), &text, &|_| Some("x".into()))
-                    .unwrap_or_else(|e| panic!("{e}"));
-            portico::catalog::compile(&config)
-                .unwrap_or_else(|p| panic!("{}: {p:?}", path.display()));
+            let config = portico::config::parse(&path.display().to_string(), &text, &|_| {
+                Some("x".repeat(64))
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+            portico::http::AppState::from_config(&config, &path.display().to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
             seen += 1;
         }
     }
     assert!(seen >= 1, "config/ holds examples");
 }
 
-/// A plain HTTP/1.0 GET; the body parsed as JSON after asserting 200.
-fn http_get(address: &str, path: &str) -> serde_json::Value {
+/// A plain HTTP/1.0 GET with an optional bearer token: status code and body as JSON.
+fn http_get(address: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     stream
-        .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .write_all(format!("GET {path} HTTP/1.0\r\n{authorization}\r\n").as_bytes())
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
+    let status = response[9..12].parse().unwrap();
     let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
-    serde_json::from_str(body).unwrap()
+    (status, serde_json::from_str(body).unwrap_or_default())
 }
 
 #[test]
@@ -220,11 +223,49 @@ fn serve_answers_the_demo_and_stops_gracefully_on_sigterm() {
                 .to_string();
         }
     };
-    let job = http_get(&address, "/v1/jobs/J000001");
+    // The README's tokens, minted by `portico token` for the demo's development secret.
+    let token = |args: &[&str]| {
+        let out = run(&[&["token"], args].concat(), &file, &db);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let staff = token(&[
+        "--scope",
+        "jobs:read",
+        "--scope",
+        "jobs:read:all",
+        "--scope",
+        "jobs:read:amounts",
+        "--scope",
+        "customers:read",
+        "--scope",
+        "customers:read:all",
+    ]);
+    let portal = token(&[
+        "--subject",
+        "portal-C00002",
+        "--scope",
+        "jobs:read",
+        "--scope",
+        "customers:read",
+        "--claim",
+        "customer_id=C00002",
+    ]);
+    let get = |path: &str, token: &str| {
+        let (status, body) = http_get(&address, path, Some(token));
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    };
+    assert_eq!(http_get(&address, "/v1/jobs/J000001", None).0, 401);
+    let job = get("/v1/jobs/J000001", &staff);
     assert_eq!(job["id"], "J000001");
 
     // The quick start's promise: five open jobs with ISO dates and exact amounts.
-    let page = http_get(&address, "/v1/jobs?status=open&limit=5");
+    let page = get("/v1/jobs?status=open&limit=5", &staff);
     let jobs = page["data"].as_array().unwrap();
     assert_eq!(jobs.len(), 5);
     for job in jobs {
@@ -239,9 +280,23 @@ fn serve_answers_the_demo_and_stops_gracefully_on_sigterm() {
         assert_eq!(cents.len(), 2, "{amount}");
     }
     assert_eq!(
-        http_get(&address, "/v1/customers/C00002")["name"],
+        get("/v1/customers/C00002", &staff)["name"],
         "Müller Präzision",
         "CP1252 bytes come out as UTF-8"
+    );
+
+    // The customer portal: its own jobs only, without the internal amounts.
+    let page = get("/v1/jobs?limit=500", &portal);
+    let jobs = page["data"].as_array().unwrap();
+    assert!(!jobs.is_empty());
+    for job in jobs {
+        assert_eq!(job["customer_id"], "C00002", "{job}");
+        assert!(job.get("quote_amount").is_none(), "{job}");
+    }
+    assert_eq!(get("/v1/customers/C00002", &portal)["id"], "C00002");
+    assert_eq!(
+        http_get(&address, "/v1/customers/C00001", Some(&portal)).0,
+        404
     );
 
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

@@ -328,6 +328,7 @@ connection_string = "{cs}"
 source = "legacy"
 table = "JOBS"
 key = ["id"]
+anonymous = true
 max_limit = 100
 
 [versions.v1.resources.jobs.fields]
@@ -349,6 +350,7 @@ updated_at = {{ column = "UPD_TS", type = "datetime" }}
 source = "legacy"
 table = "OPS"
 key = ["job_id", "seq"]
+anonymous = true
 parent = {{ resource = "jobs", field = "job_id" }}
 
 [versions.v1.resources.operations.fields]

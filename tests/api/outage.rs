@@ -71,6 +71,7 @@ fn with_slow_resource(source_extra: &str, seconds: u32) -> String {
 source = "legacy"
 query = 'SELECT "JOB_NO" FROM "JOBS" CROSS JOIN (SELECT pg_sleep({seconds})) AS s'
 key = ["id"]
+anonymous = true
 [versions.v1.resources.slow.fields]
 id = {{ column = "JOB_NO", type = "string", column_type = "char(8)" }}
 "#

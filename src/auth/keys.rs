@@ -1,0 +1,175 @@
+//! Verification keys, each pinned to exactly one algorithm, from configuration or a JWK.
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::config::KeyConfig;
+
+/// A key and the only algorithm it verifies.
+#[derive(Clone)]
+pub struct VerificationKey {
+    /// `kid` it answers to; `None` answers tokens without a `kid`.
+    pub kid: Option<String>,
+    /// The pinned algorithm.
+    pub algorithm: Algorithm,
+    /// Key material.
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material (a shared secret would end up in a log).
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every token must satisfy besides its signature.
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Seconds of clock skew tolerated on `exp` and `nbf`.
+    pub leeway: u64,
+}
+
+impl Expectations {
+    /// The jsonwebtoken validation for one pinned algorithm: `exp`, `nbf`, `iss` and `aud`
+    /// required and checked (jsonwebtoken skips `nbf` and absent `iss`/`aud` by default).
+    pub fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut v = Validation::new(algorithm);
+        v.leeway = self.leeway;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.validate_aud = true;
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
+        v
+    }
+}
+
+/// Parses an algorithm name as JOSE spells it (`RS256`, `EdDSA`).
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    name.parse::<Algorithm>().map_err(|_| {
+        format!("`{name}` is not an algorithm Portico verifies; use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA")
+    })
+}
+
+fn is_hmac(algorithm: Algorithm) -> bool {
+    matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    )
+}
+
+/// Builds a configured key; `read_file` loads `public_key_file`.
+pub fn from_config(
+    config: &KeyConfig,
+    read_file: &dyn Fn(&str) -> std::io::Result<Vec<u8>>,
+) -> Result<VerificationKey, String> {
+    let algorithm = parse_algorithm(&config.algorithm)?;
+    let key = if is_hmac(algorithm) {
+        if config.public_key.is_some() || config.public_key_file.is_some() {
+            return Err(format!(
+                "an {} key takes a `secret`, not a public key",
+                config.algorithm
+            ));
+        }
+        let secret = config
+            .secret
+            .as_deref()
+            .ok_or_else(|| format!("an {} key needs `secret`", config.algorithm))?;
+        // RFC 7518 §3.2: the secret must be at least as long as the hash output.
+        let minimum = match algorithm {
+            Algorithm::HS384 => 48,
+            Algorithm::HS512 => 64,
+            _ => 32,
+        };
+        if secret.len() < minimum {
+            return Err(format!(
+                "the {} secret must be at least {minimum} bytes long",
+                config.algorithm
+            ));
+        }
+        DecodingKey::from_secret(secret.as_bytes())
+    } else {
+        if config.secret.is_some() {
+            return Err(format!(
+                "an {} key takes `public_key` or `public_key_file`, not a secret",
+                config.algorithm
+            ));
+        }
+        let pem = match (&config.public_key, &config.public_key_file) {
+            (Some(text), None) => text.as_bytes().to_vec(),
+            (None, Some(path)) => {
+                read_file(path).map_err(|e| format!("cannot read `{path}`: {e}"))?
+            }
+            _ => {
+                return Err(format!(
+                    "an {} key needs exactly one of `public_key` and `public_key_file`",
+                    config.algorithm
+                ))
+            }
+        };
+        decode_pem(algorithm, &pem)?
+    };
+    Ok(VerificationKey {
+        kid: config.kid.clone(),
+        algorithm,
+        key,
+    })
+}
+
+fn decode_pem(algorithm: Algorithm, pem: &[u8]) -> Result<DecodingKey, String> {
+    let key = match algorithm {
+        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
+        _ => DecodingKey::from_rsa_pem(pem),
+    };
+    key.map_err(|e| format!("the public key is not a PEM key for {algorithm:?}: {e}"))
+}
+
+/// Pins a published key to one algorithm: its own `alg`, or the one its type implies,
+/// and only if `allowed` lists it. Symmetric (`oct`) keys are never taken from a JWKS.
+pub fn from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Result<VerificationKey, String> {
+    let implied = match &jwk.algorithm {
+        AlgorithmParameters::OctetKey(_) => {
+            return Err("symmetric keys are not accepted from a JWKS".into())
+        }
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Algorithm::ES256,
+            EllipticCurve::P384 => Algorithm::ES384,
+            _ => return Err("unsupported elliptic curve".into()),
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+        _ => return Err("unsupported key type".into()),
+    };
+    let algorithm = match &jwk.common.key_algorithm {
+        Some(alg) => parse_algorithm(&alg.to_string())?,
+        None => implied,
+    };
+    if is_hmac(algorithm) {
+        return Err("symmetric keys are not accepted from a JWKS".into());
+    }
+    if !allowed.contains(&algorithm) {
+        return Err(format!("algorithm {algorithm:?} is not in `algorithms`"));
+    }
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key: {e}"))?;
+    if key.family() != algorithm.family() {
+        return Err(format!(
+            "a {:?} key cannot verify {algorithm:?}",
+            key.family()
+        ));
+    }
+    Ok(VerificationKey {
+        kid: jwk.common.key_id.clone(),
+        algorithm,
+        key,
+    })
+}

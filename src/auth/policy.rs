@@ -1,0 +1,438 @@
+//! What a principal may do with a resource: scopes per verb, row policies built from token
+//! claims (bound parameters added to every query), and field masks.
+
+use std::fmt::Write as _;
+
+use serde_json::Value as Json;
+
+use super::Principal;
+use crate::catalog::Field;
+use crate::config::RowPolicyConfig;
+use crate::source::select::{CmpOp, Condition};
+use crate::source::{ColumnType, Param, Value};
+
+/// Access rules of one resource, compiled from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceAccess {
+    /// Calls without a token are served.
+    pub anonymous: bool,
+    /// Scope needed to read; any valid token when `None`.
+    pub read_scope: Option<String>,
+    /// Scope needed to write.
+    pub write_scope: Option<String>,
+    /// Row policies, in configuration order.
+    pub policies: Vec<RowPolicy>,
+    /// Field index → scope needed to see it.
+    pub masks: Vec<(usize, String)>,
+}
+
+/// What a request intends to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `GET`, `HEAD`.
+    Read,
+    /// `POST`, `PATCH`, `DELETE`.
+    Write,
+}
+
+/// A row filter for some principals.
+#[derive(Debug, Clone)]
+pub struct RowPolicy {
+    /// Name for logs and problems.
+    pub name: String,
+    applies: Applies,
+    terms: Vec<Term>,
+}
+
+#[derive(Debug, Clone)]
+enum Applies {
+    Always,
+    WithScope(String),
+    WithoutScope(String),
+}
+
+#[derive(Debug, Clone)]
+struct Term {
+    column: String,
+    /// The field over the column, whose transform turns a claim into the legacy value.
+    field: Option<Box<Field>>,
+    op: TermOp,
+    operand: Operand,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TermOp {
+    Compare(CmpOp),
+    In,
+}
+
+#[derive(Debug, Clone)]
+enum Operand {
+    Claim(String),
+    Literal(String),
+}
+
+/// Fields hidden from a principal (indexes into the resource's fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldMask {
+    hidden: Vec<usize>,
+}
+
+impl FieldMask {
+    /// Whether field `index` is hidden.
+    pub fn hides(&self, index: usize) -> bool {
+        self.hidden.contains(&index)
+    }
+
+    /// Whether any field is hidden.
+    pub fn is_empty(&self) -> bool {
+        self.hidden.is_empty()
+    }
+}
+
+/// What a principal may read of a resource.
+#[derive(Debug, Clone, Default)]
+pub struct Grant {
+    /// Conditions added to every query (bound parameters from claims).
+    pub conditions: Vec<Condition>,
+    /// Fields the principal does not see.
+    pub mask: FieldMask,
+    /// Equal for principals that see exactly the same rows and fields (the cache key part).
+    pub identity: String,
+}
+
+impl Grant {
+    /// Whether rows or fields are withheld (a policy applied or a field is hidden), so
+    /// responses depend on the caller and must not go to shared caches.
+    pub fn is_restricted(&self) -> bool {
+        !self.identity.is_empty()
+    }
+}
+
+/// Why a principal may not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// The resource needs a token and the call has none.
+    #[error("this resource needs a bearer token")]
+    Unauthenticated,
+    /// The token lacks a scope.
+    #[error("the token lacks the scope `{0}`")]
+    MissingScope(String),
+    /// A row policy needs a claim the token does not carry (never unfiltered rows instead).
+    #[error("row policy `{policy}` needs the claim `{claim}`, which the token does not carry")]
+    MissingClaim {
+        /// Policy name.
+        policy: String,
+        /// Claim path.
+        claim: String,
+    },
+    /// A claim a row policy needs has a value it cannot use.
+    #[error("row policy `{policy}` cannot use the claim `{claim}`: {message}")]
+    BadClaim {
+        /// Policy name.
+        policy: String,
+        /// Claim path.
+        claim: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl ResourceAccess {
+    /// Compiles the access settings of a resource; problems are `(location suffix, message)`.
+    pub fn compile(
+        anonymous: bool,
+        read_scope: Option<String>,
+        write_scope: Option<String>,
+        policies: &[RowPolicyConfig],
+        fields: &[Field],
+        masks: Vec<(usize, String)>,
+    ) -> Result<Self, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let mut compiled = Vec::new();
+        for (i, p) in policies.iter().enumerate() {
+            let applies = match (&p.when_scope, &p.unless_scope) {
+                (None, None) => Applies::Always,
+                (Some(s), None) => Applies::WithScope(s.clone()),
+                (None, Some(s)) => Applies::WithoutScope(s.clone()),
+                (Some(_), Some(_)) => {
+                    problems.push((
+                        format!("row_policies[{i}]"),
+                        "give `when_scope` or `unless_scope`, not both".to_string(),
+                    ));
+                    continue;
+                }
+            };
+            match parse_condition(&p.condition, fields) {
+                Ok(terms) => compiled.push(RowPolicy {
+                    name: p.name.clone(),
+                    applies,
+                    terms,
+                }),
+                Err(message) => problems.push((format!("row_policies[{i}].condition"), message)),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            anonymous,
+            read_scope,
+            write_scope,
+            policies: compiled,
+            masks,
+        })
+    }
+
+    /// Decides what `principal` may see when it does `verb`.
+    pub fn authorize(&self, principal: &Principal, verb: Verb) -> Result<Grant, Denial> {
+        if !principal.authenticated && !self.anonymous {
+            return Err(Denial::Unauthenticated);
+        }
+        let scope = match verb {
+            Verb::Read => &self.read_scope,
+            Verb::Write => &self.write_scope,
+        };
+        if let Some(scope) = scope {
+            if !principal.has_scope(scope) {
+                return Err(Denial::MissingScope(scope.clone()));
+            }
+        }
+        let mut grant = Grant::default();
+        for policy in &self.policies {
+            let applies = match &policy.applies {
+                Applies::Always => true,
+                Applies::WithScope(s) => principal.has_scope(s),
+                Applies::WithoutScope(s) => !principal.has_scope(s),
+            };
+            if !applies {
+                continue;
+            }
+            let _ = write!(grant.identity, "p:{};", policy.name);
+            for term in &policy.terms {
+                let condition = term.bind(&policy.name, principal)?;
+                let _ = write!(grant.identity, "{condition:?};");
+                grant.conditions.push(condition);
+            }
+        }
+        for (index, scope) in &self.masks {
+            if !principal.has_scope(scope) {
+                grant.mask.hidden.push(*index);
+                let _ = write!(grant.identity, "m:{index};");
+            }
+        }
+        Ok(grant)
+    }
+}
+
+impl Term {
+    fn bind(&self, policy: &str, principal: &Principal) -> Result<Condition, Denial> {
+        let (claim, value) = match &self.operand {
+            Operand::Literal(text) => ("literal", Json::String(text.clone())),
+            Operand::Claim(path) => match principal.claim(path) {
+                Some(value) if !value.is_null() => (path.as_str(), value.clone()),
+                _ => {
+                    return Err(Denial::MissingClaim {
+                        policy: policy.to_string(),
+                        claim: path.clone(),
+                    })
+                }
+            },
+        };
+        let bad = |message: String| Denial::BadClaim {
+            policy: policy.to_string(),
+            claim: claim.to_string(),
+            message,
+        };
+        match self.op {
+            TermOp::Compare(op) => Ok(Condition::Compare {
+                column: self.column.clone(),
+                op,
+                param: self.param(&value).map_err(bad)?,
+            }),
+            TermOp::In => {
+                let items = match &value {
+                    Json::Array(items) => items.clone(),
+                    other => vec![other.clone()],
+                };
+                let params = items
+                    .iter()
+                    .map(|v| self.param(v))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(bad)?;
+                // An empty list grants no row: `Or([])` is `1=0`.
+                Ok(if params.is_empty() {
+                    Condition::Or(Vec::new())
+                } else {
+                    Condition::In {
+                        column: self.column.clone(),
+                        params,
+                    }
+                })
+            }
+        }
+    }
+
+    /// A claim value as the legacy value of the column (through its field's transform).
+    fn param(&self, value: &Json) -> Result<Param, String> {
+        let text = match value {
+            Json::String(s) => s.clone(),
+            Json::Number(n) => n.to_string(),
+            Json::Bool(b) => b.to_string(),
+            _ => return Err("must be a string, a number or a boolean".into()),
+        };
+        match &self.field {
+            Some(field) => field.to_legacy(&text),
+            None => Ok(match value.as_i64() {
+                Some(i) => Param {
+                    value: Value::Int(i),
+                    column_type: ColumnType::Integer,
+                },
+                None => Param {
+                    value: Value::Text(text.into_bytes()),
+                    column_type: ColumnType::Varchar,
+                },
+            }),
+        }
+    }
+}
+
+/// Parses `COLUMN op operand [AND …]`: operators `= <> != < <= > >=` and `IN`; operands
+/// `{claims.path}`, `{sub}`, `'text'` or a number. A column is a field's column or API name;
+/// other columns are compared as text or integers.
+fn parse_condition(text: &str, fields: &[Field]) -> Result<Vec<Term>, String> {
+    let tokens = tokenize(text)?;
+    let mut terms = Vec::new();
+    let mut rest = tokens.as_slice();
+    loop {
+        let [Token::Word(column), Token::Op(op), operand, tail @ ..] = rest else {
+            return Err(format!(
+                "expected `COLUMN op {{claims.name}}` terms joined by AND, in `{text}`"
+            ));
+        };
+        let op = match op.as_str() {
+            "=" => TermOp::Compare(CmpOp::Eq),
+            "<>" | "!=" => TermOp::Compare(CmpOp::Ne),
+            "<" => TermOp::Compare(CmpOp::Lt),
+            "<=" => TermOp::Compare(CmpOp::Lte),
+            ">" => TermOp::Compare(CmpOp::Gt),
+            ">=" => TermOp::Compare(CmpOp::Gte),
+            "IN" => TermOp::In,
+            other => return Err(format!("unknown operator `{other}`")),
+        };
+        let operand = match operand {
+            Token::Claim(path) => Operand::Claim(path.clone()),
+            Token::Literal(text) => Operand::Literal(text.clone()),
+            Token::Word(w) if w.parse::<f64>().is_ok() => Operand::Literal(w.clone()),
+            _ => {
+                return Err(format!(
+                    "`{column}` must be compared with a {{claim}} or a literal"
+                ))
+            }
+        };
+        let field = fields
+            .iter()
+            .find(|f| f.column.eq_ignore_ascii_case(column))
+            .or_else(|| fields.iter().find(|f| f.name == *column));
+        if field.is_none()
+            && !column
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(format!("`{column}` is not a column name"));
+        }
+        if let (Some(f), Operand::Literal(l)) = (field, &operand) {
+            f.to_legacy(l)
+                .map_err(|m| format!("literal `{l}` for `{column}` {m}"))?;
+        }
+        terms.push(Term {
+            column: field.map_or_else(|| column.clone(), |f| f.column.clone()),
+            field: field.map(|f| Box::new(f.clone())),
+            op,
+            operand,
+        });
+        match tail {
+            [] => return Ok(terms),
+            [Token::Word(and), more @ ..] if and.eq_ignore_ascii_case("and") => rest = more,
+            _ => return Err(format!("terms must be joined by AND, in `{text}`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Word(String),
+    Op(String),
+    Claim(String),
+    Literal(String),
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        match c {
+            c if c.is_whitespace() => {
+                chars.next();
+            }
+            '{' => {
+                chars.next();
+                let inner: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                let path = match inner.trim() {
+                    "sub" | "subject" => "sub".to_string(),
+                    other => other
+                        .strip_prefix("claims.")
+                        .filter(|p| !p.is_empty())
+                        .ok_or_else(|| {
+                            format!("`{{{other}}}` must be `{{claims.NAME}}` or `{{sub}}`")
+                        })?
+                        .to_string(),
+                };
+                tokens.push(Token::Claim(path));
+            }
+            '\'' => {
+                chars.next();
+                let mut literal = String::new();
+                loop {
+                    match chars.next() {
+                        Some('\'') if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                            literal.push('\'');
+                        }
+                        Some('\'') => break,
+                        Some(c) => literal.push(c),
+                        None => return Err("unterminated '…' literal".into()),
+                    }
+                }
+                tokens.push(Token::Literal(literal));
+            }
+            '=' | '<' | '>' | '!' => {
+                let mut op = String::new();
+                while let Some(&c) = chars.peek().filter(|c| "=<>!".contains(**c)) {
+                    op.push(c);
+                    chars.next();
+                }
+                tokens.push(Token::Op(op));
+            }
+            _ => {
+                let mut word = String::new();
+                while let Some(&c) = chars
+                    .peek()
+                    .filter(|c| !c.is_whitespace() && !"{}'=<>!".contains(**c))
+                {
+                    word.push(c);
+                    chars.next();
+                }
+                if word.is_empty() {
+                    return Err(format!("unexpected `{c}`"));
+                }
+                if word.eq_ignore_ascii_case("in") {
+                    tokens.push(Token::Op("IN".into()));
+                } else {
+                    tokens.push(Token::Word(word));
+                }
+            }
+        }
+    }
+    Ok(tokens)
+}

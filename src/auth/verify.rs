@@ -1,0 +1,211 @@
+//! Bearer token → `Principal`: key selection by `kid` and pinned algorithm, then
+//! jsonwebtoken's signature and claim checks.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{decode, decode_header, Algorithm};
+use serde_json::{Map, Value as Json};
+
+use prometheus_client::metrics::counter::Counter;
+
+use super::jwks::{JwksKeys, JwksLocation};
+use super::keys::{self, Expectations, VerificationKey};
+use super::{AuthError, Principal};
+use crate::config::{parse_duration, AuthConfig, Problem};
+
+/// Verifies bearer tokens against configured keys and, optionally, a published key set.
+pub struct Verifier {
+    expectations: Expectations,
+    scope_claim: Option<String>,
+    keys: Vec<VerificationKey>,
+    jwks: Option<JwksKeys>,
+}
+
+impl Verifier {
+    /// A verifier over static keys and an optional JWKS.
+    pub fn new(
+        expectations: Expectations,
+        scope_claim: Option<String>,
+        keys: Vec<VerificationKey>,
+        jwks: Option<JwksKeys>,
+    ) -> Self {
+        Self {
+            expectations,
+            scope_claim,
+            keys,
+            jwks,
+        }
+    }
+
+    /// Builds the verifier of `[auth]`, reporting every problem with its location.
+    pub fn from_config(
+        auth: &AuthConfig,
+        read_file: &dyn Fn(&str) -> std::io::Result<Vec<u8>>,
+        jwks_fetches: Counter,
+    ) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut duration = |location: &str, text: &str| {
+            parse_duration(text).unwrap_or_else(|message| {
+                problems.push(Problem {
+                    location: location.to_string(),
+                    message,
+                });
+                std::time::Duration::ZERO
+            })
+        };
+        let leeway = duration("auth.leeway", &auth.leeway);
+        let jwks = auth.jwks.as_ref().map(|j| {
+            let min = duration("auth.jwks.refresh_min_interval", &j.refresh_min_interval);
+            let timeout = duration("auth.jwks.timeout", &j.timeout);
+            (j, min, timeout)
+        });
+        let mut problem =
+            |location: String, message: String| problems.push(Problem { location, message });
+        let mut keys = Vec::new();
+        for (i, key) in auth.keys.iter().enumerate() {
+            match keys::from_config(key, read_file) {
+                Ok(k) => keys.push(k),
+                Err(m) => problem(format!("auth.keys[{i}]"), m),
+            }
+        }
+        let jwks = jwks.and_then(|(j, min, timeout)| {
+            let location = match (&j.url, &j.discovery) {
+                (Some(url), None) => JwksLocation::Url(url.clone()),
+                (None, Some(issuer)) => JwksLocation::Discovery(issuer.clone()),
+                _ => {
+                    problem(
+                        "auth.jwks".into(),
+                        "give exactly one of `url` and `discovery`".into(),
+                    );
+                    return None;
+                }
+            };
+            let mut allowed = Vec::new();
+            for (i, name) in j.algorithms.iter().enumerate() {
+                match keys::parse_algorithm(name) {
+                    Ok(a) if a.family() == jsonwebtoken::AlgorithmFamily::Hmac => problem(
+                        format!("auth.jwks.algorithms[{i}]"),
+                        "HS algorithms are never accepted from a JWKS".into(),
+                    ),
+                    Ok(a) => allowed.push(a),
+                    Err(m) => problem(format!("auth.jwks.algorithms[{i}]"), m),
+                }
+            }
+            Some(JwksKeys::new(location, allowed, min, timeout, jwks_fetches))
+        });
+        if keys.is_empty() && jwks.is_none() && auth.jwks.is_none() {
+            problem(
+                "auth".into(),
+                "configure at least one key in `keys` or a `jwks`".into(),
+            );
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self::new(
+            Expectations {
+                issuer: auth.issuer.clone(),
+                audience: auth.audience.clone(),
+                leeway: leeway.as_secs(),
+            },
+            auth.scope_claim.clone(),
+            keys,
+            jwks,
+        ))
+    }
+
+    /// Fetches the published key set, if there is one.
+    pub async fn prefetch(&self) {
+        if let Some(jwks) = &self.jwks {
+            jwks.prefetch().await;
+        }
+    }
+
+    /// Verifies the value of an `Authorization` header.
+    pub async fn verify_header(&self, header: &str) -> Result<Principal, AuthError> {
+        let (scheme, token) = header.trim().split_once(' ').unwrap_or((header, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::WrongScheme);
+        }
+        self.verify(token.trim()).await
+    }
+
+    /// Verifies a compact JWS and returns the principal it names.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        // `alg: none` and unknown algorithms fail here: jsonwebtoken has no such variant.
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let candidates = self.candidates(header.kid.as_deref(), header.alg).await?;
+        let mut failure = AuthError::UnknownKey;
+        for key in candidates {
+            if key.algorithm != header.alg {
+                failure = AuthError::Algorithm;
+                continue;
+            }
+            let validation = self.expectations.validation(key.algorithm);
+            match decode::<Map<String, Json>>(token, &key.key, &validation) {
+                Ok(data) => {
+                    return Ok(Principal::from_claims(
+                        data.claims,
+                        self.scope_claim.as_deref(),
+                    ))
+                }
+                Err(e) => failure = classify(e.kind()),
+            }
+            // A claim failure is final; a bad signature may still verify under the next key.
+            if failure != AuthError::Signature {
+                break;
+            }
+        }
+        Err(failure)
+    }
+
+    /// Keys that may have signed a token: the one with its `kid`, or, without a `kid`,
+    /// every key without one that is pinned to its algorithm.
+    async fn candidates(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Vec<VerificationKey>, AuthError> {
+        match kid {
+            Some(kid) => {
+                if let Some(key) = self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)) {
+                    return Ok(vec![key.clone()]);
+                }
+                match &self.jwks {
+                    Some(jwks) => Ok(jwks.key(kid).await?.into_iter().collect()),
+                    None => Ok(Vec::new()),
+                }
+            }
+            None => {
+                let keyless: Vec<VerificationKey> = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.is_none())
+                    .cloned()
+                    .collect();
+                if keyless.iter().any(|k| k.algorithm == alg) {
+                    Ok(keyless.into_iter().filter(|k| k.algorithm == alg).collect())
+                } else {
+                    Ok(keyless)
+                }
+            }
+        }
+    }
+}
+
+fn classify(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => AuthError::Signature,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::Issuer,
+        ErrorKind::InvalidAudience => AuthError::Audience,
+        ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
+            AuthError::Claim(c.clone())
+        }
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => AuthError::Algorithm,
+        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEddsaKey => {
+            AuthError::Signature
+        }
+        _ => AuthError::Malformed,
+    }
+}

@@ -1,0 +1,109 @@
+//! The TOML model of `[auth]`, `[rate_limit]` and the access settings of resources.
+
+use serde::Deserialize;
+
+/// Bearer JWT verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must carry (one of them when the token lists several).
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway: String,
+    /// Dotted path of the claim holding scopes; `scope` (space separated) then `scp` (array)
+    /// when absent.
+    pub scope_claim: Option<String>,
+    /// Scope the admin endpoints need.
+    #[serde(default = "default_admin_scope")]
+    pub admin_scope: String,
+    /// Marks a development configuration: `portico token` mints tokens only for these.
+    #[serde(default)]
+    pub development: bool,
+    /// Keys configured directly (shared secrets, PEM public keys).
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// Keys published by an identity provider.
+    pub jwks: Option<JwksConfig>,
+}
+
+fn default_leeway() -> String {
+    "30s".into()
+}
+
+fn default_admin_scope() -> String {
+    "portico:admin".into()
+}
+
+/// One verification key, pinned to one algorithm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The `kid` tokens signed with this key carry; any token of its algorithm when absent.
+    pub kid: Option<String>,
+    /// `HS256`, `RS256`, `ES256`, `EdDSA`…: the only algorithm this key verifies.
+    pub algorithm: String,
+    /// Shared secret of an HS key (from the environment: `${JWT_SECRET}`).
+    pub secret: Option<String>,
+    /// PEM public key text.
+    pub public_key: Option<String>,
+    /// File holding the PEM public key.
+    pub public_key_file: Option<String>,
+}
+
+/// A JWKS endpoint, given directly or found through OIDC discovery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// URL of the JSON Web Key Set.
+    pub url: Option<String>,
+    /// Issuer URL whose `/.well-known/openid-configuration` names the JWKS URL.
+    pub discovery: Option<String>,
+    /// Algorithms accepted from this set; a key's own `alg` must be one of them.
+    #[serde(default = "default_jwks_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Shortest time between two fetches caused by unknown `kid`s.
+    #[serde(default = "default_refresh_min")]
+    pub refresh_min_interval: String,
+    /// How long one fetch may take.
+    #[serde(default = "default_fetch_timeout")]
+    pub timeout: String,
+}
+
+fn default_jwks_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+
+fn default_refresh_min() -> String {
+    "30s".into()
+}
+
+fn default_fetch_timeout() -> String {
+    "5s".into()
+}
+
+/// A token bucket per principal (subject, or client address for anonymous calls).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Tokens added per second.
+    pub requests_per_second: f64,
+    /// Bucket size: the burst a principal may send at once.
+    pub burst: u32,
+}
+
+/// A row filter added to every query of the principals it applies to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowPolicyConfig {
+    /// Name used in logs and problems.
+    pub name: String,
+    /// Applies only to principals holding this scope.
+    pub when_scope: Option<String>,
+    /// Applies only to principals lacking this scope.
+    pub unless_scope: Option<String>,
+    /// `COLUMN = {claims.customer_id} AND …`: comparisons of columns with claims or literals.
+    pub condition: String,
+}

@@ -1,0 +1,105 @@
+//! The edge of auth: who the caller is (token or anonymous), its rate limit, what it may
+//! read of a resource, and the audit line of every refusal.
+
+use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest};
+
+use super::problem::ApiError;
+use super::AppState;
+use crate::auth::policy::Verb;
+use crate::auth::{AuthError, Denial, Grant, Principal};
+use crate::catalog::Resource;
+
+/// Tracing target of the audit log.
+pub const AUDIT: &str = "portico::audit";
+
+/// The caller of `req`: a verified token's principal, or the anonymous one when there is no
+/// `Authorization` header. Spends one token of its rate limit. The principal is kept in the
+/// request's extensions for the audit log.
+pub async fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().map_err(|_| AuthError::Malformed));
+    let principal = match (authorization, &state.verifier) {
+        (None, _) => Principal::anonymous(),
+        (Some(value), Some(verifier)) => verifier.verify_header(value?).await?,
+        // No [auth]: every resource is anonymous, and a token cannot be checked.
+        (Some(_), None) => return Err(AuthError::UnknownKey.into()),
+    };
+    req.extensions_mut().insert(principal.clone());
+    if let Some(limiter) = &state.limiter {
+        let key = match &principal.subject {
+            Some(subject) => format!("sub:{subject}"),
+            None => format!(
+                "ip:{}",
+                req.peer_addr()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default()
+            ),
+        };
+        limiter.admit(&key).map_err(ApiError::RateLimited)?;
+    }
+    Ok(principal)
+}
+
+/// What `principal` may read of `resource`.
+pub fn grant(resource: &Resource, principal: &Principal) -> Result<Grant, ApiError> {
+    resource
+        .access
+        .authorize(principal, Verb::Read)
+        .map_err(|denial| match denial {
+            Denial::Unauthenticated => ApiError::Unauthorized(AuthError::Missing),
+            Denial::MissingScope(scope) => ApiError::InsufficientScope(scope),
+            other => ApiError::Forbidden(other.to_string()),
+        })
+}
+
+/// The admin endpoints: the admin scope when [auth] is configured, loopback otherwise.
+pub async fn admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    match &state.admin_scope {
+        Some(scope) => {
+            let principal = principal(req, state).await?;
+            if !principal.authenticated {
+                return Err(AuthError::Missing.into());
+            }
+            if !principal.has_scope(scope) {
+                return Err(ApiError::InsufficientScope(scope.clone()));
+            }
+            Ok(())
+        }
+        None => match req.peer_addr() {
+            Some(addr) if addr.ip().is_loopback() => Ok(()),
+            _ => Err(ApiError::Forbidden(
+                "without [auth], administration is only accepted from loopback".into(),
+            )),
+        },
+    }
+}
+
+/// Logs a refused request: who, what and why; never the token.
+pub fn audit_refusal(req: &HttpRequest, status: u16, error: &ApiError) {
+    let Some(reason) = error.refusal() else {
+        return;
+    };
+    let extensions = req.extensions();
+    let who = extensions
+        .get::<Principal>()
+        .map_or("anonymous", Principal::name);
+    let client = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    tracing::warn!(
+        target: AUDIT,
+        event = "refused",
+        who,
+        client = %client,
+        method = %req.method(),
+        path = %req.path(),
+        status,
+        reason,
+        detail = %error,
+        "request refused"
+    );
+}
