@@ -115,7 +115,10 @@ mod tests {
     #[test]
     fn a_resource_needs_auth_or_an_explicit_anonymous() {
         let problems = compile_text("", false).unwrap_err();
-        assert!(problems[0].message.contains("[auth] is not configured"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("[auth] is not configured"),
+            "{problems:?}"
+        );
         assert!(compile_text("anonymous = true", false).is_ok());
         assert!(compile_text("", true).is_ok());
     }
@@ -127,7 +130,11 @@ mod tests {
         let portal = principal(json!({"sub": "p", "scope": "jobs:read", "customer_id": "C1"}));
         let grant = access.authorize(&portal, Verb::Read).unwrap();
         match grant.conditions.as_slice() {
-            [Condition::Compare { column, op: CmpOp::Eq, param }] => {
+            [Condition::Compare {
+                column,
+                op: CmpOp::Eq,
+                param,
+            }] => {
                 assert_eq!(column, "CUST_NO");
                 // CHAR(6): padded exactly as the legacy programs store it.
                 assert_eq!(param.value, Value::Text(b"C1    ".to_vec()));
@@ -139,9 +146,15 @@ mod tests {
 
         let other = principal(json!({"sub": "q", "scope": "jobs:read", "customer_id": "C2"}));
         let other_grant = access.authorize(&other, Verb::Read).unwrap();
-        assert_ne!(grant.identity, other_grant.identity, "two customers never share");
+        assert_ne!(
+            grant.identity, other_grant.identity,
+            "two customers never share"
+        );
         let same = principal(json!({"sub": "r", "scope": "jobs:read", "customer_id": "C1"}));
-        assert_eq!(grant.identity, access.authorize(&same, Verb::Read).unwrap().identity);
+        assert_eq!(
+            grant.identity,
+            access.authorize(&same, Verb::Read).unwrap().identity
+        );
 
         let staff = principal(json!({"sub": "s", "scope": "jobs:read jobs:all jobs:cost"}));
         let grant = access.authorize(&staff, Verb::Read).unwrap();
@@ -153,7 +166,9 @@ mod tests {
         let catalog = compile_text(OWN_JOBS, true).unwrap();
         let access = &catalog.resource("v1", "jobs").unwrap().access;
         assert_eq!(
-            access.authorize(&Principal::anonymous(), Verb::Read).unwrap_err(),
+            access
+                .authorize(&Principal::anonymous(), Verb::Read)
+                .unwrap_err(),
             Denial::Unauthenticated
         );
         let no_scope = principal(json!({"sub": "p", "customer_id": "C1"}));
@@ -184,7 +199,10 @@ mod tests {
         let p = principal(json!({"sub": "p", "accounts": ["A", "B"]}));
         let grant = access.authorize(&p, Verb::Read).unwrap();
         assert!(matches!(&grant.conditions[0], Condition::In { params, .. } if params.len() == 2));
-        assert!(matches!(&grant.conditions[1], Condition::Compare { op: CmpOp::Ne, .. }));
+        assert!(matches!(
+            &grant.conditions[1],
+            Condition::Compare { op: CmpOp::Ne, .. }
+        ));
         let none = principal(json!({"sub": "p", "accounts": []}));
         let grant = access.authorize(&none, Verb::Read).unwrap();
         assert!(matches!(&grant.conditions[0], Condition::Or(items) if items.is_empty()));

@@ -183,7 +183,7 @@ pub fn start(state: AppState, config: &Config) -> Result<(Server, SocketAddr), S
     let state = web::Data::new(state);
     if let Some(verifier) = state.verifier.clone() {
         // Fetch the identity provider's keys at start rather than on the first request.
-        actix_web::rt::spawn(async move { verifier.prefetch().await });
+        tokio::spawn(async move { verifier.prefetch().await });
     }
     let shutdown =
         parse_duration(&config.server.shutdown_timeout).unwrap_or(Duration::from_secs(10));

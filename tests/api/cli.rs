@@ -69,7 +69,9 @@ fn check_accepts_the_demo_and_what_introspect_prints() {
         "composite primary key: {starter}"
     );
     assert!(
-        starter.contains("connection_string = \"Driver=SQLite3;Database=${DEMO_DB:-config/demo/legacy.db}\""),
+        starter.contains(
+            "connection_string = \"Driver=SQLite3;Database=${DEMO_DB:-config/demo/legacy.db}\""
+        ),
         "secrets stay references"
     );
     let file = _dir.path().join("starter.toml");

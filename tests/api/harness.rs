@@ -175,21 +175,7 @@ impl Portico {
 
     /// GETs a path (with query) and parses the answer.
     pub async fn get(&self, path: &str) -> Answer {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        self.get_as(path, None).await
     }
 
     /// GETs a path with extra request headers: status, headers and raw body.
@@ -237,10 +223,15 @@ impl Portico {
 
     /// Follows `next_cursor` links from `path` and returns every row of every page.
     pub async fn all_pages(&self, path: &str) -> Vec<Value> {
+        self.all_pages_as(path, None).await
+    }
+
+    /// `all_pages` with a bearer token.
+    pub async fn all_pages_as(&self, path: &str, token: Option<&str>) -> Vec<Value> {
         let mut rows = Vec::new();
         let mut next = path.to_string();
         for _ in 0..1000 {
-            let answer = self.get(&next).await;
+            let answer = self.get_as(&next, token).await;
             assert_eq!(answer.status, StatusCode::OK, "GET {next}: {}", answer.body);
             rows.extend(
                 answer.body["data"]
@@ -275,5 +266,27 @@ impl Drop for Portico {
     fn drop(&mut self) {
         // Sending the stop command is synchronous; the completion future is not needed.
         drop(self.handle.stop(false));
+    }
+}
+
+impl Portico {
+    /// GETs a path with `Authorization: Bearer TOKEN` (none when `token` is `None`).
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
     }
 }

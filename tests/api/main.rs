@@ -1,9 +1,12 @@
 //! Integration tests: Portico on a free port, real ODBC drivers, real databases.
 
+mod audit;
+mod auth;
 mod cache;
 mod cli;
 mod fixture;
 mod harness;
+mod idp;
 mod outage;
 mod servers;
 mod suite;
