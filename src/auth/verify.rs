@@ -5,6 +5,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, Algorithm};
 use serde_json::{Map, Value as Json};
 
+use std::sync::Arc;
+
 use prometheus_client::metrics::counter::Counter;
 
 use super::jwks::{JwksKeys, JwksLocation};
@@ -12,12 +14,18 @@ use super::keys::{self, Expectations, VerificationKey};
 use super::{AuthError, Principal};
 use crate::config::{parse_duration, AuthConfig, Problem};
 
+/// How long a verified token is trusted without checking its signature again (its `exp` is
+/// still checked on every use); also the longest a key removed from a JWKS keeps working.
+const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Verifies bearer tokens against configured keys and, optionally, a published key set.
 pub struct Verifier {
     expectations: Expectations,
     scope_claim: Option<String>,
     keys: Vec<VerificationKey>,
     jwks: Option<JwksKeys>,
+    /// Token → its principal and `exp`: a signature is checked once, not on every request.
+    verified: moka::future::Cache<String, (Arc<Principal>, u64)>,
 }
 
 impl Verifier {
@@ -33,6 +41,10 @@ impl Verifier {
             scope_claim,
             keys,
             jwks,
+            verified: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
         }
     }
 
@@ -121,7 +133,7 @@ impl Verifier {
     }
 
     /// Verifies the value of an `Authorization` header.
-    pub async fn verify_header(&self, header: &str) -> Result<Principal, AuthError> {
+    pub async fn verify_header(&self, header: &str) -> Result<Arc<Principal>, AuthError> {
         let (scheme, token) = header.trim().split_once(' ').unwrap_or((header, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::WrongScheme);
@@ -130,7 +142,28 @@ impl Verifier {
     }
 
     /// Verifies a compact JWS and returns the principal it names.
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some((principal, exp)) = self.verified.get(token).await {
+            if exp.saturating_add(self.expectations.leeway) > now {
+                return Ok(principal);
+            }
+            return Err(AuthError::Expired);
+        }
+        let principal = Arc::new(self.verify_signed(token).await?);
+        // `exp` is required, so a verified token has it.
+        let exp = principal
+            .claims
+            .get("exp")
+            .and_then(Json::as_u64)
+            .unwrap_or(now);
+        self.verified
+            .insert(token.to_string(), (principal.clone(), exp))
+            .await;
+        Ok(principal)
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<Principal, AuthError> {
         // `alg: none` and unknown algorithms fail here: jsonwebtoken has no such variant.
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         let candidates = self.candidates(header.kid.as_deref(), header.alg).await?;
@@ -207,5 +240,62 @@ fn classify(kind: &ErrorKind) -> AuthError {
             AuthError::Signature
         }
         _ => AuthError::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"unit-test-secret-0123456789abcdef";
+
+    fn verifier() -> Verifier {
+        let key = VerificationKey {
+            kid: None,
+            algorithm: Algorithm::HS256,
+            key: jsonwebtoken::DecodingKey::from_secret(SECRET),
+        };
+        let expectations = Expectations {
+            issuer: "i".into(),
+            audience: "a".into(),
+            leeway: 0,
+        };
+        Verifier::new(expectations, None, vec![key], None)
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_is_still_refused_once_it_expires() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = json!({"sub": "s", "iss": "i", "aud": "a", "nbf": now, "exp": now + 1});
+        let token = encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        let v = verifier();
+        assert_eq!(
+            v.verify(&token).await.unwrap().subject.as_deref(),
+            Some("s")
+        );
+        // The second call is answered from the verified-token cache.
+        assert!(v.verify(&token).await.is_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        assert_eq!(v.verify(&token).await.unwrap_err(), AuthError::Expired);
+    }
+
+    #[tokio::test]
+    async fn the_scheme_must_be_bearer() {
+        let v = verifier();
+        assert_eq!(
+            v.verify_header("Basic abc").await.unwrap_err(),
+            AuthError::WrongScheme
+        );
+        assert_eq!(
+            v.verify_header("Bearer a.b").await.unwrap_err(),
+            AuthError::Malformed
+        );
     }
 }

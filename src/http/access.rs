@@ -1,6 +1,8 @@
 //! The edge of auth: who the caller is (token or anonymous), its rate limit, what it may
 //! read of a resource, and the audit line of every refusal.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest};
 
@@ -16,13 +18,13 @@ pub const AUDIT: &str = "portico::audit";
 /// The caller of `req`: a verified token's principal, or the anonymous one when there is no
 /// `Authorization` header. Spends one token of its rate limit. The principal is kept in the
 /// request's extensions for the audit log.
-pub async fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+pub async fn principal(req: &HttpRequest, state: &AppState) -> Result<Arc<Principal>, ApiError> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().map_err(|_| AuthError::Malformed));
     let principal = match (authorization, &state.verifier) {
-        (None, _) => Principal::anonymous(),
+        (None, _) => Arc::new(Principal::anonymous()),
         (Some(value), Some(verifier)) => verifier.verify_header(value?).await?,
         // No [auth]: every resource is anonymous, and a token cannot be checked.
         (Some(_), None) => return Err(AuthError::UnknownKey.into()),
@@ -84,8 +86,8 @@ pub fn audit_refusal(req: &HttpRequest, status: u16, error: &ApiError) {
     };
     let extensions = req.extensions();
     let who = extensions
-        .get::<Principal>()
-        .map_or("anonymous", Principal::name);
+        .get::<Arc<Principal>>()
+        .map_or("anonymous", |p| p.name());
     let client = req
         .peer_addr()
         .map(|a| a.ip().to_string())

@@ -566,3 +566,79 @@ async fn admin_endpoints_need_the_admin_scope() {
     let admin = hs_token("ops", json!({"scope": "portico:admin"}));
     assert_eq!(delete(Some(admin)).await, 200);
 }
+
+#[tokio::test]
+async fn pem_keys_verify_only_their_pinned_algorithm() {
+    let scope = json!({"scope": "jobs:read jobs:read:all"});
+    let token = |kid: &str, alg: Option<&str>| {
+        let mut t = json!({"kid": kid, "claims": claims(&format!("{kid}-user"), scope.clone())});
+        if let Some(alg) = alg {
+            t["alg"] = json!(alg);
+        }
+        t
+    };
+    let minted = idp::pyjwt_raw(
+        &[
+            ("rs", "RS256"),
+            ("ps", "PS256"),
+            ("es", "ES384"),
+            ("ed", "EdDSA"),
+        ],
+        vec![
+            token("rs", None),
+            token("ps", None),
+            token("es", None),
+            token("ed", None),
+            // The RS256 key's kid on a PS256 signature by the same key.
+            token("rs", Some("PS256")),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("es.pem"),
+        minted.pem["es"].as_str().unwrap(),
+    )
+    .unwrap();
+    let pem = |kid: &str| minted.pem[kid].as_str().unwrap().to_string();
+    let keys = format!(
+        r#"
+[[auth.keys]]
+kid = "rs"
+algorithm = "RS256"
+public_key = """{rs}"""
+
+[[auth.keys]]
+kid = "ps"
+algorithm = "PS256"
+public_key = """{ps}"""
+
+[[auth.keys]]
+kid = "es"
+algorithm = "ES384"
+public_key_file = "es.pem"
+
+[[auth.keys]]
+kid = "ed"
+algorithm = "EdDSA"
+public_key = """{ed}"""
+"#,
+        rs = pem("rs"),
+        ps = pem("ps"),
+        ed = pem("ed"),
+    );
+    let jwks = JwksServer::start(Vec::new());
+    let text = auth_config(&jwks, "").replacen("\n[auth.jwks]", &format!("{keys}\n[auth.jwks]"), 1);
+    let file = dir.path().join("pem.toml");
+    std::fs::write(&file, &text).unwrap();
+    let config = portico::config::load(&file).unwrap();
+    let state = portico::http::AppState::from_config(&config, &file.display().to_string()).unwrap();
+    let app = Portico::start(state, &config).await;
+    for (i, kid) in ["rs", "ps", "es", "ed"].iter().enumerate() {
+        let answer = app.get_as("/v1/jobs/J0003", Some(&minted.tokens[i])).await;
+        assert_eq!(answer.status, 200, "{kid}: {}", answer.body);
+    }
+    assert_401(
+        &app.get_as("/v1/jobs/J0003", Some(&minted.tokens[4])).await,
+        "PS256 under the RS256 key's kid",
+    );
+}

@@ -158,7 +158,12 @@ impl Portico {
             portico::config::parse("test.toml", config, &|_| None).expect("test config parses");
         let state = portico::http::AppState::from_config(&config, "test.toml")
             .expect("test config compiles");
-        let (server, address) = portico::http::start(state, &config).expect("server starts");
+        Self::start(state, &config).await
+    }
+
+    /// Starts Portico with prepared state.
+    pub async fn start(state: portico::http::AppState, config: &portico::config::Config) -> Self {
+        let (server, address) = portico::http::start(state, config).expect("server starts");
         let handle = server.handle();
         tokio::spawn(server);
         Self {

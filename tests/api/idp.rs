@@ -26,9 +26,18 @@ pub struct Minted {
 /// Asks PyJWT (Debian's python3-jwt, under /usr/bin/python3) for keys `(kid, alg)` and
 /// tokens `(kid, claims)`.
 pub fn pyjwt(keys: &[(&str, &str)], tokens: &[(&str, Value)]) -> Minted {
+    let tokens: Vec<Value> = tokens
+        .iter()
+        .map(|(kid, claims)| json!({"kid": kid, "claims": claims}))
+        .collect();
+    pyjwt_raw(keys, tokens)
+}
+
+/// `pyjwt` with token requests as PyJWT's script takes them (`alg` may override the key's).
+pub fn pyjwt_raw(keys: &[(&str, &str)], tokens: Vec<Value>) -> Minted {
     let request = json!({
         "keys": keys.iter().map(|(kid, alg)| json!({"kid": kid, "alg": alg})).collect::<Vec<_>>(),
-        "tokens": tokens.iter().map(|(kid, claims)| json!({"kid": kid, "claims": claims})).collect::<Vec<_>>(),
+        "tokens": tokens,
     });
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -1,7 +1,7 @@
 """Keys and tokens made by an independent JWT library (PyJWT), for Portico's auth tests.
 
 stdin:  {"keys": [{"kid": "rs1", "alg": "RS256"}, ...],
-         "tokens": [{"kid": "rs1", "claims": {...}}, ...]}
+         "tokens": [{"kid": "rs1", "claims": {...}, "alg": <optional override>}, ...]}
 stdout: {"jwks": {"rs1": <public JWK>, ...}, "pem": {"rs1": <public PEM>}, "tokens": [...]}
 """
 import json
@@ -9,7 +9,7 @@ import sys
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 request = json.load(sys.stdin)
 private = {}
@@ -25,6 +25,9 @@ for key in request["keys"]:
     elif alg == "ES384":
         secret = ec.generate_private_key(ec.SECP384R1())
         to_jwk = jwt.algorithms.ECAlgorithm.to_jwk
+    elif alg == "EdDSA":
+        secret = ed25519.Ed25519PrivateKey.generate()
+        to_jwk = jwt.algorithms.OKPAlgorithm.to_jwk
     else:
         sys.exit(f"unsupported alg {alg}")
     private[kid] = (secret, alg)
@@ -36,6 +39,7 @@ for key in request["keys"]:
     ).decode()
 for token in request["tokens"]:
     secret, alg = private[token["kid"]]
+    alg = token.get("alg", alg)
     headers = {"kid": token["kid"]} if token.get("with_kid", True) else None
     out["tokens"].append(jwt.encode(token["claims"], secret, algorithm=alg, headers=headers))
 json.dump(out, sys.stdout)
