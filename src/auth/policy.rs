@@ -138,6 +138,15 @@ pub enum Denial {
     },
 }
 
+/// Whether `scope` is a scope token (RFC 6749 §3.3): printable ASCII without space, `"` or `\`,
+/// so it can be named in a `WWW-Authenticate` header as it is.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
 impl ResourceAccess {
     /// Compiles the access settings of a resource; problems are `(location suffix, message)`.
     pub fn compile(

@@ -22,6 +22,34 @@ pub fn compile_access(
             "needs a bearer token, but [auth] is not configured: configure [auth] or set `anonymous = true`".into(),
         );
     }
+    let scopes = [
+        ("read_scope", &rc.read_scope),
+        ("write_scope", &rc.write_scope),
+    ]
+    .into_iter()
+    .filter_map(|(key, scope)| Some((key.to_string(), scope.as_ref()?)))
+    .chain(rc.row_policies.iter().enumerate().flat_map(|(i, p)| {
+        [
+            ("when_scope", &p.when_scope),
+            ("unless_scope", &p.unless_scope),
+        ]
+        .into_iter()
+        .filter_map(move |(key, scope)| Some((format!("row_policies[{i}].{key}"), scope.as_ref()?)))
+    }))
+    .chain(rc.fields.iter().filter_map(|(name, f)| {
+        Some((
+            format!("fields.{name}.requires_scope"),
+            f.requires_scope.as_ref()?,
+        ))
+    }));
+    for (key, scope) in scopes {
+        if !crate::auth::policy::is_scope_token(scope) {
+            push(
+                format!("{at}.{key}"),
+                format!("`{scope}` is not a scope: use printable ASCII without spaces, quotes or backslashes"),
+            );
+        }
+    }
     let mut masks = Vec::new();
     for (i, field) in fields.iter().enumerate() {
         let Some(scope) = rc
@@ -232,6 +260,7 @@ mod tests {
                 "row_policies[0]",
             ),
             ("default_sort = [\"cost\"]", "fields.cost.requires_scope"),
+            ("read_scope = \"jobs read\"", "read_scope"),
         ] {
             let problems = compile_text(extra, true).unwrap_err();
             assert!(
