@@ -40,12 +40,8 @@ async fn refusals_are_audited_with_who_what_and_why_and_never_the_token() {
             .recv_timeout(Duration::from_secs(30))
             .expect("portico logs its address");
         log.push(line.clone());
-        if let Some(at) = line.find("address=") {
-            break line[at + 8..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
+        if let Some(address) = crate::harness::logged_address(&line) {
+            break address;
         }
     };
     let forged = hs_token("mallory", json!({"scope": "jobs:read jobs:read:all"}))

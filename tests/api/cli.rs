@@ -217,12 +217,8 @@ fn serve_answers_the_demo_and_stops_gracefully_on_sigterm() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let address = loop {
         let line = lines.next().expect("portico logs its address").unwrap();
-        if let Some(at) = line.find("address=") {
-            break line[at + 8..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
+        if let Some(address) = crate::harness::logged_address(&line) {
+            break address;
         }
     };
     // The README's tokens, minted by `portico token` for the demo's development secret.

@@ -82,6 +82,12 @@ pub fn backend(kind: Kind) -> &'static Backend {
     }
 }
 
+/// The address in `portico serve`'s "listening" log line (`address=127.0.0.1:PORT`).
+pub fn logged_address(line: &str) -> Option<String> {
+    let at = line.find("address=")?;
+    Some(line[at + 8..].split_whitespace().next()?.to_string())
+}
+
 /// Runs one statement directly through ODBC (not through Portico).
 pub fn execute(connection_string: &str, sql: &str) {
     let env = odbc_api::environment().unwrap();
