@@ -12,8 +12,8 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::keys::{self, VerificationKey};
 
-/// A published key set is refetched when it is this old, so revoked keys go away.
-const MAX_AGE: Duration = Duration::from_secs(3600);
+/// A published key set is refetched when it is this old, so withdrawn keys go away.
+pub const MAX_AGE: Duration = Duration::from_secs(900);
 
 /// Largest key set document accepted.
 const MAX_DOCUMENT: usize = 1 << 20;
@@ -73,7 +73,10 @@ impl JwksKeys {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .unwrap_or_default();
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot build the JWKS client; using defaults");
+                reqwest::Client::new()
+            });
         Self {
             location,
             allowed,
@@ -100,14 +103,26 @@ impl JwksKeys {
             .read()
             .map(|t| t.is_none_or(|t| t.elapsed() > MAX_AGE))
             .unwrap_or(true);
-        if !stale {
-            if let Some(key) = self.cached(kid) {
-                return Ok(Some(key));
+        if let Some(key) = self.cached(kid) {
+            if stale {
+                // One request refreshes an old set; the others keep using it meanwhile.
+                if let Ok(mut last) = self.last_fetch.try_lock() {
+                    let recently = last
+                        .as_ref()
+                        .is_some_and(|(at, _)| at.elapsed() < self.min_interval);
+                    if !recently {
+                        self.refresh(&mut last).await;
+                        // A key the provider withdrew is gone now.
+                        return Ok(self.cached(kid));
+                    }
+                }
             }
+            return Ok(Some(key));
         }
+        // An unknown kid waits for at most one fetch per `min_interval`.
         let mut last = self.last_fetch.lock().await;
         // Another request may have refreshed while this one waited.
-        if let Some(key) = self.cached(kid).filter(|_| !stale) {
+        if let Some(key) = self.cached(kid) {
             return Ok(Some(key));
         }
         let recently = last

@@ -11,6 +11,9 @@ use crate::config::RowPolicyConfig;
 use crate::source::select::{CmpOp, Condition};
 use crate::source::{ColumnType, Param, Value};
 
+/// Largest array claim an `IN` term binds (one parameter each).
+const MAX_CLAIM_VALUES: usize = 1000;
+
 /// Access rules of one resource, compiled from configuration.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceAccess {
@@ -99,6 +102,8 @@ pub struct Grant {
     pub mask: FieldMask,
     /// Equal for principals that see exactly the same rows and fields (the cache key part).
     pub identity: String,
+    /// The answer is what anyone without a token gets, so shared caches may keep it.
+    pub shareable: bool,
 }
 
 impl Grant {
@@ -230,6 +235,7 @@ impl ResourceAccess {
                 let _ = write!(grant.identity, "m:{index};");
             }
         }
+        grant.shareable = self.anonymous && !principal.authenticated && !grant.is_restricted();
         Ok(grant)
     }
 }
@@ -239,7 +245,8 @@ impl Term {
         let (claim, value) = match &self.operand {
             Operand::Literal(text) => ("literal", Json::String(text.clone())),
             Operand::Claim(path) => match principal.claim(path) {
-                Some(value) if !value.is_null() => (path.as_str(), value.clone()),
+                // An empty claim would match blank legacy values: it is as good as absent.
+                Some(value) if !value.is_null() && value != "" => (path.as_str(), value.clone()),
                 _ => {
                     return Err(Denial::MissingClaim {
                         policy: policy.to_string(),
@@ -264,6 +271,9 @@ impl Term {
                     Json::Array(items) => items.clone(),
                     other => vec![other.clone()],
                 };
+                if items.len() > MAX_CLAIM_VALUES {
+                    return Err(bad(format!("lists more than {MAX_CLAIM_VALUES} values")));
+                }
                 let params = items
                     .iter()
                     .map(|v| self.param(v))
@@ -332,7 +342,9 @@ fn parse_condition(text: &str, fields: &[Field]) -> Result<Vec<Term>, String> {
         let operand = match operand {
             Token::Claim(path) => Operand::Claim(path.clone()),
             Token::Literal(text) => Operand::Literal(text.clone()),
-            Token::Word(w) if w.parse::<f64>().is_ok() => Operand::Literal(w.clone()),
+            Token::Word(w) if w.parse::<f64>().is_ok_and(f64::is_finite) => {
+                Operand::Literal(w.clone())
+            }
             _ => {
                 return Err(format!(
                     "`{column}` must be compared with a {{claim}} or a literal"
@@ -386,7 +398,14 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             }
             '{' => {
                 chars.next();
-                let inner: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                let mut inner = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => inner.push(c),
+                        None => return Err("unterminated `{`".into()),
+                    }
+                }
                 let path = match inner.trim() {
                     "sub" | "subject" => "sub".to_string(),
                     other => other

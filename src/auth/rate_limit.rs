@@ -44,6 +44,11 @@ impl RateLimiter {
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(principal) {
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, b| b.level(now, rate, burst) < burst);
+            if buckets.len() >= MAX_BUCKETS / 2 {
+                // Too many callers are active at once to track each: start everyone afresh
+                // rather than let the map (and this scan) grow without bound.
+                buckets.clear();
+            }
         }
         let bucket = buckets.entry(principal.to_string()).or_insert(Bucket {
             tokens: self.burst,
@@ -56,9 +61,7 @@ impl RateLimiter {
             Ok(())
         } else {
             let missing = 1.0 - bucket.tokens;
-            Err(Duration::from_secs_f64(
-                missing / self.rate.max(f64::MIN_POSITIVE),
-            ))
+            Err(Duration::try_from_secs_f64(missing / self.rate).unwrap_or(Duration::MAX))
         }
     }
 }

@@ -15,8 +15,12 @@ use super::{AuthError, Principal};
 use crate::config::{parse_duration, AuthConfig, Problem};
 
 /// How long a verified token is trusted without checking its signature again (its `exp` is
-/// still checked on every use); also the longest a key removed from a JWKS keeps working.
+/// still checked on every use). A key withdrawn from a JWKS stops working once the set is
+/// refetched (see `jwks::MAX_AGE`) and this has passed.
 const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Largest clock skew `leeway` may tolerate.
+const MAX_LEEWAY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Verifies bearer tokens against configured keys and, optionally, a published key set.
 pub struct Verifier {
@@ -72,6 +76,30 @@ impl Verifier {
         });
         let mut problem =
             |location: String, message: String| problems.push(Problem { location, message });
+        if leeway > MAX_LEEWAY {
+            problem(
+                "auth.leeway".into(),
+                format!("at most {} s of clock skew", MAX_LEEWAY.as_secs()),
+            );
+        }
+        if let Some((j, min, timeout)) = &jwks {
+            if *min < std::time::Duration::from_secs(1) {
+                problem(
+                    "auth.jwks.refresh_min_interval".into(),
+                    "must be at least 1s, or unknown kids could hammer the identity provider"
+                        .into(),
+                );
+            }
+            if timeout.is_zero() {
+                problem("auth.jwks.timeout".into(), "must be above 0".into());
+            }
+            if j.algorithms.is_empty() {
+                problem(
+                    "auth.jwks.algorithms".into(),
+                    "name at least one algorithm".into(),
+                );
+            }
+        }
         let mut keys = Vec::new();
         for (i, key) in auth.keys.iter().enumerate() {
             match keys::from_config(key, read_file) {
@@ -157,12 +185,12 @@ impl Verifier {
             return Err(AuthError::Expired);
         }
         let principal = Arc::new(self.verify_signed(token).await?);
-        // `exp` is required, so a verified token has it.
+        // `exp` is required, so a verified token has it; like jsonwebtoken, accept a fraction.
         let exp = principal
             .claims
             .get("exp")
-            .and_then(Json::as_u64)
-            .unwrap_or(now);
+            .and_then(Json::as_f64)
+            .map_or(now, |e| e as u64);
         self.verified
             .insert(token.to_string(), (principal.clone(), exp))
             .await;

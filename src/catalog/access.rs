@@ -50,6 +50,12 @@ pub fn compile_access(
             );
         }
     }
+    if rc.anonymous && rc.read_scope.is_some() {
+        push(
+            format!("{at}.read_scope"),
+            "contradicts `anonymous = true`: callers without a token have no scope".into(),
+        );
+    }
     let mut masks = Vec::new();
     for (i, field) in fields.iter().enumerate() {
         let Some(scope) = rc
@@ -67,6 +73,23 @@ pub fn compile_access(
             push(
                 location,
                 "a field of `default_sort` cannot be hidden".into(),
+            );
+        } else if let Some(twin) = fields.iter().find(|f| {
+            f.name != field.name
+                && f.column.eq_ignore_ascii_case(&field.column)
+                && rc
+                    .fields
+                    .get(&f.name)
+                    .and_then(|c| c.requires_scope.as_ref())
+                    != Some(&scope)
+        }) {
+            // Otherwise the other field would show the hidden column.
+            push(
+                location,
+                format!(
+                    "field `{}` reads the same column without this scope",
+                    twin.name
+                ),
             );
         } else {
             masks.push((i, scope));
@@ -261,6 +284,7 @@ mod tests {
             ),
             ("default_sort = [\"cost\"]", "fields.cost.requires_scope"),
             ("read_scope = \"jobs read\"", "read_scope"),
+            ("anonymous = true\nread_scope = \"jobs:read\"", "read_scope"),
         ] {
             let problems = compile_text(extra, true).unwrap_err();
             assert!(

@@ -38,7 +38,7 @@ fn default_admin_scope() -> String {
 }
 
 /// One verification key, pinned to one algorithm.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// The `kid` tokens signed with this key carry; any token of its algorithm when absent.
@@ -51,6 +51,19 @@ pub struct KeyConfig {
     pub public_key: Option<String>,
     /// File holding the PEM public key.
     pub public_key_file: Option<String>,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log, whoever prints the configuration.
+        f.debug_struct("KeyConfig")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key", &self.public_key)
+            .field("public_key_file", &self.public_key_file)
+            .finish()
+    }
 }
 
 /// A JWKS endpoint, given directly or found through OIDC discovery.

@@ -23,22 +23,32 @@ pub async fn principal(req: &HttpRequest, state: &AppState) -> Result<Arc<Princi
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().map_err(|_| AuthError::Malformed));
-    let principal = match (authorization, &state.verifier) {
-        (None, _) => Arc::new(Principal::anonymous()),
-        (Some(value), Some(verifier)) => verifier.verify_header(value?).await?,
+    let verified = match (authorization, &state.verifier) {
+        (None, _) => Ok(Arc::new(Principal::anonymous())),
+        (Some(Ok(value)), Some(verifier)) => verifier.verify_header(value).await,
+        (Some(Err(e)), _) => Err(e),
         // No [auth]: every resource is anonymous, and a token cannot be checked.
-        (Some(_), None) => return Err(AuthError::UnknownKey.into()),
+        (Some(_), None) => Err(AuthError::UnknownKey),
+    };
+    let client = || {
+        let address = req.peer_addr().map(|a| a.ip().to_string());
+        format!("ip:{}", address.unwrap_or_default())
+    };
+    let principal = match verified {
+        Ok(principal) => principal,
+        Err(e) => {
+            // Refused tokens spend the client address's bucket, so guessing is throttled too.
+            if let Some(limiter) = &state.limiter {
+                limiter.admit(&client()).map_err(ApiError::RateLimited)?;
+            }
+            return Err(e.into());
+        }
     };
     req.extensions_mut().insert(principal.clone());
     if let Some(limiter) = &state.limiter {
         let key = match &principal.subject {
             Some(subject) => format!("sub:{subject}"),
-            None => format!(
-                "ip:{}",
-                req.peer_addr()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_default()
-            ),
+            None => client(),
         };
         limiter.admit(&key).map_err(ApiError::RateLimited)?;
     }
@@ -85,9 +95,12 @@ pub fn audit_refusal(req: &HttpRequest, status: u16, error: &ApiError) {
         return;
     };
     let extensions = req.extensions();
-    let who = extensions
-        .get::<Arc<Principal>>()
-        .map_or("anonymous", |p| p.name());
+    let who = match extensions.get::<Arc<Principal>>() {
+        Some(principal) => principal.name(),
+        // A token came but did not verify: nobody can be named.
+        None if req.headers().contains_key(header::AUTHORIZATION) => "unverified",
+        None => "anonymous",
+    };
     let client = req
         .peer_addr()
         .map(|a| a.ip().to_string())

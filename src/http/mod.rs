@@ -74,6 +74,17 @@ impl AppState {
                 .map_err(|found| problems.extend(found))
                 .ok()
         });
+        let development = config.auth.as_ref().is_some_and(|a| a.development);
+        if development && !listens_on_loopback(&config.server.listen) {
+            // Anyone can mint tokens for a development secret: such a config stays local.
+            problems.push(crate::config::Problem {
+                location: "auth.development".into(),
+                message: format!(
+                    "a development configuration only listens on loopback, not `{}`",
+                    config.server.listen
+                ),
+            });
+        }
         let limiter = config.rate_limit.as_ref().and_then(|rl| {
             if rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0 && rl.burst >= 1 {
                 Some(crate::auth::RateLimiter::new(
@@ -131,6 +142,13 @@ impl AppState {
             limiter,
             admin_scope: config.auth.as_ref().map(|a| a.admin_scope.clone()),
         })
+    }
+}
+
+fn listens_on_loopback(listen: &str) -> bool {
+    match listen.parse::<SocketAddr>() {
+        Ok(address) => address.ip().is_loopback(),
+        Err(_) => listen.starts_with("localhost:"),
     }
 }
 

@@ -99,6 +99,7 @@ async fn children(
         // Whether the parent row is visible depends on the caller too.
         grant.identity = format!("{}|{}", parent_grant.identity, grant.identity);
     }
+    grant.shareable &= parent_grant.shareable;
     let key = raw_segment(&req, 2);
     let load = async {
         let parts = split_key(key)?;
@@ -149,9 +150,8 @@ async fn cached(
         .cache
         .get_or_load(key, lifetime, wants_fresh(req), load)
         .await?;
-    // Only what anyone may read, unfiltered, can go to shared caches.
-    let shared = resource.access.anonymous && !grant.is_restricted();
-    let cache_control = match (resource.cache_ttl.is_zero(), shared) {
+    // Only what a caller without a token gets may go to shared caches.
+    let cache_control = match (resource.cache_ttl.is_zero(), grant.shareable) {
         (true, true) => "no-cache".to_string(),
         (true, false) => "private, no-cache".to_string(),
         (false, true) => format!("public, max-age={}", resource.cache_ttl.as_secs()),
@@ -170,10 +170,8 @@ async fn cached(
     response
         .insert_header((header::ETAG, page.etag.clone()))
         .insert_header((header::CACHE_CONTROL, cache_control));
-    if resource.access.anonymous
-        && (!resource.access.policies.is_empty() || !resource.access.masks.is_empty())
-    {
-        // The same URL answers differently with and without a token.
+    if resource.access.anonymous {
+        // The same URL may answer differently with a token.
         response.insert_header((header::VARY, "Authorization"));
     }
     if freshness == Freshness::Stale {

@@ -76,7 +76,7 @@ async fn refusals_are_audited_with_who_what_and_why_and_never_the_token() {
                 && l.contains(&format!("status={status} reason=\"{reason}\""))
         })
     };
-    assert!(find("anonymous", "signature", 401), "{audit:#?}");
+    assert!(find("unverified", "signature", 401), "{audit:#?}");
     assert!(find("clerk-7", "missing_scope", 403), "{audit:#?}");
     assert!(find("portal-x", "forbidden", 403), "{audit:#?}");
     assert!(find("anonymous", "missing_token", 401), "{audit:#?}");

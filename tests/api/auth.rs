@@ -544,6 +544,88 @@ async fn the_rate_limit_refills_as_configured_and_is_per_principal() {
     assert_eq!(app.get_as("/v1/jobs?limit=1", Some(&a)).await.status, 200);
     app.get_as("/v1/jobs?limit=1", Some(&a)).await.problem(429);
     assert!(metric(&app, "portico_auth_refused_total{reason=\"rate_limited\"}").await >= 2.0);
+
+    // Refused tokens spend their client address's bucket: guessing is throttled too.
+    let forged = format!("{}x", portal("C003"));
+    let statuses: Vec<u16> = futures_util::future::join_all(
+        (0..5).map(|_| app.get_as("/v1/jobs?limit=1", Some(&forged))),
+    )
+    .await
+    .iter()
+    .map(|a| a.status.as_u16())
+    .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_tokenless_unfiltered_answers_are_public() {
+    let jwks = JwksServer::start(Vec::new());
+    // Operations are anonymous here, jobs need a token.
+    let config =
+        auth_config(&jwks, "").replacen("read_scope = \"ops:read\"", "anonymous = true", 1);
+    let app = Portico::spawn(&config).await;
+    let cache_control = |a: &Answer| a.headers["cache-control"].to_str().unwrap().to_string();
+    let anonymous = app.get_as("/v1/operations?limit=2", None).await;
+    assert_eq!(anonymous.status, 200);
+    assert!(
+        cache_control(&anonymous).starts_with("public"),
+        "{}",
+        cache_control(&anonymous)
+    );
+    assert_eq!(anonymous.headers["vary"], "Authorization");
+    let with_token = app.get_as("/v1/operations?limit=2", Some(&staff())).await;
+    assert!(cache_control(&with_token).starts_with("private"));
+    // Nested under a resource that needs a token: private, even though the child is anonymous.
+    let nested = app
+        .get_as("/v1/jobs/J0001/operations", Some(&staff()))
+        .await;
+    assert_eq!(nested.status, 200);
+    assert!(cache_control(&nested).starts_with("private"));
+    app.get_as("/v1/jobs/J0001/operations", None)
+        .await
+        .problem(401);
+}
+
+#[test]
+fn unsafe_auth_settings_are_config_errors() {
+    let jwks = JwksServer::start(Vec::new());
+    let config = auth_config(&jwks, "")
+        .replacen("leeway = \"5s\"", "leeway = \"1h\"\ndevelopment = true", 1)
+        .replacen(
+            "refresh_min_interval = \"1s\"",
+            "refresh_min_interval = \"0s\"",
+            1,
+        )
+        .replacen("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"", 1)
+        .replacen(
+            "status = {",
+            "code = { column = \"AMOUNT\", type = \"string\" }\nstatus = {",
+            1,
+        );
+    let parsed = portico::config::parse("t.toml", &config, &|_| None).unwrap();
+    let error = portico::http::AppState::from_config(&parsed, "t.toml")
+        .err()
+        .expect("refused");
+    for location in [
+        "auth.leeway",
+        "auth.jwks.refresh_min_interval",
+        "auth.development",
+        "versions.v1.resources.jobs.fields.amount.requires_scope",
+    ] {
+        assert!(
+            error.problems.iter().any(|p| p.location == location),
+            "{location}: {error}"
+        );
+    }
 }
 
 #[tokio::test]
