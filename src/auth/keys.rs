@@ -1,6 +1,6 @@
 //! Verification keys, each pinned to exactly one algorithm, from configuration or a JWK.
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::config::KeyConfig;
@@ -137,6 +137,9 @@ fn decode_pem(algorithm: Algorithm, pem: &[u8]) -> Result<DecodingKey, String> {
 /// Pins a published key to one algorithm: its own `alg`, or the one its type implies,
 /// and only if `allowed` lists it. Symmetric (`oct`) keys are never taken from a JWKS.
 pub fn from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Result<VerificationKey, String> {
+    if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+        return Err("an encryption key (`use: enc`) does not verify signatures".into());
+    }
     let implied = match &jwk.algorithm {
         AlgorithmParameters::OctetKey(_) => {
             return Err("symmetric keys are not accepted from a JWKS".into())
@@ -172,4 +175,47 @@ pub fn from_jwk(jwk: &Jwk, allowed: &[Algorithm]) -> Result<VerificationKey, Str
         algorithm,
         key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn jwk(value: serde_json::Value) -> Jwk {
+        serde_json::from_value(value).unwrap()
+    }
+
+    // A P-256 public key (RFC 7515 appendix A.3).
+    fn ec() -> serde_json::Value {
+        json!({"kty": "EC", "crv": "P-256", "kid": "e",
+               "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+               "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"})
+    }
+
+    #[test]
+    fn a_published_key_is_pinned_by_its_type_or_alg_and_the_allow_list() {
+        let key = from_jwk(&jwk(ec()), &[Algorithm::ES256]).unwrap();
+        assert_eq!(key.algorithm, Algorithm::ES256);
+        assert_eq!(key.kid.as_deref(), Some("e"));
+        assert!(
+            from_jwk(&jwk(ec()), &[Algorithm::RS256]).is_err(),
+            "not allowed"
+        );
+        let mut claimed = ec();
+        claimed["alg"] = json!("RS256");
+        assert!(
+            from_jwk(&jwk(claimed), &[Algorithm::RS256]).is_err(),
+            "an EC key cannot claim RS256"
+        );
+    }
+
+    #[test]
+    fn symmetric_and_encryption_keys_are_never_taken_from_a_jwks() {
+        let oct = json!({"kty": "oct", "kid": "h", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"});
+        assert!(from_jwk(&jwk(oct), &[Algorithm::HS256]).is_err());
+        let mut enc = ec();
+        enc["use"] = json!("enc");
+        assert!(from_jwk(&jwk(enc), &[Algorithm::ES256]).is_err());
+    }
 }
