@@ -3,13 +3,14 @@
 #   run   unixODBC and the SQLite ODBC driver, sqlite3 to build the demo database,
 #         OpenSSL headers and pkg-config for the TLS of JWKS fetches
 #   test  + PostgreSQL and MariaDB servers and their ODBC drivers, PyJWT (tokens from an
-#         independent implementation)
+#         independent implementation), and .venv with openapi-spec-validator from PyPI
 #   bench + wrk
 set -euo pipefail
+cd "$(dirname "$0")/.."
 want=(unixodbc unixodbc-dev libsqliteodbc sqlite3 libssl-dev pkg-config)
 case "${1:-run}" in
   run) ;;
-  test) want+=(odbc-postgresql odbc-mariadb postgresql mariadb-server python3 python3-jwt python3-cryptography) ;;
+  test) want+=(odbc-postgresql odbc-mariadb postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv) ;;
   bench) want+=(wrk curl) ;;
   *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
@@ -17,9 +18,16 @@ missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "installing: ${missing[*]}"
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Python tools from PyPI that Debian does not package, in the repository's own .venv.
+if [ "${1:-run}" = test ] && ! .venv/bin/python -c "import openapi_spec_validator" 2>/dev/null; then
+  echo "installing .venv: openapi-spec-validator"
+  /usr/bin/python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check openapi-spec-validator==0.9.0
+fi

@@ -9,5 +9,6 @@ pub mod check;
 pub mod config;
 pub mod http;
 pub mod introspect;
+pub mod openapi;
 pub mod source;
 pub mod telemetry;

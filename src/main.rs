@@ -1,4 +1,4 @@
-//! The `portico` command: serve, check, introspect, token.
+//! The `portico` command: serve, check, introspect, openapi, token.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +40,15 @@ enum Command {
         #[arg(long)]
         source: String,
         /// API version to put the resources in.
+        #[arg(long, default_value = "v1")]
+        version: String,
+    },
+    /// Print the OpenAPI document of a version.
+    Openapi {
+        /// Configuration file.
+        #[arg(long, default_value = "config/portico.toml")]
+        config: PathBuf,
+        /// API version.
         #[arg(long, default_value = "v1")]
         version: String,
     },
@@ -113,6 +122,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 portico::introspect::render(&source, &raw_source, &version, &tables)
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi { config, version } => {
+            let file = config.display().to_string();
+            let loaded = portico::config::load(&config)?;
+            let state = portico::http::AppState::from_config(&loaded, &file)?;
+            let Some(document) = state.documents.get(&version) else {
+                bail!("{file} declares no version `{version}`");
+            };
+            print!("{document}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {

@@ -39,6 +39,8 @@ pub struct AppState {
     pub limiter: Option<crate::auth::RateLimiter>,
     /// Scope of the admin endpoints; `None` (loopback only) without [auth].
     pub admin_scope: Option<String>,
+    /// The OpenAPI document of each version, rendered once.
+    pub documents: HashMap<String, String>,
 }
 
 /// Why the service could not start.
@@ -133,7 +135,16 @@ impl AppState {
             .collect();
         let max_bytes = parse_size(&config.cache.max_size).unwrap_or(64 << 20);
         let cache = ResponseCache::new(max_bytes, metrics.cache.clone());
+        let documents = catalog
+            .versions
+            .values()
+            .map(|v| {
+                let document = crate::openapi::document(v, config.auth.is_some());
+                (v.name.clone(), crate::openapi::to_json(&document))
+            })
+            .collect();
         Ok(Self {
+            documents,
             catalog,
             sources,
             cache,
@@ -157,6 +168,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(admin::metrics))
+        .route("/openapi/{file}", web::get().to(openapi_document))
         .service(
             // A scope: other paths skip these patterns with one prefix comparison.
             web::scope("/admin")
@@ -174,6 +186,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         // `/{version}/{resource}[/{key}[/{child}]]`, routed by shape in `resources::dispatch`.
         .default_service(web::to(resources::dispatch));
+}
+
+/// `GET /openapi/{version}.json`.
+async fn openapi_document(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let file = req.match_info().get("file").unwrap_or_default();
+    file.strip_suffix(".json")
+        .and_then(|version| state.documents.get(version))
+        .map(|json| {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(json.clone())
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("no OpenAPI document at {}", req.path())))
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

@@ -7,6 +7,7 @@ mod cli;
 mod fixture;
 mod harness;
 mod idp;
+mod openapi;
 mod outage;
 mod servers;
 mod suite;

@@ -1,0 +1,370 @@
+//! Operations of a resource: list, get by key and nested lists, with every query parameter,
+//! the responses Portico really sends, and the scope each needs.
+
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
+use utoipa::openapi::response::{Response, ResponseBuilder, ResponsesBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Ref, Schema, Type};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{RefOr, Required};
+
+use super::schema::{self, pascal, singular};
+use super::BEARER;
+use crate::catalog::query::MAX_IN_VALUES;
+use crate::catalog::{Resource, Version};
+use crate::config::FieldType;
+
+const JSON: &str = "application/json";
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Reusable error responses: name, status, description, example problem.
+const PROBLEMS: [(&str, u16, &str, &str, &str); 6] = [
+    (
+        "BadParameter",
+        400,
+        "A query parameter or key is wrong; `parameter` names it.",
+        "bad-parameter",
+        "query parameter `limit` must be between 1 and 500",
+    ),
+    (
+        "Unauthorized",
+        401,
+        "No bearer token, or one that fails verification.",
+        "unauthorized",
+        "the token has expired",
+    ),
+    (
+        "Forbidden",
+        403,
+        "The token lacks the scope, or a claim a row policy needs.",
+        "insufficient-scope",
+        "the token lacks the scope `jobs:read`",
+    ),
+    (
+        "NotFound",
+        404,
+        "No such row, or one the caller's row policy hides.",
+        "not-found",
+        "no jobs with key `J000042`",
+    ),
+    (
+        "RateLimited",
+        429,
+        "The caller's rate limit is spent; see `Retry-After`.",
+        "rate-limited",
+        "this caller's request rate is over its limit; retry after the given seconds",
+    ),
+    (
+        "Unavailable",
+        503,
+        "The legacy database is busy, unreachable or slow; see `Retry-After`.",
+        "source-busy",
+        "source `erp` is serving as many queries as it is allowed to; retry shortly",
+    ),
+];
+
+/// The problem responses, for `components.responses`.
+pub fn problem_responses() -> Vec<(String, Response)> {
+    PROBLEMS
+        .iter()
+        .map(|(name, status, description, kind, detail)| {
+            let example = serde_json::json!({
+                "type": format!("/problems/{kind}"),
+                "title": description.split(';').next().unwrap_or(description),
+                "status": status,
+                "detail": detail,
+            });
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .example(Some(example))
+                .build();
+            let mut response = ResponseBuilder::new()
+                .description(*description)
+                .content(PROBLEM_JSON, content);
+            if matches!(status, 429 | 503) {
+                response = response.header("Retry-After", seconds_header());
+            }
+            (name.to_string(), response.build())
+        })
+        .collect()
+}
+
+fn seconds_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+        .description(Some("Seconds to wait before retrying."))
+        .build()
+}
+
+/// `/v1/jobs`, `/v1/jobs/{id}` and, for a resource nested under another,
+/// `/v1/{parent}/{parent key}/{resource}`.
+pub fn path_items(version: &Version, resource: &Resource, auth: bool) -> Vec<(String, PathItem)> {
+    let base = format!("/{}/{}", version.name, resource.name);
+    let noun = pascal(&resource.name);
+    let mut items = vec![
+        (
+            base.clone(),
+            list(resource, format!("list{noun}"), Vec::new(), auth),
+        ),
+        (
+            format!("{base}/{}", key_template(resource)),
+            get(resource, auth),
+        ),
+    ];
+    if let Some((parent_name, _)) = &resource.parent {
+        if let Some(parent) = version.resources.get(parent_name) {
+            let path = format!(
+                "/{}/{}/{}/{}",
+                version.name,
+                parent.name,
+                key_template(parent),
+                resource.name
+            );
+            let id = format!("list{}{}", pascal(&singular(&parent.name)), noun);
+            items.push((path, list(resource, id, key_parameters(parent), auth)));
+        }
+    }
+    items
+}
+
+/// `{id}`, or `{job_id},{sequence}` for a composite key.
+fn key_template(resource: &Resource) -> String {
+    resource
+        .key
+        .iter()
+        .map(|&i| format!("{{{}}}", resource.fields[i].name))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn key_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter> {
+    resource
+        .key
+        .iter()
+        .map(|&i| {
+            let f = &resource.fields[i];
+            ParameterBuilder::new()
+                .name(&f.name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(format!(
+                    "Key part `{}` of {}, percent-encoded (a comma is `%2C`).",
+                    f.name, resource.name
+                )))
+                .schema(Some(scalar(resource, i)))
+                .build()
+        })
+        .collect()
+}
+
+fn get(resource: &Resource, auth: bool) -> PathItem {
+    let ok = ResponseBuilder::new()
+        .description(format!("One {}.", singular(&resource.name)))
+        .header("ETag", etag_header())
+        .content(
+            JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema::row_name(resource))))
+                .build(),
+        )
+        .build();
+    let operation = OperationBuilder::new()
+        .operation_id(Some(format!("get{}", pascal(&singular(&resource.name)))))
+        .summary(Some(format!("One {} by key", singular(&resource.name))))
+        .tag(&resource.name)
+        .parameters(Some(key_parameters(resource)))
+        .responses(responses(ok, &["BadParameter", "NotFound"], auth))
+        .securities(security(resource, auth));
+    PathItem::new(HttpMethod::Get, operation)
+}
+
+fn list(
+    resource: &Resource,
+    operation_id: String,
+    mut parameters: Vec<utoipa::openapi::path::Parameter>,
+    auth: bool,
+) -> PathItem {
+    parameters.extend(query_parameters(resource));
+    let ok = ResponseBuilder::new()
+        .description(format!("A page of {}.", resource.name))
+        .header("ETag", etag_header())
+        .header(
+            "Link",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .description(Some("`<url>; rel=\"next\"` while more rows exist."))
+                .build(),
+        )
+        .content(
+            JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema::page_name(resource))))
+                .build(),
+        )
+        .build();
+    let operation = OperationBuilder::new()
+        .operation_id(Some(operation_id))
+        .summary(Some(format!("List {}", resource.name)))
+        .description(resource.description.clone())
+        .tag(&resource.name)
+        .parameters(Some(parameters))
+        .responses(responses(ok, &["BadParameter", "NotFound"], auth))
+        .securities(security(resource, auth));
+    PathItem::new(HttpMethod::Get, operation)
+}
+
+fn etag_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "Strong validator of the body; send it as `If-None-Match`.",
+        ))
+        .build()
+}
+
+fn responses(ok: Response, errors: &[&str], auth: bool) -> utoipa::openapi::Responses {
+    let mut builder = ResponsesBuilder::new().response("200", ok).response(
+        "304",
+        ResponseBuilder::new().description("Not modified: the `If-None-Match` tag still holds."),
+    );
+    let mut names: Vec<&str> = errors.to_vec();
+    if auth {
+        names.extend(["Unauthorized", "Forbidden", "RateLimited"]);
+    }
+    names.push("Unavailable");
+    for name in names {
+        if let Some((_, status, ..)) = PROBLEMS.iter().find(|p| p.0 == name) {
+            builder = builder.response(status.to_string(), Ref::from_response_name(name));
+        }
+    }
+    builder.build()
+}
+
+/// The bearer requirement with the read scope; anonymous resources also accept no token.
+fn security(resource: &Resource, auth: bool) -> Option<Vec<SecurityRequirement>> {
+    if !auth {
+        return None;
+    }
+    let scopes: Vec<String> = resource.access.read_scope.iter().cloned().collect();
+    let mut requirements = Vec::new();
+    if resource.access.anonymous {
+        requirements.push(SecurityRequirement::default());
+    }
+    requirements.push(SecurityRequirement::new(BEARER, scopes));
+    Some(requirements)
+}
+
+/// The field's schema without null (a query value is never null).
+fn scalar(resource: &Resource, index: usize) -> RefOr<Schema> {
+    let f = &resource.fields[index];
+    let mut strict = f.clone();
+    strict.is_key = true;
+    schema::field(&strict, None).into()
+}
+
+fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter> {
+    let query = |name: String, schema: RefOr<Schema>, description: String| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .schema(Some(schema))
+            .description(Some(description))
+            .build()
+    };
+    let text = || -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .build()
+            .into()
+    };
+    let sortable: Vec<&str> = resource
+        .fields
+        .iter()
+        .filter(|f| f.sortable)
+        .map(|f| f.name.as_str())
+        .collect();
+    let names: Vec<&str> = resource.fields.iter().map(|f| f.name.as_str()).collect();
+    let mut parameters = vec![
+        query(
+            "limit".into(),
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(resource.max_limit as u64))
+                .default(Some(resource.default_limit.into()))
+                .build()
+                .into(),
+            "Rows per page.".into(),
+        ),
+        query(
+            "cursor".into(),
+            text(),
+            "`next_cursor` of the previous page (bound to the sort it was issued for).".into(),
+        ),
+        query(
+            "sort".into(),
+            text(),
+            format!(
+                "Comma-separated fields, `-` for descending; sortable: {}. The key is always appended.",
+                sortable.join(", ")
+            ),
+        ),
+        query(
+            "fields".into(),
+            text(),
+            format!("Comma-separated fields to return, of: {}.", names.join(", ")),
+        ),
+    ];
+    for (i, f) in resource.fields.iter().enumerate() {
+        if !f.filterable {
+            continue;
+        }
+        let name = &f.name;
+        parameters.push(query(
+            name.clone(),
+            scalar(resource, i),
+            format!("`{name}` equals."),
+        ));
+        let mut ops = vec![("ne", "differs from")];
+        if f.order_preserving {
+            ops.extend([
+                ("lt", "is below"),
+                ("lte", "is at most"),
+                ("gt", "is above"),
+                ("gte", "is at least"),
+            ]);
+        }
+        for (op, words) in ops {
+            parameters.push(query(
+                format!("{name}[{op}]"),
+                scalar(resource, i),
+                format!("`{name}` {words}."),
+            ));
+        }
+        parameters.push(query(
+            format!("{name}[in]"),
+            text(),
+            format!("`{name}` is one of these comma-separated values (at most {MAX_IN_VALUES})."),
+        ));
+        if f.field_type == FieldType::String && f.codes.is_empty() {
+            parameters.push(query(
+                format!("{name}[prefix]"),
+                text(),
+                format!("`{name}` starts with."),
+            ));
+        }
+        parameters.push(query(
+            format!("{name}[null]"),
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .build()
+                .into(),
+            format!("`{name}` is (true) or is not (false) null."),
+        ));
+    }
+    parameters
+}

@@ -1,0 +1,207 @@
+//! JSON schemas of fields, rows, pages and problems, exactly as Portico renders them.
+
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, Ref, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::RefOr;
+
+use crate::catalog::{Field, Resource};
+use crate::config::FieldType;
+
+/// Component name of a resource's row schema (`Job` for `jobs`).
+pub fn row_name(resource: &Resource) -> String {
+    pascal(&singular(&resource.name))
+}
+
+/// Component name of a resource's page schema (`JobPage`).
+pub fn page_name(resource: &Resource) -> String {
+    format!("{}Page", row_name(resource))
+}
+
+/// `jobs` → `job`, `categories` → `category`; other names stay as they are.
+pub fn singular(name: &str) -> String {
+    if let Some(stem) = name.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = name.strip_suffix('s').filter(|s| !s.ends_with('s')) {
+        stem.to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// `job_operations` → `JobOperations`.
+pub fn pascal(name: &str) -> String {
+    name.split(['_', '-'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The schema of one field's API value; keys are never null, other fields may be.
+pub fn field(field: &Field, masked_by: Option<&str>) -> Schema {
+    let (kind, format, pattern, note) = match field.field_type {
+        FieldType::String => (Type::String, None, None, None),
+        FieldType::Integer => (
+            Type::Integer,
+            Some(SchemaFormat::KnownFormat(KnownFormat::Int64)),
+            None,
+            None,
+        ),
+        FieldType::Number => (
+            Type::Number,
+            Some(SchemaFormat::KnownFormat(KnownFormat::Double)),
+            None,
+            None,
+        ),
+        FieldType::Decimal => (
+            Type::String,
+            Some(SchemaFormat::Custom("decimal".into())),
+            Some(r"^-?[0-9]+(\.[0-9]+)?$"),
+            Some("An exact decimal, written as a string so no digit is lost."),
+        ),
+        FieldType::Boolean => (Type::Boolean, None, None, None),
+        FieldType::Date => (
+            Type::String,
+            Some(SchemaFormat::KnownFormat(KnownFormat::Date)),
+            None,
+            None,
+        ),
+        FieldType::Datetime => (
+            Type::String,
+            Some(SchemaFormat::Custom("local-date-time".into())),
+            Some(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$"),
+            Some("A date and time without offset, as the legacy database keeps it."),
+        ),
+    };
+    let description = [
+        field.description.as_deref(),
+        note,
+        masked_by
+            .map(|scope| format!("Present only for tokens with the scope `{scope}`."))
+            .as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let types: Vec<Type> = if field.is_key {
+        vec![kind]
+    } else {
+        vec![kind, Type::Null]
+    };
+    let mut builder = ObjectBuilder::new()
+        .schema_type(
+            types
+                .into_iter()
+                .collect::<utoipa::openapi::schema::SchemaType>(),
+        )
+        .format(format)
+        .pattern(pattern)
+        .description((!description.is_empty()).then_some(description));
+    if !field.codes.is_empty() {
+        let mut values: Vec<serde_json::Value> = field
+            .codes
+            .iter()
+            .map(|(_, api)| api.clone().into())
+            .collect();
+        if !field.is_key {
+            values.push(serde_json::Value::Null);
+        }
+        builder = builder.enum_values(Some(values));
+    }
+    builder.build().into()
+}
+
+/// A row: every field (none is required, since `fields=` and masks leave some out).
+pub fn row(resource: &Resource) -> Schema {
+    let mut builder = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(resource.description.clone())
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for (i, f) in resource.fields.iter().enumerate() {
+        let masked_by = resource
+            .access
+            .masks
+            .iter()
+            .find(|(index, _)| *index == i)
+            .map(|(_, scope)| scope.as_str());
+        builder = builder.property(&f.name, field(f, masked_by));
+    }
+    builder.build().into()
+}
+
+/// A page of rows: `{"data": [...], "next_cursor": "..." | null}`.
+pub fn page(resource: &Resource) -> Schema {
+    let cursor = ObjectBuilder::new()
+        .schema_type(
+            [Type::String, Type::Null]
+                .into_iter()
+                .collect::<utoipa::openapi::schema::SchemaType>(),
+        )
+        .description(Some(
+            "Pass as `cursor` to get the next page; null on the last page.",
+        ));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "data",
+            ArrayBuilder::new().items(Ref::from_schema_name(row_name(resource))),
+        )
+        .property("next_cursor", cursor)
+        .required("data")
+        .required("next_cursor")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .build()
+        .into()
+}
+
+/// RFC 9457 problem details as Portico writes them.
+pub fn problem() -> RefOr<Schema> {
+    let text = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description.to_string()))
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "type",
+            text("Stable URI reference of the kind of problem, e.g. `/problems/bad-parameter`."),
+        )
+        .property("title", text("Short summary of the kind."))
+        .property(
+            "status",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32))),
+        )
+        .property("detail", text("What happened this time."))
+        .property(
+            "parameter",
+            text("The query parameter to blame, when there is one."),
+        )
+        .required("type")
+        .required("title")
+        .required("status")
+        .required("detail")
+        .build()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_a_generated_client_would_want() {
+        assert_eq!(singular("jobs"), "job");
+        assert_eq!(singular("categories"), "category");
+        assert_eq!(singular("address"), "address");
+        assert_eq!(pascal("job_operations"), "JobOperations");
+    }
+}

@@ -1,0 +1,197 @@
+//! The OpenAPI documents: the published contract, validity by an independent validator, and
+//! real responses checked against them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::auth::{auth_config, hs_token};
+use crate::fixture::Kind;
+use crate::harness::Portico;
+use crate::idp::JwksServer;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A tool from the repository's `.venv` (scripts/install-deps.sh test makes it).
+fn venv(tool: &str) -> Command {
+    let path = repo(".venv/bin").join(tool);
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/install-deps.sh test`",
+        path.display()
+    );
+    Command::new(path)
+}
+
+#[test]
+fn the_published_v1_contract_is_what_the_demo_config_generates() {
+    let file = repo("config/demo.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let config = portico::config::parse("config/demo.toml", &text, &|_| None).unwrap();
+    let state = portico::http::AppState::from_config(&config, &file.display().to_string()).unwrap();
+    let published = std::fs::read_to_string(repo("openapi/v1.json")).unwrap();
+    assert!(
+        state.documents["v1"] == published,
+        "openapi/v1.json differs from what config/demo.toml generates; review the change and \
+         publish it with `portico openapi --config config/demo.toml --version v1 > openapi/v1.json`"
+    );
+    let document: Value = serde_json::from_str(&published).unwrap();
+    for id in ["listJobs", "getJob", "listJobOperations", "getCustomer"] {
+        assert!(
+            published.contains(&format!("\"operationId\": \"{id}\"")),
+            "{id}"
+        );
+    }
+    assert_eq!(document["openapi"], "3.1.0");
+    let jobs = &document["paths"]["/v1/jobs"]["get"];
+    assert_eq!(jobs["security"], json!([{"bearer": ["jobs:read"]}]));
+    let status = &document["components"]["schemas"]["Job"]["properties"]["status"];
+    assert_eq!(
+        status["enum"],
+        json!(["open", "held", "closed", "cancelled", null])
+    );
+    let amount = &document["components"]["schemas"]["Job"]["properties"]["quote_amount"];
+    assert_eq!(amount["type"], json!(["string", "null"]));
+    assert!(amount["description"]
+        .as_str()
+        .unwrap()
+        .contains("jobs:read:amounts"));
+}
+
+fn validate_document(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, text).unwrap();
+    let out = venv("openapi-spec-validator").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn served_documents_pass_an_independent_validator() {
+    let anonymous = Portico::over(Kind::Sqlite).await;
+    let jwks = JwksServer::start(Vec::new());
+    let secured = Portico::spawn(&auth_config(&jwks, "")).await;
+    for app in [&anonymous, &secured] {
+        let text = app.get_text("/openapi/v1.json").await;
+        validate_document(&text);
+    }
+    validate_document(&std::fs::read_to_string(repo("openapi/v1.json")).unwrap());
+    anonymous.get("/openapi/v7.json").await.problem(404);
+}
+
+/// One request and the document path it answers to.
+struct Call {
+    path: String,
+    template: &'static str,
+    token: Option<String>,
+}
+
+#[tokio::test]
+async fn real_responses_validate_against_the_document() {
+    let jwks = JwksServer::start(Vec::new());
+    let app = Portico::spawn(&auth_config(&jwks, "")).await;
+    let staff = hs_token(
+        "staff",
+        json!({"scope": "jobs:read jobs:read:all jobs:read:amounts ops:read"}),
+    );
+    let portal = hs_token(
+        "portal",
+        json!({"scope": "jobs:read ops:read", "customer_id": "C001"}),
+    );
+    let call = |path: &str, template: &'static str, token: Option<&String>| Call {
+        path: path.to_string(),
+        template,
+        token: token.cloned(),
+    };
+    let calls = vec![
+        call("/v1/jobs?limit=5", "/v1/jobs", Some(&staff)),
+        call(
+            "/v1/jobs?limit=5&sort=-due_on&status[in]=open,held",
+            "/v1/jobs",
+            Some(&staff),
+        ),
+        call(
+            "/v1/jobs?fields=id,amount&amount[gte]=10",
+            "/v1/jobs",
+            Some(&staff),
+        ),
+        call("/v1/jobs?limit=200", "/v1/jobs", Some(&portal)),
+        call("/v1/jobs?limit=0", "/v1/jobs", Some(&staff)),
+        call("/v1/jobs?colour=red", "/v1/jobs", Some(&staff)),
+        call("/v1/jobs", "/v1/jobs", None),
+        call("/v1/jobs/J0001", "/v1/jobs/{id}", Some(&staff)),
+        call("/v1/jobs/J0002", "/v1/jobs/{id}", Some(&portal)),
+        call("/v1/jobs/NOPE", "/v1/jobs/{id}", Some(&staff)),
+        call(
+            "/v1/jobs/J0001/operations",
+            "/v1/jobs/{id}/operations",
+            Some(&staff),
+        ),
+        call(
+            "/v1/operations/J0001,10",
+            "/v1/operations/{job_id},{seq}",
+            Some(&staff),
+        ),
+        call("/v1/operations?limit=3", "/v1/operations", Some(&portal)),
+        call(
+            "/v1/operations?limit=3",
+            "/v1/operations",
+            Some(&hs_token("x", json!({}))),
+        ),
+    ];
+    let mut answers = Vec::new();
+    let mut statuses = Vec::new();
+    for c in &calls {
+        let answer = app.get_as(&c.path, c.token.as_deref()).await;
+        let content_type = answer
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        statuses.push(answer.status.as_u16());
+        answers.push(json!({
+            "method": "GET",
+            "path": c.path,
+            "template": c.template,
+            "status": answer.status.as_u16(),
+            "content_type": content_type,
+            "body": answer.body,
+        }));
+    }
+    // The calls cover success and each kind of refusal.
+    for status in [200, 400, 401, 403, 404] {
+        assert!(statuses.contains(&status), "{status} in {statuses:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("v1.json");
+    std::fs::write(&file, app.get_text("/openapi/v1.json").await).unwrap();
+    let mut child = venv("python")
+        .arg(repo("tests/api/support/validate_responses.py"))
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(Value::Array(answers).to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "responses that break the document:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
