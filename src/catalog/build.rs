@@ -76,11 +76,32 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
             }
         }
         check_parents(&resources, &at, &mut problems);
+        let mut date = |key: &str, text: &Option<String>| {
+            let text = text.as_ref()?;
+            let parsed = super::date::Date::parse_iso(text);
+            if parsed.is_none() {
+                problems.push(problem(
+                    format!("{at}.{key}"),
+                    format!("`{text}` is not a date written YYYY-MM-DD"),
+                ));
+            }
+            parsed
+        };
+        let deprecated = date("deprecated", &version.deprecated);
+        let sunset = date("sunset", &version.sunset);
+        if sunset.is_some() && deprecated.is_none() {
+            problems.push(problem(
+                format!("{at}.sunset"),
+                "a version with a sunset must also say when it was `deprecated`",
+            ));
+        }
         catalog.versions.insert(
             vname.clone(),
             Version {
                 name: vname.clone(),
                 description: version.description.clone(),
+                deprecated,
+                sunset,
                 resources,
             },
         );

@@ -32,6 +32,33 @@ impl Date {
         })
     }
 
+    /// Days since 1970-01-01 (negative before), by Howard Hinnant's `days_from_civil`.
+    pub fn days_since_epoch(&self) -> i64 {
+        let (m, d) = (i64::from(self.month), i64::from(self.day));
+        let y = i64::from(self.year) - i64::from(m <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// The first second of the day, UTC, as an RFC 9110 HTTP-date
+    /// (`Wed, 30 Jun 2027 00:00:00 GMT`).
+    pub fn http_date(&self) -> String {
+        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let weekday = DAYS[self.days_since_epoch().rem_euclid(7) as usize];
+        format!(
+            "{weekday}, {:02} {} {:04} 00:00:00 GMT",
+            self.day,
+            MONTHS[(self.month - 1) as usize],
+            self.year
+        )
+    }
+
     /// Parses `YYYY-MM-DD`.
     pub fn parse_iso(text: &str) -> Option<Self> {
         let b = text.as_bytes();
@@ -141,6 +168,20 @@ pub fn iso_timestamp(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_days_and_http_dates() {
+        assert_eq!(Date::new(1970, 1, 1).unwrap().days_since_epoch(), 0);
+        assert_eq!(Date::new(2000, 3, 1).unwrap().days_since_epoch(), 11_017);
+        assert_eq!(
+            Date::new(2027, 6, 30).unwrap().http_date(),
+            "Wed, 30 Jun 2027 00:00:00 GMT"
+        );
+        assert_eq!(
+            Date::new(2024, 2, 29).unwrap().http_date(),
+            "Thu, 29 Feb 2024 00:00:00 GMT"
+        );
+    }
 
     #[test]
     fn every_legacy_format_round_trips() {

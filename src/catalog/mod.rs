@@ -36,6 +36,10 @@ pub struct Version {
     pub name: String,
     /// Human description.
     pub description: Option<String>,
+    /// When it was deprecated, if it is.
+    pub deprecated: Option<date::Date>,
+    /// When it goes away, if that is announced.
+    pub sunset: Option<date::Date>,
     /// Resources by name.
     pub resources: IndexMap<String, Resource>,
 }
@@ -71,6 +75,23 @@ pub struct Resource {
     pub parent: Option<(String, usize)>,
     /// Scopes, row policies and field masks.
     pub access: crate::auth::ResourceAccess,
+}
+
+impl Version {
+    /// `Deprecation` (RFC 9745) and `Sunset` (RFC 8594) header values, for a deprecated version.
+    pub fn deprecation_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        if let Some(date) = self.deprecated {
+            headers.push((
+                "deprecation",
+                format!("@{}", date.days_since_epoch() * 86_400),
+            ));
+        }
+        if let Some(date) = self.sunset {
+            headers.push(("sunset", date.http_date()));
+        }
+        headers
+    }
 }
 
 impl Resource {

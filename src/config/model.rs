@@ -162,6 +162,10 @@ pub struct VersionConfig {
     /// Human description of the version.
     #[serde(default)]
     pub description: Option<String>,
+    /// Date (`YYYY-MM-DD`) the version was deprecated: responses carry `Deprecation`.
+    pub deprecated: Option<String>,
+    /// Date (`YYYY-MM-DD`) the version goes away: responses carry `Sunset`.
+    pub sunset: Option<String>,
     /// Resources served under `/{version}/{name}`.
     #[serde(default)]
     pub resources: IndexMap<String, ResourceConfig>,

@@ -165,7 +165,8 @@ fn listens_on_loopback(listen: &str) -> bool {
 
 /// Registers every route on an actix service config.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    cfg.route("/", web::get().to(versions))
+        .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(admin::metrics))
         .route("/openapi/{file}", web::get().to(openapi_document))
@@ -186,6 +187,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         // `/{version}/{resource}[/{key}[/{child}]]`, routed by shape in `resources::dispatch`.
         .default_service(web::to(resources::dispatch));
+}
+
+/// `GET /`: the versions, their status and where their documents are.
+async fn versions(state: web::Data<AppState>) -> HttpResponse {
+    let versions: Vec<serde_json::Value> = state
+        .catalog
+        .versions
+        .values()
+        .map(|v| {
+            serde_json::json!({
+                "name": v.name,
+                "description": v.description,
+                "status": if v.deprecated.is_some() { "deprecated" } else { "current" },
+                "deprecated": v.deprecated.map(|d| d.iso()),
+                "sunset": v.sunset.map(|d| d.iso()),
+                "links": {
+                    "self": format!("/{}", v.name),
+                    "openapi": format!("/openapi/{}.json", v.name),
+                },
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "versions": versions }))
 }
 
 /// `GET /openapi/{version}.json`.

@@ -118,6 +118,22 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    if let Some(state) = response
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+    {
+        let first = response.request().path().split('/').find(|s| !s.is_empty());
+        if let Some(version) = first.and_then(|v| state.catalog.versions.get(v)) {
+            for (name, value) in version.deprecation_headers() {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static(name), value);
+                }
+            }
+        }
+    }
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -14,9 +14,17 @@ pub const BEARER: &str = "bearer";
 
 /// The document of `version`; `auth` says whether bearer tokens are configured.
 pub fn document(version: &Version, auth: bool) -> OpenApi {
+    let status = match (version.deprecated, version.sunset) {
+        (Some(_), Some(sunset)) => format!(
+            "\n\n**Deprecated**: this version is removed on {}; responses carry `Deprecation` and `Sunset`.",
+            sunset.iso()
+        ),
+        (Some(_), None) => "\n\n**Deprecated**: responses carry a `Deprecation` header.".into(),
+        _ => String::new(),
+    };
     let description = format!(
         "{}\n\nServed by Portico from a legacy database. Lists page with an opaque `cursor`; \
-         errors are RFC 9457 `application/problem+json`.",
+         errors are RFC 9457 `application/problem+json`.{status}",
         version.description.as_deref().unwrap_or("")
     );
     let info = InfoBuilder::new()

@@ -9,7 +9,7 @@ use utoipa::openapi::path::{
 use utoipa::openapi::response::{Response, ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Ref, Schema, Type};
 use utoipa::openapi::security::SecurityRequirement;
-use utoipa::openapi::{RefOr, Required};
+use utoipa::openapi::{Deprecated, RefOr, Required};
 
 use super::schema::{self, pascal, singular};
 use super::BEARER;
@@ -107,11 +107,11 @@ pub fn path_items(version: &Version, resource: &Resource, auth: bool) -> Vec<(St
     let mut items = vec![
         (
             base.clone(),
-            list(resource, format!("list{noun}"), Vec::new(), auth),
+            list(version, resource, format!("list{noun}"), Vec::new(), auth),
         ),
         (
             format!("{base}/{}", key_template(resource)),
-            get(resource, auth),
+            get(version, resource, auth),
         ),
     ];
     if let Some((parent_name, _)) = &resource.parent {
@@ -124,7 +124,8 @@ pub fn path_items(version: &Version, resource: &Resource, auth: bool) -> Vec<(St
                 resource.name
             );
             let id = format!("list{}{}", pascal(&singular(&parent.name)), noun);
-            items.push((path, list(resource, id, key_parameters(parent), auth)));
+            let item = list(version, resource, id, key_parameters(parent), auth);
+            items.push((path, item));
         }
     }
     items
@@ -160,7 +161,7 @@ fn key_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter> 
         .collect()
 }
 
-fn get(resource: &Resource, auth: bool) -> PathItem {
+fn get(version: &Version, resource: &Resource, auth: bool) -> PathItem {
     let ok = ResponseBuilder::new()
         .description(format!("One {}.", singular(&resource.name)))
         .header("ETag", etag_header())
@@ -177,11 +178,17 @@ fn get(resource: &Resource, auth: bool) -> PathItem {
         .tag(&resource.name)
         .parameters(Some(key_parameters(resource)))
         .responses(responses(ok, &["BadParameter", "NotFound"], auth))
-        .securities(security(resource, auth));
+        .securities(security(resource, auth))
+        .deprecated(deprecated(version));
     PathItem::new(HttpMethod::Get, operation)
 }
 
+fn deprecated(version: &Version) -> Option<Deprecated> {
+    version.deprecated.map(|_| Deprecated::True)
+}
+
 fn list(
+    version: &Version,
     resource: &Resource,
     operation_id: String,
     mut parameters: Vec<utoipa::openapi::path::Parameter>,
@@ -212,7 +219,8 @@ fn list(
         .tag(&resource.name)
         .parameters(Some(parameters))
         .responses(responses(ok, &["BadParameter", "NotFound"], auth))
-        .securities(security(resource, auth));
+        .securities(security(resource, auth))
+        .deprecated(deprecated(version));
     PathItem::new(HttpMethod::Get, operation)
 }
 

@@ -195,3 +195,60 @@ async fn real_responses_validate_against_the_document() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test]
+async fn a_deprecated_version_says_so_in_headers_document_and_index() {
+    let b = crate::harness::backend(Kind::Sqlite);
+    let config = crate::fixture::config(Kind::Sqlite, &b.connection_string, "").replacen(
+        "[versions.v1.resources.jobs]",
+        "[versions.v1]\ndeprecated = \"2026-01-15\"\nsunset = \"2027-06-30\"\n\n[versions.v1.resources.jobs]",
+        1,
+    );
+    let app = Portico::spawn(&config).await;
+    for path in [
+        "/v1/jobs?limit=1",
+        "/v1/jobs/J0001",
+        "/v1/jobs/NOPE",
+        "/v1/jobs?limit=0",
+    ] {
+        let answer = app.get(path).await;
+        // 2026-01-15T00:00:00Z is 1768435200 seconds after the epoch.
+        assert_eq!(answer.headers["deprecation"], "@1768435200", "{path}");
+        assert_eq!(
+            answer.headers["sunset"], "Wed, 30 Jun 2027 00:00:00 GMT",
+            "{path}"
+        );
+    }
+    let health = app.get("/healthz").await;
+    assert!(health.headers.get("deprecation").is_none());
+
+    let index = app.get("/").await;
+    assert_eq!(index.status, 200);
+    assert_eq!(
+        index.body["versions"][0],
+        json!({
+            "name": "v1", "description": null, "status": "deprecated",
+            "deprecated": "2026-01-15", "sunset": "2027-06-30",
+            "links": {"self": "/v1", "openapi": "/openapi/v1.json"},
+        })
+    );
+    let text = app.get_text("/openapi/v1.json").await;
+    let document: Value = serde_json::from_str(&text).unwrap();
+    for path in ["/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/operations"] {
+        assert_eq!(document["paths"][path]["get"]["deprecated"], true, "{path}");
+    }
+    assert!(document["info"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("removed on 2027-06-30"));
+    validate_document(&text);
+
+    // A current version carries none of it.
+    let current = Portico::over(Kind::Sqlite).await;
+    let answer = current.get("/v1/jobs?limit=1").await;
+    assert!(answer.headers.get("deprecation").is_none() && answer.headers.get("sunset").is_none());
+    assert_eq!(
+        current.get("/").await.body["versions"][0]["status"],
+        "current"
+    );
+}
