@@ -18,6 +18,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum OpenapiAction {
+    /// Report what breaks clients of OLD when NEW is served; exit 1 on any breaking change.
+    Diff {
+        /// The published document.
+        old: PathBuf,
+        /// The candidate document.
+        new: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve the configured API.
     Serve {
@@ -43,8 +54,10 @@ enum Command {
         #[arg(long, default_value = "v1")]
         version: String,
     },
-    /// Print the OpenAPI document of a version.
+    /// Print the OpenAPI document of a version (or compare two documents: `openapi diff`).
     Openapi {
+        #[command(subcommand)]
+        action: Option<OpenapiAction>,
         /// Configuration file.
         #[arg(long, default_value = "config/portico.toml")]
         config: PathBuf,
@@ -124,7 +137,39 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Openapi { config, version } => {
+        Command::Openapi {
+            action: Some(OpenapiAction::Diff { old, new }),
+            ..
+        } => {
+            let read = |path: &PathBuf| -> anyhow::Result<serde_json::Value> {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a JSON document", path.display()))
+            };
+            let report = portico::openapi::diff::diff(&read(&old)?, &read(&new)?);
+            for line in &report.additions {
+                println!("added: {line}");
+            }
+            for line in &report.breaking {
+                println!("BREAKING: {line}");
+            }
+            println!(
+                "{} breaking change(s), {} addition(s)",
+                report.breaking.len(),
+                report.additions.len()
+            );
+            Ok(if report.breaking.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Openapi {
+            action: None,
+            config,
+            version,
+        } => {
             let file = config.display().to_string();
             let loaded = portico::config::load(&config)?;
             let state = portico::http::AppState::from_config(&loaded, &file)?;

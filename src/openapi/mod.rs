@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of each version, built at runtime from the catalog with utoipa's
 //! builders (resources come from configuration, so nothing here can be derived).
 
+pub mod diff;
 mod operations;
 pub mod schema;
 

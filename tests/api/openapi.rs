@@ -252,3 +252,77 @@ async fn a_deprecated_version_says_so_in_headers_document_and_index() {
         "current"
     );
 }
+
+/// `portico openapi diff OLD NEW`: status and output.
+fn openapi_diff(old: &Path, new: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["openapi", "diff"])
+        .arg(old)
+        .arg(new)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_current_config_does_not_break_the_published_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("current.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["openapi", "--version", "v1", "--config"])
+        .arg(repo("config/demo.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&current, &out.stdout).unwrap();
+    let published = repo("openapi/v1.json");
+    let (ok, report) = openapi_diff(&published, &current);
+    assert!(ok, "the config breaks the published v1 contract:\n{report}");
+
+    // The same check refuses a config that renames a field of /v1.
+    let renamed = std::fs::read_to_string(repo("config/demo.toml"))
+        .unwrap()
+        .replacen(
+            "\nstatus = { column = \"STATUS\"",
+            "\nstate = { column = \"STATUS\"",
+            1,
+        );
+    let file = dir.path().join("renamed.toml");
+    std::fs::write(&file, renamed).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["openapi", "--version", "v1", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&current, &out.stdout).unwrap();
+    let (ok, report) = openapi_diff(&published, &current);
+    assert!(!ok);
+    assert!(
+        report.contains(
+            "BREAKING: GET /v1/jobs: response 200 application/json.data[].status: field removed"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("parameter `status` (query) removed"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "added: GET /v1/jobs: response 200 application/json.data[].state: field added"
+        ),
+        "{report}"
+    );
+}
