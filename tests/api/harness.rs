@@ -174,7 +174,12 @@ impl Portico {
         tokio::spawn(server);
         Self {
             base: format!("http://{address}"),
-            client: reqwest::Client::new(),
+            // Below the server's 5 s keep-alive, so an idle pooled connection the server has
+            // closed is never reused (a test that pauses for a subprocess would see a reset).
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .unwrap(),
             handle,
         }
     }
