@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 want=(unixodbc unixodbc-dev libsqliteodbc sqlite3 libssl-dev pkg-config)
 case "${1:-run}" in
   run) ;;
-  test) want+=(odbc-postgresql odbc-mariadb postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv) ;;
+  test) want+=(odbc-postgresql odbc-mariadb postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv chromium) ;;
   bench) want+=(wrk curl) ;;
   *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 
 mod access;
 mod admin;
+mod docs;
 mod health;
 mod observe;
 pub mod problem;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub admin_scope: Option<String>,
     /// The OpenAPI document of each version, rendered once.
     pub documents: HashMap<String, String>,
+    /// Swagger UI's configuration.
+    pub docs: Arc<utoipa_swagger_ui::Config<'static>>,
 }
 
 /// Why the service could not start.
@@ -143,7 +146,7 @@ impl AppState {
                 (v.name.clone(), crate::openapi::to_json(&document))
             })
             .collect();
-        Ok(Self {
+        let mut state = Self {
             documents,
             catalog,
             sources,
@@ -152,7 +155,10 @@ impl AppState {
             verifier: verifier.map(Arc::new),
             limiter,
             admin_scope: config.auth.as_ref().map(|a| a.admin_scope.clone()),
-        })
+            docs: Arc::new(utoipa_swagger_ui::Config::new(Vec::<&str>::new())),
+        };
+        state.docs = docs::config(&state);
+        Ok(state)
     }
 }
 
@@ -170,6 +176,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(admin::metrics))
         .route("/openapi/{file}", web::get().to(openapi_document))
+        .route("/docs", web::get().to(docs::redirect))
+        .route("/docs/{file:.*}", web::get().to(docs::asset))
         .service(
             // A scope: other paths skip these patterns with one prefix comparison.
             web::scope("/admin")

@@ -1,0 +1,74 @@
+//! Swagger UI at `/docs`, from assets embedded in the binary (no network needed), reading the
+//! documents Portico serves at `/openapi/{version}.json`.
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use utoipa_swagger_ui::{Config, Url};
+
+use super::problem::ApiError;
+use super::AppState;
+
+/// The Swagger UI configuration: one entry per version, the newest first.
+pub fn config(state: &AppState) -> Arc<Config<'static>> {
+    let urls: Vec<Url<'static>> = state
+        .catalog
+        .versions
+        .values()
+        .rev()
+        .enumerate()
+        .map(|(i, v)| {
+            let url = intern(format!("/openapi/{}.json", v.name));
+            Url::with_primary(intern(v.name.clone()), url, i == 0)
+        })
+        .collect();
+    Arc::new(
+        Config::new(urls)
+            .try_it_out_enabled(true)
+            .persist_authorization(true)
+            .display_operation_id(true)
+            // Swagger UI would otherwise ask validator.swagger.io for a badge.
+            .validator_url("none"),
+    )
+}
+
+/// Swagger UI's `Config<'static>` wants static names: each distinct one is leaked once.
+fn intern(text: String) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = seen.iter().find(|s| **s == text) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    seen.push(leaked);
+    leaked
+}
+
+/// `GET /docs` → `/docs/`, where relative asset paths resolve.
+pub async fn redirect() -> HttpResponse {
+    HttpResponse::MovedPermanently()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// `GET /docs/{file}`: the UI's page and assets.
+pub async fn asset(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let file = req.match_info().get("file").unwrap_or_default();
+    match utoipa_swagger_ui::serve(file, state.docs.clone()) {
+        Ok(Some(found)) => {
+            let mut response = HttpResponse::Ok();
+            if found.gzpipped {
+                response.insert_header((header::CONTENT_ENCODING, "gzip"));
+            }
+            Ok(response
+                .content_type(found.content_type)
+                .body(found.bytes.to_vec()))
+        }
+        Ok(None) => Err(ApiError::NotFound(format!(
+            "nothing is served at {}",
+            req.path()
+        ))),
+        Err(e) => Err(ApiError::Internal(format!("Swagger UI: {e}"))),
+    }
+}
