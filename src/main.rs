@@ -64,6 +64,9 @@ enum Command {
         /// API version.
         #[arg(long, default_value = "v1")]
         version: String,
+        /// `json` or `yaml`.
+        #[arg(long, default_value = "json")]
+        format: String,
     },
     /// Mint a development token (HS, signed with the config's secret; development configs only).
     Token {
@@ -169,6 +172,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             action: None,
             config,
             version,
+            format,
         } => {
             let file = config.display().to_string();
             let loaded = portico::config::load(&config)?;
@@ -176,7 +180,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let Some(document) = state.documents.get(&version) else {
                 bail!("{file} declares no version `{version}`");
             };
-            print!("{document}");
+            match format.as_str() {
+                "json" => print!("{}", document.json),
+                "yaml" => print!("{}", document.yaml),
+                other => bail!("--format {other}: use json or yaml"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {

@@ -15,6 +15,18 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `DELETE /admin/cache`: drops every cached response.
+#[utoipa::path(
+    delete,
+    path = "/admin/cache",
+    tag = "operations",
+    operation_id = "purgeCache",
+    responses(
+        (status = 200, description = "Every cached response is dropped.", body = serde_json::Value,
+            example = json!({"purged": "all"})),
+        (status = 401, description = "No token, or an invalid one (problem+json)."),
+        (status = 403, description = "The token lacks the admin scope (problem+json).")
+    )
+)]
 pub async fn purge_all(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -26,6 +38,20 @@ pub async fn purge_all(
 }
 
 /// `DELETE /admin/cache/{resource}`: drops one resource's cached responses (every version).
+#[utoipa::path(
+    delete,
+    path = "/admin/cache/{resource}",
+    tag = "operations",
+    operation_id = "purgeResourceCache",
+    params(("resource" = String, Path, description = "A resource name, in any version.")),
+    responses(
+        (status = 200, description = "The resource's cached responses are dropped.",
+            body = serde_json::Value, example = json!({"purged": "jobs"})),
+        (status = 401, description = "No token, or an invalid one (problem+json)."),
+        (status = 403, description = "The token lacks the admin scope (problem+json)."),
+        (status = 404, description = "No such resource (problem+json).")
+    )
+)]
 pub async fn purge_resource(
     req: HttpRequest,
     state: web::Data<AppState>,

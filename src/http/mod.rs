@@ -24,6 +24,16 @@ use crate::source::Source;
 use crate::telemetry::metrics::Metrics;
 use problem::ApiError;
 
+/// The endpoints every Portico serves, documented by utoipa's derive.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    health::healthz,
+    health::readyz,
+    admin::purge_all,
+    admin::purge_resource
+))]
+struct FixedEndpoints;
+
 /// What every request handler shares.
 pub struct AppState {
     /// The compiled API model.
@@ -41,7 +51,7 @@ pub struct AppState {
     /// Scope of the admin endpoints; `None` (loopback only) without [auth].
     pub admin_scope: Option<String>,
     /// The OpenAPI document of each version, rendered once.
-    pub documents: HashMap<String, String>,
+    pub documents: HashMap<String, crate::openapi::Rendered>,
     /// Swagger UI's configuration.
     pub docs: Arc<utoipa_swagger_ui::Config<'static>>,
 }
@@ -142,8 +152,10 @@ impl AppState {
             .versions
             .values()
             .map(|v| {
-                let document = crate::openapi::document(v, config.auth.is_some());
-                (v.name.clone(), crate::openapi::to_json(&document))
+                let admin_scope = config.auth.as_ref().map(|a| a.admin_scope.as_str());
+                let fixed = <FixedEndpoints as utoipa::OpenApi>::openapi();
+                let document = crate::openapi::document(v, admin_scope, fixed);
+                (v.name.clone(), crate::openapi::Rendered::new(&document))
             })
             .collect();
         let mut state = Self {
@@ -220,18 +232,27 @@ async fn versions(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "versions": versions }))
 }
 
-/// `GET /openapi/{version}.json`.
+/// `GET /openapi/{version}.json` (or `.yaml`).
 async fn openapi_document(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let file = req.match_info().get("file").unwrap_or_default();
-    file.strip_suffix(".json")
-        .and_then(|version| state.documents.get(version))
-        .map(|json| {
-            HttpResponse::Ok()
+    let (version, yaml) = match file.strip_suffix(".json") {
+        Some(version) => (version, false),
+        None => (file.strip_suffix(".yaml").unwrap_or(file), true),
+    };
+    state
+        .documents
+        .get(version)
+        .filter(|_| file.ends_with(".json") || file.ends_with(".yaml"))
+        .map(|document| match yaml {
+            false => HttpResponse::Ok()
                 .content_type("application/json")
-                .body(json.clone())
+                .body(document.json.clone()),
+            true => HttpResponse::Ok()
+                .content_type("application/yaml")
+                .body(document.yaml.clone()),
         })
         .ok_or_else(|| ApiError::NotFound(format!("no OpenAPI document at {}", req.path())))
 }

@@ -5,7 +5,7 @@ pub mod diff;
 mod operations;
 pub mod schema;
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder};
 
 use crate::catalog::Version;
@@ -13,8 +13,10 @@ use crate::catalog::Version;
 /// Name of the bearer security scheme.
 pub const BEARER: &str = "bearer";
 
-/// The document of `version`; `auth` says whether bearer tokens are configured.
-pub fn document(version: &Version, auth: bool) -> OpenApi {
+/// The document of `version`, with the `fixed` endpoints every Portico serves merged in;
+/// `admin_scope` is set when bearer tokens are configured.
+pub fn document(version: &Version, admin_scope: Option<&str>, mut fixed: OpenApi) -> OpenApi {
+    let auth = admin_scope.is_some();
     let status = match (version.deprecated, version.sunset) {
         (Some(_), Some(sunset)) => format!(
             "\n\n**Deprecated**: this version is removed on {}; responses carry `Deprecation` and `Sunset`.",
@@ -61,16 +63,50 @@ pub fn document(version: &Version, auth: bool) -> OpenApi {
             ),
         );
     }
-    OpenApiBuilder::new()
+    for (path, item) in fixed.paths.paths.iter_mut() {
+        if !path.starts_with("/admin/") {
+            continue;
+        }
+        let requirement = match admin_scope {
+            Some(scope) => SecurityRequirement::new(BEARER, [scope]),
+            None => SecurityRequirement::default(),
+        };
+        for operation in [&mut item.delete, &mut item.get].into_iter().flatten() {
+            operation.security = Some(vec![requirement.clone()]);
+            let note = if auth {
+                "Needs the admin scope."
+            } else {
+                "Accepted only from loopback (no [auth] is configured)."
+            };
+            operation.description = Some(note.to_string());
+        }
+    }
+    let mut document = OpenApiBuilder::new()
         .info(info)
         .paths(paths)
         .components(Some(components.build()))
-        .build()
+        .build();
+    document.merge(fixed);
+    document
 }
 
-/// The document as the pretty JSON Portico serves and publishes.
-pub fn to_json(document: &OpenApi) -> String {
-    let mut text = document.to_pretty_json().unwrap_or_default();
-    text.push('\n');
-    text
+/// A document rendered the ways Portico serves it.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Pretty JSON, as published in `openapi/`.
+    pub json: String,
+    /// YAML.
+    pub yaml: String,
+}
+
+impl Rendered {
+    /// Renders `document` once.
+    pub fn new(document: &OpenApi) -> Self {
+        let mut json = document.to_pretty_json().unwrap_or_default();
+        json.push('\n');
+        Self {
+            json,
+            yaml: document.to_yaml().unwrap_or_default(),
+        }
+    }
 }

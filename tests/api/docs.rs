@@ -22,7 +22,10 @@ async fn swagger_ui_renders_the_operations_without_any_external_request() {
     // `/docs` redirects to `/docs/` (the client follows), where relative asset paths resolve.
     let (status, headers, _) = app.get_with("/docs", &[]).await;
     assert_eq!(status, 200);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
 
     let dir = tempfile::tempdir().unwrap();
     let net_log = dir.path().join("net.json");

@@ -35,7 +35,7 @@ fn the_published_v1_contract_is_what_the_demo_config_generates() {
     let state = portico::http::AppState::from_config(&config, &file.display().to_string()).unwrap();
     let published = std::fs::read_to_string(repo("openapi/v1.json")).unwrap();
     assert!(
-        state.documents["v1"] == published,
+        state.documents["v1"].json == published,
         "openapi/v1.json differs from what config/demo.toml generates; review the change and \
          publish it with `portico openapi --config config/demo.toml --version v1 > openapi/v1.json`"
     );
@@ -47,6 +47,15 @@ fn the_published_v1_contract_is_what_the_demo_config_generates() {
         );
     }
     assert_eq!(document["openapi"], "3.1.0");
+    // The fixed endpoints, documented by utoipa's derive, are merged in.
+    assert_eq!(
+        document["paths"]["/healthz"]["get"]["operationId"],
+        "healthz"
+    );
+    assert_eq!(
+        document["paths"]["/admin/cache/{resource}"]["delete"]["security"],
+        json!([{"bearer": ["portico:admin"]}])
+    );
     let jobs = &document["paths"]["/v1/jobs"]["get"];
     assert_eq!(jobs["security"], json!([{"bearer": ["jobs:read"]}]));
     let status = &document["components"]["schemas"]["Job"]["properties"]["status"];
@@ -81,6 +90,9 @@ async fn served_documents_pass_an_independent_validator() {
     let jwks = JwksServer::start(Vec::new());
     let secured = Portico::spawn(&auth_config(&jwks, "")).await;
     anonymous.get("/openapi/v7.json").await.problem(404);
+    anonymous.get("/openapi/v1.txt").await.problem(404);
+    let yaml = anonymous.get_text("/openapi/v1.yaml").await;
+    assert!(yaml.starts_with("openapi: 3.1.0"), "{yaml}");
     let served = [
         anonymous.get_text("/openapi/v1.json").await,
         secured.get_text("/openapi/v1.json").await,
