@@ -3,7 +3,8 @@
 #   run   unixODBC and the SQLite ODBC driver, sqlite3 to build the demo database,
 #         OpenSSL headers and pkg-config for the TLS of JWKS fetches
 #   test  + PostgreSQL and MariaDB servers and their ODBC drivers, PyJWT (tokens from an
-#         independent implementation), and .venv with openapi-spec-validator from PyPI
+#         independent implementation), Chromium, and .venv with openapi-spec-validator and
+#         openapi-python-client from PyPI
 #   bench + wrk
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Python tools from PyPI that Debian does not package, in the repository's own .venv.
-if [ "${1:-run}" = test ] && ! .venv/bin/python -c "import openapi_spec_validator" 2>/dev/null; then
-  echo "installing .venv: openapi-spec-validator"
+if [ "${1:-run}" = test ] && ! .venv/bin/python -c "import openapi_spec_validator, openapi_python_client" 2>/dev/null; then
+  echo "installing .venv: openapi-spec-validator, openapi-python-client"
   /usr/bin/python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check openapi-spec-validator==0.9.0
+  .venv/bin/pip install -q --disable-pip-version-check \
+    openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
 fi

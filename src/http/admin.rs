@@ -18,7 +18,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(
     delete,
     path = "/admin/cache",
-    tag = "operations",
+    tag = "service",
     operation_id = "purgeCache",
     responses(
         (status = 200, description = "Every cached response is dropped.", body = serde_json::Value,
@@ -41,7 +41,7 @@ pub async fn purge_all(
 #[utoipa::path(
     delete,
     path = "/admin/cache/{resource}",
-    tag = "operations",
+    tag = "service",
     operation_id = "purgeResourceCache",
     params(("resource" = String, Path, description = "A resource name, in any version.")),
     responses(

@@ -10,7 +10,7 @@ use super::AppState;
 #[utoipa::path(
     get,
     path = "/healthz",
-    tag = "operations",
+    tag = "service",
     operation_id = "healthz",
     responses((status = 200, description = "Portico is running.", body = serde_json::Value,
         example = json!({"status": "ok"})))
@@ -23,7 +23,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(
     get,
     path = "/readyz",
-    tag = "operations",
+    tag = "service",
     operation_id = "readyz",
     responses(
         (status = 200, description = "Every source answers.", body = serde_json::Value,

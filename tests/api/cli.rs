@@ -24,19 +24,7 @@ fn run(args: &[&str], config: &Path, db: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// Builds the demo database from its SQL script into a temporary directory.
-fn demo_database() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("legacy.db");
-    let script = std::fs::File::open(repo("config/demo/legacy.sql")).unwrap();
-    let status = Command::new("sqlite3")
-        .arg(&db)
-        .stdin(script)
-        .status()
-        .expect("sqlite3 installed");
-    assert!(status.success());
-    (dir, db)
-}
+use crate::harness::demo_database;
 
 #[test]
 fn check_accepts_the_demo_and_what_introspect_prints() {

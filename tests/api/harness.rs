@@ -82,6 +82,20 @@ pub fn backend(kind: Kind) -> &'static Backend {
     }
 }
 
+/// Builds the demo database from its SQL script into a temporary directory.
+pub fn demo_database() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("legacy.db");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo/legacy.sql");
+    let status = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::fs::File::open(script).unwrap())
+        .status()
+        .expect("sqlite3 installed");
+    assert!(status.success());
+    (dir, db)
+}
+
 /// The address in `portico serve`'s "listening" log line (`address=127.0.0.1:PORT`).
 pub fn logged_address(line: &str) -> Option<String> {
     let at = line.find("address=")?;

@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod cache;
 mod cli;
+mod client;
 mod docs;
 mod fixture;
 mod harness;
