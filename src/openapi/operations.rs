@@ -21,7 +21,7 @@ const JSON: &str = "application/json";
 const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Reusable error responses: name, status, description, example problem.
-const PROBLEMS: [(&str, u16, &str, &str, &str); 6] = [
+const PROBLEMS: [(&str, u16, &str, &str, &str); 7] = [
     (
         "BadParameter",
         400,
@@ -56,6 +56,13 @@ const PROBLEMS: [(&str, u16, &str, &str, &str); 6] = [
         "The caller's rate limit is spent; see `Retry-After`.",
         "rate-limited",
         "this caller's request rate is over its limit; retry after the given seconds",
+    ),
+    (
+        "SourceError",
+        502,
+        "The legacy database refused the query: a configuration mistake (`portico check` says which).",
+        "source-error",
+        "source `erp` refused the query; the operator should run `portico check`",
     ),
     (
         "Unavailable",
@@ -242,7 +249,7 @@ fn responses(ok: Response, errors: &[&str], auth: bool) -> utoipa::openapi::Resp
     if auth {
         names.extend(["Unauthorized", "Forbidden", "RateLimited"]);
     }
-    names.push("Unavailable");
+    names.extend(["SourceError", "Unavailable"]);
     for name in names {
         if let Some((_, status, ..)) = PROBLEMS.iter().find(|p| p.0 == name) {
             builder = builder.response(status.to_string(), Ref::from_response_name(name));

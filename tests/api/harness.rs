@@ -143,6 +143,7 @@ pub struct Portico {
     pub base: String,
     client: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
+    recorder: crate::contract::Recorder,
 }
 
 /// An HTTP answer, body parsed as JSON when it is JSON.
@@ -195,6 +196,7 @@ impl Portico {
                 .build()
                 .unwrap(),
             handle,
+            recorder: Default::default(),
         }
     }
 
@@ -220,7 +222,9 @@ impl Portico {
         }
         let response = request.send().await.unwrap();
         let (status, headers) = (response.status(), response.headers().clone());
-        (status, headers, response.bytes().await.unwrap().to_vec())
+        let body = response.bytes().await.unwrap().to_vec();
+        self.recorder.record(path, status.as_u16(), &headers, &body);
+        (status, headers, body)
     }
 
     /// GETs a path as text (metrics).
@@ -294,6 +298,9 @@ impl Portico {
 
 impl Drop for Portico {
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.recorder.validate(&self.base);
+        }
         // Sending the stop command is synchronous; the completion future is not needed.
         drop(self.handle.stop(false));
     }
@@ -313,6 +320,8 @@ impl Portico {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
+        self.recorder
+            .record(path, status.as_u16(), &headers, &bytes);
         Answer {
             status,
             headers,

@@ -5,6 +5,7 @@ mod auth;
 mod cache;
 mod cli;
 mod client;
+mod contract;
 mod docs;
 mod fixture;
 mod harness;

@@ -1,10 +1,11 @@
 """Validates real Portico responses against an OpenAPI document, with jsonschema (Draft 2020-12).
 
-argv[1]: the document (JSON file). stdin: [{"method", "path", "template", "status",
-"content_type", "body"}, ...] where `template` is the document's path. Prints one line per
-failure and exits 1 when there is any.
+argv[1]: the document (JSON file). stdin: [{"method", "path", "status", "content_type", "body"},
+...], optionally with "template", the document's path; otherwise the path is matched against the
+document's templates. Prints one line per failure and exits 1 when there is any.
 """
 import json
+import re
 import sys
 
 from jsonschema import Draft202012Validator
@@ -21,11 +22,33 @@ def resolve(node):
     return node
 
 
+def template_of(path):
+    """The document path a concrete path answers to; literal segments beat parameters."""
+    path = path.split("?")[0]
+    matches = []
+    for template in document["paths"]:
+        pattern = "^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            matches.append((template.count("{"), template))
+    return min(matches)[1] if matches else None
+
+
 for answer in json.load(sys.stdin):
     where = f'{answer["method"]} {answer["path"]} -> {answer["status"]}'
-    operation = document["paths"].get(answer["template"], {}).get(answer["method"].lower())
+    template = answer.get("template") or template_of(answer["path"])
+    if template is None:
+        # A path no client of the document would send (a key with a part missing, say):
+        # it must still get a client-error problem.
+        if answer["status"] not in (400, 404) or answer["content_type"] != "application/problem+json":
+            failures.append(f"{where}: no path of the document matches")
+        else:
+            schema = {"$ref": "#/components/schemas/Problem", "components": components}
+            for error in Draft202012Validator(schema).iter_errors(answer["body"]):
+                failures.append(f"{where}: {error.message} at {list(error.absolute_path)}")
+        continue
+    operation = document["paths"].get(template, {}).get(answer["method"].lower())
     if operation is None:
-        failures.append(f"{where}: no operation {answer['template']} in the document")
+        failures.append(f"{where}: no operation {template} in the document")
         continue
     response = operation["responses"].get(str(answer["status"]))
     if response is None:

@@ -1,0 +1,122 @@
+//! Every answer a test receives from a version's paths is checked against that version's
+//! OpenAPI document (documented status, content type and body schema) when its Portico stops.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+
+/// Paths Portico serves outside the versions.
+const SERVICE: [&str; 7] = [
+    "", "healthz", "readyz", "metrics", "admin", "docs", "openapi",
+];
+
+/// The answers one Portico gave.
+#[derive(Default)]
+pub struct Recorder {
+    answers: Mutex<Vec<Value>>,
+}
+
+impl Recorder {
+    /// Keeps an answer to `GET path` when the path belongs to a version.
+    pub fn record(&self, path: &str, status: u16, headers: &HeaderMap, body: &[u8]) {
+        let first = path
+            .trim_start_matches('/')
+            .split(['/', '?'])
+            .next()
+            .unwrap_or("");
+        if SERVICE.contains(&first) {
+            return;
+        }
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(body).unwrap_or_else(|_| json!(String::from_utf8_lossy(body)))
+        };
+        let mut answers = self.answers.lock().unwrap();
+        answers.push(json!({
+            "method": "GET",
+            "path": path,
+            "status": status,
+            "content_type": content_type,
+            "body": body,
+        }));
+    }
+
+    /// Validates every recorded answer against the documents `base` serves; panics listing
+    /// the answers that break them.
+    pub fn validate(&self, base: &str) {
+        let answers = std::mem::take(&mut *self.answers.lock().unwrap());
+        let mut versions: Vec<String> = answers
+            .iter()
+            .filter_map(|a| a["path"].as_str())
+            .filter_map(|p| p.trim_start_matches('/').split(['/', '?']).next())
+            .map(str::to_string)
+            .collect();
+        versions.sort();
+        versions.dedup();
+        for version in versions {
+            let Some(document) = fetch(base, &format!("/openapi/{version}.json")) else {
+                continue; // not a version: the answers were 404s for unknown paths
+            };
+            let mine: Vec<&Value> = answers
+                .iter()
+                .filter(|a| {
+                    a["path"].as_str().is_some_and(|p| {
+                        p.starts_with(&format!("/{version}/")) || p == format!("/{version}")
+                    })
+                })
+                .collect();
+            check(&document, &mine);
+        }
+    }
+}
+
+fn check(document: &str, answers: &[&Value]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, document).unwrap();
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/api/support/validate_responses.py"
+    );
+    let mut child = Command::new(venv)
+        .arg(script)
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect(".venv/bin/python (scripts/install-deps.sh test makes it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(answers).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "answers that break the OpenAPI document:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A blocking HTTP/1.0 GET (the caller may be dropping inside an async runtime).
+fn fetch(base: &str, path: &str) -> Option<String> {
+    let address = base.strip_prefix("http://")?;
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    if !response.starts_with("HTTP/1.0 200") && !response.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(response[response.find("\r\n\r\n")? + 4..].to_string())
+}
