@@ -78,7 +78,8 @@ impl Recorder {
     }
 }
 
-fn check(document: &str, answers: &[&Value]) {
+/// Validates `answers` against `document`; panics listing the ones that break it.
+pub fn check(document: &str, answers: &[&Value]) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("openapi.json");
     std::fs::write(&file, document).unwrap();
