@@ -345,11 +345,30 @@ fn compile_field(
             "only `string` fields have codes",
         ));
     }
-    if fc.scale.is_some() && fc.field_type != FieldType::Decimal {
+    if fc.scale.is_some() && !matches!(fc.field_type, FieldType::Decimal | FieldType::Money) {
         problems.push(problem(
             format!("{at}.scale"),
-            "only `decimal` fields have a scale",
+            "only `decimal` and `money` fields have a scale",
         ));
+    }
+    match (&fc.currency, fc.field_type) {
+        (Some(c), FieldType::Money)
+            if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) =>
+        {
+            problems.push(problem(
+                format!("{at}.currency"),
+                "an ISO 4217 code such as `USD`",
+            ))
+        }
+        (None, FieldType::Money) => problems.push(problem(
+            format!("{at}.currency"),
+            "a `money` field names its `currency` (`USD`)",
+        )),
+        (Some(_), other) if other != FieldType::Money => problems.push(problem(
+            format!("{at}.currency"),
+            "only `money` fields have a currency",
+        )),
+        _ => {}
     }
     let bool_values = match (&fc.true_value, &fc.false_value) {
         (Some(t), Some(f)) if fc.field_type == FieldType::Boolean => Some((t.clone(), f.clone())),
@@ -399,6 +418,7 @@ fn compile_field(
         date_format: format,
         bool_values,
         scale: fc.scale,
+        currency: fc.currency.clone(),
         filterable: fc.filterable,
         sortable,
         order_preserving,
@@ -411,7 +431,7 @@ fn inferred_column_type(field_type: FieldType, format: DateFormat) -> ColumnType
         FieldType::String => ColumnType::Varchar,
         FieldType::Integer => ColumnType::Integer,
         FieldType::Number => ColumnType::Float,
-        FieldType::Decimal => ColumnType::Decimal,
+        FieldType::Decimal | FieldType::Money => ColumnType::Decimal,
         FieldType::Boolean => ColumnType::Bit,
         FieldType::Date => match format {
             DateFormat::Iso => ColumnType::Date,
@@ -468,6 +488,45 @@ mod tests {
         assert!(at(".fields.limit"));
         assert!(at(".fields.limit.column_type"));
         assert!(problems.len() >= 6);
+    }
+
+    #[test]
+    fn money_fields_need_a_currency_code() {
+        for (field, ok) in [
+            (
+                "{ column = \"Q\", type = \"money\", currency = \"USD\", scale = 2 }",
+                true,
+            ),
+            ("{ column = \"Q\", type = \"money\" }", false),
+            (
+                "{ column = \"Q\", type = \"money\", currency = \"dollars\" }",
+                false,
+            ),
+            (
+                "{ column = \"Q\", type = \"decimal\", currency = \"USD\" }",
+                false,
+            ),
+        ] {
+            let text = format!(
+                "{SOURCE}
+                [versions.v1.resources.jobs]
+                source = \"erp\"
+                table = \"JOBS\"
+                key = [\"id\"]
+                anonymous = true
+                [versions.v1.resources.jobs.fields]
+                id = {{ column = \"JOB_NO\", type = \"string\" }}
+                quote = {field}
+                "
+            );
+            let result = compile_text(&text);
+            assert_eq!(result.is_ok(), ok, "{field}: {:?}", result.err());
+            if let Err(problems) = result {
+                assert!(problems
+                    .iter()
+                    .any(|p| p.location == "versions.v1.resources.jobs.fields.quote.currency"));
+            }
+        }
     }
 
     #[test]

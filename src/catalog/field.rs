@@ -34,6 +34,8 @@ pub struct Field {
     pub bool_values: Option<(String, String)>,
     /// Decimal places to pad to.
     pub scale: Option<u32>,
+    /// Currency of a money field.
+    pub currency: Option<String>,
     /// Clients may filter on it.
     pub filterable: bool,
     /// Clients may sort on it.
@@ -116,6 +118,8 @@ impl Field {
                 .and_then(serde_json::Number::from_f64)
                 .map(Json::Number),
             FieldType::Decimal => canonical_decimal(text, self.scale).map(Json::from),
+            FieldType::Money => canonical_decimal(text, self.scale)
+                .map(|value| serde_json::json!({ "value": value, "currency": self.currency })),
             FieldType::Boolean => self.parse_legacy_bool(text).map(Json::Bool),
             FieldType::Date => {
                 Date::parse_legacy(text, self.date_format).map(|d| Json::from(d.iso()))
@@ -167,7 +171,8 @@ impl Field {
                 }
                 Legacy::Float(f)
             }
-            FieldType::Decimal => Legacy::Decimal(
+            // A money filter compares the amount.
+            FieldType::Decimal | FieldType::Money => Legacy::Decimal(
                 canonical_decimal(api, None).ok_or("must be a decimal number such as 12.50")?,
             ),
             FieldType::Boolean => {
@@ -370,11 +375,29 @@ mod tests {
             date_format: DateFormat::Iso,
             bool_values: None,
             scale: None,
+            currency: None,
             filterable: true,
             sortable: true,
             order_preserving: true,
             is_key: false,
         }
+    }
+
+    #[test]
+    fn money_is_an_exact_amount_with_its_currency_and_filters_on_the_amount() {
+        let mut quote = field(FieldType::Money, ColumnType::Decimal);
+        quote.scale = Some(2);
+        quote.currency = Some("USD".into());
+        assert_eq!(
+            quote.read(&Value::Decimal("1234.5".into())),
+            serde_json::json!({"value": "1234.50", "currency": "USD"})
+        );
+        assert_eq!(quote.read(&Value::Null), Json::Null);
+        assert_eq!(
+            quote.to_legacy("99.9").unwrap().value,
+            Value::Decimal("99.9".into())
+        );
+        assert!(quote.to_legacy("lots").is_err());
     }
 
     #[test]

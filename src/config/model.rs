@@ -250,6 +250,8 @@ pub enum FieldType {
     Date,
     /// ISO 8601 date and time (`2024-03-01T12:30:00`).
     Datetime,
+    /// An exact amount with its currency: `{"value": "12.50", "currency": "USD"}`.
+    Money,
 }
 
 /// How a date is stored in the legacy column.
@@ -298,8 +300,10 @@ pub struct FieldConfig {
     pub true_value: Option<String>,
     /// See `true_value`.
     pub false_value: Option<String>,
-    /// Decimal places to show for `decimal` fields (pads, never rounds).
+    /// Decimal places to show for `decimal` and `money` fields (pads, never rounds).
     pub scale: Option<u32>,
+    /// ISO 4217 currency of a `money` field (`USD`).
+    pub currency: Option<String>,
     /// Whether clients may filter on it (default true).
     #[serde(default = "yes")]
     pub filterable: bool,

@@ -277,6 +277,10 @@ fn scalar(resource: &Resource, index: usize) -> RefOr<Schema> {
     let f = &resource.fields[index];
     let mut strict = f.clone();
     strict.is_key = true;
+    if strict.field_type == FieldType::Money {
+        // Filters compare the amount.
+        strict.field_type = FieldType::Decimal;
+    }
     schema::field(&strict, None).into()
 }
 

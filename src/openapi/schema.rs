@@ -44,6 +44,9 @@ pub fn pascal(name: &str) -> String {
 
 /// The schema of one field's API value; keys are never null, other fields may be.
 pub fn field(field: &Field, masked_by: Option<&str>) -> Schema {
+    if field.field_type == FieldType::Money {
+        return money(field, masked_by);
+    }
     let (kind, format, pattern, note) = match field.field_type {
         FieldType::String => (Type::String, None, None, None),
         FieldType::Integer => (
@@ -58,7 +61,7 @@ pub fn field(field: &Field, masked_by: Option<&str>) -> Schema {
             None,
             None,
         ),
-        FieldType::Decimal => (
+        FieldType::Decimal | FieldType::Money => (
             Type::String,
             Some(SchemaFormat::Custom("decimal".into())),
             Some(r"^-?[0-9]+(\.[0-9]+)?$"),
@@ -115,6 +118,45 @@ pub fn field(field: &Field, masked_by: Option<&str>) -> Schema {
         builder = builder.enum_values(Some(values));
     }
     builder.build().into()
+}
+
+/// `{"value": "12.50", "currency": "USD"}`.
+fn money(field: &Field, masked_by: Option<&str>) -> Schema {
+    let mut amount = field.clone();
+    amount.field_type = FieldType::Decimal;
+    amount.is_key = true;
+    amount.description = Some("The amount.".into());
+    let currency = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(field.currency.as_ref().map(|c| [c.clone()]))
+        .description(Some("ISO 4217 currency code."));
+    let types: Vec<Type> = if field.is_key {
+        vec![Type::Object]
+    } else {
+        vec![Type::Object, Type::Null]
+    };
+    let description = [
+        field.description.clone(),
+        masked_by.map(|scope| format!("Present only for tokens with the scope `{scope}`.")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    ObjectBuilder::new()
+        .schema_type(
+            types
+                .into_iter()
+                .collect::<utoipa::openapi::schema::SchemaType>(),
+        )
+        .property("value", self::field(&amount, None))
+        .property("currency", currency)
+        .required("value")
+        .required("currency")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .description((!description.is_empty()).then_some(description))
+        .build()
+        .into()
 }
 
 /// A row: every field (none is required, since `fields=` and masks leave some out).

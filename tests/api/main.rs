@@ -14,3 +14,4 @@ mod openapi;
 mod outage;
 mod servers;
 mod suite;
+mod versions;

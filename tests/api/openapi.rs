@@ -27,17 +27,27 @@ fn venv(tool: &str) -> Command {
 }
 
 #[test]
-fn the_published_v1_contract_is_what_the_demo_config_generates() {
+fn the_published_contracts_are_what_the_demo_config_generates() {
     let file = repo("config/demo.toml");
     let text = std::fs::read_to_string(&file).unwrap();
     let config = portico::config::parse("config/demo.toml", &text, &|_| None).unwrap();
     let state = portico::http::AppState::from_config(&config, &file.display().to_string()).unwrap();
+    assert_eq!(state.documents.len(), 2, "the demo serves v1 and v2");
+    for (version, rendered) in &state.documents {
+        let published =
+            std::fs::read_to_string(repo(&format!("openapi/{version}.json"))).unwrap_or_default();
+        assert!(
+            rendered.json == published,
+            "openapi/{version}.json differs from what config/demo.toml generates; review the \
+             change and publish it with \
+             `portico openapi --config config/demo.toml --version {version} > openapi/{version}.json`"
+        );
+    }
+    let v2: Value = serde_json::from_str(&state.documents["v2"].json).unwrap();
+    let quote = &v2["components"]["schemas"]["Job"]["properties"]["quote"];
+    assert_eq!(quote["type"], json!(["object", "null"]));
+    assert_eq!(quote["properties"]["currency"]["enum"], json!(["USD"]));
     let published = std::fs::read_to_string(repo("openapi/v1.json")).unwrap();
-    assert!(
-        state.documents["v1"].json == published,
-        "openapi/v1.json differs from what config/demo.toml generates; review the change and \
-         publish it with `portico openapi --config config/demo.toml --version v1 > openapi/v1.json`"
-    );
     let document: Value = serde_json::from_str(&published).unwrap();
     for id in ["listJobs", "getJob", "listJobOperations", "getCustomer"] {
         assert!(
@@ -262,10 +272,10 @@ fn openapi_diff(old: &Path, new: &Path) -> (bool, String) {
     )
 }
 
-/// `portico openapi --version v1 --config CONFIG`.
-fn generate(config: &Path) -> Vec<u8> {
+/// `portico openapi --version VERSION --config CONFIG`.
+fn generate(config: &Path, version: &str) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["openapi", "--version", "v1", "--config"])
+        .args(["openapi", "--version", version, "--config"])
         .arg(config)
         .output()
         .unwrap();
@@ -281,10 +291,16 @@ fn generate(config: &Path) -> Vec<u8> {
 fn the_current_config_does_not_break_the_published_contract() {
     let dir = tempfile::tempdir().unwrap();
     let current = dir.path().join("current.json");
-    std::fs::write(&current, generate(&repo("config/demo.toml"))).unwrap();
+    for version in ["v1", "v2"] {
+        std::fs::write(&current, generate(&repo("config/demo.toml"), version)).unwrap();
+        let published = repo(&format!("openapi/{version}.json"));
+        let (ok, report) = openapi_diff(&published, &current);
+        assert!(
+            ok,
+            "the config breaks the published {version} contract:\n{report}"
+        );
+    }
     let published = repo("openapi/v1.json");
-    let (ok, report) = openapi_diff(&published, &current);
-    assert!(ok, "the config breaks the published v1 contract:\n{report}");
 
     // The same check refuses a config that renames a field of /v1.
     let renamed = std::fs::read_to_string(repo("config/demo.toml"))
@@ -296,7 +312,7 @@ fn the_current_config_does_not_break_the_published_contract() {
         );
     let file = dir.path().join("renamed.toml");
     std::fs::write(&file, renamed).unwrap();
-    std::fs::write(&current, generate(&file)).unwrap();
+    std::fs::write(&current, generate(&file, "v1")).unwrap();
     let (ok, report) = openapi_diff(&published, &current);
     assert!(!ok);
     assert!(
