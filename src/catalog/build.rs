@@ -317,7 +317,7 @@ fn compile_field(
         Some(text) => ColumnType::parse(text).unwrap_or_else(|| {
             problems.push(problem(
                 format!("{at}.column_type"),
-                format!("`{text}` is not a column type Portico can serve (char(n), varchar, integer, decimal, float, date, timestamp, bit)"),
+                format!("column `{}` has type `{text}`, which Portico cannot serve or describe (char(n), varchar, integer, decimal, float, date, timestamp, bit)", fc.column),
             ));
             ColumnType::Varchar
         }),
@@ -487,6 +487,9 @@ mod tests {
         assert!(at(".fields.due.sortable"));
         assert!(at(".fields.limit"));
         assert!(at(".fields.limit.column_type"));
+        assert!(problems
+            .iter()
+            .any(|p| p.message.contains("column `L` has type `geometry`")));
         assert!(problems.len() >= 6);
     }
 
