@@ -91,7 +91,7 @@ pub async fn observe(
             });
             Some(reason)
         });
-    if let Some(state) = state {
+    if let Some(state) = &state {
         if let Some(reason) = refusal {
             state
                 .metrics
@@ -118,11 +118,7 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    if let Some(state) = response
-        .request()
-        .app_data::<web::Data<AppState>>()
-        .cloned()
-    {
+    if let Some(state) = &state {
         let first = response.request().path().split('/').find(|s| !s.is_empty());
         if let Some(version) = first.and_then(|v| state.catalog.versions.get(v)) {
             for (name, value) in version.deprecation_headers() {
