@@ -27,7 +27,7 @@ pub struct CacheKey {
     pub path: String,
     /// Canonical query: decoded pairs sorted by name, so order and spelling do not matter.
     pub query: String,
-    /// Identity of the row policy and field mask that applied; `public` without one.
+    /// Identity of the row policies and field mask that applied; empty without any.
     pub identity: String,
 }
 

@@ -102,6 +102,7 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
                 description: version.description.clone(),
                 deprecated,
                 sunset,
+                deprecation_headers: super::deprecation_headers(deprecated, sunset),
                 resources,
             },
         );

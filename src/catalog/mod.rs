@@ -40,6 +40,9 @@ pub struct Version {
     pub deprecated: Option<date::Date>,
     /// When it goes away, if that is announced.
     pub sunset: Option<date::Date>,
+    /// `Deprecation` (RFC 9745) and `Sunset` (RFC 8594) header values every response of a
+    /// deprecated version carries, formatted once.
+    pub deprecation_headers: Vec<(&'static str, String)>,
     /// Resources by name.
     pub resources: IndexMap<String, Resource>,
 }
@@ -77,21 +80,22 @@ pub struct Resource {
     pub access: crate::auth::ResourceAccess,
 }
 
-impl Version {
-    /// `Deprecation` (RFC 9745) and `Sunset` (RFC 8594) header values, for a deprecated version.
-    pub fn deprecation_headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = Vec::new();
-        if let Some(date) = self.deprecated {
-            headers.push((
-                "deprecation",
-                format!("@{}", date.days_since_epoch() * 86_400),
-            ));
-        }
-        if let Some(date) = self.sunset {
-            headers.push(("sunset", date.http_date()));
-        }
-        headers
+/// `Deprecation` and `Sunset` header values for a version's dates.
+pub fn deprecation_headers(
+    deprecated: Option<date::Date>,
+    sunset: Option<date::Date>,
+) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if let Some(date) = deprecated {
+        headers.push((
+            "deprecation",
+            format!("@{}", date.days_since_epoch() * 86_400),
+        ));
     }
+    if let Some(date) = sunset {
+        headers.push(("sunset", date.http_date()));
+    }
+    headers
 }
 
 impl Resource {

@@ -121,8 +121,8 @@ pub async fn observe(
     if let Some(state) = &state {
         let first = response.request().path().split('/').find(|s| !s.is_empty());
         if let Some(version) = first.and_then(|v| state.catalog.versions.get(v)) {
-            for (name, value) in version.deprecation_headers() {
-                if let Ok(value) = HeaderValue::from_str(&value) {
+            for (name, value) in &version.deprecation_headers {
+                if let Ok(value) = HeaderValue::from_str(value) {
                     response
                         .headers_mut()
                         .insert(HeaderName::from_static(name), value);
