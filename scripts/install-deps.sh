@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Portico needs, only when missing (Debian/Ubuntu, apt-get).
-#   run   unixODBC and the SQLite ODBC driver, sqlite3 to build the demo database,
+#   run   unixODBC and the SQLite ODBC driver, sqlite3 to build the demo database, libsqlite3
+#         for Portico's own state store,
 #         OpenSSL headers and pkg-config for the TLS of JWKS fetches
 #   test  + PostgreSQL and MariaDB servers and their ODBC drivers, PyJWT (tokens from an
 #         independent implementation), Chromium, and .venv with openapi-spec-validator and
@@ -8,7 +9,7 @@
 #   bench + wrk
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want=(unixodbc unixodbc-dev libsqliteodbc sqlite3 libssl-dev pkg-config)
+want=(unixodbc unixodbc-dev libsqliteodbc sqlite3 libsqlite3-dev libssl-dev pkg-config)
 case "${1:-run}" in
   run) ;;
   test) want+=(odbc-postgresql odbc-mariadb postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv chromium) ;;

@@ -56,8 +56,14 @@ impl CachedPage {
     /// Wraps a rendered body, computing its ETag.
     pub fn new(body: Vec<u8>, next_cursor: Option<String>) -> Self {
         let digest = Sha256::digest(&body);
+        let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16]));
+        Self::with_etag(body, etag, next_cursor)
+    }
+
+    /// Wraps a rendered body whose ETag is known (a row's version).
+    pub fn with_etag(body: Vec<u8>, etag: String, next_cursor: Option<String>) -> Self {
         Self {
-            etag: format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16])),
+            etag,
             body: Bytes::from(body),
             next_cursor,
             rendered: Instant::now(),

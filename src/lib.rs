@@ -11,4 +11,5 @@ pub mod http;
 pub mod introspect;
 pub mod openapi;
 pub mod source;
+pub mod state;
 pub mod telemetry;

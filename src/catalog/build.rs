@@ -250,6 +250,8 @@ fn compile_resource(
         }
     });
     let access = super::access::compile_access(config, rc, &fields, &default_sort, at, problems);
+    let dialect = config.sources.get(&rc.source).map(|s| s.dialect.into());
+    let writes = super::write::compile(rc, relation.as_ref(), &fields, dialect, at, problems);
     if problems.len() > before {
         return None;
     }
@@ -268,6 +270,7 @@ fn compile_resource(
         stale_if_error,
         parent,
         access: access?,
+        writes,
     })
 }
 
@@ -424,6 +427,13 @@ fn compile_field(
         sortable,
         order_preserving,
         is_key: key.iter().any(|k| k == name),
+        read_only: fc.read_only,
+        required: fc.required,
+        limits: fc
+            .column_type
+            .as_deref()
+            .map(super::limits::Limits::from_column_type)
+            .unwrap_or_default(),
     })
 }
 

@@ -43,6 +43,24 @@ impl Date {
         era * 146_097 + doe - 719_468
     }
 
+    /// The date `days` after 1970-01-01, by Howard Hinnant's `civil_from_days`.
+    pub fn from_days(days: i64) -> Option<Self> {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Self::new(
+            u32::try_from(year).ok()?,
+            u32::try_from(month).ok()?,
+            u32::try_from(day).ok()?,
+        )
+    }
+
     /// The first second of the day, UTC, as an RFC 9110 HTTP-date
     /// (`Wed, 30 Jun 2027 00:00:00 GMT`).
     pub fn http_date(&self) -> String {
@@ -138,6 +156,27 @@ fn digits(text: &str) -> Option<u32> {
     text.parse().ok()
 }
 
+/// The current UTC date and the SQL timestamp text of this second (`2024-01-05 10:00:00`).
+pub fn utc_now() -> (Date, String) {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, second) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let date = Date::from_days(days).unwrap_or(Date {
+        year: 1970,
+        month: 1,
+        day: 1,
+    });
+    let time = format!(
+        "{} {:02}:{:02}:{:02}",
+        date.iso(),
+        second / 3600,
+        second % 3600 / 60,
+        second % 60
+    );
+    (date, time)
+}
+
 /// Normalizes a driver's timestamp text (`2024-01-05 10:00:00.000`) to ISO 8601
 /// (`2024-01-05T10:00:00`), dropping an all-zero fraction.
 pub fn iso_timestamp(text: &str) -> Option<String> {
@@ -181,6 +220,10 @@ mod tests {
             Date::new(2024, 2, 29).unwrap().http_date(),
             "Thu, 29 Feb 2024 00:00:00 GMT"
         );
+        for date in [(1970, 1, 1), (2000, 2, 29), (2024, 12, 31), (1899, 3, 1)] {
+            let d = Date::new(date.0, date.1, date.2).unwrap();
+            assert_eq!(Date::from_days(d.days_since_epoch()), Some(d));
+        }
     }
 
     #[test]

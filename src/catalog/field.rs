@@ -44,6 +44,12 @@ pub struct Field {
     pub order_preserving: bool,
     /// Part of the resource key (never null).
     pub is_key: bool,
+    /// Clients never write it.
+    pub read_only: bool,
+    /// Must be given on create.
+    pub required: bool,
+    /// What the legacy column can hold.
+    pub limits: super::limits::Limits,
 }
 
 /// Why a client value cannot be turned into a legacy value.
@@ -204,6 +210,17 @@ impl Field {
             }
         };
         self.to_column(legacy)
+    }
+
+    /// What a write of null stores: the first sentinel the old programs use, else NULL.
+    pub fn null_for_write(&self) -> Param {
+        self.null_values
+            .first()
+            .and_then(|sentinel| self.to_column(Legacy::Text(sentinel.clone())).ok())
+            .unwrap_or(Param {
+                value: Value::Null,
+                column_type: self.column_type,
+            })
     }
 
     /// Sentinel values that mean null, as legacy parameters (padded and unpadded).
@@ -380,6 +397,9 @@ mod tests {
             sortable: true,
             order_preserving: true,
             is_key: false,
+            read_only: false,
+            required: false,
+            limits: Default::default(),
         }
     }
 

@@ -5,8 +5,10 @@ mod build;
 pub mod cursor;
 pub mod date;
 pub mod field;
+pub mod limits;
 pub mod plan;
 pub mod query;
+pub mod write;
 
 use indexmap::IndexMap;
 
@@ -78,6 +80,8 @@ pub struct Resource {
     pub parent: Option<(String, usize)>,
     /// Scopes, row policies and field masks.
     pub access: crate::auth::ResourceAccess,
+    /// What clients may write; `None`: read-only.
+    pub writes: Option<write::WriteRules>,
 }
 
 /// `Deprecation` and `Sunset` header values for a version's dates.
@@ -96,6 +100,32 @@ pub fn deprecation_headers(
         headers.push(("sunset", date.http_date()));
     }
     headers
+}
+
+impl Catalog {
+    /// Names of the resources (any version) whose cached answers a write to `table` of
+    /// `source` can change: those over the table, those nested under them, and every
+    /// resource over a query of that source (nobody knows what a query reads).
+    pub fn affected_by_write(&self, source: &str, table: &str) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let resources = || self.versions.values().flat_map(|v| v.resources.values());
+        for r in resources().filter(|r| r.source == source) {
+            let hit = match &r.relation {
+                Relation::Table(t) => t.eq_ignore_ascii_case(table),
+                Relation::Query(_) => true,
+            };
+            if hit && !names.contains(&r.name) {
+                names.push(r.name.clone());
+            }
+        }
+        for r in resources() {
+            let nested = r.parent.as_ref().is_some_and(|(p, _)| names.contains(p));
+            if nested && !names.contains(&r.name) {
+                names.push(r.name.clone());
+            }
+        }
+        names
+    }
 }
 
 impl Resource {

@@ -3,6 +3,7 @@
 mod auth;
 mod interpolate;
 mod model;
+mod write;
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 pub use auth::*;
 pub use interpolate::interpolate;
 pub use model::*;
+pub use write::*;
 
 /// A configuration problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

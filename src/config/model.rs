@@ -4,6 +4,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::auth::{AuthConfig, RateLimitConfig, RowPolicyConfig};
+use super::write::{StateConfig, WriteOp, WriteValueConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,9 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// Requests per principal.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Portico's own durable store.
+    #[serde(default)]
+    pub state: StateConfig,
 }
 
 /// Where and how Portico listens.
@@ -211,6 +215,15 @@ pub struct ResourceConfig {
     /// Row filters from token claims, all of those that apply are added to every query.
     #[serde(default)]
     pub row_policies: Vec<RowPolicyConfig>,
+    /// Write operations clients may send (`["create", "update", "delete"]`); none by default.
+    #[serde(default)]
+    pub writes: Vec<WriteOp>,
+    /// `PATCH` and `DELETE` without `If-Match` are refused (428).
+    #[serde(default)]
+    pub require_if_match: bool,
+    /// Columns the API does not expose, set by Portico on write: column → value.
+    #[serde(default)]
+    pub write_values: IndexMap<String, WriteValueConfig>,
     /// Fields in response order: API name → column and transform.
     pub fields: IndexMap<String, FieldConfig>,
 }
@@ -311,6 +324,12 @@ pub struct FieldConfig {
     pub sortable: Option<bool>,
     /// Hidden (absent from responses, unknown to queries) for principals without this scope.
     pub requires_scope: Option<String>,
+    /// Never written by clients (generated keys, audit columns).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Must be given on create.
+    #[serde(default)]
+    pub required: bool,
 }
 
 fn yes() -> bool {

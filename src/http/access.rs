@@ -57,9 +57,21 @@ pub async fn principal(req: &HttpRequest, state: &AppState) -> Result<Arc<Princi
 
 /// What `principal` may read of `resource`.
 pub fn grant(resource: &Resource, principal: &Principal) -> Result<Grant, ApiError> {
+    authorize(resource, principal, Verb::Read)
+}
+
+/// What `principal` may write of `resource`: writes always need a verified token.
+pub fn write_grant(resource: &Resource, principal: &Principal) -> Result<Grant, ApiError> {
+    if !principal.authenticated {
+        return Err(AuthError::Missing.into());
+    }
+    authorize(resource, principal, Verb::Write)
+}
+
+fn authorize(resource: &Resource, principal: &Principal, verb: Verb) -> Result<Grant, ApiError> {
     resource
         .access
-        .authorize(principal, Verb::Read)
+        .authorize(principal, verb)
         .map_err(|denial| match denial {
             Denial::Unauthenticated => ApiError::Unauthorized(AuthError::Missing),
             Denial::MissingScope(scope) => ApiError::InsufficientScope(scope),

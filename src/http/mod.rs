@@ -7,6 +7,7 @@ mod health;
 mod observe;
 pub mod problem;
 mod resources;
+mod writes;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -54,6 +55,22 @@ pub struct AppState {
     pub documents: HashMap<String, crate::openapi::Rendered>,
     /// Swagger UI's configuration.
     pub docs: Arc<utoipa_swagger_ui::Config<'static>>,
+    /// Portico's own durable state; opened when a resource takes creates (idempotency keys).
+    pub state_store: Option<Arc<dyn crate::state::StateStore>>,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_retention: Duration,
+}
+
+impl AppState {
+    /// The source a resource reads from.
+    pub fn source(
+        &self,
+        resource: &crate::catalog::Resource,
+    ) -> Result<&Arc<dyn Source>, ApiError> {
+        self.sources.get(&resource.source).ok_or_else(|| {
+            ApiError::Internal(format!("source `{}` is not configured", resource.source))
+        })
+    }
 }
 
 /// Why the service could not start.
@@ -114,6 +131,38 @@ impl AppState {
                 None
             }
         });
+        let idempotency_retention = parse_duration(&config.state.idempotency_retention)
+            .map_err(|message| {
+                problems.push(crate::config::Problem {
+                    location: "state.idempotency_retention".into(),
+                    message,
+                })
+            })
+            .unwrap_or(Duration::from_secs(86_400));
+        let takes_creates = catalog.as_ref().is_some_and(|c| {
+            c.versions
+                .values()
+                .flat_map(|v| v.resources.values())
+                .any(|r| {
+                    r.writes
+                        .as_ref()
+                        .is_some_and(|w| w.allows(crate::config::WriteOp::Create))
+                })
+        });
+        let state_store = if takes_creates {
+            match crate::state::SqliteStore::open(&base.join(&config.state.path)) {
+                Ok(store) => Some(Arc::new(store) as Arc<dyn crate::state::StateStore>),
+                Err(e) => {
+                    problems.push(crate::config::Problem {
+                        location: "state.path".into(),
+                        message: e.to_string(),
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let catalog = match catalog {
             Some(catalog) if problems.is_empty() => catalog,
             _ => {
@@ -168,6 +217,8 @@ impl AppState {
             limiter,
             admin_scope: config.auth.as_ref().map(|a| a.admin_scope.clone()),
             docs: Arc::new(utoipa_swagger_ui::Config::new(Vec::<&str>::new())),
+            state_store,
+            idempotency_retention,
         };
         state.docs = docs::config(&state);
         Ok(state)
@@ -258,7 +309,7 @@ async fn openapi_document(
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+    Err(ApiError::MethodNotAllowed("DELETE".into()))
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

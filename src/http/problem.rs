@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::catalog::query::QueryError;
+pub use crate::catalog::write::FieldError;
 use crate::source::SourceError;
 
 /// Everything a request can fail with.
@@ -29,9 +30,33 @@ pub enum ApiError {
     /// The principal's rate limit is spent for now.
     #[error("rate limit reached")]
     RateLimited(std::time::Duration),
-    /// The route exists but not for this method.
+    /// The route exists but not for this method; the methods it allows.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(String),
+    /// The request body is not JSON, or not well-formed.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// The request body is not a media type this accepts.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request body is over the limit, in bytes.
+    #[error("the request body is over {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body breaks the resource's rules: every problem, with its JSON pointer.
+    #[error("the request body is invalid")]
+    Invalid(Vec<FieldError>),
+    /// The write conflicts with the database's constraints or another request.
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` names a version the row no longer has.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The resource needs `If-Match` on this method.
+    #[error("{0}")]
+    PreconditionRequired(String),
+    /// An `Idempotency-Key` was reused with another request body.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// The legacy database could not answer.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -55,6 +80,9 @@ pub struct Problem {
     /// The offending query parameter, when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
+    /// Every problem of an invalid body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
 }
 
 /// Media type of problem responses.
@@ -90,10 +118,50 @@ impl ApiError {
                 "bad-parameter",
                 "Invalid request parameter",
             ),
-            ApiError::MethodNotAllowed => (
+            ApiError::MethodNotAllowed(_) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
+            ),
+            ApiError::MalformedBody(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-body",
+                "The request body is not well-formed JSON",
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The request body is too large",
+            ),
+            ApiError::Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "The request body is invalid",
+            ),
+            ApiError::Conflict(_) | ApiError::Source(SourceError::Constraint { .. }) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "The write conflicts with the data",
+            ),
+            ApiError::PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "The row changed since it was read",
+            ),
+            ApiError::PreconditionRequired(_) => (
+                StatusCode::PRECONDITION_REQUIRED,
+                "precondition-required",
+                "If-Match is required",
+            ),
+            ApiError::IdempotencyKeyReused(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "The Idempotency-Key was used for another request",
             ),
             ApiError::Source(SourceError::Busy { .. }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -165,7 +233,22 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let (status, kind, title) = self.parts();
         let (detail, parameter) = match self {
-            ApiError::NotFound(d) | ApiError::Forbidden(d) => (d.clone(), None),
+            ApiError::NotFound(d)
+            | ApiError::Forbidden(d)
+            | ApiError::MalformedBody(d)
+            | ApiError::UnsupportedMediaType(d)
+            | ApiError::Conflict(d)
+            | ApiError::PreconditionFailed(d)
+            | ApiError::PreconditionRequired(d)
+            | ApiError::IdempotencyKeyReused(d) => (d.clone(), None),
+            ApiError::PayloadTooLarge(_) => (self.to_string(), None),
+            ApiError::Invalid(errors) => (
+                match errors.as_slice() {
+                    [one] => format!("{} {}", pointer_name(&one.pointer), one.detail),
+                    many => format!("{} problems in the request body", many.len()),
+                },
+                None,
+            ),
             ApiError::Unauthorized(_) | ApiError::InsufficientScope(_) => (self.to_string(), None),
             ApiError::RateLimited(_) => (
                 "this caller's request rate is over its limit; retry after the given seconds"
@@ -173,7 +256,7 @@ impl ApiError {
                 None,
             ),
             ApiError::BadParameter(e) => (e.to_string(), Some(e.parameter.clone())),
-            ApiError::MethodNotAllowed => (
+            ApiError::MethodNotAllowed(_) => (
                 "this resource does not accept that method".to_string(),
                 None,
             ),
@@ -186,7 +269,19 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             parameter,
+            errors: match self {
+                ApiError::Invalid(errors) => Some(errors.clone()),
+                _ => None,
+            },
         }
+    }
+}
+
+fn pointer_name(pointer: &str) -> String {
+    if pointer.is_empty() {
+        "the body".to_string()
+    } else {
+        format!("`{}`", pointer.trim_start_matches('/'))
     }
 }
 
@@ -205,6 +300,18 @@ fn public_detail(error: &SourceError) -> String {
             format!(
                 "source `{source_name}` did not answer within {} ms",
                 timeout.as_millis()
+            )
+        }
+        SourceError::Constraint { violation, .. } => {
+            let named = violation
+                .name
+                .as_ref()
+                .or(violation.column.as_ref())
+                .map(|n| format!(" `{n}`"))
+                .unwrap_or_default();
+            format!(
+                "the write breaks the database's {} constraint{named}; nothing was written",
+                violation.kind.describe()
             )
         }
         SourceError::Query { source_name, .. } => {
@@ -235,8 +342,8 @@ impl ResponseError for ApiError {
         if let Some(challenge) = self.challenge() {
             response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
-        if matches!(self, ApiError::MethodNotAllowed) {
-            response.insert_header((header::ALLOW, "GET, HEAD"));
+        if let ApiError::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, allow.clone()));
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }

@@ -7,21 +7,25 @@ use serde_json::Value as Json;
 
 use super::access;
 use super::problem::ApiError;
+use super::writes;
 use super::AppState;
 use crate::auth::Grant;
 use crate::auth::Principal;
 use crate::cache::{canonical_query, none_match, CacheKey, CachedPage, Freshness, Lifetime};
 use crate::catalog::query::{self, QueryError};
 use crate::catalog::{plan, Resource};
+use crate::config::WriteOp;
 use crate::source::select::Condition;
 use crate::source::Rows;
 
 /// Routes `/{version}/{resource}[/{key}[/{child}]]` by the number of path segments: one split
 /// instead of the router's regular expressions, a measurable share of a cached answer.
-/// GET and HEAD are served (actix drops the body of a HEAD answer); other methods get 405.
+/// GET and HEAD are served (actix drops the body of a HEAD answer); POST, PATCH and DELETE
+/// where the resource takes writes; other methods get 405 with `Allow`.
 pub async fn dispatch(
     req: HttpRequest,
     state: web::Data<AppState>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let depth = req
         .uri()
@@ -33,7 +37,21 @@ pub async fn dispatch(
         return Err(not_found(&req));
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Err(ApiError::MethodNotAllowed);
+        let write = match (depth, req.method()) {
+            (2, &Method::POST) => Some(WriteOp::Create),
+            (3, &Method::PATCH) => Some(WriteOp::Update),
+            (3, &Method::DELETE) => Some(WriteOp::Delete),
+            _ => None,
+        };
+        let resource = find(&state, &req, 1)?;
+        return match write {
+            Some(op) => writes::write(req.clone(), state.clone(), payload, resource, op).await,
+            None if depth == 4 => Err(ApiError::MethodNotAllowed("GET, HEAD".into())),
+            None => Err(ApiError::MethodNotAllowed(writes::allowed(
+                resource,
+                depth == 3,
+            ))),
+        };
     }
     let principal = access::principal(&req, &state).await?;
     match depth {
@@ -72,8 +90,11 @@ async fn get(
     let key = raw_segment(&req, 2);
     let load = async {
         let plan = key_plan(resource, &split_key(key)?, &grant)?;
-        let body = fetch_one(&state, resource, &plan, key).await?;
-        Ok(CachedPage::new(body, None))
+        let row = fetch_one(&state, resource, &plan, key).await?;
+        let body = render_row(resource, &plan, &row)?;
+        // The ETag is the row's version, the one `If-Match` on a write is compared with.
+        let etag = crate::catalog::write::row_etag(resource, &plan, &row);
+        Ok(CachedPage::with_etag(body, etag, None))
     };
     cached(&req, &state, resource, &grant, load).await
 }
@@ -214,7 +235,11 @@ fn next_link(req: &HttpRequest, cursor: &str) -> String {
 }
 
 /// A lookup of one row by its decoded key parts, within what `grant` lets the caller see.
-fn key_plan(resource: &Resource, parts: &[String], grant: &Grant) -> Result<plan::Plan, ApiError> {
+pub(super) fn key_plan(
+    resource: &Resource,
+    parts: &[String],
+    grant: &Grant,
+) -> Result<plan::Plan, ApiError> {
     let mut conditions = plan::key_conditions(resource, parts)?;
     conditions.extend(grant.conditions.iter().cloned());
     Ok(plan::list(
@@ -242,7 +267,7 @@ fn find<'a>(
 }
 
 /// The raw (still percent-encoded) path segment, so an encoded `,` in a key part survives.
-fn raw_segment(req: &HttpRequest, index: usize) -> &str {
+pub(super) fn raw_segment(req: &HttpRequest, index: usize) -> &str {
     req.uri()
         .path()
         .split('/')
@@ -251,7 +276,7 @@ fn raw_segment(req: &HttpRequest, index: usize) -> &str {
         .unwrap_or_default()
 }
 
-fn split_key(raw: &str) -> Result<Vec<String>, QueryError> {
+pub(super) fn split_key(raw: &str) -> Result<Vec<String>, QueryError> {
     raw.split(',')
         .map(|part| {
             percent_decode_str(part)
@@ -266,9 +291,7 @@ fn split_key(raw: &str) -> Result<Vec<String>, QueryError> {
 }
 
 async fn run(state: &AppState, resource: &Resource, plan: &plan::Plan) -> Result<Rows, ApiError> {
-    let source = state.sources.get(&resource.source).ok_or_else(|| {
-        ApiError::NotFound(format!("source `{}` is not configured", resource.source))
-    })?;
+    let source = state.source(resource)?;
     let statement = source.dialect().select(&plan.select);
     Ok(source.query(statement).await?)
 }
@@ -278,11 +301,19 @@ async fn fetch_one(
     resource: &Resource,
     plan: &plan::Plan,
     raw_key: &str,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<crate::source::Value>, ApiError> {
     let rows = run(state, resource, plan).await?;
-    let row = rows
-        .first()
-        .ok_or_else(|| ApiError::NotFound(format!("no {} with key `{raw_key}`", resource.name)))?;
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("no {} with key `{raw_key}`", resource.name)))
+}
+
+/// One row as its JSON body.
+pub(super) fn render_row(
+    resource: &Resource,
+    plan: &plan::Plan,
+    row: &[crate::source::Value],
+) -> Result<Vec<u8>, ApiError> {
     json_body(&RowView {
         resource,
         plan,

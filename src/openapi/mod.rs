@@ -4,6 +4,7 @@
 pub mod diff;
 mod operations;
 pub mod schema;
+mod writes;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder};
@@ -40,7 +41,8 @@ pub fn document(version: &Version, admin_scope: Option<&str>, mut fixed: OpenApi
     for resource in version.resources.values() {
         components = components
             .schema(schema::row_name(resource), schema::row(resource))
-            .schema(schema::page_name(resource), schema::page(resource));
+            .schema(schema::page_name(resource), schema::page(resource))
+            .schemas_from_iter(writes::body_schemas(resource));
         for (path, item) in operations::path_items(version, resource, auth) {
             paths = paths.path(path, item);
         }

@@ -21,7 +21,7 @@ const JSON: &str = "application/json";
 const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Reusable error responses: name, status, description, example problem.
-const PROBLEMS: [(&str, u16, &str, &str, &str); 7] = [
+const PROBLEMS: [(&str, u16, &str, &str, &str); 13] = [
     (
         "BadParameter",
         400,
@@ -51,6 +51,48 @@ const PROBLEMS: [(&str, u16, &str, &str, &str); 7] = [
         "no jobs with key `J000042`",
     ),
     (
+        "Conflict",
+        409,
+        "The write breaks a rule of the database (a unique key, a foreign key), or a request with the same Idempotency-Key is still running; nothing was written.",
+        "conflict",
+        "the write breaks the database's unique constraint `customers_pkey`; nothing was written",
+    ),
+    (
+        "PreconditionFailed",
+        412,
+        "The row changed since the ETag sent as If-Match was read; nothing was written.",
+        "precondition-failed",
+        "the customers changed since it was read; read it again and retry",
+    ),
+    (
+        "PayloadTooLarge",
+        413,
+        "The request body is over 64 KiB.",
+        "payload-too-large",
+        "the request body is over 65536 bytes",
+    ),
+    (
+        "UnsupportedMediaType",
+        415,
+        "The request body is not JSON.",
+        "unsupported-media-type",
+        "send the body as application/json",
+    ),
+    (
+        "Invalid",
+        422,
+        "The body breaks the resource's rules; `errors` lists every problem with its JSON pointer.",
+        "validation",
+        "`due_on` must be a date string written YYYY-MM-DD",
+    ),
+    (
+        "PreconditionRequired",
+        428,
+        "This resource takes changes only with If-Match.",
+        "precondition-required",
+        "customers needs If-Match with the ETag of the row as last read",
+    ),
+    (
         "RateLimited",
         429,
         "The caller's rate limit is spent; see `Retry-After`.",
@@ -72,6 +114,11 @@ const PROBLEMS: [(&str, u16, &str, &str, &str); 7] = [
         "source `erp` is serving as many queries as it is allowed to; retry shortly",
     ),
 ];
+
+/// The status of a named problem response.
+pub fn problem_status(name: &str) -> Option<u16> {
+    PROBLEMS.iter().find(|p| p.0 == name).map(|p| p.1)
+}
 
 /// The problem responses, for `components.responses`.
 pub fn problem_responses() -> Vec<(String, Response)> {
@@ -111,15 +158,12 @@ fn seconds_header() -> utoipa::openapi::header::Header {
 pub fn path_items(version: &Version, resource: &Resource, auth: bool) -> Vec<(String, PathItem)> {
     let base = format!("/{}/{}", version.name, resource.name);
     let noun = pascal(&resource.name);
+    let mut collection = list(version, resource, format!("list{noun}"), Vec::new(), auth);
+    let mut row = get(version, resource, auth);
+    super::writes::add_operations(version, resource, auth, &mut collection, &mut row);
     let mut items = vec![
-        (
-            base.clone(),
-            list(version, resource, format!("list{noun}"), Vec::new(), auth),
-        ),
-        (
-            format!("{base}/{}", key_template(resource)),
-            get(version, resource, auth),
-        ),
+        (base.clone(), collection),
+        (format!("{base}/{}", key_template(resource)), row),
     ];
     if let Some((parent_name, _)) = &resource.parent {
         if let Some(parent) = version.resources.get(parent_name) {

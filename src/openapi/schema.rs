@@ -227,6 +227,22 @@ pub fn problem() -> RefOr<Schema> {
             "parameter",
             text("The query parameter to blame, when there is one."),
         )
+        .property(
+            "errors",
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Object)
+                        .property(
+                            "pointer",
+                            text("JSON pointer (RFC 6901) into the request body."),
+                        )
+                        .property("detail", text("What is wrong there."))
+                        .required("pointer")
+                        .required("detail"),
+                )
+                .description(Some("Every problem of an invalid request body.")),
+        )
         .required("type")
         .required("title")
         .required("status")

@@ -166,23 +166,24 @@ fn keyset_after(order: &[OrderTerm], values: &[Value]) -> Condition {
     tail.unwrap_or(Condition::Or(vec![]))
 }
 
-struct SqlWriter {
-    dialect: Dialect,
-    sql: String,
-    params: Vec<Param>,
+/// Builds SQL text and its parameter list side by side.
+pub(super) struct SqlWriter {
+    pub(super) dialect: Dialect,
+    pub(super) sql: String,
+    pub(super) params: Vec<Param>,
 }
 
 impl SqlWriter {
-    fn push(&mut self, s: &str) {
+    pub(super) fn push(&mut self, s: &str) {
         self.sql.push_str(s);
     }
 
-    fn column(&mut self, name: &str) {
+    pub(super) fn column(&mut self, name: &str) {
         let quoted = self.dialect.quote(name);
         self.sql.push_str(&quoted);
     }
 
-    fn param(&mut self, param: Param) {
+    pub(super) fn param(&mut self, param: Param) {
         self.sql.push('?');
         self.params.push(param);
     }
@@ -219,7 +220,7 @@ impl SqlWriter {
         self.push(")");
     }
 
-    fn condition(&mut self, condition: &Condition) {
+    pub(super) fn condition(&mut self, condition: &Condition) {
         match condition {
             Condition::Compare { column, op, param } => {
                 self.column(column);
@@ -254,6 +255,11 @@ impl SqlWriter {
                     column_type: super::ColumnType::Varchar,
                 });
                 self.push(" ESCAPE '!'");
+            }
+            Condition::LastInsertId { column } => {
+                self.column(column);
+                self.push(" = ");
+                self.push(self.dialect.last_insert_id().unwrap_or("NULL"));
             }
             Condition::IsNull { column, negated } => {
                 self.column(column);

@@ -1,8 +1,10 @@
 //! Legacy databases: the `Source` contract, the values that cross it, and SQL generation.
 
+pub mod constraint;
 pub mod dialect;
 pub mod odbc;
 pub mod select;
+pub mod write;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -163,6 +165,16 @@ pub enum SourceError {
         /// The timeout that expired.
         timeout: Duration,
     },
+    /// The database refused a write because it breaks one of its constraints.
+    #[error("source `{source_name}` refused a write: {detail}")]
+    Constraint {
+        /// Source name.
+        source_name: String,
+        /// Which rule.
+        violation: constraint::Violation,
+        /// Driver message (for logs only).
+        detail: String,
+    },
     /// The database refused the statement.
     #[error("source `{source_name}` refused a query: {detail}")]
     Query {
@@ -184,6 +196,9 @@ pub trait Source: Send + Sync {
     fn dialect(&self) -> Dialect;
     /// Runs a read statement.
     fn query(&self, statement: Statement) -> SourceFuture<'_, Rows>;
+    /// Runs the steps of a write in one transaction on one connection: committed when every
+    /// step finds what it expects, rolled back otherwise (and on any error or timeout).
+    fn write(&self, steps: Vec<write::Step>) -> SourceFuture<'_, write::WriteOutcome>;
     /// Checks that the database answers.
     fn ping(&self) -> SourceFuture<'_, ()>;
 }

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use crate::telemetry::metrics::{SourceLabels, SourceMetrics};
 
+use super::write::{Step, WriteOutcome};
 use super::{
     ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value,
 };
@@ -162,6 +163,16 @@ impl Source for OdbcSource {
         })
     }
 
+    fn write(&self, steps: Vec<Step>) -> SourceFuture<'_, WriteOutcome> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self.run(move |worker| worker.transaction(&steps)).await;
+            self.meters.queries.inc();
+            self.meters.seconds.observe(started.elapsed().as_secs_f64());
+            result
+        })
+    }
+
     fn ping(&self) -> SourceFuture<'_, ()> {
         let sql = self.settings.dialect.ping();
         Box::pin(self.run(move |worker| {
@@ -240,12 +251,100 @@ impl Worker {
         }
     }
 
+    /// Runs a write's steps in one transaction. A pooled connection is pinged first (a write
+    /// must not be retried once it may have reached the database); the connection goes back to
+    /// the pool in autocommit mode, or is dropped when it cannot be put back cleanly.
+    fn transaction(&self, steps: &[Step]) -> Result<WriteOutcome, SourceError> {
+        let ping = self.settings.dialect.ping();
+        let pooled = self
+            .take_idle()
+            .filter(|conn| conn.execute(ping, (), Some(self.timeout_secs())).is_ok());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        conn.set_autocommit(false).map_err(|e| self.classify(e))?;
+        let result = self.run_steps(&conn, steps);
+        let ended = match &result {
+            Ok(WriteOutcome::Committed(_)) => conn.commit(),
+            _ => conn.rollback(),
+        };
+        let result = match (result, ended) {
+            (Ok(outcome), Err(e)) => {
+                tracing::warn!(source = %self.settings.name, error = %e, "ending a write transaction failed");
+                match outcome {
+                    WriteOutcome::Committed(_) => Err(self.classify(e)),
+                    rolled_back => Ok(rolled_back),
+                }
+            }
+            (result, ended) => {
+                if ended.is_ok() && conn.set_autocommit(true).is_ok() {
+                    self.give_back(conn);
+                }
+                result
+            }
+        };
+        result
+    }
+
+    fn run_steps(
+        &self,
+        conn: &Connection<'static>,
+        steps: &[Step],
+    ) -> Result<WriteOutcome, SourceError> {
+        let mut rows = Vec::new();
+        for step in steps {
+            match step {
+                Step::Execute {
+                    statement,
+                    expect_one,
+                } => {
+                    let params: Vec<Box<dyn InputParameter>> =
+                        statement.params.iter().map(bind).collect();
+                    let mut prepared = conn.preallocate().map_err(|e| self.classify(e))?;
+                    prepared
+                        .set_query_timeout_sec(self.timeout_secs())
+                        .map_err(|e| self.classify(e))?;
+                    prepared
+                        .execute(&statement.sql, &params[..])
+                        .map_err(|e| self.classify(e))?;
+                    let count = prepared.row_count().map_err(|e| self.classify(e))?;
+                    if let Some(reason) = expect_one {
+                        if count != Some(1) {
+                            return Ok(WriteOutcome::RolledBack(*reason));
+                        }
+                    }
+                }
+                Step::Read {
+                    statement,
+                    require_row,
+                } => {
+                    rows = self.fetch(conn, statement).map_err(|e| self.classify(e))?;
+                    if let (Some(reason), true) = (require_row, rows.is_empty()) {
+                        return Ok(WriteOutcome::RolledBack(*reason));
+                    }
+                }
+            }
+        }
+        Ok(WriteOutcome::Committed(rows))
+    }
+
     fn classify(&self, error: odbc_api::Error) -> SourceError {
         let state = match &error {
             odbc_api::Error::Diagnostics { record, .. } => Some(record.state.0),
             _ => None,
         };
         let name = self.settings.name.clone();
+        if let (Some(state), odbc_api::Error::Diagnostics { record, .. }) = (state, &error) {
+            let message = String::from_utf8_lossy(&record.message);
+            if let Some(violation) = super::constraint::recognise(&state, &message) {
+                return SourceError::Constraint {
+                    source_name: name,
+                    violation,
+                    detail: error.to_string(),
+                };
+            }
+        }
         match state {
             // HYT00/HYT01: ODBC timeouts; S1T00: ODBC 2; 57014: PostgreSQL cancelled it for us.
             Some(s) if [b"HYT00", b"HYT01", b"S1T00", b"57014"].contains(&&s) => {

@@ -82,6 +82,12 @@ pub enum Condition {
         /// `IS NOT NULL` instead.
         negated: bool,
     },
+    /// `column = <the key the connection's last INSERT generated>`, read back in the same
+    /// transaction.
+    LastInsertId {
+        /// Column name.
+        column: String,
+    },
     /// Any of the conditions.
     Or(Vec<Condition>),
     /// All of the conditions.

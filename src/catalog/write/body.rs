@@ -1,0 +1,204 @@
+//! A client's JSON body checked against the fields and turned into legacy column values,
+//! with every problem reported at once, each at its JSON pointer.
+
+use serde_json::Value as Json;
+
+use crate::auth::FieldMask;
+use crate::catalog::field::canonical_decimal;
+use crate::catalog::{Field, Resource};
+use crate::config::FieldType;
+use crate::source::Param;
+
+/// One problem of a request body, located by its JSON pointer (RFC 6901).
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where in the body (`/due_on`; empty for the whole body).
+    pub pointer: String,
+    /// What is wrong there.
+    pub detail: String,
+}
+
+impl FieldError {
+    fn at(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            pointer: format!("/{}", name.replace('~', "~0").replace('/', "~1")),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Column values of a new row: fields index and legacy value. Required fields (and keys the
+/// database does not generate) must be present.
+pub fn create_values(
+    resource: &Resource,
+    body: &Json,
+    mask: &FieldMask,
+) -> Result<Vec<(usize, Param)>, Vec<FieldError>> {
+    let (values, mut errors) = convert(resource, body, mask, &[])?;
+    let Json::Object(map) = body else {
+        return Err(errors);
+    };
+    for (i, f) in resource.fields.iter().enumerate() {
+        let needed = f.required || (f.is_key && !f.read_only);
+        if needed && !mask.hides(i) && !map.contains_key(&f.name) && !is_twin(resource, i) {
+            errors.push(FieldError::at(&f.name, "is required"));
+        }
+    }
+    finish(values, errors)
+}
+
+/// Column values a JSON merge patch (RFC 7396) sets. Key fields may only repeat the key in
+/// the URL (`key` holds its legacy values by field index).
+pub fn update_values(
+    resource: &Resource,
+    body: &Json,
+    mask: &FieldMask,
+    key: &[(usize, Param)],
+) -> Result<Vec<(usize, Param)>, Vec<FieldError>> {
+    let (values, errors) = convert(resource, body, mask, key)?;
+    finish(values, errors)
+}
+
+fn finish(
+    values: Vec<(usize, Param)>,
+    errors: Vec<FieldError>,
+) -> Result<Vec<(usize, Param)>, Vec<FieldError>> {
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
+}
+
+type Converted = (Vec<(usize, Param)>, Vec<FieldError>);
+
+fn convert(
+    resource: &Resource,
+    body: &Json,
+    mask: &FieldMask,
+    key: &[(usize, Param)],
+) -> Result<Converted, Vec<FieldError>> {
+    let Json::Object(map) = body else {
+        return Err(vec![FieldError {
+            pointer: String::new(),
+            detail: "must be a JSON object of fields".into(),
+        }]);
+    };
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    for (name, json) in map {
+        // A field the caller may not see is as unknown as one that does not exist.
+        let Some(i) = resource.visible_field(name, mask) else {
+            errors.push(FieldError::at(
+                name,
+                format!(
+                    "is not a field of this resource (fields: {})",
+                    resource.field_names(mask)
+                ),
+            ));
+            continue;
+        };
+        let f = &resource.fields[i];
+        if f.read_only || is_twin(resource, i) {
+            errors.push(FieldError::at(name, "is read-only"));
+            continue;
+        }
+        match legacy_value(f, json) {
+            Err(detail) => errors.push(FieldError::at(name, detail)),
+            Ok(param) => match key.iter().find(|(k, _)| *k == i) {
+                Some((_, current)) if *current != param => errors.push(FieldError::at(
+                    name,
+                    "is part of the key, which a PATCH cannot change",
+                )),
+                Some(_) => {}
+                None => values.push((i, param)),
+            },
+        }
+    }
+    Ok((values, errors))
+}
+
+/// A field reading the same column as an earlier one is written through that one only.
+fn is_twin(resource: &Resource, index: usize) -> bool {
+    let column = &resource.fields[index].column;
+    resource.fields[..index].iter().any(|f| f.column == *column)
+}
+
+/// One JSON value in the field's API type, turned into the legacy value.
+pub(super) fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
+    if json.is_null() {
+        if f.is_key || f.required {
+            return Err("cannot be null".into());
+        }
+        return Ok(f.null_for_write());
+    }
+    let wrong = || {
+        Err(match f.field_type {
+            FieldType::String => "must be a string".to_string(),
+            FieldType::Integer => "must be an integer".into(),
+            FieldType::Number => "must be a number".into(),
+            FieldType::Decimal => "must be a decimal written as a string, such as \"12.50\"".into(),
+            FieldType::Money => {
+                "must be an object {\"value\": \"12.50\", \"currency\": \"…\"}".into()
+            }
+            FieldType::Boolean => "must be true or false".into(),
+            FieldType::Date => "must be a date string written YYYY-MM-DD".into(),
+            FieldType::Datetime => "must be a date-time string written YYYY-MM-DDTHH:MM:SS".into(),
+        })
+    };
+    match (f.field_type, json) {
+        (FieldType::String, Json::String(text)) => {
+            if let (Some(max), true) = (f.limits.max_chars, f.codes.is_empty()) {
+                if text.chars().count() > max as usize {
+                    return Err(format!("is longer than the column's {max} characters"));
+                }
+            }
+            f.to_legacy(text)
+        }
+        (FieldType::Integer, Json::Number(n)) => {
+            let Some(i) = n.as_i64() else {
+                return wrong();
+            };
+            if let Some((low, high)) = f.limits.range {
+                if !(low..=high).contains(&i) {
+                    return Err(format!("must be between {low} and {high}"));
+                }
+            }
+            f.to_legacy(&i.to_string())
+        }
+        (FieldType::Number, Json::Number(n)) => match n.as_f64() {
+            Some(x) => f.to_legacy(&x.to_string()),
+            None => wrong(),
+        },
+        (FieldType::Decimal, Json::String(text)) => decimal(f, text),
+        (FieldType::Money, Json::Object(money)) => {
+            if let Some(other) = money.keys().find(|k| *k != "value" && *k != "currency") {
+                return Err(format!("has no member `{other}` (only value and currency)"));
+            }
+            match money.get("currency") {
+                None => {}
+                Some(Json::String(c)) if Some(c) == f.currency.as_ref() => {}
+                Some(_) => {
+                    return Err(format!(
+                        "is kept in {} only",
+                        f.currency.as_deref().unwrap_or("one currency")
+                    ))
+                }
+            }
+            match money.get("value") {
+                Some(Json::String(text)) => decimal(f, text),
+                _ => wrong(),
+            }
+        }
+        (FieldType::Boolean, Json::Bool(b)) => f.to_legacy(if *b { "true" } else { "false" }),
+        (FieldType::Date | FieldType::Datetime, Json::String(text)) => f.to_legacy(text),
+        _ => wrong(),
+    }
+}
+
+fn decimal(f: &Field, text: &str) -> Result<Param, String> {
+    let canonical =
+        canonical_decimal(text, None).ok_or("must be a decimal number such as \"12.50\"")?;
+    f.limits.check_decimal(&canonical)?;
+    f.to_legacy(&canonical)
+}

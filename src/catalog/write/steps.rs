@@ -1,0 +1,215 @@
+//! The statements of a write transaction, the row's ETag, and the compare-and-set conditions
+//! that make `If-Match` hold in the very statement that writes.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::plan::Plan;
+use crate::catalog::Resource;
+use crate::source::select::{CmpOp, Condition, Relation, Select};
+use crate::source::write::{Change, Rollback, Step};
+use crate::source::{ColumnType, Dialect, Param, Statement, Value};
+
+/// The ETag of a row as the caller sees it: a hash of the legacy values of the fields `plan`
+/// reads (hidden fields never enter it, so it reveals nothing about them).
+pub fn row_etag(resource: &Resource, plan: &Plan, row: &[Value]) -> String {
+    let mut hash = Sha256::new();
+    for &(field, position) in &plan.output {
+        hash.update(resource.fields[field].name.as_bytes());
+        hash.update([0]);
+        let value = row.get(position).unwrap_or(&Value::Null);
+        hash.update(serde_json::to_vec(value).unwrap_or_default());
+        hash.update([0]);
+    }
+    format!("\"{}\"", URL_SAFE_NO_PAD.encode(&hash.finalize()[..16]))
+}
+
+/// Conditions that hold only while the row still has the values of `row` (as read by `plan`).
+/// Binary floating point never compares reliably after a text round trip, nor do SQLite's
+/// decimals (stored as doubles), so those columns are left out.
+pub fn cas_conditions(
+    dialect: Dialect,
+    resource: &Resource,
+    plan: &Plan,
+    row: &[Value],
+) -> Vec<Condition> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut conditions = Vec::new();
+    for &(field, position) in &plan.output {
+        let f = &resource.fields[field];
+        let inexact = f.column_type == ColumnType::Float
+            || (dialect == Dialect::Sqlite && f.column_type == ColumnType::Decimal);
+        if inexact || seen.contains(&f.column.as_str()) {
+            continue;
+        }
+        seen.push(&f.column);
+        let value = row.get(position).cloned().unwrap_or(Value::Null);
+        conditions.push(if value == Value::Null {
+            Condition::IsNull {
+                column: f.column.clone(),
+                negated: false,
+            }
+        } else {
+            Condition::Compare {
+                column: f.column.clone(),
+                op: CmpOp::Eq,
+                param: Param {
+                    value,
+                    column_type: f.column_type,
+                },
+            }
+        });
+    }
+    conditions
+}
+
+/// INSERT, then the new row read back within the caller's row policies (`readback`).
+pub fn create_steps(
+    dialect: Dialect,
+    table: &str,
+    values: Vec<(String, Param)>,
+    readback: Statement,
+) -> Vec<Step> {
+    vec![
+        Step::Execute {
+            statement: dialect.change(&Change::Insert {
+                table: table.to_string(),
+                values,
+            }),
+            expect_one: None,
+        },
+        Step::Read {
+            statement: readback,
+            require_row: Some(Rollback::Hidden),
+        },
+    ]
+}
+
+/// UPDATE of the row `filter` selects (key, policies, and the compare-and-set when the caller
+/// sent `If-Match`), then the row read back.
+pub fn update_steps(
+    dialect: Dialect,
+    table: &str,
+    set: Vec<(String, Param)>,
+    filter: Vec<Condition>,
+    missing: Rollback,
+    readback: Statement,
+) -> Vec<Step> {
+    let mut steps = guarded(
+        dialect,
+        table,
+        &filter,
+        missing,
+        Change::Update {
+            table: table.to_string(),
+            set,
+            filter: filter.clone(),
+        },
+    );
+    steps.push(Step::Read {
+        statement: readback,
+        require_row: Some(Rollback::Hidden),
+    });
+    steps
+}
+
+/// DELETE of the row `filter` selects.
+pub fn delete_steps(
+    dialect: Dialect,
+    table: &str,
+    filter: Vec<Condition>,
+    missing: Rollback,
+) -> Vec<Step> {
+    guarded(
+        dialect,
+        table,
+        &filter,
+        missing,
+        Change::Delete {
+            table: table.to_string(),
+            filter: filter.clone(),
+        },
+    )
+}
+
+/// A change that must touch exactly one row. Where row counts are rows matched, the count
+/// says so; MySQL counts rows changed, so the row is first read and locked instead.
+fn guarded(
+    dialect: Dialect,
+    table: &str,
+    filter: &[Condition],
+    missing: Rollback,
+    change: Change,
+) -> Vec<Step> {
+    let statement = dialect.change(&change);
+    if dialect.counts_matched_rows() {
+        return vec![Step::Execute {
+            statement,
+            expect_one: Some(missing),
+        }];
+    }
+    let mut lock = dialect.select(&Select {
+        relation: Relation::Table(table.to_string()),
+        columns: vec![("1".to_string(), ColumnType::Integer)],
+        filter: filter.to_vec(),
+        order: Vec::new(),
+        after: None,
+        limit: 1,
+    });
+    lock.sql = lock.sql.replacen(&dialect.quote("1"), "1", 1);
+    lock.sql.push_str(dialect.lock_rows());
+    vec![
+        Step::Read {
+            statement: lock,
+            require_row: Some(missing),
+        },
+        Step::Execute {
+            statement,
+            expect_one: None,
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_locks_the_row_before_writing_and_the_others_count_matches() {
+        let filter = vec![Condition::Compare {
+            column: "CUST_NO".into(),
+            op: CmpOp::Eq,
+            param: Param {
+                value: Value::Text(b"C1".to_vec()),
+                column_type: ColumnType::Char(Some(6)),
+            },
+        }];
+        let steps = delete_steps(
+            Dialect::MySql,
+            "CUSTOMERS",
+            filter.clone(),
+            Rollback::Changed,
+        );
+        let Step::Read {
+            statement,
+            require_row,
+        } = &steps[0]
+        else {
+            panic!("a locking read first");
+        };
+        assert_eq!(
+            statement.sql,
+            "SELECT 1 FROM `CUSTOMERS` WHERE (`CUST_NO` = ?) LIMIT 1 FOR UPDATE"
+        );
+        assert_eq!(*require_row, Some(Rollback::Changed));
+        let steps = delete_steps(Dialect::Postgres, "CUSTOMERS", filter, Rollback::NotFound);
+        assert!(matches!(
+            &steps[..],
+            [Step::Execute {
+                expect_one: Some(Rollback::NotFound),
+                ..
+            }]
+        ));
+    }
+}

@@ -1,0 +1,577 @@
+//! `POST /{v}/{resource}`, `PATCH /{v}/{resource}/{key}`, `DELETE /{v}/{resource}/{key}`:
+//! validated, in one transaction, guarded by `If-Match`, idempotent with `Idempotency-Key`,
+//! audited, and followed by cache invalidation.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use super::access::{self, AUDIT};
+use super::problem::ApiError;
+use super::resources::{key_plan, raw_segment, split_key};
+use super::AppState;
+use crate::auth::{Grant, Principal};
+use crate::catalog::plan::{self, Plan};
+use crate::catalog::write::{self as rules, WriteRules};
+use crate::catalog::{query, Resource};
+use crate::config::WriteOp;
+use crate::source::select::Condition;
+use crate::source::write::{Rollback, Step, WriteOutcome};
+use crate::source::{Param, Rows, Source};
+use crate::state::{Claim, StoredResponse};
+
+/// Largest request body a write accepts.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The methods a resource's collection or item path answers, for `Allow`.
+pub fn allowed(resource: &crate::catalog::Resource, item: bool) -> String {
+    let mut methods = vec!["GET", "HEAD"];
+    if let Some(w) = &resource.writes {
+        if !item && w.allows(WriteOp::Create) {
+            methods.push("POST");
+        }
+        if item && w.allows(WriteOp::Update) {
+            methods.push("PATCH");
+        }
+        if item && w.allows(WriteOp::Delete) {
+            methods.push("DELETE");
+        }
+    }
+    methods.join(", ")
+}
+
+/// Runs one write and writes its audit line, whatever the outcome.
+pub async fn write(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+    resource: &Resource,
+    op: WriteOp,
+) -> Result<HttpResponse, ApiError> {
+    let result = async {
+        let principal = access::principal(&req, &state).await?;
+        let grant = access::write_grant(resource, &principal)?;
+        let rules = resource
+            .writes
+            .as_ref()
+            .filter(|w| w.allows(op))
+            .ok_or_else(|| ApiError::MethodNotAllowed(allowed(resource, op != WriteOp::Create)))?;
+        let source = state.source(resource)?;
+        let call = Call {
+            req: &req,
+            state: &state,
+            resource,
+            rules,
+            principal: &principal,
+            grant: &grant,
+            source: source.as_ref(),
+        };
+        match op {
+            WriteOp::Create => call.create(payload).await,
+            WriteOp::Update => call.update(payload).await,
+            WriteOp::Delete => call.delete().await,
+        }
+    }
+    .await;
+    audit(&req, resource, op, &result);
+    result
+}
+
+fn audit(
+    req: &HttpRequest,
+    resource: &Resource,
+    op: WriteOp,
+    result: &Result<HttpResponse, ApiError>,
+) {
+    use actix_web::{HttpMessage, ResponseError};
+    let status = match result {
+        Ok(response) => response.status().as_u16(),
+        Err(e) => e.status_code().as_u16(),
+    };
+    let extensions = req.extensions();
+    let who = extensions
+        .get::<Arc<Principal>>()
+        .map_or("unverified", |p| p.name());
+    let key = match op {
+        WriteOp::Create => result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.headers().get(header::LOCATION))
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string(),
+        _ => raw_segment(req, 2).to_string(),
+    };
+    tracing::info!(
+        target: AUDIT,
+        event = "write",
+        who,
+        client = %req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        op = ?op,
+        version = %resource.version,
+        resource = %resource.name,
+        key = %key,
+        status,
+        outcome = if status < 300 { "written" } else { "refused" },
+        "write"
+    );
+}
+
+/// Everything one write needs.
+struct Call<'a> {
+    req: &'a HttpRequest,
+    state: &'a AppState,
+    resource: &'a Resource,
+    rules: &'a WriteRules,
+    principal: &'a Principal,
+    grant: &'a Grant,
+    source: &'a dyn Source,
+}
+
+impl Call<'_> {
+    async fn create(&self, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+        let body = read_json(self.req, payload, &["application/json"]).await?;
+        let idempotency = match idempotency_key(self.req.headers())? {
+            Some(key) => Some(self.claim(key, &body).await?),
+            None => None,
+        };
+        if let Some(Idempotency::Replay(stored)) = idempotency {
+            return Ok(respond(stored, true));
+        }
+        let result = self.insert(&body).await;
+        if let Some(Idempotency::Owned { scope, key }) = idempotency {
+            self.settle(&scope, &key, &result).await;
+        }
+        result.map(|created| respond(created, false))
+    }
+
+    async fn insert(&self, body: &Json) -> Result<StoredResponse, ApiError> {
+        let r = self.resource;
+        let values = rules::create_values(r, body, &self.grant.mask).map_err(ApiError::Invalid)?;
+        let mut key_conditions = Vec::new();
+        for &k in &r.key {
+            let condition = match values.iter().find(|(i, _)| *i == k) {
+                Some((_, param)) => equals(&r.fields[k].column, param.clone()),
+                None if self.rules.generated_key == Some(k) => Condition::LastInsertId {
+                    column: r.fields[k].column.clone(),
+                },
+                None => {
+                    return Err(ApiError::Invalid(vec![rules::FieldError {
+                        pointer: format!("/{}", r.fields[k].name),
+                        detail: "is required".into(),
+                    }]))
+                }
+            };
+            key_conditions.push(condition);
+        }
+        let mut columns: Vec<(String, Param)> = values
+            .into_iter()
+            .map(|(i, p)| (r.fields[i].column.clone(), p))
+            .collect();
+        columns.extend(self.fixed(WriteOp::Create)?);
+        let readback = self.readback(key_conditions)?;
+        let dialect = self.source.dialect();
+        let statement = dialect.select(&readback.select);
+        let steps = rules::create_steps(dialect, &self.rules.table, columns, statement);
+        let rows = self.commit(steps).await?;
+        let (body, etag) = self.render(&readback, &rows)?;
+        let location = format!(
+            "/{}/{}/{}",
+            r.version,
+            r.name,
+            self.location_key(&readback, &rows)
+        );
+        Ok(StoredResponse {
+            status: 201,
+            headers: vec![
+                (header::LOCATION.to_string(), location),
+                (header::ETAG.to_string(), etag),
+            ],
+            body,
+        })
+    }
+
+    async fn update(&self, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+        let if_match = self.if_match()?;
+        let body = read_json(
+            self.req,
+            payload,
+            &["application/merge-patch+json", "application/json"],
+        )
+        .await?;
+        let (key, key_params) = self.key()?;
+        let values = rules::update_values(self.resource, &body, &self.grant.mask, &key_params)
+            .map_err(ApiError::Invalid)?;
+        let (current, plan) = self.current(&key).await?;
+        let guard = self.precondition(if_match.as_deref(), &plan, &current)?;
+        if values.is_empty() {
+            // Nothing to change: the row as it is.
+            let (body, etag) = self.render(&plan, &vec![current])?;
+            return Ok(ok_row(body, etag));
+        }
+        let r = self.resource;
+        let mut set: Vec<(String, Param)> = values
+            .into_iter()
+            .map(|(i, p)| (r.fields[i].column.clone(), p))
+            .collect();
+        set.extend(self.fixed(WriteOp::Update)?);
+        let (filter, missing) = self.filter(&key_params, guard);
+        let dialect = self.source.dialect();
+        let readback = dialect.select(&plan.select);
+        let steps = rules::update_steps(dialect, &self.rules.table, set, filter, missing, readback);
+        let rows = self.commit(steps).await?;
+        let (body, etag) = self.render(&plan, &rows)?;
+        Ok(ok_row(body, etag))
+    }
+
+    async fn delete(&self) -> Result<HttpResponse, ApiError> {
+        let if_match = self.if_match()?;
+        let (key, key_params) = self.key()?;
+        let guard = match &if_match {
+            Some(tags) => {
+                let (current, plan) = self.current(&key).await?;
+                self.precondition(Some(tags), &plan, &current)?
+            }
+            None => None,
+        };
+        let (filter, missing) = self.filter(&key_params, guard);
+        let steps = rules::delete_steps(self.source.dialect(), &self.rules.table, filter, missing);
+        self.commit(steps).await?;
+        Ok(HttpResponse::NoContent().finish())
+    }
+
+    /// `If-Match`, or 428 when the resource requires it.
+    fn if_match(&self) -> Result<Option<String>, ApiError> {
+        let value = self
+            .req
+            .headers()
+            .get(header::IF_MATCH)
+            .map(|v| v.to_str().map(str::to_string))
+            .transpose()
+            .map_err(|_| ApiError::PreconditionFailed("If-Match is not readable text".into()))?;
+        if value.is_none() && self.rules.require_if_match {
+            return Err(ApiError::PreconditionRequired(format!(
+                "{} needs If-Match with the ETag of the row as last read",
+                self.resource.name
+            )));
+        }
+        Ok(value)
+    }
+
+    /// The key from the URL: raw parts and their legacy values by field index.
+    fn key(&self) -> Result<(Vec<String>, Vec<(usize, Param)>), ApiError> {
+        let r = self.resource;
+        let parts = split_key(raw_segment(self.req, 2))?;
+        let conditions = plan::key_conditions(r, &parts)?;
+        let params = r
+            .key
+            .iter()
+            .zip(conditions)
+            .filter_map(|(&k, c)| match c {
+                Condition::Compare { param, .. } => Some((k, param)),
+                _ => None,
+            })
+            .collect();
+        Ok((parts, params))
+    }
+
+    /// The row as the caller sees it now (404 when absent or hidden), with its plan.
+    async fn current(&self, key: &[String]) -> Result<(Vec<crate::source::Value>, Plan), ApiError> {
+        let plan = key_plan(self.resource, key, self.grant)?;
+        let statement = self.source.dialect().select(&plan.select);
+        let row = self.source.query(statement).await?.into_iter().next();
+        let row = row.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no {} with key `{}`",
+                self.resource.name,
+                raw_segment(self.req, 2)
+            ))
+        })?;
+        Ok((row, plan))
+    }
+
+    /// Checks `If-Match` against the row read; the compare-and-set conditions that keep the
+    /// check true until the write commits.
+    fn precondition(
+        &self,
+        if_match: Option<&str>,
+        plan: &Plan,
+        row: &[crate::source::Value],
+    ) -> Result<Option<Vec<Condition>>, ApiError> {
+        let Some(tags) = if_match else {
+            return Ok(None);
+        };
+        let etag = rules::row_etag(self.resource, plan, row);
+        if !strong_match(tags, &etag) {
+            return Err(ApiError::PreconditionFailed(format!(
+                "the {} changed since it was read; read it again and retry",
+                self.resource.name
+            )));
+        }
+        Ok(Some(rules::cas_conditions(
+            self.source.dialect(),
+            self.resource,
+            plan,
+            row,
+        )))
+    }
+
+    /// The rows a change may touch: the key, the caller's row policies, the compare-and-set.
+    fn filter(
+        &self,
+        key: &[(usize, Param)],
+        guard: Option<Vec<Condition>>,
+    ) -> (Vec<Condition>, Rollback) {
+        let r = self.resource;
+        let mut filter: Vec<Condition> = key
+            .iter()
+            .map(|(k, p)| equals(&r.fields[*k].column, p.clone()))
+            .collect();
+        filter.extend(self.grant.conditions.iter().cloned());
+        let missing = match guard {
+            Some(cas) => {
+                filter.extend(cas);
+                Rollback::Changed
+            }
+            None => Rollback::NotFound,
+        };
+        (filter, missing)
+    }
+
+    fn fixed(&self, op: WriteOp) -> Result<Vec<(String, Param)>, ApiError> {
+        self.rules
+            .fixed
+            .iter()
+            .filter(|f| f.on.contains(&op))
+            .map(|f| {
+                f.resolve(self.principal)
+                    .map(|p| (f.column.clone(), p))
+                    .map_err(ApiError::Forbidden)
+            })
+            .collect()
+    }
+
+    fn readback(&self, mut conditions: Vec<Condition>) -> Result<Plan, ApiError> {
+        conditions.extend(self.grant.conditions.iter().cloned());
+        Ok(plan::list(
+            self.resource,
+            &query::QuerySpec::unfiltered(1),
+            conditions,
+            &self.grant.mask,
+        )?)
+    }
+
+    /// Runs the steps; a deliberate rollback becomes its problem. Every committed write
+    /// invalidates the cached answers it can change.
+    async fn commit(&self, steps: Vec<Step>) -> Result<Rows, ApiError> {
+        let name = &self.resource.name;
+        match self.source.write(steps).await? {
+            WriteOutcome::Committed(rows) => {
+                for affected in self
+                    .state
+                    .catalog
+                    .affected_by_write(&self.resource.source, &self.rules.table)
+                {
+                    self.state.cache.invalidate_resource(&affected);
+                }
+                Ok(rows)
+            }
+            WriteOutcome::RolledBack(Rollback::NotFound) => Err(ApiError::NotFound(format!(
+                "no {name} with key `{}`",
+                raw_segment(self.req, 2)
+            ))),
+            WriteOutcome::RolledBack(Rollback::Changed) => Err(ApiError::PreconditionFailed(
+                format!("the {name} changed since it was read; read it again and retry"),
+            )),
+            WriteOutcome::RolledBack(Rollback::Hidden) => Err(ApiError::Forbidden(format!(
+                "the written {name} would be outside the rows this token may see; nothing was written"
+            ))),
+        }
+    }
+
+    fn render(&self, plan: &Plan, rows: &Rows) -> Result<(Vec<u8>, String), ApiError> {
+        let row = rows
+            .first()
+            .ok_or_else(|| ApiError::Internal("a written row was not read back".into()))?;
+        let body = super::resources::render_row(self.resource, plan, row)?;
+        Ok((body, rules::row_etag(self.resource, plan, row)))
+    }
+
+    /// The key of the row read back, as written in URLs.
+    fn location_key(&self, plan: &Plan, rows: &Rows) -> String {
+        let r = self.resource;
+        let row = rows.first().map(Vec::as_slice).unwrap_or_default();
+        r.key
+            .iter()
+            .map(|&k| {
+                let value = plan
+                    .output
+                    .iter()
+                    .find(|(f, _)| *f == k)
+                    .and_then(|(_, p)| row.get(*p))
+                    .map(|v| r.fields[k].read(v))
+                    .unwrap_or(Json::Null);
+                let text = match value {
+                    Json::String(s) => s,
+                    other => other.to_string(),
+                };
+                percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn claim(&self, key: String, body: &Json) -> Result<Idempotency, ApiError> {
+        let store = self
+            .state
+            .state_store
+            .clone()
+            .ok_or_else(|| ApiError::Internal("no state store for idempotency keys".into()))?;
+        let scope = format!("{}|{}", self.principal.name(), self.req.path());
+        let fingerprint = {
+            let digest = Sha256::digest(serde_json::to_vec(body).unwrap_or_default());
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let retention = self.state.idempotency_retention.as_secs() as i64;
+        let (scope2, key2) = (scope.clone(), key.clone());
+        let claim =
+            web::block(move || store.claim_idempotency(&scope2, &key2, &fingerprint, retention))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        match claim {
+            Claim::Fresh => Ok(Idempotency::Owned { scope, key }),
+            Claim::Replay(stored) => Ok(Idempotency::Replay(stored)),
+            Claim::InFlight => Err(ApiError::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry shortly"
+                    .into(),
+            )),
+            Claim::Mismatch => Err(ApiError::IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request body".into(),
+            )),
+        }
+    }
+
+    /// Remembers a successful response for its key; frees the key of a failed one.
+    async fn settle(&self, scope: &str, key: &str, result: &Result<StoredResponse, ApiError>) {
+        let Some(store) = self.state.state_store.clone() else {
+            return;
+        };
+        let (scope, key) = (scope.to_string(), key.to_string());
+        let stored = result.as_ref().ok().cloned();
+        let done = web::block(move || match stored {
+            Some(response) => store.complete_idempotency(&scope, &key, &response),
+            None => store.release_idempotency(&scope, &key),
+        })
+        .await;
+        if !matches!(done, Ok(Ok(()))) {
+            tracing::error!("could not record the outcome of an idempotent request");
+        }
+    }
+}
+
+enum Idempotency {
+    Owned { scope: String, key: String },
+    Replay(StoredResponse),
+}
+
+/// The response of a create, first time or replayed for its `Idempotency-Key`.
+fn respond(stored: StoredResponse, replayed: bool) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(stored.status)
+        .unwrap_or(actix_web::http::StatusCode::OK);
+    let mut response = HttpResponse::build(status);
+    for (name, value) in &stored.headers {
+        response.insert_header((name.as_str(), value.as_str()));
+    }
+    if replayed {
+        response.insert_header(("idempotent-replayed", "true"));
+    }
+    response.content_type("application/json").body(stored.body)
+}
+
+fn ok_row(body: Vec<u8>, etag: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .content_type("application/json")
+        .body(body)
+}
+
+fn equals(column: &str, param: Param) -> Condition {
+    Condition::Compare {
+        column: column.to_string(),
+        op: crate::source::select::CmpOp::Eq,
+        param,
+    }
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.trim_matches('"');
+    if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadParameter(query::QueryError {
+            parameter: "Idempotency-Key".into(),
+            message: "must be 1 to 255 visible ASCII characters".into(),
+        }));
+    }
+    Ok(Some(text.to_string()))
+}
+
+/// Strong comparison (RFC 9110 §13.1.1): `*` matches any row; weak tags never match.
+fn strong_match(header: &str, etag: &str) -> bool {
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// The body as JSON, within `MAX_BODY`, of one of the `accepted` media types.
+async fn read_json(
+    req: &HttpRequest,
+    payload: web::Payload,
+    accepted: &[&str],
+) -> Result<Json, ApiError> {
+    let media = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if !media.as_deref().is_some_and(|m| accepted.contains(&m)) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "send the body as {}",
+            accepted.join(" or ")
+        )));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY));
+    }
+    let bytes = payload
+        .to_bytes_limited(MAX_BODY)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?
+        .map_err(|e| ApiError::MalformedBody(format!("the body could not be read: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::MalformedBody(format!(
+            "the body is not well-formed JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}

@@ -1,0 +1,296 @@
+//! Write operations of a resource in its version's document: request bodies with required
+//! fields and column limits, `If-Match` and `Idempotency-Key`, and every answer a write gets.
+
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{
+    HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Ref, Schema, Type};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{Deprecated, Required};
+
+use super::schema::{self, pascal, singular};
+use super::BEARER;
+use crate::catalog::{Field, Resource, Version};
+use crate::config::{FieldType, WriteOp};
+
+/// Names of the request body schemas.
+pub fn create_name(resource: &Resource) -> String {
+    format!("{}Create", pascal(&singular(&resource.name)))
+}
+
+/// See `create_name`.
+pub fn patch_name(resource: &Resource) -> String {
+    format!("{}Patch", pascal(&singular(&resource.name)))
+}
+
+/// The request body schemas of a resource that takes writes.
+pub fn body_schemas(resource: &Resource) -> Vec<(String, Schema)> {
+    let Some(rules) = &resource.writes else {
+        return Vec::new();
+    };
+    let writable: Vec<(usize, &Field)> = resource
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| {
+            !f.read_only && !resource.fields[..*i].iter().any(|e| e.column == f.column)
+        })
+        .collect();
+    let mut out = Vec::new();
+    if rules.allows(WriteOp::Create) {
+        let mut body = object(&format!(
+            "A new {}. Fields not given get the database's default.",
+            singular(&resource.name)
+        ));
+        for &(_, f) in &writable {
+            body = body.property(&f.name, input(f));
+            if f.required || f.is_key {
+                body = body.required(&f.name);
+            }
+        }
+        out.push((create_name(resource), body.build().into()));
+    }
+    if rules.allows(WriteOp::Update) {
+        let mut body =
+            object("A JSON merge patch (RFC 7396): the fields to change; `null` clears a field.");
+        for &(_, f) in writable.iter().filter(|(_, f)| !f.is_key) {
+            body = body.property(&f.name, input(f));
+        }
+        out.push((patch_name(resource), body.build().into()));
+    }
+    out
+}
+
+fn object(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description.to_string()))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
+/// A field as a client writes it: not null when required, within the column's length.
+fn input(f: &Field) -> Schema {
+    let mut strict = f.clone();
+    strict.is_key = f.is_key || f.required;
+    let base = schema::field(&strict, None);
+    match (base, f.limits.max_chars) {
+        (Schema::Object(mut object), Some(max))
+            if f.field_type == FieldType::String && f.codes.is_empty() =>
+        {
+            object.max_length = Some(max as usize);
+            Schema::Object(object)
+        }
+        (base, _) => base,
+    }
+}
+
+/// Adds POST to the collection's item and PATCH/DELETE to the row's item.
+pub fn add_operations(
+    version: &Version,
+    resource: &Resource,
+    auth: bool,
+    collection: &mut PathItem,
+    row: &mut PathItem,
+) {
+    let Some(rules) = &resource.writes else {
+        return;
+    };
+    let noun = pascal(&singular(&resource.name));
+    let deprecated = version.deprecated.map(|_| Deprecated::True);
+    let security = security(resource, auth);
+    let finish = |builder: OperationBuilder| -> Operation {
+        builder
+            .tag(&resource.name)
+            .securities(security.clone())
+            .deprecated(deprecated.clone())
+            .build()
+    };
+    if rules.allows(WriteOp::Create) {
+        let created = ResponseBuilder::new()
+            .description(format!(
+                "Created; the {} as stored.",
+                singular(&resource.name)
+            ))
+            .header("Location", text_header("Where the new row is served."))
+            .header("ETag", etag_header())
+            .content("application/json", row_content(resource))
+            .build();
+        let operation = OperationBuilder::new()
+            .operation_id(Some(format!("create{noun}")))
+            .summary(Some(format!("Create a {}", singular(&resource.name))))
+            .parameter(
+                ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(255)),
+                    ))
+                    .description(Some(
+                        "Retrying with the same key and body returns the first response without writing again.",
+                    )),
+            )
+            .request_body(Some(body(&create_name(resource), &["application/json"])))
+            .responses(responses(
+                "201",
+                created,
+                &["BadParameter", "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "Invalid"],
+                auth,
+            ));
+        *collection = merge(collection, HttpMethod::Post, finish(operation));
+    }
+    if rules.allows(WriteOp::Update) {
+        let ok = ResponseBuilder::new()
+            .description(format!(
+                "Updated; the {} as stored.",
+                singular(&resource.name)
+            ))
+            .header("ETag", etag_header())
+            .content("application/json", row_content(resource))
+            .build();
+        let operation = OperationBuilder::new()
+            .operation_id(Some(format!("update{noun}")))
+            .summary(Some(format!(
+                "Change fields of a {}",
+                singular(&resource.name)
+            )))
+            .request_body(Some(body(
+                &patch_name(resource),
+                &["application/merge-patch+json", "application/json"],
+            )))
+            .responses(responses(
+                "200",
+                ok,
+                &[
+                    "BadParameter",
+                    "NotFound",
+                    "Conflict",
+                    "PreconditionFailed",
+                    "PayloadTooLarge",
+                    "UnsupportedMediaType",
+                    "Invalid",
+                    "PreconditionRequired",
+                ],
+                auth,
+            ));
+        let mut operation = finish(operation);
+        operation.parameters = Some(key_and_if_match(row, rules.require_if_match));
+        *row = merge(row, HttpMethod::Patch, operation);
+    }
+    if rules.allows(WriteOp::Delete) {
+        let operation = OperationBuilder::new()
+            .operation_id(Some(format!("delete{noun}")))
+            .summary(Some(format!("Delete a {}", singular(&resource.name))))
+            .responses(responses(
+                "204",
+                ResponseBuilder::new().description("Deleted.").build(),
+                &[
+                    "BadParameter",
+                    "NotFound",
+                    "Conflict",
+                    "PreconditionFailed",
+                    "PreconditionRequired",
+                ],
+                auth,
+            ));
+        let mut operation = finish(operation);
+        operation.parameters = Some(key_and_if_match(row, rules.require_if_match));
+        *row = merge(row, HttpMethod::Delete, operation);
+    }
+}
+
+fn merge(item: &PathItem, method: HttpMethod, operation: Operation) -> PathItem {
+    let mut merged = item.clone();
+    merged.merge_operations(PathItem::new(method, operation));
+    merged
+}
+
+/// The row's key parameters (from its GET) and `If-Match`.
+fn key_and_if_match(
+    row: &PathItem,
+    required: bool,
+) -> Vec<utoipa::openapi::RefOr<utoipa::openapi::path::Parameter>> {
+    let mut parameters = row
+        .get
+        .as_ref()
+        .and_then(|get| get.parameters.clone())
+        .unwrap_or_default();
+    parameters.push(
+        ParameterBuilder::new()
+            .name("If-Match")
+            .parameter_in(ParameterIn::Header)
+            .required(if required { Required::True } else { Required::False })
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some(
+                "The ETag of the row as last read: the write happens only if the row still has it (412 otherwise).",
+            ))
+            .build()
+            .into(),
+    );
+    parameters
+}
+
+fn body(schema_name: &str, media_types: &[&str]) -> utoipa::openapi::request_body::RequestBody {
+    let mut builder = RequestBodyBuilder::new().required(Some(Required::True));
+    for media in media_types {
+        builder = builder.content(
+            *media,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema_name)))
+                .build(),
+        );
+    }
+    builder.build()
+}
+
+fn row_content(resource: &Resource) -> utoipa::openapi::content::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(schema::row_name(resource))))
+        .build()
+}
+
+fn text_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(description.to_string()))
+        .build()
+}
+
+fn etag_header() -> utoipa::openapi::header::Header {
+    text_header("The row's version; send it as `If-Match` on the next write.")
+}
+
+fn responses(
+    status: &str,
+    ok: utoipa::openapi::response::Response,
+    errors: &[&str],
+    auth: bool,
+) -> utoipa::openapi::Responses {
+    let mut builder = ResponsesBuilder::new().response(status, ok);
+    let mut names: Vec<&str> = errors.to_vec();
+    if auth {
+        names.extend(["Unauthorized", "Forbidden", "RateLimited"]);
+    }
+    names.extend(["SourceError", "Unavailable"]);
+    for name in names {
+        if let Some(status) = super::operations::problem_status(name) {
+            builder = builder.response(status.to_string(), Ref::from_response_name(name));
+        }
+    }
+    builder.build()
+}
+
+/// Writes need a token with the write scope.
+fn security(resource: &Resource, auth: bool) -> Option<Vec<SecurityRequirement>> {
+    auth.then(|| {
+        let scopes: Vec<String> = resource.access.write_scope.iter().cloned().collect();
+        vec![SecurityRequirement::new(BEARER, scopes)]
+    })
+}

@@ -1,0 +1,64 @@
+//! Portico's own durable state (idempotency keys today), behind a trait so a shared
+//! PostgreSQL store can serve several replicas later. The default is an embedded SQLite file.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A response remembered for an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers worth replaying (`Location`, `ETag`).
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new: this request owns it and must complete or release it.
+    Fresh,
+    /// Another request with this key is still running.
+    InFlight,
+    /// The key was used by a finished request with the same body: its response.
+    Replay(StoredResponse),
+    /// The key was used with another request body.
+    Mismatch,
+}
+
+/// Why the state store failed.
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StateError(pub String);
+
+/// Portico's durable store.
+pub trait StateStore: Send + Sync {
+    /// Claims `key` within `scope` for a request whose body hashes to `fingerprint`; keys
+    /// older than `retention_secs` are forgotten first.
+    fn claim_idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        retention_secs: i64,
+    ) -> Result<Claim, StateError>;
+    /// Remembers the response of a claimed key.
+    fn complete_idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), StateError>;
+    /// Gives a claimed key up (the request failed without writing), so a retry can run.
+    fn release_idempotency(&self, scope: &str, key: &str) -> Result<(), StateError>;
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,178 @@
+//! The embedded SQLite state store: one file, WAL journal, full sync on commit.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{unix_now, Claim, StateError, StateStore, StoredResponse};
+
+/// State in a SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn failed(e: impl std::fmt::Display) -> StateError {
+    StateError(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating when needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StateError(format!("{}: {e}", dir.display())))?;
+        }
+        let conn =
+            Connection::open(path).map_err(|e| StateError(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(failed)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS idempotency (
+                 scope TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 fingerprint TEXT NOT NULL,
+                 created INTEGER NOT NULL,
+                 response TEXT,
+                 PRIMARY KEY (scope, key)
+             );
+             CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);",
+        )
+        .map_err(failed)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StateError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StateError("state store lock poisoned".into()))?;
+        work(&mut conn).map_err(failed)
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn claim_idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        retention_secs: i64,
+    ) -> Result<Claim, StateError> {
+        let now = unix_now();
+        let found = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM idempotency WHERE created < ?1",
+                params![now - retention_secs],
+            )?;
+            let found: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT fingerprint, response FROM idempotency WHERE scope = ?1 AND key = ?2",
+                    params![scope, key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            if found.is_none() {
+                tx.execute(
+                    "INSERT INTO idempotency (scope, key, fingerprint, created) VALUES (?1, ?2, ?3, ?4)",
+                    params![scope, key, fingerprint, now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(found)
+        })?;
+        Ok(match found {
+            None => Claim::Fresh,
+            Some((stored, _)) if stored != fingerprint => Claim::Mismatch,
+            Some((_, None)) => Claim::InFlight,
+            Some((_, Some(response))) => {
+                Claim::Replay(serde_json::from_str(&response).map_err(failed)?)
+            }
+        })
+    }
+
+    fn complete_idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), StateError> {
+        let text = serde_json::to_string(response).map_err(failed)?;
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE idempotency SET response = ?3 WHERE scope = ?1 AND key = ?2",
+                params![scope, key, text],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn release_idempotency(&self, scope: &str, key: &str) -> Result<(), StateError> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND response IS NULL",
+                params![scope, key],
+            )
+            .map(|_| ())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_claimed_once_replayed_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite3");
+        let store = SqliteStore::open(&path).unwrap();
+        let day = 86_400;
+        assert_eq!(
+            store.claim_idempotency("s", "k", "f1", day).unwrap(),
+            Claim::Fresh
+        );
+        assert_eq!(
+            store.claim_idempotency("s", "k", "f1", day).unwrap(),
+            Claim::InFlight
+        );
+        assert_eq!(
+            store.claim_idempotency("s", "k", "f2", day).unwrap(),
+            Claim::Mismatch
+        );
+        assert_eq!(
+            store.claim_idempotency("other", "k", "f2", day).unwrap(),
+            Claim::Fresh
+        );
+        let response = StoredResponse {
+            status: 201,
+            headers: vec![("location".into(), "/v1/x/1".into())],
+            body: b"{}".to_vec(),
+        };
+        store.complete_idempotency("s", "k", &response).unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.claim_idempotency("s", "k", "f1", day).unwrap(),
+            Claim::Replay(response)
+        );
+        store.release_idempotency("other", "k").unwrap();
+        assert_eq!(
+            store.claim_idempotency("other", "k", "f3", day).unwrap(),
+            Claim::Fresh
+        );
+        // Past the retention window a key is new again.
+        assert_eq!(
+            store.claim_idempotency("s", "k", "f9", -1).unwrap(),
+            Claim::Fresh
+        );
+    }
+}
