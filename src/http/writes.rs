@@ -18,9 +18,10 @@ use crate::catalog::plan::{self, Plan};
 use crate::catalog::write::{self as rules, WriteRules};
 use crate::catalog::{query, Resource};
 use crate::config::WriteOp;
+use crate::source::constraint::Violation;
 use crate::source::select::Condition;
 use crate::source::write::{Rollback, Step, WriteOutcome};
-use crate::source::{Param, Rows, Source};
+use crate::source::{Param, Rows, Source, SourceError};
 use crate::state::{Claim, StoredResponse};
 
 /// Largest request body a write accepts.
@@ -369,7 +370,16 @@ impl Call<'_> {
     /// invalidates the cached answers it can change.
     async fn commit(&self, steps: Vec<Step>) -> Result<Rows, ApiError> {
         let name = &self.resource.name;
-        match self.source.write(steps).await? {
+        let outcome = self.source.write(steps).await.map_err(|e| match e {
+            SourceError::Constraint {
+                violation, detail, ..
+            } => {
+                tracing::info!(resource = %name, %detail, "a write broke a constraint");
+                ApiError::Conflict(self.conflict(&violation))
+            }
+            other => other.into(),
+        })?;
+        match outcome {
             WriteOutcome::Committed(rows) => {
                 for affected in self
                     .state
@@ -391,6 +401,28 @@ impl Call<'_> {
                 "the written {name} would be outside the rows this token may see; nothing was written"
             ))),
         }
+    }
+
+    /// Which rule a write broke, naming the field rather than the column where one matches.
+    fn conflict(&self, violation: &Violation) -> String {
+        let field = violation.column.as_ref().and_then(|column| {
+            self.resource
+                .fields
+                .iter()
+                .find(|f| f.column.eq_ignore_ascii_case(column))
+                .map(|f| f.name.clone())
+        });
+        // SQLite reports a named CHECK where others report a column.
+        let named = match (&violation.name, field, &violation.column) {
+            (Some(name), _, _) => format!(" `{name}`"),
+            (None, Some(field), _) => format!(" on `{field}`"),
+            (None, None, Some(other)) => format!(" `{other}`"),
+            (None, None, None) => String::new(),
+        };
+        format!(
+            "the write breaks the database's {} constraint{named}; nothing was written",
+            violation.kind.describe()
+        )
     }
 
     fn render(&self, plan: &Plan, rows: &Rows) -> Result<(Vec<u8>, String), ApiError> {

@@ -22,6 +22,18 @@ pub struct Recorder {
 impl Recorder {
     /// Keeps an answer to `GET path` when the path belongs to a version.
     pub fn record(&self, path: &str, status: u16, headers: &HeaderMap, body: &[u8]) {
+        self.record_method("GET", path, status, headers, body);
+    }
+
+    /// Keeps an answer to `METHOD path` when the path belongs to a version.
+    pub fn record_method(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) {
         let first = path
             .trim_start_matches('/')
             .split(['/', '?'])
@@ -41,7 +53,7 @@ impl Recorder {
         };
         let mut answers = self.answers.lock().unwrap();
         answers.push(json!({
-            "method": "GET",
+            "method": method,
             "path": path,
             "status": status,
             "content_type": content_type,

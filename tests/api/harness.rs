@@ -296,6 +296,49 @@ impl Portico {
     }
 }
 
+impl Portico {
+    /// Sends `method path` with a bearer token, extra headers and a JSON body (raw bytes and
+    /// content type when `body` is `Err`), records the answer for the contract check.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Result<Value, (&str, Vec<u8>)>>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request = match body {
+            Some(Ok(json)) => request.json(&json),
+            Some(Err((content_type, bytes))) => {
+                request.header("content-type", content_type).body(bytes)
+            }
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.bytes().await.unwrap();
+        self.recorder
+            .record_method(method.as_str(), path, status.as_u16(), &headers, &bytes);
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+}
+
 impl Drop for Portico {
     fn drop(&mut self) {
         if !std::thread::panicking() {

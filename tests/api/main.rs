@@ -15,3 +15,4 @@ mod outage;
 mod servers;
 mod suite;
 mod versions;
+mod writes;

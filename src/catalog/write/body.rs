@@ -34,14 +34,19 @@ pub fn create_values(
     body: &Json,
     mask: &FieldMask,
 ) -> Result<Vec<(usize, Param)>, Vec<FieldError>> {
-    let (values, mut errors) = convert(resource, body, mask, &[])?;
+    let (mut values, mut errors) = convert(resource, body, mask, &[])?;
     let Json::Object(map) = body else {
         return Err(errors);
     };
     for (i, f) in resource.fields.iter().enumerate() {
-        let needed = f.required || (f.is_key && !f.read_only);
-        if needed && !mask.hides(i) && !map.contains_key(&f.name) && !is_twin(resource, i) {
+        if map.contains_key(&f.name) || is_twin(resource, i) || f.read_only {
+            continue;
+        }
+        if (f.required || f.is_key) && !mask.hides(i) {
             errors.push(FieldError::at(&f.name, "is required"));
+        } else if !f.null_values.is_empty() {
+            // An absent field is stored the way the old programs store "no value".
+            values.push((i, f.null_for_write()));
         }
     }
     finish(values, errors)

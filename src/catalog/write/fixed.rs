@@ -56,9 +56,11 @@ impl FixedValue {
                     .and_then(|t| t.strip_suffix('}'))
                 {
                     Some(path) if !path.is_empty() => FixedSource::Claim(path.to_string()),
-                    _ if text.starts_with('{') => return Err(format!(
+                    _ if text.starts_with('{') => {
+                        return Err(format!(
                         "`{text}`: use `now`, `today`, `{{sub}}`, `{{claims.path}}` or a literal"
-                    )),
+                    ))
+                    }
                     _ => FixedSource::Text(text.clone()),
                 },
             },

@@ -1,0 +1,774 @@
+//! Writes against SQLite, PostgreSQL and MariaDB: each test gets its own fresh database with a
+//! CUSTOMERS table written the legacy way (CHAR padding, YYYYMMDD, one-letter codes) and a
+//! NOTES table whose key the database generates. The table is always checked directly.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::auth::{hs_token, SECRET};
+use crate::fixture::Kind;
+use crate::harness::{create_database, execute, query_text, shared_server, Answer, Portico};
+use crate::idp::{AUDIENCE, ISSUER};
+use crate::servers::Engine;
+
+/// A fresh database with the write fixture, and what keeps it alive.
+struct Legacy {
+    connection_string: String,
+    kind: Kind,
+    dir: tempfile::TempDir,
+}
+
+impl Legacy {
+    fn new(kind: Kind) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let connection_string = match kind {
+            Kind::Postgres => create_database(shared_server(Engine::Postgres)),
+            Kind::MariaDb => create_database(shared_server(Engine::MariaDb)),
+            _ => format!(
+                "Driver=SQLite3;Database={}",
+                dir.path().join("legacy.db").display()
+            ),
+        };
+        let generated = match kind {
+            Kind::Postgres => "SERIAL PRIMARY KEY",
+            Kind::MariaDb => "INTEGER AUTO_INCREMENT PRIMARY KEY",
+            _ => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        };
+        let q = |n: &str| kind.quote(n);
+        for sql in [
+            format!(
+                "CREATE TABLE {} ({} CHAR(6) NOT NULL PRIMARY KEY, {} VARCHAR(30) NOT NULL, \
+                 {} CHAR(1) NOT NULL, {} CHAR(8) NOT NULL, {} DECIMAL(9,2), {} CHAR(4) NOT NULL, \
+                 {} CHAR(8), {} CHAR(10), CONSTRAINT credit_positive CHECK ({} >= 0))",
+                q("CUSTOMERS"),
+                q("CUST_NO"),
+                q("NAME"),
+                q("STATUS"),
+                q("SINCE"),
+                q("CREDIT"),
+                q("REGION"),
+                q("LAST_UPD"),
+                q("UPD_USER"),
+                q("CREDIT")
+            ),
+            format!(
+                "INSERT INTO {} VALUES ('C001  ', 'Acme Tools', 'A', '20190301', 1500.00, 'EAST', NULL, NULL), \
+                 ('C002  ', 'Bolt & Nut', 'H', '00000000', NULL, 'WEST', NULL, NULL)",
+                q("CUSTOMERS")
+            ),
+            format!(
+                "CREATE TABLE {} ({} {generated}, {} CHAR(6) NOT NULL, {} VARCHAR(200) NOT NULL)",
+                q("NOTES"),
+                q("NOTE_ID"),
+                q("CUST_NO"),
+                q("BODY")
+            ),
+        ] {
+            execute(&connection_string, &sql);
+        }
+        Self {
+            connection_string,
+            kind,
+            dir,
+        }
+    }
+
+    /// The CUSTOMERS row as stored, column by column, as text.
+    fn row(&self, key: &str) -> Option<Vec<Option<String>>> {
+        let q = |n: &str| self.kind.quote(n);
+        let sql = format!(
+            "SELECT {}, {}, {}, {}, {}, {}, {}, {} FROM {} WHERE {} = '{key}'",
+            q("CUST_NO"),
+            q("NAME"),
+            q("STATUS"),
+            q("SINCE"),
+            q("CREDIT"),
+            q("REGION"),
+            q("LAST_UPD"),
+            q("UPD_USER"),
+            q("CUSTOMERS"),
+            q("CUST_NO"),
+        );
+        let key = format!("{key:<6}");
+        let sql = if self.kind == Kind::Sqlite {
+            sql.replace(&format!("= '{}'", key.trim_end()), &format!("= '{key}'"))
+        } else {
+            sql
+        };
+        query_text(&self.connection_string, &sql).into_iter().next()
+    }
+
+    fn count(&self, table: &str) -> usize {
+        let sql = format!("SELECT COUNT(*) FROM {}", self.kind.quote(table));
+        let rows = query_text(&self.connection_string, &sql);
+        rows[0][0].as_deref().unwrap().trim().parse().unwrap()
+    }
+
+    fn config(&self, extra: &str) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 2
+
+[auth]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+
+[[auth.keys]]
+algorithm = "HS256"
+secret = "{SECRET}"
+
+[state]
+path = "{state}"
+
+[sources.legacy]
+kind = "odbc"
+dialect = "{dialect}"
+connection_string = "{cs}"
+
+[versions.v1.resources.customers]
+source = "legacy"
+table = "CUSTOMERS"
+key = ["id"]
+read_scope = "customers:read"
+write_scope = "customers:write"
+writes = ["create", "update", "delete"]
+cache_ttl = "60s"
+row_policies = [{{ name = "own-region", unless_scope = "customers:all", condition = "REGION = {{claims.region}}" }}]
+{extra}
+
+[versions.v1.resources.customers.write_values]
+LAST_UPD = {{ value = "today", column_type = "char(8)", format = "yyyymmdd" }}
+UPD_USER = {{ value = "{{sub}}", column_type = "char(10)" }}
+
+[versions.v1.resources.customers.fields]
+id = {{ column = "CUST_NO", type = "string", column_type = "char(6)" }}
+name = {{ column = "NAME", type = "string", column_type = "varchar(30)", required = true }}
+status = {{ column = "STATUS", type = "string", column_type = "char(1)", codes = {{ A = "active", H = "on_hold" }}, required = true }}
+since = {{ column = "SINCE", type = "date", format = "yyyymmdd", null_values = ["00000000"] }}
+credit = {{ column = "CREDIT", type = "decimal", column_type = "decimal(9,2)", scale = 2 }}
+region = {{ column = "REGION", type = "string", column_type = "char(4)", required = true }}
+
+[versions.v1.resources.notes]
+source = "legacy"
+table = "NOTES"
+key = ["id"]
+read_scope = "customers:read"
+write_scope = "customers:write"
+writes = ["create"]
+
+[versions.v1.resources.notes.fields]
+id = {{ column = "NOTE_ID", type = "integer", read_only = true }}
+customer_id = {{ column = "CUST_NO", type = "string", column_type = "char(6)", required = true }}
+body = {{ column = "BODY", type = "string", column_type = "varchar(200)", required = true }}
+"#,
+            state = self.dir.path().join("state.sqlite3").display(),
+            dialect = self.kind.dialect(),
+            cs = self.connection_string,
+        )
+    }
+}
+
+fn clerk() -> String {
+    hs_token(
+        "clerk",
+        json!({"scope": "customers:read customers:write customers:all"}),
+    )
+}
+
+fn reader() -> String {
+    hs_token("viewer", json!({"scope": "customers:read customers:all"}))
+}
+
+fn east_portal() -> String {
+    hs_token(
+        "east-desk",
+        json!({"scope": "customers:read customers:write", "region": "EAST"}),
+    )
+}
+
+async fn post(app: &Portico, path: &str, token: &str, body: Value) -> Answer {
+    app.send(Method::POST, path, Some(token), &[], Some(Ok(body)))
+        .await
+}
+
+async fn patch(
+    app: &Portico,
+    path: &str,
+    token: &str,
+    if_match: Option<&str>,
+    body: Value,
+) -> Answer {
+    let headers: Vec<(&str, &str)> = if_match.map(|t| ("if-match", t)).into_iter().collect();
+    app.send(
+        Method::PATCH,
+        path,
+        Some(token),
+        &headers,
+        Some(Err((
+            "application/merge-patch+json",
+            body.to_string().into_bytes(),
+        ))),
+    )
+    .await
+}
+
+fn etag(answer: &Answer) -> String {
+    answer.headers["etag"].to_str().unwrap().to_string()
+}
+
+fn today_yyyymmdd() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let date = portico::catalog::date::Date::from_days(days as i64).unwrap();
+    format!("{:04}{:02}{:02}", date.year, date.month, date.day)
+}
+
+/// Trims what a driver pads, so rows compare across databases.
+fn text(v: &Option<String>) -> Option<String> {
+    v.as_ref().map(|s| s.trim_end().to_string())
+}
+
+async fn create_update_delete_round_trip_in_the_legacy_shape(kind: Kind) {
+    let db = Legacy::new(kind);
+    let app = Portico::spawn(&db.config("")).await;
+    // A cached read first, so the writes below must invalidate it.
+    let before = app.get_as("/v1/customers?limit=10", Some(&reader())).await;
+    assert_eq!(before.body["data"].as_array().unwrap().len(), 2);
+
+    let created = post(
+        &app,
+        "/v1/customers",
+        &clerk(),
+        json!({"id": "C100", "name": "Café Ünïcode", "status": "on_hold",
+               "since": "2024-02-29", "credit": "1234.50", "region": "EAST"}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.headers["location"], "/v1/customers/C100");
+    assert_eq!(
+        created.body,
+        json!({"id": "C100", "name": "Café Ünïcode", "status": "on_hold", "since": "2024-02-29",
+               "credit": "1234.50", "region": "EAST"})
+    );
+    let stored = db.row("C100").expect("the row is in the table");
+    let today = today_yyyymmdd();
+    assert_eq!(
+        stored[0].as_deref().map(str::len),
+        Some(if kind == Kind::MariaDb { 4 } else { 6 }),
+        "CHAR(6) key as the database keeps it: {stored:?}"
+    );
+    assert_eq!(
+        stored.iter().skip(1).map(text).collect::<Vec<_>>(),
+        vec![
+            Some("Café Ünïcode".into()),
+            Some("H".into()),
+            Some("20240229".into()),
+            Some(if kind == Kind::Sqlite {
+                "1234.5".into()
+            } else {
+                "1234.50".into()
+            }),
+            Some("EAST".into()),
+            Some(today.clone()),
+            Some("clerk".into()),
+        ]
+    );
+    // The GET of the new row carries the ETag the POST returned.
+    let got = app.get_as("/v1/customers/C100", Some(&reader())).await;
+    assert_eq!(got.body, created.body);
+    assert_eq!(etag(&got), etag(&created));
+    let listed = app.get_as("/v1/customers?limit=10", Some(&reader())).await;
+    assert_eq!(
+        listed.body["data"].as_array().unwrap().len(),
+        3,
+        "the cached list was invalidated"
+    );
+
+    // A merge patch: null goes back to the legacy sentinel, untouched fields stay.
+    let patched = patch(
+        &app,
+        "/v1/customers/C100",
+        &clerk(),
+        Some(&etag(&got)),
+        json!({"status": "active", "since": null, "credit": null, "id": "C100"}),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body["status"], "active");
+    assert_eq!(patched.body["since"], Value::Null);
+    assert_eq!(patched.body["name"], "Café Ünïcode");
+    assert_ne!(etag(&patched), etag(&got), "a changed row has a new ETag");
+    let stored = db.row("C100").unwrap();
+    assert_eq!(text(&stored[2]).as_deref(), Some("A"));
+    assert_eq!(
+        text(&stored[3]).as_deref(),
+        Some("00000000"),
+        "null is the old programs' sentinel"
+    );
+    assert_eq!(stored[4], None, "credit is NULL");
+    let got = app.get_as("/v1/customers/C100", Some(&reader())).await;
+    assert_eq!(
+        got.body["status"], "active",
+        "the cached item was invalidated"
+    );
+
+    // A generated key is read back in the same transaction and named in Location.
+    let note = post(
+        &app,
+        "/v1/notes",
+        &clerk(),
+        json!({"customer_id": "C100", "body": "first"}),
+    )
+    .await;
+    assert_eq!(note.status, 201, "{}", note.body);
+    let id = note.body["id"].as_i64().expect("generated integer key");
+    assert_eq!(note.headers["location"], format!("/v1/notes/{id}").as_str());
+    let second = post(
+        &app,
+        "/v1/notes",
+        &clerk(),
+        json!({"customer_id": "C100", "body": "second"}),
+    )
+    .await;
+    assert_eq!(second.body["id"].as_i64(), Some(id + 1));
+    assert_eq!(second.body["body"], "second");
+
+    let deleted = app
+        .send(
+            Method::DELETE,
+            "/v1/customers/C100",
+            Some(&clerk()),
+            &[("if-match", &etag(&got))],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert!(db.row("C100").is_none());
+    assert_eq!(
+        app.get_as("/v1/customers/C100", Some(&reader()))
+            .await
+            .status,
+        404
+    );
+    let again = app
+        .send(
+            Method::DELETE,
+            "/v1/customers/C100",
+            Some(&clerk()),
+            &[],
+            None,
+        )
+        .await;
+    again.problem(404);
+}
+
+async fn every_validation_failure_is_reported_at_its_pointer(kind: Kind) {
+    let db = Legacy::new(kind);
+    let app = Portico::spawn(&db.config("")).await;
+    let before = db.count("CUSTOMERS");
+    let answer = post(
+        &app,
+        "/v1/customers",
+        &clerk(),
+        json!({
+            "id": "C1234567",
+            "name": "x".repeat(31),
+            "status": "gone",
+            "since": "2024-02-30",
+            "credit": "12345678.5",
+            "nickname": "?",
+            "region": 7,
+        }),
+    )
+    .await;
+    let problem = answer.problem(422);
+    assert_eq!(problem["type"], "/problems/validation");
+    let errors: Vec<(String, String)> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap().into(),
+                e["detail"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let at = |pointer: &str, words: &str| {
+        assert!(
+            errors
+                .iter()
+                .any(|(p, d)| p == pointer && d.contains(words)),
+            "{pointer} `{words}` in {errors:?}"
+        )
+    };
+    at("/id", "longer than the column's 6 characters");
+    at("/name", "longer than the column's 30 characters");
+    at("/status", "must be one of: active, on_hold");
+    at("/since", "must be a date");
+    at("/credit", "more than 7 digits before the decimal point");
+    at("/nickname", "is not a field");
+    at("/region", "must be a string");
+    assert_eq!(errors.len(), 7, "{errors:?}");
+
+    // Required fields, decimal places, wrong JSON types, read-only and masked-out fields.
+    let answer = post(
+        &app,
+        "/v1/customers",
+        &clerk(),
+        json!({"credit": "1.234", "since": 20240101}),
+    )
+    .await;
+    let errors = answer.problem(422)["errors"].to_string();
+    for words in [
+        "/id",
+        "/name",
+        "/status",
+        "/region",
+        "is required",
+        "more than 2 decimal places",
+        "must be a date string",
+    ] {
+        assert!(errors.contains(words), "{words} in {errors}");
+    }
+    let answer = post(
+        &app,
+        "/v1/notes",
+        &clerk(),
+        json!({"id": 5, "customer_id": "C001", "body": "x"}),
+    )
+    .await;
+    assert!(answer.problem(422)["errors"]
+        .to_string()
+        .contains("is read-only"));
+    let answer = patch(
+        &app,
+        "/v1/customers/C001",
+        &clerk(),
+        None,
+        json!({"id": "C999"}),
+    )
+    .await;
+    assert!(answer.problem(422)["errors"]
+        .to_string()
+        .contains("part of the key"));
+    let answer = patch(&app, "/v1/customers/C001", &clerk(), None, json!([1, 2])).await;
+    assert_eq!(answer.problem(422)["errors"][0]["pointer"], "");
+
+    // Not JSON, the wrong media type, too large.
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/customers",
+            Some(&clerk()),
+            &[],
+            Some(Err(("application/json", b"{\"id\": ".to_vec()))),
+        )
+        .await;
+    assert_eq!(answer.problem(400)["type"], "/problems/malformed-body");
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/customers",
+            Some(&clerk()),
+            &[],
+            Some(Err(("text/plain", b"id=C9".to_vec()))),
+        )
+        .await;
+    answer.problem(415);
+    let big = json!({"id": "C9", "name": "x".repeat(70_000)})
+        .to_string()
+        .into_bytes();
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/customers",
+            Some(&clerk()),
+            &[],
+            Some(Err(("application/json", big))),
+        )
+        .await;
+    answer.problem(413);
+    assert_eq!(db.count("CUSTOMERS"), before, "nothing was written");
+}
+
+async fn concurrent_writers_with_one_etag_one_wins(kind: Kind) {
+    let db = Legacy::new(kind);
+    let app = Portico::spawn(&db.config("require_if_match = true")).await;
+    let got = app.get_as("/v1/customers/C001", Some(&reader())).await;
+    let tag = etag(&got);
+    let clerk = clerk();
+    // Without If-Match: 428.
+    let answer = patch(
+        &app,
+        "/v1/customers/C001",
+        &clerk,
+        None,
+        json!({"name": "x"}),
+    )
+    .await;
+    answer.problem(428);
+    let (a, b) = tokio::join!(
+        patch(
+            &app,
+            "/v1/customers/C001",
+            &clerk,
+            Some(&tag),
+            json!({"name": "Writer A"})
+        ),
+        patch(
+            &app,
+            "/v1/customers/C001",
+            &clerk,
+            Some(&tag),
+            json!({"name": "Writer B"})
+        ),
+    );
+    let mut statuses = vec![a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 412], "a: {} b: {}", a.body, b.body);
+    let winner = if a.status == 200 { &a } else { &b };
+    let stored = db.row("C001").unwrap();
+    assert_eq!(
+        Some(winner.body["name"].as_str().unwrap().to_string()),
+        text(&stored[1])
+    );
+    // The stale tag keeps failing; the fresh one works; a stale DELETE leaves the row.
+    let stale = patch(
+        &app,
+        "/v1/customers/C001",
+        &clerk,
+        Some(&tag),
+        json!({"name": "late"}),
+    )
+    .await;
+    assert_eq!(stale.problem(412)["type"], "/problems/precondition-failed");
+    let delete = app
+        .send(
+            Method::DELETE,
+            "/v1/customers/C001",
+            Some(&clerk),
+            &[("if-match", &tag)],
+            None,
+        )
+        .await;
+    delete.problem(412);
+    assert!(db.row("C001").is_some());
+    let fresh = patch(
+        &app,
+        "/v1/customers/C001",
+        &clerk,
+        Some(&etag(winner)),
+        json!({"name": "Fresh"}),
+    )
+    .await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+}
+
+async fn an_idempotent_post_retried_concurrently_writes_one_row(kind: Kind) {
+    let db = Legacy::new(kind);
+    let app = Portico::spawn(&db.config("")).await;
+    let body = json!({"customer_id": "C001", "body": "exactly once"});
+    let headers = [("idempotency-key", "order-7f3a")];
+    let clerk = clerk();
+    let send = || {
+        app.send(
+            Method::POST,
+            "/v1/notes",
+            Some(&clerk),
+            &headers,
+            Some(Ok(body.clone())),
+        )
+    };
+    let answers = futures_util::future::join_all((0..10).map(|_| send())).await;
+    let created: Vec<&Answer> = answers.iter().filter(|a| a.status == 201).collect();
+    assert!(!created.is_empty());
+    for answer in &answers {
+        assert!(
+            matches!(answer.status.as_u16(), 201 | 409),
+            "{}: {}",
+            answer.status,
+            answer.body
+        );
+    }
+    assert_eq!(db.count("NOTES"), 1, "one row whatever the retries");
+    // Once the first finished, every retry gets its response, marked as replayed.
+    let replay = send().await;
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.body, created[0].body);
+    assert_eq!(replay.headers["location"], created[0].headers["location"]);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    let other = app
+        .send(
+            Method::POST,
+            "/v1/notes",
+            Some(&clerk),
+            &headers,
+            Some(Ok(json!({"customer_id": "C001", "body": "another"}))),
+        )
+        .await;
+    assert_eq!(
+        other.problem(422)["type"],
+        "/problems/idempotency-key-reused"
+    );
+    assert_eq!(db.count("NOTES"), 1);
+    // Keys live in the state store: a new Portico on the same store still knows this one.
+    drop(app);
+    let app = Portico::spawn(&db.config("")).await;
+    let replay = app
+        .send(
+            Method::POST,
+            "/v1/notes",
+            Some(&clerk),
+            &headers,
+            Some(Ok(body.clone())),
+        )
+        .await;
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(db.count("NOTES"), 1);
+}
+
+async fn constraint_violations_are_conflicts_that_change_nothing(kind: Kind) {
+    let db = Legacy::new(kind);
+    let app = Portico::spawn(&db.config("")).await;
+    let before = db.row("C001");
+    let duplicate = post(
+        &app,
+        "/v1/customers",
+        &clerk(),
+        json!({"id": "C001", "name": "Dup", "status": "active", "region": "EAST"}),
+    )
+    .await;
+    let problem = duplicate.problem(409);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("unique"), "{detail}");
+    if kind == Kind::Sqlite {
+        // SQLite names the column; the problem names the field.
+        assert!(detail.contains("`id`"), "{detail}");
+    }
+    for leak in ["INSERT", "CUSTOMERS\"", "SQL", "[ma-", "ERROR:"] {
+        assert!(!detail.contains(leak), "{detail}");
+    }
+    let negative = patch(
+        &app,
+        "/v1/customers/C001",
+        &clerk(),
+        None,
+        json!({"credit": "-5.00"}),
+    )
+    .await;
+    let detail = negative.problem(409)["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("check") && detail.contains("credit_positive"),
+        "{detail}"
+    );
+    assert_eq!(db.row("C001"), before, "the row is unchanged");
+    assert_eq!(db.count("CUSTOMERS"), 2);
+}
+
+async fn writes_need_the_method_the_scope_and_the_row_policy(kind: Kind) {
+    let db = Legacy::new(kind);
+    let app = Portico::spawn(&db.config("")).await;
+    let before = db.count("CUSTOMERS");
+    // A method the resource does not take: 405 with Allow.
+    let answer = patch(&app, "/v1/notes/1", &clerk(), None, json!({"body": "x"})).await;
+    answer.problem(405);
+    assert_eq!(answer.headers["allow"], "GET, HEAD");
+    let answer = app
+        .send(Method::PUT, "/v1/customers/C001", Some(&clerk()), &[], None)
+        .await;
+    assert_eq!(answer.headers["allow"], "GET, HEAD, PATCH, DELETE");
+    // No token: 401; a read-only token: 403.
+    let body = json!({"id": "C300", "name": "N", "status": "active", "region": "EAST"});
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/customers",
+            None,
+            &[],
+            Some(Ok(body.clone())),
+        )
+        .await;
+    answer.problem(401);
+    let answer = post(&app, "/v1/customers", &reader(), body.clone()).await;
+    assert_eq!(answer.problem(403)["type"], "/problems/insufficient-scope");
+    // A portal limited to EAST writes EAST rows only, and cannot touch WEST ones.
+    let answer = post(
+        &app,
+        "/v1/customers",
+        &east_portal(),
+        json!({"id": "C301", "name": "W", "status": "active", "region": "WEST"}),
+    )
+    .await;
+    answer.problem(403);
+    assert!(db.row("C301").is_none(), "rolled back");
+    let answer = patch(
+        &app,
+        "/v1/customers/C002",
+        &east_portal(),
+        None,
+        json!({"name": "mine now"}),
+    )
+    .await;
+    answer.problem(404);
+    let answer = patch(
+        &app,
+        "/v1/customers/C001",
+        &east_portal(),
+        None,
+        json!({"region": "WEST"}),
+    )
+    .await;
+    answer.problem(403);
+    assert_eq!(text(&db.row("C001").unwrap()[5]).as_deref(), Some("EAST"));
+    let answer = app
+        .send(
+            Method::DELETE,
+            "/v1/customers/C002",
+            Some(&east_portal()),
+            &[],
+            None,
+        )
+        .await;
+    answer.problem(404);
+    let answer = post(&app, "/v1/customers", &east_portal(), body).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(db.count("CUSTOMERS"), before + 1);
+    assert_eq!(
+        text(&db.row("C300").unwrap()[7]).as_deref(),
+        Some("east-desk"),
+        "UPD_USER records the subject"
+    );
+}
+
+macro_rules! per_database {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $test() { super::$test(super::Kind::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $test() { super::$test(super::Kind::Postgres).await })*
+        }
+        mod mariadb {
+            $(#[tokio::test] async fn $test() { super::$test(super::Kind::MariaDb).await })*
+        }
+    };
+}
+
+per_database!(
+    create_update_delete_round_trip_in_the_legacy_shape,
+    every_validation_failure_is_reported_at_its_pointer,
+    concurrent_writers_with_one_etag_one_wins,
+    an_idempotent_post_retried_concurrently_writes_one_row,
+    constraint_violations_are_conflicts_that_change_nothing,
+    writes_need_the_method_the_scope_and_the_row_policy,
+);
