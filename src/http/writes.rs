@@ -264,7 +264,7 @@ impl Call<'_> {
     }
 
     /// The key from the URL: raw parts and their legacy values by field index.
-    fn key(&self) -> Result<(Vec<String>, Vec<(usize, Param)>), ApiError> {
+    fn key(&self) -> Result<(Vec<String>, KeyParams), ApiError> {
         let r = self.resource;
         let parts = split_key(raw_segment(self.req, 2))?;
         let conditions = plan::key_conditions(r, &parts)?;
@@ -509,6 +509,9 @@ impl Call<'_> {
         }
     }
 }
+
+/// Legacy values of a key's fields, by field index.
+type KeyParams = Vec<(usize, Param)>;
 
 enum Idempotency {
     Owned { scope: String, key: String },

@@ -112,11 +112,16 @@ pub fn compile(
     let mut fixed = Vec::new();
     for (column, wc) in &rc.write_values {
         let location = format!("{at}.write_values.{column}");
-        if fields.iter().any(|f| f.column.eq_ignore_ascii_case(column)) {
+        if let Some(f) = fields
+            .iter()
+            .find(|f| f.column.eq_ignore_ascii_case(column) && !f.read_only)
+        {
             problem(
                 location,
-                "this column is a field's; Portico sets only columns the API does not expose"
-                    .into(),
+                format!(
+                    "clients write this column through `{}`; Portico sets only columns the API does not expose or serves `read_only`",
+                    f.name
+                ),
             );
             continue;
         }
