@@ -309,7 +309,7 @@ impl Call<'_> {
         let etag = rules::row_etag(self.resource, plan, row);
         if !strong_match(tags, &etag) {
             return Err(ApiError::PreconditionFailed(format!(
-                "the {} changed since it was read; read it again and retry",
+                "the row changed since its ETag was read; read {} again and retry",
                 self.resource.name
             )));
         }
@@ -395,7 +395,7 @@ impl Call<'_> {
                 raw_segment(self.req, 2)
             ))),
             WriteOutcome::RolledBack(Rollback::Changed) => Err(ApiError::PreconditionFailed(
-                format!("the {name} changed since it was read; read it again and retry"),
+                format!("the row changed since its ETag was read; read {name} again and retry"),
             )),
             WriteOutcome::RolledBack(Rollback::Hidden) => Err(ApiError::Forbidden(format!(
                 "the written {name} would be outside the rows this token may see; nothing was written"

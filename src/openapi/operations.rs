@@ -62,7 +62,7 @@ const PROBLEMS: [(&str, u16, &str, &str, &str); 13] = [
         412,
         "The row changed since the ETag sent as If-Match was read; nothing was written.",
         "precondition-failed",
-        "the customers changed since it was read; read it again and retry",
+        "the row changed since its ETag was read; read customers again and retry",
     ),
     (
         "PayloadTooLarge",

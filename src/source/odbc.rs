@@ -269,7 +269,7 @@ impl Worker {
             Ok(WriteOutcome::Committed(_)) => conn.commit(),
             _ => conn.rollback(),
         };
-        let result = match (result, ended) {
+        match (result, ended) {
             (Ok(outcome), Err(e)) => {
                 tracing::warn!(source = %self.settings.name, error = %e, "ending a write transaction failed");
                 match outcome {
@@ -283,8 +283,7 @@ impl Worker {
                 }
                 result
             }
-        };
-        result
+        }
     }
 
     fn run_steps(

@@ -78,6 +78,41 @@ fn the_published_contracts_are_what_the_demo_config_generates() {
         .as_str()
         .unwrap()
         .contains("jobs:read:amounts"));
+    // Writes: request bodies with required fields and limits, headers, every answer.
+    let create = &document["paths"]["/v1/jobs"]["post"];
+    assert_eq!(create["operationId"], "createJob");
+    assert_eq!(create["security"], json!([{"bearer": ["jobs:write"]}]));
+    assert_eq!(create["parameters"][0]["name"], "Idempotency-Key");
+    for status in ["201", "400", "409", "413", "415", "422"] {
+        assert!(create["responses"].get(status).is_some(), "POST {status}");
+    }
+    assert!(create["responses"]["201"]["headers"]
+        .get("Location")
+        .is_some());
+    let body = &document["components"]["schemas"]["JobCreate"];
+    assert_eq!(
+        body["required"],
+        json!(["id", "customer_id", "status", "ordered_on", "rush"])
+    );
+    assert_eq!(body["properties"]["id"]["maxLength"], 10);
+    assert!(body["properties"].get("updated_at").is_none(), "read-only");
+    assert_eq!(body["additionalProperties"], false);
+    let patch = &document["paths"]["/v1/operations/{job_id},{sequence}"]["patch"];
+    let if_match = patch["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "If-Match")
+        .unwrap();
+    assert_eq!(if_match["required"], true, "operations require If-Match");
+    for status in ["200", "404", "409", "412", "422", "428"] {
+        assert!(patch["responses"].get(status).is_some(), "PATCH {status}");
+    }
+    assert!(patch["requestBody"]["content"]
+        .get("application/merge-patch+json")
+        .is_some());
+    assert!(document["paths"]["/v1/jobs/{id}"].get("delete").is_none());
+    assert!(document["paths"]["/v1/operations"].get("post").is_none());
 }
 
 fn validate_document(text: &str) {

@@ -138,3 +138,82 @@ pub fn compile(
         generated_key,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Problem;
+
+    fn problems(resource: &str, dialect: &str) -> Vec<Problem> {
+        let text = format!(
+            r#"
+            [sources.erp]
+            kind = "odbc"
+            connection_string = "DSN=x"
+            dialect = "{dialect}"
+            [auth]
+            issuer = "i"
+            audience = "a"
+            [[auth.keys]]
+            algorithm = "HS256"
+            secret = "0123456789abcdef0123456789abcdef"
+            [versions.v1.resources.notes]
+            source = "erp"
+            key = ["id"]
+            {resource}
+            [versions.v1.resources.notes.fields]
+            id = {{ column = "NOTE_ID", type = "integer", read_only = true }}
+            body = {{ column = "BODY", type = "string", required = true }}
+            stamp = {{ column = "STAMP", type = "datetime" }}
+            "#
+        );
+        let config = crate::config::parse("t.toml", &text, &|_| None).expect("parses");
+        crate::catalog::compile(&config).err().unwrap_or_default()
+    }
+
+    fn has(problems: &[Problem], location: &str, words: &str) -> bool {
+        problems
+            .iter()
+            .any(|p| p.location.ends_with(location) && p.message.contains(words))
+    }
+
+    #[test]
+    fn write_rules_are_checked_where_they_are_written() {
+        let ok = "table = \"NOTES\"\nwrite_scope = \"w\"\nwrites = [\"create\"]";
+        assert!(
+            problems(ok, "sqlite").is_empty(),
+            "{:?}",
+            problems(ok, "sqlite")
+        );
+
+        let p = problems(
+            "query = \"SELECT 1\"\nwrite_scope = \"w\"\nwrites = [\"create\"]",
+            "sqlite",
+        );
+        assert!(has(&p, "notes.writes", "read-only"), "{p:?}");
+
+        let p = problems("table = \"NOTES\"\nwrites = [\"update\"]", "sqlite");
+        assert!(
+            has(&p, "notes.write_scope", "names the `write_scope`"),
+            "{p:?}"
+        );
+
+        let p = problems(ok, "generic");
+        assert!(has(&p, "fields.id.read_only", "generic dialect"), "{p:?}");
+
+        let twin = format!(
+            "{ok}\nwrite_values = {{ STAMP = {{ value = \"now\", column_type = \"timestamp\" }} }}"
+        );
+        let p = problems(&twin, "sqlite");
+        assert!(has(&p, "write_values.STAMP", "through `stamp`"), "{p:?}");
+
+        let bad = format!("{ok}\nwrite_values = {{ LAST = {{ value = \"{{claim.x}}\" }} }}");
+        let p = problems(&bad, "sqlite");
+        assert!(has(&p, "write_values.LAST", "use `now`"), "{p:?}");
+
+        let p = problems(
+            "table = \"NOTES\"\nwrite_values = { LAST = { value = \"now\" } }",
+            "sqlite",
+        );
+        assert!(has(&p, "notes.write_values", "takes no `writes`"), "{p:?}");
+    }
+}
