@@ -214,6 +214,23 @@ async fn patch(
     .await
 }
 
+async fn delete(app: &Portico, path: &str, token: &str, if_match: Option<&str>) -> Answer {
+    let headers: Vec<(&str, &str)> = if_match.map(|t| ("if-match", t)).into_iter().collect();
+    app.send(Method::DELETE, path, Some(token), &headers, None)
+        .await
+}
+
+async fn post_raw(app: &Portico, content_type: &str, body: Vec<u8>) -> Answer {
+    app.send(
+        Method::POST,
+        "/v1/customers",
+        Some(&clerk()),
+        &[],
+        Some(Err((content_type, body))),
+    )
+    .await
+}
+
 fn etag(answer: &Answer) -> String {
     answer.headers["etag"].to_str().unwrap().to_string()
 }
@@ -338,15 +355,7 @@ async fn create_update_delete_round_trip_in_the_legacy_shape(kind: Kind) {
     assert_eq!(second.body["id"].as_i64(), Some(id + 1));
     assert_eq!(second.body["body"], "second");
 
-    let deleted = app
-        .send(
-            Method::DELETE,
-            "/v1/customers/C100",
-            Some(&clerk()),
-            &[("if-match", &etag(&got))],
-            None,
-        )
-        .await;
+    let deleted = delete(&app, "/v1/customers/C100", &clerk(), Some(&etag(&got))).await;
     assert_eq!(deleted.status, 204);
     assert!(db.row("C100").is_none());
     assert_eq!(
@@ -355,15 +364,7 @@ async fn create_update_delete_round_trip_in_the_legacy_shape(kind: Kind) {
             .status,
         404
     );
-    let again = app
-        .send(
-            Method::DELETE,
-            "/v1/customers/C100",
-            Some(&clerk()),
-            &[],
-            None,
-        )
-        .await;
+    let again = delete(&app, "/v1/customers/C100", &clerk(), None).await;
     again.problem(404);
 }
 
@@ -461,38 +462,14 @@ async fn every_validation_failure_is_reported_at_its_pointer(kind: Kind) {
     assert_eq!(answer.problem(422)["errors"][0]["pointer"], "");
 
     // Not JSON, the wrong media type, too large.
-    let answer = app
-        .send(
-            Method::POST,
-            "/v1/customers",
-            Some(&clerk()),
-            &[],
-            Some(Err(("application/json", b"{\"id\": ".to_vec()))),
-        )
-        .await;
+    let answer = post_raw(&app, "application/json", b"{\"id\": ".to_vec()).await;
     assert_eq!(answer.problem(400)["type"], "/problems/malformed-body");
-    let answer = app
-        .send(
-            Method::POST,
-            "/v1/customers",
-            Some(&clerk()),
-            &[],
-            Some(Err(("text/plain", b"id=C9".to_vec()))),
-        )
-        .await;
+    let answer = post_raw(&app, "text/plain", b"id=C9".to_vec()).await;
     answer.problem(415);
     let big = json!({"id": "C9", "name": "x".repeat(70_000)})
         .to_string()
         .into_bytes();
-    let answer = app
-        .send(
-            Method::POST,
-            "/v1/customers",
-            Some(&clerk()),
-            &[],
-            Some(Err(("application/json", big))),
-        )
-        .await;
+    let answer = post_raw(&app, "application/json", big).await;
     answer.problem(413);
     assert_eq!(db.count("CUSTOMERS"), before, "nothing was written");
 }
@@ -541,15 +518,7 @@ async fn concurrent_writers_with_one_etag_one_wins(kind: Kind) {
     )
     .await;
     assert_eq!(stale.problem(412)["type"], "/problems/precondition-failed");
-    let delete = app
-        .send(
-            Method::DELETE,
-            "/v1/customers/C001",
-            Some(&clerk),
-            &[("if-match", &tag)],
-            None,
-        )
-        .await;
+    let delete = delete(&app, "/v1/customers/C001", &clerk, Some(&tag)).await;
     delete.problem(412);
     assert!(db.row("C001").is_some());
     let fresh = patch(
@@ -723,15 +692,7 @@ async fn writes_need_the_method_the_scope_and_the_row_policy(kind: Kind) {
     .await;
     answer.problem(403);
     assert_eq!(text(&db.row("C001").unwrap()[5]).as_deref(), Some("EAST"));
-    let answer = app
-        .send(
-            Method::DELETE,
-            "/v1/customers/C002",
-            Some(&east_portal()),
-            &[],
-            None,
-        )
-        .await;
+    let answer = delete(&app, "/v1/customers/C002", &east_portal(), None).await;
     answer.problem(404);
     let answer = post(&app, "/v1/customers", &east_portal(), body).await;
     assert_eq!(answer.status, 201, "{}", answer.body);
