@@ -76,6 +76,15 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
             }
         }
         check_parents(&resources, &at, &mut problems);
+        if resources.contains_key("procedures") {
+            problems.push(problem(
+                format!("{at}.resources.procedures"),
+                "`procedures` is where this version's stored procedures are served",
+            ));
+        }
+        let names: Vec<&str> = version.resources.keys().map(String::as_str).collect();
+        let procedures =
+            super::procedure::compile(&version.procedures, config, &names, &at, &mut problems);
         let mut date = |key: &str, text: &Option<String>| {
             let text = text.as_ref()?;
             let parsed = super::date::Date::parse_iso(text);
@@ -104,6 +113,7 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
                 sunset,
                 deprecation_headers: super::deprecation_headers(deprecated, sunset),
                 resources,
+                procedures,
             },
         );
     }
@@ -121,7 +131,7 @@ fn problem(location: impl Into<String>, message: impl Into<String>) -> Problem {
     }
 }
 
-fn is_url_name(name: &str) -> bool {
+pub(super) fn is_url_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -293,7 +303,7 @@ fn check_parents(resources: &IndexMap<String, Resource>, at: &str, problems: &mu
     }
 }
 
-fn compile_field(
+pub(super) fn compile_field(
     name: &str,
     fc: &FieldConfig,
     key: &[String],

@@ -7,6 +7,7 @@ pub mod date;
 pub mod field;
 pub mod limits;
 pub mod plan;
+pub mod procedure;
 pub mod query;
 pub mod write;
 
@@ -47,6 +48,8 @@ pub struct Version {
     pub deprecation_headers: Vec<(&'static str, String)>,
     /// Resources by name.
     pub resources: IndexMap<String, Resource>,
+    /// Stored procedures by name.
+    pub procedures: IndexMap<String, procedure::Procedure>,
 }
 
 /// A REST resource over a legacy table, view or query.

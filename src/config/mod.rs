@@ -3,6 +3,7 @@
 mod auth;
 mod interpolate;
 mod model;
+mod procedure;
 mod write;
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::time::Duration;
 pub use auth::*;
 pub use interpolate::interpolate;
 pub use model::*;
+pub use procedure::*;
 pub use write::*;
 
 /// A configuration problem, with where it is.

@@ -173,6 +173,9 @@ pub struct VersionConfig {
     /// Resources served under `/{version}/{name}`.
     #[serde(default)]
     pub resources: IndexMap<String, ResourceConfig>,
+    /// Stored procedures served as `POST /{version}/procedures/{name}`.
+    #[serde(default)]
+    pub procedures: IndexMap<String, super::ProcedureConfig>,
 }
 
 /// One REST resource backed by a legacy table, view or read-only query.

@@ -6,6 +6,7 @@ mod docs;
 mod health;
 mod observe;
 pub mod problem;
+mod procedures;
 mod resources;
 mod writes;
 

@@ -36,6 +36,9 @@ pub async fn dispatch(
     if !(2..=4).contains(&depth) {
         return Err(not_found(&req));
     }
+    if depth == 3 && raw_segment(&req, 1) == "procedures" {
+        return super::procedures::call(req, state, payload).await;
+    }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let write = match (depth, req.method()) {
             (2, &Method::POST) => Some(WriteOp::Create),

@@ -572,7 +572,7 @@ fn strong_match(header: &str, etag: &str) -> bool {
 }
 
 /// The body as JSON, within `MAX_BODY`, of one of the `accepted` media types.
-async fn read_json(
+pub(super) async fn read_json(
     req: &HttpRequest,
     payload: web::Payload,
     accepted: &[&str],

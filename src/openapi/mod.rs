@@ -3,6 +3,7 @@
 
 pub mod diff;
 mod operations;
+mod procedures;
 pub mod schema;
 mod writes;
 
@@ -46,6 +47,11 @@ pub fn document(version: &Version, admin_scope: Option<&str>, mut fixed: OpenApi
         for (path, item) in operations::path_items(version, resource, auth) {
             paths = paths.path(path, item);
         }
+    }
+    for procedure in version.procedures.values() {
+        components = components.schemas_from_iter(procedures::schemas(procedure));
+        let (path, item) = procedures::path_item(version, procedure, auth);
+        paths = paths.path(path, item);
     }
     components = components.schema("Problem", schema::problem());
     for (name, response) in operations::problem_responses() {

@@ -1,5 +1,6 @@
 //! Legacy databases: the `Source` contract, the values that cross it, and SQL generation.
 
+pub mod call;
 pub mod constraint;
 pub mod dialect;
 pub mod odbc;
@@ -199,6 +200,8 @@ pub trait Source: Send + Sync {
     /// Runs the steps of a write in one transaction on one connection: committed when every
     /// step finds what it expects, rolled back otherwise (and on any error or timeout).
     fn write(&self, steps: Vec<write::Step>) -> SourceFuture<'_, write::WriteOutcome>;
+    /// Calls a stored procedure in a transaction (committed only for a writing procedure).
+    fn call(&self, call: call::Call) -> SourceFuture<'_, call::CallOutcome>;
     /// Checks that the database answers.
     fn ping(&self) -> SourceFuture<'_, ()>;
 }

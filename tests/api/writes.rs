@@ -105,6 +105,12 @@ impl Legacy {
     }
 
     fn config(&self, extra: &str) -> String {
+        let (resource_extra, tail) = if extra.contains("[versions.v1.procedures") {
+            ("", extra)
+        } else {
+            (extra, "")
+        };
+        let extra = resource_extra;
         format!(
             r#"
 [server]
@@ -162,6 +168,7 @@ writes = ["create"]
 id = {{ column = "NOTE_ID", type = "integer", read_only = true }}
 customer_id = {{ column = "CUST_NO", type = "string", column_type = "char(6)", required = true }}
 body = {{ column = "BODY", type = "string", column_type = "varchar(200)", required = true }}
+{tail}
 "#,
             state = self.dir.path().join("state.sqlite3").display(),
             dialect = self.kind.dialect(),
@@ -726,3 +733,176 @@ per_database!(
     constraint_violations_are_conflicts_that_change_nothing,
     writes_need_the_method_the_scope_and_the_row_policy,
 );
+
+const PROCEDURES: &str = r#"
+[versions.v1.procedures.customer_summary]
+source = "legacy"
+procedure = "customer_summary"
+description = "Moves a customer's start date; answers its note count and name."
+scope = "customers:write"
+writes = true
+invalidates = ["customers"]
+
+[versions.v1.procedures.customer_summary.parameters]
+customer_id = { type = "string", column_type = "char(6)", required = true }
+since = { type = "date", format = "yyyymmdd", column_type = "char(8)" }
+notes = { type = "integer", direction = "out" }
+name = { type = "string", column_type = "varchar(30)", direction = "out" }
+
+[versions.v1.procedures.customer_notes]
+source = "legacy"
+procedure = "customer_notes"
+scope = "customers:read"
+
+[versions.v1.procedures.customer_notes.parameters]
+customer_id = { type = "string", column_type = "char(6)", required = true }
+
+[versions.v1.procedures.customer_notes.result]
+id = { column = "NOTE_ID", type = "integer" }
+body = { column = "BODY", type = "string" }
+"#;
+
+/// The procedures in each database's own language: inputs, outputs, a write, a result set.
+fn create_procedures(db: &Legacy) {
+    let statements: Vec<&str> = match db.kind {
+        Kind::MariaDb => vec![
+            "CREATE PROCEDURE customer_summary(IN p_cust CHAR(6), IN p_since CHAR(8), \
+             OUT p_notes INT, OUT p_name VARCHAR(30)) \
+             BEGIN \
+               UPDATE CUSTOMERS SET SINCE = p_since WHERE CUST_NO = p_cust; \
+               SELECT COUNT(*) INTO p_notes FROM NOTES WHERE CUST_NO = p_cust; \
+               SELECT NAME INTO p_name FROM CUSTOMERS WHERE CUST_NO = p_cust; \
+               SELECT NOTE_ID, BODY FROM NOTES WHERE CUST_NO = p_cust ORDER BY NOTE_ID; \
+             END",
+            "CREATE PROCEDURE customer_notes(IN p_cust CHAR(6)) \
+             SELECT NOTE_ID, BODY FROM NOTES WHERE CUST_NO = p_cust ORDER BY NOTE_ID",
+        ],
+        Kind::Postgres => vec![
+            "CREATE FUNCTION customer_summary(p_cust CHAR(6), p_since CHAR(8), \
+             OUT p_notes INT, OUT p_name VARCHAR) AS $$ \
+             BEGIN \
+               UPDATE \"CUSTOMERS\" SET \"SINCE\" = p_since WHERE \"CUST_NO\" = p_cust; \
+               SELECT COUNT(*) INTO p_notes FROM \"NOTES\" WHERE \"CUST_NO\" = p_cust; \
+               SELECT \"NAME\" INTO p_name FROM \"CUSTOMERS\" WHERE \"CUST_NO\" = p_cust; \
+             END $$ LANGUAGE plpgsql",
+            "CREATE FUNCTION customer_notes(p_cust CHAR(6)) \
+             RETURNS TABLE (note_id INT, body VARCHAR) AS $$ \
+             SELECT \"NOTE_ID\", \"BODY\" FROM \"NOTES\" WHERE \"CUST_NO\" = p_cust ORDER BY \"NOTE_ID\" \
+             $$ LANGUAGE sql",
+        ],
+        _ => unreachable!("SQLite has no stored procedures"),
+    };
+    for sql in statements {
+        execute(&db.connection_string, sql);
+    }
+}
+
+async fn procedures_take_inputs_and_answer_outputs_and_rows(kind: Kind) {
+    let db = Legacy::new(kind);
+    create_procedures(&db);
+    let app = Portico::spawn(&db.config(PROCEDURES)).await;
+    for body in ["first", "second"] {
+        let note = post(
+            &app,
+            "/v1/notes",
+            &clerk(),
+            json!({"customer_id": "C001", "body": body}),
+        )
+        .await;
+        assert_eq!(note.status, 201);
+    }
+    let cached = app.get_as("/v1/customers/C001", Some(&reader())).await;
+    assert_eq!(cached.body["since"], "2019-03-01");
+
+    let call = |path: &'static str, token: String, body: Value| {
+        let app = &app;
+        async move {
+            app.send(Method::POST, path, Some(&token), &[], Some(Ok(body)))
+                .await
+        }
+    };
+    let summary = call(
+        "/v1/procedures/customer_summary",
+        clerk(),
+        json!({"customer_id": "C001", "since": "2020-01-31"}),
+    )
+    .await;
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    assert_eq!(
+        summary.body["output"],
+        json!({"notes": 2, "name": "Acme Tools"})
+    );
+    assert_eq!(
+        text(&db.row("C001").unwrap()[3]).as_deref(),
+        Some("20200131"),
+        "the input went down as YYYYMMDD and the write committed"
+    );
+    let fresh = app.get_as("/v1/customers/C001", Some(&reader())).await;
+    assert_eq!(
+        fresh.body["since"], "2020-01-31",
+        "the call invalidated the cached row"
+    );
+
+    let notes = call(
+        "/v1/procedures/customer_notes",
+        reader(),
+        json!({"customer_id": "C001"}),
+    )
+    .await;
+    assert_eq!(notes.status, 200, "{}", notes.body);
+    assert_eq!(
+        notes.body["rows"],
+        json!([{"id": 1, "body": "first"}, {"id": 2, "body": "second"}])
+    );
+
+    // Validation, scope, method.
+    let bad = call(
+        "/v1/procedures/customer_summary",
+        clerk(),
+        json!({"since": "yesterday", "notes": 3, "extra": 1}),
+    )
+    .await;
+    let errors = bad.problem(422)["errors"].to_string();
+    for words in [
+        "/customer_id",
+        "is required",
+        "/since",
+        "/notes",
+        "is an output parameter",
+        "/extra",
+        "not a parameter",
+    ] {
+        assert!(errors.contains(words), "{words} in {errors}");
+    }
+    let denied = call(
+        "/v1/procedures/customer_summary",
+        reader(),
+        json!({"customer_id": "C001"}),
+    )
+    .await;
+    denied.problem(403);
+    let get = app
+        .send(
+            Method::GET,
+            "/v1/procedures/customer_notes",
+            Some(&reader()),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(get.problem(405)["status"], 405);
+    assert_eq!(get.headers["allow"], "POST");
+    let missing = call("/v1/procedures/nope", clerk(), json!({})).await;
+    missing.problem(404);
+}
+
+mod procedures {
+    #[tokio::test]
+    async fn mariadb() {
+        super::procedures_take_inputs_and_answer_outputs_and_rows(super::Kind::MariaDb).await
+    }
+    #[tokio::test]
+    async fn postgres() {
+        super::procedures_take_inputs_and_answer_outputs_and_rows(super::Kind::Postgres).await
+    }
+}

@@ -130,7 +130,7 @@ fn is_twin(resource: &Resource, index: usize) -> bool {
 }
 
 /// One JSON value in the field's API type, turned into the legacy value.
-pub(super) fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
+pub fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
     if json.is_null() {
         if f.is_key || f.required {
             return Err("cannot be null".into());

@@ -1,6 +1,8 @@
 //! ODBC sources through the system unixODBC (odbc-api): pooled connections, blocking calls on
 //! a bounded set of threads, query timeouts and a concurrency limit that sheds load.
 
+mod call;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::telemetry::metrics::{SourceLabels, SourceMetrics};
 
+use super::call::{Call, CallOutcome};
 use super::write::{Step, WriteOutcome};
 use super::{
     ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value,
@@ -173,6 +176,28 @@ impl Source for OdbcSource {
         })
     }
 
+    fn call(&self, call: Call) -> SourceFuture<'_, CallOutcome> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self
+                .run(move |worker| {
+                    worker.in_transaction(call.commit, |conn| {
+                        call::run(
+                            conn,
+                            &call,
+                            worker.timeout_secs(),
+                            worker.settings.max_text_bytes,
+                        )
+                        .map_err(|e| worker.classify(e))
+                    })
+                })
+                .await;
+            self.meters.queries.inc();
+            self.meters.seconds.observe(started.elapsed().as_secs_f64());
+            result
+        })
+    }
+
     fn ping(&self) -> SourceFuture<'_, ()> {
         let sql = self.settings.dialect.ping();
         Box::pin(self.run(move |worker| {
@@ -251,10 +276,20 @@ impl Worker {
         }
     }
 
-    /// Runs a write's steps in one transaction. A pooled connection is pinged first (a write
-    /// must not be retried once it may have reached the database); the connection goes back to
-    /// the pool in autocommit mode, or is dropped when it cannot be put back cleanly.
+    /// Runs a write's steps in one transaction.
     fn transaction(&self, steps: &[Step]) -> Result<WriteOutcome, SourceError> {
+        self.in_transaction(true, |conn| self.run_steps(conn, steps))
+    }
+
+    /// Runs `work` in one transaction on one connection, committed when `commit` is set and
+    /// the work succeeds, rolled back otherwise. A pooled connection is pinged first (a write
+    /// must not be retried once it may have reached the database); the connection goes back
+    /// to the pool in autocommit mode, or is dropped when it cannot be put back cleanly.
+    fn in_transaction<T: Finished>(
+        &self,
+        commit: bool,
+        work: impl FnOnce(&Connection<'static>) -> Result<T, SourceError>,
+    ) -> Result<T, SourceError> {
         let ping = self.settings.dialect.ping();
         let pooled = self
             .take_idle()
@@ -264,18 +299,13 @@ impl Worker {
             None => self.connect()?,
         };
         conn.set_autocommit(false).map_err(|e| self.classify(e))?;
-        let result = self.run_steps(&conn, steps);
-        let ended = match &result {
-            Ok(WriteOutcome::Committed(_)) => conn.commit(),
-            _ => conn.rollback(),
-        };
+        let result = work(&conn);
+        let keep = commit && result.as_ref().is_ok_and(Finished::keep);
+        let ended = if keep { conn.commit() } else { conn.rollback() };
         match (result, ended) {
-            (Ok(outcome), Err(e)) => {
-                tracing::warn!(source = %self.settings.name, error = %e, "ending a write transaction failed");
-                match outcome {
-                    WriteOutcome::Committed(_) => Err(self.classify(e)),
-                    rolled_back => Ok(rolled_back),
-                }
+            (Ok(_), Err(e)) if keep => {
+                tracing::warn!(source = %self.settings.name, error = %e, "committing failed");
+                Err(self.classify(e))
             }
             (result, ended) => {
                 if ended.is_ok() && conn.set_autocommit(true).is_ok() {
@@ -412,6 +442,23 @@ impl Worker {
             }
         }
         Ok(rows)
+    }
+}
+
+/// Whether a transaction's result is to be kept (committed) or undone.
+trait Finished {
+    fn keep(&self) -> bool;
+}
+
+impl Finished for WriteOutcome {
+    fn keep(&self) -> bool {
+        matches!(self, WriteOutcome::Committed(_))
+    }
+}
+
+impl Finished for CallOutcome {
+    fn keep(&self) -> bool {
+        true
     }
 }
 
