@@ -127,11 +127,7 @@ mod tests {
     use crate::source::Value;
 
     fn compile_text(resource_extra: &str, auth: bool) -> Result<Catalog, Vec<Problem>> {
-        let auth = if auth {
-            "[auth]\nissuer = \"i\"\naudience = \"a\"\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n"
-        } else {
-            ""
-        };
+        let auth = if auth { crate::config::TEST_AUTH } else { "" };
         let text = format!(
             r#"{auth}
             [sources.erp]

@@ -139,18 +139,14 @@ pub fn compile(
 #[cfg(test)]
 mod tests {
     fn problems(procedure: &str) -> Vec<crate::config::Problem> {
+        let auth = crate::config::TEST_AUTH;
         let text = format!(
             r#"
             [sources.erp]
             kind = "odbc"
             connection_string = "DSN=x"
             dialect = "mysql"
-            [auth]
-            issuer = "i"
-            audience = "a"
-            [[auth.keys]]
-            algorithm = "HS256"
-            secret = "0123456789abcdef0123456789abcdef"
+            {auth}
             [versions.v1.resources.notes]
             source = "erp"
             table = "NOTES"

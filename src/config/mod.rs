@@ -15,6 +15,10 @@ pub use model::*;
 pub use procedure::*;
 pub use write::*;
 
+/// `[auth]` with a test HS256 secret, for unit tests that compile configurations.
+#[cfg(test)]
+pub(crate) const TEST_AUTH: &str = "[auth]\nissuer = \"i\"\naudience = \"a\"\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+
 /// A configuration problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

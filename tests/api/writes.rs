@@ -238,6 +238,14 @@ async fn post_raw(app: &Portico, content_type: &str, body: Vec<u8>) -> Answer {
     .await
 }
 
+/// Asserts a 422 whose `errors` mention every one of `words`.
+fn assert_errors(answer: &Answer, words: &[&str]) {
+    let errors = answer.problem(422)["errors"].to_string();
+    for word in words {
+        assert!(errors.contains(word), "{word} in {errors}");
+    }
+}
+
 fn etag(answer: &Answer) -> String {
     answer.headers["etag"].to_str().unwrap().to_string()
 }
@@ -432,18 +440,18 @@ async fn every_validation_failure_is_reported_at_its_pointer(kind: Kind) {
         json!({"credit": "1.234", "since": 20240101}),
     )
     .await;
-    let errors = answer.problem(422)["errors"].to_string();
-    for words in [
-        "/id",
-        "/name",
-        "/status",
-        "/region",
-        "is required",
-        "more than 2 decimal places",
-        "must be a date string",
-    ] {
-        assert!(errors.contains(words), "{words} in {errors}");
-    }
+    assert_errors(
+        &answer,
+        &[
+            "/id",
+            "/name",
+            "/status",
+            "/region",
+            "is required",
+            "more than 2 decimal places",
+            "must be a date string",
+        ],
+    );
     let answer = post(
         &app,
         "/v1/notes",
@@ -862,18 +870,18 @@ async fn procedures_take_inputs_and_answer_outputs_and_rows(kind: Kind) {
         json!({"since": "yesterday", "notes": 3, "extra": 1}),
     )
     .await;
-    let errors = bad.problem(422)["errors"].to_string();
-    for words in [
-        "/customer_id",
-        "is required",
-        "/since",
-        "/notes",
-        "is an output parameter",
-        "/extra",
-        "not a parameter",
-    ] {
-        assert!(errors.contains(words), "{words} in {errors}");
-    }
+    assert_errors(
+        &bad,
+        &[
+            "/customer_id",
+            "is required",
+            "/since",
+            "/notes",
+            "is an output parameter",
+            "/extra",
+            "not a parameter",
+        ],
+    );
     let denied = call(
         "/v1/procedures/customer_summary",
         reader(),

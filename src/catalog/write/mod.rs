@@ -144,18 +144,14 @@ mod tests {
     use crate::config::Problem;
 
     fn problems(resource: &str, dialect: &str) -> Vec<Problem> {
+        let auth = crate::config::TEST_AUTH;
         let text = format!(
             r#"
             [sources.erp]
             kind = "odbc"
             connection_string = "DSN=x"
             dialect = "{dialect}"
-            [auth]
-            issuer = "i"
-            audience = "a"
-            [[auth.keys]]
-            algorithm = "HS256"
-            secret = "0123456789abcdef0123456789abcdef"
+            {auth}
             [versions.v1.resources.notes]
             source = "erp"
             key = ["id"]
