@@ -914,3 +914,70 @@ mod procedures {
         super::procedures_take_inputs_and_answer_outputs_and_rows(super::Kind::Postgres).await
     }
 }
+
+/// A write that outlives its time budget is rolled back: PostgreSQL cancels the statement at
+/// `query_timeout`; MariaDB's driver has no statement timeout, so the call runs on after the
+/// client got its 503, and must then roll back instead of committing.
+async fn a_write_past_its_timeout_rolls_back(kind: Kind) {
+    let db = Legacy::new(kind);
+    let sql = match kind {
+        Kind::Postgres => {
+            "CREATE FUNCTION slow_rename(p_cust CHAR(6)) RETURNS INT AS $$ \
+             BEGIN \
+               UPDATE \"CUSTOMERS\" SET \"NAME\" = 'Renamed' WHERE \"CUST_NO\" = p_cust; \
+               PERFORM pg_sleep(4); \
+               RETURN 1; \
+             END $$ LANGUAGE plpgsql"
+        }
+        _ => {
+            "CREATE PROCEDURE slow_rename(IN p_cust CHAR(6)) \
+             BEGIN \
+               UPDATE CUSTOMERS SET NAME = 'Renamed' WHERE CUST_NO = p_cust; \
+               DO SLEEP(4); \
+             END"
+        }
+    };
+    execute(&db.connection_string, sql);
+    let procedure = r#"
+[versions.v1.procedures.slow_rename]
+source = "legacy"
+procedure = "slow_rename"
+scope = "customers:write"
+writes = true
+parameters = { customer_id = { type = "string", column_type = "char(6)", required = true } }
+"#;
+    let config = db.config(procedure).replacen(
+        "[sources.legacy]",
+        "[sources.legacy]\nquery_timeout = \"1s\"\nlogin_timeout = \"1s\"",
+        1,
+    );
+    let app = Portico::spawn(&config).await;
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/procedures/slow_rename",
+            Some(&clerk()),
+            &[],
+            Some(Ok(json!({"customer_id": "C001"}))),
+        )
+        .await;
+    assert_eq!(answer.problem(503)["type"], "/problems/source-timeout");
+    // Past the end of the slow call, whoever ended it.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        text(&db.row("C001").unwrap()[1]).as_deref(),
+        Some("Acme Tools"),
+        "the UPDATE before the timeout was rolled back"
+    );
+}
+
+mod timeouts {
+    #[tokio::test]
+    async fn postgres() {
+        super::a_write_past_its_timeout_rolls_back(super::Kind::Postgres).await
+    }
+    #[tokio::test]
+    async fn mariadb() {
+        super::a_write_past_its_timeout_rolls_back(super::Kind::MariaDb).await
+    }
+}

@@ -117,9 +117,11 @@ impl OdbcSource {
             return Err(busy());
         };
         let in_use = self.meters.in_use.clone();
+        let fate = Arc::new(Mutex::new(Fate::Running));
         let worker = Worker {
             settings: Arc::clone(s),
             idle: self.idle.clone(),
+            fate: fate.clone(),
         };
         let span = tracing::Span::current();
         // The permit moves into the thread: a query that outlives its timeout still holds
@@ -131,18 +133,46 @@ impl OdbcSource {
             work(&worker)
         });
         let budget = s.query_timeout + s.login_timeout;
-        match tokio::time::timeout(budget, task).await {
+        let failed = |join: tokio::task::JoinError| SourceError::Query {
+            source_name: s.name.clone(),
+            detail: format!("driver call failed: {join}"),
+        };
+        let mut task = task;
+        match tokio::time::timeout(budget, &mut task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(SourceError::Query {
-                source_name: s.name.clone(),
-                detail: format!("driver call failed: {join}"),
-            }),
-            Err(_) => Err(SourceError::Timeout {
-                source_name: s.name.clone(),
-                timeout: s.query_timeout,
-            }),
+            Ok(Err(join)) => Err(failed(join)),
+            Err(_) => {
+                // A transaction already committing is waited for: its caller must learn
+                // that it was written. Anything else is abandoned and will not commit.
+                let committing = match fate.lock() {
+                    Ok(fate) if *fate == Fate::Committing => true,
+                    Ok(mut fate) => {
+                        *fate = Fate::Abandoned;
+                        false
+                    }
+                    Err(_) => false,
+                };
+                if committing {
+                    return task.await.unwrap_or_else(|join| Err(failed(join)));
+                }
+                Err(SourceError::Timeout {
+                    source_name: s.name.clone(),
+                    timeout: s.query_timeout,
+                })
+            }
         }
     }
+}
+
+/// Whether the request still waits for a blocking call, so a transaction may commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// The request waits.
+    Running,
+    /// The transaction is committing; the request waits for the outcome.
+    Committing,
+    /// The request gave up (timeout): the transaction must roll back.
+    Abandoned,
 }
 
 impl Source for OdbcSource {
@@ -213,6 +243,7 @@ impl Source for OdbcSource {
 struct Worker {
     settings: Arc<OdbcSettings>,
     idle: Arc<Mutex<Vec<Connection<'static>>>>,
+    fate: Arc<Mutex<Fate>>,
 }
 
 impl Worker {
@@ -299,8 +330,17 @@ impl Worker {
             None => self.connect()?,
         };
         conn.set_autocommit(false).map_err(|e| self.classify(e))?;
-        let result = work(&conn);
-        let keep = commit && result.as_ref().is_ok_and(Finished::keep);
+        let mut result = work(&conn);
+        let mut keep = commit && result.as_ref().is_ok_and(Finished::keep);
+        if keep && !self.may_commit() {
+            // The request timed out while the work ran (a driver without statement timeouts):
+            // its caller was told so, so nothing may be written.
+            keep = false;
+            result = Err(SourceError::Timeout {
+                source_name: self.settings.name.clone(),
+                timeout: self.settings.query_timeout,
+            });
+        }
         let ended = if keep { conn.commit() } else { conn.rollback() };
         match (result, ended) {
             (Ok(_), Err(e)) if keep => {
@@ -313,6 +353,17 @@ impl Worker {
                 }
                 result
             }
+        }
+    }
+
+    /// Marks the transaction as committing unless the request already gave up.
+    fn may_commit(&self) -> bool {
+        match self.fate.lock() {
+            Ok(mut fate) if *fate == Fate::Running => {
+                *fate = Fate::Committing;
+                true
+            }
+            _ => false,
         }
     }
 
