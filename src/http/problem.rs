@@ -303,16 +303,7 @@ fn public_detail(error: &SourceError) -> String {
             )
         }
         SourceError::Constraint { violation, .. } => {
-            let named = violation
-                .name
-                .as_ref()
-                .or(violation.column.as_ref())
-                .map(|n| format!(" `{n}`"))
-                .unwrap_or_default();
-            format!(
-                "the write breaks the database's {} constraint{named}; nothing was written",
-                violation.kind.describe()
-            )
+            format!("the write {}", violation.detail(None))
         }
         SourceError::Query { source_name, .. } => {
             format!(

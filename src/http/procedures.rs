@@ -94,15 +94,7 @@ async fn run(
             violation, detail, ..
         } => {
             tracing::info!(procedure = %procedure.name, %detail, "a procedure broke a constraint");
-            let named = violation
-                .name
-                .or(violation.column)
-                .map(|n| format!(" `{n}`"))
-                .unwrap_or_default();
-            ApiError::Conflict(format!(
-                "the procedure broke the database's {} constraint{named}; nothing was written",
-                violation.kind.describe()
-            ))
+            ApiError::Conflict(format!("the procedure {}", violation.detail(None)))
         }
         other => other.into(),
     })?;
@@ -117,12 +109,12 @@ async fn run(
 /// The call's parameters from the body: every input checked and transformed, every problem
 /// reported with its pointer.
 fn inputs(procedure: &Procedure, body: &Json) -> Result<Vec<CallParam>, Vec<FieldError>> {
-    let at = |name: &str, detail: String| FieldError {
-        pointer: format!("/{}", name.replace('~', "~0").replace('/', "~1")),
-        detail,
-    };
+    let at = |name: &str, detail: String| FieldError::at(name, detail);
     let Json::Object(map) = body else {
-        return Err(vec![at("", "must be a JSON object of parameters".into())]);
+        return Err(vec![FieldError {
+            pointer: String::new(),
+            detail: "must be a JSON object of parameters".into(),
+        }]);
     };
     let mut errors = Vec::new();
     for name in map.keys() {

@@ -410,19 +410,9 @@ impl Call<'_> {
                 .fields
                 .iter()
                 .find(|f| f.column.eq_ignore_ascii_case(column))
-                .map(|f| f.name.clone())
+                .map(|f| f.name.as_str())
         });
-        // SQLite reports a named CHECK where others report a column.
-        let named = match (&violation.name, field, &violation.column) {
-            (Some(name), _, _) => format!(" `{name}`"),
-            (None, Some(field), _) => format!(" on `{field}`"),
-            (None, None, Some(other)) => format!(" `{other}`"),
-            (None, None, None) => String::new(),
-        };
-        format!(
-            "the write breaks the database's {} constraint{named}; nothing was written",
-            violation.kind.describe()
-        )
+        format!("the write {}", violation.detail(field))
     }
 
     fn render(&self, plan: &Plan, rows: &Rows) -> Result<(Vec<u8>, String), ApiError> {

@@ -40,6 +40,24 @@ pub struct Violation {
     pub column: Option<String>,
 }
 
+impl Violation {
+    /// `breaks the database's unique constraint `pk`; nothing was written`, naming the
+    /// constraint, else `field` (the API's name of the column), else the column.
+    pub fn detail(&self, field: Option<&str>) -> String {
+        // SQLite reports a named CHECK where the others report a column.
+        let named = match (&self.name, field, &self.column) {
+            (Some(name), _, _) => format!(" `{name}`"),
+            (None, Some(field), _) => format!(" on `{field}`"),
+            (None, None, Some(other)) => format!(" `{other}`"),
+            (None, None, None) => String::new(),
+        };
+        format!(
+            "breaks the database's {} constraint{named}; nothing was written",
+            self.kind.describe()
+        )
+    }
+}
+
 /// Reads a violation from an SQLSTATE and driver message; `None` when it is not one.
 pub fn recognise(state: &[u8; 5], message: &str) -> Option<Violation> {
     let lower = message.to_ascii_lowercase();

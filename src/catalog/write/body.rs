@@ -19,7 +19,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn at(name: &str, detail: impl Into<String>) -> Self {
+    /// A problem at the top-level member `name` (escaped per RFC 6901).
+    pub fn at(name: &str, detail: impl Into<String>) -> Self {
         Self {
             pointer: format!("/{}", name.replace('~', "~0").replace('/', "~1")),
             detail: detail.into(),
