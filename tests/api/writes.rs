@@ -76,6 +76,11 @@ impl Legacy {
     /// The CUSTOMERS row as stored, column by column, as text.
     fn row(&self, key: &str) -> Option<Vec<Option<String>>> {
         let q = |n: &str| self.kind.quote(n);
+        // SQLite keeps CHAR values as written, so its key is compared padded.
+        let key = match self.kind {
+            Kind::Sqlite => format!("{key:<6}"),
+            _ => key.to_string(),
+        };
         let sql = format!(
             "SELECT {}, {}, {}, {}, {}, {}, {}, {} FROM {} WHERE {} = '{key}'",
             q("CUST_NO"),
@@ -89,12 +94,6 @@ impl Legacy {
             q("CUSTOMERS"),
             q("CUST_NO"),
         );
-        let key = format!("{key:<6}");
-        let sql = if self.kind == Kind::Sqlite {
-            sql.replace(&format!("= '{}'", key.trim_end()), &format!("= '{key}'"))
-        } else {
-            sql
-        };
         query_text(&self.connection_string, &sql).into_iter().next()
     }
 
@@ -104,13 +103,8 @@ impl Legacy {
         rows[0][0].as_deref().unwrap().trim().parse().unwrap()
     }
 
-    fn config(&self, extra: &str) -> String {
-        let (resource_extra, tail) = if extra.contains("[versions.v1.procedures") {
-            ("", extra)
-        } else {
-            (extra, "")
-        };
-        let extra = resource_extra;
+    /// The configuration: `extra` goes into the customers resource, `tail` at the end.
+    fn config(&self, extra: &str, tail: &str) -> String {
         format!(
             r#"
 [server]
@@ -267,7 +261,7 @@ fn text(v: &Option<String>) -> Option<String> {
 
 async fn create_update_delete_round_trip_in_the_legacy_shape(kind: Kind) {
     let db = Legacy::new(kind);
-    let app = Portico::spawn(&db.config("")).await;
+    let app = Portico::spawn(&db.config("", "")).await;
     // A cached read first, so the writes below must invalidate it.
     let before = app.get_as("/v1/customers?limit=10", Some(&reader())).await;
     assert_eq!(before.body["data"].as_array().unwrap().len(), 2);
@@ -385,7 +379,7 @@ async fn create_update_delete_round_trip_in_the_legacy_shape(kind: Kind) {
 
 async fn every_validation_failure_is_reported_at_its_pointer(kind: Kind) {
     let db = Legacy::new(kind);
-    let app = Portico::spawn(&db.config("")).await;
+    let app = Portico::spawn(&db.config("", "")).await;
     let before = db.count("CUSTOMERS");
     let answer = post(
         &app,
@@ -491,7 +485,7 @@ async fn every_validation_failure_is_reported_at_its_pointer(kind: Kind) {
 
 async fn concurrent_writers_with_one_etag_one_wins(kind: Kind) {
     let db = Legacy::new(kind);
-    let app = Portico::spawn(&db.config("require_if_match = true")).await;
+    let app = Portico::spawn(&db.config("require_if_match = true", "")).await;
     let got = app.get_as("/v1/customers/C001", Some(&reader())).await;
     let tag = etag(&got);
     let clerk = clerk();
@@ -549,7 +543,7 @@ async fn concurrent_writers_with_one_etag_one_wins(kind: Kind) {
 
 async fn an_idempotent_post_retried_concurrently_writes_one_row(kind: Kind) {
     let db = Legacy::new(kind);
-    let app = Portico::spawn(&db.config("")).await;
+    let app = Portico::spawn(&db.config("", "")).await;
     let body = json!({"customer_id": "C001", "body": "exactly once"});
     let headers = [("idempotency-key", "order-7f3a")];
     let clerk = clerk();
@@ -596,7 +590,7 @@ async fn an_idempotent_post_retried_concurrently_writes_one_row(kind: Kind) {
     assert_eq!(db.count("NOTES"), 1);
     // Keys live in the state store: a new Portico on the same store still knows this one.
     drop(app);
-    let app = Portico::spawn(&db.config("")).await;
+    let app = Portico::spawn(&db.config("", "")).await;
     let replay = app
         .send(
             Method::POST,
@@ -613,7 +607,7 @@ async fn an_idempotent_post_retried_concurrently_writes_one_row(kind: Kind) {
 
 async fn constraint_violations_are_conflicts_that_change_nothing(kind: Kind) {
     let db = Legacy::new(kind);
-    let app = Portico::spawn(&db.config("")).await;
+    let app = Portico::spawn(&db.config("", "")).await;
     let before = db.row("C001");
     let duplicate = post(
         &app,
@@ -654,7 +648,7 @@ async fn constraint_violations_are_conflicts_that_change_nothing(kind: Kind) {
 
 async fn writes_need_the_method_the_scope_and_the_row_policy(kind: Kind) {
     let db = Legacy::new(kind);
-    let app = Portico::spawn(&db.config("")).await;
+    let app = Portico::spawn(&db.config("", "")).await;
     let before = db.count("CUSTOMERS");
     // A method the resource does not take: 405 with Allow.
     let answer = patch(&app, "/v1/notes/1", &clerk(), None, json!({"body": "x"})).await;
@@ -808,7 +802,7 @@ fn create_procedures(db: &Legacy) {
 async fn procedures_take_inputs_and_answer_outputs_and_rows(kind: Kind) {
     let db = Legacy::new(kind);
     create_procedures(&db);
-    let app = Portico::spawn(&db.config(PROCEDURES)).await;
+    let app = Portico::spawn(&db.config("", PROCEDURES)).await;
     for body in ["first", "second"] {
         let note = post(
             &app,
@@ -946,7 +940,7 @@ scope = "customers:write"
 writes = true
 parameters = { customer_id = { type = "string", column_type = "char(6)", required = true } }
 "#;
-    let config = db.config(procedure).replacen(
+    let config = db.config("", procedure).replacen(
         "[sources.legacy]",
         "[sources.legacy]\nquery_timeout = \"1s\"\nlogin_timeout = \"1s\"",
         1,

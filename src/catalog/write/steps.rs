@@ -149,15 +149,19 @@ fn guarded(
             expect_one: Some(missing),
         }];
     }
+    // The filter starts with the key: reading its first column is enough to lock the row.
+    let key_column = filter.iter().find_map(|c| match c {
+        Condition::Compare { column, param, .. } => Some((column.clone(), param.column_type)),
+        _ => None,
+    });
     let mut lock = dialect.select(&Select {
         relation: Relation::Table(table.to_string()),
-        columns: vec![("1".to_string(), ColumnType::Integer)],
+        columns: key_column.into_iter().collect(),
         filter: filter.to_vec(),
         order: Vec::new(),
         after: None,
         limit: 1,
     });
-    lock.sql = lock.sql.replacen(&dialect.quote("1"), "1", 1);
     lock.sql.push_str(dialect.lock_rows());
     vec![
         Step::Read {
@@ -200,7 +204,7 @@ mod tests {
         };
         assert_eq!(
             statement.sql,
-            "SELECT 1 FROM `CUSTOMERS` WHERE (`CUST_NO` = ?) LIMIT 1 FOR UPDATE"
+            "SELECT `CUST_NO` FROM `CUSTOMERS` WHERE (`CUST_NO` = ?) LIMIT 1 FOR UPDATE"
         );
         assert_eq!(*require_row, Some(Rollback::Changed));
         let steps = delete_steps(Dialect::Postgres, "CUSTOMERS", filter, Rollback::NotFound);
