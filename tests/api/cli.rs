@@ -149,13 +149,19 @@ id = {{ column = "ID", type = "integer" }}
 
 #[test]
 fn every_example_config_loads_and_compiles() {
+    let scratch = tempfile::tempdir().unwrap();
     let mut seen = 0;
     for entry in std::fs::read_dir(repo("config")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let config = portico::config::parse(&path.display().to_string(), &text, &|_| {
-                Some("x".repeat(64))
+            // Every variable is set (state files go to a scratch directory, not the repository).
+            let state = scratch.path().join("state.sqlite3").display().to_string();
+            let config = portico::config::parse(&path.display().to_string(), &text, &|name| {
+                Some(match name {
+                    "PORTICO_STATE" => state.clone(),
+                    _ => "x".repeat(64),
+                })
             })
             .unwrap_or_else(|e| panic!("{e}"));
             portico::http::AppState::from_config(&config, &path.display().to_string())

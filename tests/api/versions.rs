@@ -6,7 +6,7 @@ use crate::harness::{demo_database, Portico};
 
 #[tokio::test]
 async fn v1_and_v2_serve_the_same_rows_in_their_own_shapes() {
-    let (_dir, db) = demo_database();
+    let (dir, db) = demo_database();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
         .unwrap()
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
@@ -39,7 +39,7 @@ async fn v1_and_v2_serve_the_same_rows_in_their_own_shapes() {
         json!({}),
     );
     let portal = mint("portal", &["jobs:read"], json!({"customer_id": "C00002"}));
-    let state = portico::http::AppState::from_config(&config, "demo.toml").unwrap();
+    let state = portico::http::AppState::from_config(&config, &dir.path().join("demo.toml").display().to_string()).unwrap();
     let app = Portico::start(state, &config).await;
 
     for id in ["J000001", "J000042", "J009999"] {
