@@ -5,7 +5,7 @@
 #         OpenSSL headers and pkg-config for the TLS of JWKS fetches
 #   test  + PostgreSQL and MariaDB servers and their ODBC drivers, PyJWT (tokens from an
 #         independent implementation), Chromium, and .venv with openapi-spec-validator and
-#         openapi-python-client from PyPI
+#         openapi-python-client from PyPI, and standardwebhooks (an independent webhook verifier)
 #   bench + wrk
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,9 +28,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Python tools from PyPI that Debian does not package, in the repository's own .venv.
-if [ "${1:-run}" = test ] && ! .venv/bin/python -c "import openapi_spec_validator, openapi_python_client" 2>/dev/null; then
-  echo "installing .venv: openapi-spec-validator, openapi-python-client"
+if [ "${1:-run}" = test ] && ! .venv/bin/python -c "import openapi_spec_validator, openapi_python_client, standardwebhooks" 2>/dev/null; then
+  echo "installing .venv: openapi-spec-validator, openapi-python-client, standardwebhooks"
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check \
-    openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
+    openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 standardwebhooks==1.1.0
 fi

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cache;
 pub mod catalog;
+pub mod changes;
 pub mod check;
 pub mod config;
 pub mod http;
@@ -13,3 +14,4 @@ pub mod openapi;
 pub mod source;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;

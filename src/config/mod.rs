@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, `${VAR}` secrets from the environment, precise errors.
 
 mod auth;
+mod changes;
 mod interpolate;
 mod model;
 mod procedure;
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use auth::*;
+pub use changes::*;
 pub use interpolate::interpolate;
 pub use model::*;
 pub use procedure::*;

@@ -4,6 +4,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::auth::{AuthConfig, RateLimitConfig, RowPolicyConfig};
+use super::changes::{ChangesConfig, Subscriptions, WebhooksConfig};
 use super::write::{StateConfig, WriteOp, WriteValueConfig};
 
 /// The whole configuration file.
@@ -29,6 +30,12 @@ pub struct Config {
     /// Portico's own durable store.
     #[serde(default)]
     pub state: StateConfig,
+    /// How webhook deliveries are made.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+    /// Webhook receivers declared here (more can be added through the admin API).
+    #[serde(default)]
+    pub subscriptions: Subscriptions,
 }
 
 /// Where and how Portico listens.
@@ -227,6 +234,9 @@ pub struct ResourceConfig {
     /// Columns the API does not expose, set by Portico on write: column → value.
     #[serde(default)]
     pub write_values: IndexMap<String, WriteValueConfig>,
+    /// How changes to the table are noticed; resources of other versions over the same
+    /// table share the feed.
+    pub changes: Option<ChangesConfig>,
     /// Fields in response order: API name → column and transform.
     pub fields: IndexMap<String, FieldConfig>,
 }

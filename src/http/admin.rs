@@ -9,9 +9,34 @@ use super::AppState;
 /// Prometheus scrape target.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.cache.refresh_gauges().await;
+    refresh_change_gauges(&state).await;
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render())
+}
+
+/// Poll lag per feed and dead letters waiting, as of now.
+async fn refresh_change_gauges(state: &AppState) {
+    let changes = &state.metrics.changes;
+    let now = crate::changes::now_ms();
+    for feed in &state.feeds {
+        let polled = feed.polled_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let lag = if polled == 0 {
+            -1
+        } else {
+            (now - polled) / 1000
+        };
+        let labels = crate::telemetry::change_metrics::FeedLabels {
+            feed: feed.name.clone(),
+        };
+        changes.poll_lag.get_or_create(&labels).set(lag);
+    }
+    if let Some(hub) = &state.webhooks {
+        let store = hub.store.clone();
+        if let Ok(Ok(dead)) = tokio::task::spawn_blocking(move || store.dead_letters()).await {
+            changes.dead_letters.set(dead);
+        }
+    }
 }
 
 /// `DELETE /admin/cache`: drops every cached response.

@@ -60,6 +60,10 @@ pub struct AppState {
     pub state_store: Option<Arc<dyn crate::state::StateStore>>,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_retention: Duration,
+    /// Watched tables.
+    pub feeds: Vec<Arc<crate::changes::Feed>>,
+    /// Webhook subscriptions and delivery; `None` without feeds.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 impl AppState {
@@ -150,7 +154,17 @@ impl AppState {
                         .is_some_and(|w| w.allows(crate::config::WriteOp::Create))
                 })
         });
-        let state_store = if takes_creates {
+        let feeds = catalog
+            .as_ref()
+            .map(|c| crate::changes::compile_feeds(config, c))
+            .transpose()
+            .unwrap_or_else(|found| {
+                problems.extend(found);
+                None
+            })
+            .unwrap_or_default();
+        let state_store = if takes_creates || !feeds.is_empty() || !config.subscriptions.is_empty()
+        {
             match crate::state::SqliteStore::open(&base.join(&config.state.path)) {
                 Ok(store) => Some(Arc::new(store) as Arc<dyn crate::state::StateStore>),
                 Err(e) => {
@@ -163,6 +177,16 @@ impl AppState {
             }
         } else {
             None
+        };
+        let webhooks = match (&state_store, &catalog) {
+            (Some(store), Some(catalog))
+                if !feeds.is_empty() || !config.subscriptions.is_empty() =>
+            {
+                webhooks(config, catalog, &feeds, store.clone(), &metrics)
+                    .map_err(|found| problems.extend(found))
+                    .ok()
+            }
+            _ => None,
         };
         let catalog = match catalog {
             Some(catalog) if problems.is_empty() => catalog,
@@ -220,10 +244,34 @@ impl AppState {
             docs: Arc::new(utoipa_swagger_ui::Config::new(Vec::<&str>::new())),
             state_store,
             idempotency_retention,
+            feeds: feeds.into_iter().map(Arc::new).collect(),
+            webhooks,
         };
         state.docs = docs::config(&state);
         Ok(state)
     }
+}
+
+/// The webhook side: settings checked, configured subscriptions stored and loaded.
+fn webhooks(
+    config: &Config,
+    catalog: &Catalog,
+    feeds: &[crate::changes::Feed],
+    store: Arc<dyn crate::state::StateStore>,
+    metrics: &Metrics,
+) -> Result<Arc<crate::webhooks::Webhooks>, Vec<crate::config::Problem>> {
+    let hub = crate::webhooks::Webhooks::new(config, store, metrics.changes.clone())?;
+    let problems = hub.check_config(config, catalog, feeds);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    hub.sync_config(config).map_err(|e| {
+        vec![crate::config::Problem {
+            location: "subscriptions".into(),
+            message: e.to_string(),
+        }]
+    })?;
+    Ok(Arc::new(hub))
 }
 
 fn listens_on_loopback(listen: &str) -> bool {
@@ -332,6 +380,7 @@ pub fn start(state: AppState, config: &Config) -> Result<(Server, SocketAddr), S
         error,
     })?;
     let state = web::Data::new(state);
+    crate::changes::poller::spawn_all(state.clone().into_inner());
     if let Some(verifier) = state.verifier.clone() {
         // Fetch the identity provider's keys at start rather than on the first request.
         tokio::spawn(async move { verifier.prefetch().await });

@@ -1,8 +1,16 @@
-//! Portico's own durable state (idempotency keys today), behind a trait so a shared
-//! PostgreSQL store can serve several replicas later. The default is an embedded SQLite file.
+//! Portico's own durable state (idempotency keys, change feeds, webhook deliveries), behind
+//! traits so a shared PostgreSQL store can serve several replicas later. The default is an
+//! embedded SQLite file.
 
+mod deliveries;
+mod feeds;
 mod sqlite;
 
+pub use deliveries::{
+    AttemptRecord, AttemptResult, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliveryStore,
+    SecretRecord, SubscriptionRecord,
+};
+pub use feeds::{Batch, ChangeStore, KnownRow, NewDelivery, NewEvent, RowRecord, StoredEvent};
 pub use sqlite::SqliteStore;
 
 /// A response remembered for an `Idempotency-Key`.
@@ -35,7 +43,7 @@ pub enum Claim {
 pub struct StateError(pub String);
 
 /// Portico's durable store.
-pub trait StateStore: Send + Sync {
+pub trait StateStore: ChangeStore + DeliveryStore + Send + Sync {
     /// Claims `key` within `scope` for a request whose body hashes to `fingerprint`; keys
     /// older than `retention_secs` are forgotten first.
     fn claim_idempotency(
@@ -54,6 +62,13 @@ pub trait StateStore: Send + Sync {
     ) -> Result<(), StateError>;
     /// Gives a claimed key up (the request failed without writing), so a retry can run.
     fn release_idempotency(&self, scope: &str, key: &str) -> Result<(), StateError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Seconds since the Unix epoch.

@@ -12,7 +12,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn failed(e: impl std::fmt::Display) -> StateError {
+pub(super) fn failed(e: impl std::fmt::Display) -> StateError {
     StateError(e.to_string())
 }
 
@@ -38,7 +38,57 @@ impl SqliteStore {
                  response TEXT,
                  PRIMARY KEY (scope, key)
              );
-             CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);",
+             CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
+             CREATE TABLE IF NOT EXISTS feed_cursors (
+                 feed TEXT PRIMARY KEY,
+                 position TEXT NOT NULL,
+                 updated_ms INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS feed_rows (
+                 feed TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 hash TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 pass INTEGER NOT NULL,
+                 row TEXT NOT NULL,
+                 PRIMARY KEY (feed, key)
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS feed_rows_pass ON feed_rows (feed, pass);
+             CREATE TABLE IF NOT EXISTS events (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id TEXT NOT NULL UNIQUE,
+                 feed TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 row TEXT,
+                 detected_ms INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS events_feed ON events (feed, seq);
+             CREATE TABLE IF NOT EXISTS subscriptions (
+                 name TEXT PRIMARY KEY,
+                 spec TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS deliveries (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 event_id TEXT NOT NULL,
+                 subscription TEXT NOT NULL,
+                 body BLOB NOT NULL,
+                 status TEXT NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 next_ms INTEGER NOT NULL,
+                 created_ms INTEGER NOT NULL,
+                 last_error TEXT,
+                 UNIQUE (event_id, subscription)
+             );
+             CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_ms);
+             CREATE TABLE IF NOT EXISTS attempts (
+                 delivery INTEGER NOT NULL,
+                 at_ms INTEGER NOT NULL,
+                 status INTEGER,
+                 error TEXT,
+                 duration_ms INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery);",
         )
         .map_err(failed)?;
         Ok(Self {
@@ -46,7 +96,8 @@ impl SqliteStore {
         })
     }
 
-    fn with<T>(
+    /// Runs `work` on the connection.
+    pub(super) fn with<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StateError> {

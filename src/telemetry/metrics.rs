@@ -113,6 +113,8 @@ pub struct Metrics {
     pub cache: CacheMetrics,
     /// Auth metrics.
     pub auth: AuthMetrics,
+    /// Change feed and webhook metrics.
+    pub changes: super::change_metrics::ChangeMetrics,
 }
 
 impl Default for Metrics {
@@ -213,6 +215,8 @@ impl Metrics {
             "Requests refused by authentication, authorization or the rate limit",
             auth.refused.clone(),
         );
+        let changes = super::change_metrics::ChangeMetrics::default();
+        changes.register(&mut registry);
         Self {
             registry,
             http_requests,
@@ -220,6 +224,7 @@ impl Metrics {
             sources,
             cache,
             auth,
+            changes,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Logging (structured tracing output, filtered by `PORTICO_LOG`, default `info`) and metrics.
 
+pub mod change_metrics;
 pub mod metrics;
 
 use std::io::IsTerminal;

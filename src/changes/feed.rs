@@ -1,0 +1,356 @@
+//! A change feed: one watched table, read once, shown through every resource over it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{ChangeStrategy, ChangeTracking, HighWaterMark, Rowversion, SnapshotDiff};
+use crate::catalog::{Catalog, Resource};
+use crate::config::{
+    parse_duration, ChangesConfig, Config, DialectName, InitialPosition, Problem, StrategyName,
+};
+use crate::source::select::Relation;
+use crate::source::ColumnType;
+
+/// One watched table.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// `source.table`: the name cursors and events are stored under.
+    pub name: String,
+    /// Source name.
+    pub source: String,
+    /// Table (possibly schema-qualified).
+    pub table: String,
+    /// Columns read: the key columns first, then every column a resource over the table shows.
+    pub columns: Vec<(String, ColumnType)>,
+    /// How many of `columns` form the key.
+    pub key_len: usize,
+    /// Index in `columns` of the monotonic or `rowversion` column.
+    pub column: Option<usize>,
+    /// How changes are noticed.
+    pub strategy: Arc<dyn ChangeStrategy>,
+    /// Time between polls.
+    pub poll_interval: Duration,
+    /// How far back `high_water_mark` re-reads.
+    pub lag: Duration,
+    /// Rows per read.
+    pub page_size: usize,
+    /// Where the feed starts the first time.
+    pub initial: InitialPosition,
+    /// The resources (any version) that show this table's rows.
+    pub views: Vec<FeedView>,
+    /// Runtime: when the feed last completed a poll (ms since the epoch; 0: never).
+    pub polled_ms: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// A resource over a feed's table, and where each of its fields is among the feed's columns.
+#[derive(Debug, Clone)]
+pub struct FeedView {
+    /// Version name.
+    pub version: String,
+    /// Resource name (the event type's prefix).
+    pub resource: String,
+    /// Per field of the resource: its index in the feed's columns.
+    pub positions: Vec<usize>,
+}
+
+impl Feed {
+    /// The view of `version` named `resource`, if it shows this feed.
+    pub fn view(&self, version: &str, resource: &str) -> Option<&FeedView> {
+        self.views
+            .iter()
+            .find(|v| v.version == version && v.resource == resource)
+    }
+
+    /// Index of a column among the feed's columns.
+    pub fn position(&self, column: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|(c, _)| c.eq_ignore_ascii_case(column))
+    }
+}
+
+fn over_table<'a>(resource: &'a Resource, source: &str) -> Option<&'a str> {
+    match &resource.relation {
+        Relation::Table(t) if resource.source == source => Some(t),
+        _ => None,
+    }
+}
+
+/// Compiles the feeds that resources declare; problems carry their configuration location.
+pub fn compile_feeds(config: &Config, catalog: &Catalog) -> Result<Vec<Feed>, Vec<Problem>> {
+    let mut feeds: Vec<Feed> = Vec::new();
+    let mut problems = Vec::new();
+    for (version, vc) in &config.versions {
+        for (name, rc) in &vc.resources {
+            let (Some(changes), Some(resource)) = (&rc.changes, catalog.resource(version, name))
+            else {
+                continue;
+            };
+            let at = format!("versions.{version}.resources.{name}.changes");
+            let dialect = config.sources.get(&rc.source).map(|s| s.dialect);
+            match compile_one(changes, resource, dialect, catalog, &at) {
+                Ok(feed) => match feeds
+                    .iter()
+                    .find(|f| f.name.eq_ignore_ascii_case(&feed.name))
+                {
+                    Some(_) => problems.push(Problem {
+                        location: at,
+                        message: format!(
+                            "the table `{}` is already watched by another resource; resources \
+                             of other versions over it share that feed",
+                            feed.table
+                        ),
+                    }),
+                    None => feeds.push(feed),
+                },
+                Err(found) => problems.extend(found),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(feeds)
+    } else {
+        Err(problems)
+    }
+}
+
+fn compile_one(
+    changes: &ChangesConfig,
+    resource: &Resource,
+    dialect: Option<DialectName>,
+    catalog: &Catalog,
+    at: &str,
+) -> Result<Feed, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, message: String| {
+        problems.push(Problem {
+            location: if key.is_empty() {
+                at.to_string()
+            } else {
+                format!("{at}.{key}")
+            },
+            message,
+        })
+    };
+    let Relation::Table(table) = &resource.relation else {
+        problem(
+            "",
+            "changes are watched on tables and views, not on `query` resources".into(),
+        );
+        return Err(problems);
+    };
+    let mut duration = |key: &str, text: &str| {
+        parse_duration(text).unwrap_or_else(|message| {
+            problem(key, message);
+            Duration::ZERO
+        })
+    };
+    let poll_interval = duration("poll_interval", &changes.poll_interval);
+    let lag = duration("lag", &changes.lag);
+    if changes.page_size == 0 {
+        problem("page_size", "must be at least 1".into());
+    }
+    let tsql_only = matches!(
+        changes.strategy,
+        StrategyName::ChangeTracking | StrategyName::Rowversion
+    );
+    if tsql_only && dialect != Some(DialectName::Tsql) {
+        problem(
+            "strategy",
+            "`change_tracking` and `rowversion` need a SQL Server source (dialect `tsql`)".into(),
+        );
+    }
+    let needs_column = matches!(
+        changes.strategy,
+        StrategyName::HighWaterMark | StrategyName::Rowversion
+    );
+    if needs_column && changes.column.is_none() {
+        problem("column", "this strategy needs the monotonic column".into());
+    }
+
+    // Key columns first, then every column some resource over the table shows.
+    let key: Vec<&crate::catalog::Field> =
+        resource.key.iter().map(|&i| &resource.fields[i]).collect();
+    let key_columns: Vec<String> = key.iter().map(|f| f.column.to_ascii_uppercase()).collect();
+    let mut columns: Vec<(String, ColumnType)> = key
+        .iter()
+        .map(|f| (f.column.clone(), f.column_type))
+        .collect();
+    let mut views = Vec::new();
+    for version in catalog.versions.values() {
+        for other in version.resources.values() {
+            let same_table =
+                over_table(other, &resource.source).is_some_and(|t| t.eq_ignore_ascii_case(table));
+            let other_key: Vec<String> = other
+                .key
+                .iter()
+                .map(|&i| other.fields[i].column.to_ascii_uppercase())
+                .collect();
+            if !same_table || other_key != key_columns {
+                continue;
+            }
+            let mut positions = Vec::new();
+            for field in &other.fields {
+                let found = columns
+                    .iter()
+                    .position(|(c, _)| c.eq_ignore_ascii_case(&field.column));
+                positions.push(found.unwrap_or_else(|| {
+                    columns.push((field.column.clone(), field.column_type));
+                    columns.len() - 1
+                }));
+            }
+            views.push(FeedView {
+                version: version.name.clone(),
+                resource: other.name.clone(),
+                positions,
+            });
+        }
+    }
+    let column = changes.column.as_ref().map(|name| {
+        let declared = changes.column_type.as_deref().map(|text| {
+            ColumnType::parse(text).unwrap_or_else(|| {
+                problem("column_type", format!("`{text}` is not a column type"));
+                ColumnType::Timestamp
+            })
+        });
+        match columns
+            .iter()
+            .position(|(c, _)| c.eq_ignore_ascii_case(name))
+        {
+            Some(i) => i,
+            None => {
+                let default = match changes.strategy {
+                    StrategyName::Rowversion => ColumnType::Integer,
+                    _ => ColumnType::Timestamp,
+                };
+                columns.push((name.clone(), declared.unwrap_or(default)));
+                columns.len() - 1
+            }
+        }
+    });
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let strategy: Arc<dyn ChangeStrategy> = match changes.strategy {
+        StrategyName::HighWaterMark => Arc::new(HighWaterMark),
+        StrategyName::SnapshotDiff => Arc::new(SnapshotDiff),
+        StrategyName::ChangeTracking => Arc::new(ChangeTracking),
+        StrategyName::Rowversion => Arc::new(Rowversion),
+    };
+    Ok(Feed {
+        name: format!("{}.{table}", resource.source),
+        source: resource.source.clone(),
+        table: table.clone(),
+        key_len: key.len(),
+        columns,
+        column,
+        strategy,
+        poll_interval,
+        lag,
+        page_size: changes.page_size,
+        initial: changes.initial,
+        views,
+        polled_ms: Arc::default(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A feed over `JOBHDR (JOB_NO char(8) key, STATUS char(1), LAST_UPD timestamp)`.
+    pub(crate) fn jobs_feed(strategy: &str, page_size: usize) -> Feed {
+        let strategy: Arc<dyn ChangeStrategy> = match strategy {
+            "high_water_mark" => Arc::new(HighWaterMark),
+            "snapshot_diff" => Arc::new(SnapshotDiff),
+            "change_tracking" => Arc::new(ChangeTracking),
+            _ => Arc::new(Rowversion),
+        };
+        Feed {
+            name: "shop.JOBHDR".into(),
+            source: "shop".into(),
+            table: "JOBHDR".into(),
+            columns: vec![
+                ("JOB_NO".into(), ColumnType::Char(Some(8))),
+                ("STATUS".into(), ColumnType::Char(Some(1))),
+                ("LAST_UPD".into(), ColumnType::Timestamp),
+            ],
+            key_len: 1,
+            column: Some(2),
+            strategy,
+            poll_interval: Duration::from_secs(1),
+            lag: Duration::from_secs(30),
+            page_size,
+            initial: InitialPosition::Now,
+            views: Vec::new(),
+            polled_ms: Arc::default(),
+        }
+    }
+
+    fn compile_text(changes: &str, extra: &str) -> Result<Vec<Feed>, Vec<Problem>> {
+        let text = format!(
+            "{}[sources.shop]\nkind = \"odbc\"\ndialect = \"sqlite\"\nconnection_string = \"x\"\n\
+             [versions.v1.resources.jobs]\nsource = \"shop\"\ntable = \"JOBHDR\"\nkey = [\"id\"]\n\
+             read_scope = \"jobs:read\"\n{changes}\n\
+             [versions.v1.resources.jobs.fields]\n\
+             id = {{ column = \"JOB_NO\", type = \"string\", column_type = \"char(8)\" }}\n\
+             status = {{ column = \"STATUS\", type = \"string\" }}\n\
+             [versions.v2.resources.work]\nsource = \"shop\"\ntable = \"jobhdr\"\nkey = [\"number\"]\n\
+             read_scope = \"jobs:read\"\n{extra}\n\
+             [versions.v2.resources.work.fields]\n\
+             number = {{ column = \"JOB_NO\", type = \"string\", column_type = \"char(8)\" }}\n\
+             updated = {{ column = \"LAST_UPD\", type = \"datetime\" }}\n",
+            crate::config::TEST_AUTH
+        );
+        let config = crate::config::parse("t.toml", &text, &|_| None).unwrap();
+        let catalog = crate::catalog::compile(&config).unwrap();
+        compile_feeds(&config, &catalog)
+    }
+
+    #[test]
+    fn one_feed_per_table_serves_every_version_with_the_union_of_columns() {
+        let feeds = compile_text(
+            "changes = { strategy = \"high_water_mark\", column = \"LAST_UPD\", poll_interval = \"1s\" }",
+            "",
+        )
+        .unwrap();
+        assert_eq!(feeds.len(), 1);
+        let feed = &feeds[0];
+        assert_eq!(feed.name, "shop.JOBHDR");
+        let columns: Vec<&str> = feed.columns.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(columns, ["JOB_NO", "STATUS", "LAST_UPD"]);
+        assert_eq!((feed.key_len, feed.column), (1, Some(2)));
+        assert_eq!(feed.views.len(), 2);
+        assert_eq!(feed.view("v2", "work").unwrap().positions, vec![0, 2]);
+        assert_eq!(feed.poll_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn feed_problems_name_their_location() {
+        let problems =
+            compile_text("changes = { strategy = \"high_water_mark\" }", "").unwrap_err();
+        assert_eq!(
+            problems[0].location,
+            "versions.v1.resources.jobs.changes.column"
+        );
+        let problems = compile_text(
+            "changes = { strategy = \"rowversion\", column = \"RV\" }",
+            "",
+        )
+        .unwrap_err();
+        assert!(problems[0].message.contains("SQL Server"), "{problems:?}");
+        let problems = compile_text(
+            "changes = { strategy = \"snapshot_diff\", poll_interval = \"often\" }",
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems[0].location,
+            "versions.v1.resources.jobs.changes.poll_interval"
+        );
+        let twice = "changes = { strategy = \"snapshot_diff\" }";
+        let problems = compile_text(twice, twice).unwrap_err();
+        assert_eq!(problems[0].location, "versions.v2.resources.work.changes");
+        assert!(problems[0].message.contains("already watched"));
+    }
+}

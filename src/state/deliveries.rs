@@ -1,0 +1,469 @@
+//! Webhook subscriptions, deliveries and their attempts in the state store.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::sqlite::failed;
+use super::{SqliteStore, StateError};
+
+/// A signing secret and, once rotated out, when it stops signing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SecretRecord {
+    /// `whsec_…`.
+    pub secret: String,
+    /// Milliseconds since the epoch; `None`: current.
+    pub expires_ms: Option<i64>,
+}
+
+/// A webhook receiver.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubscriptionRecord {
+    /// Unique name.
+    pub name: String,
+    /// Target URL.
+    pub url: String,
+    /// Version whose shapes the events carry.
+    pub version: String,
+    /// Event type patterns (`jobs.updated`, `jobs.*`, `*`).
+    pub events: Vec<String>,
+    /// Scopes the subscription holds (field masks and row policies apply as to a token).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Claims row policies read.
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// Signing secrets, current one first.
+    pub secrets: Vec<SecretRecord>,
+    /// Delivers when true.
+    pub enabled: bool,
+    /// `config` or `api`.
+    pub origin: String,
+    /// Milliseconds since the epoch.
+    pub created_ms: i64,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// A 2xx answer was received.
+    Delivered,
+    /// The retry schedule is exhausted.
+    Dead,
+}
+
+impl DeliveryStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "delivered" => DeliveryStatus::Delivered,
+            "dead" => DeliveryStatus::Dead,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+/// One event for one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// Row id.
+    pub id: i64,
+    /// The event id (`webhook-id`).
+    pub event_id: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// Body sent by every attempt.
+    pub body: Vec<u8>,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (ms since the epoch).
+    pub next_ms: i64,
+    /// When it was created.
+    pub created_ms: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// One attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttemptRecord {
+    /// Delivery id.
+    pub delivery: i64,
+    /// When it started (ms since the epoch).
+    pub at_ms: i64,
+    /// HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: i64,
+}
+
+/// What an attempt leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// Delivered.
+    Delivered,
+    /// Try again at this time (ms since the epoch).
+    RetryAt(i64),
+    /// Give up: a dead letter.
+    Dead,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this subscription's.
+    pub subscription: Option<String>,
+    /// Only in this state.
+    pub status: Option<DeliveryStatus>,
+    /// Only with ids below this (newest first paging).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Subscriptions and deliveries.
+pub trait DeliveryStore: Send + Sync {
+    /// Creates or replaces a subscription.
+    fn put_subscription(&self, subscription: &SubscriptionRecord) -> Result<(), StateError>;
+    /// Every subscription.
+    fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StateError>;
+    /// Deletes a subscription and its deliveries; false when there was none.
+    fn remove_subscription(&self, name: &str) -> Result<bool, StateError>;
+    /// Pending deliveries of enabled subscriptions due by `now_ms`, oldest first, leaving out
+    /// the ids in `skip` (attempts in flight).
+    fn due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        skip: &[i64],
+    ) -> Result<Vec<DeliveryRecord>, StateError>;
+    /// Records an attempt and what it leaves.
+    fn record_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        result: AttemptResult,
+    ) -> Result<(), StateError>;
+    /// Deliveries, newest first.
+    fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>, StateError>;
+    /// One delivery.
+    fn delivery(&self, id: i64) -> Result<Option<DeliveryRecord>, StateError>;
+    /// A delivery's attempts, oldest first.
+    fn attempts(&self, delivery: i64) -> Result<Vec<AttemptRecord>, StateError>;
+    /// Makes a delivery due again now with a fresh schedule; false when there is none.
+    fn resend(&self, id: i64, now_ms: i64) -> Result<bool, StateError>;
+    /// Makes every dead letter of a subscription created since `since_ms` due again.
+    fn recover(&self, subscription: &str, since_ms: i64, now_ms: i64) -> Result<usize, StateError>;
+    /// Dead letters in the store.
+    fn dead_letters(&self) -> Result<i64, StateError>;
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, event_id, subscription, body, status, attempts, next_ms, created_ms, last_error";
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let status: String = r.get(4)?;
+    Ok(DeliveryRecord {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        subscription: r.get(2)?,
+        body: r.get(3)?,
+        status: DeliveryStatus::parse(&status),
+        attempts: r.get(5)?,
+        next_ms: r.get(6)?,
+        created_ms: r.get(7)?,
+        last_error: r.get(8)?,
+    })
+}
+
+impl DeliveryStore for SqliteStore {
+    fn put_subscription(&self, subscription: &SubscriptionRecord) -> Result<(), StateError> {
+        let spec = serde_json::to_string(subscription).map_err(failed)?;
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO subscriptions (name, spec) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET spec = ?2",
+                params![subscription.name, spec],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StateError> {
+        let specs: Vec<String> = self.with(|conn| {
+            let mut statement = conn.prepare("SELECT spec FROM subscriptions ORDER BY name")?;
+            let rows = statement.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        specs
+            .iter()
+            .map(|s| serde_json::from_str(s).map_err(failed))
+            .collect()
+    }
+
+    fn remove_subscription(&self, name: &str) -> Result<bool, StateError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM attempts WHERE delivery IN (SELECT id FROM deliveries WHERE subscription = ?1)",
+                params![name],
+            )?;
+            tx.execute("DELETE FROM deliveries WHERE subscription = ?1", params![name])?;
+            let removed = tx.execute("DELETE FROM subscriptions WHERE name = ?1", params![name])?;
+            tx.commit()?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        skip: &[i64],
+    ) -> Result<Vec<DeliveryRecord>, StateError> {
+        let enabled: Vec<String> = self
+            .subscriptions()?
+            .into_iter()
+            .filter(|s| s.enabled)
+            .map(|s| s.name)
+            .collect();
+        if enabled.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.with(|conn| {
+            let marks = vec!["?"; enabled.len()].join(", ");
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                 WHERE status = 'pending' AND next_ms <= ? AND subscription IN ({marks})
+                 ORDER BY next_ms, id LIMIT ?"
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut values: Vec<rusqlite::types::Value> = vec![now_ms.into()];
+            values.extend(enabled.iter().map(|s| s.clone().into()));
+            values.push(((limit + skip.len()) as i64).into());
+            let rows = statement.query_map(rusqlite::params_from_iter(values), delivery_row)?;
+            let mut due = Vec::new();
+            for row in rows {
+                let row = row?;
+                if !skip.contains(&row.id) && due.len() < limit {
+                    due.push(row);
+                }
+            }
+            Ok(due)
+        })
+    }
+
+    fn record_attempt(
+        &self,
+        attempt: &AttemptRecord,
+        result: AttemptResult,
+    ) -> Result<(), StateError> {
+        let (status, next_ms) = match result {
+            AttemptResult::Delivered => (DeliveryStatus::Delivered, attempt.at_ms),
+            AttemptResult::RetryAt(at) => (DeliveryStatus::Pending, at),
+            AttemptResult::Dead => (DeliveryStatus::Dead, attempt.at_ms),
+        };
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO attempts (delivery, at_ms, status, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![attempt.delivery, attempt.at_ms, attempt.status, attempt.error, attempt.duration_ms],
+            )?;
+            tx.execute(
+                "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_ms = ?3, last_error = ?4 WHERE id = ?1",
+                params![attempt.delivery, status.as_str(), next_ms, attempt.error],
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>, StateError> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                 WHERE (?1 IS NULL OR subscription = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR id < ?3)
+                 ORDER BY id DESC LIMIT ?4"
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows = statement.query_map(
+                params![
+                    filter.subscription,
+                    filter.status.map(DeliveryStatus::as_str),
+                    filter.before_id,
+                    filter.limit as i64
+                ],
+                delivery_row,
+            )?;
+            rows.collect()
+        })
+    }
+
+    fn delivery(&self, id: i64) -> Result<Option<DeliveryRecord>, StateError> {
+        self.with(|conn| {
+            conn.query_row(
+                &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"),
+                params![id],
+                delivery_row,
+            )
+            .optional()
+        })
+    }
+
+    fn attempts(&self, delivery: i64) -> Result<Vec<AttemptRecord>, StateError> {
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT delivery, at_ms, status, error, duration_ms FROM attempts
+                 WHERE delivery = ?1 ORDER BY at_ms, rowid",
+            )?;
+            let rows = statement.query_map(params![delivery], |r| {
+                Ok(AttemptRecord {
+                    delivery: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    status: r.get(2)?,
+                    error: r.get(3)?,
+                    duration_ms: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn resend(&self, id: i64, now_ms: i64) -> Result<bool, StateError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_ms = ?2 WHERE id = ?1",
+                params![id, now_ms],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    fn recover(&self, subscription: &str, since_ms: i64, now_ms: i64) -> Result<usize, StateError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_ms = ?3
+                 WHERE subscription = ?1 AND status = 'dead' AND created_ms >= ?2",
+                params![subscription, since_ms, now_ms],
+            )
+        })
+    }
+
+    fn dead_letters(&self) -> Result<i64, StateError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT count(*) FROM deliveries WHERE status = 'dead'",
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Batch, ChangeStore, NewDelivery, NewEvent};
+
+    fn subscription(name: &str, enabled: bool) -> SubscriptionRecord {
+        SubscriptionRecord {
+            name: name.into(),
+            url: "https://example.com/hook".into(),
+            version: "v1".into(),
+            events: vec!["*".into()],
+            scopes: vec![],
+            claims: Default::default(),
+            secrets: vec![SecretRecord {
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                expires_ms: None,
+            }],
+            enabled,
+            origin: "api".into(),
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn deliveries_are_due_retried_dead_lettered_resent_and_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
+        store.put_subscription(&subscription("on", true)).unwrap();
+        store.put_subscription(&subscription("off", false)).unwrap();
+        let deliveries = ["on", "off"]
+            .map(|s| NewDelivery {
+                subscription: s.into(),
+                body: b"{}".to_vec(),
+                next_ms: 10,
+            })
+            .to_vec();
+        let batch = Batch {
+            feed: "f".into(),
+            events: vec![NewEvent {
+                id: "evt_1".into(),
+                kind: "created".into(),
+                key: "[]".into(),
+                row: None,
+                detected_ms: 0,
+                deliveries,
+            }],
+            ..Batch::default()
+        };
+        store.commit(&batch).unwrap();
+        assert!(
+            store.due_deliveries(9, 10, &[]).unwrap().is_empty(),
+            "not due yet"
+        );
+        let due = store.due_deliveries(10, 10, &[]).unwrap();
+        assert_eq!(due.len(), 1, "the disabled subscription's delivery waits");
+        let id = due[0].id;
+        assert!(
+            store.due_deliveries(10, 10, &[id]).unwrap().is_empty(),
+            "in flight"
+        );
+        let attempt = |at_ms| AttemptRecord {
+            delivery: id,
+            at_ms,
+            status: Some(500),
+            error: Some("answered 500".into()),
+            duration_ms: 3,
+        };
+        store
+            .record_attempt(&attempt(10), AttemptResult::RetryAt(50))
+            .unwrap();
+        assert!(store.due_deliveries(49, 10, &[]).unwrap().is_empty());
+        store
+            .record_attempt(&attempt(50), AttemptResult::Dead)
+            .unwrap();
+        assert_eq!(store.dead_letters().unwrap(), 1);
+        assert!(store.due_deliveries(1_000, 10, &[]).unwrap().is_empty());
+        assert_eq!(store.attempts(id).unwrap().len(), 2);
+        let dead = store
+            .deliveries(&DeliveryFilter {
+                status: Some(DeliveryStatus::Dead),
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .unwrap();
+        assert_eq!((dead.len(), dead[0].attempts), (1, 2));
+        assert!(store.resend(id, 60).unwrap());
+        assert_eq!(store.due_deliveries(60, 10, &[]).unwrap()[0].attempts, 0);
+        store
+            .record_attempt(&attempt(60), AttemptResult::Dead)
+            .unwrap();
+        assert_eq!(store.recover("on", 0, 70).unwrap(), 1);
+        assert_eq!(store.dead_letters().unwrap(), 0);
+        assert!(store.remove_subscription("on").unwrap());
+        assert!(store.delivery(id).unwrap().is_none());
+    }
+}

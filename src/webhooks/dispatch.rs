@@ -1,0 +1,184 @@
+//! The dispatcher: claims due deliveries from the state store, POSTs them signed, records
+//! each attempt, and reschedules or dead-letters what failed. Deliveries are only ever read
+//! from the store, so what was committed is delivered after any crash (with the same
+//! `webhook-id`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use super::sign::signature_header;
+use super::Webhooks;
+use crate::state::{AttemptRecord, AttemptResult, DeliveryRecord};
+use crate::telemetry::change_metrics::DeliveryLabels;
+
+/// Attempts in flight: delivery id → subscription.
+type InFlight = Arc<Mutex<HashMap<i64, String>>>;
+
+/// Runs until the process ends.
+pub async fn run(hub: Arc<Webhooks>) {
+    let in_flight: InFlight = Arc::default();
+    let slots = Arc::new(Semaphore::new(hub.max_in_flight));
+    loop {
+        if let Err(e) = dispatch_due(&hub, &in_flight, &slots).await {
+            tracing::warn!(error = %e, "cannot read due deliveries");
+        }
+        tokio::select! {
+            _ = hub.wake.notified() => {}
+            _ = tokio::time::sleep(hub.dispatch_interval) => {}
+        }
+    }
+}
+
+async fn dispatch_due(
+    hub: &Arc<Webhooks>,
+    in_flight: &InFlight,
+    slots: &Arc<Semaphore>,
+) -> Result<(), String> {
+    let free = slots.available_permits();
+    if free == 0 {
+        return Ok(());
+    }
+    let skip: Vec<i64> = in_flight
+        .lock()
+        .map(|m| m.keys().copied().collect())
+        .unwrap_or_default();
+    let store = hub.store.clone();
+    let now = crate::state::unix_now_ms();
+    let due = tokio::task::spawn_blocking(move || store.due_deliveries(now, free, &skip))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    for delivery in due {
+        {
+            let Ok(mut held) = in_flight.lock() else {
+                return Err("in-flight table poisoned".into());
+            };
+            let busy = held
+                .values()
+                .filter(|s| **s == delivery.subscription)
+                .count();
+            if busy >= hub.per_subscription {
+                continue;
+            }
+            held.insert(delivery.id, delivery.subscription.clone());
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if let Ok(mut held) = in_flight.lock() {
+                held.remove(&delivery.id);
+            }
+            break;
+        };
+        let (hub, in_flight) = (hub.clone(), in_flight.clone());
+        tokio::spawn(async move {
+            let id = delivery.id;
+            attempt(&hub, delivery).await;
+            if let Ok(mut held) = in_flight.lock() {
+                held.remove(&id);
+            }
+            drop(permit);
+            hub.wake();
+        });
+    }
+    Ok(())
+}
+
+/// Sends one attempt and records it.
+async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
+    let Some(subscription) = hub.subscription(&delivery.subscription) else {
+        return; // deleted meanwhile; its deliveries went with it
+    };
+    let record = &subscription.record;
+    let now_ms = crate::state::unix_now_ms();
+    let timestamp = now_ms / 1000;
+    let started = Instant::now();
+    let secrets = subscription.signing_secrets(now_ms);
+    let answer = match hub.guard.check_url(&record.url) {
+        Err(refused) => Err(refused),
+        Ok(_) if secrets.is_empty() => Err("the subscription has no valid secret".to_string()),
+        Ok(url) => hub
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &delivery.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                signature_header(&secrets, &delivery.event_id, timestamp, &delivery.body),
+            )
+            .body(delivery.body.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e)),
+    };
+    let (status, retry_after, error) = match &answer {
+        Ok(response) => {
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| super::schedule::retry_after(v, now_ms));
+            let error = (!status.is_success()).then(|| format!("answered {}", status.as_u16()));
+            (Some(status.as_u16()), retry_after, error)
+        }
+        Err(e) => (None, None, Some(e.clone())),
+    };
+    let made = delivery.attempts as usize + 1;
+    let result = match &error {
+        None => AttemptResult::Delivered,
+        Some(_) => match hub.schedule.after_failure(made, retry_after) {
+            Some(wait) => AttemptResult::RetryAt(now_ms + wait.as_millis() as i64),
+            None => AttemptResult::Dead,
+        },
+    };
+    let outcome = match result {
+        AttemptResult::Delivered => "delivered",
+        AttemptResult::RetryAt(_) => "retrying",
+        AttemptResult::Dead => "dead",
+    };
+    hub.metrics
+        .deliveries
+        .get_or_create(&DeliveryLabels {
+            subscription: record.name.clone(),
+            outcome,
+        })
+        .inc();
+    if let Some(error) = &error {
+        tracing::info!(subscription = %record.name, event = %delivery.event_id, attempt = made, %error, outcome, "webhook attempt failed");
+    }
+    let attempt = AttemptRecord {
+        delivery: delivery.id,
+        at_ms: now_ms,
+        status,
+        error,
+        duration_ms: started.elapsed().as_millis() as i64,
+    };
+    let store = hub.store.clone();
+    let recorded =
+        tokio::task::spawn_blocking(move || store.record_attempt(&attempt, result)).await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        // The delivery stays pending and is attempted again: at least once, never lost.
+        tracing::warn!(delivery = delivery.id, "cannot record a webhook attempt");
+    }
+}
+
+/// A transport error in a sentence (the cause chain without URLs' query strings).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

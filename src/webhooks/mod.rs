@@ -1,0 +1,331 @@
+//! Webhooks: subscriptions, signing, delivery with retries and dead letters, the SSRF guard.
+
+pub mod dispatch;
+pub mod guard;
+pub mod schedule;
+pub mod sign;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::auth::policy::Verb;
+use crate::auth::Principal;
+use crate::catalog::Catalog;
+use crate::changes::render::{event_json, selects, EventRecord};
+use crate::changes::{EventKind, Feed};
+use crate::config::{parse_duration, Config, Problem};
+use crate::state::{NewDelivery, SecretRecord, StateError, StateStore, SubscriptionRecord};
+use crate::telemetry::change_metrics::ChangeMetrics;
+use guard::{AddressGuard, GuardedResolver};
+use schedule::Schedule;
+use sign::Secret;
+
+/// A subscription ready to deliver to.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// As stored.
+    pub record: SubscriptionRecord,
+    /// Whom the subscription reads as: its scopes and claims.
+    pub principal: Principal,
+}
+
+impl Subscription {
+    fn new(record: SubscriptionRecord) -> Self {
+        let mut principal = Principal::from_claims(record.claims.clone(), None);
+        principal.subject = Some(format!("subscription:{}", record.name));
+        principal.scopes = record.scopes.iter().cloned().collect();
+        Self { record, principal }
+    }
+
+    /// The secrets that sign an attempt at `now_ms`: the current one and those rotated out
+    /// less than the grace period ago.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<Secret> {
+        self.record
+            .secrets
+            .iter()
+            .filter(|s| s.expires_ms.is_none_or(|at| at > now_ms))
+            .filter_map(|s| Secret::parse(&s.secret).ok())
+            .collect()
+    }
+}
+
+/// Delivery settings, the subscriptions in memory, and the HTTP client.
+pub struct Webhooks {
+    /// Where subscriptions and deliveries live.
+    pub store: Arc<dyn StateStore>,
+    /// Retry schedule.
+    pub schedule: Schedule,
+    /// Which targets may be reached.
+    pub guard: Arc<AddressGuard>,
+    /// How long a rotated-out secret keeps signing.
+    pub grace: Duration,
+    per_subscription: usize,
+    max_in_flight: usize,
+    dispatch_interval: Duration,
+    client: reqwest::Client,
+    subscriptions: RwLock<Vec<Arc<Subscription>>>,
+    wake: tokio::sync::Notify,
+    metrics: ChangeMetrics,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks").finish_non_exhaustive()
+    }
+}
+
+impl Webhooks {
+    /// Builds the delivery side from `[webhooks]`; problems carry their location.
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn StateStore>,
+        metrics: ChangeMetrics,
+    ) -> Result<Self, Vec<Problem>> {
+        let settings = &config.webhooks;
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            problems.push(Problem {
+                location: format!("webhooks.{key}"),
+                message,
+            })
+        };
+        let schedule = Schedule::parse(&settings.retry_schedule, settings.jitter)
+            .map_err(|m| problem("retry_schedule", m))
+            .ok();
+        let guard = AddressGuard::new(&settings.allow_private)
+            .map_err(|m| problem("allow_private", m))
+            .ok();
+        let mut duration = |key: &str, text: &str| {
+            parse_duration(text)
+                .map_err(|m| problem(key, m))
+                .unwrap_or_default()
+        };
+        let timeout = duration("timeout", &settings.timeout);
+        let grace = duration("secret_grace", &settings.secret_grace);
+        let dispatch_interval = duration("dispatch_interval", &settings.dispatch_interval);
+        if settings.max_in_flight == 0 || settings.max_in_flight_per_subscription == 0 {
+            problem(
+                "max_in_flight",
+                "in-flight limits must be at least 1".into(),
+            );
+        }
+        let (Some(schedule), Some(guard), true) = (schedule, guard, problems.is_empty()) else {
+            return Err(problems);
+        };
+        let guard = Arc::new(guard);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
+            .user_agent(concat!("Portico-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                vec![Problem {
+                    location: "webhooks".into(),
+                    message: format!("cannot build the HTTP client: {e}"),
+                }]
+            })?;
+        Ok(Self {
+            store,
+            schedule,
+            guard,
+            grace,
+            per_subscription: settings.max_in_flight_per_subscription,
+            max_in_flight: settings.max_in_flight,
+            dispatch_interval: dispatch_interval.max(Duration::from_millis(10)),
+            client,
+            subscriptions: RwLock::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+            metrics,
+        })
+    }
+
+    /// Checks `[subscriptions]` against the catalog and the guard.
+    pub fn check_config(&self, config: &Config, catalog: &Catalog, feeds: &[Feed]) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (name, sc) in &config.subscriptions {
+            let mut problem = |key: &str, message: String| {
+                problems.push(Problem {
+                    location: format!("subscriptions.{name}.{key}"),
+                    message,
+                })
+            };
+            if let Err(message) = self.guard.check_url(&sc.url) {
+                problem("url", message);
+            }
+            if let Err(message) = Secret::parse(&sc.secret) {
+                problem("secret", message);
+            }
+            if let Err(message) = check_patterns(&sc.version, &sc.events, catalog, feeds) {
+                problem("events", message);
+            }
+        }
+        problems
+    }
+
+    /// Stores the subscriptions of the configuration (a changed secret is rotated: the old
+    /// one signs for the grace period), disables stored ones the configuration dropped, and
+    /// loads them all.
+    pub fn sync_config(&self, config: &Config) -> Result<(), StateError> {
+        let now = crate::state::unix_now_ms();
+        let stored = self.store.subscriptions()?;
+        for (name, sc) in &config.subscriptions {
+            let previous = stored.iter().find(|s| &s.name == name);
+            let mut secrets = vec![SecretRecord {
+                secret: sc.secret.clone(),
+                expires_ms: None,
+            }];
+            let grace_end = now + self.grace.as_millis() as i64;
+            for old in previous.map(|p| p.secrets.clone()).unwrap_or_default() {
+                if old.secret != sc.secret && old.expires_ms.is_none_or(|at| at > now) {
+                    secrets.push(SecretRecord {
+                        expires_ms: Some(old.expires_ms.unwrap_or(grace_end)),
+                        ..old
+                    });
+                }
+            }
+            self.store.put_subscription(&SubscriptionRecord {
+                name: name.clone(),
+                url: sc.url.clone(),
+                version: sc.version.clone(),
+                events: sc.events.clone(),
+                scopes: sc.scopes.clone(),
+                claims: sc.claims.clone(),
+                secrets,
+                enabled: sc.enabled,
+                origin: "config".into(),
+                created_ms: previous.map_or(now, |p| p.created_ms),
+            })?;
+        }
+        for gone in stored
+            .into_iter()
+            .filter(|s| s.origin == "config" && !config.subscriptions.contains_key(&s.name))
+        {
+            tracing::warn!(subscription = %gone.name, "subscription left the configuration: disabled");
+            self.store.put_subscription(&SubscriptionRecord {
+                enabled: false,
+                ..gone
+            })?;
+        }
+        self.reload()
+    }
+
+    /// Reloads the subscriptions from the store (after the admin API changed one).
+    pub fn reload(&self) -> Result<(), StateError> {
+        let loaded = self
+            .store
+            .subscriptions()?
+            .into_iter()
+            .map(|r| Arc::new(Subscription::new(r)))
+            .collect();
+        if let Ok(mut held) = self.subscriptions.write() {
+            *held = loaded;
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// The subscriptions in memory.
+    pub fn subscriptions(&self) -> Vec<Arc<Subscription>> {
+        self.subscriptions
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// One subscription.
+    pub fn subscription(&self, name: &str) -> Option<Arc<Subscription>> {
+        self.subscriptions()
+            .into_iter()
+            .find(|s| s.record.name == name)
+    }
+
+    /// Tells the dispatcher deliveries may be due.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// One delivery per enabled subscription that selects the event and may see its row, with
+    /// the body in the API shape of the subscription's version.
+    pub fn deliveries_for(
+        &self,
+        catalog: &Catalog,
+        feed: &Feed,
+        event: &EventRecord<'_>,
+        now_ms: i64,
+    ) -> Vec<NewDelivery> {
+        let first = now_ms + self.schedule.first().as_millis() as i64;
+        let mut deliveries = Vec::new();
+        for subscription in self.subscriptions() {
+            let record = &subscription.record;
+            if !record.enabled {
+                continue;
+            }
+            for view in feed.views.iter().filter(|v| v.version == record.version) {
+                let selected = record
+                    .events
+                    .iter()
+                    .any(|p| selects(p, &view.resource, event.kind));
+                let Some(resource) = catalog.resource(&view.version, &view.resource) else {
+                    continue;
+                };
+                if !selected {
+                    continue;
+                }
+                let grant = match resource
+                    .access
+                    .authorize(&subscription.principal, Verb::Read)
+                {
+                    Ok(grant) => grant,
+                    Err(denial) => {
+                        tracing::debug!(subscription = %record.name, %denial, "event withheld");
+                        continue;
+                    }
+                };
+                if let Some(body) = event_json(feed, view, resource, &grant, event) {
+                    deliveries.push(NewDelivery {
+                        subscription: record.name.clone(),
+                        body: serde_json::to_vec(&body).unwrap_or_default(),
+                        next_ms: first,
+                    });
+                }
+            }
+        }
+        deliveries
+    }
+}
+
+/// Checks event patterns: `*`, or `<resource>.<kind|*>` of a resource of `version` whose table
+/// has a change feed.
+pub fn check_patterns(
+    version: &str,
+    patterns: &[String],
+    catalog: &Catalog,
+    feeds: &[Feed],
+) -> Result<(), String> {
+    if !catalog.versions.contains_key(version) {
+        return Err(format!("there is no version `{version}`"));
+    }
+    if patterns.is_empty() {
+        return Err("name at least one event type (or `*`)".into());
+    }
+    for pattern in patterns.iter().filter(|p| p.as_str() != "*") {
+        let Some((resource, kind)) = pattern.split_once('.') else {
+            return Err(format!(
+                "`{pattern}` is not `<resource>.<created|updated|deleted|*>`"
+            ));
+        };
+        if kind != "*" && EventKind::parse(kind).is_none() {
+            return Err(format!(
+                "`{pattern}`: `{kind}` is not created, updated, deleted or *"
+            ));
+        }
+        if !feeds.iter().any(|f| f.view(version, resource).is_some()) {
+            return Err(format!(
+                "`{pattern}`: {version} has no resource `{resource}` whose changes are watched"
+            ));
+        }
+    }
+    Ok(())
+}
