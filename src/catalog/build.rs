@@ -281,6 +281,7 @@ fn compile_resource(
         parent,
         access: access?,
         writes,
+        changes: false,
     })
 }
 

@@ -85,6 +85,8 @@ pub struct Resource {
     pub access: crate::auth::ResourceAccess,
     /// What clients may write; `None`: read-only.
     pub writes: Option<write::WriteRules>,
+    /// A change feed watches the table (`GET /{v}/{resource}/changes`).
+    pub changes: bool,
 }
 
 /// `Deprecation` and `Sunset` header values for a version's dates.

@@ -2,12 +2,14 @@
 
 mod access;
 mod admin;
+mod changes;
 mod docs;
 mod health;
 mod observe;
 pub mod problem;
 mod procedures;
 mod resources;
+mod subscriptions;
 mod writes;
 
 use std::collections::HashMap;
@@ -99,7 +101,7 @@ impl AppState {
     pub fn from_config(config: &Config, file: &str) -> Result<Self, crate::config::ConfigError> {
         let metrics = Arc::new(Metrics::new());
         let mut problems = Vec::new();
-        let catalog = crate::catalog::compile(config)
+        let mut catalog = crate::catalog::compile(config)
             .map_err(|found| problems.extend(found))
             .ok();
         let base = std::path::Path::new(file)
@@ -163,6 +165,15 @@ impl AppState {
                 None
             })
             .unwrap_or_default();
+        for view in feeds.iter().flat_map(|f| &f.views) {
+            let resource = catalog
+                .as_mut()
+                .and_then(|c| c.versions.get_mut(&view.version))
+                .and_then(|v| v.resources.get_mut(&view.resource));
+            if let Some(resource) = resource {
+                resource.changes = true;
+            }
+        }
         let state_store = if takes_creates || !feeds.is_empty() || !config.subscriptions.is_empty()
         {
             match crate::state::SqliteStore::open(&base.join(&config.state.path)) {
@@ -303,6 +314,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route(web::delete().to(admin::purge_resource))
                         .default_service(web::to(method_not_allowed)),
                 )
+                .service(
+                    web::resource("/subscriptions")
+                        .route(web::get().to(subscriptions::list))
+                        .route(web::post().to(subscriptions::create))
+                        .default_service(web::to(|| allow("GET, POST"))),
+                )
+                .service(
+                    web::resource("/subscriptions/{name}")
+                        .route(web::get().to(subscriptions::get))
+                        .route(web::delete().to(subscriptions::delete))
+                        .default_service(web::to(|| allow("GET, DELETE"))),
+                )
+                .service(
+                    web::resource("/subscriptions/{name}/{action}")
+                        .route(web::post().to(subscriptions::act))
+                        .default_service(web::to(|| allow("POST"))),
+                )
+                .service(
+                    web::resource(["/deliveries", "/dead-letters"])
+                        .route(web::get().to(subscriptions::deliveries))
+                        .default_service(web::to(|| allow("GET"))),
+                )
+                .service(
+                    web::resource("/deliveries/{id}")
+                        .route(web::get().to(subscriptions::delivery))
+                        .default_service(web::to(|| allow("GET"))),
+                )
+                .service(
+                    web::resource("/deliveries/{id}/resend")
+                        .route(web::post().to(subscriptions::resend))
+                        .default_service(web::to(|| allow("POST"))),
+                )
                 .default_service(web::to(not_found)),
         )
         // `/{version}/{resource}[/{key}[/{child}]]`, routed by shape in `resources::dispatch`.
@@ -358,7 +401,11 @@ async fn openapi_document(
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed("DELETE".into()))
+    allow("DELETE").await
+}
+
+async fn allow(methods: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(methods.into()))
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -57,6 +57,12 @@ pub async fn dispatch(
         };
     }
     let principal = access::principal(&req, &state).await?;
+    if depth == 3 && raw_segment(&req, 2) == "changes" {
+        let resource = find(&state, &req, 1)?;
+        if resource.changes {
+            return super::changes::feed(&req, &state, resource, &principal).await;
+        }
+    }
     match depth {
         2 => list(req, state, &principal).await,
         3 => get(req, state, &principal).await,

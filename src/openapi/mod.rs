@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of each version, built at runtime from the catalog with utoipa's
 //! builders (resources come from configuration, so nothing here can be derived).
 
+mod changes;
 pub mod diff;
 mod operations;
 mod procedures;
@@ -43,7 +44,8 @@ pub fn document(version: &Version, admin_scope: Option<&str>, mut fixed: OpenApi
         components = components
             .schema(schema::row_name(resource), schema::row(resource))
             .schema(schema::page_name(resource), schema::page(resource))
-            .schemas_from_iter(writes::body_schemas(resource));
+            .schemas_from_iter(writes::body_schemas(resource))
+            .schemas_from_iter(changes::schemas(resource));
         for (path, item) in operations::path_items(version, resource, auth) {
             paths = paths.path(path, item);
         }

@@ -17,7 +17,7 @@ use crate::catalog::query::MAX_IN_VALUES;
 use crate::catalog::{Resource, Version};
 use crate::config::FieldType;
 
-const JSON: &str = "application/json";
+pub(super) const JSON: &str = "application/json";
 const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Reusable error responses: name, status, description, example problem.
@@ -161,10 +161,13 @@ pub fn path_items(version: &Version, resource: &Resource, auth: bool) -> Vec<(St
     let mut collection = list(version, resource, format!("list{noun}"), Vec::new(), auth);
     let mut row = get(version, resource, auth);
     super::writes::add_operations(version, resource, auth, &mut collection, &mut row);
-    let mut items = vec![
+    let mut items: Vec<(String, PathItem)> = super::changes::path_item(version, resource, auth)
+        .into_iter()
+        .collect();
+    items.extend([
         (base.clone(), collection),
         (format!("{base}/{}", key_template(resource)), row),
-    ];
+    ]);
     if let Some((parent_name, _)) = &resource.parent {
         if let Some(parent) = version.resources.get(parent_name) {
             let path = format!(
@@ -234,7 +237,7 @@ fn get(version: &Version, resource: &Resource, auth: bool) -> PathItem {
     PathItem::new(HttpMethod::Get, operation)
 }
 
-fn deprecated(version: &Version) -> Option<Deprecated> {
+pub(super) fn deprecated(version: &Version) -> Option<Deprecated> {
     version.deprecated.map(|_| Deprecated::True)
 }
 
@@ -284,7 +287,7 @@ fn etag_header() -> utoipa::openapi::header::Header {
         .build()
 }
 
-fn responses(ok: Response, errors: &[&str], auth: bool) -> utoipa::openapi::Responses {
+pub(super) fn responses(ok: Response, errors: &[&str], auth: bool) -> utoipa::openapi::Responses {
     let mut builder = ResponsesBuilder::new().response("200", ok).response(
         "304",
         ResponseBuilder::new().description("Not modified: the `If-None-Match` tag still holds."),
@@ -303,7 +306,7 @@ fn responses(ok: Response, errors: &[&str], auth: bool) -> utoipa::openapi::Resp
 }
 
 /// The bearer requirement with the read scope; anonymous resources also accept no token.
-fn security(resource: &Resource, auth: bool) -> Option<Vec<SecurityRequirement>> {
+pub(super) fn security(resource: &Resource, auth: bool) -> Option<Vec<SecurityRequirement>> {
     if !auth {
         return None;
     }

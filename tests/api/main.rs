@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod cache;
+mod changes;
 mod cli;
 mod client;
 mod contract;

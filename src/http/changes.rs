@@ -1,0 +1,102 @@
+//! `GET /{v}/{resource}/changes?after=<cursor>&limit=<n>`: the change events of a resource, in
+//! order, for consumers that cannot receive webhooks. Row policies and field masks apply to
+//! each event as to a read of the row.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::access;
+use super::problem::ApiError;
+use super::AppState;
+use crate::auth::Principal;
+use crate::catalog::query::{pairs, QueryError};
+use crate::catalog::Resource;
+use crate::changes::render::{event_json, EventRecord};
+use crate::changes::EventKind;
+use crate::source::Value;
+
+/// Events per page without `limit`, and the most with it.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+fn bad(parameter: &str, message: &str) -> ApiError {
+    ApiError::BadParameter(QueryError {
+        parameter: parameter.into(),
+        message: message.into(),
+    })
+}
+
+/// One page of events after the cursor; `next_cursor` is always given (resume from it later).
+pub async fn feed(
+    req: &HttpRequest,
+    state: &AppState,
+    resource: &Resource,
+    principal: &Principal,
+) -> Result<HttpResponse, ApiError> {
+    let grant = access::grant(resource, principal)?;
+    let (mut after, mut limit) = (0_i64, DEFAULT_LIMIT);
+    for (name, value) in pairs(req.query_string())? {
+        match name.as_str() {
+            "after" => {
+                after = value
+                    .parse()
+                    .ok()
+                    .filter(|n: &i64| *n >= 0)
+                    .ok_or_else(|| bad("after", "is not a cursor this feed gave"))?
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| bad("limit", "must be a whole number from 1 to 1000"))?
+            }
+            _ => {
+                return Err(bad(
+                    &name,
+                    "is not a parameter of a change feed (after, limit)",
+                ))
+            }
+        }
+    }
+    let feed = state
+        .feeds
+        .iter()
+        .find(|f| f.view(&resource.version, &resource.name).is_some())
+        .ok_or_else(|| ApiError::NotFound(format!("{} has no change feed", resource.name)))?;
+    let view = feed
+        .view(&resource.version, &resource.name)
+        .ok_or_else(|| ApiError::Internal("feed view vanished".into()))?;
+    let store = state
+        .state_store
+        .clone()
+        .ok_or_else(|| ApiError::Internal("change feed without a state store".into()))?;
+    let name = feed.name.clone();
+    let events = tokio::task::spawn_blocking(move || store.events_after(&name, after, limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let has_more = events.len() == limit;
+    let next_cursor = events.last().map_or(after, |e| e.seq);
+    let data: Vec<serde_json::Value> = events
+        .iter()
+        .filter_map(|event| {
+            let row: Vec<Value> = serde_json::from_str(event.row.as_deref()?).ok()?;
+            let record = EventRecord {
+                id: &event.id,
+                kind: EventKind::parse(&event.kind)?,
+                row: &row,
+                detected_ms: event.detected_ms,
+            };
+            event_json(feed, view, resource, &grant, &record)
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "data": data,
+            "next_cursor": next_cursor.to_string(),
+            "has_more": has_more,
+        })))
+}

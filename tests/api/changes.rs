@@ -1,0 +1,759 @@
+//! Change feeds and webhooks against real databases: rows changed directly in the database
+//! (not through Portico) arrive at a receiver that verifies every signature with the
+//! `standardwebhooks` library from PyPI; retries, dead letters, resend, the SSRF guard, the
+//! pull feed, and a SIGKILL in the middle of 5,000 deliveries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use odbc_api::ConnectionOptions;
+use serde_json::{json, Value};
+
+use crate::fixture::Kind;
+use crate::harness::{create_database, execute, shared_server, Portico};
+use crate::servers::{free_port, Engine};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn repo(path: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The test receiver (tests/api/support/webhook_receiver.py) and its log.
+struct Receiver {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("received.jsonl");
+        let python = repo(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "run `bash scripts/install-deps.sh test` (.venv)"
+        );
+        let mut child = Command::new(python)
+            .arg(repo("tests/api/support/webhook_receiver.py"))
+            .args(["--secret", SECRET, "--log"])
+            .arg(&log)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("receiver address");
+        Self {
+            child,
+            url: format!("http://{address}/hook"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn entries(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn accepted(&self) -> Vec<Value> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e["outcome"] == "accepted")
+            .collect()
+    }
+
+    /// Waits until `done` holds for the log; the log on timeout is in the panic message.
+    async fn wait(&self, what: &str, seconds: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let entries = self.entries();
+            if done(&entries) {
+                return entries;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log: {entries:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `type` and key of every accepted delivery.
+fn received(entries: &[Value]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .filter(|e| e["outcome"] == "accepted")
+        .map(|e| {
+            (
+                e["body"]["type"].as_str().unwrap_or_default().to_string(),
+                e["body"]["data"]["key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has(entries: &[Value], kind: &str, key: &str) -> bool {
+    received(entries).contains(&(kind.to_string(), key.to_string()))
+}
+
+/// A fresh database with `TICKETS`, three rows in it.
+struct Tickets {
+    connection_string: String,
+    kind: Kind,
+    dir: tempfile::TempDir,
+}
+
+impl Tickets {
+    fn new(kind: Kind) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let connection_string = match kind {
+            Kind::Postgres => create_database(shared_server(Engine::Postgres)),
+            Kind::MariaDb => create_database(shared_server(Engine::MariaDb)),
+            _ => format!(
+                "Driver=SQLite3;Database={}",
+                dir.path().join("legacy.db").display()
+            ),
+        };
+        let timestamp = if kind == Kind::MariaDb {
+            "DATETIME"
+        } else {
+            "TIMESTAMP"
+        };
+        let tickets = Self {
+            connection_string,
+            kind,
+            dir,
+        };
+        tickets.sql(&format!(
+            "CREATE TABLE TICKETS (ID CHAR(6) NOT NULL PRIMARY KEY, STATUS CHAR(1) NOT NULL, \
+             CUST CHAR(6) NOT NULL, AMOUNT DECIMAL(9,2), UPDATED {timestamp} NOT NULL)"
+        ));
+        tickets.sql(
+            "INSERT INTO TICKETS VALUES ('T1', 'O', 'C1', 10.50, '2026-01-01 10:00:01'), \
+             ('T2', 'O', 'C2', 20.00, '2026-01-01 10:00:02'), ('T3', 'O', 'C1', NULL, '2026-01-01 10:00:03')",
+        );
+        tickets
+    }
+
+    /// Runs `sql` directly; PostgreSQL gets the upper-case names quoted (Portico quotes them).
+    fn sql(&self, sql: &str) {
+        let mut text = sql.to_string();
+        if self.kind == Kind::Postgres {
+            text = quote_words(
+                sql,
+                &["TICKETS", "ID", "STATUS", "CUST", "AMOUNT", "UPDATED"],
+            );
+        }
+        execute(&self.connection_string, &text);
+    }
+
+    /// The configuration: `TICKETS` as `/v1/tickets` with `changes`, `[webhooks]` and `tail`.
+    fn config(&self, changes: &str, tail: &str) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[sources.legacy]
+kind = "odbc"
+dialect = "{dialect}"
+connection_string = "{cs}"
+
+[state]
+path = "{state}"
+
+[webhooks]
+retry_schedule = ["0s", "300ms", "300ms"]
+jitter = 0.0
+allow_private = ["127.0.0.1"]
+dispatch_interval = "100ms"
+timeout = "5s"
+
+[versions.v1.resources.tickets]
+source = "legacy"
+table = "TICKETS"
+key = ["id"]
+anonymous = true
+cache_ttl = "60s"
+changes = {changes}
+
+[versions.v1.resources.tickets.fields]
+# SQLite stores the keys unpadded: compared as VARCHAR, trimmed where CHAR pads them.
+id = {{ column = "ID", type = "string", column_type = "varchar(6)", trim = true }}
+status = {{ column = "STATUS", type = "string", codes = {{ O = "open", C = "closed" }} }}
+customer = {{ column = "CUST", type = "string", column_type = "varchar(6)", trim = true }}
+amount = {{ column = "AMOUNT", type = "decimal", scale = 2 }}
+updated_at = {{ column = "UPDATED", type = "datetime" }}
+{tail}
+"#,
+            dialect = self.kind.dialect(),
+            cs = self.connection_string,
+            state = self.dir.path().join("state.sqlite3").display(),
+        )
+    }
+}
+
+/// `sql` with every whole word of `names` in double quotes (outside string literals).
+fn quote_words(sql: &str, names: &[&str]) -> String {
+    let (mut out, mut word, mut in_literal) = (String::new(), String::new(), false);
+    for c in sql.chars().chain(std::iter::once(' ')) {
+        if !in_literal && (c.is_ascii_alphanumeric() || c == '_') {
+            word.push(c);
+            continue;
+        }
+        if names.contains(&word.as_str()) {
+            out.push_str(&format!("\"{word}\""));
+        } else {
+            out.push_str(&word);
+        }
+        word.clear();
+        if c == '\'' {
+            in_literal = !in_literal;
+        }
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+fn subscription(name: &str, url: &str) -> String {
+    format!(
+        "[subscriptions.{name}]\nurl = \"{url}\"\nversion = \"v1\"\nevents = [\"tickets.*\"]\nsecret = \"{SECRET}\"\n"
+    )
+}
+
+/// Waits until every feed has completed a poll (its lag gauge is no longer -1).
+async fn wait_polled(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let lags: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("portico_change_poll_lag_seconds{"))
+            .collect();
+        if !lags.is_empty() && lags.iter().all(|l| !l.ends_with(" -1")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no feed completed a poll: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const HIGH_WATER_MARK: &str =
+    r#"{ strategy = "high_water_mark", column = "UPDATED", poll_interval = "200ms", lag = "4s" }"#;
+const SNAPSHOT_DIFF: &str =
+    r#"{ strategy = "snapshot_diff", poll_interval = "200ms", page_size = 2 }"#;
+
+async fn direct_changes_arrive_as_verified_webhooks(kind: Kind, changes: &str) {
+    let tickets = Tickets::new(kind);
+    let receiver = Receiver::start(&[]);
+    let app =
+        Portico::spawn(&tickets.config(changes, &subscription("portal", &receiver.url))).await;
+    wait_polled(&app.base).await;
+    // A cached page, which the detected changes must invalidate.
+    assert_eq!(app.get("/v1/tickets/T1").await.body["status"], "open");
+
+    // A new row and an update with the very same timestamp.
+    tickets.sql("INSERT INTO TICKETS VALUES ('T4', 'O', 'C2', 5.00, '2026-01-01 11:00:00')");
+    tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-01 11:00:00' WHERE ID = 'T1'");
+    let entries = receiver
+        .wait("T4 created and T1 updated", 20, |e| {
+            has(e, "tickets.created", "T4") && has(e, "tickets.updated", "T1")
+        })
+        .await;
+    let update = entries
+        .iter()
+        .find(|e| e["body"]["type"] == "tickets.updated")
+        .unwrap();
+    assert_eq!(
+        update["body"]["data"]["row"],
+        json!({"id": "T1", "status": "closed", "customer": "C1", "amount": "10.50",
+               "updated_at": "2026-01-01T11:00:00"})
+    );
+    assert!(update["id"].as_str().unwrap().starts_with("evt_"));
+    assert_eq!(
+        update["id"], update["body"]["id"],
+        "webhook-id is the event id"
+    );
+    assert_eq!(
+        app.get("/v1/tickets/T1").await.body["status"],
+        "closed",
+        "cache invalidated"
+    );
+
+    // A transaction that commits after a later one (an older timestamp lands behind the mark).
+    match kind {
+        Kind::Sqlite => {
+            // SQLite has one writer at a time: a backdated write is the same situation.
+            tickets.sql("UPDATE TICKETS SET UPDATED = '2026-01-01 11:45:00' WHERE ID = 'T2'");
+            receiver
+                .wait("T2 updated", 20, |e| has(e, "tickets.updated", "T2"))
+                .await;
+            tickets.sql(
+                "UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-01 11:30:00' WHERE ID = 'T3'",
+            );
+        }
+        _ => {
+            let env = odbc_api::environment().unwrap();
+            let late = env
+                .connect_with_connection_string(
+                    &tickets.connection_string,
+                    ConnectionOptions::default(),
+                )
+                .unwrap();
+            late.set_autocommit(false).unwrap();
+            let update =
+                "UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-01 11:30:00' WHERE ID = 'T3'";
+            let update = match kind {
+                Kind::Postgres => quote_words(update, &["TICKETS", "ID", "STATUS", "UPDATED"]),
+                _ => update.to_string(),
+            };
+            late.execute(&update, (), None).unwrap();
+            tickets.sql("UPDATE TICKETS SET UPDATED = '2026-01-01 11:45:00' WHERE ID = 'T2'");
+            receiver
+                .wait("T2 updated", 20, |e| has(e, "tickets.updated", "T2"))
+                .await;
+            late.commit().unwrap();
+        }
+    }
+    receiver
+        .wait("the late T3 update", 20, |e| {
+            has(e, "tickets.updated", "T3")
+        })
+        .await;
+
+    let snapshot = changes.contains("snapshot_diff");
+    if snapshot {
+        tickets.sql("DELETE FROM TICKETS WHERE ID = 'T4'");
+        let entries = receiver
+            .wait("T4 deleted", 20, |e| has(e, "tickets.deleted", "T4"))
+            .await;
+        let deleted = entries
+            .iter()
+            .find(|e| e["body"]["type"] == "tickets.deleted")
+            .unwrap();
+        assert_eq!(
+            deleted["body"]["data"]["row"]["amount"], "5.00",
+            "the last known row"
+        );
+    }
+    // Let a few more polls run: nothing is announced twice.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let entries = receiver.entries();
+    assert!(
+        entries.iter().all(|e| e["outcome"] == "accepted"),
+        "{entries:#?}"
+    );
+    let mut expected = vec![
+        ("tickets.created", "T4"),
+        ("tickets.updated", "T1"),
+        ("tickets.updated", "T2"),
+        ("tickets.updated", "T3"),
+    ];
+    if snapshot {
+        expected.push(("tickets.deleted", "T4"));
+    }
+    let mut got = received(&entries);
+    got.sort();
+    let mut expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(t, k)| (t.to_string(), k.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "each change once, nothing for the baseline rows"
+    );
+
+    // The pull feed holds the same events in order, paged.
+    let feed = app.get("/v1/tickets/changes?limit=2").await;
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    assert_eq!(feed.body["has_more"], true);
+    let mut ids: Vec<Value> = feed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    let rest = app
+        .get(&format!(
+            "/v1/tickets/changes?after={}",
+            feed.body["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    ids.extend(
+        rest.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].clone()),
+    );
+    let delivered: Vec<Value> = entries.iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids.len(), delivered.len());
+    let text = |v: &[Value]| v.iter().map(|i| i.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(text(&ids), text(&delivered));
+    assert_eq!(
+        app.get("/v1/tickets/changes?after=x").await.problem(400)["parameter"],
+        "after"
+    );
+    assert_eq!(
+        app.get("/v1/tickets/changes?since=1").await.problem(400)["parameter"],
+        "since"
+    );
+}
+
+macro_rules! per_database_and_strategy {
+    ($($strategy:ident: $config:expr),* $(,)?) => {
+        $(mod $strategy {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() { direct_changes_arrive_as_verified_webhooks(Kind::Sqlite, $config).await }
+            #[tokio::test]
+            async fn postgres() { direct_changes_arrive_as_verified_webhooks(Kind::Postgres, $config).await }
+            #[tokio::test]
+            async fn mariadb() { direct_changes_arrive_as_verified_webhooks(Kind::MariaDb, $config).await }
+        })*
+    };
+}
+
+per_database_and_strategy!(high_water_mark: HIGH_WATER_MARK, snapshot_diff: SNAPSHOT_DIFF);
+
+#[tokio::test]
+async fn failing_receivers_get_retries_then_dead_letters_and_resend() {
+    let tickets = Tickets::new(Kind::Sqlite);
+    let flaky = Receiver::start(&["--fail-first", "2", "--retry-after", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let recovered = dir.path().join("recovered");
+    let down = Receiver::start(&[
+        "--fail-until-file",
+        recovered.to_str().unwrap(),
+        "--status",
+        "503",
+    ]);
+    let tail = format!(
+        "{}{}",
+        subscription("flaky", &flaky.url),
+        subscription("down", &down.url)
+    );
+    let app = Portico::spawn(&tickets.config(HIGH_WATER_MARK, &tail)).await;
+    wait_polled(&app.base).await;
+    tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-02 00:00:00' WHERE ID = 'T2'");
+
+    // Two failures, then success, all with the same webhook-id; timestamps are per attempt.
+    let entries = flaky
+        .wait("a delivery after two failures", 20, |e| {
+            has(e, "tickets.updated", "T2")
+        })
+        .await;
+    let outcomes: Vec<&str> = entries
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failed", "failed", "accepted"]);
+    assert!(entries.iter().all(|e| e["id"] == entries[0]["id"]));
+
+    // The receiver that never recovers: three attempts, then a dead letter.
+    down.wait("three failed attempts", 20, |e| e.len() >= 3)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = app.get("/admin/dead-letters?subscription=down").await;
+        assert_eq!(dead.status, 200, "{}", dead.body);
+        if dead.body["data"].as_array().is_some_and(|d| d.len() == 1) {
+            break dead.body["data"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "no dead letter: {}", dead.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead["attempts"], 3);
+    assert_eq!(dead["last_error"], "answered 503");
+    assert_eq!(dead["event"]["data"]["key"], "T2");
+    let detail = app.get(&format!("/admin/deliveries/{}", dead["id"])).await;
+    let statuses: Vec<&Value> = detail.body["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(503), &json!(503), &json!(503)]);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        down.entries().len(),
+        3,
+        "a dead letter is not attempted again by itself"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("portico_webhook_dead_letters 1"),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains("portico_webhook_attempts_total{subscription=\"down\",outcome=\"dead\"} 1"));
+
+    // Resend once the receiver is back: delivered with the same webhook-id.
+    std::fs::write(&recovered, b"").unwrap();
+    let resent = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/admin/deliveries/{}/resend", dead["id"]),
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(resent.status, 202);
+    let entries = down
+        .wait("the resent delivery", 20, |e| {
+            has(e, "tickets.updated", "T2")
+        })
+        .await;
+    assert_eq!(entries.last().unwrap()["id"], dead["event_id"]);
+    let listed = app
+        .get("/admin/deliveries?subscription=down&status=delivered")
+        .await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get("/admin/deliveries?status=lost").await.problem(400)["parameter"],
+        "status"
+    );
+}
+
+#[tokio::test]
+async fn webhook_targets_on_private_networks_are_refused() {
+    let tickets = Tickets::new(Kind::Sqlite);
+    // In the configuration: refused at start, naming the subscription.
+    let text = tickets
+        .config(
+            HIGH_WATER_MARK,
+            &subscription("inside", "http://10.0.0.7/hook"),
+        )
+        .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []");
+    let config = portico::config::parse("t.toml", &text, &|_| None).unwrap();
+    let Err(error) = portico::http::AppState::from_config(&config, "t.toml") else {
+        panic!("a private webhook target was accepted");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("subscriptions.inside.url") && error.contains("not a public address"),
+        "{error}"
+    );
+
+    // Through the admin API: refused with the field named; names are resolved first.
+    let text = tickets
+        .config(HIGH_WATER_MARK, "")
+        .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []");
+    let app = Portico::spawn(&text).await;
+    let create = |body: Value| {
+        app.send(
+            reqwest::Method::POST,
+            "/admin/subscriptions",
+            None,
+            &[],
+            Some(Ok(body)),
+        )
+    };
+    for url in [
+        "http://localhost:9/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/h",
+        "http://127.0.0.1:9/",
+    ] {
+        let answer = create(json!({"name": "x", "url": url, "version": "v1"})).await;
+        let problem = answer.problem(422);
+        assert_eq!(problem["errors"][0]["pointer"], "/url", "{url}: {problem}");
+        assert!(problem["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"));
+    }
+    let answer = create(json!({"name": "x", "url": "http://8.8.8.8/h", "version": "v9"})).await;
+    assert_eq!(answer.problem(422)["errors"][0]["pointer"], "/version");
+    let answer = create(
+        json!({"name": "x", "url": "http://8.8.8.8/h", "version": "v1", "events": ["jobs.*"]}),
+    )
+    .await;
+    assert_eq!(answer.problem(422)["errors"][0]["pointer"], "/events");
+    let answer =
+        create(json!({"name": "x", "url": "http://8.8.8.8/h", "version": "v1", "colour": "red"}))
+            .await;
+    assert!(answer.problem(422)["errors"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("colour"));
+    // A public target is taken; the secret is shown once.
+    let answer =
+        create(json!({"name": "public", "url": "http://8.8.8.8:9/h", "version": "v1"})).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert!(answer.body["secret"]
+        .as_str()
+        .unwrap()
+        .starts_with("whsec_"));
+    let again =
+        create(json!({"name": "public", "url": "http://8.8.8.8:9/h", "version": "v1"})).await;
+    again.problem(409);
+    let listed = app.get("/admin/subscriptions").await;
+    assert_eq!(listed.body["data"][0]["name"], "public");
+    assert!(listed.body["data"][0].get("secret").is_none());
+    let post = |path: &'static str| app.send(reqwest::Method::POST, path, None, &[], None);
+    assert_eq!(
+        post("/admin/subscriptions/public/disable").await.body["enabled"],
+        false
+    );
+    let rotated = post("/admin/subscriptions/public/rotate").await;
+    assert_eq!(
+        rotated.body["signing_secrets"], 2,
+        "the old secret signs during the grace period"
+    );
+    assert_ne!(rotated.body["secret"], answer.body["secret"]);
+    let deleted = app
+        .send(
+            reqwest::Method::DELETE,
+            "/admin/subscriptions/public",
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(app.get("/admin/subscriptions/public").await.status, 404);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let tickets = Tickets::new(Kind::Sqlite);
+    let target = Receiver::start(&[]);
+    let redirecting = Receiver::start(&["--redirect-to", &target.url]);
+    let app =
+        Portico::spawn(&tickets.config(HIGH_WATER_MARK, &subscription("moved", &redirecting.url)))
+            .await;
+    wait_polled(&app.base).await;
+    tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-02 00:00:00' WHERE ID = 'T1'");
+    redirecting
+        .wait("three redirected attempts", 20, |e| e.len() >= 3)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(target.entries().is_empty(), "the redirect was followed");
+    let dead = app.get("/admin/dead-letters").await;
+    assert_eq!(dead.body["data"][0]["last_error"], "answered 307");
+}
+
+/// Portico as its own process, so it can be killed.
+fn serve(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("PORTICO_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_sigkill_while_delivering_5000_events_loses_none() {
+    let tickets = Tickets::new(Kind::Sqlite);
+    let receiver = Receiver::start(&[]);
+    let port = free_port();
+    let config = tickets.dir.path().join("portico.toml");
+    let changes = r#"{ strategy = "high_water_mark", column = "UPDATED", poll_interval = "200ms", page_size = 500 }"#;
+    let text = tickets
+        .config(changes, &subscription("bulk", &receiver.url))
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut portico = serve(&config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(Instant::now() < deadline, "Portico did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_polled(&base).await;
+    tickets.sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
+         INSERT INTO TICKETS SELECT printf('N%05d', i), 'O', 'C9', NULL, '2026-02-01 00:00:00' FROM n",
+    );
+    receiver
+        .wait("the first deliveries", 60, |e| e.len() >= 300)
+        .await;
+    portico.kill().unwrap(); // SIGKILL
+    portico.wait().unwrap();
+    let before_restart = receiver.accepted().len();
+    let mut portico = serve(&config);
+    let entries = receiver
+        .wait("all 5,000 events", 180, |e| {
+            e.iter()
+                .filter(|e| e["outcome"] == "accepted")
+                .filter_map(|e| e["id"].as_str())
+                .collect::<BTreeSet<_>>()
+                .len()
+                >= 5000
+        })
+        .await;
+    portico.kill().unwrap();
+    portico.wait().unwrap();
+    // Every ticket arrived; a ticket delivered twice carries one webhook-id.
+    let mut ids_by_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e["outcome"] == "accepted") {
+        assert_eq!(e["body"]["type"], "tickets.created");
+        let key = e["body"]["data"]["key"].as_str().unwrap().to_string();
+        ids_by_key
+            .entry(key)
+            .or_default()
+            .insert(e["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids_by_key.len(), 5000);
+    assert!(
+        ids_by_key.values().all(|ids| ids.len() == 1),
+        "one webhook-id per event"
+    );
+    assert!(
+        before_restart < 5000,
+        "the kill came before every delivery ({before_restart})"
+    );
+    eprintln!(
+        "killed after {before_restart} deliveries; {} deliveries in all for 5000 events",
+        entries
+            .iter()
+            .filter(|e| e["outcome"] == "accepted")
+            .count()
+    );
+}
