@@ -757,3 +757,88 @@ async fn a_sigkill_while_delivering_5000_events_loses_none() {
             .count()
     );
 }
+
+#[tokio::test]
+async fn the_pull_feed_applies_row_policies_and_masks() {
+    let (dir, db) = crate::harness::demo_database();
+    let text = std::fs::read_to_string(repo("config/demo.toml"))
+        .unwrap()
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("poll_interval = \"2s\"", "poll_interval = \"200ms\"");
+    let (db_path, state) = (db.display().to_string(), dir.path().join("state.sqlite3"));
+    let config = portico::config::parse("demo.toml", &text, &|name| match name {
+        "DEMO_DB" => Some(db_path.clone()),
+        "PORTICO_STATE" => Some(state.display().to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let mint = |subject: &str, scopes: &[&str], claims: Value| {
+        portico::auth::token::mint(
+            config.auth.as_ref().unwrap(),
+            &portico::auth::token::TokenRequest {
+                subject: subject.into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                claims: claims.as_object().cloned().unwrap_or_default(),
+                ttl: Duration::from_secs(600),
+            },
+        )
+        .unwrap()
+    };
+    let staff = mint(
+        "clerk",
+        &["jobs:read", "jobs:read:all", "jobs:read:amounts"],
+        json!({}),
+    );
+    let portal = mint("portal", &["jobs:read"], json!({"customer_id": "C00002"}));
+    let file = dir.path().join("demo.toml").display().to_string();
+    let app = Portico::start(
+        portico::http::AppState::from_config(&config, &file).unwrap(),
+        &config,
+    )
+    .await;
+    wait_polled(&app.base).await;
+    let legacy = format!("Driver=SQLite3;Database={db_path}");
+    let job_of = |customer: &str| {
+        let sql = format!(
+            "SELECT JOB_NO FROM JOBHDR WHERE CUST_NO LIKE '{customer}%' ORDER BY JOB_NO LIMIT 1"
+        );
+        crate::harness::query_text(&legacy, &sql)[0][0]
+            .clone()
+            .unwrap()
+    };
+    let (theirs, other) = (job_of("C00002"), job_of("C00001"));
+    execute(
+        &legacy,
+        &format!("UPDATE JOBHDR SET STATUS = 'H', LAST_UPD = '2099-01-01 00:00:00' WHERE JOB_NO IN ('{theirs}', '{other}')"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let all = loop {
+        let answer = app.get_as("/v1/jobs/changes", Some(&staff)).await;
+        if answer.body["data"].as_array().is_some_and(|d| d.len() == 2) {
+            break answer.body["data"].clone();
+        }
+        assert!(Instant::now() < deadline, "no events: {}", answer.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["type"] == "jobs.updated"
+            && e["data"]["row"]["status"] == "held"
+            && e["data"]["row"].get("quote_amount").is_some()));
+    let mine = app.get_as("/v1/jobs/changes", Some(&portal)).await;
+    let events = mine.body["data"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{}", mine.body);
+    assert_eq!(events[0]["data"]["key"], theirs.trim());
+    assert_eq!(events[0]["data"]["row"]["customer_id"], "C00002");
+    assert!(
+        events[0]["data"]["row"].get("quote_amount").is_none(),
+        "masked field"
+    );
+    assert_eq!(
+        mine.body["next_cursor"],
+        app.get_as("/v1/jobs/changes", Some(&staff)).await.body["next_cursor"]
+    );
+    app.get_as("/v1/jobs/changes", None).await.problem(401);
+}
