@@ -24,6 +24,8 @@ lint:
 	cargo clippy --all-targets --locked -- -D warnings
 
 bench:
+	bash scripts/install-deps.sh test
 	bash scripts/install-deps.sh bench
 	$(MAKE) demo-db
 	bash bench/run.sh
+	.venv/bin/python bench/webhooks.py
