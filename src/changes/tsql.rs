@@ -99,6 +99,39 @@ fn interpret_start_or_baseline(
     }
 }
 
+/// The page after a polling read: a full page goes on after its last row (`after` gives the
+/// paging position); a short one ends the poll at the version its last row carries.
+fn polled(
+    feed: &Feed,
+    position: &Position,
+    candidates: Vec<Candidate>,
+    rows: &Rows,
+    after: impl FnOnce(&[Value]) -> Vec<Value>,
+) -> Result<Page, ChangeError> {
+    let full = rows.len() >= feed.page_size;
+    let next = match rows.last() {
+        Some(last) if full => Position {
+            after: Some(after(last)),
+            ..position.clone()
+        },
+        last => Position {
+            after: None,
+            version: match last {
+                Some(row) => Some(version_of(row)?),
+                None => position.version,
+            },
+            ..position.clone()
+        },
+    };
+    Ok(Page {
+        candidates,
+        next,
+        done: !full,
+        baseline: false,
+        sweep_before: None,
+    })
+}
+
 /// The feed's columns for a SELECT list, `prefix`ed; the `rowversion` column (if any) as a number.
 fn select_list(
     feed: &Feed,
@@ -159,34 +192,9 @@ impl ChangeStrategy for Rowversion {
         }
         let candidates = scan::candidates(feed, &rows)?;
         let column = feed.column.unwrap_or(0);
-        if rows.len() >= feed.page_size {
-            let last = rows.last().map(|r| vec![r[column].clone()]);
-            return Ok(Page {
-                candidates,
-                next: Position {
-                    after: last,
-                    ..position.clone()
-                },
-                done: false,
-                baseline: false,
-                sweep_before: None,
-            });
-        }
         // A short page: everything below this page's MIN_ACTIVE_ROWVERSION() has been read.
-        let version = match rows.last() {
-            Some(row) => Some(version_of(row)?),
-            None => position.version,
-        };
-        Ok(Page {
-            candidates,
-            next: Position {
-                after: None,
-                version,
-                ..position.clone()
-            },
-            done: true,
-            baseline: false,
-            sweep_before: None,
+        polled(feed, position, candidates, &rows, |last| {
+            vec![last[column].clone()]
         })
     }
 }
@@ -315,37 +323,10 @@ impl ChangeStrategy for ChangeTracking {
                 row: (!deleted).then(|| row[..width].to_vec()),
             });
         }
-        if rows.len() >= feed.page_size {
-            let last = rows.last().map(|r| {
-                std::iter::once(r[width + 1].clone())
-                    .chain(r[..feed.key_len].iter().cloned())
-                    .collect()
-            });
-            return Ok(Page {
-                candidates,
-                next: Position {
-                    after: last,
-                    ..position.clone()
-                },
-                done: false,
-                baseline: false,
-                sweep_before: None,
-            });
-        }
-        let version = match rows.last() {
-            Some(row) => Some(version_of(row)?),
-            None => position.version,
-        };
-        Ok(Page {
-            candidates,
-            next: Position {
-                after: None,
-                version,
-                ..position.clone()
-            },
-            done: true,
-            baseline: false,
-            sweep_before: None,
+        polled(feed, position, candidates, &rows, |last| {
+            std::iter::once(last[width + 1].clone())
+                .chain(last[..feed.key_len].iter().cloned())
+                .collect()
         })
     }
 }
