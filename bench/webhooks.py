@@ -31,11 +31,13 @@ PORT = int(os.environ.get("BENCH_PORT", "18081"))
 
 
 def log_lines(path):
+    """The receiver's complete log lines (one may be half written while it is read)."""
     try:
         with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+            lines = f.read().split("\n")[:-1]
     except FileNotFoundError:
         return []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def wait(what, seconds, done):
@@ -130,6 +132,9 @@ updated_at = {{ column = "UPDATED", type = "datetime" }}
         bulk = [e["received_at"] for e in log_lines(log)[before:] if e["outcome"] == "accepted"]
         rate = (len(bulk) - 1) / (max(bulk) - min(bulk))
         end_to_end = max(bulk) - committed
+    except BaseException:
+        receiver.terminate()
+        raise
     finally:
         portico.terminate()
         portico.wait()
