@@ -9,6 +9,7 @@
 //! a later row is told apart as created or updated.
 
 use super::{scan, Candidate, ChangeError, ChangeStrategy, Feed, Page, Phase, Position};
+use crate::source::select::OrderTerm;
 use crate::source::{ColumnType, Dialect, Param, Rows, Statement, Value};
 
 /// The `change_tracking` strategy.
@@ -224,27 +225,19 @@ impl ChangeStrategy for ChangeTracking {
         let mut paging = String::new();
         if let Some(after) = &position.after {
             // Rows after (version, key…) of the previous page of this poll.
-            let mut terms = Vec::new();
-            for i in 0..after.len() {
-                let mut term = Vec::new();
-                for (j, value) in after.iter().enumerate().take(i + 1) {
-                    let column = match j {
-                        0 => "ct.SYS_CHANGE_VERSION".to_string(),
-                        _ => format!("ct.{}", quote(&keys[j - 1].0)),
-                    };
-                    term.push(format!("{column} {} ?", if j == i { ">" } else { "=" }));
-                    let column_type = match j {
-                        0 => ColumnType::Integer,
-                        _ => keys[j - 1].1,
-                    };
-                    params.push(Param {
-                        value: value.clone(),
+            let order: Vec<OrderTerm> =
+                std::iter::once(("SYS_CHANGE_VERSION", ColumnType::Integer))
+                    .chain(keys.iter().map(|(k, t)| (k.as_str(), *t)))
+                    .map(|(column, column_type)| OrderTerm {
+                        column: format!("ct.{column}"),
                         column_type,
-                    });
-                }
-                terms.push(format!("({})", term.join(" AND ")));
-            }
-            paging = format!(" AND ({})", terms.join(" OR "));
+                        descending: false,
+                        nullable: false,
+                    })
+                    .collect();
+            let (sql, keyset) = Dialect::TSql.keyset(&order, after);
+            paging = format!(" AND {sql}");
+            params.extend(keyset);
         }
         let object = feed.table.replace('\'', "''");
         let mut columns: Vec<ColumnType> = feed.columns.iter().map(|(_, t)| *t).collect();
@@ -434,7 +427,7 @@ mod tests {
         assert_eq!(page.candidates[1].key, vec![text("B")]);
         let next = ChangeTracking.read(&feed, &page.next, Dialect::TSql);
         assert!(next.sql.contains(
-            "AND ((ct.SYS_CHANGE_VERSION > ?) OR (ct.SYS_CHANGE_VERSION = ? AND ct.[JOB_NO] > ?))"
+            "AND ([ct].[SYS_CHANGE_VERSION] > ? OR ([ct].[SYS_CHANGE_VERSION] = ? AND [ct].[JOB_NO] > ?))"
         ));
         assert_eq!(next.params.len(), 4);
         let end = ChangeTracking

@@ -107,6 +107,20 @@ impl Dialect {
     }
 }
 
+impl Dialect {
+    /// The condition (SQL and parameters) of the rows strictly after `values` in `order`, for
+    /// statements written around it (the SQL Server change strategies).
+    pub fn keyset(self, order: &[OrderTerm], values: &[Value]) -> (String, Vec<Param>) {
+        let mut sql = SqlWriter {
+            dialect: self,
+            sql: String::new(),
+            params: Vec::new(),
+        };
+        sql.condition(&keyset_after(order, values));
+        (sql.sql, sql.params)
+    }
+}
+
 /// Rows strictly after `values` in `order`, where NULL sorts before every value.
 fn keyset_after(order: &[OrderTerm], values: &[Value]) -> Condition {
     let mut tail: Option<Condition> = None;
