@@ -12,7 +12,7 @@ use super::{event_id, now_ms, row_hash, EventKind, Feed, Page, Position};
 use crate::config::InitialPosition;
 use crate::http::AppState;
 use crate::source::Value;
-use crate::state::{Batch, KnownRow, NewEvent, RowRecord, StateStore};
+use crate::state::{off_thread, Batch, KnownRow, NewEvent, RowRecord, StateStore};
 use crate::telemetry::change_metrics::{EventLabels, FeedLabels};
 
 /// Why a poll failed (it is retried at the next interval).
@@ -77,7 +77,7 @@ pub async fn poll(state: &AppState, feed: &Feed) -> Result<(), PollError> {
         .ok_or_else(|| PollError::Setup(format!("no source `{}`", feed.source)))?
         .clone();
     let name = feed.name.clone();
-    let stored = blocking(&store, move |s| s.cursor(&name)).await?;
+    let stored = off_thread(&store, move |s| s.cursor(&name)).await?;
     let mut position: Position = stored
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default();
@@ -98,18 +98,6 @@ pub async fn poll(state: &AppState, feed: &Feed) -> Result<(), PollError> {
     }
 }
 
-/// Runs a state store call off the async threads (SQLite syncs to disk on commit).
-async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn StateStore>,
-    work: impl FnOnce(&dyn StateStore) -> Result<T, crate::state::StateError> + Send + 'static,
-) -> Result<T, PollError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || work(store.as_ref()))
-        .await
-        .map_err(|e| PollError::Setup(e.to_string()))?
-        .map_err(PollError::from)
-}
-
 /// Compares a page with the recorded rows: the batch to commit.
 async fn detect(
     state: &AppState,
@@ -126,7 +114,7 @@ async fn detect(
         .collect();
     let (name, lookup) = (feed.name.clone(), keys.clone());
     let known: HashMap<String, KnownRow> =
-        blocking(store, move |s| s.known_rows(&name, &lookup)).await?;
+        off_thread(store, move |s| s.known_rows(&name, &lookup)).await?;
     let announce = !page.baseline || feed.initial == InitialPosition::Everything;
     let mut batch = Batch {
         feed: feed.name.clone(),
@@ -164,24 +152,36 @@ async fn detect(
             }
             None => {
                 if let Some(previous) = previous {
-                    let row: Vec<Value> = serde_json::from_str(&previous.row).unwrap_or_default();
-                    let seq = previous.seq + 1;
-                    batch.events.push(event(
-                        state,
-                        feed,
-                        &key,
-                        seq,
-                        None,
-                        EventKind::Deleted,
-                        &row,
-                        now,
-                    ));
-                    batch.removed.push(key);
+                    remove(state, feed, &mut batch, key, previous, now);
                 }
             }
         }
     }
     Ok(batch)
+}
+
+/// Announces a recorded row as deleted (with its last known values) and forgets it.
+fn remove(
+    state: &AppState,
+    feed: &Feed,
+    batch: &mut Batch,
+    key: String,
+    known: &KnownRow,
+    now: i64,
+) {
+    let row: Vec<Value> = serde_json::from_str(&known.row).unwrap_or_default();
+    let seq = known.seq + 1;
+    batch.events.push(event(
+        state,
+        feed,
+        &key,
+        seq,
+        None,
+        EventKind::Deleted,
+        &row,
+        now,
+    ));
+    batch.removed.push(key);
 }
 
 /// An event and its deliveries.
@@ -228,7 +228,7 @@ async fn commit(
     batch: Batch,
 ) -> Result<(), PollError> {
     let kinds: Vec<String> = batch.events.iter().map(|e| e.kind.clone()).collect();
-    let (new, deliveries) = blocking(store, move |s| s.commit(&batch)).await?;
+    let (new, deliveries) = off_thread(store, move |s| s.commit(&batch)).await?;
     if new.is_empty() {
         return Ok(());
     }
@@ -259,7 +259,7 @@ async fn sweep(
 ) -> Result<(), PollError> {
     loop {
         let (name, limit) = (feed.name.clone(), feed.page_size);
-        let gone = blocking(store, move |s| s.unseen_rows(&name, pass, limit)).await?;
+        let gone = off_thread(store, move |s| s.unseen_rows(&name, pass, limit)).await?;
         if gone.is_empty() {
             return Ok(());
         }
@@ -270,18 +270,7 @@ async fn sweep(
             ..Batch::default()
         };
         for (key, known) in gone {
-            let row: Vec<Value> = serde_json::from_str(&known.row).unwrap_or_default();
-            batch.events.push(event(
-                state,
-                feed,
-                &key,
-                known.seq + 1,
-                None,
-                EventKind::Deleted,
-                &row,
-                now,
-            ));
-            batch.removed.push(key);
+            remove(state, feed, &mut batch, key, &known, now);
         }
         commit(state, store, feed, batch).await?;
     }

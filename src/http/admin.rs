@@ -32,8 +32,7 @@ async fn refresh_change_gauges(state: &AppState) {
         changes.poll_lag.get_or_create(&labels).set(lag);
     }
     if let Some(hub) = &state.webhooks {
-        let store = hub.store.clone();
-        if let Ok(Ok(dead)) = tokio::task::spawn_blocking(move || store.dead_letters()).await {
+        if let Ok(dead) = crate::state::off_thread(&hub.store, |s| s.dead_letters()).await {
             changes.dead_letters.set(dead);
         }
     }

@@ -73,9 +73,8 @@ pub async fn feed(
         .clone()
         .ok_or_else(|| ApiError::Internal("change feed without a state store".into()))?;
     let name = feed.name.clone();
-    let events = tokio::task::spawn_blocking(move || store.events_after(&name, after, limit))
+    let events = crate::state::off_thread(&store, move |s| s.events_after(&name, after, limit))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let has_more = events.len() == limit;
     let next_cursor = events.last().map_or(after, |e| e.seq);

@@ -164,7 +164,10 @@ impl AppState {
                 problems.extend(found);
                 None
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(Arc::new)
+            .collect::<Vec<_>>();
         for view in feeds.iter().flat_map(|f| &f.views) {
             let resource = catalog
                 .as_mut()
@@ -255,7 +258,7 @@ impl AppState {
             docs: Arc::new(utoipa_swagger_ui::Config::new(Vec::<&str>::new())),
             state_store,
             idempotency_retention,
-            feeds: feeds.into_iter().map(Arc::new).collect(),
+            feeds,
             webhooks,
         };
         state.docs = docs::config(&state);
@@ -267,7 +270,7 @@ impl AppState {
 fn webhooks(
     config: &Config,
     catalog: &Catalog,
-    feeds: &[crate::changes::Feed],
+    feeds: &[Arc<crate::changes::Feed>],
     store: Arc<dyn crate::state::StateStore>,
     metrics: &Metrics,
 ) -> Result<Arc<crate::webhooks::Webhooks>, Vec<crate::config::Problem>> {

@@ -46,10 +46,8 @@ async fn stored<T: Send + 'static>(
     hub: &Webhooks,
     work: impl FnOnce(&dyn crate::state::StateStore) -> Result<T, StateError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let store = hub.store.clone();
-    tokio::task::spawn_blocking(move || work(store.as_ref()))
+    crate::state::off_thread(&hub.store, work)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -137,8 +135,7 @@ pub async fn create(
             }
         }
     }
-    let feeds: Vec<crate::changes::Feed> = state.feeds.iter().map(|f| (**f).clone()).collect();
-    if let Err(message) = check_patterns(&new.version, &new.events, &state.catalog, &feeds) {
+    if let Err(message) = check_patterns(&new.version, &new.events, &state.catalog, &state.feeds) {
         let at = if state.catalog.versions.contains_key(&new.version) {
             "events"
         } else {

@@ -141,12 +141,13 @@ pub trait DeliveryStore: Send + Sync {
     fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StateError>;
     /// Deletes a subscription and its deliveries; false when there was none.
     fn remove_subscription(&self, name: &str) -> Result<bool, StateError>;
-    /// Pending deliveries of enabled subscriptions due by `now_ms`, oldest first, leaving out
-    /// the ids in `skip` (attempts in flight).
+    /// Pending deliveries of the `subscriptions` named (the enabled ones) due by `now_ms`,
+    /// oldest first, leaving out the ids in `skip` (attempts in flight).
     fn due_deliveries(
         &self,
         now_ms: i64,
         limit: usize,
+        subscriptions: &[String],
         skip: &[i64],
     ) -> Result<Vec<DeliveryRecord>, StateError>;
     /// Records an attempt and what it leaves.
@@ -230,19 +231,14 @@ impl DeliveryStore for SqliteStore {
         &self,
         now_ms: i64,
         limit: usize,
+        subscriptions: &[String],
         skip: &[i64],
     ) -> Result<Vec<DeliveryRecord>, StateError> {
-        let enabled: Vec<String> = self
-            .subscriptions()?
-            .into_iter()
-            .filter(|s| s.enabled)
-            .map(|s| s.name)
-            .collect();
-        if enabled.is_empty() || limit == 0 {
+        if subscriptions.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         self.with(|conn| {
-            let marks = vec!["?"; enabled.len()].join(", ");
+            let marks = vec!["?"; subscriptions.len()].join(", ");
             let sql = format!(
                 "SELECT {DELIVERY_COLUMNS} FROM deliveries
                  WHERE status = 'pending' AND next_ms <= ? AND subscription IN ({marks})
@@ -250,7 +246,7 @@ impl DeliveryStore for SqliteStore {
             );
             let mut statement = conn.prepare_cached(&sql)?;
             let mut values: Vec<rusqlite::types::Value> = vec![now_ms.into()];
-            values.extend(enabled.iter().map(|s| s.clone().into()));
+            values.extend(subscriptions.iter().map(|s| s.clone().into()));
             values.push(((limit + skip.len()) as i64).into());
             let rows = statement.query_map(rusqlite::params_from_iter(values), delivery_row)?;
             let mut due = Vec::new();
@@ -420,15 +416,17 @@ mod tests {
             ..Batch::default()
         };
         store.commit(&batch).unwrap();
+        // The dispatcher names the enabled subscriptions only.
+        let on = ["on".to_string()];
         assert!(
-            store.due_deliveries(9, 10, &[]).unwrap().is_empty(),
+            store.due_deliveries(9, 10, &on, &[]).unwrap().is_empty(),
             "not due yet"
         );
-        let due = store.due_deliveries(10, 10, &[]).unwrap();
-        assert_eq!(due.len(), 1, "the disabled subscription's delivery waits");
+        let due = store.due_deliveries(10, 10, &on, &[]).unwrap();
+        assert_eq!(due.len(), 1, "only the named subscription's delivery");
         let id = due[0].id;
         assert!(
-            store.due_deliveries(10, 10, &[id]).unwrap().is_empty(),
+            store.due_deliveries(10, 10, &on, &[id]).unwrap().is_empty(),
             "in flight"
         );
         let attempt = |at_ms| AttemptRecord {
@@ -441,12 +439,15 @@ mod tests {
         store
             .record_attempt(&attempt(10), AttemptResult::RetryAt(50))
             .unwrap();
-        assert!(store.due_deliveries(49, 10, &[]).unwrap().is_empty());
+        assert!(store.due_deliveries(49, 10, &on, &[]).unwrap().is_empty());
         store
             .record_attempt(&attempt(50), AttemptResult::Dead)
             .unwrap();
         assert_eq!(store.dead_letters().unwrap(), 1);
-        assert!(store.due_deliveries(1_000, 10, &[]).unwrap().is_empty());
+        assert!(store
+            .due_deliveries(1_000, 10, &on, &[])
+            .unwrap()
+            .is_empty());
         assert_eq!(store.attempts(id).unwrap().len(), 2);
         let dead = store
             .deliveries(&DeliveryFilter {
@@ -457,7 +458,10 @@ mod tests {
             .unwrap();
         assert_eq!((dead.len(), dead[0].attempts), (1, 2));
         assert!(store.resend(id, 60).unwrap());
-        assert_eq!(store.due_deliveries(60, 10, &[]).unwrap()[0].attempts, 0);
+        assert_eq!(
+            store.due_deliveries(60, 10, &on, &[]).unwrap()[0].attempts,
+            0
+        );
         store
             .record_attempt(&attempt(60), AttemptResult::Dead)
             .unwrap();

@@ -64,6 +64,18 @@ pub trait StateStore: ChangeStore + DeliveryStore + Send + Sync {
     fn release_idempotency(&self, scope: &str, key: &str) -> Result<(), StateError>;
 }
 
+/// Runs a store call on the blocking threads (SQLite syncs to disk on commit), off the async
+/// ones.
+pub async fn off_thread<T: Send + 'static>(
+    store: &std::sync::Arc<dyn StateStore>,
+    work: impl FnOnce(&dyn StateStore) -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(store.as_ref()))
+        .await
+        .map_err(|e| StateError(format!("state store task failed: {e}")))?
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::sign::signature_header;
 use super::Webhooks;
-use crate::state::{AttemptRecord, AttemptResult, DeliveryRecord};
+use crate::state::{off_thread, AttemptRecord, AttemptResult, DeliveryRecord};
 use crate::telemetry::change_metrics::DeliveryLabels;
 
 /// Attempts in flight: delivery id → subscription.
@@ -45,12 +45,18 @@ async fn dispatch_due(
         .lock()
         .map(|m| m.keys().copied().collect())
         .unwrap_or_default();
-    let store = hub.store.clone();
+    let enabled: Vec<String> = hub
+        .subscriptions()
+        .iter()
+        .filter(|s| s.record.enabled)
+        .map(|s| s.record.name.clone())
+        .collect();
     let now = crate::state::unix_now_ms();
-    let due = tokio::task::spawn_blocking(move || store.due_deliveries(now, free, &skip))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let due = off_thread(&hub.store, move |s| {
+        s.due_deliveries(now, free, &enabled, &skip)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     for delivery in due {
         {
             let Ok(mut held) = in_flight.lock() else {
@@ -156,10 +162,8 @@ async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
         error,
         duration_ms: started.elapsed().as_millis() as i64,
     };
-    let store = hub.store.clone();
-    let recorded =
-        tokio::task::spawn_blocking(move || store.record_attempt(&attempt, result)).await;
-    if !matches!(recorded, Ok(Ok(()))) {
+    let recorded = off_thread(&hub.store, move |s| s.record_attempt(&attempt, result)).await;
+    if recorded.is_err() {
         // The delivery stays pending and is attempted again: at least once, never lost.
         tracing::warn!(delivery = delivery.id, "cannot record a webhook attempt");
     }

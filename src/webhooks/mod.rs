@@ -142,7 +142,12 @@ impl Webhooks {
     }
 
     /// Checks `[subscriptions]` against the catalog and the guard.
-    pub fn check_config(&self, config: &Config, catalog: &Catalog, feeds: &[Feed]) -> Vec<Problem> {
+    pub fn check_config(
+        &self,
+        config: &Config,
+        catalog: &Catalog,
+        feeds: &[Arc<Feed>],
+    ) -> Vec<Problem> {
         let mut problems = Vec::new();
         for (name, sc) in &config.subscriptions {
             let mut problem = |key: &str, message: String| {
@@ -236,9 +241,8 @@ impl Webhooks {
 
     /// One subscription.
     pub fn subscription(&self, name: &str) -> Option<Arc<Subscription>> {
-        self.subscriptions()
-            .into_iter()
-            .find(|s| s.record.name == name)
+        let held = self.subscriptions.read().ok()?;
+        held.iter().find(|s| s.record.name == name).cloned()
     }
 
     /// Tells the dispatcher deliveries may be due.
@@ -302,7 +306,7 @@ pub fn check_patterns(
     version: &str,
     patterns: &[String],
     catalog: &Catalog,
-    feeds: &[Feed],
+    feeds: &[Arc<Feed>],
 ) -> Result<(), String> {
     if !catalog.versions.contains_key(version) {
         return Err(format!("there is no version `{version}`"));
