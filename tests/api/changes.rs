@@ -13,8 +13,8 @@ use odbc_api::ConnectionOptions;
 use serde_json::{json, Value};
 
 use crate::fixture::Kind;
-use crate::harness::{create_database, execute, shared_server, Portico};
-use crate::servers::{free_port, Engine};
+use crate::harness::{execute, fresh_database, Portico};
+use crate::servers::free_port;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -133,14 +133,7 @@ struct Tickets {
 impl Tickets {
     fn new(kind: Kind) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let connection_string = match kind {
-            Kind::Postgres => create_database(shared_server(Engine::Postgres)),
-            Kind::MariaDb => create_database(shared_server(Engine::MariaDb)),
-            _ => format!(
-                "Driver=SQLite3;Database={}",
-                dir.path().join("legacy.db").display()
-            ),
-        };
+        let connection_string = fresh_database(kind, dir.path());
         let timestamp = if kind == Kind::MariaDb {
             "DATETIME"
         } else {
@@ -271,6 +264,23 @@ async fn wait_polled(base: &str) {
             "no feed completed a poll: {lags:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the admin listing at `path` holds `count` deliveries (an attempt is recorded
+/// just after the receiver answers) and returns them; more than `count` fails at once.
+async fn listed(app: &Portico, path: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = app.get(path).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let data = answer.body["data"].as_array().unwrap().clone();
+        assert!(data.len() <= count, "{path}: {}", answer.body);
+        if data.len() == count {
+            return data;
+        }
+        assert!(Instant::now() < deadline, "{path}: {}", answer.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -490,16 +500,7 @@ async fn failing_receivers_get_retries_then_dead_letters_and_resend() {
     // The receiver that never recovers: three attempts, then a dead letter.
     down.wait("three failed attempts", 20, |e| e.len() >= 3)
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let dead = loop {
-        let dead = app.get("/admin/dead-letters?subscription=down").await;
-        assert_eq!(dead.status, 200, "{}", dead.body);
-        if dead.body["data"].as_array().is_some_and(|d| d.len() == 1) {
-            break dead.body["data"][0].clone();
-        }
-        assert!(Instant::now() < deadline, "no dead letter: {}", dead.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let dead = listed(&app, "/admin/dead-letters?subscription=down", 1).await[0].clone();
     assert_eq!(dead["attempts"], 3);
     assert_eq!(dead["last_error"], "answered 503");
     assert_eq!(dead["event"]["data"]["key"], "T2");
@@ -548,10 +549,12 @@ async fn failing_receivers_get_retries_then_dead_letters_and_resend() {
         })
         .await;
     assert_eq!(entries.last().unwrap()["id"], dead["event_id"]);
-    let listed = app
-        .get("/admin/deliveries?subscription=down&status=delivered")
-        .await;
-    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    listed(
+        &app,
+        "/admin/deliveries?subscription=down&status=delivered",
+        1,
+    )
+    .await;
     assert_eq!(
         app.get("/admin/deliveries?status=lost").await.problem(400)["parameter"],
         "status"
@@ -673,8 +676,8 @@ async fn redirects_are_not_followed() {
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(target.entries().is_empty(), "the redirect was followed");
-    let dead = app.get("/admin/dead-letters").await;
-    assert_eq!(dead.body["data"][0]["last_error"], "answered 307");
+    let dead = listed(&app, "/admin/dead-letters", 1).await;
+    assert_eq!(dead[0]["last_error"], "answered 307");
 }
 
 /// Portico as its own process, so it can be killed.

@@ -102,6 +102,19 @@ pub fn logged_address(line: &str) -> Option<String> {
     Some(line[at + 8..].split_whitespace().next()?.to_string())
 }
 
+/// The connection string of an empty database of `kind`: a new database on the shared
+/// PostgreSQL or MariaDB server, or a SQLite file in `dir`.
+pub fn fresh_database(kind: Kind, dir: &std::path::Path) -> String {
+    match kind {
+        Kind::Postgres => create_database(shared_server(Engine::Postgres)),
+        Kind::MariaDb => create_database(shared_server(Engine::MariaDb)),
+        _ => format!(
+            "Driver=SQLite3;Database={}",
+            dir.join("legacy.db").display()
+        ),
+    }
+}
+
 /// Runs one statement directly through ODBC (not through Portico).
 pub fn execute(connection_string: &str, sql: &str) {
     let env = odbc_api::environment().unwrap();

@@ -7,9 +7,8 @@ use serde_json::{json, Value};
 
 use crate::auth::{hs_token, SECRET};
 use crate::fixture::Kind;
-use crate::harness::{create_database, execute, query_text, shared_server, Answer, Portico};
+use crate::harness::{execute, fresh_database, query_text, Answer, Portico};
 use crate::idp::{AUDIENCE, ISSUER};
-use crate::servers::Engine;
 
 /// A fresh database with the write fixture, and what keeps it alive.
 struct Legacy {
@@ -21,14 +20,7 @@ struct Legacy {
 impl Legacy {
     fn new(kind: Kind) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let connection_string = match kind {
-            Kind::Postgres => create_database(shared_server(Engine::Postgres)),
-            Kind::MariaDb => create_database(shared_server(Engine::MariaDb)),
-            _ => format!(
-                "Driver=SQLite3;Database={}",
-                dir.path().join("legacy.db").display()
-            ),
-        };
+        let connection_string = fresh_database(kind, dir.path());
         let generated = match kind {
             Kind::Postgres => "SERIAL PRIMARY KEY",
             Kind::MariaDb => "INTEGER AUTO_INCREMENT PRIMARY KEY",
