@@ -40,6 +40,9 @@ pub async fn check(path: &Path) -> Vec<Problem> {
             if !reachable.contains(&resource.source) {
                 continue;
             }
+            if source.dialect() == crate::source::Dialect::TSql {
+                problems.extend(tsql_column_problems(&**source, version, resource).await);
+            }
             let spec = QuerySpec::unfiltered(1);
             let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default()) else {
                 continue;
@@ -51,6 +54,38 @@ pub async fn check(path: &Path) -> Vec<Problem> {
                     message: format!("the database refused `{}`: {}", statement.sql, detail(&e)),
                 });
             }
+        }
+    }
+    problems
+}
+
+/// Columns of a SQL Server table that the resource cannot read as declared.
+async fn tsql_column_problems(
+    source: &dyn crate::source::Source,
+    version: &crate::catalog::Version,
+    resource: &crate::catalog::Resource,
+) -> Vec<Problem> {
+    use crate::source::mssql::columns;
+    let crate::source::select::Relation::Table(table) = &resource.relation else {
+        return Vec::new();
+    };
+    let Ok(rows) = source.query(columns::statement(table)).await else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for field in &resource.fields {
+        let row = rows.iter().find(|row| {
+            matches!(row.first(), Some(crate::source::Value::Text(name))
+                if name.eq_ignore_ascii_case(field.column.as_bytes()))
+        });
+        if let Some(message) = row.and_then(|row| columns::problem(row, field.column_type)) {
+            problems.push(Problem {
+                location: format!(
+                    "versions.{}.resources.{}.fields.{}",
+                    version.name, resource.name, field.name
+                ),
+                message,
+            });
         }
     }
     problems

@@ -3,7 +3,10 @@
 use indexmap::IndexMap;
 
 use super::{Catalog, Field, Resource, Version};
-use crate::config::{Config, DateFormat, FieldConfig, FieldType, Problem, ResourceConfig};
+use crate::config::{
+    Config, DateFormat, FieldConfig, FieldType, Isolation, Problem, ResourceConfig, SourceConfig,
+    SourceKind,
+};
 use crate::source::select::Relation;
 use crate::source::ColumnType;
 
@@ -12,6 +15,51 @@ pub const RESERVED_PATHS: [&str; 6] = ["admin", "metrics", "healthz", "readyz", 
 
 /// Query parameters that cannot be field names.
 pub const RESERVED: [&str; 4] = ["limit", "cursor", "sort", "fields"];
+
+/// Checks what each kind of source needs and refuses what it does not take.
+fn source_kind_problems(name: &str, source: &SourceConfig, problems: &mut Vec<Problem>) {
+    let at = format!("sources.{name}");
+    match source.kind {
+        SourceKind::Mssql => {
+            if let Err(found) = crate::source::mssql::settings::resolve(name, source) {
+                for (key, message) in found {
+                    problems.push(problem(format!("{at}.{key}"), message));
+                }
+            }
+        }
+        SourceKind::Odbc => {
+            if source.connection_string.trim().is_empty() {
+                problems.push(problem(
+                    format!("{at}.connection_string"),
+                    "an ODBC source needs a connection string",
+                ));
+            }
+            if source.dialect.is_none() {
+                problems.push(problem(
+                    format!("{at}.dialect"),
+                    "an ODBC source names its dialect (sqlite, postgres, mysql, tsql, generic)",
+                ));
+            }
+            let mssql_only = [
+                ("host", source.host.is_some()),
+                ("port", source.port.is_some()),
+                ("instance", source.instance.is_some()),
+                ("database", source.database.is_some()),
+                ("user", source.user.is_some()),
+                ("password", source.password.is_some()),
+                ("encrypt", source.encrypt.is_some()),
+                ("trust_server_certificate", source.trust_server_certificate),
+                ("isolation", source.isolation != Isolation::ReadCommitted),
+            ];
+            for (key, _) in mssql_only.iter().filter(|(_, set)| *set) {
+                problems.push(problem(
+                    format!("{at}.{key}"),
+                    "only `mssql` sources take this; an ODBC source puts it in its connection string",
+                ));
+            }
+        }
+    }
+}
 
 /// Builds the catalog, or returns every problem found.
 pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
@@ -28,6 +76,7 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
                 problems.push(problem(format!("{at}.{key}"), message));
             }
         }
+        source_kind_problems(name, source, &mut problems);
         if source.max_concurrency == 0 {
             problems.push(problem(
                 format!("{at}.max_concurrency"),
@@ -197,6 +246,7 @@ fn compile_resource(
                 fname,
                 fc,
                 &rc.key,
+                config.sources.get(&rc.source).map(|s| s.kind),
                 &format!("{at}.fields.{fname}"),
                 problems,
             )
@@ -260,7 +310,10 @@ fn compile_resource(
         }
     });
     let access = super::access::compile_access(config, rc, &fields, &default_sort, at, problems);
-    let dialect = config.sources.get(&rc.source).map(|s| s.dialect.into());
+    let dialect = config
+        .sources
+        .get(&rc.source)
+        .map(|s| s.dialect_name().into());
     let writes = super::write::compile(rc, relation.as_ref(), &fields, dialect, at, problems);
     if problems.len() > before {
         return None;
@@ -283,6 +336,47 @@ fn compile_resource(
         writes,
         changes: false,
     })
+}
+
+/// The code page of a text column. SQL Server sends text already decoded by the column's
+/// collation, except the OEM code pages tiberius cannot decode, which it is asked to convert.
+fn text_encoding(
+    fc: &FieldConfig,
+    column_type: ColumnType,
+    kind: Option<SourceKind>,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) -> (ColumnType, Option<&'static encoding_rs::Encoding>) {
+    let Some(label) = &fc.encoding else {
+        return (column_type, None);
+    };
+    let oem = matches!(
+        label.to_ascii_lowercase().as_str(),
+        "cp437" | "ibm437" | "cp850" | "ibm850"
+    );
+    let width = match column_type {
+        ColumnType::Char(width) => width,
+        _ => None,
+    };
+    let mut refuse = |message: String| {
+        problems.push(problem(format!("{at}.encoding"), message));
+        (column_type, None)
+    };
+    match (kind, oem) {
+        (Some(SourceKind::Mssql), true) => (ColumnType::Oem(width), None),
+        (Some(SourceKind::Mssql), false) => refuse(format!(
+            "SQL Server sends `{}` decoded by its collation; `encoding` is only for CP437 and \
+             CP850 columns (`cp437`, `cp850`)",
+            fc.column
+        )),
+        (_, true) => refuse(format!(
+            "`{label}` text is converted by SQL Server itself, so only `mssql` sources read it"
+        )),
+        _ => match encoding_rs::Encoding::for_label(label.as_bytes()) {
+            Some(found) => (column_type, Some(found)),
+            None => refuse(format!("unknown encoding `{label}`")),
+        },
+    }
 }
 
 fn check_parents(resources: &IndexMap<String, Resource>, at: &str, problems: &mut Vec<Problem>) {
@@ -308,6 +402,7 @@ pub(super) fn compile_field(
     name: &str,
     fc: &FieldConfig,
     key: &[String],
+    kind: Option<SourceKind>,
     at: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<Field> {
@@ -329,25 +424,16 @@ pub(super) fn compile_field(
     }
     let format = fc.format.unwrap_or(DateFormat::Iso);
     let column_type = match &fc.column_type {
-        Some(text) => ColumnType::parse(text).unwrap_or_else(|| {
+        Some(text) => ColumnType::parse_spelling(text).unwrap_or_else(|why| {
             problems.push(problem(
                 format!("{at}.column_type"),
-                format!("column `{}` has type `{text}`, which Portico cannot serve or describe (char(n), varchar, integer, decimal, float, date, timestamp, bit)", fc.column),
+                format!("column `{}`: {why}", fc.column),
             ));
             ColumnType::Varchar
         }),
         None => inferred_column_type(fc.field_type, format),
     };
-    let encoding = fc.encoding.as_ref().and_then(|label| {
-        let found = encoding_rs::Encoding::for_label(label.as_bytes());
-        if found.is_none() {
-            problems.push(problem(
-                format!("{at}.encoding"),
-                format!("unknown encoding `{label}`"),
-            ));
-        }
-        found
-    });
+    let (column_type, encoding) = text_encoding(fc, column_type, kind, at, problems);
     if fc.format.is_some() && fc.field_type != FieldType::Date {
         problems.push(problem(
             format!("{at}.format"),
@@ -420,9 +506,10 @@ pub(super) fn compile_field(
         field_type: fc.field_type,
         column_type,
         description: fc.description.clone(),
-        trim: fc
-            .trim
-            .unwrap_or(matches!(column_type, ColumnType::Char(_))),
+        trim: fc.trim.unwrap_or(matches!(
+            column_type,
+            ColumnType::Char(_) | ColumnType::NChar(_) | ColumnType::Oem(Some(_))
+        )),
         encoding,
         null_values: fc.null_values.clone(),
         codes: fc
@@ -509,9 +596,9 @@ mod tests {
         assert!(at(".fields.due.sortable"));
         assert!(at(".fields.limit"));
         assert!(at(".fields.limit.column_type"));
-        assert!(problems
-            .iter()
-            .any(|p| p.message.contains("column `L` has type `geometry`")));
+        assert!(problems.iter().any(|p| p
+            .message
+            .contains("column `L`: `geometry` values have no single API type")));
         assert!(problems.len() >= 6);
     }
 

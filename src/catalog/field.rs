@@ -250,7 +250,12 @@ impl Field {
     /// Places a legacy value into the column's type: padding, code page, numeric text.
     fn to_column(&self, legacy: Legacy) -> Result<Param, ValueError> {
         let value = match self.column_type {
-            ColumnType::Char(_) | ColumnType::Varchar => {
+            ColumnType::Char(_)
+            | ColumnType::Varchar
+            | ColumnType::NChar(_)
+            | ColumnType::NVarchar
+            | ColumnType::Oem(_)
+            | ColumnType::Binary => {
                 let text = match legacy {
                     Legacy::Text(t)
                     | Legacy::Decimal(t)
@@ -271,7 +276,7 @@ impl Field {
                     .map_err(|_| "must be an integer".to_string())?,
                 _ => return Err("cannot be compared with an integer column".into()),
             }),
-            ColumnType::Decimal => Value::Decimal(match legacy {
+            ColumnType::Decimal | ColumnType::Money => Value::Decimal(match legacy {
                 Legacy::Decimal(d) => d,
                 Legacy::Int(i) => i.to_string(),
                 Legacy::Text(t) => canonical_decimal(&t, None).ok_or("must be a decimal number")?,
@@ -305,12 +310,19 @@ impl Field {
 
     fn encode_padded(&self, text: &str) -> Result<Vec<u8>, ValueError> {
         let mut bytes = self.legacy_prefix(text)?;
-        if let ColumnType::Char(Some(n)) = self.column_type {
+        if let ColumnType::Char(Some(n)) | ColumnType::NChar(Some(n)) | ColumnType::Oem(Some(n)) =
+            self.column_type
+        {
             let n = n as usize;
-            if bytes.len() > n {
+            // A legacy code page has one byte per character; text without one is UTF-8.
+            let length = match self.encoding {
+                Some(_) => bytes.len(),
+                None => text.chars().count(),
+            };
+            if length > n {
                 return Err(format!("is longer than the column's {n} characters"));
             }
-            bytes.resize(n, b' ');
+            bytes.resize(bytes.len() + n - length, b' ');
         }
         Ok(bytes)
     }

@@ -49,6 +49,7 @@ pub fn compile(
                 "procedure names use only a-z, 0-9, `_` and `-`".into(),
             );
         }
+        let kind = config.sources.get(&pc.source).map(|s| s.kind);
         if !config.sources.contains_key(&pc.source) {
             problem(
                 format!("{at}.source"),
@@ -96,6 +97,7 @@ pub fn compile(
                     pname,
                     &p.as_field(pname),
                     &[],
+                    kind,
                     &location,
                     problems,
                 )?;
@@ -110,6 +112,7 @@ pub fn compile(
                     fname,
                     fc,
                     &[],
+                    kind,
                     &format!("{at}.result.{fname}"),
                     problems,
                 )

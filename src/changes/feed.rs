@@ -87,7 +87,7 @@ pub fn compile_feeds(config: &Config, catalog: &Catalog) -> Result<Vec<Feed>, Ve
                 continue;
             };
             let at = format!("versions.{version}.resources.{name}.changes");
-            let dialect = config.sources.get(&rc.source).map(|s| s.dialect);
+            let dialect = config.sources.get(&rc.source).map(|s| s.dialect_name());
             match compile_one(changes, resource, dialect, catalog, &at) {
                 Ok(feed) => match feeds
                     .iter()

@@ -142,9 +142,16 @@ fn select_list(
     feed.columns
         .iter()
         .enumerate()
-        .map(|(i, (c, _))| match rowversion == Some(i) {
-            true => format!("CAST({}{} AS BIGINT)", prefix(i), quote(c)),
-            false => format!("{}{}", prefix(i), quote(c)),
+        .map(|(i, (c, column_type))| {
+            let column = format!("{}{}", prefix(i), quote(c));
+            let cast = match rowversion == Some(i) {
+                true => Some("BIGINT".to_string()),
+                false => Dialect::TSql.read_cast(*column_type),
+            };
+            match cast {
+                Some(cast) => format!("CAST({column} AS {cast})"),
+                None => column,
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")

@@ -105,6 +105,8 @@ fn default_ttl() -> String {
 pub enum SourceKind {
     /// Any database with an ODBC driver, through the system unixODBC.
     Odbc,
+    /// SQL Server, natively over TDS (tiberius), without an ODBC driver.
+    Mssql,
 }
 
 /// SQL dialects Portico generates.
@@ -129,10 +131,33 @@ pub enum DialectName {
 pub struct SourceConfig {
     /// How Portico reaches it.
     pub kind: SourceKind,
-    /// ODBC connection string; `${VAR}` pulls secrets from the environment.
+    /// ODBC connection string, or for `mssql` an ADO.NET one
+    /// (`server=tcp:host,1433;database=ERP;user id=api;password=${ERP_PASSWORD}`);
+    /// `${VAR}` pulls secrets from the environment.
+    #[serde(default)]
     pub connection_string: String,
-    /// The SQL dialect to generate.
-    pub dialect: DialectName,
+    /// The SQL dialect to generate; `mssql` sources always speak T-SQL.
+    pub dialect: Option<DialectName>,
+    /// `mssql` without a connection string: the server's host name or address.
+    pub host: Option<String>,
+    /// `mssql`: TCP port (1433 by default).
+    pub port: Option<u16>,
+    /// `mssql`: named instance, resolved through the SQL Browser.
+    pub instance: Option<String>,
+    /// `mssql`: database to use.
+    pub database: Option<String>,
+    /// `mssql`: SQL Server login.
+    pub user: Option<String>,
+    /// `mssql`: its password (`${ERP_PASSWORD}`).
+    pub password: Option<String>,
+    /// `mssql`: TLS mode; `required` by default.
+    pub encrypt: Option<EncryptMode>,
+    /// `mssql`: accept the server's certificate without checking it (self-signed legacy servers).
+    #[serde(default)]
+    pub trust_server_certificate: bool,
+    /// `mssql`: isolation of reads, so reporting never blocks the production application.
+    #[serde(default)]
+    pub isolation: Isolation,
     /// Queries (and connections) in flight at once; more wait up to `queue_timeout`.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
@@ -148,6 +173,43 @@ pub struct SourceConfig {
     /// Upper bound, in bytes, for one text value read from the database.
     #[serde(default = "default_max_text")]
     pub max_text_bytes: usize,
+}
+
+impl SourceConfig {
+    /// The dialect Portico generates for this source.
+    pub fn dialect_name(&self) -> DialectName {
+        match self.kind {
+            SourceKind::Mssql => DialectName::Tsql,
+            SourceKind::Odbc => self.dialect.unwrap_or(DialectName::Generic),
+        }
+    }
+}
+
+/// TLS on a SQL Server connection.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EncryptMode {
+    /// Everything encrypted; refused when the server cannot.
+    Required,
+    /// Everything encrypted when the server supports it.
+    On,
+    /// Only the login is encrypted (a TLS handshake still happens).
+    Off,
+    /// No TLS at all, for old servers on a trusted network.
+    None,
+}
+
+/// Transaction isolation of reads on a SQL Server source.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// SQL Server's default: reads wait for writers' locks.
+    #[default]
+    ReadCommitted,
+    /// Row versions: never blocks, needs `ALLOW_SNAPSHOT_ISOLATION ON`.
+    Snapshot,
+    /// Dirty reads: never blocks, may see uncommitted rows.
+    ReadUncommitted,
 }
 
 fn default_concurrency() -> usize {

@@ -23,6 +23,7 @@ use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 use crate::cache::ResponseCache;
 use crate::catalog::Catalog;
 use crate::config::{parse_duration, parse_size, Config, SourceKind};
+use crate::source::mssql::MssqlSource;
 use crate::source::odbc::{OdbcSettings, OdbcSource};
 use crate::source::Source;
 use crate::telemetry::metrics::Metrics;
@@ -221,7 +222,7 @@ impl AppState {
                         OdbcSettings {
                             name: name.clone(),
                             connection_string: sc.connection_string.clone(),
-                            dialect: sc.dialect.into(),
+                            dialect: sc.dialect_name().into(),
                             max_concurrency: sc.max_concurrency,
                             queue_timeout: duration(&sc.queue_timeout),
                             query_timeout: duration(&sc.query_timeout),
@@ -230,10 +231,30 @@ impl AppState {
                         },
                         &metrics.sources,
                     )),
+                    SourceKind::Mssql => {
+                        let built = crate::source::mssql::settings::resolve(name, sc)
+                            .map_err(|found| format!("{found:?}"))
+                            .and_then(|settings| {
+                                MssqlSource::new(settings, &metrics.sources)
+                                    .map_err(|e| e.to_string())
+                            });
+                        match built {
+                            Ok(source) => Arc::new(source),
+                            Err(message) => {
+                                return Err(crate::config::ConfigError {
+                                    file: file.to_string(),
+                                    problems: vec![crate::config::Problem {
+                                        location: format!("sources.{name}"),
+                                        message,
+                                    }],
+                                })
+                            }
+                        }
+                    }
                 };
-                (name.clone(), source)
+                Ok((name.clone(), source))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let max_bytes = parse_size(&config.cache.max_size).unwrap_or(64 << 20);
         let cache = ResponseCache::new(max_bytes, metrics.cache.clone());
         let documents = catalog

@@ -1,7 +1,7 @@
 //! SQL generation per dialect: quoting, parameters, NULL ordering, keyset paging, row limits.
 
 use super::select::{CmpOp, Condition, OrderTerm, Relation, Select};
-use super::{Param, Statement, Value};
+use super::{ColumnType, Param, Statement, Value};
 use crate::config::DialectName;
 
 /// The SQL dialect of a source.
@@ -60,11 +60,11 @@ impl Dialect {
         if self == Dialect::TSql {
             sql.push(&format!("TOP ({}) ", select.limit));
         }
-        for (i, (column, _)) in select.columns.iter().enumerate() {
+        for (i, (column, column_type)) in select.columns.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
             }
-            sql.column(column);
+            sql.read_column(column, *column_type);
         }
         sql.push(" FROM ");
         match &select.relation {
@@ -108,6 +108,16 @@ impl Dialect {
 }
 
 impl Dialect {
+    /// The type a column of `column_type` is read as, when the dialect must convert it.
+    pub fn read_cast(self, column_type: ColumnType) -> Option<String> {
+        match (self, column_type) {
+            (Dialect::TSql, ColumnType::Money) => Some("decimal(19,4)".into()),
+            (Dialect::TSql, ColumnType::Oem(Some(n))) => Some(format!("nvarchar({n})")),
+            (Dialect::TSql, ColumnType::Oem(None)) => Some("nvarchar(max)".into()),
+            _ => None,
+        }
+    }
+
     /// The condition (SQL and parameters) of the rows strictly after `values` in `order`, for
     /// statements written around it (the SQL Server change strategies).
     pub fn keyset(self, order: &[OrderTerm], values: &[Value]) -> (String, Vec<Param>) {
@@ -195,6 +205,18 @@ impl SqlWriter {
     pub(super) fn column(&mut self, name: &str) {
         let quoted = self.dialect.quote(name);
         self.sql.push_str(&quoted);
+    }
+
+    /// A column in a select list. SQL Server converts what tiberius cannot read exactly:
+    /// `money` (which it decodes as f64) to `decimal(19,4)`, OEM code pages to Unicode.
+    pub(crate) fn read_column(&mut self, name: &str, column_type: ColumnType) {
+        let Some(cast) = self.dialect.read_cast(column_type) else {
+            return self.column(name);
+        };
+        let quoted = self.dialect.quote(name);
+        let alias = self.dialect.quote(name.rsplit('.').next().unwrap_or(name));
+        self.sql
+            .push_str(&format!("CAST({quoted} AS {cast}) AS {alias}"));
     }
 
     pub(super) fn param(&mut self, param: Param) {
@@ -342,6 +364,22 @@ mod tests {
             "SELECT TOP (51) [JOB_NO] FROM [dbo].[JOBS] ORDER BY [JOB_NO]"
         );
         assert!(!s.sql.contains("OFFSET"));
+    }
+
+    #[test]
+    fn tsql_reads_money_exactly_and_oem_text_as_unicode() {
+        let mut s = select(vec![term("JOB_NO", false, false)], None);
+        s.columns.push(("QUOTE".into(), ColumnType::Money));
+        s.columns.push(("NOTE".into(), ColumnType::Oem(Some(30))));
+        assert_eq!(
+            Dialect::TSql.select(&s).sql,
+            "SELECT TOP (51) [JOB_NO], CAST([QUOTE] AS decimal(19,4)) AS [QUOTE], \
+             CAST([NOTE] AS nvarchar(30)) AS [NOTE] FROM [dbo].[JOBS] ORDER BY [JOB_NO]"
+        );
+        assert!(Dialect::Postgres
+            .select(&s)
+            .sql
+            .contains("\"QUOTE\", \"NOTE\""));
     }
 
     #[test]

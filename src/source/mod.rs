@@ -2,7 +2,10 @@
 
 pub mod call;
 pub mod constraint;
+pub mod decode;
 pub mod dialect;
+pub mod meters;
+pub mod mssql;
 pub mod odbc;
 pub mod select;
 pub mod write;
@@ -20,6 +23,17 @@ pub enum ColumnType {
     Char(Option<u32>),
     /// Variable-width text.
     Varchar,
+    /// Fixed-width Unicode text (`nchar`).
+    NChar(Option<u32>),
+    /// Variable-width Unicode text (`nvarchar`, `ntext`, `xml`).
+    NVarchar,
+    /// Single-byte text in an OEM code page (CP437, CP850) that SQL Server converts to
+    /// Unicode for us (`CAST(… AS nvarchar)`), of the given width.
+    Oem(Option<u32>),
+    /// SQL Server `money`/`smallmoney`: exact, read as `decimal(19,4)`.
+    Money,
+    /// Bytes (`binary`, `varbinary`, `image`, `rowversion`), served as hex text.
+    Binary,
     /// Whole number.
     Integer,
     /// Exact decimal (DECIMAL, NUMERIC, money).
@@ -37,6 +51,11 @@ pub enum ColumnType {
 impl ColumnType {
     /// Parses the `column_type` spelling used in configuration (`char(8)`, `decimal(15,2)`).
     pub fn parse(text: &str) -> Option<Self> {
+        Self::parse_spelling(text).ok()
+    }
+
+    /// Parses a `column_type`; `Err` says why Portico cannot serve it.
+    pub fn parse_spelling(text: &str) -> Result<Self, String> {
         let lower = text.trim().to_ascii_lowercase();
         let (base, args) = match lower.find('(') {
             Some(i) => (
@@ -45,24 +64,49 @@ impl ColumnType {
             ),
             None => (lower.as_str(), None),
         };
-        Some(match base {
-            "char" | "character" | "nchar" => {
-                let len = match args {
-                    Some(a) => Some(a.trim().parse().ok()?),
-                    None => None,
-                };
-                ColumnType::Char(len)
+        let width = || -> Result<Option<u32>, String> {
+            match args.map(str::trim) {
+                None | Some("max") => Ok(None),
+                Some(a) => a
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("`{text}` has no valid width")),
             }
-            "varchar" | "nvarchar" | "text" | "ntext" | "character varying" | "clob" => {
+        };
+        Ok(match base {
+            "char" | "character" => ColumnType::Char(width()?),
+            "nchar" => ColumnType::NChar(width()?),
+            "varchar" | "text" | "character varying" | "clob" => {
+                width()?;
                 ColumnType::Varchar
             }
+            "nvarchar" | "ntext" | "xml" | "uniqueidentifier" | "time" => {
+                width()?;
+                ColumnType::NVarchar
+            }
             "integer" | "int" | "smallint" | "bigint" | "tinyint" => ColumnType::Integer,
-            "decimal" | "numeric" | "money" | "smallmoney" => ColumnType::Decimal,
+            "decimal" | "numeric" => ColumnType::Decimal,
+            "money" | "smallmoney" => ColumnType::Money,
             "float" | "real" | "double" | "double precision" => ColumnType::Float,
             "date" => ColumnType::Date,
-            "timestamp" | "datetime" | "datetime2" | "smalldatetime" => ColumnType::Timestamp,
+            "timestamp" | "datetime" | "datetime2" | "smalldatetime" | "datetimeoffset" => {
+                ColumnType::Timestamp
+            }
             "bit" | "boolean" | "bool" => ColumnType::Bit,
-            _ => return None,
+            "binary" | "varbinary" | "image" | "rowversion" => ColumnType::Binary,
+            "sql_variant" | "geography" | "geometry" | "hierarchyid" => {
+                return Err(format!(
+                    "`{base}` values have no single API type; select the column through a \
+                     `query` resource that casts it (`CAST(col AS nvarchar(4000))`)"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "`{text}` is not a type Portico serves (char(n), varchar, nchar(n), \
+                     nvarchar, integer, decimal, money, float, date, time, datetime, \
+                     datetimeoffset, bit, binary, uniqueidentifier, xml)"
+                ))
+            }
         })
     }
 }
@@ -224,6 +268,19 @@ mod tests {
         assert_eq!(ColumnType::parse("int"), Some(ColumnType::Integer));
         assert_eq!(ColumnType::parse("char(x)"), None);
         assert_eq!(ColumnType::parse("geometry"), None);
+        assert_eq!(ColumnType::parse("money"), Some(ColumnType::Money));
+        assert_eq!(
+            ColumnType::parse("nchar(4)"),
+            Some(ColumnType::NChar(Some(4)))
+        );
+        assert_eq!(
+            ColumnType::parse("varbinary(max)"),
+            Some(ColumnType::Binary)
+        );
+        assert_eq!(ColumnType::parse("rowversion"), Some(ColumnType::Binary));
+        assert!(ColumnType::parse_spelling("sql_variant")
+            .unwrap_err()
+            .contains("no single API type"));
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl FixedValue {
                 text.parse()
                     .map_err(|_| format!("`{text}` is not a whole number for {}", self.column))?,
             ),
-            ColumnType::Decimal => Value::Decimal(
+            ColumnType::Decimal | ColumnType::Money => Value::Decimal(
                 crate::catalog::field::canonical_decimal(&text, None)
                     .ok_or_else(|| format!("`{text}` is not a decimal for {}", self.column))?,
             ),
@@ -151,20 +151,23 @@ impl FixedValue {
             ColumnType::Bit => Value::Bool(matches!(text.as_str(), "1" | "true" | "Y")),
             ColumnType::Date => Value::Date(text),
             ColumnType::Timestamp => Value::Timestamp(text),
-            ColumnType::Char(width) => {
+            ColumnType::Char(width) | ColumnType::NChar(width) | ColumnType::Oem(width) => {
+                let length = text.chars().count();
                 let mut bytes = text.into_bytes();
                 if let Some(n) = width.map(|n| n as usize) {
-                    if bytes.len() > n {
+                    if length > n {
                         return Err(format!(
                             "the value is longer than {}'s {n} characters",
                             self.column
                         ));
                     }
-                    bytes.resize(n, b' ');
+                    bytes.resize(bytes.len() + n - length, b' ');
                 }
                 Value::Text(bytes)
             }
-            ColumnType::Varchar => Value::Text(text.into_bytes()),
+            ColumnType::Varchar | ColumnType::NVarchar | ColumnType::Binary => {
+                Value::Text(text.into_bytes())
+            }
         };
         Ok(self.param(value))
     }

@@ -7,8 +7,9 @@ use odbc_api::parameter::{InputParameter, VarCharBox};
 use odbc_api::sys::ParamType;
 use odbc_api::{Connection, Cursor, ParameterCollection, ResultSetMetadata};
 
-use super::{bind, decode};
+use super::bind;
 use crate::source::call::{Call, CallOutcome, CallParam, ResultSet};
+use crate::source::decode::from_text as decode;
 use crate::source::{ColumnType, Value};
 
 /// The parameters of one call: inputs as bound values, outputs as text buffers.

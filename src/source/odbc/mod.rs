@@ -10,17 +10,15 @@ use odbc_api::buffers::Indicator;
 use odbc_api::buffers::TextRowSet;
 use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
 use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Semaphore;
 
-use crate::telemetry::metrics::{SourceLabels, SourceMetrics};
+use crate::telemetry::metrics::SourceMetrics;
 
 use super::call::{Call, CallOutcome};
+use super::meters::{Meters, Raised};
 use super::write::{Step, WriteOutcome};
 use super::{
-    ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value,
+    decode, ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value,
 };
 
 /// Settings of one ODBC source, resolved from configuration.
@@ -52,47 +50,13 @@ pub struct OdbcSource {
     meters: Meters,
 }
 
-/// This source's own handles into the shared metric families.
-struct Meters {
-    queries: Counter,
-    seconds: Histogram,
-    in_use: Gauge,
-    waiting: Gauge,
-    shed: Counter,
-}
-
-/// Lowers a gauge when dropped, however the work ends.
-struct Raised(Gauge);
-
-impl Raised {
-    fn new(gauge: &Gauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for Raised {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 impl OdbcSource {
     /// Creates the source; connections are opened on first use.
     pub fn new(settings: OdbcSettings, metrics: &SourceMetrics) -> Self {
-        let labels = SourceLabels {
-            source: settings.name.clone(),
-        };
         Self {
             slots: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             idle: Arc::new(Mutex::new(Vec::new())),
-            meters: Meters {
-                queries: metrics.queries.get_or_create_owned(&labels),
-                seconds: metrics.query_seconds.get_or_create_owned(&labels),
-                in_use: metrics.in_use.get_or_create_owned(&labels),
-                waiting: metrics.waiting.get_or_create_owned(&labels),
-                shed: metrics.shed.get_or_create_owned(&labels),
-            },
+            meters: Meters::new(metrics, &settings.name),
             settings: Arc::new(settings),
         }
     }
@@ -485,7 +449,7 @@ impl Worker {
                                     "text value longer than max_text_bytes was truncated"
                                 );
                             }
-                            decode(bytes, column_type)
+                            decode::from_text(bytes, column_type)
                         })
                     })
                     .collect();
@@ -558,72 +522,4 @@ fn text_null() -> Box<dyn InputParameter> {
             length: std::num::NonZeroUsize::new(1),
         },
     ))
-}
-
-/// Turns a driver's text rendering of a column into a typed value.
-pub fn decode(bytes: &[u8], column_type: ColumnType) -> Value {
-    let text = || std::str::from_utf8(bytes).map(str::trim);
-    match column_type {
-        ColumnType::Char(_) | ColumnType::Varchar => Value::Text(bytes.to_vec()),
-        ColumnType::Integer => match text().ok().and_then(|t| t.parse().ok()) {
-            Some(i) => Value::Int(i),
-            None => Value::Text(bytes.to_vec()),
-        },
-        ColumnType::Float => match text().ok().and_then(|t| t.parse().ok()) {
-            Some(f) => Value::Float(f),
-            None => Value::Text(bytes.to_vec()),
-        },
-        ColumnType::Decimal => match text() {
-            Ok(t) if is_plain_decimal(t) => Value::Decimal(t.trim_start_matches('+').to_string()),
-            _ => Value::Text(bytes.to_vec()),
-        },
-        ColumnType::Date => match text() {
-            Ok(t) if t.len() >= 10 => Value::Date(t[..10].to_string()),
-            _ => Value::Text(bytes.to_vec()),
-        },
-        ColumnType::Timestamp => match text() {
-            Ok(t) => Value::Timestamp(t.to_string()),
-            _ => Value::Text(bytes.to_vec()),
-        },
-        ColumnType::Bit => match text() {
-            Ok("1" | "t" | "true" | "TRUE" | "Y" | "y") => Value::Bool(true),
-            Ok("0" | "f" | "false" | "FALSE" | "N" | "n") => Value::Bool(false),
-            _ => Value::Text(bytes.to_vec()),
-        },
-    }
-}
-
-fn is_plain_decimal(t: &str) -> bool {
-    let body = t.strip_prefix(['-', '+']).unwrap_or(t);
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    !(int.is_empty() && frac.is_empty())
-        && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.bytes().all(|b| b.is_ascii_digit())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decoding_keeps_decimals_exact_and_legacy_bytes_raw() {
-        assert_eq!(
-            decode(b"12345678901234.56", ColumnType::Decimal),
-            Value::Decimal("12345678901234.56".into())
-        );
-        assert_eq!(decode(b" 42 ", ColumnType::Integer), Value::Int(42));
-        assert_eq!(
-            decode(b"2024-02-29 00:00:00", ColumnType::Date),
-            Value::Date("2024-02-29".into())
-        );
-        assert_eq!(
-            decode(&[0xE9], ColumnType::Varchar),
-            Value::Text(vec![0xE9])
-        );
-        assert_eq!(decode(b"1", ColumnType::Bit), Value::Bool(true));
-        assert_eq!(
-            decode(b"1e5", ColumnType::Decimal),
-            Value::Text(b"1e5".to_vec())
-        );
-    }
 }
