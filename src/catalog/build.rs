@@ -354,9 +354,14 @@ fn text_encoding(
         label.to_ascii_lowercase().as_str(),
         "cp437" | "ibm437" | "cp850" | "ibm850"
     );
+    // `varchar(n)` keeps no width as a column type; the cast to nvarchar needs it.
     let width = match column_type {
         ColumnType::Char(width) => width,
-        _ => None,
+        _ => fc
+            .column_type
+            .as_deref()
+            .and_then(|t| t.split_once('('))
+            .and_then(|(_, n)| n.trim_end_matches(')').trim().parse().ok()),
     };
     let mut refuse = |message: String| {
         problems.push(problem(format!("{at}.encoding"), message));

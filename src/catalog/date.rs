@@ -178,7 +178,8 @@ pub fn utc_now() -> (Date, String) {
 }
 
 /// Normalizes a driver's timestamp text (`2024-01-05 10:00:00.000`) to ISO 8601
-/// (`2024-01-05T10:00:00`), dropping an all-zero fraction.
+/// (`2024-01-05T10:00:00`), dropping an all-zero fraction; an offset (`+01:00`, as SQL
+/// Server's `datetimeoffset` has) is kept.
 pub fn iso_timestamp(text: &str) -> Option<String> {
     let text = text.trim();
     let date = Date::parse_iso(text.get(..10)?)?;
@@ -186,6 +187,7 @@ pub fn iso_timestamp(text: &str) -> Option<String> {
     if rest.is_empty() {
         return Some(format!("{}T00:00:00", date.iso()));
     }
+    let (rest, offset) = split_offset(rest)?;
     let (clock, fraction) = rest.split_once('.').unwrap_or((rest, ""));
     let parts: Vec<&str> = clock.split(':').collect();
     let valid = parts.len() == 3
@@ -198,10 +200,30 @@ pub fn iso_timestamp(text: &str) -> Option<String> {
     }
     let fraction = fraction.trim_end_matches('0');
     Some(if fraction.is_empty() {
-        format!("{}T{clock}", date.iso())
+        format!("{}T{clock}{offset}", date.iso())
     } else {
-        format!("{}T{clock}.{fraction}", date.iso())
+        format!("{}T{clock}.{fraction}{offset}", date.iso())
     })
+}
+
+/// `10:00:00 +01:00` → (`10:00:00`, `+01:00`); `Z` stays `Z`; no offset → empty.
+fn split_offset(rest: &str) -> Option<(&str, &str)> {
+    if let Some(clock) = rest.strip_suffix('Z') {
+        return Some((clock.trim_end(), "Z"));
+    }
+    match rest.rfind(['+', '-']) {
+        Some(at) => {
+            let offset = &rest[at..];
+            let valid = offset.len() == 6
+                && offset.as_bytes()[3] == b':'
+                && offset[1..3]
+                    .bytes()
+                    .chain(offset[4..].bytes())
+                    .all(|b| b.is_ascii_digit());
+            valid.then(|| (rest[..at].trim_end(), offset))
+        }
+        None => Some((rest, "")),
+    }
 }
 
 #[cfg(test)]
@@ -267,5 +289,14 @@ mod tests {
             Some("2024-01-05T10:00:00.25")
         );
         assert_eq!(iso_timestamp("2024-01-05 10:00").as_deref(), None);
+        assert_eq!(
+            iso_timestamp("2024-02-29 13:45:30.1234500 +01:00").as_deref(),
+            Some("2024-02-29T13:45:30.12345+01:00")
+        );
+        assert_eq!(
+            iso_timestamp("2024-02-29 13:45:30 -05:30").as_deref(),
+            Some("2024-02-29T13:45:30-05:30")
+        );
+        assert_eq!(iso_timestamp("2024-02-29 13:45:30 +1").as_deref(), None);
     }
 }

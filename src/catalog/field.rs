@@ -204,8 +204,10 @@ impl Field {
                 }
             }
             FieldType::Datetime => {
-                let iso =
-                    iso_timestamp(api).ok_or("must be a date-time written YYYY-MM-DDTHH:MM:SS")?;
+                // Offsets are only ever read (datetimeoffset), never written or compared.
+                let iso = iso_timestamp(api)
+                    .filter(|iso| !iso[11..].contains(['+', '-', 'Z']))
+                    .ok_or("must be a date-time written YYYY-MM-DDTHH:MM:SS")?;
                 Legacy::Timestamp(iso.replacen('T', " ", 1))
             }
         };
@@ -294,7 +296,7 @@ impl Field {
                 Legacy::Date(d) | Legacy::Text(d) => Value::Date(d),
                 _ => return Err("cannot be compared with a date column".into()),
             },
-            ColumnType::Timestamp => match legacy {
+            ColumnType::Timestamp | ColumnType::TimestampOffset => match legacy {
                 Legacy::Timestamp(t) => Value::Timestamp(t),
                 Legacy::Date(d) => Value::Timestamp(format!("{d} 00:00:00")),
                 _ => return Err("cannot be compared with a timestamp column".into()),
@@ -355,7 +357,8 @@ enum Legacy {
     Timestamp(String),
 }
 
-/// Canonical exact decimal text (`-0012.5` → `-12.5`), padded to `scale` places; no float ever.
+/// Canonical exact decimal text (`-0012.5` → `-12.5`), padded (or stripped of trailing zeros)
+/// to `scale` places; no float ever.
 pub fn canonical_decimal(text: &str, scale: Option<u32>) -> Option<String> {
     let text = text.trim();
     let (negative, body) = match text.strip_prefix('-') {
@@ -373,6 +376,10 @@ pub fn canonical_decimal(text: &str, scale: Option<u32>) -> Option<String> {
     let int = if int.is_empty() { "0" } else { int };
     let mut frac = frac.to_string();
     if let Some(scale) = scale {
+        // Zeros past the scale go (money is read as decimal(19,4)); other digits never do.
+        while frac.len() > scale as usize && frac.ends_with('0') {
+            frac.pop();
+        }
         while frac.len() < scale as usize {
             frac.push('0');
         }
@@ -444,6 +451,14 @@ mod tests {
         );
         assert_eq!(canonical_decimal("-0.00", None).as_deref(), Some("0.00"));
         assert_eq!(canonical_decimal("1e3", None), None);
+        assert_eq!(
+            canonical_decimal("12.5000", Some(2)).as_deref(),
+            Some("12.50")
+        );
+        assert_eq!(
+            canonical_decimal("12.5001", Some(2)).as_deref(),
+            Some("12.5001")
+        );
         assert_eq!(canonical_decimal(".", None), None);
     }
 

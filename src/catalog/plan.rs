@@ -139,7 +139,9 @@ fn fits(value: &Value, term: &OrderTerm) -> bool {
             super::field::canonical_decimal(d, None).is_some()
         }
         (Value::Date(d), ColumnType::Date) => super::date::Date::parse_iso(d).is_some(),
-        (Value::Timestamp(t), ColumnType::Timestamp) => super::date::iso_timestamp(t).is_some(),
+        (Value::Timestamp(t), ColumnType::Timestamp | ColumnType::TimestampOffset) => {
+            super::date::iso_timestamp(t).is_some()
+        }
         (Value::Bool(_), ColumnType::Bit) => true,
         _ => false,
     }

@@ -1,5 +1,6 @@
 //! JSON schemas of fields, rows, pages and problems, exactly as Portico renders them.
 
+use crate::source::ColumnType;
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, Ref, Schema, SchemaFormat, Type,
 };
@@ -73,6 +74,14 @@ pub fn field(field: &Field, masked_by: Option<&str>) -> Schema {
             Some(SchemaFormat::KnownFormat(KnownFormat::Date)),
             None,
             None,
+        ),
+        FieldType::Datetime if field.column_type == ColumnType::TimestampOffset => (
+            Type::String,
+            Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)),
+            Some(
+                r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?[+-][0-9]{2}:[0-9]{2}$",
+            ),
+            Some("A date and time with its UTC offset."),
         ),
         FieldType::Datetime => (
             Type::String,

@@ -29,7 +29,7 @@ pub fn from_text(bytes: &[u8], column_type: ColumnType) -> Value {
             Ok(t) if t.len() >= 10 => Value::Date(t[..10].to_string()),
             _ => Value::Text(bytes.to_vec()),
         },
-        ColumnType::Timestamp => match text() {
+        ColumnType::Timestamp | ColumnType::TimestampOffset => match text() {
             Ok(t) => Value::Timestamp(t.to_string()),
             _ => Value::Text(bytes.to_vec()),
         },

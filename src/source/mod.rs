@@ -44,6 +44,8 @@ pub enum ColumnType {
     Date,
     /// SQL TIMESTAMP / DATETIME.
     Timestamp,
+    /// A timestamp with its UTC offset (SQL Server `datetimeoffset`).
+    TimestampOffset,
     /// SQL BIT / BOOLEAN.
     Bit,
 }
@@ -89,8 +91,9 @@ impl ColumnType {
             "money" | "smallmoney" => ColumnType::Money,
             "float" | "real" | "double" | "double precision" => ColumnType::Float,
             "date" => ColumnType::Date,
-            "timestamp" | "datetime" | "datetime2" | "smalldatetime" | "datetimeoffset" => {
-                ColumnType::Timestamp
+            "timestamp" | "datetime" | "datetime2" | "smalldatetime" => ColumnType::Timestamp,
+            "datetimeoffset" | "timestamp with time zone" | "timestamptz" => {
+                ColumnType::TimestampOffset
             }
             "bit" | "boolean" | "bool" => ColumnType::Bit,
             "binary" | "varbinary" | "image" | "rowversion" => ColumnType::Binary,

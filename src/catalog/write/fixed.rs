@@ -150,7 +150,7 @@ impl FixedValue {
             ),
             ColumnType::Bit => Value::Bool(matches!(text.as_str(), "1" | "true" | "Y")),
             ColumnType::Date => Value::Date(text),
-            ColumnType::Timestamp => Value::Timestamp(text),
+            ColumnType::Timestamp | ColumnType::TimestampOffset => Value::Timestamp(text),
             ColumnType::Char(width) | ColumnType::NChar(width) | ColumnType::Oem(width) => {
                 let length = text.chars().count();
                 let mut bytes = text.into_bytes();

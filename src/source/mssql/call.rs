@@ -4,7 +4,7 @@
 use futures_util::TryStreamExt;
 use tiberius::{Query, QueryItem};
 
-use super::{pool, MssqlSource};
+use super::{pool, Inner};
 use crate::source::call::{Call, CallOutcome, CallParam, ResultSet};
 use crate::source::{ColumnType, SourceError, Value};
 
@@ -45,6 +45,7 @@ fn out_type(column_type: ColumnType) -> &'static str {
         ColumnType::Bit => "bit",
         ColumnType::Date => "date",
         ColumnType::Timestamp => "datetime2",
+        ColumnType::TimestampOffset => "datetimeoffset",
         ColumnType::Binary => "varbinary(max)",
         _ => "nvarchar(4000)",
     }
@@ -52,7 +53,7 @@ fn out_type(column_type: ColumnType) -> &'static str {
 
 /// Runs `call` on `client`, in the caller's transaction.
 pub async fn run(
-    source: &MssqlSource,
+    source: &Inner,
     client: &mut pool::Client,
     call: &Call,
 ) -> Result<CallOutcome, SourceError> {

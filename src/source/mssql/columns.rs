@@ -28,7 +28,7 @@ pub fn statement(table: &str) -> Statement {
 /// Why a column declared as `declared` cannot be read as it is, given the catalog's answer.
 pub fn problem(row: &[Value], declared: ColumnType) -> Option<String> {
     let text = |i: usize| match row.get(i) {
-        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).to_ascii_lowercase(),
+        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
         _ => String::new(),
     };
     let int = |i: usize| match row.get(i) {
@@ -36,7 +36,7 @@ pub fn problem(row: &[Value], declared: ColumnType) -> Option<String> {
         Some(Value::Bool(b)) => i64::from(*b),
         _ => 0,
     };
-    let (name, type_name, clr, code_page) = (text(0), text(1), int(2), int(3));
+    let (name, type_name, clr, code_page) = (text(0), text(1).to_ascii_lowercase(), int(2), int(3));
     if clr == 1 || type_name == "sql_variant" {
         return Some(format!(
             "column `{name}` is `{type_name}`, which has no single API type; serve it through a \
@@ -75,7 +75,7 @@ mod tests {
     fn variants_clr_types_float_money_and_oem_text_are_named() {
         assert!(problem(&row("V", "sql_variant", 0, 0), ColumnType::Varchar)
             .unwrap()
-            .contains("`v` is `sql_variant`"));
+            .contains("`V` is `sql_variant`"));
         assert!(problem(&row("G", "geography", 1, 0), ColumnType::Varchar).is_some());
         assert!(problem(&row("Q", "money", 0, 0), ColumnType::Decimal)
             .unwrap()

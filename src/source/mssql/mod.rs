@@ -27,6 +27,16 @@ use version::ServerVersion;
 
 /// A SQL Server reached without an ODBC driver.
 pub struct MssqlSource {
+    inner: Arc<Inner>,
+    /// Every statement runs as a task here: connections stay on the runtime whose reactor
+    /// they were opened with (not on whichever HTTP worker asked), and a statement whose
+    /// request went away still finishes and hands its connection back cleanly. Without a
+    /// runtime at creation (a configuration merely compiled), statements run in place.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// The pool and what the statements need.
+struct Inner {
     settings: Arc<MssqlSettings>,
     pool: Pool<pool::Connector>,
     meters: Meters,
@@ -36,8 +46,41 @@ pub struct MssqlSource {
 type Held = Object<pool::Connector>;
 
 impl MssqlSource {
-    /// Creates the source; connections are opened on first use.
+    /// Creates the source on the current tokio runtime; connections are opened on first use.
     pub fn new(settings: MssqlSettings, metrics: &SourceMetrics) -> Result<Self, SourceError> {
+        Ok(Self {
+            inner: Arc::new(Inner::new(settings, metrics)?),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        })
+    }
+
+    /// The version of the server, once a connection has been made.
+    pub fn server_version(&self) -> Option<ServerVersion> {
+        self.inner.pool.manager().version()
+    }
+
+    /// Runs `work` on the source's runtime and waits for it.
+    fn spawn<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, SourceError>> + Send + 'static,
+    ) -> SourceFuture<'_, T> {
+        let Some(runtime) = &self.runtime else {
+            return Box::pin(work);
+        };
+        let task = runtime.spawn(work);
+        Box::pin(async move {
+            task.await.unwrap_or_else(|e| {
+                Err(SourceError::Query {
+                    source_name: self.inner.settings.name.clone(),
+                    detail: format!("statement task failed: {e}"),
+                })
+            })
+        })
+    }
+}
+
+impl Inner {
+    fn new(settings: MssqlSettings, metrics: &SourceMetrics) -> Result<Self, SourceError> {
         let connector = pool::Connector::new(
             &settings.name,
             settings.connection.clone(),
@@ -59,11 +102,6 @@ impl MssqlSource {
             settings: Arc::new(settings),
             pool,
         })
-    }
-
-    /// The version of the server, once a connection has been made.
-    pub fn server_version(&self) -> Option<ServerVersion> {
-        self.pool.manager().version()
     }
 
     /// A connection, or busy when none frees up within `queue_timeout`.
@@ -138,6 +176,13 @@ impl MssqlSource {
                     detail: format!("{} (error {})", token.message(), token.code()),
                 }
             }
+            Error::Encoding(_) => SourceError::Query {
+                source_name: name,
+                detail: format!(
+                    "{error}: a char/varchar column in a code page tiberius cannot decode \
+                     (CP437, CP850) needs its `encoding` declared; `portico check` names it"
+                ),
+            },
             Error::Io { .. } | Error::Tls(_) | Error::Routing { .. } => SourceError::Unavailable {
                 source_name: name,
                 detail: error.to_string(),
@@ -298,9 +343,49 @@ fn constraint(code: u32, message: &str) -> Option<super::constraint::Violation> 
     super::constraint::recognise(state, message)
 }
 
+impl Inner {
+    async fn query(&self, statement: Statement) -> Result<Rows, SourceError> {
+        let started = Instant::now();
+        let held = self.checkout().await?;
+        let _in_use = Raised::new(&self.meters.in_use);
+        let (_, result) = self
+            .bounded(held, async |client| {
+                self.read(client, &statement, true).await
+            })
+            .await;
+        self.meters.finished(started);
+        result
+    }
+
+    async fn write(&self, steps: Vec<Step>) -> Result<WriteOutcome, SourceError> {
+        let started = Instant::now();
+        let result = self
+            .transaction(
+                async |client| self.steps(client, &steps).await,
+                |outcome| matches!(outcome, WriteOutcome::Committed(_)),
+            )
+            .await;
+        self.meters.finished(started);
+        result
+    }
+
+    async fn call(&self, call: Call) -> Result<CallOutcome, SourceError> {
+        let started = Instant::now();
+        let commit = call.commit;
+        let result = self
+            .transaction(
+                async |client| call::run(self, client, &call).await,
+                |_| commit,
+            )
+            .await;
+        self.meters.finished(started);
+        result
+    }
+}
+
 impl Source for MssqlSource {
     fn name(&self) -> &str {
-        &self.settings.name
+        &self.inner.settings.name
     }
 
     fn dialect(&self) -> Dialect {
@@ -308,53 +393,23 @@ impl Source for MssqlSource {
     }
 
     fn query(&self, statement: Statement) -> SourceFuture<'_, Rows> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let held = self.checkout().await?;
-            let _in_use = Raised::new(&self.meters.in_use);
-            let (_, result) = self
-                .bounded(held, async |client| {
-                    self.read(client, &statement, true).await
-                })
-                .await;
-            self.meters.finished(started);
-            result
-        })
+        let inner = self.inner.clone();
+        self.spawn(async move { inner.query(statement).await })
     }
 
     fn write(&self, steps: Vec<Step>) -> SourceFuture<'_, WriteOutcome> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let result = self
-                .transaction(
-                    async |client| self.steps(client, &steps).await,
-                    |outcome| matches!(outcome, WriteOutcome::Committed(_)),
-                )
-                .await;
-            self.meters.finished(started);
-            result
-        })
+        let inner = self.inner.clone();
+        self.spawn(async move { inner.write(steps).await })
     }
 
     fn call(&self, call: Call) -> SourceFuture<'_, CallOutcome> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let commit = call.commit;
-            let result = self
-                .transaction(
-                    async |client| call::run(self, client, &call).await,
-                    |_| commit,
-                )
-                .await;
-            self.meters.finished(started);
-            result
-        })
+        let inner = self.inner.clone();
+        self.spawn(async move { inner.call(call).await })
     }
 
     fn ping(&self) -> SourceFuture<'_, ()> {
-        Box::pin(async move {
-            // A connection is checked (`SELECT 1`, or the login itself) when it is handed out.
-            self.checkout().await.map(drop)
-        })
+        let inner = self.inner.clone();
+        // A connection is checked (`SELECT 1`, or the login itself) when it is handed out.
+        self.spawn(async move { inner.checkout().await.map(drop) })
     }
 }
