@@ -40,18 +40,12 @@ fn source_kind_problems(name: &str, source: &SourceConfig, problems: &mut Vec<Pr
                     "an ODBC source names its dialect (sqlite, postgres, mysql, tsql, generic)",
                 ));
             }
-            let mssql_only = [
-                ("host", source.host.is_some()),
-                ("port", source.port.is_some()),
-                ("instance", source.instance.is_some()),
-                ("database", source.database.is_some()),
-                ("user", source.user.is_some()),
-                ("password", source.password.is_some()),
+            let mssql_only = source.connection_fields().into_iter().chain([
                 ("encrypt", source.encrypt.is_some()),
                 ("trust_server_certificate", source.trust_server_certificate),
                 ("isolation", source.isolation != Isolation::ReadCommitted),
-            ];
-            for (key, _) in mssql_only.iter().filter(|(_, set)| *set) {
+            ]);
+            for (key, _) in mssql_only.filter(|(_, set)| *set) {
                 problems.push(problem(
                     format!("{at}.{key}"),
                     "only `mssql` sources take this; an ODBC source puts it in its connection string",

@@ -176,6 +176,18 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
+    /// The `mssql` connection fields that stand in for a connection string, and which are set.
+    pub fn connection_fields(&self) -> [(&'static str, bool); 6] {
+        [
+            ("host", self.host.is_some()),
+            ("port", self.port.is_some()),
+            ("instance", self.instance.is_some()),
+            ("database", self.database.is_some()),
+            ("user", self.user.is_some()),
+            ("password", self.password.is_some()),
+        ]
+    }
+
     /// The dialect Portico generates for this source.
     pub fn dialect_name(&self) -> DialectName {
         match self.kind {

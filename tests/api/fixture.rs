@@ -14,6 +14,8 @@ pub enum Kind {
     MariaDb,
     /// The SQLite database again, through the generic dialect (no LIMIT, portable NULL order).
     Generic,
+    /// A real SQL Server at `MSSQL_URL`, natively through tiberius.
+    Mssql,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
             Kind::Postgres => "postgres",
             Kind::MariaDb => "mysql",
             Kind::Generic => "generic",
+            Kind::Mssql => "tsql",
         }
     }
 
@@ -39,6 +42,7 @@ impl Kind {
     pub fn quote(self, name: &str) -> String {
         match self {
             Kind::MariaDb => format!("`{name}`"),
+            Kind::Mssql => format!("[{name}]"),
             _ => format!("\"{name}\""),
         }
     }
@@ -224,10 +228,11 @@ fn legacy_text(kind: Kind, value: &str) -> String {
 /// DDL and inserts that build the fixture.
 pub fn sql(kind: Kind) -> Vec<String> {
     let q = |n: &str| kind.quote(n);
-    let timestamp = if kind == Kind::MariaDb {
-        "DATETIME"
-    } else {
-        "TIMESTAMP"
+    let timestamp = match kind {
+        Kind::MariaDb => "DATETIME",
+        // T-SQL's TIMESTAMP is rowversion.
+        Kind::Mssql => "DATETIME2(0)",
+        _ => "TIMESTAMP",
     };
     let mut statements = vec![
         format!(
@@ -319,8 +324,7 @@ listen = "127.0.0.1:0"
 workers = 2
 
 [sources.legacy]
-kind = "odbc"
-dialect = "{dialect}"
+{kind_lines}
 connection_string = "{cs}"
 {source_extra}
 
@@ -359,7 +363,10 @@ seq = {{ column = "SEQ", type = "integer" }}
 work_center = {{ column = "WORK_CTR", type = "string", column_type = "char(6)" }}
 hours = {{ column = "HOURS", type = "decimal", scale = 2 }}
 "#,
-        dialect = kind.dialect(),
+        kind_lines = match kind {
+            Kind::Mssql => "kind = \"mssql\"".to_string(),
+            _ => format!("kind = \"odbc\"\ndialect = \"{}\"", kind.dialect()),
+        },
         cs = connection_string,
     )
 }

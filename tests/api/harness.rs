@@ -54,6 +54,7 @@ pub fn load_fixture(kind: Kind, server: Option<&DbServer>) -> Backend {
                 Some(dir),
             )
         }
+        (Kind::Mssql, _) => (crate::mssql_server::create_database(), None),
         (_, Some(server)) => (create_database(server), None),
         (_, None) => panic!("{kind:?} needs a server"),
     };
@@ -71,7 +72,9 @@ pub fn backend(kind: Kind) -> &'static Backend {
     static SQLITE: OnceLock<Backend> = OnceLock::new();
     static PG: OnceLock<Backend> = OnceLock::new();
     static MARIA: OnceLock<Backend> = OnceLock::new();
+    static MSSQL: OnceLock<Backend> = OnceLock::new();
     match kind {
+        Kind::Mssql => MSSQL.get_or_init(|| load_fixture(kind, None)),
         Kind::Sqlite | Kind::Generic => SQLITE.get_or_init(|| load_fixture(Kind::Sqlite, None)),
         Kind::Postgres => {
             PG.get_or_init(|| load_fixture(kind, Some(shared_server(Engine::Postgres))))
@@ -115,8 +118,11 @@ pub fn fresh_database(kind: Kind, dir: &std::path::Path) -> String {
     }
 }
 
-/// Runs one statement directly through ODBC (not through Portico).
+/// Runs one statement directly through ODBC, or tiberius for SQL Server (not through Portico).
 pub fn execute(connection_string: &str, sql: &str) {
+    if crate::mssql_server::is_ado(connection_string) {
+        return crate::mssql_server::execute(connection_string, sql);
+    }
     let env = odbc_api::environment().unwrap();
     let conn = env
         .connect_with_connection_string(connection_string, ConnectionOptions::default())
@@ -127,6 +133,9 @@ pub fn execute(connection_string: &str, sql: &str) {
 
 /// Runs a query directly and returns its rows as text.
 pub fn query_text(connection_string: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    if crate::mssql_server::is_ado(connection_string) {
+        return crate::mssql_server::query_text(connection_string, sql);
+    }
     let env = odbc_api::environment().unwrap();
     let conn = env
         .connect_with_connection_string(connection_string, ConnectionOptions::default())

@@ -444,6 +444,13 @@ macro_rules! per_backend {
         mod generic_dialect_on_sqlite {
             $(#[tokio::test] async fn $test() { super::$test(super::Kind::Generic).await })*
         }
+        mod mssql_server {
+            $(
+                #[cfg_attr(not(mssql_server), ignore = "MSSQL_URL is not set: this SQL Server test did not run")]
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $test() { super::$test(super::Kind::Mssql).await }
+            )*
+        }
     };
 }
 

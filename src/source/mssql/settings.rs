@@ -59,14 +59,6 @@ pub fn resolve(name: &str, sc: &SourceConfig) -> Result<MssqlSettings, Vec<(Stri
 }
 
 fn connection(sc: &SourceConfig, problems: &mut Vec<(String, String)>) -> Option<tiberius::Config> {
-    let explicit = [
-        ("host", sc.host.is_some()),
-        ("port", sc.port.is_some()),
-        ("instance", sc.instance.is_some()),
-        ("database", sc.database.is_some()),
-        ("user", sc.user.is_some()),
-        ("password", sc.password.is_some()),
-    ];
     let mut config = if sc.connection_string.trim().is_empty() {
         let Some(host) = &sc.host else {
             problems.push((
@@ -97,7 +89,7 @@ fn connection(sc: &SourceConfig, problems: &mut Vec<(String, String)>) -> Option
         }
         config
     } else {
-        if let Some((key, _)) = explicit.iter().find(|(_, set)| *set) {
+        if let Some((key, _)) = sc.connection_fields().iter().find(|(_, set)| *set) {
             problems.push((
                 (*key).into(),
                 "give either `connection_string` or the explicit fields, not both".into(),
