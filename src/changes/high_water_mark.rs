@@ -91,25 +91,7 @@ impl ChangeStrategy for HighWaterMark {
                 baseline: true,
                 sweep_before: None,
             }),
-            Phase::Baseline => {
-                let candidates = scan::candidates(feed, &rows)?;
-                let next = scan::advanced(feed, position, &rows);
-                let done = next.after.is_none();
-                Ok(Page {
-                    candidates,
-                    next: Position {
-                        phase: if done {
-                            Phase::Polling
-                        } else {
-                            Phase::Baseline
-                        },
-                        ..next
-                    },
-                    done,
-                    baseline: true,
-                    sweep_before: None,
-                })
-            }
+            Phase::Baseline => scan::baseline_page(feed, position, &rows),
             Phase::Polling => {
                 let candidates = scan::candidates(feed, &rows)?;
                 let last = rows.last().map(|r| mark_values(feed, r));

@@ -1,6 +1,6 @@
 //! Reads shared by the strategies: the whole table page by page in key order.
 
-use super::{Candidate, ChangeError, Feed, Position};
+use super::{Candidate, ChangeError, Feed, Page, Phase, Position};
 use crate::source::select::{OrderTerm, Relation, Select};
 use crate::source::{Rows, Value};
 
@@ -61,4 +61,26 @@ pub fn advanced(feed: &Feed, position: &Position, rows: &Rows) -> Position {
         after: next_after(feed, rows),
         ..position.clone()
     }
+}
+
+/// A page of the key-order baseline scan: every row recorded, polling once the table is done.
+/// A re-snapshot (a later `pass`) is no baseline: it announces what changed and ends with a
+/// sweep of the rows it did not see.
+pub fn baseline_page(feed: &Feed, position: &Position, rows: &Rows) -> Result<Page, ChangeError> {
+    let next = advanced(feed, position, rows);
+    let done = next.after.is_none();
+    Ok(Page {
+        candidates: candidates(feed, rows)?,
+        next: Position {
+            phase: if done {
+                Phase::Polling
+            } else {
+                Phase::Baseline
+            },
+            ..next
+        },
+        done,
+        baseline: position.pass == 0,
+        sweep_before: (done && position.pass > 0).then_some(position.pass),
+    })
 }

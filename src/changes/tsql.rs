@@ -78,24 +78,7 @@ fn interpret_start_or_baseline(
             baseline: true,
             sweep_before: None,
         })),
-        Phase::Baseline => {
-            let next = scan::advanced(feed, position, rows);
-            let done = next.after.is_none();
-            Ok(Some(Page {
-                candidates: scan::candidates(feed, rows)?,
-                next: Position {
-                    phase: if done {
-                        Phase::Polling
-                    } else {
-                        Phase::Baseline
-                    },
-                    ..next
-                },
-                done,
-                baseline: position.pass == 0,
-                sweep_before: (done && position.pass > 0).then_some(position.pass),
-            }))
-        }
+        Phase::Baseline => scan::baseline_page(feed, position, rows).map(Some),
         Phase::Polling => Ok(None),
     }
 }
