@@ -2,7 +2,7 @@
 //! tiberius 0.12). A connection reads the server version when it opens, is checked with
 //! `SELECT 1` before reuse, and one whose request was cut short is dropped.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
@@ -29,7 +29,7 @@ pub struct Connector {
     name: String,
     config: tiberius::Config,
     login_timeout: Duration,
-    version: Arc<Mutex<Option<ServerVersion>>>,
+    version: Mutex<Option<ServerVersion>>,
 }
 
 impl Connector {
@@ -39,7 +39,7 @@ impl Connector {
             name: name.to_string(),
             config,
             login_timeout,
-            version: Arc::new(Mutex::new(None)),
+            version: Mutex::new(None),
         }
     }
 
