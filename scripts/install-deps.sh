@@ -4,15 +4,20 @@
 #         for Portico's own state store,
 #         OpenSSL headers and pkg-config for the TLS of JWKS fetches
 #   test  + PostgreSQL and MariaDB servers and their ODBC drivers, PyJWT (tokens from an
-#         independent implementation), Chromium, and .venv with openapi-spec-validator and
-#         openapi-python-client from PyPI, and standardwebhooks (an independent webhook verifier)
+#         independent implementation), Chromium, tinyproxy (a real HTTP proxy), and .venv with
+#         openapi-spec-validator and openapi-python-client from PyPI, and standardwebhooks (an
+#         independent webhook verifier); Node.js and tests/idp's oidc-provider from npm (a real
+#         OpenID Connect provider)
 #   bench + wrk
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=(unixodbc unixodbc-dev libsqliteodbc sqlite3 libsqlite3-dev libssl-dev pkg-config)
 case "${1:-run}" in
   run) ;;
-  test) want+=(odbc-postgresql odbc-mariadb postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv chromium) ;;
+  test)
+    want+=(odbc-postgresql odbc-mariadb postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv chromium tinyproxy)
+    # Node.js from Debian unless the machine has one already (oidc-provider needs 18 or later).
+    command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm) ;;
   bench) want+=(wrk curl) ;;
   *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
@@ -33,4 +38,9 @@ if [ "${1:-run}" = test ] && ! .venv/bin/python -c "import openapi_spec_validato
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check \
     openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 standardwebhooks==1.1.0
+fi
+# The OpenID Connect provider the auth tests run (tests/idp), pinned by its package-lock.json.
+if [ "${1:-run}" = test ] && [ ! tests/idp/node_modules/.package-lock.json -nt tests/idp/package-lock.json ]; then
+  echo "installing tests/idp: oidc-provider"
+  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 fi

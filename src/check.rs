@@ -8,17 +8,135 @@ use crate::config::{self, Problem};
 use crate::http::AppState;
 use crate::source::SourceError;
 
+/// What `portico check` found: problems (exit 1), warnings, and facts worth showing.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// What prevents serving, each at its location.
+    pub problems: Vec<Problem>,
+    /// What works but is risky.
+    pub warnings: Vec<Problem>,
+    /// What was proven, for the operator to read (the identity provider's keys).
+    pub notes: Vec<String>,
+}
+
 /// Everything wrong with the configuration at `path`; empty when it is ready to serve.
 pub async fn check(path: &Path) -> Vec<Problem> {
+    report(path).await.problems
+}
+
+/// Checks the configuration at `path` against its databases and identity provider.
+pub async fn report(path: &Path) -> Report {
     let file = path.display().to_string();
     let config = match config::load(path) {
         Ok(c) => c,
-        Err(e) => return e.problems,
+        Err(e) => {
+            return Report {
+                problems: e.problems,
+                ..Report::default()
+            }
+        }
     };
     let state = match AppState::from_config(&config, &file) {
         Ok(s) => s,
-        Err(e) => return e.problems,
+        Err(e) => {
+            return Report {
+                problems: e.problems,
+                ..Report::default()
+            }
+        }
     };
+    let mut report = Report::default();
+    if let (Some(auth), Some(verifier)) = (&config.auth, &state.verifier) {
+        identity_provider(auth, verifier, &mut report).await;
+    }
+    report.problems.extend(databases(&state).await);
+    report
+}
+
+/// Fetches the identity provider's discovery document and keys as `serve` would: the
+/// discovery `issuer` must be `[auth] issuer` exactly, and the usable keys are listed.
+async fn identity_provider(
+    auth: &crate::config::AuthConfig,
+    verifier: &crate::auth::Verifier,
+    report: &mut Report,
+) {
+    let (Some(jwks), Some(settings)) = (verifier.jwks(), &auth.jwks) else {
+        return;
+    };
+    let location = settings.discovery.as_ref().or(settings.url.as_ref());
+    if let Some(url) = location.filter(|u| plain_http_off_loopback(u)) {
+        report.warnings.push(Problem {
+            location: "auth.jwks".into(),
+            message: format!(
+                "`{url}` is plain http: anyone on the network path can substitute keys; use https"
+            ),
+        });
+    }
+    let inspection = match jwks.inspect().await {
+        Ok(found) => found,
+        Err(e) => {
+            report.problems.push(Problem {
+                location: "auth.jwks".into(),
+                message: format!("cannot fetch the identity provider's keys: {e}"),
+            });
+            return;
+        }
+    };
+    if let Some(published) = &inspection.issuer {
+        if *published != auth.issuer {
+            report.problems.push(Problem {
+                location: "auth.issuer".into(),
+                message: format!(
+                    "the identity provider's discovery document names the issuer `{published}`, \
+                     which its tokens carry in `iss`; set issuer = \"{published}\" (exactly, \
+                     trailing slash included)"
+                ),
+            });
+        }
+    }
+    if inspection.usable.is_empty() {
+        report.problems.push(Problem {
+            location: "auth.jwks".into(),
+            message: format!(
+                "{} publishes no key Portico can use with algorithms {:?}",
+                inspection.jwks_url, settings.algorithms
+            ),
+        });
+    }
+    let mut by_algorithm: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for key in &inspection.usable {
+        by_algorithm
+            .entry(format!("{:?}", key.algorithm))
+            .or_default()
+            .push(key.kid.clone().unwrap_or_else(|| "(no kid)".into()));
+    }
+    for (algorithm, kids) in by_algorithm {
+        report.notes.push(format!(
+            "auth.jwks: {algorithm} keys from {}: {}",
+            inspection.jwks_url,
+            kids.join(", ")
+        ));
+    }
+    for skipped in inspection.skipped {
+        report.notes.push(format!("auth.jwks: skipped {skipped}"));
+    }
+}
+
+/// An `http:` URL whose host is not loopback.
+fn plain_http_off_loopback(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    };
+    parsed.scheme() == "http" && !loopback
+}
+
+/// Every source answers, and every resource's query runs.
+async fn databases(state: &AppState) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut reachable = std::collections::HashSet::new();
     for (name, source) in &state.sources {

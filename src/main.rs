@@ -105,13 +105,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve(config),
         Command::Check { config } => {
             let runtime = tokio::runtime::Runtime::new()?;
-            let problems = runtime.block_on(portico::check::check(&config));
-            if problems.is_empty() {
+            let report = runtime.block_on(portico::check::report(&config));
+            for note in &report.notes {
+                println!("{note}");
+            }
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if report.problems.is_empty() {
                 println!("{}: ok", config.display());
                 return Ok(ExitCode::SUCCESS);
             }
-            eprintln!("{} problem(s) in {}:", problems.len(), config.display());
-            for p in problems {
+            eprintln!(
+                "{} problem(s) in {}:",
+                report.problems.len(),
+                config.display()
+            );
+            for p in report.problems {
                 eprintln!("  {p}");
             }
             Ok(ExitCode::FAILURE)

@@ -1,6 +1,7 @@
 //! Keys published by an identity provider: fetched at start, cached, refreshed when a token
 //! names an unknown `kid` (at most once per `refresh_min_interval`, so a flood of bogus `kid`s
-//! cannot hammer the provider) and when the set is older than `MAX_AGE`.
+//! cannot hammer the provider; a token waits for that fetch rather than being refused) and
+//! when the set is older than `MAX_AGE`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -27,14 +28,29 @@ pub enum JwksLocation {
     Discovery(String),
 }
 
+/// The usable keys of one fetched set: by `kid`, and every key (those without a `kid` too).
+#[derive(Debug, Default)]
+pub struct KeySet {
+    by_kid: HashMap<String, VerificationKey>,
+    all: Vec<VerificationKey>,
+}
+
+impl KeySet {
+    /// Every usable key, in document order.
+    pub fn keys(&self) -> &[VerificationKey] {
+        &self.all
+    }
+}
+
 /// A cached JSON Web Key Set.
 pub struct JwksKeys {
     location: JwksLocation,
     allowed: Vec<Algorithm>,
     min_interval: Duration,
     client: reqwest::Client,
-    keys: RwLock<Arc<HashMap<String, VerificationKey>>>,
-    /// Time of the last fetch attempt; the lock also makes concurrent refreshes one.
+    keys: RwLock<Arc<KeySet>>,
+    /// Time of the last fetch attempt and the set's URL once known; the lock also makes
+    /// concurrent refreshes one.
     last_fetch: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
     fetched_at: RwLock<Option<Instant>>,
     fetches: Counter,
@@ -61,6 +77,19 @@ pub enum FetchError {
     },
 }
 
+/// What `portico check` learns from the identity provider.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The discovery document's `issuer`, when keys are found through discovery.
+    pub issuer: Option<String>,
+    /// Where the key set was fetched from.
+    pub jwks_url: String,
+    /// The keys Portico can use.
+    pub usable: Vec<VerificationKey>,
+    /// Keys it skips, and why.
+    pub skipped: Vec<String>,
+}
+
 impl JwksKeys {
     /// A key set that is fetched on first use (call `prefetch` to fetch it at start).
     pub fn new(
@@ -82,7 +111,7 @@ impl JwksKeys {
             allowed,
             min_interval,
             client,
-            keys: RwLock::new(Arc::new(HashMap::new())),
+            keys: RwLock::new(Arc::new(KeySet::default())),
             last_fetch: tokio::sync::Mutex::new(None),
             fetched_at: RwLock::new(None),
             fetches,
@@ -95,50 +124,119 @@ impl JwksKeys {
         self.refresh(&mut last).await;
     }
 
-    /// The key with `kid`, refreshing the set when it is unknown (rate limited).
-    /// `Err` only when no set could ever be fetched.
+    /// The key with `kid`. An unknown `kid` waits for the next fetch the rate limit allows
+    /// (at most `refresh_min_interval`; concurrent waiters share one fetch), so a key the
+    /// provider has just published is found instead of refused. `Err` only when no set could
+    /// ever be fetched.
     pub async fn key(&self, kid: &str) -> Result<Option<VerificationKey>, super::AuthError> {
-        let stale = self
-            .fetched_at
-            .read()
-            .map(|t| t.is_none_or(|t| t.elapsed() > MAX_AGE))
-            .unwrap_or(true);
-        if let Some(key) = self.cached(kid) {
-            if stale {
-                // One request refreshes an old set; the others keep using it meanwhile.
-                if let Ok(mut last) = self.last_fetch.try_lock() {
-                    let recently = last
-                        .as_ref()
-                        .is_some_and(|(at, _)| at.elapsed() < self.min_interval);
-                    if !recently {
-                        self.refresh(&mut last).await;
-                        // A key the provider withdrew is gone now.
-                        return Ok(self.cached(kid));
-                    }
-                }
+        if let Some(key) = self.set().by_kid.get(kid).cloned() {
+            if self.refresh_if_stale().await {
+                // A key the provider withdrew is gone now.
+                return Ok(self.set().by_kid.get(kid).cloned());
             }
             return Ok(Some(key));
         }
-        // An unknown kid waits for at most one fetch per `min_interval`.
-        let mut last = self.last_fetch.lock().await;
-        // Another request may have refreshed while this one waited.
-        if let Some(key) = self.cached(kid) {
-            return Ok(Some(key));
-        }
-        let recently = last
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < self.min_interval);
-        if !recently {
-            self.refresh(&mut last).await;
-        }
-        if self.fetched_at.read().map(|t| t.is_none()).unwrap_or(true) {
-            return Err(super::AuthError::KeysUnavailable);
-        }
-        Ok(self.cached(kid))
+        let set = self.newest_set(|set| set.by_kid.contains_key(kid)).await?;
+        Ok(set.by_kid.get(kid).cloned())
     }
 
-    fn cached(&self, kid: &str) -> Option<VerificationKey> {
-        self.keys.read().ok()?.get(kid).cloned()
+    /// The keys that fit a token without a `kid`: the set's keys of its algorithm.
+    pub async fn keys_for(
+        &self,
+        algorithm: Algorithm,
+    ) -> Result<Vec<VerificationKey>, super::AuthError> {
+        let fitting = |set: &KeySet| -> Vec<VerificationKey> {
+            set.all
+                .iter()
+                .filter(|k| k.algorithm == algorithm)
+                .cloned()
+                .collect()
+        };
+        let found = fitting(&self.set());
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        let set = self
+            .newest_set(|set| set.all.iter().any(|k| k.algorithm == algorithm))
+            .await?;
+        Ok(fitting(&set))
+    }
+
+    fn set(&self) -> Arc<KeySet> {
+        self.keys
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_else(|_| Arc::new(KeySet::default()))
+    }
+
+    fn fetched(&self) -> Option<Instant> {
+        self.fetched_at.read().ok().and_then(|t| *t)
+    }
+
+    /// A set older than `MAX_AGE` is refetched by one request while the others keep using
+    /// it; whether this call refetched it.
+    async fn refresh_if_stale(&self) -> bool {
+        if self.fetched().is_some_and(|t| t.elapsed() <= MAX_AGE) {
+            return false;
+        }
+        let Ok(mut last) = self.last_fetch.try_lock() else {
+            return false;
+        };
+        if self.recently(&last).is_some() {
+            return false;
+        }
+        self.refresh(&mut last).await;
+        true
+    }
+
+    /// The first set that has what `wanted` looks for, or else the set as fetched by an
+    /// attempt started after the moment of asking: waits for the next fetch the rate limit
+    /// allows, unless one began meanwhile.
+    async fn newest_set(
+        &self,
+        wanted: impl Fn(&KeySet) -> bool,
+    ) -> Result<Arc<KeySet>, super::AuthError> {
+        let asked = Instant::now();
+        loop {
+            let mut last = self.last_fetch.lock().await;
+            // A fetch that ended while this request waited for the lock may hold it.
+            let set = self.set();
+            if wanted(&set) {
+                return Ok(set);
+            }
+            match self.recently(&last) {
+                None => {
+                    self.refresh(&mut last).await;
+                    break;
+                }
+                // A fetch began after this request asked: nothing newer exists.
+                Some((at, _)) if at >= asked => break,
+                Some((_, wait)) => {
+                    if self.fetched().is_none() {
+                        // Never fetched: answer at once rather than hold every request.
+                        return Err(super::AuthError::KeysUnavailable {
+                            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+                        });
+                    }
+                    drop(last);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        if self.fetched().is_none() {
+            return Err(super::AuthError::KeysUnavailable {
+                retry_after: self.min_interval.as_secs_f64().ceil().max(1.0) as u64,
+            });
+        }
+        Ok(self.set())
+    }
+
+    /// When the last fetch attempt was within `min_interval`: its time and how long until
+    /// the next one is allowed.
+    fn recently(&self, last: &Option<(Instant, Option<String>)>) -> Option<(Instant, Duration)> {
+        let (at, _) = last.as_ref()?;
+        let wait = self.min_interval.checked_sub(at.elapsed())?;
+        (!wait.is_zero()).then_some((*at, wait))
     }
 
     async fn refresh(&self, last: &mut Option<(Instant, Option<String>)>) {
@@ -147,8 +245,8 @@ impl JwksKeys {
         self.fetches.inc();
         let url = match known_url {
             Some(url) => url,
-            None => match self.jwks_url().await {
-                Ok(url) => url,
+            None => match self.discover().await {
+                Ok((url, _)) => url,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot find the JWKS URL");
                     return;
@@ -157,8 +255,8 @@ impl JwksKeys {
         };
         *last = Some((Instant::now(), Some(url.clone())));
         match self.fetch_set(&url).await {
-            Ok(set) => {
-                tracing::info!(url = %url, keys = set.len(), "fetched the JWKS");
+            Ok((set, _)) => {
+                tracing::info!(url = %url, keys = set.all.len(), "fetched the JWKS");
                 if let Ok(mut keys) = self.keys.write() {
                     *keys = Arc::new(set);
                 }
@@ -170,28 +268,46 @@ impl JwksKeys {
         }
     }
 
-    async fn jwks_url(&self) -> Result<String, FetchError> {
+    /// Fetches discovery (when configured) and the key set once, for `portico check`; the
+    /// cache is left alone.
+    pub async fn inspect(&self) -> Result<Inspection, FetchError> {
+        let (jwks_url, issuer) = self.discover().await?;
+        let (set, skipped) = self.fetch_set(&jwks_url).await?;
+        Ok(Inspection {
+            issuer,
+            jwks_url,
+            usable: set.all,
+            skipped,
+        })
+    }
+
+    /// The set's URL, and the discovery document's `issuer` when it was found that way.
+    async fn discover(&self) -> Result<(String, Option<String>), FetchError> {
         match &self.location {
-            JwksLocation::Url(url) => Ok(url.clone()),
+            JwksLocation::Url(url) => Ok((url.clone(), None)),
             JwksLocation::Discovery(issuer) => {
                 let url = format!(
                     "{}/.well-known/openid-configuration",
                     issuer.trim_end_matches('/')
                 );
                 let document = self.get_json(&url).await?;
-                document
-                    .get("jwks_uri")
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_string)
-                    .ok_or(FetchError::Document {
-                        url,
-                        message: "no `jwks_uri`".into(),
-                    })
+                let field = |name: &str| {
+                    document
+                        .get(name)
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string)
+                };
+                let jwks_uri = field("jwks_uri").ok_or(FetchError::Document {
+                    url,
+                    message: "no `jwks_uri`".into(),
+                })?;
+                Ok((jwks_uri, field("issuer")))
             }
         }
     }
 
-    async fn fetch_set(&self, url: &str) -> Result<HashMap<String, VerificationKey>, FetchError> {
+    /// The usable keys of the set at `url`, and a line for each key skipped.
+    async fn fetch_set(&self, url: &str) -> Result<(KeySet, Vec<String>), FetchError> {
         let document = self.get_json(url).await?;
         let items = document
             .get("keys")
@@ -200,25 +316,28 @@ impl JwksKeys {
                 url: url.to_string(),
                 message: "no `keys` array".into(),
             })?;
-        let mut set = HashMap::new();
+        let mut set = KeySet::default();
+        let mut skipped = Vec::new();
         for item in items {
             // One odd key (an encryption key, an unknown type) must not hide the others.
             let parsed = serde_json::from_value::<Jwk>(item.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|jwk| keys::from_jwk(&jwk, &self.allowed));
             match parsed {
-                Ok(key) => match key.kid.clone() {
-                    Some(kid) => {
-                        set.insert(kid, key);
+                Ok(key) => {
+                    if let Some(kid) = &key.kid {
+                        set.by_kid.insert(kid.clone(), key.clone());
                     }
-                    None => tracing::warn!(url, "skipping a JWKS key without `kid`"),
-                },
+                    set.all.push(key);
+                }
                 Err(e) => {
-                    tracing::warn!(url, kid = ?item.get("kid"), error = %e, "skipping a JWKS key")
+                    let kid = item.get("kid").and_then(serde_json::Value::as_str);
+                    tracing::warn!(url, kid, error = %e, "skipping a JWKS key");
+                    skipped.push(format!("key `{}`: {e}", kid.unwrap_or("(no kid)")));
                 }
             }
         }
-        Ok(set)
+        Ok((set, skipped))
     }
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, FetchError> {

@@ -26,6 +26,12 @@ impl std::fmt::Debug for VerificationKey {
     }
 }
 
+/// Claims every token carries, whatever `required_claims` says.
+pub const ALWAYS_REQUIRED: [&str; 3] = ["exp", "iss", "aud"];
+
+/// The registered claims jsonwebtoken itself can require.
+const SPEC_CLAIMS: [&str; 5] = ["exp", "nbf", "iss", "aud", "sub"];
+
 /// What every token must satisfy besides its signature.
 #[derive(Debug, Clone)]
 pub struct Expectations {
@@ -35,11 +41,39 @@ pub struct Expectations {
     pub audience: String,
     /// Seconds of clock skew tolerated on `exp` and `nbf`.
     pub leeway: u64,
+    /// Claims that must be present: `exp`, `iss`, `aud` and the configured ones.
+    pub required: Vec<String>,
+    /// The `typ` header tokens must carry, when one is configured.
+    pub token_type: Option<String>,
 }
 
 impl Expectations {
-    /// The jsonwebtoken validation for one pinned algorithm: `exp`, `nbf`, `iss` and `aud`
-    /// required and checked (jsonwebtoken skips `nbf` and absent `iss`/`aud` by default).
+    /// Expectations with `exp`, `iss` and `aud` required, plus `required_claims`.
+    pub fn new(
+        issuer: String,
+        audience: String,
+        leeway: u64,
+        required_claims: &[String],
+        token_type: Option<String>,
+    ) -> Self {
+        let mut required: Vec<String> = ALWAYS_REQUIRED.iter().map(|c| c.to_string()).collect();
+        for claim in required_claims {
+            if !required.contains(claim) {
+                required.push(claim.clone());
+            }
+        }
+        Self {
+            issuer,
+            audience,
+            leeway,
+            required,
+            token_type,
+        }
+    }
+
+    /// The jsonwebtoken validation for one pinned algorithm: `exp`, `iss` and `aud` required
+    /// and checked, `nbf` checked when present (RFC 7519 makes it optional, and Auth0,
+    /// Keycloak and oidc-provider never send it).
     pub fn validation(&self, algorithm: Algorithm) -> Validation {
         let mut v = Validation::new(algorithm);
         v.leeway = self.leeway;
@@ -48,8 +82,44 @@ impl Expectations {
         v.validate_aud = true;
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
-        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
+        let spec: Vec<&str> = self
+            .required
+            .iter()
+            .map(String::as_str)
+            .filter(|c| SPEC_CLAIMS.contains(c))
+            .collect();
+        v.set_required_spec_claims(&spec);
         v
+    }
+
+    /// The first required claim that jsonwebtoken does not check and `claims` lacks.
+    pub fn missing_claim(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<&str> {
+        self.required
+            .iter()
+            .filter(|c| !SPEC_CLAIMS.contains(&c.as_str()))
+            .find(|path| {
+                super::principal::lookup(claims, path).is_none_or(serde_json::Value::is_null)
+            })
+            .map(String::as_str)
+    }
+
+    /// Whether a token's `typ` header is the configured type (`at+jwt` also matches
+    /// `application/at+jwt`, RFC 7515 §4.1.9); always true without one.
+    pub fn type_matches(&self, typ: Option<&str>) -> bool {
+        let Some(expected) = &self.token_type else {
+            return true;
+        };
+        let bare = |t: &str| {
+            let lower = t.trim().to_ascii_lowercase();
+            lower
+                .strip_prefix("application/")
+                .map(str::to_string)
+                .unwrap_or(lower)
+        };
+        typ.is_some_and(|t| bare(t) == bare(expected))
     }
 }
 
@@ -58,6 +128,28 @@ pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     name.parse::<Algorithm>().map_err(|_| {
         format!("`{name}` is not an algorithm Portico verifies; use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA")
     })
+}
+
+/// Shared secrets published with Portico (the demo's and the examples' defaults, the test
+/// suite's): anyone can sign tokens with them, so they serve development only.
+const PUBLISHED_SECRETS: [&str; 4] = [
+    "portico-demo-development-secret-do-not-deploy",
+    "portico-mssql-development-secret-do-not-deploy",
+    "portico-test-secret-0123456789abcdef",
+    "0123456789abcdef0123456789abcdef",
+];
+
+/// Why a shared secret cannot sign production tokens: it is published with Portico, or the
+/// configuration file itself holds it. `None` for a secret from the environment.
+pub fn public_secret(config: &KeyConfig) -> Option<&'static str> {
+    let secret = config.secret.as_deref()?;
+    if PUBLISHED_SECRETS.contains(&secret) {
+        Some("is published with Portico (a demo or example default), so anyone can sign tokens with it")
+    } else if config.secret_in_file {
+        Some("is written in the configuration file (a literal or a `${VAR:-default}` default), so whoever reads the file can sign tokens")
+    } else {
+        None
+    }
 }
 
 fn is_hmac(algorithm: Algorithm) -> bool {

@@ -27,9 +27,19 @@ pub enum AuthError {
     /// Not three base64url parts of JSON, or a header naming an unknown algorithm (`none`).
     #[error("the token is malformed")]
     Malformed,
+    /// More than one `Authorization` header: which one counts would be a guess.
+    #[error("send one Authorization header, not several")]
+    SeveralHeaders,
     /// No configured or published key has the token's `kid` (or takes its algorithm).
     #[error("the token's signing key is not known")]
     UnknownKey,
+    /// The token names no `kid` and several published keys take its algorithm.
+    #[error("the token has no `kid` and several of the identity provider's keys fit it")]
+    AmbiguousKey,
+    /// The `typ` header is not the configured token type (an ID token where an access token
+    /// is expected).
+    #[error("the token's type (`typ` header) must be `{0}`")]
+    TokenType(String),
     /// The key that matches the `kid` is pinned to another algorithm.
     #[error("the token's algorithm is not the one its key is pinned to")]
     Algorithm,
@@ -48,12 +58,17 @@ pub enum AuthError {
     /// `aud` does not name this API.
     #[error("the token's audience is not this API")]
     Audience,
-    /// A required claim (`exp`, `nbf`, `iss`, `aud`) is absent or has the wrong type.
+    /// A required claim (`exp`, `iss`, `aud`, or one of `required_claims`) is absent, or a
+    /// time claim has the wrong type.
     #[error("the token lacks a valid `{0}` claim")]
     Claim(String),
-    /// The identity provider's keys could not be fetched, so nothing can be verified.
+    /// The identity provider's keys could not be fetched, so nothing can be verified; the next
+    /// fetch may happen in `retry_after` seconds.
     #[error("the identity provider's keys cannot be fetched")]
-    KeysUnavailable,
+    KeysUnavailable {
+        /// Seconds until the next fetch attempt.
+        retry_after: u64,
+    },
 }
 
 impl AuthError {
@@ -63,7 +78,10 @@ impl AuthError {
             AuthError::Missing => "missing_token",
             AuthError::WrongScheme => "wrong_scheme",
             AuthError::Malformed => "malformed",
+            AuthError::SeveralHeaders => "several_headers",
             AuthError::UnknownKey => "unknown_key",
+            AuthError::AmbiguousKey => "ambiguous_key",
+            AuthError::TokenType(_) => "token_type",
             AuthError::Algorithm => "algorithm",
             AuthError::Signature => "signature",
             AuthError::Expired => "expired",
@@ -71,7 +89,7 @@ impl AuthError {
             AuthError::Issuer => "issuer",
             AuthError::Audience => "audience",
             AuthError::Claim(_) => "claim",
-            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::KeysUnavailable { .. } => "keys_unavailable",
         }
     }
 }

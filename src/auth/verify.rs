@@ -25,7 +25,7 @@ const MAX_LEEWAY: std::time::Duration = std::time::Duration::from_secs(300);
 /// Verifies bearer tokens against configured keys and, optionally, a published key set.
 pub struct Verifier {
     expectations: Expectations,
-    scope_claim: Option<String>,
+    scope_claims: Vec<String>,
     keys: Vec<VerificationKey>,
     jwks: Option<JwksKeys>,
     /// Token → its principal and `exp`: a signature is checked once, not on every request.
@@ -36,13 +36,13 @@ impl Verifier {
     /// A verifier over static keys and an optional JWKS.
     pub fn new(
         expectations: Expectations,
-        scope_claim: Option<String>,
+        scope_claims: Vec<String>,
         keys: Vec<VerificationKey>,
         jwks: Option<JwksKeys>,
     ) -> Self {
         Self {
             expectations,
-            scope_claim,
+            scope_claims,
             keys,
             jwks,
             verified: moka::future::Cache::builder()
@@ -106,6 +106,16 @@ impl Verifier {
                 Ok(k) => keys.push(k),
                 Err(m) => problem(format!("auth.keys[{i}]"), m),
             }
+            match keys::public_secret(key) {
+                Some(why) if !auth.development => problem(
+                    format!("auth.keys[{i}].secret"),
+                    format!(
+                        "{why}; outside development mode take it from the environment \
+                         (secret = \"${{JWT_SECRET}}\") or verify the identity provider's keys"
+                    ),
+                ),
+                _ => {}
+            }
         }
         let jwks = jwks.and_then(|(j, min, timeout)| {
             let location = match (&j.url, &j.discovery) {
@@ -138,6 +148,35 @@ impl Verifier {
                 "a scope is printable ASCII without spaces, quotes or backslashes".into(),
             );
         }
+        let scope_claims = auth
+            .scope_claim
+            .as_ref()
+            .map(|c| c.paths())
+            .unwrap_or_default();
+        for (i, path) in scope_claims.iter().enumerate() {
+            if !is_claim_path(path) {
+                problem(
+                    format!("auth.scope_claim[{i}]"),
+                    format!("`{path}` is not a claim path (names joined by `.`)"),
+                );
+            }
+        }
+        for (i, path) in auth.required_claims.iter().enumerate() {
+            if !is_claim_path(path) {
+                problem(
+                    format!("auth.required_claims[{i}]"),
+                    format!("`{path}` is not a claim path (names joined by `.`)"),
+                );
+            }
+        }
+        if let Some(typ) = &auth.token_type {
+            if typ.trim().is_empty() {
+                problem(
+                    "auth.token_type".into(),
+                    "name the `typ` tokens carry, such as `at+jwt`, or leave it out".into(),
+                );
+            }
+        }
         if keys.is_empty() && jwks.is_none() && auth.jwks.is_none() {
             problem(
                 "auth".into(),
@@ -148,12 +187,14 @@ impl Verifier {
             return Err(problems);
         }
         Ok(Self::new(
-            Expectations {
-                issuer: auth.issuer.clone(),
-                audience: auth.audience.clone(),
-                leeway: leeway.as_secs(),
-            },
-            auth.scope_claim.clone(),
+            Expectations::new(
+                auth.issuer.clone(),
+                auth.audience.clone(),
+                leeway.as_secs(),
+                &auth.required_claims,
+                auth.token_type.clone(),
+            ),
+            scope_claims,
             keys,
             jwks,
         ))
@@ -164,6 +205,11 @@ impl Verifier {
         if let Some(jwks) = &self.jwks {
             jwks.prefetch().await;
         }
+    }
+
+    /// The published key set, when there is one (`portico check` inspects it).
+    pub fn jwks(&self) -> Option<&JwksKeys> {
+        self.jwks.as_ref()
     }
 
     /// Verifies the value of an `Authorization` header.
@@ -200,6 +246,10 @@ impl Verifier {
     async fn verify_signed(&self, token: &str) -> Result<Principal, AuthError> {
         // `alg: none` and unknown algorithms fail here: jsonwebtoken has no such variant.
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if !self.expectations.type_matches(header.typ.as_deref()) {
+            let expected = self.expectations.token_type.clone().unwrap_or_default();
+            return Err(AuthError::TokenType(expected));
+        }
         let candidates = self.candidates(header.kid.as_deref(), header.alg).await?;
         let mut failure = AuthError::UnknownKey;
         for key in candidates {
@@ -210,10 +260,10 @@ impl Verifier {
             let validation = self.expectations.validation(key.algorithm);
             match decode::<Map<String, Json>>(token, &key.key, &validation) {
                 Ok(data) => {
-                    return Ok(Principal::from_claims(
-                        data.claims,
-                        self.scope_claim.as_deref(),
-                    ))
+                    if let Some(claim) = self.expectations.missing_claim(&data.claims) {
+                        return Err(AuthError::Claim(claim.to_string()));
+                    }
+                    return Ok(Principal::from_claims(data.claims, &self.scope_claims));
                 }
                 Err(e) => failure = classify(e.kind()),
             }
@@ -225,38 +275,52 @@ impl Verifier {
         Err(failure)
     }
 
-    /// Keys that may have signed a token: the one with its `kid`, or, without a `kid`,
-    /// every key without one that is pinned to its algorithm.
+    /// Keys that may have signed a token: the one with its `kid`. Without a `kid`: the
+    /// configured keys without one that are pinned to its algorithm, else the one published
+    /// key of its algorithm (several are ambiguous), else the configured keys without a `kid`
+    /// (which then refuse the algorithm).
     async fn candidates(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<Vec<VerificationKey>, AuthError> {
-        match kid {
-            Some(kid) => {
-                if let Some(key) = self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)) {
-                    return Ok(vec![key.clone()]);
-                }
-                match &self.jwks {
-                    Some(jwks) => Ok(jwks.key(kid).await?.into_iter().collect()),
-                    None => Ok(Vec::new()),
-                }
+        if let Some(kid) = kid {
+            if let Some(key) = self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)) {
+                return Ok(vec![key.clone()]);
             }
-            None => {
-                let keyless: Vec<VerificationKey> = self
-                    .keys
-                    .iter()
-                    .filter(|k| k.kid.is_none())
-                    .cloned()
-                    .collect();
-                if keyless.iter().any(|k| k.algorithm == alg) {
-                    Ok(keyless.into_iter().filter(|k| k.algorithm == alg).collect())
-                } else {
-                    Ok(keyless)
-                }
+            return match &self.jwks {
+                Some(jwks) => Ok(jwks.key(kid).await?.into_iter().collect()),
+                None => Ok(Vec::new()),
+            };
+        }
+        let keyless = self.keys.iter().filter(|k| k.kid.is_none());
+        let fitting: Vec<VerificationKey> = keyless
+            .clone()
+            .filter(|k| k.algorithm == alg)
+            .cloned()
+            .collect();
+        if !fitting.is_empty() {
+            return Ok(fitting);
+        }
+        if let Some(jwks) = &self.jwks {
+            match jwks.keys_for(alg).await?.as_slice() {
+                [one] => return Ok(vec![one.clone()]),
+                [] => {}
+                _ => return Err(AuthError::AmbiguousKey),
             }
         }
+        Ok(keyless.cloned().collect())
     }
+}
+
+/// A dotted claim path: names of letters, digits, `_`, `-`, `:` or `/`, joined by `.`.
+fn is_claim_path(path: &str) -> bool {
+    path.split('.').all(|part| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-:/".contains(c))
+    })
 }
 
 fn classify(kind: &ErrorKind) -> AuthError {
@@ -291,12 +355,8 @@ mod tests {
             algorithm: Algorithm::HS256,
             key: jsonwebtoken::DecodingKey::from_secret(SECRET),
         };
-        let expectations = Expectations {
-            issuer: "i".into(),
-            audience: "a".into(),
-            leeway: 0,
-        };
-        Verifier::new(expectations, None, vec![key], None)
+        let expectations = Expectations::new("i".into(), "a".into(), 0, &[], None);
+        Verifier::new(expectations, Vec::new(), vec![key], None)
     }
 
     #[tokio::test]

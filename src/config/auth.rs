@@ -13,9 +13,16 @@ pub struct AuthConfig {
     /// Clock skew tolerated on `exp` and `nbf`.
     #[serde(default = "default_leeway")]
     pub leeway: String,
-    /// Dotted path of the claim holding scopes; `scope` (space separated) then `scp` (array)
+    /// Dotted paths of the claims holding scopes, merged (`["scp", "roles"]`); `scope` then
+    /// `scp` when absent. One path may be written as a plain string.
+    pub scope_claim: Option<ScopeClaims>,
+    /// Claims every token must carry besides `exp`, `iss` and `aud` (always required);
+    /// dotted paths reach nested claims. `nbf` is checked whenever present.
+    #[serde(default = "default_required_claims")]
+    pub required_claims: Vec<String>,
+    /// The JOSE `typ` header every token must carry, e.g. `at+jwt` (RFC 9068); unchecked
     /// when absent.
-    pub scope_claim: Option<String>,
+    pub token_type: Option<String>,
     /// Scope the admin endpoints need.
     #[serde(default = "default_admin_scope")]
     pub admin_scope: String,
@@ -27,6 +34,30 @@ pub struct AuthConfig {
     pub keys: Vec<KeyConfig>,
     /// Keys published by an identity provider.
     pub jwks: Option<JwksConfig>,
+}
+
+/// One claim path or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ScopeClaims {
+    /// `scope_claim = "scp"`.
+    One(String),
+    /// `scope_claim = ["scp", "roles"]`.
+    Many(Vec<String>),
+}
+
+impl ScopeClaims {
+    /// The paths, in order.
+    pub fn paths(&self) -> Vec<String> {
+        match self {
+            ScopeClaims::One(path) => vec![path.clone()],
+            ScopeClaims::Many(paths) => paths.clone(),
+        }
+    }
+}
+
+fn default_required_claims() -> Vec<String> {
+    vec!["exp".into(), "iss".into(), "aud".into()]
 }
 
 fn default_leeway() -> String {
@@ -51,6 +82,10 @@ pub struct KeyConfig {
     pub public_key: Option<String>,
     /// File holding the PEM public key.
     pub public_key_file: Option<String>,
+    /// The secret is written in the configuration file (a literal or a `${VAR:-default}`
+    /// default), not taken from the environment.
+    #[serde(skip)]
+    pub secret_in_file: bool,
 }
 
 impl std::fmt::Debug for KeyConfig {
@@ -90,7 +125,7 @@ fn default_jwks_algorithms() -> Vec<String> {
 }
 
 fn default_refresh_min() -> String {
-    "30s".into()
+    "5s".into()
 }
 
 fn default_fetch_timeout() -> String {

@@ -38,6 +38,13 @@ pub fn interpolate(
     }
 }
 
+/// Whether `raw` (as written in the file) expands to `value` without the environment: a
+/// literal, or a `${VAR:-default}` whose default was used. Such a value is as public as the
+/// file itself.
+pub fn written_in_file(raw: &str, value: &str) -> bool {
+    expand(raw, &|_| None).is_ok_and(|alone| alone == value)
+}
+
 fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -104,6 +111,14 @@ mod tests {
         assert_eq!(expand("${NOPE:-x.db}", &env).unwrap(), "x.db");
         assert_eq!(expand("${ERP_PASSWORD:-x}", &env).unwrap(), "s3cr\"t");
         assert_eq!(expand("${NOPE:-}", &env).unwrap(), "");
+    }
+
+    #[test]
+    fn values_the_file_alone_determines_are_recognised() {
+        assert!(written_in_file("abc", "abc"));
+        assert!(written_in_file("${NOPE:-abc}", "abc"));
+        assert!(!written_in_file("${SECRET:-abc}", "from-the-environment"));
+        assert!(!written_in_file("${SECRET}", "from-the-environment"));
     }
 
     #[test]

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 pub use auth::*;
 pub use changes::*;
-pub use interpolate::interpolate;
+pub use interpolate::{interpolate, written_in_file};
 pub use model::*;
 pub use procedure::*;
 pub use write::*;
 
 /// `[auth]` with a test HS256 secret, for unit tests that compile configurations.
 #[cfg(test)]
-pub(crate) const TEST_AUTH: &str = "[auth]\nissuer = \"i\"\naudience = \"a\"\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+pub(crate) const TEST_AUTH: &str = "[auth]\ndevelopment = true\nissuer = \"i\"\naudience = \"a\"\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
 
 /// A configuration problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,7 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let mut value: toml::Value = toml::from_str(text)
         .map_err(|e| ConfigError::single(file, "", format!("invalid TOML: {e}")))?;
+    let raw = value.clone();
     let mut problems = Vec::new();
     interpolate(&mut value, "", env, &mut problems);
     if !problems.is_empty() {
@@ -95,7 +96,7 @@ pub fn parse(
             problems,
         });
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
         let location = e.path().to_string();
         let location = if location == "." {
             String::new()
@@ -103,7 +104,30 @@ pub fn parse(
             location
         };
         ConfigError::single(file, location, e.into_inner().to_string())
-    })
+    })?;
+    mark_secrets_written_in_file(&mut config, &raw);
+    Ok(config)
+}
+
+/// Notes which `[[auth.keys]]` secrets the file itself determines (see `written_in_file`).
+fn mark_secrets_written_in_file(config: &mut Config, raw: &toml::Value) {
+    let Some(auth) = config.auth.as_mut() else {
+        return;
+    };
+    let raw_keys = raw
+        .get("auth")
+        .and_then(|a| a.get("keys"))
+        .and_then(toml::Value::as_array);
+    for (i, key) in auth.keys.iter_mut().enumerate() {
+        let raw_secret = raw_keys
+            .and_then(|keys| keys.get(i))
+            .and_then(|k| k.get("secret"))
+            .and_then(toml::Value::as_str);
+        key.secret_in_file = match (raw_secret, &key.secret) {
+            (Some(raw), Some(secret)) => written_in_file(raw, secret),
+            _ => false,
+        };
+    }
 }
 
 /// Splits `250ms` into `(250, "ms")`; `None` without a leading number.

@@ -19,10 +19,11 @@ pub const AUDIT: &str = "portico::audit";
 /// `Authorization` header. Spends one token of its rate limit. The principal is kept in the
 /// request's extensions for the audit log.
 pub async fn principal(req: &HttpRequest, state: &AppState) -> Result<Arc<Principal>, ApiError> {
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().map_err(|_| AuthError::Malformed));
+    let mut headers = req.headers().get_all(header::AUTHORIZATION);
+    let authorization = match (headers.next(), headers.next()) {
+        (_, Some(_)) => Some(Err(AuthError::SeveralHeaders)),
+        (first, None) => first.map(|v| v.to_str().map_err(|_| AuthError::Malformed)),
+    };
     let verified = match (authorization, &state.verifier) {
         (None, _) => Ok(Arc::new(Principal::anonymous())),
         (Some(Ok(value)), Some(verifier)) => verifier.verify_header(value).await,
@@ -74,7 +75,10 @@ fn authorize(resource: &Resource, principal: &Principal, verb: Verb) -> Result<G
         .authorize(principal, verb)
         .map_err(|denial| match denial {
             Denial::Unauthenticated => ApiError::Unauthorized(AuthError::Missing),
-            Denial::MissingScope(scope) => ApiError::InsufficientScope(scope),
+            Denial::MissingScope(scope) => {
+                let hint = principal.scope_hint(&scope);
+                ApiError::InsufficientScope(scope, hint)
+            }
             other => ApiError::Forbidden(other.to_string()),
         })
 }
@@ -88,7 +92,10 @@ pub async fn admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> 
                 return Err(AuthError::Missing.into());
             }
             if !principal.has_scope(scope) {
-                return Err(ApiError::InsufficientScope(scope.clone()));
+                return Err(ApiError::InsufficientScope(
+                    scope.clone(),
+                    principal.scope_hint(scope),
+                ));
             }
             Ok(())
         }

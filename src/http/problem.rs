@@ -21,9 +21,10 @@ pub enum ApiError {
     /// The bearer token is missing (where one is needed) or invalid.
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
-    /// The token lacks the scope this needs.
-    #[error("the token lacks the scope `{0}`")]
-    InsufficientScope(String),
+    /// The token lacks the scope this needs; the second part says where the token may carry
+    /// it unread (a claim `[auth] scope_claim` does not name).
+    #[error("the token lacks the scope `{0}`{hint}", hint = .1.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    InsufficientScope(String, Option<String>),
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -92,17 +93,22 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            ApiError::Unauthorized(AuthError::KeysUnavailable) => (
+            ApiError::Unauthorized(AuthError::KeysUnavailable { .. }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "auth-unavailable",
                 "Tokens cannot be verified right now",
+            ),
+            ApiError::Unauthorized(AuthError::SeveralHeaders) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "The request is ambiguous",
             ),
             ApiError::Unauthorized(_) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Authentication required",
             ),
-            ApiError::InsufficientScope(_) => (
+            ApiError::InsufficientScope(..) => (
                 StatusCode::FORBIDDEN,
                 "insufficient-scope",
                 "The token lacks a scope",
@@ -195,7 +201,7 @@ impl ApiError {
     pub fn refusal(&self) -> Option<&'static str> {
         match self {
             ApiError::Unauthorized(e) => Some(e.reason()),
-            ApiError::InsufficientScope(_) => Some("missing_scope"),
+            ApiError::InsufficientScope(..) => Some("missing_scope"),
             ApiError::Forbidden(_) => Some("forbidden"),
             ApiError::RateLimited(_) => Some("rate_limited"),
             _ => None,
@@ -206,11 +212,14 @@ impl ApiError {
     fn challenge(&self) -> Option<String> {
         match self {
             ApiError::Unauthorized(AuthError::Missing) => Some("Bearer realm=\"portico\"".into()),
-            ApiError::Unauthorized(AuthError::KeysUnavailable) => None,
+            ApiError::Unauthorized(AuthError::KeysUnavailable { .. }) => None,
+            ApiError::Unauthorized(e @ AuthError::SeveralHeaders) => Some(format!(
+                "Bearer realm=\"portico\", error=\"invalid_request\", error_description=\"{e}\""
+            )),
             ApiError::Unauthorized(e) => Some(format!(
                 "Bearer realm=\"portico\", error=\"invalid_token\", error_description=\"{e}\""
             )),
-            ApiError::InsufficientScope(scope) => Some(format!(
+            ApiError::InsufficientScope(scope, _) => Some(format!(
                 "Bearer realm=\"portico\", error=\"insufficient_scope\", scope=\"{scope}\""
             )),
             _ => None,
@@ -222,8 +231,12 @@ impl ApiError {
             ApiError::Source(SourceError::Busy { retry_after, .. }) => {
                 Some(retry_after.as_secs().max(1))
             }
-            ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. })
-            | ApiError::Unauthorized(AuthError::KeysUnavailable) => Some(5),
+            ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. }) => {
+                Some(5)
+            }
+            ApiError::Unauthorized(AuthError::KeysUnavailable { retry_after }) => {
+                Some((*retry_after).max(1))
+            }
             ApiError::RateLimited(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
             _ => None,
         }
@@ -249,7 +262,7 @@ impl ApiError {
                 },
                 None,
             ),
-            ApiError::Unauthorized(_) | ApiError::InsufficientScope(_) => (self.to_string(), None),
+            ApiError::Unauthorized(_) | ApiError::InsufficientScope(..) => (self.to_string(), None),
             ApiError::RateLimited(_) => (
                 "this caller's request rate is over its limit; retry after the given seconds"
                     .to_string(),

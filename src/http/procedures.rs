@@ -71,7 +71,10 @@ async fn run(
         return Err(AuthError::Missing.into());
     }
     if !principal.has_scope(&procedure.scope) {
-        return Err(ApiError::InsufficientScope(procedure.scope.clone()));
+        return Err(ApiError::InsufficientScope(
+            procedure.scope.clone(),
+            principal.scope_hint(&procedure.scope),
+        ));
     }
     let body = read_json(req, payload, &["application/json"]).await?;
     let params = inputs(procedure, &body).map_err(ApiError::Invalid)?;

@@ -173,7 +173,7 @@ fn every_example_config_loads_and_compiles() {
 }
 
 /// A plain HTTP/1.0 GET with an optional bearer token: status code and body as JSON.
-fn http_get(address: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+pub fn http_get(address: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     let authorization = token
@@ -301,4 +301,65 @@ fn serve_answers_the_demo_and_stops_gracefully_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "clean exit on SIGTERM: {status}");
+}
+
+/// Removing `development = true` from the demo and listening on every address must not serve
+/// tokens anyone can mint with the secret the repository publishes: `check` and `serve` refuse
+/// it, and accept the same file once the secret comes from the environment.
+#[test]
+fn the_demo_secret_never_serves_outside_development() {
+    let (_dir, db) = demo_database();
+    let scratch = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("config/demo.toml"))
+        .unwrap()
+        .replacen("development = true\n", "", 1)
+        .replacen("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:0\"", 1);
+    let file = scratch.path().join("exposed.toml");
+    std::fs::write(&file, text).unwrap();
+    let state = scratch.path().join("state.sqlite3");
+    let command = |args: &[&str], secret: Option<&str>| {
+        let mut command = portico();
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&file)
+            .env("DEMO_DB", &db)
+            .env("PORTICO_STATE", &state)
+            .env_remove("PORTICO_DEV_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(secret) = secret {
+            command.env("PORTICO_DEV_SECRET", secret);
+        }
+        command
+    };
+    let out = command(&["check"], None).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "check accepted the published secret");
+    assert!(
+        stderr.contains("auth.keys[0].secret") && stderr.contains("published"),
+        "{stderr}"
+    );
+    // `serve` stops at once rather than listen.
+    let mut child = command(&["serve"], None).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started with the published secret");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    // The same file with a secret of the operator's own passes.
+    let own = "8f0c1e5b7a9d4c2e6b3f1a0d9e8c7b6a5f4e3d2c1b0a9f8e";
+    let out = command(&["check"], Some(own)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

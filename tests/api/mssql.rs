@@ -530,7 +530,7 @@ async fn a_write_is_one_transaction_committed_only_when_the_row_matched() {
         "anonymous = true",
         "read_scope = \"jobs:read\"\nwrite_scope = \"jobs:write\"\nwrites = [\"update\"]",
     ) + &format!(
-        "\n[auth]\nissuer = \"{}\"\naudience = \"{}\"\n\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"{}\"\n",
+        "\n[auth]\ndevelopment = true\nissuer = \"{}\"\naudience = \"{}\"\n\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"{}\"\n",
         crate::idp::ISSUER,
         crate::idp::AUDIENCE,
         crate::auth::SECRET

@@ -216,7 +216,7 @@ mod tests {
         let user = value("{sub}", "char(10)", None).unwrap();
         let mut claims = serde_json::Map::new();
         claims.insert("sub".into(), "alice".into());
-        let alice = Principal::from_claims(claims, None);
+        let alice = Principal::from_claims(claims, &[]);
         assert_eq!(
             user.resolve(&alice).unwrap().value,
             Value::Text(b"alice     ".to_vec())

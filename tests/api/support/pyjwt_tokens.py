@@ -2,6 +2,9 @@
 
 stdin:  {"keys": [{"kid": "rs1", "alg": "RS256"}, ...],
          "tokens": [{"kid": "rs1", "claims": {...}, "alg": <optional override>}, ...]}
+        A token may instead carry "private_jwk" (a private JWK, e.g. an identity provider's
+        signing key) and "alg"; "headers" replaces the JOSE header fields besides alg (no kid
+        unless given there).
 stdout: {"jwks": {"rs1": <public JWK>, ...}, "pem": {"rs1": <public PEM>}, "tokens": [...]}
 """
 import json
@@ -38,8 +41,12 @@ for key in request["keys"]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
 for token in request["tokens"]:
-    secret, alg = private[token["kid"]]
-    alg = token.get("alg", alg)
-    headers = {"kid": token["kid"]} if token.get("with_kid", True) else None
+    if "private_jwk" in token:
+        secret, alg = jwt.PyJWK.from_dict(token["private_jwk"]).key, token["alg"]
+        headers = token.get("headers", {})
+    else:
+        secret, alg = private[token["kid"]]
+        alg = token.get("alg", alg)
+        headers = {"kid": token["kid"]} if token.get("with_kid", True) else None
     out["tokens"].append(jwt.encode(token["claims"], secret, algorithm=alg, headers=headers))
 json.dump(out, sys.stdout)
