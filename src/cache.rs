@@ -23,17 +23,18 @@ use crate::telemetry::metrics::CacheMetrics;
 pub struct CacheKey {
     /// Resource name (what invalidation targets).
     pub resource: String,
-    /// Request path, including the version and any key.
-    pub path: String,
-    /// Canonical query: decoded pairs sorted by name, so order and spelling do not matter.
-    pub query: String,
+    /// Version of the resource.
+    pub version: String,
+    /// The parsed request (a listing's filters, sort, fields, limit and cursor; a lookup's
+    /// decoded key), so spellings of one request share an entry and junk makes none.
+    pub request: String,
     /// Identity of the row policies and field mask that applied; empty without any.
     pub identity: String,
 }
 
 impl CacheKey {
     fn weight(&self) -> usize {
-        self.resource.len() + self.path.len() + self.query.len() + self.identity.len()
+        self.resource.len() + self.version.len() + self.request.len() + self.identity.len()
     }
 }
 
@@ -219,7 +220,7 @@ impl ResponseCache {
                 match self.stale.get(&key).await {
                     Some(old) => {
                         self.metrics.stale_served.inc();
-                        tracing::warn!(error = %e, path = %key.path, "source failed; serving a stale response");
+                        tracing::warn!(error = %e, resource = %key.resource, version = %key.version, "source failed; serving a stale response");
                         Ok((old, Freshness::Stale))
                     }
                     None => Err(ApiError::Source(e)),
@@ -271,23 +272,6 @@ fn is_outage(error: &SourceError) -> bool {
     )
 }
 
-/// The canonical form of a query string: decoded pairs sorted by name (stable for repeats).
-pub fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = match crate::catalog::query::pairs(query) {
-        Ok(p) => p,
-        Err(_) => return query.to_string(),
-    };
-    pairs.sort_by(|a, b| a.0.cmp(&b.0));
-    let encode = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// Whether an `If-None-Match` header value matches `etag` (weak comparison, RFC 9110).
 pub fn none_match(header: &str, etag: &str) -> bool {
     let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
@@ -300,19 +284,6 @@ pub fn none_match(header: &str, etag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canonical_queries_ignore_order_and_spelling() {
-        assert_eq!(
-            canonical_query("status=open&limit=5"),
-            canonical_query("limit=5&status=%6Fpen")
-        );
-        assert_ne!(
-            canonical_query("status=open"),
-            canonical_query("status=held")
-        );
-        assert_eq!(canonical_query("a=x+y"), canonical_query("a=x%20y"));
-    }
 
     #[test]
     fn if_none_match_uses_weak_comparison() {

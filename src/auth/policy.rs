@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use super::Principal;
 use crate::catalog::Field;
 use crate::config::RowPolicyConfig;
-use crate::source::select::{CmpOp, Condition};
+use crate::source::select::{CmpOp, Condition, Relation};
 use crate::source::{ColumnType, Param, Value};
 
 /// Largest array claim an `IN` term binds (one parameter each).
@@ -27,6 +27,26 @@ pub struct ResourceAccess {
     pub policies: Vec<RowPolicy>,
     /// Field index → scope needed to see it.
     pub masks: Vec<(usize, String)>,
+    /// Field index → scope needed to write it.
+    pub write_masks: Vec<(usize, String)>,
+    /// The parent's row policies, for a resource nested under one that has them.
+    pub inherited: Option<Box<Inherited>>,
+}
+
+/// Row policies a nested resource takes from its parent: a row is seen only when its parent
+/// row is (`link IN (SELECT parent_key FROM parent WHERE <parent's policies>)`), on every path.
+#[derive(Debug, Clone)]
+pub struct Inherited {
+    /// The parent resource, for messages.
+    pub parent: String,
+    /// The parent's access rules (its own inherited ones included).
+    pub access: ResourceAccess,
+    /// Where the parent's rows are.
+    pub relation: Relation,
+    /// The parent's key column.
+    pub parent_key: String,
+    /// This resource's column that holds the parent's key.
+    pub link: String,
 }
 
 /// What a request intends to do.
@@ -52,6 +72,17 @@ enum Applies {
     Always,
     WithScope(String),
     WithoutScope(String),
+}
+
+impl Applies {
+    /// Whether the policy applies to `principal`.
+    fn to(&self, principal: &Principal) -> bool {
+        match self {
+            Applies::Always => true,
+            Applies::WithScope(s) => principal.has_scope(s),
+            Applies::WithoutScope(s) => !principal.has_scope(s),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +135,11 @@ pub struct Grant {
     pub identity: String,
     /// The answer is what anyone without a token gets, so shared caches may keep it.
     pub shareable: bool,
+    /// Fields this principal may not write, with the scope that would let it (writes only).
+    pub unwritable: Vec<(usize, String)>,
+    /// The parent resource whose row policies restrict this principal here; they need the
+    /// parent's rows, so a change event alone cannot apply them.
+    pub through_parent: Option<String>,
 }
 
 impl Grant {
@@ -161,6 +197,7 @@ impl ResourceAccess {
         policies: &[RowPolicyConfig],
         fields: &[Field],
         masks: Vec<(usize, String)>,
+        write_masks: Vec<(usize, String)>,
     ) -> Result<Self, Vec<(String, String)>> {
         let mut problems = Vec::new();
         let mut compiled = Vec::new();
@@ -195,6 +232,8 @@ impl ResourceAccess {
             write_scope,
             policies: compiled,
             masks,
+            write_masks,
+            inherited: None,
         })
     }
 
@@ -213,30 +252,76 @@ impl ResourceAccess {
             }
         }
         let mut grant = Grant::default();
-        for policy in &self.policies {
-            let applies = match &policy.applies {
-                Applies::Always => true,
-                Applies::WithScope(s) => principal.has_scope(s),
-                Applies::WithoutScope(s) => !principal.has_scope(s),
-            };
-            if !applies {
-                continue;
-            }
-            let _ = write!(grant.identity, "p:{};", policy.name);
-            for term in &policy.terms {
-                let condition = term.bind(&policy.name, principal)?;
-                let _ = write!(grant.identity, "{condition:?};");
-                grant.conditions.push(condition);
-            }
-        }
+        grant.conditions = self.row_conditions(principal, &mut grant.identity)?;
+        grant.through_parent = self.restricting_parent(principal);
         for (index, scope) in &self.masks {
             if !principal.has_scope(scope) {
                 grant.mask.hidden.push(*index);
                 let _ = write!(grant.identity, "m:{index};");
             }
         }
+        if verb == Verb::Write {
+            grant.unwritable = self
+                .write_masks
+                .iter()
+                .filter(|(_, scope)| !principal.has_scope(scope))
+                .cloned()
+                .collect();
+        }
         grant.shareable = self.anonymous && !principal.authenticated && !grant.is_restricted();
         Ok(grant)
+    }
+}
+
+impl ResourceAccess {
+    /// The row conditions for `principal`: its own policies that apply, and the parent's
+    /// (through the parent relation); `identity` records what applied, for the cache key.
+    fn row_conditions(
+        &self,
+        principal: &Principal,
+        identity: &mut String,
+    ) -> Result<Vec<Condition>, Denial> {
+        let mut conditions = Vec::new();
+        for policy in self.policies.iter().filter(|p| p.applies.to(principal)) {
+            let _ = write!(identity, "p:{};", policy.name);
+            for term in &policy.terms {
+                let condition = term.bind(&policy.name, principal)?;
+                let _ = write!(identity, "{condition:?};");
+                conditions.push(condition);
+            }
+        }
+        if let Some(inherited) = &self.inherited {
+            let mut parent_identity = String::new();
+            let filter = inherited
+                .access
+                .row_conditions(principal, &mut parent_identity)?;
+            if !filter.is_empty() {
+                let _ = write!(
+                    identity,
+                    "parent:{}{{{parent_identity}}};",
+                    inherited.parent
+                );
+                conditions.push(Condition::InParent {
+                    column: inherited.link.clone(),
+                    relation: inherited.relation.clone(),
+                    key: inherited.parent_key.clone(),
+                    filter,
+                });
+            }
+        }
+        Ok(conditions)
+    }
+
+    /// The nearest parent whose row policies apply to `principal`, if any.
+    fn restricting_parent(&self, principal: &Principal) -> Option<String> {
+        let inherited = self.inherited.as_ref()?;
+        let parent = &inherited.access;
+        let applies = parent.policies.iter().any(|p| p.applies.to(principal));
+        if applies || parent.restricting_parent(principal).is_some() {
+            Some(inherited.parent.clone())
+        } else {
+            None
+        }
     }
 }
 

@@ -1,18 +1,28 @@
 //! A token bucket per principal: `burst` requests at once, refilled at `rate` per second.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Buckets kept before idle (full) ones are dropped.
+use hashlink::LruCache;
+
+/// Buckets kept; beyond this the least recently used principal's bucket is dropped (it starts
+/// full again if that principal returns), so many new callers never reset everyone's limit.
 const MAX_BUCKETS: usize = 100_000;
 
 /// Per-principal token buckets.
-#[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<LruCache<String, Bucket>>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +37,7 @@ impl RateLimiter {
         Self {
             rate,
             burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(LruCache::new(MAX_BUCKETS)),
         }
     }
 
@@ -41,19 +51,18 @@ impl RateLimiter {
             // A poisoned lock only means another request panicked; do not lock everyone out.
             return Ok(());
         };
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(principal) {
-            let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, b| b.level(now, rate, burst) < burst);
-            if buckets.len() >= MAX_BUCKETS / 2 {
-                // Too many callers are active at once to track each: start everyone afresh
-                // rather than let the map (and this scan) grow without bound.
-                buckets.clear();
-            }
+        if buckets.get(principal).is_none() {
+            buckets.insert(
+                principal.to_string(),
+                Bucket {
+                    tokens: self.burst,
+                    updated: now,
+                },
+            );
         }
-        let bucket = buckets.entry(principal.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            updated: now,
-        });
+        let Some(bucket) = buckets.get_mut(principal) else {
+            return Ok(());
+        };
         bucket.tokens = bucket.level(now, self.rate, self.burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
@@ -98,5 +107,23 @@ mod tests {
             assert!(limiter.admit_at("a", t2).is_ok());
         }
         assert!(limiter.admit_at("a", t2).is_err());
+    }
+
+    #[test]
+    fn many_new_callers_evict_the_least_recent_not_everyone() {
+        let limiter = RateLimiter::new(0.001, 2);
+        let t0 = Instant::now();
+        assert!(limiter.admit_at("victim", t0).is_ok());
+        assert!(limiter.admit_at("victim", t0).is_ok());
+        assert!(limiter.admit_at("victim", t0).is_err());
+        // An attacker with as many addresses as there are buckets, minus the victim's.
+        for i in 0..MAX_BUCKETS - 1 {
+            let _ = limiter.admit_at(&format!("ip:{i}"), t0);
+        }
+        // The victim is the least recently used, yet still tracked: still limited.
+        assert!(limiter.admit_at("victim", t0).is_err());
+        // Another new caller evicts the least recent attacker bucket, not the victim's.
+        assert!(limiter.admit_at("ip:new", t0).is_ok());
+        assert!(limiter.admit_at("victim", t0).is_err());
     }
 }

@@ -41,6 +41,12 @@ pub fn compile_access(
             format!("fields.{name}.requires_scope"),
             f.requires_scope.as_ref()?,
         ))
+    }))
+    .chain(rc.fields.iter().filter_map(|(name, f)| {
+        Some((
+            format!("fields.{name}.write_scope"),
+            f.write_scope.as_ref()?,
+        ))
     }));
     for (key, scope) in scopes {
         if !crate::auth::policy::is_scope_token(scope) {
@@ -95,6 +101,24 @@ pub fn compile_access(
             masks.push((i, scope));
         }
     }
+    let mut write_masks = Vec::new();
+    for (i, field) in fields.iter().enumerate() {
+        let Some(scope) = rc
+            .fields
+            .get(&field.name)
+            .and_then(|f| f.write_scope.clone())
+        else {
+            continue;
+        };
+        if field.read_only {
+            push(
+                format!("{at}.fields.{}.write_scope", field.name),
+                "the field is read-only: nobody writes it".into(),
+            );
+        } else {
+            write_masks.push((i, scope));
+        }
+    }
     let access = ResourceAccess::compile(
         rc.anonymous,
         rc.read_scope.clone(),
@@ -102,6 +126,7 @@ pub fn compile_access(
         &rc.row_policies,
         fields,
         masks,
+        write_masks,
     )
     .map_err(|found| {
         for (suffix, message) in found {
@@ -150,7 +175,7 @@ mod tests {
     }
 
     fn principal(claims: serde_json::Value) -> Principal {
-        Principal::from_claims(claims.as_object().cloned().unwrap_or_default(), None)
+        Principal::from_claims(claims.as_object().cloned().unwrap_or_default(), &[])
     }
 
     const OWN_JOBS: &str = r#"read_scope = "jobs:read"

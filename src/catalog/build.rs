@@ -59,6 +59,14 @@ fn source_kind_problems(name: &str, source: &SourceConfig, problems: &mut Vec<Pr
 pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut catalog = Catalog::default();
+    for (key, value) in [
+        ("max_filter_terms", config.server.max_filter_terms),
+        ("max_bound_parameters", config.server.max_bound_parameters),
+    ] {
+        if value == 0 {
+            problems.push(problem(format!("server.{key}"), "must be at least 1"));
+        }
+    }
     for (name, source) in &config.sources {
         let at = format!("sources.{name}");
         for (key, value) in [
@@ -119,6 +127,9 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
             }
         }
         check_parents(&resources, &at, &mut problems);
+        if problems.is_empty() {
+            inherit_parent_policies(&mut resources, &version.resources, &at, &mut problems);
+        }
         if resources.contains_key("procedures") {
             problems.push(problem(
                 format!("{at}.resources.procedures"),
@@ -323,6 +334,10 @@ fn compile_resource(
         default_sort,
         default_limit: rc.default_limit,
         max_limit: rc.max_limit,
+        query_limits: super::query::QueryLimits {
+            max_filter_terms: config.server.max_filter_terms,
+            max_bound_parameters: config.server.max_bound_parameters,
+        },
         cache_ttl,
         stale_if_error,
         parent,
@@ -393,6 +408,72 @@ fn check_parents(resources: &IndexMap<String, Resource>, at: &str, problems: &mu
                 )),
                 Some(_) => {}
             }
+        }
+    }
+}
+
+/// Gives each nested resource its parent's row policies (unless its `parent` says
+/// `inherit_policies = false`), so a row hidden under the parent stays hidden when the child
+/// is read directly. Parents are settled before their children, so a grandparent's policies
+/// reach grandchildren.
+fn inherit_parent_policies(
+    resources: &mut IndexMap<String, Resource>,
+    configs: &IndexMap<String, ResourceConfig>,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let mut order: Vec<(usize, String)> = Vec::new();
+    for name in resources.keys() {
+        let mut depth = 0;
+        let mut current = name;
+        while let Some((parent, _)) = &resources[current].parent {
+            depth += 1;
+            if depth > resources.len() {
+                problems.push(problem(
+                    format!("{at}.resources.{name}.parent"),
+                    "parents form a cycle",
+                ));
+                return;
+            }
+            current = parent;
+        }
+        order.push((depth, name.clone()));
+    }
+    order.sort();
+    for (_, name) in order {
+        let child = &resources[&name];
+        let Some((parent_name, link)) = child.parent.clone() else {
+            continue;
+        };
+        let inherits = configs
+            .get(&name)
+            .and_then(|c| c.parent.as_ref())
+            .is_some_and(|p| p.inherit_policies);
+        let Some(parent) = resources.get(&parent_name).filter(|_| inherits) else {
+            continue;
+        };
+        if parent.access.policies.is_empty() && parent.access.inherited.is_none() {
+            continue;
+        }
+        if parent.source != child.source {
+            problems.push(problem(
+                format!("{at}.resources.{name}.parent.inherit_policies"),
+                format!(
+                    "`{parent_name}` has row policies, which cannot reach across sources: give \
+                     this resource its own and set inherit_policies = false"
+                ),
+            ));
+            continue;
+        }
+        let inherited = crate::auth::policy::Inherited {
+            parent: parent_name.clone(),
+            access: parent.access.clone(),
+            relation: parent.relation.clone(),
+            parent_key: parent.fields[parent.key[0]].column.clone(),
+            link: child.fields[link].column.clone(),
+        };
+        if let Some(child) = resources.get_mut(&name) {
+            child.access.inherited = Some(Box::new(inherited));
         }
     }
 }

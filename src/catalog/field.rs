@@ -329,8 +329,13 @@ impl Field {
         Ok(bytes)
     }
 
-    /// Encodes text in the column's code page, unpadded (also a `LIKE` prefix).
+    /// Encodes text in the column's code page, unpadded (also a `LIKE` prefix). U+0000 is
+    /// refused: drivers and the old programs end text there, so what was written could never
+    /// be read back (or matched by its ETag) whole.
     pub fn legacy_prefix(&self, api: &str) -> Result<Vec<u8>, ValueError> {
+        if api.contains('\0') {
+            return Err("contains U+0000 (NUL), which a legacy text column cannot hold".into());
+        }
         match self.encoding {
             Some(encoding) => {
                 let (bytes, _, unmappable) = encoding.encode(api);

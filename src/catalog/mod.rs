@@ -75,6 +75,8 @@ pub struct Resource {
     pub default_limit: usize,
     /// Largest `limit`.
     pub max_limit: usize,
+    /// Most filters and filter values a request may send.
+    pub query_limits: query::QueryLimits,
     /// How long responses are cached; zero: not cached.
     pub cache_ttl: std::time::Duration,
     /// How long past its TTL a response may be served while the source fails.

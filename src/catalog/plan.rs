@@ -128,14 +128,23 @@ pub fn list(
     })
 }
 
-/// A cursor value must have the shape its column decodes to, so it binds cleanly.
+/// A cursor value must have the shape its column decodes to, so it binds cleanly: text only
+/// for text columns (a client's text never reaches an integer or date column's comparison).
 fn fits(value: &Value, term: &OrderTerm) -> bool {
     match (value, term.column_type) {
         (Value::Null, _) => term.nullable,
-        (Value::Text(_), _) => true,
+        (
+            Value::Text(_),
+            ColumnType::Char(_)
+            | ColumnType::Varchar
+            | ColumnType::NChar(_)
+            | ColumnType::NVarchar
+            | ColumnType::Oem(_)
+            | ColumnType::Binary,
+        ) => true,
         (Value::Int(_), ColumnType::Integer) => true,
         (Value::Float(f), ColumnType::Float) => f.is_finite(),
-        (Value::Decimal(d), ColumnType::Decimal) => {
+        (Value::Decimal(d), ColumnType::Decimal | ColumnType::Money) => {
             super::field::canonical_decimal(d, None).is_some()
         }
         (Value::Date(d), ColumnType::Date) => super::date::Date::parse_iso(d).is_some(),

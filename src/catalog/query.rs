@@ -9,6 +9,24 @@ use crate::source::Param;
 /// Largest number of values an `in` filter may carry.
 pub const MAX_IN_VALUES: usize = 100;
 
+/// How much one list request may ask of the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Filter parameters.
+    pub max_filter_terms: usize,
+    /// Values the filters bind, `in` values each counted.
+    pub max_bound_parameters: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_filter_terms: 32,
+            max_bound_parameters: 500,
+        }
+    }
+}
+
 /// A filter condition with its values already in legacy form.
 #[derive(Debug, Clone)]
 pub enum FilterKind {
@@ -20,6 +38,17 @@ pub enum FilterKind {
     Prefix(Vec<u8>),
     /// Is null (`true`) or is not null (`false`), sentinels included.
     Null(bool),
+}
+
+impl FilterKind {
+    /// How many values it binds.
+    pub fn bound_values(&self) -> usize {
+        match self {
+            FilterKind::Compare(..) | FilterKind::Prefix(_) => 1,
+            FilterKind::In(values) => values.len(),
+            FilterKind::Null(_) => 0,
+        }
+    }
 }
 
 /// A client filter on one field.
@@ -47,6 +76,24 @@ pub struct QuerySpec {
 }
 
 impl QuerySpec {
+    /// The request as the cache knows it: two spellings of the same query (order of
+    /// parameters, percent-encoding, `status` or `status[eq]`) give the same text.
+    pub fn cache_key(&self) -> String {
+        let mut filters: Vec<String> = self
+            .filters
+            .iter()
+            .map(|f| format!("{}{:?}", f.field, f.kind))
+            .collect();
+        filters.sort();
+        format!(
+            "{filters:?}|{:?}|{:?}|{}|{}",
+            self.sort,
+            self.fields,
+            self.limit,
+            self.cursor.as_ref().map(Cursor::encode).unwrap_or_default()
+        )
+    }
+
     /// Every row in the default order, `limit` at a time.
     pub fn unfiltered(limit: usize) -> Self {
         Self {
@@ -100,6 +147,8 @@ pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<Query
     let mut spec = QuerySpec::unfiltered(resource.default_limit);
     let mut seen = std::collections::HashSet::new();
     let mut cursor_text = None;
+    let limits = resource.query_limits;
+    let mut bound = 0;
     for (key, value) in pairs(query)? {
         let special = ["limit", "cursor", "sort", "fields"].contains(&key.as_str());
         if special && !seen.insert(key.clone()) {
@@ -110,9 +159,29 @@ pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<Query
             "cursor" => cursor_text = Some(value),
             "sort" => spec.sort = parse_sort(resource, &value, mask)?,
             "fields" => spec.fields = Some(parse_fields(resource, &value, mask)?),
-            _ => spec
-                .filters
-                .push(parse_filter(resource, &key, &value, mask)?),
+            _ => {
+                if spec.filters.len() == limits.max_filter_terms {
+                    return Err(bad(
+                        &key,
+                        format!(
+                            "is one filter too many: at most {} filters per request",
+                            limits.max_filter_terms
+                        ),
+                    ));
+                }
+                let filter = parse_filter(resource, &key, &value, mask)?;
+                bound += filter.kind.bound_values();
+                if bound > limits.max_bound_parameters {
+                    return Err(bad(
+                        &key,
+                        format!(
+                            "brings the filters' values to {bound}; at most {} per request",
+                            limits.max_bound_parameters
+                        ),
+                    ));
+                }
+                spec.filters.push(filter);
+            }
         }
     }
     if let Some(text) = cursor_text {

@@ -39,7 +39,8 @@ pub fn holds(condition: &Condition, column: &dyn Fn(&str) -> Option<Value>) -> b
         Condition::IsNull { column: c, negated } => {
             column(c).is_some_and(|v| (v == Value::Null) != *negated)
         }
-        Condition::LastInsertId { .. } => false,
+        // The parent's row is not at hand: withheld (feeds refuse such principals up front).
+        Condition::LastInsertId { .. } | Condition::InParent { .. } => false,
         Condition::Or(all) => all.iter().any(|c| holds(c, column)),
         Condition::And(all) => all.iter().all(|c| holds(c, column)),
     }

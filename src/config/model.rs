@@ -50,6 +50,15 @@ pub struct ServerConfig {
     /// Seconds in-flight requests get to finish on SIGTERM.
     #[serde(default = "default_shutdown")]
     pub shutdown_timeout: String,
+    /// How long a client may take to send a request body (then 408).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: String,
+    /// Most filter parameters one list request may carry.
+    #[serde(default = "default_max_filter_terms")]
+    pub max_filter_terms: usize,
+    /// Most values one list request's filters may bind (each `in` value counts).
+    #[serde(default = "default_max_bound_parameters")]
+    pub max_bound_parameters: usize,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +67,9 @@ impl Default for ServerConfig {
             listen: default_listen(),
             workers: None,
             shutdown_timeout: default_shutdown(),
+            body_timeout: default_body_timeout(),
+            max_filter_terms: default_max_filter_terms(),
+            max_bound_parameters: default_max_bound_parameters(),
         }
     }
 }
@@ -68,6 +80,18 @@ fn default_listen() -> String {
 
 fn default_shutdown() -> String {
     "10s".into()
+}
+
+fn default_body_timeout() -> String {
+    "10s".into()
+}
+
+fn default_max_filter_terms() -> usize {
+    32
+}
+
+fn default_max_bound_parameters() -> usize {
+    500
 }
 
 /// The response cache.
@@ -330,6 +354,10 @@ pub struct ParentConfig {
     pub resource: String,
     /// This resource's field that holds the parent's key.
     pub field: String,
+    /// The parent's row policies apply to this resource on every path (a row is seen only
+    /// when its parent row is); `false` says this resource's own policies are enough.
+    #[serde(default = "yes")]
+    pub inherit_policies: bool,
 }
 
 /// API types of fields.
@@ -411,6 +439,9 @@ pub struct FieldConfig {
     pub sortable: Option<bool>,
     /// Hidden (absent from responses, unknown to queries) for principals without this scope.
     pub requires_scope: Option<String>,
+    /// Written only by principals with this scope (besides the resource's `write_scope`);
+    /// others get a 422 at the field.
+    pub write_scope: Option<String>,
     /// Never written by clients (generated keys, audit columns).
     #[serde(default)]
     pub read_only: bool,

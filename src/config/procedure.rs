@@ -98,6 +98,7 @@ impl ParameterConfig {
             filterable: false,
             sortable: Some(false),
             requires_scope: None,
+            write_scope: None,
             read_only: self.direction == Direction::Out,
             required: self.required,
         }

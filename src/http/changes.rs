@@ -35,6 +35,14 @@ pub async fn feed(
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
     let grant = access::grant(resource, principal)?;
+    if let Some(parent) = &grant.through_parent {
+        // Withholding such events one by one would look like a quiet feed: refuse instead.
+        return Err(ApiError::Forbidden(format!(
+            "the events of {} are filtered by the row policies of {parent}, which an event alone \
+             cannot apply; this feed is for tokens those policies do not restrict",
+            resource.name
+        )));
+    }
     let (mut after, mut limit) = (0_i64, DEFAULT_LIMIT);
     for (name, value) in pairs(req.query_string())? {
         match name.as_str() {

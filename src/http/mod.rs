@@ -63,6 +63,8 @@ pub struct AppState {
     pub state_store: Option<Arc<dyn crate::state::StateStore>>,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_retention: Duration,
+    /// How long a client may take to send a request body.
+    pub body_timeout: Duration,
     /// Watched tables.
     pub feeds: Vec<Arc<crate::changes::Feed>>,
     /// Webhook subscriptions and delivery; `None` without feeds.
@@ -147,6 +149,19 @@ impl AppState {
                 })
             })
             .unwrap_or(Duration::from_secs(86_400));
+        let body_timeout = parse_duration(&config.server.body_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .unwrap_or_else(|| {
+                problems.push(crate::config::Problem {
+                    location: "server.body_timeout".into(),
+                    message: format!(
+                        "`{}` is not a duration above zero such as `10s`",
+                        config.server.body_timeout
+                    ),
+                });
+                Duration::ZERO
+            });
         let takes_creates = catalog.as_ref().is_some_and(|c| {
             c.versions
                 .values()
@@ -279,6 +294,7 @@ impl AppState {
             docs: Arc::new(utoipa_swagger_ui::Config::new(Vec::<&str>::new())),
             state_store,
             idempotency_retention,
+            body_timeout,
             feeds,
             webhooks,
         };

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// The request body is not a media type this accepts.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The client did not send its body within the time allowed.
+    #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
+    RequestTimeout(std::time::Duration),
     /// The request body is over the limit, in bytes.
     #[error("the request body is over {0} bytes")]
     PayloadTooLarge(usize),
@@ -138,6 +141,11 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
+            ),
+            ApiError::RequestTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "The request body arrived too slowly",
             ),
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -254,7 +262,7 @@ impl ApiError {
             | ApiError::PreconditionFailed(d)
             | ApiError::PreconditionRequired(d)
             | ApiError::IdempotencyKeyReused(d) => (d.clone(), None),
-            ApiError::PayloadTooLarge(_) => (self.to_string(), None),
+            ApiError::PayloadTooLarge(_) | ApiError::RequestTimeout(_) => (self.to_string(), None),
             ApiError::Invalid(errors) => (
                 match errors.as_slice() {
                     [one] => format!("{} {}", pointer_name(&one.pointer), one.detail),

@@ -11,7 +11,7 @@ use super::writes;
 use super::AppState;
 use crate::auth::Grant;
 use crate::auth::Principal;
-use crate::cache::{canonical_query, none_match, CacheKey, CachedPage, Freshness, Lifetime};
+use crate::cache::{none_match, CacheKey, CachedPage, Freshness, Lifetime};
 use crate::catalog::query::{self, QueryError};
 use crate::catalog::{plan, Resource};
 use crate::config::WriteOp;
@@ -78,17 +78,17 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, 1)?;
     let grant = access::grant(resource, principal)?;
-    // Parsing and planning happen only on a miss; a cached key was valid when it was stored.
+    let spec = query::parse(resource, req.query_string(), &grant.mask)?;
+    let request = format!("list:{}", spec.cache_key());
     let load = async {
-        let spec = query::parse(resource, req.query_string(), &grant.mask)?;
         let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask)?;
         load_page(&state, resource, &plan).await
     };
-    cached(&req, &state, resource, &grant, load).await
+    cached(&req, &state, resource, &grant, request, load).await
 }
 
 /// One row by key; composite keys are written `a,b` with each part percent-encoded.
-/// A row a policy hides is a 404, exactly like a missing one.
+/// A row a policy hides is a 404, exactly like a missing one. It takes no query parameters.
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -96,16 +96,35 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let resource = find(&state, &req, 1)?;
     let grant = access::grant(resource, principal)?;
+    no_parameters(&req)?;
     let key = raw_segment(&req, 2);
+    let parts = split_key(key)?;
+    let request = format!("item:{}", key_request(&parts));
     let load = async {
-        let plan = key_plan(resource, &split_key(key)?, &grant)?;
+        let plan = key_plan(resource, &parts, &grant)?;
         let row = fetch_one(&state, resource, &plan, key).await?;
         let body = render_row(resource, &plan, &row)?;
         // The ETag is the row's version, the one `If-Match` on a write is compared with.
         let etag = crate::catalog::write::row_etag(resource, &plan, &row);
         Ok(CachedPage::with_etag(body, etag, None))
     };
-    cached(&req, &state, resource, &grant, load).await
+    cached(&req, &state, resource, &grant, request, load).await
+}
+
+/// An item lookup has nothing to filter, sort or page: any query parameter is a mistake.
+fn no_parameters(req: &HttpRequest) -> Result<(), QueryError> {
+    match query::pairs(req.query_string())?.into_iter().next() {
+        Some((name, _)) => Err(QueryError {
+            parameter: name,
+            message: "is not a parameter of a single row's lookup (it takes none)".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The cache's name for a lookup by key: the decoded parts, however the URL spelled them.
+fn key_request(parts: &[String]) -> String {
+    serde_json::to_string(parts).unwrap_or_default()
 }
 
 /// Lists the child rows of one parent row (404 when the parent row does not exist or is
@@ -131,8 +150,10 @@ async fn children(
     }
     grant.shareable &= parent_grant.shareable;
     let key = raw_segment(&req, 2);
+    let parts = split_key(key)?;
+    let spec = query::parse(child, req.query_string(), &grant.mask)?;
+    let request = format!("under:{}|{}", key_request(&parts), spec.cache_key());
     let load = async {
-        let parts = split_key(key)?;
         let parent_plan = key_plan(parent, &parts, &parent_grant)?;
         let field = &child.fields[*link];
         let param = field
@@ -146,30 +167,31 @@ async fn children(
             op: crate::source::select::CmpOp::Eq,
             param,
         };
-        let spec = query::parse(child, req.query_string(), &grant.mask)?;
         let mut conditions = grant.conditions.clone();
         conditions.push(by_parent);
         let plan = plan::list(child, &spec, conditions, &grant.mask)?;
         fetch_one(&state, parent, &parent_plan, key).await?;
         load_page(&state, child, &plan).await
     };
-    cached(&req, &state, child, &grant, load).await
+    cached(&req, &state, child, &grant, request, load).await
 }
 
 /// Answers through the response cache, with ETag, `If-None-Match` and `Cache-Control`.
-/// The key holds the grant's identity, so principals that see different rows or fields never
-/// share an entry.
+/// The key is the parsed request (`request`: never the raw URL, so spellings of one request
+/// share an entry) and the grant's identity, so principals that see different rows or fields
+/// never share an entry.
 async fn cached(
     req: &HttpRequest,
     state: &AppState,
     resource: &Resource,
     grant: &Grant,
+    request: String,
     load: impl std::future::Future<Output = Result<CachedPage, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
     let key = CacheKey {
         resource: resource.name.clone(),
-        path: req.path().to_string(),
-        query: canonical_query(req.query_string()),
+        version: resource.version.clone(),
+        request,
         identity: grant.identity.clone(),
     };
     let lifetime = Lifetime {

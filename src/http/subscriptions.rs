@@ -12,7 +12,7 @@ use crate::state::{
     DeliveryFilter, DeliveryRecord, DeliveryStatus, SecretRecord, StateError, SubscriptionRecord,
 };
 use crate::webhooks::sign::Secret;
-use crate::webhooks::{check_patterns, Webhooks};
+use crate::webhooks::{blind_spot, check_patterns, principal, Webhooks};
 
 /// The body of `POST /admin/subscriptions`.
 #[derive(Debug, serde::Deserialize)]
@@ -142,6 +142,18 @@ pub async fn create(
             "version"
         };
         errors.push(FieldError::at(at, message));
+    } else {
+        let reader = principal(&new.name, &new.scopes, &new.claims);
+        let blind = blind_spot(
+            &new.version,
+            &new.events,
+            &reader,
+            &state.catalog,
+            &state.feeds,
+        );
+        if let Some(message) = blind {
+            errors.push(FieldError::at("scopes", message));
+        }
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));

@@ -152,7 +152,7 @@ impl Call<'_> {
 
     async fn insert(&self, body: &Json) -> Result<StoredResponse, ApiError> {
         let r = self.resource;
-        let values = rules::create_values(r, body, &self.grant.mask).map_err(ApiError::Invalid)?;
+        let values = rules::create_values(r, body, self.grant).map_err(ApiError::Invalid)?;
         let mut key_conditions = Vec::new();
         for &k in &r.key {
             let condition = match values.iter().find(|(i, _)| *i == k) {
@@ -205,7 +205,7 @@ impl Call<'_> {
         )
         .await?;
         let (key, key_params) = self.key()?;
-        let values = rules::update_values(self.resource, &body, &self.grant.mask, &key_params)
+        let values = rules::update_values(self.resource, &body, self.grant, &key_params)
             .map_err(ApiError::Invalid)?;
         let (current, plan) = self.current(&key).await?;
         let guard = self.precondition(if_match.as_deref(), &plan, &current)?;
@@ -454,7 +454,20 @@ impl Call<'_> {
             .state_store
             .clone()
             .ok_or_else(|| ApiError::Internal("no state store for idempotency keys".into()))?;
-        let scope = format!("{}|{}", self.principal.name(), self.req.path());
+        // Keys are the caller's own: the token's issuer and subject, and the rows it may see
+        // (two tenants behind one service account have different row policies).
+        let subject = self.principal.subject.as_deref().ok_or_else(|| {
+            ApiError::BadParameter(query::QueryError {
+                parameter: "Idempotency-Key".into(),
+                message: "needs a token with a `sub` claim: keys are kept per caller, and this \
+                          token names none"
+                    .into(),
+            })
+        })?;
+        let issuer = self.principal.claims.get("iss").and_then(Json::as_str);
+        let scope =
+            serde_json::to_string(&(issuer, subject, &self.grant.identity, self.req.path()))
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
         let fingerprint = {
             let digest = Sha256::digest(serde_json::to_vec(body).unwrap_or_default());
             digest
@@ -561,7 +574,9 @@ fn strong_match(header: &str, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag == etag)
 }
 
-/// The body as JSON, within `MAX_BODY`, of one of the `accepted` media types.
+/// The body as JSON, within `MAX_BODY`, of one of the `accepted` media types, read within the
+/// server's `body_timeout` (a body trickled a byte at a time is a 408, not a held worker).
+/// A member named twice is refused, whichever copy a parser would keep.
 pub(super) async fn read_json(
     req: &HttpRequest,
     payload: web::Payload,
@@ -587,16 +602,126 @@ pub(super) async fn read_json(
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
-    let bytes = payload
-        .to_bytes_limited(MAX_BODY)
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(std::time::Duration::from_secs(10), |s| s.body_timeout);
+    let bytes = tokio::time::timeout(limit, payload.to_bytes_limited(MAX_BODY))
         .await
+        .map_err(|_| ApiError::RequestTimeout(limit))?
         .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?
         .map_err(|e| ApiError::MalformedBody(format!("the body could not be read: {e}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::MalformedBody(format!(
-            "the body is not well-formed JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })
+    strict_json(&bytes)
+}
+
+/// Parses JSON, refusing an object that names a member twice (RFC 8259 leaves the meaning
+/// open; parsers disagree on which copy wins).
+fn strict_json(bytes: &[u8]) -> Result<Json, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde::Deserialize::deserialize(&mut deserializer)
+        .and_then(|StrictJson(value)| deserializer.end().map(|()| value))
+        .map_err(|e| match e.classify() {
+            // The visitor's only error: a repeated member, named in the message.
+            serde_json::error::Category::Data => ApiError::MalformedBody(format!("the body {e}")),
+            _ => ApiError::MalformedBody(format!(
+                "the body is not well-formed JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            )),
+        })
+}
+
+/// A JSON value whose objects never repeat a member.
+struct StrictJson(Json);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictJson(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "names the member `{key}` more than once"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Json::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_named_twice_is_refused_at_any_depth() {
+        for body in [
+            r#"{"id": "A", "id": "B"}"#,
+            r#"{"money": {"value": "1", "value": "2"}}"#,
+            r#"[{"a": 1, "a": 1}]"#,
+        ] {
+            let error = strict_json(body.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&error, ApiError::MalformedBody(m) if m.contains("more than once")),
+                "{body}: {error}"
+            );
+        }
+        let ok = strict_json(br#"{"a": {"b": [1, 2.5, "x", null, true]}, "b": 1}"#).unwrap();
+        assert_eq!(ok["a"]["b"][1], serde_json::json!(2.5));
+        assert!(strict_json(b"{\"a\": 1} trailing").is_err());
+    }
 }

@@ -21,7 +21,7 @@ pub(super) const JSON: &str = "application/json";
 const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Reusable error responses: name, status, description, example problem.
-const PROBLEMS: [(&str, u16, &str, &str, &str); 13] = [
+const PROBLEMS: [(&str, u16, &str, &str, &str); 14] = [
     (
         "BadParameter",
         400,
@@ -63,6 +63,13 @@ const PROBLEMS: [(&str, u16, &str, &str, &str); 13] = [
         "The row changed since the ETag sent as If-Match was read; nothing was written.",
         "precondition-failed",
         "the row changed since its ETag was read; read customers again and retry",
+    ),
+    (
+        "RequestTimeout",
+        408,
+        "The request body did not arrive within the server's `body_timeout`; nothing was written.",
+        "request-timeout",
+        "the request body did not arrive within 10 s",
     ),
     (
         "PayloadTooLarge",

@@ -108,6 +108,7 @@ pub fn path_item(version: &Version, procedure: &Procedure, auth: bool) -> (Strin
     let mut problems = vec![
         "BadParameter",
         "NotFound",
+        "RequestTimeout",
         "Conflict",
         "PayloadTooLarge",
         "UnsupportedMediaType",

@@ -46,8 +46,8 @@ pub fn body_schemas(resource: &Resource) -> Vec<(String, Schema)> {
             "A new {}. Fields not given get the database's default.",
             singular(&resource.name)
         ));
-        for &(_, f) in &writable {
-            body = body.property(&f.name, input(f));
+        for &(i, f) in &writable {
+            body = body.property(&f.name, input(resource, i, f));
             if f.required || f.is_key {
                 body = body.required(&f.name);
             }
@@ -57,8 +57,8 @@ pub fn body_schemas(resource: &Resource) -> Vec<(String, Schema)> {
     if rules.allows(WriteOp::Update) {
         let mut body =
             object("A JSON merge patch (RFC 7396): the fields to change; `null` clears a field.");
-        for &(_, f) in writable.iter().filter(|(_, f)| !f.is_key) {
-            body = body.property(&f.name, input(f));
+        for &(i, f) in writable.iter().filter(|(_, f)| !f.is_key) {
+            body = body.property(&f.name, input(resource, i, f));
         }
         out.push((patch_name(resource), body.build().into()));
     }
@@ -72,20 +72,32 @@ fn object(description: &str) -> ObjectBuilder {
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
 }
 
-/// A field as a client writes it: not null when required, within the column's length.
-fn input(f: &Field) -> Schema {
+/// A field as a client writes it: not null when required, within the column's length, and
+/// the scope writing it needs (a rule per token, which a schema cannot express).
+fn input(resource: &Resource, index: usize, f: &Field) -> Schema {
     let mut strict = f.clone();
     strict.is_key = f.is_key || f.required;
-    let base = schema::field(&strict, None);
-    match (base, f.limits.max_chars) {
-        (Schema::Object(mut object), Some(max))
-            if f.field_type == FieldType::String && f.codes.is_empty() =>
-        {
-            object.max_length = Some(max as usize);
-            Schema::Object(object)
+    let mut schema = schema::field(&strict, None);
+    if let Schema::Object(object) = &mut schema {
+        if f.field_type == FieldType::String && f.codes.is_empty() {
+            object.max_length = f.limits.max_chars.map(|max| max as usize);
         }
-        (base, _) => base,
+        let write_scope = resource
+            .access
+            .write_masks
+            .iter()
+            .find(|(i, _)| *i == index);
+        if let Some((_, scope)) = write_scope {
+            let rule = format!(
+                "Written only by tokens with the scope `{scope}`; others get a 422 at this field."
+            );
+            object.description = Some(match object.description.take() {
+                Some(text) => format!("{text} {rule}"),
+                None => rule,
+            });
+        }
     }
+    schema
 }
 
 /// Adds POST to the collection's item and PATCH/DELETE to the row's item.
@@ -141,7 +153,14 @@ pub fn add_operations(
             .responses(responses(
                 "201",
                 created,
-                &["BadParameter", "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "Invalid"],
+                &[
+                    "BadParameter",
+                    "RequestTimeout",
+                    "Conflict",
+                    "PayloadTooLarge",
+                    "UnsupportedMediaType",
+                    "Invalid",
+                ],
                 auth,
             ));
         *collection = merge(collection, HttpMethod::Post, finish(operation));
@@ -171,6 +190,7 @@ pub fn add_operations(
                 &[
                     "BadParameter",
                     "NotFound",
+                    "RequestTimeout",
                     "Conflict",
                     "PreconditionFailed",
                     "PayloadTooLarge",

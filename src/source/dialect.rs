@@ -67,14 +67,7 @@ impl Dialect {
             sql.read_column(column, *column_type);
         }
         sql.push(" FROM ");
-        match &select.relation {
-            Relation::Table(name) => sql.push(&self.quote(name)),
-            Relation::Query(query) => {
-                sql.push("(");
-                sql.push(query);
-                sql.push(") portico_q");
-            }
-        }
+        sql.relation(&select.relation, "portico_q");
         let mut conditions: Vec<Condition> = select.filter.clone();
         if let Some(after) = &select.after {
             conditions.push(keyset_after(&select.order, after));
@@ -219,6 +212,22 @@ impl SqlWriter {
             .push_str(&format!("CAST({quoted} AS {cast}) AS {alias}"));
     }
 
+    /// A FROM item: a quoted table, or a configured query under `alias`.
+    fn relation(&mut self, relation: &Relation, alias: &str) {
+        match relation {
+            Relation::Table(name) => {
+                let quoted = self.dialect.quote(name);
+                self.push(&quoted);
+            }
+            Relation::Query(query) => {
+                self.push("(");
+                self.push(query);
+                self.push(") ");
+                self.push(alias);
+            }
+        }
+    }
+
     pub(super) fn param(&mut self, param: Param) {
         self.sql.push('?');
         self.params.push(param);
@@ -296,6 +305,22 @@ impl SqlWriter {
                 self.column(column);
                 self.push(" = ");
                 self.push(self.dialect.last_insert_id().unwrap_or("NULL"));
+            }
+            Condition::InParent {
+                column,
+                relation,
+                key,
+                filter,
+            } => {
+                // Unqualified names inside the subquery resolve to the parent's columns first.
+                self.column(column);
+                self.push(" IN (SELECT ");
+                self.column(key);
+                self.push(" FROM ");
+                self.relation(relation, "portico_p");
+                self.push(" WHERE ");
+                self.condition(&Condition::And(filter.clone()));
+                self.push(")");
             }
             Condition::IsNull { column, negated } => {
                 self.column(column);

@@ -88,6 +88,18 @@ pub enum Condition {
         /// Column name.
         column: String,
     },
+    /// `column IN (SELECT key FROM relation WHERE filter…)`: rows whose parent row passes
+    /// the parent's conditions (a nested resource's inherited row policies).
+    InParent {
+        /// This relation's column holding the parent key.
+        column: String,
+        /// The parent's rows.
+        relation: Relation,
+        /// The parent's key column.
+        key: String,
+        /// Conditions on the parent's rows (never empty).
+        filter: Vec<Condition>,
+    },
     /// Any of the conditions.
     Or(Vec<Condition>),
     /// All of the conditions.

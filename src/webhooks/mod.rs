@@ -31,9 +31,7 @@ pub struct Subscription {
 
 impl Subscription {
     fn new(record: SubscriptionRecord) -> Self {
-        let mut principal = Principal::from_claims(record.claims.clone(), None);
-        principal.subject = Some(format!("subscription:{}", record.name));
-        principal.scopes = record.scopes.iter().cloned().collect();
+        let principal = principal(&record.name, &record.scopes, &record.claims);
         Self { record, principal }
     }
 
@@ -47,6 +45,64 @@ impl Subscription {
             .filter_map(|s| Secret::parse(&s.secret).ok())
             .collect()
     }
+}
+
+/// Whom a subscription reads as: its scopes and claims, like a token's.
+pub fn principal(
+    name: &str,
+    scopes: &[String],
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Principal {
+    let mut principal = Principal::from_claims(claims.clone(), &[]);
+    principal.subject = Some(format!("subscription:{name}"));
+    principal.scopes = scopes.iter().cloned().collect();
+    principal
+}
+
+/// Why a subscription reading as `principal` would receive nothing of some resource its
+/// `events` select: the resource's read scope, a claim its row policies need, or row policies
+/// inherited from a parent (which an event alone cannot apply). `None` when it sees them all.
+pub fn blind_spot(
+    version: &str,
+    patterns: &[String],
+    principal: &Principal,
+    catalog: &Catalog,
+    feeds: &[Arc<Feed>],
+) -> Option<String> {
+    let watched = feeds
+        .iter()
+        .flat_map(|f| &f.views)
+        .filter(|v| v.version == version)
+        .filter(|v| {
+            patterns
+                .iter()
+                .any(|p| p == "*" || p.split_once('.').is_some_and(|(r, _)| r == v.resource))
+        });
+    for view in watched {
+        let Some(resource) = catalog.resource(version, &view.resource) else {
+            continue;
+        };
+        match resource.access.authorize(principal, Verb::Read) {
+            Err(denial) => {
+                return Some(format!(
+                    "would receive no `{}` event: {denial}; give the subscription the `scopes` \
+                     and `claims` a reader of `{}` needs",
+                    view.resource, view.resource
+                ))
+            }
+            Ok(grant) => {
+                if let Some(parent) = grant.through_parent {
+                    return Some(format!(
+                        "would receive no `{}` event: its rows are filtered by the row policies \
+                         of `{parent}`, which an event alone cannot apply; give the subscription \
+                         a scope those policies do not restrict",
+                        view.resource
+                    ));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Delivery settings, the subscriptions in memory, and the HTTP client.
@@ -63,6 +119,9 @@ pub struct Webhooks {
     max_in_flight: usize,
     dispatch_interval: Duration,
     client: reqwest::Client,
+    /// Deliveries go through `[webhooks] proxy`, which resolves targets itself: each target
+    /// is resolved and checked before every attempt instead.
+    via_proxy: bool,
     subscriptions: RwLock<Vec<Arc<Subscription>>>,
     wake: tokio::sync::Notify,
     metrics: ChangeMetrics,
@@ -113,19 +172,29 @@ impl Webhooks {
             return Err(problems);
         };
         let guard = Arc::new(guard);
-        let client = reqwest::Client::builder()
+        // Never an environment proxy: it would resolve and reach targets the guard never saw.
+        let builder = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout)
-            .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
-            .user_agent(concat!("Portico-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
+            .user_agent(concat!("Portico-Webhooks/", env!("CARGO_PKG_VERSION")));
+        let builder = match &settings.proxy {
+            // Every connection goes to the operator's proxy; targets are checked per attempt.
+            Some(proxy) => builder.proxy(parse_proxy(proxy).map_err(|message| {
                 vec![Problem {
-                    location: "webhooks".into(),
-                    message: format!("cannot build the HTTP client: {e}"),
+                    location: "webhooks.proxy".into(),
+                    message,
                 }]
-            })?;
+            })?),
+            None => builder.dns_resolver(Arc::new(GuardedResolver(guard.clone()))),
+        };
+        let client = builder.build().map_err(|e| {
+            vec![Problem {
+                location: "webhooks".into(),
+                message: format!("cannot build the HTTP client: {e}"),
+            }]
+        })?;
         Ok(Self {
             store,
             schedule,
@@ -135,6 +204,7 @@ impl Webhooks {
             max_in_flight: settings.max_in_flight,
             dispatch_interval: dispatch_interval.max(Duration::from_millis(10)),
             client,
+            via_proxy: settings.proxy.is_some(),
             subscriptions: RwLock::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             metrics,
@@ -164,6 +234,12 @@ impl Webhooks {
             }
             if let Err(message) = check_patterns(&sc.version, &sc.events, catalog, feeds) {
                 problem("events", message);
+            } else {
+                let reader = principal(name, &sc.scopes, &sc.claims);
+                if let Some(message) = blind_spot(&sc.version, &sc.events, &reader, catalog, feeds)
+                {
+                    problem("scopes", message);
+                }
             }
         }
         problems
@@ -298,6 +374,15 @@ impl Webhooks {
         }
         deliveries
     }
+}
+
+/// The configured proxy: an `http` or `https` URL (credentials in it are never logged).
+fn parse_proxy(text: &str) -> Result<reqwest::Proxy, String> {
+    let url = reqwest::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or("must be an http or https URL such as `http://proxy.corp:3128`")?;
+    reqwest::Proxy::all(url).map_err(|e| format!("is not a usable proxy: {e}"))
 }
 
 /// Checks event patterns: `*`, or `<resource>.<kind|*>` of a resource of `version` whose table

@@ -104,6 +104,7 @@ listen = "127.0.0.1:0"
 workers = 2
 
 [auth]
+development = true
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 
@@ -705,6 +706,247 @@ async fn writes_need_the_method_the_scope_and_the_row_policy(kind: Kind) {
     );
 }
 
+/// The security review's write findings: text with U+0000, blank keys, members named twice,
+/// idempotency keys shared across tenants, fields a portal may not set. Each is a precise 4xx
+/// and nothing is stored.
+async fn hostile_writes_are_refused_and_store_nothing(kind: Kind) {
+    let db = Legacy::new(kind);
+    // Only the credit desk sets credit limits; the portal corrects names and regions.
+    let config = db.config("", "").replacen(
+        r#"column_type = "decimal(9,2)", scale = 2 }"#,
+        r#"column_type = "decimal(9,2)", scale = 2, write_scope = "customers:credit" }"#,
+        1,
+    );
+    let app = Portico::spawn(&config).await;
+    let before = db.row("C001");
+    let count = db.count("CUSTOMERS");
+
+    // U+0000: the database would keep it, drivers would cut the value there when reading.
+    let answer = patch(
+        &app,
+        "/v1/customers/C001",
+        &clerk(),
+        None,
+        json!({"name": "Cut\u{0}x"}),
+    )
+    .await;
+    assert_errors(&answer, &["/name", "U+0000"]);
+    let answer = post(
+        &app,
+        "/v1/customers",
+        &clerk(),
+        json!({"id": "C400", "name": "abc\u{0}hidden", "status": "active", "region": "EAST"}),
+    )
+    .await;
+    assert_errors(&answer, &["/name", "U+0000"]);
+    // A NUL in a filter or a key is refused too, before the database sees it.
+    let answer = app
+        .get_as("/v1/customers?name=a%00b", Some(&reader()))
+        .await;
+    assert_eq!(answer.problem(400)["parameter"], "name");
+
+    // A blank key makes a row nobody can address.
+    for blank in ["", "   "] {
+        let answer = post(
+            &app,
+            "/v1/customers",
+            &clerk(),
+            json!({"id": blank, "name": "Blank", "status": "active", "region": "EAST"}),
+        )
+        .await;
+        assert_errors(&answer, &["/id", "cannot be empty"]);
+    }
+
+    // A member named twice: which copy counts would be a guess.
+    let answer = post_raw(
+        &app,
+        "application/json",
+        br#"{"id": "C401", "id": "C402", "name": "Twice", "status": "active", "region": "EAST"}"#
+            .to_vec(),
+    )
+    .await;
+    let problem = answer.problem(400);
+    assert_eq!(problem["type"], "/problems/malformed-body");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("`id`"),
+        "{problem}"
+    );
+
+    // Per-field write permission: the portal may rename its rows, not raise their credit.
+    let answer = patch(
+        &app,
+        "/v1/customers/C001",
+        &east_portal(),
+        None,
+        json!({"credit": "999999.00"}),
+    )
+    .await;
+    assert_errors(&answer, &["/credit", "customers:credit"]);
+    let answer = post(
+        &app,
+        "/v1/customers",
+        &east_portal(),
+        json!({"id": "C403", "name": "N", "status": "active", "region": "EAST", "credit": "1.00"}),
+    )
+    .await;
+    assert_errors(&answer, &["/credit", "customers:credit"]);
+    assert_eq!(db.row("C001"), before, "nothing of C001 changed");
+    assert_eq!(db.count("CUSTOMERS"), count, "no row was created");
+    let renamed = patch(
+        &app,
+        "/v1/customers/C001",
+        &east_portal(),
+        None,
+        json!({"name": "Acme Tools Ltd"}),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let credit_desk = hs_token(
+        "credits",
+        json!({"scope": "customers:read customers:write customers:all customers:credit"}),
+    );
+    let raised = patch(
+        &app,
+        "/v1/customers/C001",
+        &credit_desk,
+        None,
+        json!({"credit": "2000.00"}),
+    )
+    .await;
+    assert_eq!(raised.status, 200, "{}", raised.body);
+    assert_eq!(raised.body["credit"], "2000.00");
+
+    // Idempotency keys belong to their caller: one service account (`sub`) serving two
+    // regions never replays one region's row to the other.
+    let desk = |region: &str| {
+        hs_token(
+            "desk",
+            json!({"scope": "customers:read customers:write", "region": region}),
+        )
+    };
+    let body = json!({"id": "C410", "name": "East Only", "status": "active", "region": "EAST"});
+    let key = [("idempotency-key", "tenant-probe-1")];
+    let first = app
+        .send(
+            Method::POST,
+            "/v1/customers",
+            Some(&desk("EAST")),
+            &key,
+            Some(Ok(body.clone())),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let probe = app
+        .send(
+            Method::POST,
+            "/v1/customers",
+            Some(&desk("WEST")),
+            &key,
+            Some(Ok(body.clone())),
+        )
+        .await;
+    assert_ne!(probe.status, 201, "{}", probe.body);
+    assert!(probe.headers.get("idempotent-replayed").is_none());
+    assert!(
+        !probe.body.to_string().contains("East Only"),
+        "{}",
+        probe.body
+    );
+    // A token without `sub` has no key of its own: it cannot use one.
+    let anonymous_desk = crate::auth::sign_claims(json!({
+        "scope": "customers:read customers:write customers:all",
+    }));
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/customers",
+            Some(&anonymous_desk),
+            &key,
+            Some(Ok(body)),
+        )
+        .await;
+    let problem = answer.problem(400);
+    assert_eq!(problem["parameter"], "Idempotency-Key");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("sub"),
+        "{problem}"
+    );
+    assert_eq!(
+        db.count("CUSTOMERS"),
+        count + 1,
+        "only the first create wrote"
+    );
+}
+
+/// A text value the database holds with U+0000 in it (written by an old program) is served
+/// whole, never cut at the NUL. SQLite's own text functions (and its ODBC driver) end text at
+/// a NUL, and PostgreSQL cannot store one, so MariaDB is the database to prove it on.
+#[tokio::test]
+async fn a_stored_nul_is_served_whole_on_mariadb() {
+    let db = Legacy::new(Kind::MariaDb);
+    execute(
+        &db.connection_string,
+        "UPDATE CUSTOMERS SET NAME = CONCAT('Cut', CHAR(0), 'x') WHERE CUST_NO = 'C001'",
+    );
+    let app = Portico::spawn(&db.config("", "")).await;
+    let answer = app.get_as("/v1/customers/C001", Some(&reader())).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["name"], "Cut\u{0}x");
+}
+
+/// A body sent a byte at a time does not hold a worker: past `body_timeout` the answer is a
+/// 408 and nothing is written.
+#[tokio::test]
+async fn a_body_trickled_a_byte_at_a_time_is_cut_off_with_408() {
+    use std::io::{Read, Write};
+    let db = Legacy::new(Kind::Sqlite);
+    let config = db
+        .config("", "")
+        .replacen("workers = 2", "workers = 2\nbody_timeout = \"1s\"", 1);
+    let app = Portico::spawn(&config).await;
+    let body = br#"{"id": "C500", "name": "Slow", "status": "active", "region": "EAST"}"#;
+    let address = app.base.trim_start_matches("http://").to_string();
+    let token = clerk();
+    let started = std::time::Instant::now();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "POST /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_millis(250)))
+            .unwrap();
+        let mut answer = Vec::new();
+        for byte in body {
+            if stream.write_all(&[*byte]).is_err() {
+                break;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(n) if n > 0 => {
+                    answer.extend_from_slice(&chunk[..n]);
+                    break;
+                }
+                _ => {}
+            }
+            if started.elapsed() > std::time::Duration::from_secs(8) {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("/problems/request-timeout"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(db.row("C500").is_none());
+}
+
 macro_rules! per_database {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -726,6 +968,7 @@ per_database!(
     an_idempotent_post_retried_concurrently_writes_one_row,
     constraint_violations_are_conflicts_that_change_nothing,
     writes_need_the_method_the_scope_and_the_row_policy,
+    hostile_writes_are_refused_and_store_nothing,
 );
 
 const PROCEDURES: &str = r#"

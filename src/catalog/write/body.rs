@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 
-use crate::auth::FieldMask;
+use crate::auth::Grant;
 use crate::catalog::field::canonical_decimal;
 use crate::catalog::{Field, Resource};
 use crate::config::FieldType;
@@ -33,9 +33,10 @@ impl FieldError {
 pub fn create_values(
     resource: &Resource,
     body: &Json,
-    mask: &FieldMask,
+    grant: &Grant,
 ) -> Result<Vec<(usize, Param)>, Vec<FieldError>> {
-    let (mut values, mut errors) = convert(resource, body, mask, &[])?;
+    let mask = &grant.mask;
+    let (mut values, mut errors) = convert(resource, body, grant, &[])?;
     let Json::Object(map) = body else {
         return Err(errors);
     };
@@ -58,10 +59,10 @@ pub fn create_values(
 pub fn update_values(
     resource: &Resource,
     body: &Json,
-    mask: &FieldMask,
+    grant: &Grant,
     key: &[(usize, Param)],
 ) -> Result<Vec<(usize, Param)>, Vec<FieldError>> {
-    let (values, errors) = convert(resource, body, mask, key)?;
+    let (values, errors) = convert(resource, body, grant, key)?;
     finish(values, errors)
 }
 
@@ -81,9 +82,10 @@ type Converted = (Vec<(usize, Param)>, Vec<FieldError>);
 fn convert(
     resource: &Resource,
     body: &Json,
-    mask: &FieldMask,
+    grant: &Grant,
     key: &[(usize, Param)],
 ) -> Result<Converted, Vec<FieldError>> {
+    let mask = &grant.mask;
     let Json::Object(map) = body else {
         return Err(vec![FieldError {
             pointer: String::new(),
@@ -107,6 +109,13 @@ fn convert(
         let f = &resource.fields[i];
         if f.read_only || is_twin(resource, i) {
             errors.push(FieldError::at(name, "is read-only"));
+            continue;
+        }
+        if let Some((_, scope)) = grant.unwritable.iter().find(|(j, _)| *j == i) {
+            errors.push(FieldError::at(
+                name,
+                format!("is written only with the scope `{scope}`, which the token lacks"),
+            ));
             continue;
         }
         match legacy_value(f, json) {
@@ -154,6 +163,9 @@ pub fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
     };
     match (f.field_type, json) {
         (FieldType::String, Json::String(text)) => {
+            if f.is_key && text.trim().is_empty() {
+                return Err("is a key and cannot be empty or blank".into());
+            }
             if let (Some(max), true) = (f.limits.max_chars, f.codes.is_empty()) {
                 if text.chars().count() > max as usize {
                     return Err(format!("is longer than the column's {max} characters"));

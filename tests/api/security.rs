@@ -1,0 +1,343 @@
+//! The outside security review's findings on reads (OWASP API Security Top 10), each kept
+//! closed: hostile headers, scopes, query strings and cursors get a precise 4xx and never
+//! reach the database; nested rows keep their parent's row policy on every path; a logged
+//! value cannot forge a log line; the demo's published secret never serves production.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::auth::{auth_config, hs_token, portal, staff};
+use crate::fixture::{self, Kind};
+use crate::harness::{backend, Portico};
+use crate::idp::JwksServer;
+
+const QUERIES: &str = "portico_source_queries_total{source=\"legacy\"}";
+
+async fn queries(app: &Portico) -> f64 {
+    let text = app.get_text("/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(QUERIES).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// The anonymous fixture with every answer cached for a minute.
+async fn cached_fixture(extra_server: &str) -> Portico {
+    let config = fixture::config(Kind::Sqlite, &backend(Kind::Sqlite).connection_string, "")
+        .replacen(
+            "workers = 2",
+            &format!("workers = 2\n{extra_server}\n\n[cache]\ndefault_ttl = \"60s\""),
+            1,
+        );
+    Portico::spawn(&config).await
+}
+
+#[tokio::test]
+async fn several_authorization_headers_are_a_400_not_the_first_one_silently() {
+    let jwks = JwksServer::start(Vec::new());
+    let app = Portico::spawn(&auth_config(&jwks, "")).await;
+    let (a, b) = (
+        format!("Bearer {}", staff()),
+        format!("Bearer {}", portal("C001")),
+    );
+    for path in ["/v1/jobs", "/v1/jobs/J0001", "/v1/jobs/J0003/operations"] {
+        let (status, headers, body) = app
+            .get_with(path, &[("authorization", &a), ("authorization", &b)])
+            .await;
+        assert_eq!(status, 400, "{path}: {}", String::from_utf8_lossy(&body));
+        let problem: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], "/problems/invalid-request");
+        let challenge = headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("invalid_request"), "{challenge}");
+    }
+    assert_eq!(queries(&app).await, 0.0);
+}
+
+#[tokio::test]
+async fn scopes_split_on_ascii_spaces_only() {
+    let jwks = JwksServer::start(Vec::new());
+    let app = Portico::spawn(&auth_config(&jwks, "")).await;
+    // A no-break space is whitespace to Unicode, not to RFC 6749: this is one (invalid) scope
+    // token, which grants neither `jobs:read` nor `jobs:read:all`.
+    let smuggled = hs_token(
+        "smuggler",
+        json!({"scope": "jobs:read\u{a0}jobs:read:all", "customer_id": "C001"}),
+    );
+    let answer = app.get_as("/v1/jobs?limit=100", Some(&smuggled)).await;
+    assert_eq!(answer.problem(403)["type"], "/problems/insufficient-scope");
+    let honest = hs_token(
+        "staff",
+        json!({"scope": "jobs:read jobs:read:all", "customer_id": "C001"}),
+    );
+    let answer = app.get_as("/v1/jobs?limit=100", Some(&honest)).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["data"].as_array().unwrap().len(), 100);
+}
+
+#[tokio::test]
+async fn nested_rows_keep_their_parents_row_policy_on_every_path() {
+    let jwks = JwksServer::start(Vec::new());
+    let app = Portico::spawn(&auth_config(&jwks, "")).await;
+    let jobs = fixture::jobs(Kind::Sqlite);
+    let owner = |job: &str| {
+        jobs.iter()
+            .find(|j| j.id == job)
+            .map(|j| j.customer.clone())
+            .unwrap_or_default()
+    };
+    let all_ops = fixture::ops();
+    // J0003 belongs to C003, J0004 to C004.
+    let (own, other) = ("J0003", "J0004");
+    assert_eq!(owner(own), "C003");
+    assert_ne!(owner(other), "C003");
+    let token = portal("C003");
+    for round in 0..2 {
+        // Listed directly, twice (the second time from the cache): only C003's jobs' rows.
+        let rows = app
+            .all_pages_as("/v1/operations?limit=1", Some(&token))
+            .await;
+        let expected = all_ops.iter().filter(|o| owner(&o.0) == "C003").count();
+        assert_eq!(rows.len(), expected, "round {round}: {rows:?}");
+        assert!(rows.iter().all(|r| r["job_id"] == own), "{rows:?}");
+        // Filtering on another customer's job finds nothing; its rows by key are 404s.
+        let answer = app
+            .get_as(&format!("/v1/operations?job_id={other}"), Some(&token))
+            .await;
+        assert_eq!(answer.body["data"], json!([]), "{}", answer.body);
+        app.get_as(&format!("/v1/operations/{other},10"), Some(&token))
+            .await
+            .problem(404);
+        assert_eq!(
+            app.get_as(&format!("/v1/operations/{own},10"), Some(&token))
+                .await
+                .status,
+            200
+        );
+        app.get_as(&format!("/v1/jobs/{other}/operations"), Some(&token))
+            .await
+            .problem(404);
+    }
+    // Staff are not restricted by the jobs' policy, so they see every operation.
+    let rows = app
+        .all_pages_as("/v1/operations?limit=4", Some(&staff()))
+        .await;
+    assert_eq!(rows.len(), all_ops.len());
+    // A portal token without the claim the parent's policy needs is refused, never served all.
+    let no_claim = hs_token("portal-x", json!({"scope": "ops:read"}));
+    let answer = app.get_as("/v1/operations", Some(&no_claim)).await;
+    assert!(answer.problem(403)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("customer_id"));
+}
+
+#[tokio::test]
+async fn item_lookups_take_no_parameters_and_junk_never_reaches_cache_or_database() {
+    let app = cached_fixture("").await;
+    let first = app.get("/v1/jobs/J0001").await;
+    assert_eq!(first.status, 200);
+    let after_first = queries(&app).await;
+    for junk in ["?junk1=", "?junk2=x", "?fields=id", "?limit=1", "?a=1&b=2"] {
+        let answer = app.get(&format!("/v1/jobs/J0001{junk}")).await;
+        let problem = answer.problem(400);
+        assert!(
+            problem["detail"].as_str().unwrap().contains("takes none"),
+            "{problem}"
+        );
+    }
+    assert_eq!(
+        queries(&app).await,
+        after_first,
+        "junk reached the database"
+    );
+    // Spellings of one request share one entry: the key decoded, the query parsed.
+    let spelled = app.get("/v1/jobs/%4A0001").await;
+    assert_eq!(spelled.body, first.body);
+    let page = app.get("/v1/jobs?status=open&limit=5").await;
+    assert_eq!(page.status, 200);
+    let before = queries(&app).await;
+    for same in [
+        "/v1/jobs?limit=5&status=open",
+        "/v1/jobs?status%5Beq%5D=op%65n&limit=5",
+        "/v1/jobs?limit=05&status=open",
+    ] {
+        let answer = app.get(same).await;
+        assert_eq!(answer.body, page.body, "{same}");
+    }
+    assert_eq!(
+        queries(&app).await,
+        before,
+        "each spelling was served from the cache"
+    );
+}
+
+#[tokio::test]
+async fn filters_and_their_values_are_bounded_and_named() {
+    let app = cached_fixture("").await;
+    // The review's 1,000 `ne` filters: a 400 naming the first filter too many, not a 502.
+    let many: Vec<String> = (0..1000).map(|i| format!("description[ne]=x{i}")).collect();
+    let answer = app.get(&format!("/v1/jobs?{}", many.join("&"))).await;
+    let problem = answer.problem(400);
+    assert_eq!(problem["parameter"], "description[ne]");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("at most 32"),
+        "{problem}"
+    );
+    let at_limit = many[..32].join("&");
+    assert_eq!(app.get(&format!("/v1/jobs?{at_limit}")).await.status, 200);
+    // Values count too: six `in` lists of 100 values bind 600.
+    let list = (0..100)
+        .map(|i| format!("J{i:04}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let fields = [
+        "id",
+        "customer_id",
+        "description",
+        "id",
+        "customer_id",
+        "description",
+    ];
+    let query = fields
+        .iter()
+        .map(|f| format!("{f}[in]={list}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let answer = app.get(&format!("/v1/jobs?{query}")).await;
+    let problem = answer.problem(400);
+    assert_eq!(problem["parameter"], "description[in]");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("at most 500"),
+        "{problem}"
+    );
+    // Both limits are the operator's.
+    let strict = cached_fixture("max_filter_terms = 2\nmax_bound_parameters = 3").await;
+    let answer = strict
+        .get("/v1/jobs?status=open&rush=true&priority=1")
+        .await;
+    assert_eq!(answer.problem(400)["parameter"], "priority");
+    let answer = strict.get("/v1/jobs?id[in]=J0001,J0002,J0003,J0004").await;
+    assert_eq!(answer.problem(400)["parameter"], "id[in]");
+}
+
+#[tokio::test]
+async fn cursors_carry_only_values_of_their_sort_fields_types() {
+    let app = cached_fixture("").await;
+    let page = app.get("/v1/jobs?sort=-priority&limit=3").await;
+    let cursor = page.body["next_cursor"].as_str().unwrap().to_string();
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut decoded: Value = serde_json::from_slice(&engine.decode(&cursor).unwrap()).unwrap();
+    assert_eq!(decoded["s"], "-priority,id");
+    assert_eq!(decoded["v"][0]["t"], "i", "{decoded}");
+    // Text where the integer `priority` goes: it would be compared with PRIORITY in SQL.
+    let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode("1 OR 1=1");
+    decoded["v"][0] = json!({ "t": "s", "v": text });
+    let forged = engine.encode(decoded.to_string());
+    let before = queries(&app).await;
+    let answer = app
+        .get(&format!("/v1/jobs?sort=-priority&limit=3&cursor={forged}"))
+        .await;
+    assert_eq!(answer.problem(400)["parameter"], "cursor");
+    assert_eq!(queries(&app).await, before);
+    // The cursor the API issued still pages.
+    let next = app
+        .get(&format!("/v1/jobs?sort=-priority&limit=3&cursor={cursor}"))
+        .await;
+    assert_eq!(next.status, 200, "{}", next.body);
+}
+
+/// A blocking HTTP/1.0 POST of a JSON body: the status.
+fn http_post(address: &str, path: &str, token: &str, body: &Value) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response[9..12].parse().unwrap()
+}
+
+/// Values a client chooses reach the log: a webhook URL (the review forged an audit line with
+/// CR/LF in one) and a token's subject. Neither starts a line of its own.
+#[test]
+fn a_logged_value_cannot_forge_a_log_line() {
+    use std::io::{BufRead, BufReader};
+    let (dir, db) = crate::harness::demo_database();
+    let forged = "2026-11-29T00:00:00.000000Z  WARN portico::audit: event=\"refused\" who=admin";
+    let config = dir.path().join("demo.toml");
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", "127.0.0.1:0");
+    std::fs::write(&config, demo).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("DEMO_DB", &db)
+        .env("PORTICO_STATE", dir.path().join("state.sqlite3"))
+        .env("PORTICO_LOG", "info")
+        .env_remove("PORTICO_DEV_SECRET")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = crate::harness::KillOnDrop(child);
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let address = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("portico serve logs its address");
+        if let Some(address) = crate::harness::logged_address(&line) {
+            break address;
+        }
+    };
+    let token = |sub: &str, scope: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = json!({
+            "sub": sub, "scope": scope, "iss": "portico-demo", "aud": "portico",
+            "iat": now, "nbf": now, "exp": now + 600,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(
+                b"portico-demo-development-secret-do-not-deploy",
+            ),
+        )
+        .unwrap()
+    };
+    // A webhook URL with CR/LF (the demo allows localhost targets).
+    let admin = token("ops", "portico:admin");
+    let hook = json!({"name": "forger", "url": format!("http://localhost:9/x\r\n{forged}"),
+                      "version": "v1", "events": ["jobs.*"], "scopes": ["jobs:read", "jobs:read:all"]});
+    let status = http_post(&address, "/admin/subscriptions", &admin, &hook);
+    assert_eq!(status, 422, "a URL with control characters is refused");
+    // A subject with CR/LF, refused for lack of scope and audited.
+    let mallory = token(&format!("mallory\r\n{forged}"), "");
+    let (status, _) = crate::cli::http_get(&address, "/v1/jobs", Some(&mallory));
+    assert_eq!(status, 403, "no scope: refused and audited");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(child);
+    let log: Vec<String> = lines.try_iter().collect();
+    assert!(
+        !log.iter().any(|l| l.starts_with("2026-11-29T00:00:00")),
+        "a forged line: {log:#?}"
+    );
+    let audit = log
+        .iter()
+        .find(|l| l.contains("mallory"))
+        .unwrap_or_else(|| panic!("the refusal is audited: {log:#?}"));
+    assert!(audit.contains("mallory\\r\\n2026-11-29"), "{audit}");
+}
