@@ -90,6 +90,10 @@ pub struct WebhooksConfig {
     /// globally routable (loopback, private, link-local…).
     #[serde(default)]
     pub allow_private: Vec<String>,
+    /// An HTTP proxy every delivery goes through (`http://proxy.corp:3128`). Environment
+    /// proxies (`HTTP_PROXY`, `HTTPS_PROXY`) are never used; with a proxy, each target is
+    /// still resolved and checked against the guard before every attempt.
+    pub proxy: Option<String>,
     /// How long a rotated-out secret still signs deliveries.
     #[serde(default = "default_grace")]
     pub secret_grace: String,
@@ -107,6 +111,7 @@ impl Default for WebhooksConfig {
             max_in_flight_per_subscription: default_per_subscription(),
             max_in_flight: default_in_flight(),
             allow_private: Vec::new(),
+            proxy: None,
             secret_grace: default_grace(),
             dispatch_interval: default_tick(),
         }

@@ -101,7 +101,12 @@ async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
     let timestamp = now_ms / 1000;
     let started = Instant::now();
     let secrets = subscription.signing_secrets(now_ms);
-    let answer = match hub.guard.check_url(&record.url) {
+    let target = match hub.guard.check_url(&record.url) {
+        // A proxy resolves the target itself: check what the name resolves to now.
+        Ok(url) if hub.via_proxy => hub.guard.check_resolved(&url).await.map(|()| url),
+        checked => checked,
+    };
+    let answer = match target {
         Err(refused) => Err(refused),
         Ok(_) if secrets.is_empty() => Err("the subscription has no valid secret".to_string()),
         Ok(url) => hub

@@ -45,10 +45,20 @@ impl AddressGuard {
         self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
     }
 
-    /// Checks a target URL: `http`/`https`, a host, and an IP literal the guard permits (names
-    /// are checked when they resolve).
+    /// Checks a target URL: `http`/`https`, a host, no credentials, no control characters
+    /// (which the URL parser would silently drop), and an IP literal the guard permits (names
+    /// are checked when they resolve). Messages never repeat credentials.
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
-        let parsed = Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("a webhook URL contains no spaces or control characters".into());
+        }
+        let parsed = Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(
+                "a webhook URL carries no user name or password (receivers verify the signature instead)"
+                    .into(),
+            );
+        }
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("`{url}` is not an http or https URL"));
         }
@@ -125,35 +135,55 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Whether `ip` is globally routable (not loopback, private, link-local, shared, documentation,
-/// benchmarking, reserved, multicast or unspecified).
+/// Whether `ip` is globally routable (not loopback, private, link-local, shared,
+/// documentation, benchmarking, discard, reserved, multicast or unspecified). An IPv6 address
+/// that carries an IPv4 one (mapped, compatible, translated, NAT64, 6to4) is judged by the IPv4
+/// address, since that is where its packets end up.
 pub fn is_global(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_global_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_global_v4(v4);
-            }
-            let s = v6.segments();
-            let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0];
-            if nat64 {
-                return is_global_v4(Ipv4Addr::new(
-                    (s[6] >> 8) as u8,
-                    s[6] as u8,
-                    (s[7] >> 8) as u8,
-                    s[7] as u8,
-                ));
-            }
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1))
-        }
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Some(v4) => is_global_v4(v4),
+            None => is_global_v6(v6),
+        },
     }
+}
+
+/// The IPv4 address an IPv6 address stands for, in the forms that reach IPv4 hosts.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let last =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    match s {
+        // ::ffff:a.b.c.d (mapped), ::a.b.c.d (compatible, deprecated; :: and ::1 land in
+        // 0.0.0.0/8, which is not global either), ::ffff:0:a.b.c.d (SIIT translated).
+        [0, 0, 0, 0, 0, 0xffff, hi, lo]
+        | [0, 0, 0, 0, 0, 0, hi, lo]
+        | [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(last(hi, lo)),
+        // 64:ff9b::/96, the well-known NAT64 prefix (RFC 6052).
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(last(hi, lo)),
+        // 2002::/16, 6to4 (RFC 3056): the IPv4 address follows the prefix.
+        [0x2002, hi, lo, ..] => Some(last(hi, lo)),
+        _ => None,
+    }
+}
+
+fn is_global_v6(v6: Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let in_prefix = |prefix: [u16; 2], bits: u32| {
+        let value = (u32::from(s[0]) << 16) | u32::from(s[1]);
+        let base = (u32::from(prefix[0]) << 16) | u32::from(prefix[1]);
+        let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+        value & mask == base & mask
+    };
+    // Global unicast is 2000::/3; everything outside it (loopback, unspecified, 100::/64
+    // discard, 64:ff9b:1::/48 local NAT64, unique and link local, multicast) is not.
+    in_prefix([0x2000, 0], 3)
+        // IETF protocol assignments (RFC 2928), Teredo (2001::/32) and benchmarking among them.
+        && !in_prefix([0x2001, 0], 23)
+        // Documentation (RFC 3849, RFC 9637).
+        && !in_prefix([0x2001, 0x0db8], 32)
+        && !in_prefix([0x3fff, 0], 20)
 }
 
 fn is_global_v4(ip: Ipv4Addr) -> bool {
@@ -167,6 +197,7 @@ fn is_global_v4(ip: Ipv4Addr) -> bool {
         || ip.is_multicast()
         || (a == 100 && (64..128).contains(&b)) // shared address space
         || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast (deprecated)
         || (a == 198 && (18..20).contains(&b)) // benchmarking
         || a >= 240) // reserved
 }
@@ -196,6 +227,20 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
             "2001:db8::1",
+            // Every form that embeds a private IPv4 address (the security review's list).
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "::10.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "64:ff9b:1::a9fe:a9fe",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "100::1",
+            "::ffff:0:7f00:1",
+            "3fff::1",
+            "2001:2::1",
+            "192.88.99.1",
+            "5f00::1",
         ] {
             assert!(!is_global(ip.parse().unwrap()), "{ip}");
         }
@@ -204,6 +249,8 @@ mod tests {
             "93.184.216.34",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "2002:808:808::1",
+            "64:ff9b::808:808",
         ] {
             assert!(is_global(ip.parse().unwrap()), "{ip}");
         }
@@ -230,9 +277,18 @@ mod tests {
             "http://10.0.0.5/",
             "ftp://example.com/",
             "not a url",
+            "http://user:pass@hooks.example.com/x",
+            "http://token@hooks.example.com/x",
+            "http://hooks.example.com/x\r\n2026-01-01T00:00:00Z INFO forged",
+            "http://hooks.example.com/\tx",
+            "http://hooks.example.com/ x",
         ] {
             assert!(guard.check_url(url).is_err(), "{url}");
         }
+        let message = guard
+            .check_url("https://alice:s3cret@hooks.example.com/x")
+            .unwrap_err();
+        assert!(!message.contains("s3cret"), "{message}");
         let message = guard.check_url("http://192.168.0.10/x").unwrap_err();
         assert!(message.contains("allow_private"), "{message}");
         assert!(guard.check_url("https://hooks.example.com/portico").is_ok());

@@ -761,23 +761,47 @@ async fn a_sigkill_while_delivering_5000_events_loses_none() {
     );
 }
 
-#[tokio::test]
-async fn the_pull_feed_applies_row_policies_and_masks() {
-    let (dir, db) = crate::harness::demo_database();
-    let text = std::fs::read_to_string(repo("config/demo.toml"))
-        .unwrap()
-        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
-        .replace("poll_interval = \"2s\"", "poll_interval = \"200ms\"");
-    let (db_path, state) = (db.display().to_string(), dir.path().join("state.sqlite3"));
-    let config = portico::config::parse("demo.toml", &text, &|name| match name {
-        "DEMO_DB" => Some(db_path.clone()),
-        "PORTICO_STATE" => Some(state.display().to_string()),
-        _ => None,
-    })
-    .unwrap();
-    let mint = |subject: &str, scopes: &[&str], claims: Value| {
+/// The demo served in-process with feeds polling every 200 ms (`edit` changes its text),
+/// a token minter for its development secret, and the demo database's path.
+struct Demo {
+    app: Portico,
+    config: portico::config::Config,
+    db: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Demo {
+    async fn start(edit: impl Fn(String) -> String) -> Self {
+        let (dir, db) = crate::harness::demo_database();
+        let text = std::fs::read_to_string(repo("config/demo.toml"))
+            .unwrap()
+            .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+            .replace("poll_interval = \"2s\"", "poll_interval = \"200ms\"");
+        let text = edit(text);
+        let (db_path, state) = (db.display().to_string(), dir.path().join("state.sqlite3"));
+        let config = portico::config::parse("demo.toml", &text, &|name| match name {
+            "DEMO_DB" => Some(db_path.clone()),
+            "PORTICO_STATE" => Some(state.display().to_string()),
+            _ => None,
+        })
+        .unwrap();
+        let file = dir.path().join("demo.toml").display().to_string();
+        let app = Portico::start(
+            portico::http::AppState::from_config(&config, &file).unwrap(),
+            &config,
+        )
+        .await;
+        Self {
+            app,
+            config,
+            db,
+            _dir: dir,
+        }
+    }
+
+    fn mint(&self, subject: &str, scopes: &[&str], claims: Value) -> String {
         portico::auth::token::mint(
-            config.auth.as_ref().unwrap(),
+            self.config.auth.as_ref().unwrap(),
             &portico::auth::token::TokenRequest {
                 subject: subject.into(),
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
@@ -786,19 +810,19 @@ async fn the_pull_feed_applies_row_policies_and_masks() {
             },
         )
         .unwrap()
-    };
-    let staff = mint(
+    }
+}
+
+#[tokio::test]
+async fn the_pull_feed_applies_row_policies_and_masks() {
+    let demo = Demo::start(|text| text).await;
+    let (app, db_path) = (&demo.app, demo.db.display().to_string());
+    let staff = demo.mint(
         "clerk",
         &["jobs:read", "jobs:read:all", "jobs:read:amounts"],
         json!({}),
     );
-    let portal = mint("portal", &["jobs:read"], json!({"customer_id": "C00002"}));
-    let file = dir.path().join("demo.toml").display().to_string();
-    let app = Portico::start(
-        portico::http::AppState::from_config(&config, &file).unwrap(),
-        &config,
-    )
-    .await;
+    let portal = demo.mint("portal", &["jobs:read"], json!({"customer_id": "C00002"}));
     wait_polled(&app.base).await;
     let legacy = format!("Driver=SQLite3;Database={db_path}");
     let job_of = |customer: &str| {
@@ -844,4 +868,359 @@ async fn the_pull_feed_applies_row_policies_and_masks() {
         app.get_as("/v1/jobs/changes", Some(&staff)).await.body["next_cursor"]
     );
     app.get_as("/v1/jobs/changes", None).await.problem(401);
+}
+
+/// A subscription made the way a newcomer makes it, without `scopes` or `claims`, would be
+/// accepted and then receive nothing (the jobs' row policy needs a claim): it is a 422 that
+/// says what it needs. Rows filtered through a parent's policy cannot be judged from an event
+/// alone: such subscriptions and pull-feed readers are refused, never quietly starved.
+#[tokio::test]
+async fn subscriptions_and_feed_readers_that_would_see_nothing_are_refused() {
+    let demo = Demo::start(|text| {
+        text.replacen(
+            "require_if_match = true",
+            "require_if_match = true\nchanges = { strategy = \"snapshot_diff\", poll_interval = \"30s\" }",
+            1,
+        )
+    })
+    .await;
+    let app = &demo.app;
+    let admin = demo.mint("ops", &["portico:admin"], json!({}));
+    let create = |body: Value| {
+        app.send(
+            reqwest::Method::POST,
+            "/admin/subscriptions",
+            Some(&admin),
+            &[],
+            Some(Ok(body)),
+        )
+    };
+    let subscription = |name: &str, events: &str, scopes: Value, claims: Value| {
+        json!({"name": name, "url": "http://127.0.0.1:9/hook", "version": "v1",
+               "events": [events], "scopes": scopes, "claims": claims})
+    };
+    let refused = |answer: &crate::harness::Answer, words: &[&str]| {
+        let problem = answer.problem(422);
+        assert_eq!(problem["errors"][0]["pointer"], "/scopes", "{problem}");
+        let detail = problem["errors"][0]["detail"].as_str().unwrap();
+        for word in words {
+            assert!(detail.contains(word), "{word}: {detail}");
+        }
+    };
+    let answer = create(
+        json!({"name": "bare", "url": "http://127.0.0.1:9/hook", "version": "v1",
+                               "events": ["jobs.*"]}),
+    )
+    .await;
+    refused(&answer, &["jobs", "jobs:read"]);
+    let answer = create(subscription(
+        "scoped",
+        "jobs.*",
+        json!(["jobs:read"]),
+        json!({}),
+    ))
+    .await;
+    refused(&answer, &["jobs", "customer_id"]);
+    let answer = create(subscription(
+        "every",
+        "*",
+        json!(["jobs:read"]),
+        json!({"customer_id": "C00002"}),
+    ))
+    .await;
+    refused(&answer, &["customers", "customers:read"]);
+    let answer = create(subscription(
+        "ops-portal",
+        "operations.*",
+        json!(["operations:read"]),
+        json!({"customer_id": "C00002"}),
+    ))
+    .await;
+    refused(&answer, &["operations", "`jobs`"]);
+    for (name, events, scopes, claims) in [
+        (
+            "staff-jobs",
+            "jobs.*",
+            json!(["jobs:read", "jobs:read:all"]),
+            json!({}),
+        ),
+        (
+            "portal-jobs",
+            "jobs.updated",
+            json!(["jobs:read"]),
+            json!({"customer_id": "C00002"}),
+        ),
+        (
+            "staff-ops",
+            "operations.*",
+            json!(["operations:read", "jobs:read:all"]),
+            json!({}),
+        ),
+    ] {
+        let answer = create(subscription(name, events, scopes, claims)).await;
+        assert_eq!(answer.status, 201, "{name}: {}", answer.body);
+    }
+    // The pull feed of a nested resource: the portal is refused, staff read it.
+    let portal = demo.mint(
+        "portal",
+        &["operations:read"],
+        json!({"customer_id": "C00002"}),
+    );
+    let answer = app.get_as("/v1/operations/changes", Some(&portal)).await;
+    assert!(answer.problem(403)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("jobs"));
+    let staff = demo.mint("staff", &["operations:read", "jobs:read:all"], json!({}));
+    assert_eq!(
+        app.get_as("/v1/operations/changes", Some(&staff))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn webhook_urls_with_credentials_control_characters_or_hidden_private_addresses_are_refused()
+{
+    let tickets = Tickets::new(Kind::Sqlite);
+    // In the configuration: credentials are refused at start, and never repeated.
+    let text = tickets
+        .config(
+            HIGH_WATER_MARK,
+            &subscription("creds", "https://alice:s3cret@hooks.example.com/h"),
+        )
+        .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []");
+    let config = portico::config::parse("t.toml", &text, &|_| None).unwrap();
+    let error = portico::http::AppState::from_config(&config, "t.toml")
+        .err()
+        .expect("credentials in a webhook URL were accepted")
+        .to_string();
+    assert!(error.contains("subscriptions.creds.url"), "{error}");
+    assert!(!error.contains("s3cret"), "{error}");
+
+    let text = tickets
+        .config(HIGH_WATER_MARK, "")
+        .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []");
+    let app = Portico::spawn(&text).await;
+    let create = |url: &str| {
+        app.send(
+            reqwest::Method::POST,
+            "/admin/subscriptions",
+            None,
+            &[],
+            Some(Ok(json!({"name": "x", "url": url, "version": "v1"}))),
+        )
+    };
+    for (url, words) in [
+        ("http://user:pass@8.8.8.8/h", "no user name or password"),
+        ("http://token@8.8.8.8/h", "no user name or password"),
+        (
+            "http://8.8.8.8/h\r\n2026-01-01T00:00:00Z  INFO forged",
+            "control characters",
+        ),
+        ("http://8.8.8.8/h\tx", "control characters"),
+        // Every IPv6 form that carries a private IPv4 address, and the special ranges.
+        ("http://[::127.0.0.1]/h", "not a public address"),
+        ("http://[::169.254.169.254]/h", "not a public address"),
+        ("http://[::10.0.0.1]/h", "not a public address"),
+        ("http://[2002:7f00:1::1]/h", "not a public address"),
+        ("http://[2002:a9fe:a9fe::]/h", "not a public address"),
+        ("http://[64:ff9b:1::a9fe:a9fe]/h", "not a public address"),
+        (
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/h",
+            "not a public address",
+        ),
+        ("http://[100::1]/h", "not a public address"),
+        ("http://[::ffff:0:7f00:1]/h", "not a public address"),
+    ] {
+        let answer = create(url).await;
+        let problem = answer.problem(422);
+        assert_eq!(problem["errors"][0]["pointer"], "/url", "{url}: {problem}");
+        let detail = problem["errors"][0]["detail"].as_str().unwrap();
+        assert!(detail.contains(words), "{url}: {detail}");
+        assert!(!detail.contains("pass@"), "{detail}");
+    }
+    assert_eq!(
+        app.get("/admin/subscriptions").await.body["data"],
+        json!([])
+    );
+}
+
+/// tinyproxy, a real HTTP proxy, on loopback; its log shows every request it forwarded.
+struct TinyProxy {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TinyProxy {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let (conf, log) = (
+            dir.path().join("tinyproxy.conf"),
+            dir.path().join("tinyproxy.log"),
+        );
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 10\nLogFile \"{}\"\nLogLevel Info\n\
+                 MaxClients 20\nAllow 127.0.0.1\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("tinyproxy")
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tinyproxy (scripts/install-deps.sh test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tinyproxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Hosts it opened connections to.
+    fn forwarded(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Established connection to host"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for TinyProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the admin listing shows a delivery whose last error contains `words`.
+async fn delivery_failed_with(base: &str, words: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listing: Value = reqwest::get(format!("{base}/admin/deliveries"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = listing["data"].as_array().and_then(|d| {
+            d.iter()
+                .find(|d| d["last_error"].as_str().is_some_and(|e| e.contains(words)))
+                .cloned()
+        });
+        if let Some(delivery) = found {
+            return delivery;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delivery failed with `{words}`: {listing}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `HTTP_PROXY` in Portico's environment would carry deliveries to a proxy that resolves
+/// `localhost` itself, past the guard: environment proxies are never used. An explicit
+/// `[webhooks] proxy` is used, and each target is still resolved and checked first.
+#[tokio::test]
+async fn deliveries_ignore_environment_proxies_and_guard_an_explicit_one() {
+    let proxy = TinyProxy::start();
+    let receiver = Receiver::start(&[]);
+    let hidden = receiver.url.replace("127.0.0.1", "localhost");
+    let changes =
+        r#"{ strategy = "high_water_mark", column = "UPDATED", poll_interval = "200ms" }"#;
+
+    // The environment names a proxy; nothing allows `localhost`.
+    let tickets = Tickets::new(Kind::Sqlite);
+    let port = free_port();
+    let file = tickets.dir.path().join("portico.toml");
+    let text = tickets
+        .config(changes, &subscription("inside", &hidden))
+        .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&file, text).unwrap();
+    let portico = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("PORTICO_LOG", "warn")
+        .envs(
+            [
+                "HTTP_PROXY",
+                "http_proxy",
+                "HTTPS_PROXY",
+                "https_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+            ]
+            .map(|v| (v, &proxy.url)),
+        )
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let portico = crate::harness::KillOnDrop(portico);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(Instant::now() < deadline, "Portico did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_polled(&base).await;
+    tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-02 00:00:00' WHERE ID = 'T1'");
+    let failed = delivery_failed_with(&base, "public address").await;
+    drop(portico);
+    assert!(
+        receiver.entries().is_empty(),
+        "delivered past the guard: {failed}"
+    );
+    assert!(proxy.forwarded().is_empty(), "{:?}", proxy.forwarded());
+
+    // An explicit proxy: a target the guard refuses is never sent to it...
+    let tickets = Tickets::new(Kind::Sqlite);
+    let proxied = |allow: &str| {
+        tickets
+            .config(changes, &subscription("via-proxy", &hidden))
+            .replace(
+                "allow_private = [\"127.0.0.1\"]",
+                &format!("allow_private = [{allow}]\nproxy = \"{}\"", proxy.url),
+            )
+    };
+    let app = Portico::spawn(&proxied("")).await;
+    wait_polled(&app.base).await;
+    tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-02 00:00:00' WHERE ID = 'T1'");
+    delivery_failed_with(&app.base, "public address").await;
+    drop(app);
+    assert!(receiver.entries().is_empty());
+    assert!(proxy.forwarded().is_empty(), "{:?}", proxy.forwarded());
+    // ...and one it allows goes through the proxy.
+    let app = Portico::spawn(&proxied("\"localhost\"")).await;
+    wait_polled(&app.base).await;
+    tickets.sql("UPDATE TICKETS SET STATUS = 'H', UPDATED = '2026-01-03 00:00:00' WHERE ID = 'T2'");
+    receiver
+        .wait("the delivery through the proxy", 20, |e| !e.is_empty())
+        .await;
+    assert!(
+        proxy.forwarded().iter().any(|l| l.contains("localhost")),
+        "{:?}",
+        proxy.forwarded()
+    );
 }
