@@ -217,3 +217,23 @@ fn detail(error: &SourceError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_discovery_is_flagged_only_off_loopback() {
+        for url in ["http://login.example.com/", "http://10.0.0.5:8080/realms/x"] {
+            assert!(plain_http_off_loopback(url), "{url}");
+        }
+        for url in [
+            "https://login.example.com/",
+            "http://127.0.0.1:9000",
+            "http://[::1]:9000/",
+            "http://localhost:8080/realms/x",
+        ] {
+            assert!(!plain_http_off_loopback(url), "{url}");
+        }
+    }
+}

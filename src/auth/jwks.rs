@@ -35,13 +35,6 @@ pub struct KeySet {
     all: Vec<VerificationKey>,
 }
 
-impl KeySet {
-    /// Every usable key, in document order.
-    pub fn keys(&self) -> &[VerificationKey] {
-        &self.all
-    }
-}
-
 /// A cached JSON Web Key Set.
 pub struct JwksKeys {
     location: JwksLocation,
