@@ -146,7 +146,7 @@ pub fn public_secret(config: &KeyConfig) -> Option<&'static str> {
     if PUBLISHED_SECRETS.contains(&secret) {
         Some("is published with Portico (a demo or example default), so anyone can sign tokens with it")
     } else if config.secret_in_file {
-        Some("is written in the configuration file (a literal or a `${VAR:-default}` default), so whoever reads the file can sign tokens")
+        Some("is written, whole or in part, in the configuration file (a literal, text around `${VAR}`, or a used `${VAR:-default}`), so whoever reads the file can sign tokens")
     } else {
         None
     }

@@ -36,6 +36,10 @@ pub enum AuthError {
     /// The token names no `kid` and several published keys take its algorithm.
     #[error("the token has no `kid` and several of the identity provider's keys fit it")]
     AmbiguousKey,
+    /// The header's `crit` names extensions that must be understood; Portico understands none
+    /// (RFC 7515 §4.1.11).
+    #[error("the token's `crit` header names extensions Portico does not understand")]
+    Critical,
     /// The `typ` header is not the configured token type (an ID token where an access token
     /// is expected).
     #[error("the token's type (`typ` header) must be `{0}`")]
@@ -82,6 +86,7 @@ impl AuthError {
             AuthError::UnknownKey => "unknown_key",
             AuthError::AmbiguousKey => "ambiguous_key",
             AuthError::TokenType(_) => "token_type",
+            AuthError::Critical => "critical_header",
             AuthError::Algorithm => "algorithm",
             AuthError::Signature => "signature",
             AuthError::Expired => "expired",

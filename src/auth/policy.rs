@@ -330,8 +330,8 @@ impl Term {
         let (claim, value) = match &self.operand {
             Operand::Literal(text) => ("literal", Json::String(text.clone())),
             Operand::Claim(path) => match principal.claim(path) {
-                // An empty claim would match blank legacy values: it is as good as absent.
-                Some(value) if !value.is_null() && value != "" => (path.as_str(), value.clone()),
+                // A blank claim would match blank legacy values: it is as good as absent.
+                Some(value) if !is_blank(value) => (path.as_str(), value.clone()),
                 _ => {
                     return Err(Denial::MissingClaim {
                         policy: policy.to_string(),
@@ -352,8 +352,9 @@ impl Term {
                 param: self.param(&value).map_err(bad)?,
             }),
             TermOp::In => {
-                let items = match &value {
-                    Json::Array(items) => items.clone(),
+                let items: Vec<Json> = match &value {
+                    // Blank entries would match blank legacy values: they grant nothing.
+                    Json::Array(items) => items.iter().filter(|v| !is_blank(v)).cloned().collect(),
                     other => vec![other.clone()],
                 };
                 if items.len() > MAX_CLAIM_VALUES {
@@ -399,6 +400,11 @@ impl Term {
             }),
         }
     }
+}
+
+/// Null, or text of blanks only (CHAR padding makes `""` and `"   "` the same legacy value).
+fn is_blank(value: &Json) -> bool {
+    value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty())
 }
 
 /// Parses `COLUMN op operand [AND …]`: operators `= <> != < <= > >=` and `IN`; operands

@@ -246,6 +246,9 @@ impl Verifier {
     async fn verify_signed(&self, token: &str) -> Result<Principal, AuthError> {
         // `alg: none` and unknown algorithms fail here: jsonwebtoken has no such variant.
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(AuthError::Critical);
+        }
         if !self.expectations.type_matches(header.typ.as_deref()) {
             let expected = self.expectations.token_type.clone().unwrap_or_default();
             return Err(AuthError::TokenType(expected));
@@ -378,6 +381,28 @@ mod tests {
         assert!(v.verify(&token).await.is_ok());
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
         assert_eq!(v.verify(&token).await.unwrap_err(), AuthError::Expired);
+    }
+
+    #[tokio::test]
+    async fn a_critical_header_extension_is_refused() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = json!({"sub": "s", "iss": "i", "aud": "a", "exp": now + 60});
+        let header = Header {
+            crit: Some(vec!["exp-ext".into()]),
+            ..Header::default()
+        };
+        let token = encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(
+            verifier().verify(&token).await.unwrap_err(),
+            AuthError::Critical
+        );
+        let plain = encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert!(verifier().verify(&plain).await.is_ok(), "no nbf needed");
     }
 
     #[tokio::test]

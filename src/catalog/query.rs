@@ -9,6 +9,10 @@ use crate::source::Param;
 /// Largest number of values an `in` filter may carry.
 pub const MAX_IN_VALUES: usize = 100;
 
+/// Longest filter value, in bytes (a `LIKE` pattern past what a database takes would be its
+/// error, not the client's).
+pub const MAX_VALUE_BYTES: usize = 4000;
+
 /// How much one list request may ask of the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryLimits {
@@ -312,7 +316,29 @@ fn parse_filter(
             format!("field `{name}` is stored in a form that does not sort like its values (a code map or MM/DD/YYYY text), so range filters cannot use the legacy index; use eq, ne or in"),
         ));
     }
-    let convert = |v: &str| field.to_legacy(v).map_err(|m| bad(key, m));
+    // A text value longer than its column can never match: refused before the database sees it.
+    let fits = |v: &str| -> Result<(), QueryError> {
+        if v.len() > MAX_VALUE_BYTES {
+            return Err(bad(key, format!("is longer than {MAX_VALUE_BYTES} bytes")));
+        }
+        match field.limits.max_chars {
+            Some(max)
+                if field.field_type == crate::config::FieldType::String
+                    && field.codes.is_empty()
+                    && v.chars().count() > max as usize =>
+            {
+                Err(bad(
+                    key,
+                    format!("is longer than the column's {max} characters"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    };
+    let convert = |v: &str| {
+        fits(v)?;
+        field.to_legacy(v).map_err(|m| bad(key, m))
+    };
     let kind = match (compare, op) {
         (Some(cmp), _) => FilterKind::Compare(cmp, convert(value)?),
         (None, "null") => FilterKind::Null(match value {
@@ -334,6 +360,7 @@ fn parse_filter(
                     format!("prefix filters apply to text fields; `{name}` is not one"),
                 ));
             }
+            fits(value)?;
             FilterKind::Prefix(field.legacy_prefix(value).map_err(|m| bad(key, m))?)
         }
     };

@@ -33,6 +33,10 @@ fn start(marks: &[Mark], lag_ms: i64, now_ms: i64) -> Option<&Mark> {
 }
 
 impl ChangeStrategy for HighWaterMark {
+    fn sees_deletes(&self) -> bool {
+        false
+    }
+
     fn read(&self, feed: &Feed, position: &Position, dialect: Dialect) -> Statement {
         let order_columns = std::iter::once(column(feed)).chain(0..feed.key_len);
         match position.phase {

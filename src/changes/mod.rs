@@ -108,6 +108,8 @@ pub trait ChangeStrategy: Send + Sync + std::fmt::Debug {
         rows: Rows,
         now_ms: i64,
     ) -> Result<Page, ChangeError>;
+    /// Whether it notices deleted rows (a high-water mark only sees rows that are there).
+    fn sees_deletes(&self) -> bool;
 }
 
 /// Milliseconds since the Unix epoch.

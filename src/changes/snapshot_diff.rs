@@ -10,6 +10,10 @@ use crate::source::{Dialect, Rows, Statement};
 pub struct SnapshotDiff;
 
 impl ChangeStrategy for SnapshotDiff {
+    fn sees_deletes(&self) -> bool {
+        true
+    }
+
     fn read(&self, feed: &Feed, position: &Position, dialect: Dialect) -> Statement {
         dialect.select(&scan::by_key(feed, position.after.clone()))
     }

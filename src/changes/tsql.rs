@@ -141,6 +141,10 @@ fn select_list(
 }
 
 impl ChangeStrategy for Rowversion {
+    fn sees_deletes(&self) -> bool {
+        false
+    }
+
     fn read(&self, feed: &Feed, position: &Position, _dialect: Dialect) -> Statement {
         if let Some(statement) =
             start_or_baseline(feed, position, "CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT)")
@@ -194,6 +198,10 @@ impl ChangeStrategy for Rowversion {
 const EXPIRED: &[u8] = b"X";
 
 impl ChangeStrategy for ChangeTracking {
+    fn sees_deletes(&self) -> bool {
+        true
+    }
+
     fn read(&self, feed: &Feed, position: &Position, _dialect: Dialect) -> Statement {
         if let Some(statement) =
             start_or_baseline(feed, position, "CHANGE_TRACKING_CURRENT_VERSION()")

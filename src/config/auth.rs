@@ -82,8 +82,8 @@ pub struct KeyConfig {
     pub public_key: Option<String>,
     /// File holding the PEM public key.
     pub public_key_file: Option<String>,
-    /// The secret is written in the configuration file (a literal or a `${VAR:-default}`
-    /// default), not taken from the environment.
+    /// The secret is not wholly one `${VAR}` from the environment: some or all of it is
+    /// written in the configuration file.
     #[serde(skip)]
     pub secret_in_file: bool,
 }

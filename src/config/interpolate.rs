@@ -38,11 +38,15 @@ pub fn interpolate(
     }
 }
 
-/// Whether `raw` (as written in the file) expands to `value` without the environment: a
-/// literal, or a `${VAR:-default}` whose default was used. Such a value is as public as the
-/// file itself.
-pub fn written_in_file(raw: &str, value: &str) -> bool {
-    expand(raw, &|_| None).is_ok_and(|alone| alone == value)
+/// Whether `value` came wholly from the environment: `raw` (as written in the file) is one
+/// `${VAR}` (or `${VAR:-default}` whose default was not used) and nothing else. A literal, a
+/// used default, or text around the reference is as public as the file itself.
+pub fn wholly_from_environment(raw: &str, value: &str) -> bool {
+    let single = raw
+        .strip_prefix("${")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .is_some_and(|inner| !inner.contains(['$', '{', '}']));
+    single && expand(raw, &|_| None).map_or(true, |alone| alone != value)
 }
 
 fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -114,11 +118,20 @@ mod tests {
     }
 
     #[test]
-    fn values_the_file_alone_determines_are_recognised() {
-        assert!(written_in_file("abc", "abc"));
-        assert!(written_in_file("${NOPE:-abc}", "abc"));
-        assert!(!written_in_file("${SECRET:-abc}", "from-the-environment"));
-        assert!(!written_in_file("${SECRET}", "from-the-environment"));
+    fn only_a_lone_reference_set_in_the_environment_counts_as_from_it() {
+        assert!(wholly_from_environment("${SECRET}", "from-the-environment"));
+        assert!(wholly_from_environment(
+            "${SECRET:-abc}",
+            "from-the-environment"
+        ));
+        assert!(!wholly_from_environment("abc", "abc"));
+        assert!(!wholly_from_environment("${NOPE:-abc}", "abc"));
+        // The file holds all but the first character.
+        assert!(!wholly_from_environment(
+            "${PFX}portico-demo-secret",
+            "xportico-demo-secret"
+        ));
+        assert!(!wholly_from_environment("${A}${B}", "ab"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub use auth::*;
 pub use changes::*;
-pub use interpolate::{interpolate, written_in_file};
+pub use interpolate::{interpolate, wholly_from_environment};
 pub use model::*;
 pub use procedure::*;
 pub use write::*;
@@ -109,7 +109,8 @@ pub fn parse(
     Ok(config)
 }
 
-/// Notes which `[[auth.keys]]` secrets the file itself determines (see `written_in_file`).
+/// Notes which `[[auth.keys]]` secrets do not come wholly from the environment (see
+/// `wholly_from_environment`).
 fn mark_secrets_written_in_file(config: &mut Config, raw: &toml::Value) {
     let Some(auth) = config.auth.as_mut() else {
         return;
@@ -124,7 +125,7 @@ fn mark_secrets_written_in_file(config: &mut Config, raw: &toml::Value) {
             .and_then(|k| k.get("secret"))
             .and_then(toml::Value::as_str);
         key.secret_in_file = match (raw_secret, &key.secret) {
-            (Some(raw), Some(secret)) => written_in_file(raw, secret),
+            (Some(raw), Some(secret)) => !wholly_from_environment(raw, secret),
             _ => false,
         };
     }

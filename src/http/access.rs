@@ -61,11 +61,13 @@ pub fn grant(resource: &Resource, principal: &Principal) -> Result<Grant, ApiErr
     authorize(resource, principal, Verb::Read)
 }
 
-/// What `principal` may write of `resource`: writes always need a verified token.
+/// What `principal` may write of `resource`: writes always need a verified token, and what a
+/// read needs too (a write answers with the row as stored, and even `{}` would read it).
 pub fn write_grant(resource: &Resource, principal: &Principal) -> Result<Grant, ApiError> {
     if !principal.authenticated {
         return Err(AuthError::Missing.into());
     }
+    authorize(resource, principal, Verb::Read)?;
     authorize(resource, principal, Verb::Write)
 }
 

@@ -97,6 +97,6 @@ pub async fn purge_resource(
         )));
     }
     state.cache.invalidate_resource(&resource);
-    tracing::info!(target: "portico::audit", action = "cache.purge", scope = %resource, "cache purged");
+    tracing::info!(target: "portico::audit", action = "cache.purge", scope = ?resource, "cache purged");
     Ok(HttpResponse::Ok().json(json!({ "purged": resource })))
 }

@@ -69,6 +69,8 @@ pub struct AppState {
     pub feeds: Vec<Arc<crate::changes::Feed>>,
     /// Webhook subscriptions and delivery; `None` without feeds.
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// The last answer of `/readyz`, reused for a second.
+    pub readiness: health::Readiness,
 }
 
 impl AppState {
@@ -297,6 +299,7 @@ impl AppState {
             body_timeout,
             feeds,
             webhooks,
+            readiness: health::Readiness::default(),
         };
         state.docs = docs::config(&state);
         Ok(state)

@@ -99,7 +99,7 @@ async fn get(
     no_parameters(&req)?;
     let key = raw_segment(&req, 2);
     let parts = split_key(key)?;
-    let request = format!("item:{}", key_request(&parts));
+    let request = format!("item:{}", key_request(resource, &parts)?);
     let load = async {
         let plan = key_plan(resource, &parts, &grant)?;
         let row = fetch_one(&state, resource, &plan, key).await?;
@@ -111,20 +111,34 @@ async fn get(
     cached(&req, &state, resource, &grant, request, load).await
 }
 
-/// An item lookup has nothing to filter, sort or page: any query parameter is a mistake.
-fn no_parameters(req: &HttpRequest) -> Result<(), QueryError> {
+/// An item lookup or a write has nothing to filter, sort or page: any query parameter is a
+/// mistake.
+pub(super) fn no_parameters(req: &HttpRequest) -> Result<(), QueryError> {
+    let kind = match *req.method() {
+        Method::GET | Method::HEAD => "a single row's lookup",
+        _ => "a write",
+    };
     match query::pairs(req.query_string())?.into_iter().next() {
         Some((name, _)) => Err(QueryError {
             parameter: name,
-            message: "is not a parameter of a single row's lookup (it takes none)".into(),
+            message: format!("is not a parameter of {kind} (it takes none)"),
         }),
         None => Ok(()),
     }
 }
 
-/// The cache's name for a lookup by key: the decoded parts, however the URL spelled them.
-fn key_request(parts: &[String]) -> String {
-    serde_json::to_string(parts).unwrap_or_default()
+/// The cache's name for a lookup by key: the key's legacy values, so every spelling of one
+/// key (`10`, `010`, `+10`, `%31%30`, trailing blanks of a `char(n)`) shares one entry.
+fn key_request(resource: &Resource, parts: &[String]) -> Result<String, QueryError> {
+    let conditions = plan::key_conditions(resource, parts)?;
+    Ok(conditions
+        .iter()
+        .map(|c| match c {
+            Condition::Compare { param, .. } => format!("{:?}", param.value),
+            other => format!("{other:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join("|"))
 }
 
 /// Lists the child rows of one parent row (404 when the parent row does not exist or is
@@ -152,7 +166,11 @@ async fn children(
     let key = raw_segment(&req, 2);
     let parts = split_key(key)?;
     let spec = query::parse(child, req.query_string(), &grant.mask)?;
-    let request = format!("under:{}|{}", key_request(&parts), spec.cache_key());
+    let request = format!(
+        "under:{}|{}",
+        key_request(parent, &parts)?,
+        spec.cache_key()
+    );
     let load = async {
         let parent_plan = key_plan(parent, &parts, &parent_grant)?;
         let field = &child.fields[*link];

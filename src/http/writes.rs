@@ -53,6 +53,7 @@ pub async fn write(
     op: WriteOp,
 ) -> Result<HttpResponse, ApiError> {
     let result = async {
+        super::resources::no_parameters(&req)?;
         let principal = access::principal(&req, &state).await?;
         let grant = access::write_grant(resource, &principal)?;
         let rules = resource
@@ -254,7 +255,9 @@ impl Call<'_> {
             .map(|v| v.to_str().map(str::to_string))
             .transpose()
             .map_err(|_| ApiError::PreconditionFailed("If-Match is not readable text".into()))?;
-        if value.is_none() && self.rules.require_if_match {
+        // `*` (any version) would defeat the rule the operator asked for.
+        let any_version = value.as_deref().is_some_and(|v| v.trim() == "*");
+        if (value.is_none() || any_version) && self.rules.require_if_match {
             return Err(ApiError::PreconditionRequired(format!(
                 "{} needs If-Match with the ETag of the row as last read",
                 self.resource.name
@@ -465,9 +468,9 @@ impl Call<'_> {
             })
         })?;
         let issuer = self.principal.claims.get("iss").and_then(Json::as_str);
-        let scope =
-            serde_json::to_string(&(issuer, subject, &self.grant.identity, self.req.path()))
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let resource = (&self.resource.version, &self.resource.name);
+        let scope = serde_json::to_string(&(issuer, subject, &self.grant.identity, resource))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let fingerprint = {
             let digest = Sha256::digest(serde_json::to_vec(body).unwrap_or_default());
             digest

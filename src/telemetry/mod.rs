@@ -42,7 +42,8 @@ impl<W: std::io::Write> std::io::Write for OneLine<W> {
                     '\n' => out.extend_from_slice(b"\\n"),
                     '\r' => out.extend_from_slice(b"\\r"),
                     '\t' => out.push(b'\t'),
-                    c if c.is_control() => {
+                    // Line and paragraph separators end a line for some log viewers too.
+                    c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
                         out.extend_from_slice(format!("\\u{{{:x}}}", c as u32).as_bytes())
                     }
                     c => {
@@ -73,12 +74,14 @@ mod tests {
     #[test]
     fn an_event_stays_on_one_line_whatever_its_values_hold() {
         let mut out = OneLine(Vec::new());
-        out.write_all(b"INFO url=http://x/a\r\n2026-01-01 INFO forged \x1b[31mred\n")
-            .unwrap();
+        out.write_all(
+            "INFO url=http://x/a\r\n2026-01-01 INFO forged \x1b[31mred\u{2028}x\n".as_bytes(),
+        )
+        .unwrap();
         let text = String::from_utf8(out.0).unwrap();
         assert_eq!(
             text,
-            "INFO url=http://x/a\\r\\n2026-01-01 INFO forged \\u{1b}[31mred\n"
+            "INFO url=http://x/a\\r\\n2026-01-01 INFO forged \\u{1b}[31mred\\u{2028}x\n"
         );
         assert_eq!(text.lines().count(), 1);
     }

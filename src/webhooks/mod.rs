@@ -415,6 +415,16 @@ pub fn check_patterns(
                 "`{pattern}`: {version} has no resource `{resource}` whose changes are watched"
             ));
         }
+        let sees_deletes = feeds
+            .iter()
+            .filter(|f| f.view(version, resource).is_some())
+            .any(|f| f.strategy.sees_deletes());
+        if kind == "deleted" && !sees_deletes {
+            return Err(format!(
+                "`{pattern}`: the changes of `{resource}` are found by a strategy that never \
+                 sees deleted rows (high_water_mark, rowversion); no such event would come"
+            ));
+        }
     }
     Ok(())
 }

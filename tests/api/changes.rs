@@ -937,6 +937,29 @@ async fn subscriptions_and_feed_readers_that_would_see_nothing_are_refused() {
     ))
     .await;
     refused(&answer, &["operations", "`jobs`"]);
+    // A blank claim is no claim; a deleted event from a strategy that never sees deletes
+    // would never come.
+    let answer = create(subscription(
+        "blank",
+        "jobs.*",
+        json!(["jobs:read"]),
+        json!({"customer_id": "  "}),
+    ))
+    .await;
+    refused(&answer, &["jobs", "customer_id"]);
+    let answer = create(subscription(
+        "deletes",
+        "jobs.deleted",
+        json!(["jobs:read", "jobs:read:all"]),
+        json!({}),
+    ))
+    .await;
+    let problem = answer.problem(422);
+    assert_eq!(problem["errors"][0]["pointer"], "/events", "{problem}");
+    assert!(problem["errors"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("never sees deleted rows"));
     for (name, events, scopes, claims) in [
         (
             "staff-jobs",

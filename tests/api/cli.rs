@@ -354,9 +354,34 @@ fn the_demo_secret_never_serves_outside_development() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(!status.success());
+    // Text around the variable is in the file: all of the secret but its first character.
+    let around = std::fs::read_to_string(&file).unwrap().replacen(
+        "${PORTICO_DEV_SECRET:-portico-demo-development-secret-do-not-deploy}",
+        "${PFX}ortico-demo-development-secret-do-not-deploy",
+        1,
+    );
+    let wrapped = scratch.path().join("wrapped.toml");
+    std::fs::write(&wrapped, around).unwrap();
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(&wrapped)
+        .env("DEMO_DB", &db)
+        .env("PORTICO_STATE", &state)
+        .env("PFX", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a secret mostly in the file passed");
+    assert!(stderr.contains("auth.keys[0].secret"), "{stderr}");
     // The same file with a secret of the operator's own passes.
-    let own = "8f0c1e5b7a9d4c2e6b3f1a0d9e8c7b6a5f4e3d2c1b0a9f8e";
-    let out = command(&["check"], Some(own)).output().unwrap();
+    let mut random = [0u8; 24];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut random,
+    )
+    .unwrap();
+    let own: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let out = command(&["check"], Some(&own)).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

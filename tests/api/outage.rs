@@ -32,6 +32,8 @@ async fn outage_answers_503_then_recovers_by_itself(engine: Engine, kind: Kind) 
         waited < Duration::from_secs(10),
         "answered within the timeouts, took {waited:?}"
     );
+    // Readiness is checked at most once a second: the next probe after that sees the outage.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(app.get("/readyz").await.status, 503);
 
     server.resume();
@@ -49,6 +51,7 @@ async fn outage_answers_503_then_recovers_by_itself(engine: Engine, kind: Kind) 
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(app.get("/readyz").await.status, 200);
 }
 

@@ -121,13 +121,51 @@ async fn nested_rows_keep_their_parents_row_policy_on_every_path() {
         .all_pages_as("/v1/operations?limit=4", Some(&staff()))
         .await;
     assert_eq!(rows.len(), all_ops.len());
-    // A portal token without the claim the parent's policy needs is refused, never served all.
-    let no_claim = hs_token("portal-x", json!({"scope": "ops:read"}));
-    let answer = app.get_as("/v1/operations", Some(&no_claim)).await;
-    assert!(answer.problem(403)["detail"]
-        .as_str()
-        .unwrap()
-        .contains("customer_id"));
+    // A portal token without the claim the parent's policy needs is refused, never served all;
+    // a blank claim is as good as none (it would match blank legacy values).
+    for claims in [
+        json!({"scope": "ops:read"}),
+        json!({"scope": "ops:read", "customer_id": "   "}),
+    ] {
+        let token = hs_token("portal-x", claims);
+        let answer = app.get_as("/v1/operations", Some(&token)).await;
+        assert!(answer.problem(403)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("customer_id"));
+    }
+}
+
+/// Readiness pings each source at most once a second, however many unauthenticated probes
+/// arrive (the review sent 17,000 a second, each a query on the legacy database).
+#[tokio::test]
+async fn readiness_probes_are_coalesced() {
+    let config = fixture::config(Kind::Sqlite, &backend(Kind::Sqlite).connection_string, "");
+    let parsed = portico::config::parse("test.toml", &config, &|_| None).unwrap();
+    let mut state = portico::http::AppState::from_config(&parsed, "test.toml").unwrap();
+    let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let real = state.sources["legacy"].clone();
+    state.sources.insert(
+        "legacy".into(),
+        std::sync::Arc::new(CountingPings {
+            inner: real,
+            pings: pings.clone(),
+        }),
+    );
+    let app = Portico::start(state, &parsed).await;
+    let answers =
+        futures_util::future::join_all((0..200).map(|_| app.get_with("/readyz", &[]))).await;
+    assert!(answers.iter().all(|(status, _, _)| *status == 200));
+    assert_eq!(pings.load(std::sync::atomic::Ordering::SeqCst), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(app.get_with("/readyz", &[]).await.0, 200);
+    assert_eq!(pings.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// The real source, counting its pings.
+struct CountingPings {
+    inner: std::sync::Arc<dyn portico::source::Source>,
+    pings: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[tokio::test]
@@ -149,12 +187,28 @@ async fn item_lookups_take_no_parameters_and_junk_never_reaches_cache_or_databas
         after_first,
         "junk reached the database"
     );
-    // Spellings of one request share one entry: the key decoded, the query parsed.
-    let spelled = app.get("/v1/jobs/%4A0001").await;
-    assert_eq!(spelled.body, first.body);
+    // Spellings of one request share one entry: the key's legacy value, the query parsed.
+    for spelled in ["/v1/jobs/%4A0001", "/v1/jobs/J0001%20"] {
+        assert_eq!(app.get(spelled).await.body, first.body, "{spelled}");
+    }
+    let op = app.get("/v1/operations/J0003,10").await;
+    assert_eq!(op.status, 200);
+    assert_eq!(queries(&app).await, after_first + 1.0);
+    for spelled in [
+        "/v1/operations/J0003,010",
+        "/v1/operations/J0003,+10",
+        "/v1/operations/J0003,0000010",
+    ] {
+        assert_eq!(app.get(spelled).await.body, op.body, "{spelled}");
+    }
     let page = app.get("/v1/jobs?status=open&limit=5").await;
     assert_eq!(page.status, 200);
     let before = queries(&app).await;
+    assert_eq!(
+        before,
+        after_first + 2.0,
+        "one query per row and page, whatever the spelling"
+    );
     for same in [
         "/v1/jobs?limit=5&status=open",
         "/v1/jobs?status%5Beq%5D=op%65n&limit=5",
@@ -209,6 +263,21 @@ async fn filters_and_their_values_are_bounded_and_named() {
         problem["detail"].as_str().unwrap().contains("at most 500"),
         "{problem}"
     );
+    // A value longer than its column, or than any database takes as a pattern, never reaches
+    // it (25,001 `_` made SQLite refuse the LIKE: a 502 that blamed the operator).
+    let long = "_".repeat(25_001);
+    let answer = app
+        .get(&format!("/v1/jobs?description[prefix]={long}"))
+        .await;
+    assert!(answer.problem(400)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("4000 bytes"));
+    let answer = app.get("/v1/jobs?id[prefix]=J00000001").await;
+    assert!(answer.problem(400)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("column's 8 characters"));
     // Both limits are the operator's.
     let strict = cached_fixture("max_filter_terms = 2\nmax_bound_parameters = 3").await;
     let answer = strict
@@ -324,6 +393,15 @@ fn a_logged_value_cannot_forge_a_log_line() {
                       "version": "v1", "events": ["jobs.*"], "scopes": ["jobs:read", "jobs:read:all"]});
     let status = http_post(&address, "/admin/subscriptions", &admin, &hook);
     assert_eq!(status, 422, "a URL with control characters is refused");
+    // An admin action spelled to look like audit fields is not an action: nothing is audited.
+    let staff = json!({"name": "staff", "url": "http://localhost:9/x", "version": "v1",
+                       "events": ["jobs.*"], "scopes": ["jobs:read", "jobs:read:all"]});
+    assert_eq!(
+        http_post(&address, "/admin/subscriptions", &admin, &staff),
+        201
+    );
+    let forged_action = "/admin/subscriptions/staff/delete%20subscription=victim";
+    assert_eq!(http_post(&address, forged_action, &admin, &json!({})), 404);
     // A subject with CR/LF, refused for lack of scope and audited.
     let mallory = token(&format!("mallory\r\n{forged}"), "");
     let (status, _) = crate::cli::http_get(&address, "/v1/jobs", Some(&mallory));
@@ -335,9 +413,50 @@ fn a_logged_value_cannot_forge_a_log_line() {
         !log.iter().any(|l| l.starts_with("2026-11-29T00:00:00")),
         "a forged line: {log:#?}"
     );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains(" subscription=victim") || l.contains("subscription.delete")),
+        "{log:#?}"
+    );
     let audit = log
         .iter()
         .find(|l| l.contains("mallory"))
         .unwrap_or_else(|| panic!("the refusal is audited: {log:#?}"));
     assert!(audit.contains("mallory\\r\\n2026-11-29"), "{audit}");
+}
+
+impl portico::source::Source for CountingPings {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn dialect(&self) -> portico::source::Dialect {
+        self.inner.dialect()
+    }
+
+    fn query(
+        &self,
+        statement: portico::source::Statement,
+    ) -> portico::source::SourceFuture<'_, portico::source::Rows> {
+        self.inner.query(statement)
+    }
+
+    fn write(
+        &self,
+        steps: Vec<portico::source::write::Step>,
+    ) -> portico::source::SourceFuture<'_, portico::source::write::WriteOutcome> {
+        self.inner.write(steps)
+    }
+
+    fn call(
+        &self,
+        call: portico::source::call::Call,
+    ) -> portico::source::SourceFuture<'_, portico::source::call::CallOutcome> {
+        self.inner.call(call)
+    }
+
+    fn ping(&self) -> portico::source::SourceFuture<'_, ()> {
+        self.pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.ping()
+    }
 }

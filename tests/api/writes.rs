@@ -745,7 +745,7 @@ async fn hostile_writes_are_refused_and_store_nothing(kind: Kind) {
         .await;
     assert_eq!(answer.problem(400)["parameter"], "name");
 
-    // A blank key makes a row nobody can address.
+    // A blank key makes a row nobody can address; a blank required field is no value either.
     for blank in ["", "   "] {
         let answer = post(
             &app,
@@ -755,7 +755,24 @@ async fn hostile_writes_are_refused_and_store_nothing(kind: Kind) {
         )
         .await;
         assert_errors(&answer, &["/id", "cannot be empty"]);
+        let answer = post(
+            &app,
+            "/v1/customers",
+            &clerk(),
+            json!({"id": "C404", "name": blank, "status": "active", "region": "EAST"}),
+        )
+        .await;
+        assert_errors(&answer, &["/name", "cannot be empty"]);
     }
+    // A write answers with the row, so it needs the read scope too: an empty PATCH by a
+    // token that may write but not read was a read.
+    let writer = hs_token("writer", json!({"scope": "customers:write customers:all"}));
+    let answer = patch(&app, "/v1/customers/C001", &writer, None, json!({})).await;
+    assert_eq!(answer.problem(403)["type"], "/problems/insufficient-scope");
+    assert!(!answer.body.to_string().contains("Acme"), "{}", answer.body);
+    // A write takes no query parameters.
+    let answer = patch(&app, "/v1/customers/C001?x=1", &clerk(), None, json!({})).await;
+    assert_eq!(answer.problem(400)["parameter"], "x");
 
     // A member named twice: which copy counts would be a guess.
     let answer = post_raw(
@@ -836,6 +853,18 @@ async fn hostile_writes_are_refused_and_store_nothing(kind: Kind) {
         )
         .await;
     assert_eq!(first.status, 201, "{}", first.body);
+    // The same caller's retry is replayed, however the path is spelled.
+    // (Sent past the contract recorder: the spelling is no documented path.)
+    let retry = reqwest::Client::new()
+        .post(format!("{}/v1//customers", app.base))
+        .bearer_auth(desk("EAST"))
+        .header("idempotency-key", key[0].1)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
     let probe = app
         .send(
             Method::POST,
@@ -876,6 +905,36 @@ async fn hostile_writes_are_refused_and_store_nothing(kind: Kind) {
         count + 1,
         "only the first create wrote"
     );
+}
+
+/// `require_if_match` means the ETag as last read: `If-Match: *` (any version) is a 428 too.
+#[tokio::test]
+async fn if_match_star_does_not_satisfy_require_if_match() {
+    let db = Legacy::new(Kind::Sqlite);
+    let app = Portico::spawn(&db.config("require_if_match = true", "")).await;
+    let before = db.row("C001");
+    let answer = patch(
+        &app,
+        "/v1/customers/C001",
+        &clerk(),
+        Some("*"),
+        json!({"name": "X"}),
+    )
+    .await;
+    answer.problem(428);
+    let answer = delete(&app, "/v1/customers/C001", &clerk(), Some("*")).await;
+    answer.problem(428);
+    assert_eq!(db.row("C001"), before);
+    let got = app.get_as("/v1/customers/C001", Some(&reader())).await;
+    let answer = patch(
+        &app,
+        "/v1/customers/C001",
+        &clerk(),
+        Some(&etag(&got)),
+        json!({"name": "X"}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
 }
 
 /// A text value the database holds with U+0000 in it (written by an old program) is served

@@ -166,6 +166,9 @@ pub fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
             if f.is_key && text.trim().is_empty() {
                 return Err("is a key and cannot be empty or blank".into());
             }
+            if f.required && text.trim().is_empty() {
+                return Err("is required and cannot be empty or blank".into());
+            }
             if let (Some(max), true) = (f.limits.max_chars, f.codes.is_empty()) {
                 if text.chars().count() > max as usize {
                     return Err(format!("is longer than the column's {max} characters"));
