@@ -4,7 +4,7 @@ use super::cursor::Cursor;
 use super::Resource;
 use crate::auth::FieldMask;
 use crate::source::select::CmpOp;
-use crate::source::Param;
+use crate::source::{Param, Value};
 
 /// Largest number of values an `in` filter may carry.
 pub const MAX_IN_VALUES: usize = 100;
@@ -81,21 +81,60 @@ pub struct QuerySpec {
 
 impl QuerySpec {
     /// The request as the cache knows it: two spellings of the same query (order of
-    /// parameters, percent-encoding, `status` or `status[eq]`) give the same text.
+    /// parameters, percent-encoding, `status` or `status[eq]`) give the same text. Compact and
+    /// written without formatting machinery: it is built on every cached read.
     pub fn cache_key(&self) -> String {
+        use std::fmt::Write as _;
         let mut filters: Vec<String> = self
             .filters
             .iter()
-            .map(|f| format!("{}{:?}", f.field, f.kind))
+            .map(|f| {
+                let mut key = String::with_capacity(16);
+                let _ = write!(key, "{}", f.field);
+                match &f.kind {
+                    FilterKind::Compare(op, param) => {
+                        key.push_str(op.sql());
+                        push_key_value(&mut key, &param.value);
+                    }
+                    FilterKind::In(params) => {
+                        key.push_str("in");
+                        for param in params {
+                            push_key_value(&mut key, &param.value);
+                        }
+                    }
+                    FilterKind::Prefix(bytes) => {
+                        key.push_str("prefix");
+                        push_key_value(&mut key, &Value::Text(bytes.clone()));
+                    }
+                    FilterKind::Null(is_null) => {
+                        key.push_str(if *is_null { "null" } else { "set" })
+                    }
+                }
+                key
+            })
             .collect();
-        filters.sort();
-        format!(
-            "{filters:?}|{:?}|{:?}|{}|{}",
-            self.sort,
-            self.fields,
-            self.limit,
-            self.cursor.as_ref().map(Cursor::encode).unwrap_or_default()
-        )
+        filters.sort_unstable();
+        let mut out = String::with_capacity(32 + filters.iter().map(String::len).sum::<usize>());
+        for filter in &filters {
+            out.push_str(filter);
+            out.push(';');
+        }
+        out.push('|');
+        for (field, descending) in &self.sort {
+            let _ = write!(out, "{}{field},", if *descending { "-" } else { "" });
+        }
+        out.push('|');
+        match &self.fields {
+            Some(fields) => fields.iter().for_each(|f| {
+                let _ = write!(out, "{f},");
+            }),
+            None => out.push('*'),
+        }
+        let _ = write!(out, "|{}|", self.limit);
+        if let Some(cursor) = &self.cursor {
+            out.push_str(&cursor.encode());
+        }
+        out
     }
 
     /// Every row in the default order, `limit` at a time.
@@ -108,6 +147,35 @@ impl QuerySpec {
             cursor: None,
         }
     }
+}
+
+/// Appends a legacy value to a cache key: its kind, its length and its content, so that no two
+/// values (nor two lists of values) give the same text.
+pub fn push_key_value(out: &mut String, value: &Value) {
+    use std::fmt::Write as _;
+    let (tag, text): (char, std::borrow::Cow<'_, str>) = match value {
+        Value::Null => ('n', "".into()),
+        Value::Int(i) => ('i', i.to_string().into()),
+        Value::Float(f) => ('f', f.to_bits().to_string().into()),
+        Value::Decimal(d) => ('d', d.as_str().into()),
+        Value::Date(d) => ('D', d.as_str().into()),
+        Value::Timestamp(t) => ('T', t.as_str().into()),
+        Value::Bool(b) => ('b', if *b { "1" } else { "0" }.into()),
+        Value::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => ('s', text.into()),
+            // Code-page bytes: hex, which no UTF-8 text with the `x` tag can spell.
+            Err(_) => (
+                'x',
+                bytes
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+                    .into(),
+            ),
+        },
+    };
+    let _ = write!(out, "{tag}{}:", text.len());
+    out.push_str(&text);
 }
 
 /// A bad query parameter, named.
@@ -365,4 +433,29 @@ fn parse_filter(
         }
     };
     Ok(Filter { field: index, kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(values: &[Value]) -> String {
+        let mut out = String::new();
+        values.iter().for_each(|v| push_key_value(&mut out, v));
+        out
+    }
+
+    #[test]
+    fn cache_key_values_never_run_into_each_other() {
+        // Lengths keep lists apart: ["ab", "c"] is not ["a", "bc"].
+        let text = |s: &str| Value::Text(s.as_bytes().to_vec());
+        assert_ne!(key(&[text("ab"), text("c")]), key(&[text("a"), text("bc")]));
+        // Kinds keep types apart; code-page bytes are not their hex spelled as text.
+        assert_ne!(key(&[Value::Int(10)]), key(&[text("10")]));
+        assert_ne!(key(&[Value::Text(vec![0xE9])]), key(&[text("e9")]));
+        assert_eq!(
+            key(&[Value::Null, Value::Bool(true)]),
+            key(&[Value::Null, Value::Bool(true)])
+        );
+    }
 }

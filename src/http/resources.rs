@@ -130,15 +130,13 @@ pub(super) fn no_parameters(req: &HttpRequest) -> Result<(), QueryError> {
 /// The cache's name for a lookup by key: the key's legacy values, so every spelling of one
 /// key (`10`, `010`, `+10`, `%31%30`, trailing blanks of a `char(n)`) shares one entry.
 fn key_request(resource: &Resource, parts: &[String]) -> Result<String, QueryError> {
-    let conditions = plan::key_conditions(resource, parts)?;
-    Ok(conditions
-        .iter()
-        .map(|c| match c {
-            Condition::Compare { param, .. } => format!("{:?}", param.value),
-            other => format!("{other:?}"),
-        })
-        .collect::<Vec<_>>()
-        .join("|"))
+    let mut key = String::with_capacity(24);
+    for condition in plan::key_conditions(resource, parts)? {
+        if let Condition::Compare { param, .. } = condition {
+            query::push_key_value(&mut key, &param.value);
+        }
+    }
+    Ok(key)
 }
 
 /// Lists the child rows of one parent row (404 when the parent row does not exist or is
