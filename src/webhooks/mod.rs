@@ -74,9 +74,10 @@ pub fn blind_spot(
         .flat_map(|f| &f.views)
         .filter(|v| v.version == version)
         .filter(|v| {
+            let kinds = [EventKind::Created, EventKind::Updated, EventKind::Deleted];
             patterns
                 .iter()
-                .any(|p| p == "*" || p.split_once('.').is_some_and(|(r, _)| r == v.resource))
+                .any(|p| kinds.iter().any(|&k| selects(p, &v.resource, k)))
         });
     for view in watched {
         let Some(resource) = catalog.resource(version, &view.resource) else {
