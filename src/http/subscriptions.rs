@@ -58,6 +58,7 @@ fn subscription_json(record: &SubscriptionRecord) -> Json {
         "version": record.version,
         "events": record.events,
         "scopes": record.scopes,
+        "claims": record.claims,
         "enabled": record.enabled,
         "origin": record.origin,
         "created_at": rfc3339(record.created_ms),

@@ -983,6 +983,13 @@ async fn subscriptions_and_feed_readers_that_would_see_nothing_are_refused() {
         let answer = create(subscription(name, events, scopes, claims)).await;
         assert_eq!(answer.status, 201, "{name}: {}", answer.body);
     }
+    // The admin API shows whom a subscription reads as (never its secret).
+    let shown = app
+        .get_as("/admin/subscriptions/portal-jobs", Some(&admin))
+        .await;
+    assert_eq!(shown.body["claims"], json!({"customer_id": "C00002"}));
+    assert_eq!(shown.body["scopes"], json!(["jobs:read"]));
+    assert!(shown.body.get("secret").is_none());
     // The pull feed of a nested resource: the portal is refused, staff read it.
     let portal = demo.mint(
         "portal",
