@@ -237,23 +237,33 @@ impl ResourceAccess {
         })
     }
 
-    /// Decides what `principal` may see when it does `verb`.
+    /// Decides what `principal` may see when it does `verb`. A write needs the read scope
+    /// too: it answers with the row as stored.
     pub fn authorize(&self, principal: &Principal, verb: Verb) -> Result<Grant, Denial> {
         if !principal.authenticated && !self.anonymous {
             return Err(Denial::Unauthenticated);
         }
-        let scope = match verb {
-            Verb::Read => &self.read_scope,
-            Verb::Write => &self.write_scope,
+        let scopes = match verb {
+            Verb::Read => [&self.read_scope, &None],
+            Verb::Write => [&self.read_scope, &self.write_scope],
         };
-        if let Some(scope) = scope {
+        for scope in scopes.into_iter().flatten() {
             if !principal.has_scope(scope) {
                 return Err(Denial::MissingScope(scope.clone()));
             }
         }
         let mut grant = Grant::default();
         grant.conditions = self.row_conditions(principal, &mut grant.identity)?;
-        grant.through_parent = self.restricting_parent(principal);
+        // A parent's policy reaches this resource as an `InParent` condition, if it applied.
+        let through_parent = grant
+            .conditions
+            .iter()
+            .any(|c| matches!(c, Condition::InParent { .. }));
+        grant.through_parent = self
+            .inherited
+            .as_ref()
+            .filter(|_| through_parent)
+            .map(|i| i.parent.clone());
         for (index, scope) in &self.masks {
             if !principal.has_scope(scope) {
                 grant.mask.hidden.push(*index);
@@ -310,18 +320,6 @@ impl ResourceAccess {
             }
         }
         Ok(conditions)
-    }
-
-    /// The nearest parent whose row policies apply to `principal`, if any.
-    fn restricting_parent(&self, principal: &Principal) -> Option<String> {
-        let inherited = self.inherited.as_ref()?;
-        let parent = &inherited.access;
-        let applies = parent.policies.iter().any(|p| p.applies.to(principal));
-        if applies || parent.restricting_parent(principal).is_some() {
-            Some(inherited.parent.clone())
-        } else {
-            None
-        }
     }
 }
 

@@ -22,15 +22,6 @@ pub struct QueryLimits {
     pub max_bound_parameters: usize,
 }
 
-impl Default for QueryLimits {
-    fn default() -> Self {
-        Self {
-            max_filter_terms: 32,
-            max_bound_parameters: 500,
-        }
-    }
-}
-
 /// A filter condition with its values already in legacy form.
 #[derive(Debug, Clone)]
 pub enum FilterKind {

@@ -105,13 +105,13 @@ pub fn parse(
         };
         ConfigError::single(file, location, e.into_inner().to_string())
     })?;
-    mark_secrets_written_in_file(&mut config, &raw);
+    mark_secrets_not_from_environment(&mut config, &raw);
     Ok(config)
 }
 
 /// Notes which `[[auth.keys]]` secrets do not come wholly from the environment (see
 /// `wholly_from_environment`).
-fn mark_secrets_written_in_file(config: &mut Config, raw: &toml::Value) {
+fn mark_secrets_not_from_environment(config: &mut Config, raw: &toml::Value) {
     let Some(auth) = config.auth.as_mut() else {
         return;
     };

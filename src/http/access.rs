@@ -67,7 +67,6 @@ pub fn write_grant(resource: &Resource, principal: &Principal) -> Result<Grant, 
     if !principal.authenticated {
         return Err(AuthError::Missing.into());
     }
-    authorize(resource, principal, Verb::Read)?;
     authorize(resource, principal, Verb::Write)
 }
 
