@@ -2,105 +2,68 @@
 
 use std::fmt::Write as _;
 
-use odbc_api::{Connection, ConnectionOptions};
-
-/// One column as the catalog describes it.
-#[derive(Debug, Clone)]
-pub struct ColumnInfo {
-    /// Column name.
-    pub name: String,
-    /// ODBC SQL data type code.
-    pub data_type: i16,
-    /// Declared size (characters or precision).
-    pub size: Option<i32>,
-    /// Decimal digits (scale).
-    pub scale: Option<i16>,
-}
-
-/// One table or view.
-#[derive(Debug, Clone)]
-pub struct TableInfo {
-    /// Schema, when the database has them.
-    pub schema: String,
-    /// Table name.
-    pub name: String,
-    /// Columns in order.
-    pub columns: Vec<ColumnInfo>,
-    /// Primary key columns in key order.
-    pub primary_key: Vec<String>,
-}
+pub use crate::source::odbc::catalog::{ColumnInfo, TableInfo};
 
 /// Reads tables, columns and primary keys through ODBC.
 pub fn read_catalog(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api::Error> {
-    let env = odbc_api::environment()?;
-    let conn =
-        env.connect_with_connection_string(connection_string, ConnectionOptions::default())?;
-    let mut tables = Vec::new();
-    for row in conn.tables("", "", "", "")? {
-        let row = row?;
-        let kind = text(row.table_type.as_bytes()).to_ascii_uppercase();
-        let name = text(row.table.as_bytes());
-        if !(kind == "TABLE" || kind == "VIEW") || name.starts_with("sqlite_") {
-            continue;
-        }
-        tables.push((
-            text(row.catalog.as_bytes()),
-            text(row.schema.as_bytes()),
-            name,
-        ));
-    }
-    tables
-        .into_iter()
-        .map(|(catalog, schema, name)| describe(&conn, &catalog, &schema, name))
-        .collect()
+    crate::source::odbc::catalog::read_tables(connection_string)
 }
 
-fn describe(
-    conn: &Connection<'_>,
-    catalog: &str,
-    schema: &str,
-    name: String,
-) -> Result<TableInfo, odbc_api::Error> {
-    let mut columns = Vec::new();
-    for row in conn.columns(catalog, schema, &name, "")? {
-        let row = row?;
-        columns.push(ColumnInfo {
-            name: text(row.column_name.as_bytes()),
-            data_type: row.data_type,
-            size: row.column_size.as_opt().copied(),
-            scale: row.decimal_digits.as_opt().copied(),
-        });
-    }
-    let catalog_opt = (!catalog.is_empty()).then_some(catalog);
-    let schema_opt = (!schema.is_empty()).then_some(schema);
-    let mut keys = Vec::new();
-    for row in conn.primary_keys(catalog_opt, schema_opt, &name)? {
-        let row = row?;
-        keys.push((row.key_seq, text(row.column.as_bytes())));
-    }
-    keys.sort();
-    Ok(TableInfo {
-        schema: schema.to_string(),
-        name,
-        columns,
-        primary_key: keys.into_iter().map(|(_, c)| c).collect(),
-    })
-}
-
-fn text(bytes: Option<&[u8]>) -> String {
-    bytes
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default()
-}
-
-/// API type and column type for an ODBC SQL type code; `None` for types Portico cannot serve.
+/// API type and column type of a column; `None` for types Portico cannot serve. A type name
+/// that is a declaration Portico reads (`CHAR(8)`, `DECIMAL(11,2)`, `smallint`) is kept as the
+/// column type, so the widths and precisions that bound writes are written down; otherwise
+/// the ODBC type code decides.
 fn field_types(column: &ColumnInfo) -> Option<(&'static str, String)> {
+    use crate::source::ColumnType;
+    let name = column.type_name.trim().to_ascii_lowercase();
     let size = column.size.unwrap_or(0);
+    if let Ok(column_type) = ColumnType::parse_spelling(&name) {
+        let api = match column_type {
+            ColumnType::Char(_)
+            | ColumnType::Varchar
+            | ColumnType::NChar(_)
+            | ColumnType::NVarchar
+            | ColumnType::Oem(_) => "string",
+            ColumnType::Integer => "integer",
+            ColumnType::Decimal | ColumnType::Money => "decimal",
+            ColumnType::Float => "number",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "datetime",
+            ColumnType::Bit => "boolean",
+            ColumnType::TimestampOffset | ColumnType::Binary => return None,
+        };
+        let spelled = match column_type {
+            // A bare name gets the size the catalog gives.
+            ColumnType::Char(None) | ColumnType::NChar(None) if size > 0 => {
+                format!("{name}({size})")
+            }
+            ColumnType::Varchar | ColumnType::NVarchar
+                if !name.contains('(') && size > 0 && size < 8001 =>
+            {
+                format!(
+                    "{}({size})",
+                    name.split_whitespace().next().unwrap_or("varchar")
+                )
+            }
+            ColumnType::Decimal if !name.contains('(') && size > 0 => {
+                format!("{name}({size},{})", column.scale.unwrap_or(0).max(0))
+            }
+            _ => name.clone(),
+        };
+        return Some((api, spelled));
+    }
     Some(match column.data_type {
         1 | -8 if size > 0 => ("string", format!("char({size})")),
+        12 | -9 if size > 0 && size < 8001 => ("string", format!("varchar({size})")),
         1 | -8 | 12 | -1 | -9 | -10 => ("string", "varchar".into()),
+        2 | 3 if size > 0 => (
+            "decimal",
+            format!("decimal({size},{})", column.scale.unwrap_or(0).max(0)),
+        ),
         2 | 3 => ("decimal", "decimal".into()),
-        4 | 5 | -5 | -6 => ("integer", "integer".into()),
+        5 => ("integer", "smallint".into()),
+        -5 => ("integer", "bigint".into()),
+        4 | -6 => ("integer", "integer".into()),
         6..=8 => ("number", "float".into()),
         9 | 91 => ("date", "date".into()),
         11 | 93 => ("datetime", "timestamp".into()),
@@ -213,9 +176,16 @@ pub fn render(
                         quoted(&c.name)
                     );
                     if *api_type == "decimal" {
-                        if let Some(scale) = c.scale.filter(|s| *s > 0) {
+                        let scale = crate::catalog::limits::Limits::from_column_type(column_type)
+                            .digits
+                            .map(|(_, s)| s)
+                            .or(c.scale.and_then(|s| u32::try_from(s).ok()));
+                        if let Some(scale) = scale.filter(|s| *s > 0) {
                             let _ = write!(line, ", scale = {scale}");
                         }
+                    }
+                    if c.nullable == Some(false) {
+                        line.push_str(", nullable = false");
                     }
                     line.push_str(" }");
                     let _ = writeln!(out, "{line}");

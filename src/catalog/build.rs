@@ -607,11 +607,14 @@ pub(super) fn compile_field(
         is_key: key.iter().any(|k| k == name),
         read_only: fc.read_only,
         required: fc.required,
-        limits: fc
-            .column_type
-            .as_deref()
-            .map(super::limits::Limits::from_column_type)
-            .unwrap_or_default(),
+        allow_control: fc.allow_control,
+        limits: super::limits::Limits {
+            not_null: fc.nullable == Some(false),
+            ..fc.column_type
+                .as_deref()
+                .map(super::limits::Limits::from_column_type)
+                .unwrap_or_default()
+        },
     })
 }
 

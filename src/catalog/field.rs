@@ -48,6 +48,8 @@ pub struct Field {
     pub read_only: bool,
     /// Must be given on create.
     pub required: bool,
+    /// Text may hold control characters.
+    pub allow_control: bool,
     /// What the legacy column can hold.
     pub limits: super::limits::Limits,
 }
@@ -63,7 +65,12 @@ impl Field {
             Value::Null => return Json::Null,
             Value::Text(bytes) => {
                 let text = self.decode_text(bytes);
-                let text = if self.trim { text.trim() } else { &text[..] };
+                // CHAR padding is trailing blanks; leading ones are data.
+                let text = if self.trim {
+                    text.trim_end_matches(' ')
+                } else {
+                    &text[..]
+                };
                 if self.null_values.iter().any(|n| n == text) {
                     return Json::Null;
                 }
@@ -128,6 +135,18 @@ impl Field {
                 .map(|value| serde_json::json!({ "value": value, "currency": self.currency })),
             FieldType::Boolean => self.parse_legacy_bool(text).map(Json::Bool),
             FieldType::Date => {
+                // A YYYYMMDD number loses its leading zeros (0530-12-30 is 5301230).
+                let padded;
+                let text = if self.date_format == DateFormat::Yyyymmdd
+                    && text.len() < 8
+                    && !text.is_empty()
+                    && text.bytes().all(|b| b.is_ascii_digit())
+                {
+                    padded = format!("{text:0>8}");
+                    &padded
+                } else {
+                    text
+                };
                 Date::parse_legacy(text, self.date_format).map(|d| Json::from(d.iso()))
             }
             FieldType::Datetime => iso_timestamp(text).map(Json::from),
@@ -423,6 +442,7 @@ mod tests {
             is_key: false,
             read_only: false,
             required: false,
+            allow_control: false,
             limits: Default::default(),
         }
     }

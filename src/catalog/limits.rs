@@ -1,6 +1,17 @@
 //! What a legacy column can hold, read from its declared type (`varchar(30)`,
 //! `decimal(9,2)`, `smallint`), so a write is refused before the database truncates it.
 
+use crate::source::odbc::catalog::ColumnInfo;
+
+/// A column's name and the bounds its database's catalog gives it.
+#[derive(Debug, Clone)]
+pub struct CatalogColumn {
+    /// Column name as the catalog spells it.
+    pub name: String,
+    /// Its bounds.
+    pub limits: Limits,
+}
+
 /// Bounds of a column's values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -10,6 +21,8 @@ pub struct Limits {
     pub digits: Option<(u32, u32)>,
     /// Smallest and largest whole number.
     pub range: Option<(i64, i64)>,
+    /// The column refuses NULL (NOT NULL in the catalog, or `nullable = false`).
+    pub not_null: bool,
 }
 
 impl Limits {
@@ -37,9 +50,81 @@ impl Limits {
             "smallmoney" => limits.digits = Some((10, 4)),
             "smallint" => limits.range = Some((i16::MIN.into(), i16::MAX.into())),
             "int" | "integer" => limits.range = Some((i32::MIN.into(), i32::MAX.into())),
+            "bigint" => limits.range = Some((i64::MIN, i64::MAX)),
             _ => {}
         }
         limits
+    }
+
+    /// Reads the bounds the database's catalog gives a column. SQLite keeps every integer
+    /// in 64 bits whatever its declared type, so `sqlite` widens integer columns.
+    pub fn from_catalog(column: &ColumnInfo, sqlite: bool) -> Self {
+        // A weak driver (SQLite's) calls every column VARCHAR with a wrong size, but its type
+        // name is the declaration (`CHAR(8)`, `DECIMAL(11,2)`): a declaration wins.
+        let declared = Limits::from_column_type(&column.type_name);
+        let from_codes = Limits::from_type_code(column, sqlite);
+        let named = column.type_name.contains('(');
+        Limits {
+            max_chars: if named { declared.max_chars } else { None }.or(from_codes.max_chars),
+            digits: if named { declared.digits } else { None }.or(from_codes.digits),
+            range: if sqlite {
+                from_codes
+                    .range
+                    .or(declared.range.map(|_| (i64::MIN, i64::MAX)))
+            } else {
+                from_codes.range.or(declared.range)
+            },
+            not_null: column.nullable == Some(false),
+        }
+    }
+
+    fn from_type_code(column: &ColumnInfo, sqlite: bool) -> Self {
+        let size = column
+            .size
+            .and_then(|s| u32::try_from(s).ok())
+            .filter(|s| *s > 0);
+        let scale = column
+            .scale
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(0);
+        let unsigned = column.type_name.to_ascii_lowercase().contains("unsigned");
+        let mut limits = Limits::default();
+        // ODBC SQL type codes (sql.h / sqlext.h).
+        match column.data_type {
+            1 | 12 | -1 | -8 | -9 | -10 => limits.max_chars = size,
+            2 | 3 => {
+                limits.digits = size.map(|p| (p, scale));
+                if scale == 0 {
+                    limits.range = size.filter(|p| *p <= 18).map(|p| {
+                        let most = 10_i64.pow(p) - 1;
+                        (if unsigned { 0 } else { -most }, most)
+                    });
+                }
+            }
+            _ if sqlite && matches!(column.data_type, -6 | 5 | 4 | -5) => {
+                limits.range = Some((i64::MIN, i64::MAX));
+            }
+            -6 if unsigned => limits.range = Some((0, 255)),
+            -6 => limits.range = Some((i8::MIN.into(), i8::MAX.into())),
+            5 if unsigned => limits.range = Some((0, u16::MAX.into())),
+            5 => limits.range = Some((i16::MIN.into(), i16::MAX.into())),
+            4 if unsigned => limits.range = Some((0, u32::MAX.into())),
+            4 => limits.range = Some((i32::MIN.into(), i32::MAX.into())),
+            -5 if unsigned => limits.range = Some((0, i64::MAX)),
+            -5 => limits.range = Some((i64::MIN, i64::MAX)),
+            _ => {}
+        }
+        limits
+    }
+
+    /// What the configuration declares, completed by what the catalog says.
+    pub fn completed_by(self, catalog: Limits) -> Self {
+        Limits {
+            max_chars: self.max_chars.or(catalog.max_chars),
+            digits: self.digits.or(catalog.digits),
+            range: self.range.or(catalog.range),
+            not_null: self.not_null || catalog.not_null,
+        }
     }
 
     /// Checks exact decimal text (canonical: optional `-`, digits, optional fraction).

@@ -135,6 +135,55 @@ impl Catalog {
     }
 }
 
+/// A column the database's catalog was asked about but does not list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownColumn {
+    /// Where in configuration (`versions.v1.resources.jobs.fields.due_on`).
+    pub location: String,
+    /// The table that lacks it.
+    pub table: String,
+}
+
+impl Catalog {
+    /// Completes every table resource's field limits (widths, precision and scale, integer
+    /// ranges, NOT NULL) with what `columns(source, table)` reads from the database's catalog;
+    /// what the configuration declares wins. Query resources keep their declared limits.
+    /// Answers the fields whose column the catalog did not list.
+    pub fn complete_limits<E>(
+        &mut self,
+        mut columns: impl FnMut(&str, &str) -> Result<Vec<limits::CatalogColumn>, E>,
+    ) -> Result<Vec<UnknownColumn>, E> {
+        let mut unknown = Vec::new();
+        for version in self.versions.values_mut() {
+            for resource in version.resources.values_mut() {
+                let Relation::Table(table) = &resource.relation else {
+                    continue;
+                };
+                let found = columns(&resource.source, table)?;
+                if found.is_empty() {
+                    continue;
+                }
+                for field in &mut resource.fields {
+                    match found
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(&field.column))
+                    {
+                        Some(column) => field.limits = field.limits.completed_by(column.limits),
+                        None => unknown.push(UnknownColumn {
+                            location: format!(
+                                "versions.{}.resources.{}.fields.{}",
+                                resource.version, resource.name, field.name
+                            ),
+                            table: table.clone(),
+                        }),
+                    }
+                }
+            }
+        }
+        Ok(unknown)
+    }
+}
+
 impl Resource {
     /// Finds a field by API name.
     pub fn field(&self, name: &str) -> Option<usize> {

@@ -412,7 +412,7 @@ pub struct FieldConfig {
     /// Human description.
     #[serde(default)]
     pub description: Option<String>,
-    /// Trim surrounding blanks (CHAR padding); on by default for `char(n)` columns.
+    /// Trim trailing blanks (CHAR padding); on by default for `char(n)` columns.
     pub trim: Option<bool>,
     /// Legacy code page of the column's bytes, e.g. `windows-1252`.
     pub encoding: Option<String>,
@@ -448,6 +448,12 @@ pub struct FieldConfig {
     /// Must be given on create.
     #[serde(default)]
     pub required: bool,
+    /// Whether the column takes NULL; read from the database's catalog when absent.
+    pub nullable: Option<bool>,
+    /// Text may hold control characters (U+0001–U+001F, U+007F); refused by default, since
+    /// the old programs' screens and files break on them.
+    #[serde(default)]
+    pub allow_control: bool,
 }
 
 fn yes() -> bool {

@@ -101,6 +101,8 @@ impl ParameterConfig {
             write_scope: None,
             read_only: self.direction == Direction::Out,
             required: self.required,
+            nullable: None,
+            allow_control: false,
         }
     }
 }

@@ -220,7 +220,7 @@ impl AppState {
             }
             _ => None,
         };
-        let catalog = match catalog {
+        let mut catalog = match catalog {
             Some(catalog) if problems.is_empty() => catalog,
             _ => {
                 return Err(crate::config::ConfigError {
@@ -272,6 +272,7 @@ impl AppState {
                 Ok((name.clone(), source))
             })
             .collect::<Result<_, _>>()?;
+        complete_limits(&mut catalog, config);
         let max_bytes = parse_size(&config.cache.max_size).unwrap_or(64 << 20);
         let cache = ResponseCache::new(max_bytes, metrics.cache.clone());
         let documents = catalog
@@ -303,6 +304,44 @@ impl AppState {
         };
         state.docs = docs::config(&state);
         Ok(state)
+    }
+}
+
+/// Reads each ODBC table's column widths, precisions and nullability from its catalog, so
+/// writes and documents know what the columns hold. A source that cannot be reached now keeps
+/// the declared limits only (logged); declaring `column_type` and `nullable` makes the
+/// document independent of the database being up at start.
+fn complete_limits(catalog: &mut Catalog, config: &Config) {
+    use crate::catalog::limits::{CatalogColumn, Limits};
+    let mut unreachable: Vec<String> = Vec::new();
+    let read = |source: &str,
+                table: &str|
+     -> Result<Vec<CatalogColumn>, std::convert::Infallible> {
+        let Some(settings) = config.sources.get(source) else {
+            return Ok(Vec::new());
+        };
+        if settings.kind != SourceKind::Odbc || unreachable.iter().any(|s| s == source) {
+            return Ok(Vec::new());
+        }
+        let sqlite = settings.dialect_name() == crate::config::DialectName::Sqlite;
+        match crate::source::odbc::catalog::read_columns(&settings.connection_string, table) {
+            Ok(columns) => Ok(columns
+                .iter()
+                .map(|c| CatalogColumn {
+                    name: c.name.clone(),
+                    limits: Limits::from_catalog(c, sqlite),
+                })
+                .collect()),
+            Err(e) => {
+                tracing::warn!(source, table, error = %e, "cannot read the catalog; only declared column limits apply");
+                unreachable.push(source.to_string());
+                Ok(Vec::new())
+            }
+        }
+    };
+    let Ok(unknown) = catalog.complete_limits(read);
+    for column in unknown {
+        tracing::warn!(at = %column.location, table = %column.table, "the table's catalog does not list this column");
     }
 }
 

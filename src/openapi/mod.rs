@@ -5,6 +5,7 @@ mod changes;
 pub mod diff;
 mod operations;
 mod procedures;
+mod rules;
 pub mod schema;
 mod writes;
 

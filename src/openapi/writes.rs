@@ -10,8 +10,9 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Ref, Schema, Type};
 use utoipa::openapi::security::SecurityRequirement;
-use utoipa::openapi::{Deprecated, Required};
+use utoipa::openapi::{Deprecated, RefOr, Required};
 
+use super::rules;
 use super::schema::{self, pascal, singular};
 use super::BEARER;
 use crate::catalog::{Field, Resource, Version};
@@ -72,15 +73,55 @@ fn object(description: &str) -> ObjectBuilder {
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
 }
 
-/// A field as a client writes it: not null when required, within the column's length, and
-/// the scope writing it needs (a rule per token, which a schema cannot express).
+/// A field as a client writes it, with every rule `catalog::write::body` enforces: null only
+/// where the column takes it (or a sentinel stands for it), text within the column's width
+/// and without what the column cannot hold, whole numbers within the column's range,
+/// decimals within its precision and scale, dates within the legacy format's years; and the
+/// scope writing it needs (a rule per token, which a schema cannot express).
 fn input(resource: &Resource, index: usize, f: &Field) -> Schema {
     let mut strict = f.clone();
-    strict.is_key = f.is_key || f.required;
+    strict.is_key = f.is_key || f.required || (f.limits.not_null && f.null_values.is_empty());
     let mut schema = schema::field(&strict, None);
     if let Schema::Object(object) = &mut schema {
-        if f.field_type == FieldType::String && f.codes.is_empty() {
-            object.max_length = f.limits.max_chars.map(|max| max as usize);
+        match f.field_type {
+            FieldType::String if f.codes.is_empty() => {
+                object.max_length = f.limits.max_chars.map(|max| max as usize);
+                object.min_length = (f.is_key || f.required).then_some(1);
+                object.pattern = Some(rules::text_pattern(f));
+            }
+            FieldType::Integer => {
+                if let Some((low, high)) = f.limits.range {
+                    object.minimum = isize::try_from(low).ok().map(Into::into);
+                    object.maximum = isize::try_from(high).ok().map(Into::into);
+                }
+            }
+            FieldType::Decimal => object.pattern = Some(rules::decimal_pattern(f)),
+            FieldType::Money => {
+                if let Some(RefOr::T(Schema::Object(value))) = object.properties.get_mut("value") {
+                    value.pattern = Some(rules::decimal_pattern(f));
+                }
+            }
+            FieldType::Date => {
+                if let Some((pattern, years)) = rules::date_range(f.date_format) {
+                    object.pattern = Some(pattern.into());
+                    let rule = format!("The legacy format holds the years {years} only.");
+                    object.description = Some(match object.description.take() {
+                        Some(text) => format!("{text} {rule}"),
+                        None => rule,
+                    });
+                }
+            }
+            _ => {}
+        }
+        if let Some(encoding) = f.encoding.filter(|_| f.field_type == FieldType::String) {
+            let rule = format!(
+                "Stored in {}: characters it cannot store are refused with a 422.",
+                encoding.name()
+            );
+            object.description = Some(match object.description.take() {
+                Some(text) => format!("{text} {rule}"),
+                None => rule,
+            });
         }
         let write_scope = resource
             .access

@@ -145,6 +145,9 @@ pub fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
         if f.is_key || f.required {
             return Err("cannot be null".into());
         }
+        if f.limits.not_null && f.null_values.is_empty() {
+            return Err("cannot be null: its column is NOT NULL".into());
+        }
         return Ok(f.null_for_write());
     }
     let wrong = || {
@@ -163,21 +166,15 @@ pub fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
     };
     match (f.field_type, json) {
         (FieldType::String, Json::String(text)) => {
-            if f.is_key && text.trim().is_empty() {
-                return Err("is a key and cannot be empty or blank".into());
-            }
-            if f.required && text.trim().is_empty() {
-                return Err("is required and cannot be empty or blank".into());
-            }
-            if let (Some(max), true) = (f.limits.max_chars, f.codes.is_empty()) {
-                if text.chars().count() > max as usize {
-                    return Err(format!("is longer than the column's {max} characters"));
-                }
+            if f.codes.is_empty() {
+                text_rule(f, text)?;
             }
             f.to_legacy(text)
         }
         (FieldType::Integer, Json::Number(n)) => {
-            let Some(i) = n.as_i64() else {
+            // JSON Schema counts 7.0 as an integer, so it is one here too.
+            let whole = n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15);
+            let Some(i) = n.as_i64().or(whole.map(|x| x as i64)) else {
                 return wrong();
             };
             if let Some((low, high)) = f.limits.range {
@@ -221,5 +218,44 @@ fn decimal(f: &Field, text: &str) -> Result<Param, String> {
     let canonical =
         canonical_decimal(text, None).ok_or("must be a decimal number such as \"12.50\"")?;
     f.limits.check_decimal(&canonical)?;
+    if let (None, Some(scale)) = (f.limits.digits, f.scale) {
+        let places = canonical
+            .split_once('.')
+            .map_or(0, |(_, frac)| frac.trim_end_matches('0').len());
+        if places > scale as usize {
+            return Err(format!("has more than {scale} decimal places"));
+        }
+    }
     f.to_legacy(&canonical)
+}
+
+/// What text a column can hold as the old programs read it: no control characters (unless
+/// the field allows them), no trailing blank where CHAR padding would drop it, something
+/// besides blanks in a key or a required field, and no more characters than the column's.
+/// `openapi::writes` states the same rule as a pattern and a maxLength.
+pub fn text_rule(f: &Field, text: &str) -> Result<(), String> {
+    if !f.allow_control {
+        if let Some(c) = text.chars().find(|c| c.is_ascii_control()) {
+            return Err(format!(
+                "contains the control character U+{:04X}, which the column does not take",
+                u32::from(c)
+            ));
+        }
+    }
+    let blank = text.chars().all(|c| c == ' ');
+    if f.is_key && blank {
+        return Err("is a key and cannot be empty or blank".into());
+    }
+    if f.required && blank {
+        return Err("is required and cannot be empty or blank".into());
+    }
+    if f.trim && text.ends_with(' ') {
+        return Err("ends with a blank, which the column's CHAR padding would drop".into());
+    }
+    if let Some(max) = f.limits.max_chars {
+        if text.chars().count() > max as usize {
+            return Err(format!("is longer than the column's {max} characters"));
+        }
+    }
+    Ok(())
 }

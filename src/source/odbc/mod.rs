@@ -2,6 +2,7 @@
 //! a bounded set of threads, query timeouts and a concurrency limit that sheds load.
 
 mod call;
+pub mod catalog;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use odbc_api::buffers::Indicator;
 use odbc_api::buffers::TextRowSet;
 use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
-use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
+use odbc_api::{Connection, ConnectionOptions, Cursor, DataType, ResultSetMetadata};
 use tokio::sync::Semaphore;
 
 use crate::telemetry::metrics::SourceMetrics;
@@ -420,8 +421,25 @@ impl Worker {
             return Ok(Vec::new());
         };
         let batch = statement.max_rows.clamp(1, 500);
-        let buffer =
-            TextRowSet::for_cursor(batch, &mut cursor, Some(self.settings.max_text_bytes))?;
+        let mut widths = Vec::new();
+        for c in 0..cursor.num_result_cols()? {
+            let column = u16::try_from(c + 1).unwrap_or(u16::MAX);
+            let reported = match cursor.col_data_type(column)?.utf8_len() {
+                Some(len) => Some(len.get()),
+                None => cursor.col_display_size(column)?.map(|n| n.get()),
+            };
+            let column_type = statement
+                .columns
+                .get(c as usize)
+                .copied()
+                .unwrap_or(ColumnType::Varchar);
+            widths.push(buffer_width(
+                column_type,
+                reported,
+                self.settings.max_text_bytes,
+            ));
+        }
+        let buffer = TextRowSet::from_max_str_lens(batch, widths)?;
         let mut block = cursor.bind_buffer(buffer)?;
         let mut rows = Vec::new();
         while let Some(set) = block.fetch()? {
@@ -458,6 +476,32 @@ impl Worker {
         }
         Ok(rows)
     }
+}
+
+/// Bytes to hold one value of a column as text. Drivers report a column's declared width
+/// (SQLite says 10 for any INTEGER), but the value can be wider: numbers, dates and flags
+/// always get room for their widest rendering, so they are never cut; text is capped at
+/// `max_text_bytes`.
+fn buffer_width(column_type: ColumnType, reported: Option<usize>, max_text_bytes: usize) -> usize {
+    let widest = match column_type {
+        // i64::MIN, or a DECIMAL(38) with its sign and point, or a double's longest form.
+        ColumnType::Integer => 20,
+        ColumnType::Decimal | ColumnType::Money => 48,
+        ColumnType::Float => 32,
+        ColumnType::Date
+        | ColumnType::Timestamp
+        | ColumnType::TimestampOffset
+        | ColumnType::Bit => 40,
+        ColumnType::Char(_)
+        | ColumnType::Varchar
+        | ColumnType::NChar(_)
+        | ColumnType::NVarchar
+        | ColumnType::Oem(_)
+        | ColumnType::Binary => {
+            return reported.unwrap_or(max_text_bytes).clamp(1, max_text_bytes);
+        }
+    };
+    reported.unwrap_or(widest).max(widest)
 }
 
 /// Whether a transaction's result is to be kept (committed) or undone.
