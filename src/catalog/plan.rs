@@ -89,6 +89,7 @@ pub fn list(
         None => None,
         Some(cursor) => {
             let invalid = |m: &str| QueryError {
+                place: super::query::Place::Query,
                 parameter: "cursor".into(),
                 message: m.into(),
             };
@@ -165,6 +166,7 @@ pub fn key_conditions(resource: &Resource, parts: &[String]) -> Result<Vec<Condi
             .map(|&i| resource.fields[i].name.as_str())
             .collect();
         return Err(QueryError {
+            place: super::query::Place::Path,
             parameter: "key".into(),
             message: format!(
                 "must have {} part(s) separated by `,`: {}",
@@ -180,6 +182,7 @@ pub fn key_conditions(resource: &Resource, parts: &[String]) -> Result<Vec<Condi
         .map(|(&i, part)| {
             let f = &resource.fields[i];
             let param = f.to_legacy(part).map_err(|m| QueryError {
+                place: super::query::Place::Path,
                 parameter: f.name.clone(),
                 message: m,
             })?;

@@ -169,10 +169,33 @@ pub fn push_key_value(out: &mut String, value: &Value) {
     out.push_str(&text);
 }
 
-/// A bad query parameter, named.
+/// Where a bad parameter was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The query string.
+    Query,
+    /// A key in the path.
+    Path,
+    /// A request header.
+    Header,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Place::Query => "query parameter",
+            Place::Path => "path key",
+            Place::Header => "header",
+        })
+    }
+}
+
+/// A bad parameter, named with where it was written.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("query parameter `{parameter}` {message}")]
+#[error("{place} `{parameter}` {message}")]
 pub struct QueryError {
+    /// Query string, path or header.
+    pub place: Place,
     /// The parameter as the client wrote it.
     pub parameter: String,
     /// What is wrong with it.
@@ -181,6 +204,7 @@ pub struct QueryError {
 
 fn bad(parameter: &str, message: impl Into<String>) -> QueryError {
     QueryError {
+        place: Place::Query,
         parameter: parameter.to_string(),
         message: message.into(),
     }
@@ -304,7 +328,8 @@ fn parse_fields(
     value: &str,
     mask: &FieldMask,
 ) -> Result<Vec<usize>, QueryError> {
-    let mut out = Vec::new();
+    // A row always carries its key, so a client can address it (and the schema requires it).
+    let mut out = resource.key.clone();
     for name in value.split(',') {
         let i = resource.visible_field(name, mask).ok_or_else(|| {
             bad(

@@ -39,18 +39,6 @@ async fn refresh_change_gauges(state: &AppState) {
 }
 
 /// `DELETE /admin/cache`: drops every cached response.
-#[utoipa::path(
-    delete,
-    path = "/admin/cache",
-    tag = "service",
-    operation_id = "purgeCache",
-    responses(
-        (status = 200, description = "Every cached response is dropped.", body = serde_json::Value,
-            example = json!({"purged": "all"})),
-        (status = 401, description = "No token, or an invalid one (problem+json)."),
-        (status = 403, description = "The token lacks the admin scope (problem+json).")
-    )
-)]
 pub async fn purge_all(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -62,20 +50,6 @@ pub async fn purge_all(
 }
 
 /// `DELETE /admin/cache/{resource}`: drops one resource's cached responses (every version).
-#[utoipa::path(
-    delete,
-    path = "/admin/cache/{resource}",
-    tag = "service",
-    operation_id = "purgeResourceCache",
-    params(("resource" = String, Path, description = "A resource name, in any version.")),
-    responses(
-        (status = 200, description = "The resource's cached responses are dropped.",
-            body = serde_json::Value, example = json!({"purged": "jobs"})),
-        (status = 401, description = "No token, or an invalid one (problem+json)."),
-        (status = 403, description = "The token lacks the admin scope (problem+json)."),
-        (status = 404, description = "No such resource (problem+json).")
-    )
-)]
 pub async fn purge_resource(
     req: HttpRequest,
     state: web::Data<AppState>,

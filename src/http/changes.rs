@@ -22,6 +22,7 @@ const MAX_LIMIT: usize = 1000;
 
 fn bad(parameter: &str, message: &str) -> ApiError {
     ApiError::BadParameter(QueryError {
+        place: crate::catalog::query::Place::Query,
         parameter: parameter.into(),
         message: message.into(),
     })

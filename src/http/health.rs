@@ -7,31 +7,11 @@ use serde_json::json;
 use super::AppState;
 
 /// The process is up.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "service",
-    operation_id = "healthz",
-    responses((status = 200, description = "Portico is running.", body = serde_json::Value,
-        example = json!({"status": "ok"})))
-)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// Every source answers a trivial query; 503 naming the ones that do not.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "service",
-    operation_id = "readyz",
-    responses(
-        (status = 200, description = "Every source answers.", body = serde_json::Value,
-            example = json!({"status": "ready", "sources": {"erp": "ok"}})),
-        (status = 503, description = "Some source does not answer.", body = serde_json::Value,
-            example = json!({"status": "unavailable", "sources": {"erp": "unavailable"}}))
-    )
-)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let answer = state
         .readiness

@@ -29,16 +29,6 @@ use crate::source::Source;
 use crate::telemetry::metrics::Metrics;
 use problem::ApiError;
 
-/// The endpoints every Portico serves, documented by utoipa's derive.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    health::healthz,
-    health::readyz,
-    admin::purge_all,
-    admin::purge_resource
-))]
-struct FixedEndpoints;
-
 /// What every request handler shares.
 pub struct AppState {
     /// The compiled API model.
@@ -280,8 +270,7 @@ impl AppState {
             .values()
             .map(|v| {
                 let admin_scope = config.auth.as_ref().map(|a| a.admin_scope.as_str());
-                let fixed = <FixedEndpoints as utoipa::OpenApi>::openapi();
-                let document = crate::openapi::document(v, admin_scope, fixed);
+                let document = crate::openapi::document(v, admin_scope);
                 (v.name.clone(), crate::openapi::Rendered::new(&document))
             })
             .collect();
@@ -376,13 +365,13 @@ fn listens_on_loopback(listen: &str) -> bool {
 
 /// Registers every route on an actix service config.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(versions))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(admin::metrics))
-        .route("/openapi/{file}", web::get().to(openapi_document))
-        .route("/docs", web::get().to(docs::redirect))
-        .route("/docs/{file:.*}", web::get().to(docs::asset))
+    cfg.service(read_only("/", versions))
+        .service(read_only("/healthz", health::healthz))
+        .service(read_only("/readyz", health::readyz))
+        .service(read_only("/metrics", admin::metrics))
+        .service(read_only("/openapi/{file}", openapi_document))
+        .service(read_only("/docs", docs::redirect))
+        .service(read_only("/docs/{file:.*}", docs::asset))
         .service(
             // A scope: other paths skip these patterns with one prefix comparison.
             web::scope("/admin")
@@ -484,6 +473,19 @@ async fn openapi_document(
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
     allow("DELETE").await
+}
+
+/// A path answered to GET and HEAD; any other method is a 405 naming them.
+fn read_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(|| allow("GET, HEAD")))
 }
 
 async fn allow(methods: &'static str) -> Result<HttpResponse, ApiError> {

@@ -33,7 +33,8 @@ pub async fn dispatch(
         .split('/')
         .filter(|s| !s.is_empty())
         .count();
-    if !(2..=4).contains(&depth) {
+    // `/v1/jobs/` names a row with an empty key, which no table has (it is not the list).
+    if !(2..=4).contains(&depth) || req.uri().path().ends_with('/') {
         return Err(not_found(&req));
     }
     if depth == 3 && raw_segment(&req, 1) == "procedures" {
@@ -47,6 +48,9 @@ pub async fn dispatch(
             _ => None,
         };
         let resource = find(&state, &req, 1)?;
+        if depth == 3 && resource.changes && raw_segment(&req, 2) == "changes" {
+            return Err(ApiError::MethodNotAllowed("GET, HEAD".into()));
+        }
         return match write {
             Some(op) => writes::write(req.clone(), state.clone(), payload, resource, op).await,
             None if depth == 4 => Err(ApiError::MethodNotAllowed("GET, HEAD".into())),
@@ -120,6 +124,7 @@ pub(super) fn no_parameters(req: &HttpRequest) -> Result<(), QueryError> {
     };
     match query::pairs(req.query_string())?.into_iter().next() {
         Some((name, _)) => Err(QueryError {
+            place: crate::catalog::query::Place::Query,
             parameter: name,
             message: format!("is not a parameter of {kind} (it takes none)"),
         }),
@@ -175,6 +180,7 @@ async fn children(
         let param = field
             .to_legacy(parts.first().map(String::as_str).unwrap_or_default())
             .map_err(|m| QueryError {
+                place: crate::catalog::query::Place::Path,
                 parameter: "key".into(),
                 message: m,
             })?;
@@ -330,6 +336,7 @@ pub(super) fn split_key(raw: &str) -> Result<Vec<String>, QueryError> {
                 .decode_utf8()
                 .map(|s| s.into_owned())
                 .map_err(|_| QueryError {
+                    place: crate::catalog::query::Place::Path,
                     parameter: "key".into(),
                     message: "is not valid percent-encoded UTF-8".into(),
                 })

@@ -284,6 +284,7 @@ pub async fn act(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 fn since(query: &str) -> Result<i64, ApiError> {
     let bad = |message: &str| {
         ApiError::BadParameter(crate::catalog::query::QueryError {
+            place: crate::catalog::query::Place::Query,
             parameter: "since".into(),
             message: message.into(),
         })
@@ -329,6 +330,7 @@ pub async fn deliveries(
     }
     let bad = |parameter: &str, message: &str| {
         ApiError::BadParameter(crate::catalog::query::QueryError {
+            place: crate::catalog::query::Place::Query,
             parameter: parameter.into(),
             message: message.into(),
         })

@@ -461,6 +461,7 @@ impl Call<'_> {
         // (two tenants behind one service account have different row policies).
         let subject = self.principal.subject.as_deref().ok_or_else(|| {
             ApiError::BadParameter(query::QueryError {
+                place: query::Place::Header,
                 parameter: "Idempotency-Key".into(),
                 message: "needs a token with a `sub` claim: keys are kept per caller, and this \
                           token names none"
@@ -562,6 +563,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let text = text.trim_matches('"');
     if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::BadParameter(query::QueryError {
+            place: query::Place::Header,
             parameter: "Idempotency-Key".into(),
             message: "must be 1 to 255 visible ASCII characters".into(),
         }));

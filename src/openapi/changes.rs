@@ -94,7 +94,7 @@ pub fn path_item(version: &Version, resource: &Resource, auth: bool) -> Option<(
             .description(Some(
                 "A `next_cursor` of an earlier page; from the oldest event kept without it.",
             ))
-            .schema(Some(string().pattern(Some("^[0-9]+$"))))
+            .schema(Some(string().pattern(Some("^[0-9]{1,18}$"))))
             .build(),
         ParameterBuilder::new()
             .name("limit")

@@ -7,9 +7,12 @@ mod operations;
 mod procedures;
 mod rules;
 pub mod schema;
+mod service;
 mod writes;
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::server::ServerBuilder;
+use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder};
 
 use crate::catalog::Version;
@@ -17,9 +20,9 @@ use crate::catalog::Version;
 /// Name of the bearer security scheme.
 pub const BEARER: &str = "bearer";
 
-/// The document of `version`, with the `fixed` endpoints every Portico serves merged in;
-/// `admin_scope` is set when bearer tokens are configured.
-pub fn document(version: &Version, admin_scope: Option<&str>, mut fixed: OpenApi) -> OpenApi {
+/// The document of `version`, with the service paths every Portico serves (version list,
+/// health, metrics, administration); `admin_scope` is set when bearer tokens are configured.
+pub fn document(version: &Version, admin_scope: Option<&str>) -> OpenApi {
     let auth = admin_scope.is_some();
     let status = match (version.deprecated, version.sunset) {
         (Some(_), Some(sunset)) => format!(
@@ -41,6 +44,10 @@ pub fn document(version: &Version, admin_scope: Option<&str>, mut fixed: OpenApi
         .build();
     let mut paths = PathsBuilder::new();
     let mut components = ComponentsBuilder::new();
+    let mut tags = vec![TagBuilder::new()
+        .name("service")
+        .description(Some("Versions, health, metrics and administration."))
+        .build()];
     for resource in version.resources.values() {
         components = components
             .schema(schema::row_name(resource), schema::row(resource))
@@ -50,11 +57,30 @@ pub fn document(version: &Version, admin_scope: Option<&str>, mut fixed: OpenApi
         for (path, item) in operations::path_items(version, resource, auth) {
             paths = paths.path(path, item);
         }
+        tags.push(
+            TagBuilder::new()
+                .name(&resource.name)
+                .description(Some(
+                    resource
+                        .description
+                        .clone()
+                        .unwrap_or_else(|| format!("The {} resource.", resource.name)),
+                ))
+                .build(),
+        );
     }
     for procedure in version.procedures.values() {
         components = components.schemas_from_iter(procedures::schemas(procedure));
         let (path, item) = procedures::path_item(version, procedure, auth);
         paths = paths.path(path, item);
+        if !tags.iter().any(|t| t.name == "procedures") {
+            tags.push(
+                TagBuilder::new()
+                    .name("procedures")
+                    .description(Some("Stored procedures."))
+                    .build(),
+            );
+        }
     }
     components = components.schema("Problem", schema::problem());
     for (name, response) in operations::problem_responses() {
@@ -74,30 +100,22 @@ pub fn document(version: &Version, admin_scope: Option<&str>, mut fixed: OpenApi
             ),
         );
     }
-    for (path, item) in fixed.paths.paths.iter_mut() {
-        if !path.starts_with("/admin/") {
-            continue;
-        }
-        let requirement = match admin_scope {
-            Some(scope) => SecurityRequirement::new(BEARER, [scope]),
-            None => SecurityRequirement::default(),
-        };
-        for operation in [&mut item.delete, &mut item.get].into_iter().flatten() {
-            operation.security = Some(vec![requirement.clone()]);
-            let note = if auth {
-                "Needs the admin scope."
-            } else {
-                "Accepted only from loopback (no [auth] is configured)."
-            };
-            operation.description = Some(note.to_string());
-        }
-    }
+    let (service_paths, service_components) = service::paths_and_schemas(admin_scope);
     let mut document = OpenApiBuilder::new()
         .info(info)
+        // Relative: the document is served by the API it describes, wherever that is.
+        .servers(Some([ServerBuilder::new()
+            .url("/")
+            .description(Some("The server that serves this document."))
+            .build()]))
         .paths(paths)
         .components(Some(components.build()))
+        .tags(Some(tags))
         .build();
-    document.merge(fixed);
+    document.paths.paths.extend(service_paths.paths);
+    if let Some(components) = document.components.as_mut() {
+        components.schemas.extend(service_components.schemas);
+    }
     document
 }
 

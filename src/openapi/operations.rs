@@ -3,6 +3,7 @@
 
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
@@ -13,7 +14,7 @@ use utoipa::openapi::{Deprecated, RefOr, Required};
 
 use super::schema::{self, pascal, singular};
 use super::BEARER;
-use crate::catalog::query::MAX_IN_VALUES;
+use crate::catalog::query::{MAX_IN_VALUES, MAX_VALUE_BYTES};
 use crate::catalog::{Resource, Version};
 use crate::config::FieldType;
 
@@ -21,7 +22,7 @@ pub(super) const JSON: &str = "application/json";
 const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Reusable error responses: name, status, description, example problem.
-const PROBLEMS: [(&str, u16, &str, &str, &str); 14] = [
+const PROBLEMS: [(&str, u16, &str, &str, &str); 15] = [
     (
         "BadParameter",
         400,
@@ -49,6 +50,13 @@ const PROBLEMS: [(&str, u16, &str, &str, &str); 14] = [
         "No such row, or one the caller's row policy hides.",
         "not-found",
         "no jobs with key `J000042`",
+    ),
+    (
+        "MethodNotAllowed",
+        405,
+        "The path does not take this method; `Allow` lists those it takes.",
+        "method-not-allowed",
+        "this path takes GET, HEAD",
     ),
     (
         "Conflict",
@@ -148,6 +156,15 @@ pub fn problem_responses() -> Vec<(String, Response)> {
             if matches!(status, 429 | 503) {
                 response = response.header("Retry-After", seconds_header());
             }
+            if *status == 405 {
+                response = response.header(
+                    "Allow",
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                        .description(Some("The methods the path takes."))
+                        .build(),
+                );
+            }
             (name.to_string(), response.build())
         })
         .collect()
@@ -168,6 +185,7 @@ pub fn path_items(version: &Version, resource: &Resource, auth: bool) -> Vec<(St
     let mut collection = list(version, resource, format!("list{noun}"), Vec::new(), auth);
     let mut row = get(version, resource, auth);
     super::writes::add_operations(version, resource, auth, &mut collection, &mut row);
+    super::writes::link_writes(resource, &mut collection, &mut row);
     let mut items: Vec<(String, PathItem)> = super::changes::path_item(version, resource, auth)
         .into_iter()
         .collect();
@@ -216,10 +234,22 @@ fn key_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter> 
                     "Key part `{}` of {}, percent-encoded (a comma is `%2C`).",
                     f.name, resource.name
                 )))
-                .schema(Some(scalar(resource, i)))
+                .schema(Some(key_scalar(resource, i)))
                 .build()
         })
         .collect()
+}
+
+/// A key part in a path: never empty, never wider than its column.
+fn key_scalar(resource: &Resource, index: usize) -> RefOr<Schema> {
+    let mut schema = scalar(resource, index);
+    let f = &resource.fields[index];
+    if let RefOr::T(Schema::Object(object)) = &mut schema {
+        if f.field_type == FieldType::String && f.codes.is_empty() {
+            object.min_length = Some(1);
+        }
+    }
+    schema
 }
 
 fn get(version: &Version, resource: &Resource, auth: bool) -> PathItem {
@@ -255,8 +285,20 @@ fn list(
     mut parameters: Vec<utoipa::openapi::path::Parameter>,
     auth: bool,
 ) -> PathItem {
+    // The next page: the same operation, the same path keys, the page's `next_cursor`.
+    let mut next = LinkBuilder::new()
+        .operation_id(operation_id.clone())
+        .description("The next page (while `next_cursor` is not null).")
+        .parameter("cursor", "$response.body#/next_cursor");
+    for parameter in &parameters {
+        next = next.parameter(
+            parameter.name.clone(),
+            format!("$request.path.{}", parameter.name),
+        );
+    }
     parameters.extend(query_parameters(resource));
     let ok = ResponseBuilder::new()
+        .link("next", next.build())
         .description(format!("A page of {}.", resource.name))
         .header("ETag", etag_header())
         .header(
@@ -326,7 +368,7 @@ pub(super) fn security(resource: &Resource, auth: bool) -> Option<Vec<SecurityRe
     Some(requirements)
 }
 
-/// The field's schema without null (a query value is never null).
+/// The field's schema without null (a query value is never null), as wide as its column.
 fn scalar(resource: &Resource, index: usize) -> RefOr<Schema> {
     let f = &resource.fields[index];
     let mut strict = f.clone();
@@ -335,7 +377,18 @@ fn scalar(resource: &Resource, index: usize) -> RefOr<Schema> {
         // Filters compare the amount.
         strict.field_type = FieldType::Decimal;
     }
-    schema::field(&strict, None).into()
+    let mut schema = schema::field(&strict, None);
+    if let Schema::Object(object) = &mut schema {
+        if f.field_type == FieldType::String && f.codes.is_empty() {
+            object.max_length = Some(
+                // The server counts bytes; four per character always fits.
+                f.limits.max_chars.map_or(MAX_VALUE_BYTES / 4, |max| {
+                    (max as usize).min(MAX_VALUE_BYTES / 4)
+                }),
+            );
+        }
+    }
+    schema.into()
 }
 
 fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter> {
@@ -351,6 +404,14 @@ fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter
     let text = || -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
+            .build()
+            .into()
+    };
+    // An empty `cursor=`, `sort=` or `fields=` is refused: it names nothing.
+    let named = || -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
             .build()
             .into()
     };
@@ -375,12 +436,12 @@ fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter
         ),
         query(
             "cursor".into(),
-            text(),
+            named(),
             "`next_cursor` of the previous page (bound to the sort it was issued for).".into(),
         ),
         query(
             "sort".into(),
-            text(),
+            named(),
             format!(
                 "Comma-separated fields, `-` for descending; sortable: {}. The key is always appended.",
                 sortable.join(", ")
@@ -388,8 +449,11 @@ fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter
         ),
         query(
             "fields".into(),
-            text(),
-            format!("Comma-separated fields to return, of: {}.", names.join(", ")),
+            named(),
+            format!(
+                "Comma-separated fields to return, of: {}. The key is always returned.",
+                names.join(", ")
+            ),
         ),
     ];
     for (i, f) in resource.fields.iter().enumerate() {

@@ -168,12 +168,16 @@ fn money(field: &Field, masked_by: Option<&str>) -> Schema {
         .into()
 }
 
-/// A row: every field (none is required, since `fields=` and masks leave some out).
+/// A row: every field; the key is required (a row always carries it, whatever `fields=`
+/// asks for), the others not, since `fields=` and masks leave some out.
 pub fn row(resource: &Resource) -> Schema {
     let mut builder = ObjectBuilder::new()
         .schema_type(Type::Object)
         .description(resource.description.clone())
         .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for &i in &resource.key {
+        builder = builder.required(&resource.fields[i].name);
+    }
     for (i, f) in resource.fields.iter().enumerate() {
         let masked_by = resource
             .access

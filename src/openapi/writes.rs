@@ -3,6 +3,7 @@
 
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
@@ -184,7 +185,8 @@ pub fn add_operations(
                         ObjectBuilder::new()
                             .schema_type(Type::String)
                             .min_length(Some(1))
-                            .max_length(Some(255)),
+                            .max_length(Some(255))
+                            .pattern(Some("^[!-~]+$")),
                     ))
                     .description(Some(
                         "Retrying with the same key and body returns the first response without writing again.",
@@ -264,6 +266,49 @@ pub fn add_operations(
         let mut operation = finish(operation);
         operation.parameters = Some(key_and_if_match(row, rules.require_if_match));
         *row = merge(row, HttpMethod::Delete, operation);
+    }
+}
+
+/// OpenAPI links from every answer that carries a row (GET, POST, PATCH) to the writes that
+/// take its key and its `ETag` as `If-Match`, so a client (or a generator) follows them.
+pub fn link_writes(resource: &Resource, collection: &mut PathItem, row: &mut PathItem) {
+    let Some(rules) = &resource.writes else {
+        return;
+    };
+    let noun = pascal(&singular(&resource.name));
+    let mut links = Vec::new();
+    for (op, name, verb) in [
+        (WriteOp::Update, "update", "Change"),
+        (WriteOp::Delete, "delete", "Delete"),
+    ] {
+        if !rules.allows(op) {
+            continue;
+        }
+        let mut link = LinkBuilder::new()
+            .operation_id(format!("{name}{noun}"))
+            .description(format!(
+                "{verb} this {}: its key from the body, its ETag as If-Match.",
+                singular(&resource.name)
+            ))
+            .parameter("If-Match", "$response.header.ETag");
+        for &i in &resource.key {
+            let key = &resource.fields[i].name;
+            link = link.parameter(key, format!("$response.body#/{key}"));
+        }
+        links.push((name.to_string(), link.build()));
+    }
+    let answers = [
+        (row.get.as_mut(), "200"),
+        (row.patch.as_mut(), "200"),
+        (collection.post.as_mut(), "201"),
+    ];
+    for (operation, status) in answers {
+        let Some(operation) = operation else { continue };
+        if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+            for (name, link) in &links {
+                response.links.insert(name.clone(), RefOr::T(link.clone()));
+            }
+        }
     }
 }
 
