@@ -7,7 +7,8 @@
 #         independent implementation), Chromium, tinyproxy (a real HTTP proxy), and .venv with
 #         openapi-spec-validator and openapi-python-client from PyPI, and standardwebhooks (an
 #         independent webhook verifier); Node.js and tests/idp's oidc-provider from npm (a real
-#         OpenID Connect provider)
+#         OpenID Connect provider), and tests/lint's OpenAPI linters from npm (@redocly/cli,
+#         @stoplight/spectral-cli)
 #   bench + wrk
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,14 +34,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Python tools from PyPI that Debian does not package, in the repository's own .venv.
-if [ "${1:-run}" = test ] && ! .venv/bin/python -c "import openapi_spec_validator, openapi_python_client, standardwebhooks" 2>/dev/null; then
-  echo "installing .venv: openapi-spec-validator, openapi-python-client, standardwebhooks"
+if [ "${1:-run}" = test ] && ! .venv/bin/python -c "import openapi_spec_validator, openapi_python_client, standardwebhooks, hypothesis, hypothesis_jsonschema" 2>/dev/null; then
+  echo "installing .venv: openapi-spec-validator, openapi-python-client, standardwebhooks, hypothesis, hypothesis-jsonschema"
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check \
-    openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 standardwebhooks==1.1.0
+    openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 standardwebhooks==1.1.0 \
+    hypothesis==6.170.15 hypothesis-jsonschema==0.23.1
 fi
 # The OpenID Connect provider the auth tests run (tests/idp), pinned by its package-lock.json.
 if [ "${1:-run}" = test ] && [ ! tests/idp/node_modules/.package-lock.json -nt tests/idp/package-lock.json ]; then
   echo "installing tests/idp: oidc-provider"
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+fi
+# The OpenAPI linters the document tests run (tests/lint), pinned by its package-lock.json.
+if [ "${1:-run}" = test ] && [ ! tests/lint/node_modules/.package-lock.json -nt tests/lint/package-lock.json ]; then
+  echo "installing tests/lint: @redocly/cli, @stoplight/spectral-cli"
+  # @redocly/cli 2 runs on Node.js 20.19 or later (Debian 12's own nodejs is 18).
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+    || { echo "tests/lint needs Node.js 20.19 or later; this machine has $(node --version)" >&2; exit 1; }
+  npm ci --prefix tests/lint --no-audit --no-fund --loglevel=error
 fi

@@ -417,11 +417,17 @@ pub fn canonical_decimal(text: &str, scale: Option<u32>) -> Option<String> {
     })
 }
 
+/// A plain field for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::field;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn field(field_type: FieldType, column_type: ColumnType) -> Field {
+    pub(crate) fn field(field_type: FieldType, column_type: ColumnType) -> Field {
         Field {
             name: "f".into(),
             column: "F".into(),
@@ -521,6 +527,22 @@ mod tests {
         assert!(sentinels
             .iter()
             .any(|p| p.value == Value::Text(b"".to_vec())));
+    }
+
+    #[test]
+    fn a_yyyymmdd_number_before_the_year_1000_reads_back() {
+        let mut f = field(FieldType::Date, ColumnType::Integer);
+        f.date_format = DateFormat::Yyyymmdd;
+        let stored = f.to_legacy("0530-12-30").unwrap().value;
+        assert_eq!(stored, Value::Int(5_301_230));
+        assert_eq!(f.read(&stored), Json::from("0530-12-30"));
+        assert_eq!(f.read(&Value::Int(10_101)), Json::from("0001-01-01"));
+    }
+
+    #[test]
+    fn char_padding_is_trailing_blanks_only() {
+        let f = field(FieldType::String, ColumnType::Char(Some(6)));
+        assert_eq!(f.read(&Value::Text(b" C1   ".to_vec())), Json::from(" C1"));
     }
 
     #[test]

@@ -169,4 +169,40 @@ mod tests {
         assert!(money.check_decimal("1.234").is_err());
         assert!(money.check_decimal("-00012.5").is_ok());
     }
+
+    fn column(data_type: i16, type_name: &str, size: i32, scale: i16, nullable: i16) -> ColumnInfo {
+        ColumnInfo {
+            name: "C".into(),
+            data_type,
+            type_name: type_name.into(),
+            size: Some(size),
+            scale: Some(scale),
+            nullable: match nullable {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_weak_drivers_type_name_is_read_as_the_declaration() {
+        // SQLite's driver calls CHAR(8) a VARCHAR and gives DECIMAL(11,2) the precision 2.
+        let key = Limits::from_catalog(&column(12, "CHAR(8)", 8, 0, 0), true);
+        assert_eq!((key.max_chars, key.not_null), (Some(8), true));
+        let credit = Limits::from_catalog(&column(12, "DECIMAL(11,2)", 2, 0, 1), true);
+        assert_eq!((credit.digits, credit.not_null), (Some((11, 2)), false));
+        // SQLite keeps every INTEGER in 64 bits; PostgreSQL's int4 is 32.
+        let sqlite = Limits::from_catalog(&column(4, "INTEGER", 9, 0, 1), true);
+        assert_eq!(sqlite.range, Some((i64::MIN, i64::MAX)));
+        let postgres = Limits::from_catalog(&column(4, "int4", 10, 0, 1), false);
+        assert_eq!(postgres.range, Some((i32::MIN.into(), i32::MAX.into())));
+        let unsigned = Limits::from_catalog(&column(-6, "tinyint unsigned", 3, 0, 2), false);
+        assert_eq!((unsigned.range, unsigned.not_null), (Some((0, 255)), false));
+        let numeric = Limits::from_catalog(&column(2, "numeric", 7, 0, 1), false);
+        assert_eq!(numeric.range, Some((-9_999_999, 9_999_999)));
+        // A declaration in the configuration wins over the catalog.
+        let declared = Limits::from_column_type("char(6)").completed_by(key);
+        assert_eq!((declared.max_chars, declared.not_null), (Some(6), true));
+    }
 }

@@ -450,7 +450,7 @@ pub struct FieldConfig {
     pub required: bool,
     /// Whether the column takes NULL; read from the database's catalog when absent.
     pub nullable: Option<bool>,
-    /// Text may hold control characters (U+0001–U+001F, U+007F); refused by default, since
+    /// Text may hold control characters (U+0001–U+001F, U+007F–U+009F); refused by default, since
     /// the old programs' screens and files break on them.
     #[serde(default)]
     pub allow_control: bool,

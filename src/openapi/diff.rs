@@ -105,6 +105,22 @@ impl Docs<'_> {
                 }
             }
         }
+        let old_body = resolve(&old["requestBody"], self.old)["content"].as_object();
+        let new_body = resolve(&new["requestBody"], self.new)["content"].as_object();
+        for (media, old_media) in old_body.into_iter().flatten() {
+            let where_ = format!("{at}: request body {media}");
+            match new_body.and_then(|c| c.get(media)) {
+                None => report.breaking.push(format!("{where_} removed")),
+                Some(new_media) => self.schema(
+                    &where_,
+                    &old_media["schema"],
+                    &new_media["schema"],
+                    Direction::Request,
+                    report,
+                    0,
+                ),
+            }
+        }
         let empty = serde_json::Map::new();
         let old_responses = old["responses"].as_object().unwrap_or(&empty);
         let new_responses = new["responses"].as_object().unwrap_or(&empty);
@@ -160,6 +176,11 @@ impl Docs<'_> {
             && new_types.contains("null")
         {
             report.breaking.push(format!("{at}: became nullable"));
+        } else if direction == Direction::Request
+            && old_types.contains("null")
+            && !new_types.contains("null")
+        {
+            report.breaking.push(format!("{at}: no longer takes null"));
         }
         if old.get("format") != new.get("format") && old.get("format").is_some() {
             report.breaking.push(format!(
@@ -440,6 +461,35 @@ mod tests {
         breaks("maxLength tightened", |d| {
             param(d, 1)["schema"]["maxLength"] = json!(4)
         });
+    }
+
+    #[test]
+    fn a_tightened_request_body() {
+        fn body(doc: &mut Value) -> &mut Value {
+            &mut doc["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
+                ["schema"]["properties"]["name"]
+        }
+        let mut old = base();
+        *body(&mut old) = json!({"type": ["string", "null"]});
+        for (what, change) in [
+            ("no longer takes null", json!({"type": ["string"]})),
+            (
+                "maxLength tightened",
+                json!({"type": ["string", "null"], "maxLength": 30}),
+            ),
+            (
+                "pattern changed",
+                json!({"type": ["string", "null"], "pattern": "^[^ ]*$"}),
+            ),
+        ] {
+            let mut new = old.clone();
+            *body(&mut new) = change;
+            let report = diff(&old, &new);
+            assert!(
+                report.breaking.iter().any(|b| b.contains(what)),
+                "{what}: {report:?}"
+            );
+        }
     }
 
     #[test]

@@ -357,7 +357,8 @@ pub(super) fn responses(ok: Response, errors: &[&str], auth: bool) -> utoipa::op
 /// The bearer requirement with the read scope; anonymous resources also accept no token.
 pub(super) fn security(resource: &Resource, auth: bool) -> Option<Vec<SecurityRequirement>> {
     if !auth {
-        return None;
+        // Without `[auth]` no operation needs a token.
+        return Some(Vec::new());
     }
     let scopes: Vec<String> = resource.access.read_scope.iter().cloned().collect();
     let mut requirements = Vec::new();

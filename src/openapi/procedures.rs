@@ -143,7 +143,11 @@ pub fn path_item(version: &Version, procedure: &Procedure, auth: bool) -> (Strin
                 .build(),
         ))
         .responses(responses.build())
-        .securities(auth.then(|| vec![SecurityRequirement::new(BEARER, [procedure.scope.clone()])]))
+        .securities(Some(if auth {
+            vec![SecurityRequirement::new(BEARER, [procedure.scope.clone()])]
+        } else {
+            Vec::new()
+        }))
         .deprecated(version.deprecated.map(|_| Deprecated::True));
     (
         format!("/{}/procedures/{}", version.name, procedure.name),

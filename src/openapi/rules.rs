@@ -4,12 +4,12 @@
 use crate::catalog::Field;
 use crate::config::DateFormat;
 
-/// Characters a text column takes: no C0 control or DEL, unless the field allows them (NUL
+/// Characters a text column takes: no C0 or C1 control or DEL, unless the field allows them (NUL
 /// never).
 fn character(f: &Field, blank_too: bool) -> &'static str {
     match (f.allow_control, blank_too) {
-        (false, true) => r"[^\u0000-\u001f\u007f]",
-        (false, false) => r"[^\u0000-\u001f\u007f ]",
+        (false, true) => r"[^\u0000-\u001f\u007f-\u009f]",
+        (false, false) => r"[^\u0000-\u001f\u007f-\u009f ]",
         (true, true) => r"[^\u0000]",
         (true, false) => r"[^\u0000 ]",
     }
@@ -62,5 +62,64 @@ pub fn date_range(format: DateFormat) -> Option<(&'static str, &'static str)> {
             "1900 to 2899 (CYYMMDD)",
         )),
         DateFormat::Iso | DateFormat::Yyyymmdd | DateFormat::MmDdYyyy => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::write::text_rule;
+    use crate::config::FieldType;
+    use crate::source::ColumnType;
+
+    fn field(trim: bool, needed: bool, allow_control: bool) -> Field {
+        let mut f = crate::catalog::field::tests_support::field(
+            FieldType::String,
+            if trim {
+                ColumnType::Char(Some(40))
+            } else {
+                ColumnType::Varchar
+            },
+        );
+        f.trim = trim;
+        f.required = needed;
+        f.allow_control = allow_control;
+        f
+    }
+
+    #[test]
+    fn each_text_pattern_says_what_the_write_check_does() {
+        let samples = [
+            "", " ", "   ", "a", " a", "a ", "a b", "a\tb", "a\u{7f}", "a\u{85}", "\u{a0}", "Café",
+            "日本", "😀 x", "x\r", "\u{1}",
+        ];
+        for trim in [true, false] {
+            for needed in [true, false] {
+                for allow in [true, false] {
+                    let f = field(trim, needed, allow);
+                    let pattern = regex_lite::Regex::new(&text_pattern(&f)).unwrap();
+                    for sample in samples {
+                        assert_eq!(
+                            pattern.is_match(sample),
+                            text_rule(&f, sample).is_ok(),
+                            "{sample:?} trim={trim} needed={needed} allow={allow}: {}",
+                            text_pattern(&f)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decimal_patterns_carry_precision_and_scale() {
+        let mut f =
+            crate::catalog::field::tests_support::field(FieldType::Decimal, ColumnType::Decimal);
+        f.limits.digits = Some((11, 2));
+        let pattern = regex_lite::Regex::new(&decimal_pattern(&f)).unwrap();
+        assert!(pattern.is_match("123456789.12") && pattern.is_match("-1"));
+        assert!(!pattern.is_match("1.239") && !pattern.is_match("1234567890"));
+        f.limits.digits = Some((2, 2));
+        assert_eq!(decimal_pattern(&f), r"^-?0(\.[0-9]{1,2})?$");
     }
 }

@@ -393,10 +393,12 @@ fn responses(
     builder.build()
 }
 
-/// Writes need a token with the write scope.
+/// Writes need a token with the write scope; without `[auth]` no operation needs one (`[]`).
 fn security(resource: &Resource, auth: bool) -> Option<Vec<SecurityRequirement>> {
-    auth.then(|| {
+    Some(if auth {
         let scopes: Vec<String> = resource.access.write_scope.iter().cloned().collect();
         vec![SecurityRequirement::new(BEARER, scopes)]
+    } else {
+        Vec::new()
     })
 }

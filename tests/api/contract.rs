@@ -8,10 +8,11 @@ use std::sync::Mutex;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-/// Paths Portico serves outside the versions.
-const SERVICE: [&str; 7] = [
-    "", "healthz", "readyz", "metrics", "admin", "docs", "openapi",
-];
+/// Paths outside the versions that no document describes (Swagger UI, the documents).
+const UNDOCUMENTED: [&str; 2] = ["docs", "openapi"];
+
+/// Paths outside the versions that every version's document describes.
+const SERVICE: [&str; 5] = ["", "healthz", "readyz", "metrics", "admin"];
 
 /// The answers one Portico gave.
 #[derive(Default)]
@@ -39,7 +40,7 @@ impl Recorder {
             .split(['/', '?'])
             .next()
             .unwrap_or("");
-        if SERVICE.contains(&first) {
+        if UNDOCUMENTED.contains(&first) {
             return;
         }
         let content_type = headers
@@ -69,15 +70,26 @@ impl Recorder {
             .iter()
             .filter_map(|a| a["path"].as_str())
             .filter_map(|p| p.trim_start_matches('/').split(['/', '?']).next())
+            .filter(|first| !SERVICE.contains(first))
             .map(str::to_string)
             .collect();
         versions.sort();
         versions.dedup();
+        let service: Vec<&Value> = answers
+            .iter()
+            .filter(|a| {
+                a["path"].as_str().is_some_and(|p| {
+                    let first = p.trim_start_matches('/').split(['/', '?']).next();
+                    first.is_some_and(|f| SERVICE.contains(&f))
+                })
+            })
+            .collect();
+        let mut service_checked = service.is_empty();
         for version in versions {
             let Some(document) = fetch(base, &format!("/openapi/{version}.json")) else {
                 continue; // not a version: the answers were 404s for unknown paths
             };
-            let mine: Vec<&Value> = answers
+            let mut mine: Vec<&Value> = answers
                 .iter()
                 .filter(|a| {
                     a["path"].as_str().is_some_and(|p| {
@@ -85,7 +97,23 @@ impl Recorder {
                     })
                 })
                 .collect();
+            // Every document describes the service paths; the first one checks their answers.
+            if !service_checked {
+                mine.extend(&service);
+                service_checked = true;
+            }
             check(&document, &mine);
+        }
+        if !service_checked {
+            let versions: Option<Value> =
+                fetch(base, "/").and_then(|text| serde_json::from_str(&text).ok());
+            let first = versions
+                .as_ref()
+                .and_then(|v| v["versions"][0]["name"].as_str())
+                .map(str::to_string);
+            if let Some(document) = first.and_then(|v| fetch(base, &format!("/openapi/{v}.json"))) {
+                check(&document, &service);
+            }
         }
     }
 }

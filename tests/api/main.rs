@@ -16,6 +16,7 @@ mod mssql_server;
 mod oidc;
 mod openapi;
 mod outage;
+mod roundtrip;
 mod security;
 mod servers;
 mod suite;

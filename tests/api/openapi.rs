@@ -367,3 +367,181 @@ fn the_current_config_does_not_break_the_published_contract() {
         "{report}"
     );
 }
+
+/// A linter from `tests/lint` (npm, pinned by its package-lock.json).
+fn lint_tool(tool: &str) -> Command {
+    let path = repo("tests/lint/node_modules/.bin").join(tool);
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/install-deps.sh test`",
+        path.display()
+    );
+    Command::new(path)
+}
+
+#[tokio::test]
+async fn every_published_document_passes_redocly_and_spectral() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = vec![repo("openapi/v1.json"), repo("openapi/v2.json")];
+    // The fixture's documents without and with bearer tokens (admin security differs).
+    let anonymous = Portico::over(Kind::Sqlite).await;
+    let jwks = JwksServer::start(Vec::new());
+    let secured = Portico::spawn(&auth_config(&jwks, "")).await;
+    for (name, app) in [("anonymous", &anonymous), ("secured", &secured)] {
+        let text = app.get_text("/openapi/v1.json").await;
+        let document: Value = serde_json::from_str(&text).expect("a JSON document");
+        assert_eq!(document["openapi"], "3.1.0");
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, text).unwrap();
+        files.push(file);
+    }
+    let redocly = lint_tool("redocly")
+        .args(["lint", "--format=stylish", "--config"])
+        .arg(repo("tests/lint/redocly.yaml"))
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        redocly.status.success(),
+        "redocly lint (recommended) reports errors:\n{}{}",
+        String::from_utf8_lossy(&redocly.stdout),
+        String::from_utf8_lossy(&redocly.stderr)
+    );
+    let spectral = lint_tool("spectral")
+        .args([
+            "lint",
+            "--fail-severity=error",
+            "--display-only-failures",
+            "--ruleset",
+        ])
+        .arg(repo("tests/lint/.spectral.yaml"))
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        spectral.status.success(),
+        "spectral lint (spectral:oas) reports errors:\n{}{}",
+        String::from_utf8_lossy(&spectral.stdout),
+        String::from_utf8_lossy(&spectral.stderr)
+    );
+    for file in &files {
+        validate_document(&std::fs::read_to_string(file).unwrap());
+    }
+}
+
+#[test]
+fn the_document_states_the_rules_the_server_enforces() {
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("openapi/v1.json")).unwrap()).unwrap();
+    let schemas = &document["components"]["schemas"];
+    // Read from the catalog: CUST_NAME is NOT NULL CHAR(30), CREDIT_LIM DECIMAL(11,2).
+    let name = &schemas["CustomerPatch"]["properties"]["name"];
+    assert_eq!(
+        name["type"],
+        json!(["string"]),
+        "a NOT NULL column takes no null"
+    );
+    assert_eq!(name["maxLength"], 30);
+    let credit = &schemas["CustomerPatch"]["properties"]["credit_limit"];
+    assert_eq!(credit["pattern"], r"^-?[0-9]{1,9}(\.[0-9]{1,2})?$");
+    // CYYMMDD holds 1900 to 2899 only; a key is never blank.
+    let shipped = &schemas["JobCreate"]["properties"]["shipped_on"];
+    assert!(shipped["pattern"]
+        .as_str()
+        .unwrap()
+        .starts_with("^(19|2[0-8])"));
+    let id = &schemas["JobCreate"]["properties"]["id"];
+    assert_eq!(
+        (id["minLength"].clone(), id["maxLength"].clone()),
+        (json!(1), json!(10))
+    );
+    // A row always carries its key.
+    assert_eq!(schemas["Job"]["required"], json!(["id"]));
+    assert_eq!(
+        schemas["Operation"]["required"],
+        json!(["job_id", "sequence"])
+    );
+    let path = |p: &str| &document["paths"][p];
+    let parameter = |operation: &Value, name: &str| -> Value {
+        operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("parameter {name}"))
+    };
+    let item = &path("/v1/jobs/{id}")["get"];
+    assert_eq!(parameter(item, "id")["schema"]["minLength"], 1);
+    assert_eq!(parameter(item, "id")["schema"]["maxLength"], 10);
+    let list = &path("/v1/jobs")["get"];
+    for name in ["cursor", "sort", "fields"] {
+        assert_eq!(parameter(list, name)["schema"]["minLength"], 1, "{name}");
+    }
+    assert_eq!(parameter(list, "customer_id")["schema"]["maxLength"], 8);
+    assert!(parameter(&path("/v1/jobs/changes")["get"], "after")["schema"]["pattern"].is_string());
+    assert!(
+        parameter(&path("/v1/jobs")["post"], "Idempotency-Key")["schema"]["pattern"].is_string()
+    );
+    // Links: a row's ETag feeds If-Match, a page's next_cursor feeds cursor.
+    let update = &item["responses"]["200"]["links"]["update"];
+    assert_eq!(update["operationId"], "updateJob");
+    assert_eq!(update["parameters"]["If-Match"], "$response.header.ETag");
+    assert_eq!(update["parameters"]["id"], "$response.body#/id");
+    let next = &list["responses"]["200"]["links"]["next"];
+    assert_eq!(next["parameters"]["cursor"], "$response.body#/next_cursor");
+    let nested = &path("/v1/jobs/{id}/operations")["get"]["responses"]["200"]["links"]["next"];
+    assert_eq!(nested["parameters"]["id"], "$request.path.id");
+    // The service paths: probes need no token, administration is documented with its bodies.
+    assert_eq!(path("/healthz")["get"]["security"], json!([]));
+    assert_eq!(path("/readyz")["get"]["security"], json!([]));
+    assert_eq!(document["servers"][0]["url"], "/");
+    for p in [
+        "/",
+        "/metrics",
+        "/admin/subscriptions",
+        "/admin/deliveries",
+        "/admin/dead-letters",
+    ] {
+        assert!(path(p).is_object(), "{p} is documented");
+    }
+    assert_eq!(
+        path("/admin/subscriptions")["post"]["responses"]["401"]["$ref"],
+        "#/components/responses/Unauthorized"
+    );
+}
+
+#[tokio::test]
+async fn methods_keys_and_parameters_are_answered_as_documented() {
+    let app = Portico::over(Kind::Sqlite).await;
+    // A path that does not take a method says which it takes.
+    let trace = app
+        .send(
+            reqwest::Method::from_bytes(b"TRACE").unwrap(),
+            "/healthz",
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(trace.status, 405);
+    assert_eq!(trace.headers["allow"], "GET, HEAD");
+    let head = app.head("/healthz").await;
+    assert_eq!(head.0, 200);
+    // A trailing slash names a row with an empty key, not the list.
+    app.get("/v1/jobs/").await.problem(404);
+    // A key too wide for its column is named as a path key; a query value as a parameter.
+    let wide = app.get("/v1/jobs/J000000001").await;
+    let detail = wide.problem(400)["detail"].as_str().unwrap().to_string();
+    assert!(detail.starts_with("path key `id`"), "{detail}");
+    let empty = app.get("/v1/jobs?sort=").await;
+    let detail = empty.problem(400)["detail"].as_str().unwrap().to_string();
+    assert!(detail.starts_with("query parameter `sort`"), "{detail}");
+    // fields= always brings the key along.
+    let page = app.get("/v1/jobs?fields=status&limit=2").await;
+    assert_eq!(page.status, 200);
+    for row in page.body["data"].as_array().unwrap() {
+        assert!(row["id"].is_string() && row["status"].is_string(), "{row}");
+        assert!(row.get("due_on").is_none(), "{row}");
+    }
+}

@@ -229,13 +229,14 @@ fn decimal(f: &Field, text: &str) -> Result<Param, String> {
     f.to_legacy(&canonical)
 }
 
-/// What text a column can hold as the old programs read it: no control characters (unless
-/// the field allows them), no trailing blank where CHAR padding would drop it, something
-/// besides blanks in a key or a required field, and no more characters than the column's.
+/// What text a column can hold as the old programs read it: no control characters (C0, DEL
+/// and C1, unless the field allows them), no trailing blank where CHAR padding would drop
+/// it, something besides blanks in a key or a required field, and no more characters than
+/// the column's.
 /// `openapi::writes` states the same rule as a pattern and a maxLength.
 pub fn text_rule(f: &Field, text: &str) -> Result<(), String> {
     if !f.allow_control {
-        if let Some(c) = text.chars().find(|c| c.is_ascii_control()) {
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
             return Err(format!(
                 "contains the control character U+{:04X}, which the column does not take",
                 u32::from(c)

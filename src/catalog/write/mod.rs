@@ -9,7 +9,7 @@ use crate::config::{Problem, ResourceConfig, WriteOp};
 use crate::source::select::Relation;
 use crate::source::Dialect;
 
-pub use body::{create_values, legacy_value, update_values, FieldError};
+pub use body::{create_values, legacy_value, text_rule, update_values, FieldError};
 pub use fixed::{FixedSource, FixedValue};
 pub use steps::{cas_conditions, create_steps, delete_steps, row_etag, update_steps};
 

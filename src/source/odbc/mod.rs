@@ -567,3 +567,20 @@ fn text_null() -> Box<dyn InputParameter> {
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_get_room_for_their_widest_value_whatever_the_driver_reports() {
+        // SQLite reports 10 for any INTEGER; i64::MIN takes 20.
+        assert_eq!(buffer_width(ColumnType::Integer, Some(10), 4000), 20);
+        assert_eq!(buffer_width(ColumnType::Decimal, Some(13), 16), 48);
+        assert_eq!(buffer_width(ColumnType::Decimal, Some(80), 4000), 80);
+        // Text is what the driver says, capped at max_text_bytes.
+        assert_eq!(buffer_width(ColumnType::Varchar, Some(160), 4000), 160);
+        assert_eq!(buffer_width(ColumnType::Varchar, None, 4000), 4000);
+        assert_eq!(buffer_width(ColumnType::Varchar, Some(1 << 30), 4000), 4000);
+    }
+}
