@@ -260,6 +260,7 @@ fn get(version: &Version, resource: &Resource, auth: bool) -> PathItem {
             JSON,
             ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name(schema::row_name(resource))))
+                .example(Some(schema::row_example(resource)))
                 .build(),
         )
         .build();
@@ -312,6 +313,10 @@ fn list(
             JSON,
             ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name(schema::page_name(resource))))
+                .example(Some(serde_json::json!({
+                    "data": [schema::row_example(resource)],
+                    "next_cursor": null,
+                })))
                 .build(),
         )
         .build();

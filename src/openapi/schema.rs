@@ -115,6 +115,7 @@ pub fn field(field: &Field, masked_by: Option<&str>) -> Schema {
         .format(format)
         .pattern(pattern)
         .description((!description.is_empty()).then_some(description));
+    builder = builder.examples([example(field)]);
     if !field.codes.is_empty() {
         let mut values: Vec<serde_json::Value> = field
             .codes
@@ -127,6 +128,67 @@ pub fn field(field: &Field, masked_by: Option<&str>) -> Schema {
         builder = builder.enum_values(Some(values));
     }
     builder.build().into()
+}
+
+/// A value of the field that every rule of its column allows (an example for the document).
+pub fn example(field: &Field) -> serde_json::Value {
+    use serde_json::json;
+    let decimal = || -> String {
+        let (whole, places) = match (field.limits.digits, field.scale) {
+            (Some((precision, scale)), _) => (precision.saturating_sub(scale), scale),
+            (None, scale) => (2, scale.unwrap_or(2)),
+        };
+        let int = if whole >= 2 {
+            "12"
+        } else if whole == 1 {
+            "1"
+        } else {
+            "0"
+        };
+        let frac: String = "50"
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(places as usize)
+            .collect();
+        if frac.is_empty() {
+            int.to_string()
+        } else {
+            format!("{int}.{frac}")
+        }
+    };
+    match field.field_type {
+        FieldType::String => match field.codes.first() {
+            Some((_, api)) => json!(api),
+            None => {
+                let text = if field.is_key { "A100" } else { "Text" };
+                let max = field.limits.max_chars.unwrap_or(u32::MAX) as usize;
+                json!(text.chars().take(max.max(1)).collect::<String>())
+            }
+        },
+        FieldType::Integer => {
+            let (low, high) = field.limits.range.unwrap_or((i64::MIN, i64::MAX));
+            json!(42_i64.clamp(low, high))
+        }
+        FieldType::Number => json!(12.5),
+        FieldType::Decimal => json!(decimal()),
+        FieldType::Money => json!({ "value": decimal(), "currency": field.currency }),
+        FieldType::Boolean => json!(true),
+        FieldType::Date => json!("2024-01-05"),
+        FieldType::Datetime if field.column_type == ColumnType::TimestampOffset => {
+            json!("2024-01-05T10:30:00+01:00")
+        }
+        FieldType::Datetime => json!("2024-01-05T10:30:00"),
+    }
+}
+
+/// A row of the resource made of each field's example.
+pub fn row_example(resource: &Resource) -> serde_json::Value {
+    resource
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), example(f)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// `{"value": "12.50", "currency": "USD"}`.
@@ -164,6 +226,7 @@ fn money(field: &Field, masked_by: Option<&str>) -> Schema {
         .required("currency")
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .description((!description.is_empty()).then_some(description))
+        .examples([example(field)])
         .build()
         .into()
 }

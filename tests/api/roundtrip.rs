@@ -219,3 +219,121 @@ async fn every_demo_field_round_trips_on_mariadb() {
     }
     round_trips(Kind::MariaDb, &cs, dir.path()).await;
 }
+
+/// The requests of the outside run that found values accepted and then corrupted (issue 16),
+/// each now stored exactly or refused at its pointer, and the answers its document promised.
+#[tokio::test]
+async fn the_values_an_outside_run_saw_corrupted_are_kept_or_refused() {
+    use reqwest::Method;
+    use serde_json::json;
+    let (dir, db) = demo_database();
+    let cs = format!("Driver=SQLite3;Database={}", db.display());
+    let config = demo_config(Kind::Sqlite, &cs, &dir.path().join("state.sqlite3"));
+    let token = portico::auth::token::mint(
+        config.auth.as_ref().unwrap(),
+        &portico::auth::token::TokenRequest {
+            subject: "outside-run".into(),
+            scopes: ["customers:read", "customers:read:all", "customers:write"]
+                .into_iter()
+                .chain(["customers:write:terms", "jobs:read", "jobs:read:all"])
+                .chain(["jobs:write", "jobs:read:amounts"])
+                .map(String::from)
+                .collect(),
+            claims: Default::default(),
+            ttl: std::time::Duration::from_secs(600),
+        },
+    )
+    .unwrap();
+    let state = portico::http::AppState::from_config(
+        &config,
+        &dir.path().join("demo.toml").display().to_string(),
+    )
+    .unwrap();
+    let app = Portico::start(state, &config).await;
+    let send = |method: Method, path: &'static str, body: serde_json::Value| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            app.send(method, path, Some(&token), &[], Some(Ok(body)))
+                .await
+        }
+    };
+    // 1. A year below 1000 in a YYYYMMDD integer column reads back.
+    let created = send(
+        Method::POST,
+        "/v1/jobs",
+        json!({"id": "JEVAL0002", "customer_id": "C00002", "status": "open", "ordered_on": "0530-12-30", "rush": false}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["ordered_on"], "0530-12-30");
+    assert_eq!(
+        app.get_as("/v1/jobs/JEVAL0002", Some(&token)).await.body["ordered_on"],
+        "0530-12-30"
+    );
+    // 2. Integers are read at their width: the largest int64 and a stored negative one.
+    let big = send(
+        Method::PATCH,
+        "/v1/jobs/J000001",
+        json!({"priority": i64::MAX}),
+    )
+    .await;
+    assert_eq!(big.body["priority"], json!(i64::MAX), "{}", big.body);
+    let negative = send(
+        Method::PATCH,
+        "/v1/jobs/J000002",
+        json!({"priority": -147589156322897_i64}),
+    )
+    .await;
+    assert_eq!(negative.body["priority"], json!(-147589156322897_i64));
+    // 7.0 is an integer, as JSON Schema says.
+    let whole = send(Method::PATCH, "/v1/jobs/J000003", json!({"priority": 7.0})).await;
+    assert_eq!(
+        (whole.status.as_u16(), whole.body["priority"].clone()),
+        (200, json!(7))
+    );
+    // 3. A decimal beyond the column's scale or precision (DECIMAL(11,2), from the catalog).
+    for value in ["1.239", "12345678901234567890.5"] {
+        let answer = send(
+            Method::PATCH,
+            "/v1/customers/C00001",
+            json!({"credit_limit": value}),
+        )
+        .await;
+        assert_eq!(
+            answer.problem(422)["errors"][0]["pointer"],
+            "/credit_limit",
+            "{value}"
+        );
+    }
+    // 4. A key the column cannot hold, blank text, control characters.
+    let long = send(
+        Method::POST,
+        "/v1/jobs",
+        json!({"id": "J\u{7}\u{1F600}XXXXXXXXXXXXXXXXXXXXXXXXXX", "customer_id": "C00002", "status": "open", "ordered_on": "2020-01-01", "rush": false}),
+    )
+    .await;
+    assert_eq!(long.problem(422)["errors"][0]["pointer"], "/id");
+    let city = send(
+        Method::PATCH,
+        "/v1/customers/C00001",
+        json!({"city": "Day\u{1}ton", "name": " "}),
+    )
+    .await;
+    let mut pointers: Vec<&str> = city.problem(422)["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["pointer"].as_str())
+        .collect();
+    pointers.sort_unstable();
+    assert_eq!(pointers, ["/city", "/name"]);
+    // 5. NOT NULL columns take no null: a 422 at the field, never the database's 409.
+    let null = send(Method::PATCH, "/v1/customers/C00001", json!({"name": null})).await;
+    assert_eq!(null.problem(422)["errors"][0]["pointer"], "/name");
+    // A change feed takes GET and HEAD only, and says so.
+    let options = app
+        .send(Method::OPTIONS, "/v1/jobs/changes", Some(&token), &[], None)
+        .await;
+    assert_eq!(options.status, 405);
+    assert_eq!(options.headers["allow"], "GET, HEAD");
+}
