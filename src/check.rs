@@ -50,7 +50,36 @@ pub async fn report(path: &Path) -> Report {
         identity_provider(auth, verifier, &mut report).await;
     }
     report.problems.extend(databases(&state).await);
+    report.warnings.extend(unknown_bounds(&state));
     report
+}
+
+/// Written decimal fields whose precision neither the file nor the catalog gives: writes are
+/// then bounded by their `scale` only, and the document cannot state the column's width.
+fn unknown_bounds(state: &AppState) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    for version in state.catalog.versions.values() {
+        for resource in version.resources.values().filter(|r| r.writes.is_some()) {
+            for field in &resource.fields {
+                let decimal = matches!(
+                    field.field_type,
+                    crate::config::FieldType::Decimal | crate::config::FieldType::Money
+                );
+                if decimal && !field.read_only && field.limits.digits.is_none() {
+                    warnings.push(Problem {
+                        location: format!(
+                            "versions.{}.resources.{}.fields.{}",
+                            version.name, resource.name, field.name
+                        ),
+                        message: "its precision is unknown (the catalog did not give it):                                   declare column_type = \"decimal(p,s)\" so writes and the \
+                                  document are bounded by the column"
+                            .into(),
+                    });
+                }
+            }
+        }
+    }
+    warnings
 }
 
 /// Fetches the identity provider's discovery document and keys as `serve` would: the

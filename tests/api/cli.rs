@@ -52,6 +52,14 @@ fn check_accepts_the_demo_and_what_introspect_prints() {
         "{starter}"
     );
     assert!(starter.contains("key = [\"job_no\"]"));
+    // The declarations the catalog gives, so writes and the document are bounded by them.
+    for line in [
+        "cust_no = { column = \"CUST_NO\", type = \"string\", column_type = \"char(8)\", nullable = false }",
+        "credit_lim = { column = \"CREDIT_LIM\", type = \"decimal\", column_type = \"decimal(11,2)\", scale = 2 }",
+        "descr = { column = \"DESCR\", type = \"string\", column_type = \"varchar(60)\" }",
+    ] {
+        assert!(starter.contains(line), "{line} in:\n{starter}");
+    }
     assert!(
         starter.contains("key = [\"job_no\", \"op_seq\"]"),
         "composite primary key: {starter}"
@@ -69,6 +77,56 @@ fn check_accepts_the_demo_and_what_introspect_prints() {
         out.status.success(),
         "check rejects introspect output: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_warns_of_a_written_decimal_whose_precision_nobody_gives() {
+    let (dir, db) = demo_database();
+    let cs = format!("Driver=SQLite3;Database={}", db.display());
+    crate::harness::execute(
+        &cs,
+        "CREATE TABLE LEDGER (ID CHAR(4) NOT NULL PRIMARY KEY, AMT DECIMAL)",
+    );
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[auth]
+development = true
+issuer = "i"
+audience = "a"
+[[auth.keys]]
+algorithm = "HS256"
+secret = "a-development-secret-long-enough-for-hs256"
+[state]
+path = "{state}"
+[sources.shop]
+kind = "odbc"
+dialect = "sqlite"
+connection_string = "{cs}"
+[versions.v1.resources.ledger]
+source = "shop"
+table = "LEDGER"
+key = ["id"]
+read_scope = "ledger:read"
+write_scope = "ledger:write"
+writes = ["create"]
+[versions.v1.resources.ledger.fields]
+id = {{ column = "ID", type = "string" }}
+amount = {{ column = "AMT", type = "decimal", scale = 2 }}
+"#,
+        state = dir.path().join("state.sqlite3").display()
+    );
+    let file = dir.path().join("ledger.toml");
+    std::fs::write(&file, &config).unwrap();
+    let out = run(&["check"], &file, &db);
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a warning is not a problem: {report}");
+    assert!(
+        report.contains("versions.v1.resources.ledger.fields.amount")
+            && report.contains("decimal(p,s)"),
+        "{report}"
     );
 }
 
