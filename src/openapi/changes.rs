@@ -127,6 +127,10 @@ pub fn path_item(version: &Version, resource: &Resource, auth: bool) -> Option<(
             pascal(&singular(&resource.name))
         )))
         .summary(Some(format!("Changes to {}", resource.name)))
+        .description(Some(
+            "Events in the order they were seen, from `after` on; each page's `next_cursor` \
+             resumes where it ended.",
+        ))
         .tag(&resource.name)
         .parameters(Some(parameters))
         .responses(responses(ok, &["BadParameter", "NotFound"], auth))

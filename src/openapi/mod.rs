@@ -113,8 +113,13 @@ pub fn document(version: &Version, admin_scope: Option<&str>) -> OpenApi {
         .tags(Some(tags))
         .build();
     document.paths.paths.extend(service_paths.paths);
+    // Only the problem responses some operation refers to (a read-only version has no 412).
+    let used = serde_json::to_string(&document.paths).unwrap_or_default();
     if let Some(components) = document.components.as_mut() {
         components.schemas.extend(service_components.schemas);
+        components
+            .responses
+            .retain(|name, _| used.contains(&format!("\"#/components/responses/{name}\"")));
     }
     document
 }

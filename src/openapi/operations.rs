@@ -267,6 +267,10 @@ fn get(version: &Version, resource: &Resource, auth: bool) -> PathItem {
     let operation = OperationBuilder::new()
         .operation_id(Some(format!("get{}", pascal(&singular(&resource.name)))))
         .summary(Some(format!("One {} by key", singular(&resource.name))))
+        .description(Some(
+            "The row with this key, with its `ETag`; a row the caller's row policy hides is a \
+             404 like a missing one.",
+        ))
         .tag(&resource.name)
         .parameters(Some(key_parameters(resource)))
         .responses(responses(ok, &["BadParameter", "NotFound"], auth))

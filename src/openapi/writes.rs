@@ -176,6 +176,11 @@ pub fn add_operations(
         let operation = OperationBuilder::new()
             .operation_id(Some(format!("create{noun}")))
             .summary(Some(format!("Create a {}", singular(&resource.name))))
+            .description(Some(
+                "Every field is checked against its column's rules (a 422 lists each problem \
+                 at its pointer) before one transaction writes the row; the answer is the row \
+                 as stored.",
+            ))
             .parameter(
                 ParameterBuilder::new()
                     .name("Idempotency-Key")
@@ -223,6 +228,11 @@ pub fn add_operations(
                 "Change fields of a {}",
                 singular(&resource.name)
             )))
+            .description(Some(
+                "A JSON merge patch: the fields given are checked against their columns' rules \
+                 and written in one transaction, guarded by `If-Match` when given (or \
+                 required); the answer is the row as stored.",
+            ))
             .request_body(Some(body(
                 &patch_name(resource),
                 &["application/merge-patch+json", "application/json"],
@@ -251,6 +261,9 @@ pub fn add_operations(
         let operation = OperationBuilder::new()
             .operation_id(Some(format!("delete{noun}")))
             .summary(Some(format!("Delete a {}", singular(&resource.name))))
+            .description(Some(
+                "Deletes the row, guarded by `If-Match` when given (or required).",
+            ))
             .responses(responses(
                 "204",
                 ResponseBuilder::new().description("Deleted.").build(),
