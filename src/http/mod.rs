@@ -313,7 +313,14 @@ fn complete_limits(catalog: &mut Catalog, config: &Config) {
             return Ok(Vec::new());
         }
         let sqlite = settings.dialect_name() == crate::config::DialectName::Sqlite;
-        match crate::source::odbc::catalog::read_columns(&settings.connection_string, table) {
+        // SQLite's driver creates a database file that is missing: reading a catalog must not
+        // (an empty demo database would then look built).
+        let connection_string = if sqlite && !settings.connection_string.to_ascii_lowercase().contains("nocreat") {
+            format!("{};NoCreat=1", settings.connection_string.trim_end_matches(';'))
+        } else {
+            settings.connection_string.clone()
+        };
+        match crate::source::odbc::catalog::read_columns(&connection_string, table) {
             Ok(columns) => Ok(columns
                 .iter()
                 .map(|c| CatalogColumn {
