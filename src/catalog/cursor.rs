@@ -15,6 +15,11 @@ pub struct Cursor {
     /// Legacy values of the sort columns of the last row served.
     #[serde(rename = "v")]
     pub values: Vec<Value>,
+    /// The listing it was issued for: a digest of the resource and the client's filters, so a
+    /// cursor sent without those filters (or to another resource) is refused, never a page
+    /// of other rows.
+    #[serde(rename = "q", default)]
+    pub listing: String,
 }
 
 impl Cursor {
@@ -40,6 +45,7 @@ mod tests {
         let c = Cursor {
             sort: "-due,id".into(),
             values: vec![Value::Null, Value::Text(b"J 1 ".to_vec())],
+            listing: "x".into(),
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not a cursor"), None);

@@ -18,6 +18,8 @@ pub struct Plan {
     pub order_positions: Vec<usize>,
     /// Canonical sort signature carried by cursors.
     pub signature: String,
+    /// Digest of the resource and the client's filters, carried by cursors.
+    pub listing: String,
     /// Page size asked for.
     pub limit: usize,
 }
@@ -45,6 +47,7 @@ pub fn list(
         .map(|&(i, d)| format!("{}{}", if d { "-" } else { "" }, resource.fields[i].name))
         .collect::<Vec<_>>()
         .join(",");
+    let listing = listing_digest(resource, spec);
     let output: Vec<usize> = spec
         .fields
         .clone()
@@ -98,6 +101,12 @@ pub fn list(
                     "belongs to a different sort; start again without it",
                 ));
             }
+            if cursor.listing != listing {
+                return Err(invalid(
+                    "was issued for another listing (other filters, or another resource); \
+                     send it with the filters of the page that gave it, or start again without it",
+                ));
+            }
             if cursor.values.len() != order.len()
                 || !cursor.values.iter().zip(&order).all(|(v, t)| fits(v, t))
             {
@@ -125,8 +134,19 @@ pub fn list(
         output,
         order_positions,
         signature,
+        listing,
         limit: spec.limit,
     })
+}
+
+/// A short digest of the resource and the client's filters (a cursor is opaque, not secret).
+fn listing_digest(resource: &Resource, spec: &QuerySpec) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(format!("{}/{}|", resource.version, resource.name));
+    hash.update(spec.filters_key());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.finalize()[..9])
 }
 
 /// A cursor value must have the shape its column decodes to, so it binds cleanly: text only

@@ -76,6 +76,28 @@ impl QuerySpec {
     /// written without formatting machinery: it is built on every cached read.
     pub fn cache_key(&self) -> String {
         use std::fmt::Write as _;
+        let mut out = self.filters_key();
+        out.push('|');
+        for (field, descending) in &self.sort {
+            let _ = write!(out, "{}{field},", if *descending { "-" } else { "" });
+        }
+        out.push('|');
+        match &self.fields {
+            Some(fields) => fields.iter().for_each(|f| {
+                let _ = write!(out, "{f},");
+            }),
+            None => out.push('*'),
+        }
+        let _ = write!(out, "|{}|", self.limit);
+        if let Some(cursor) = &self.cursor {
+            out.push_str(&cursor.encode());
+        }
+        out
+    }
+
+    /// The filters, canonical (order-free), each with its parsed value.
+    pub fn filters_key(&self) -> String {
+        use std::fmt::Write as _;
         let mut filters: Vec<String> = self
             .filters
             .iter()
@@ -109,21 +131,6 @@ impl QuerySpec {
         for filter in &filters {
             out.push_str(filter);
             out.push(';');
-        }
-        out.push('|');
-        for (field, descending) in &self.sort {
-            let _ = write!(out, "{}{field},", if *descending { "-" } else { "" });
-        }
-        out.push('|');
-        match &self.fields {
-            Some(fields) => fields.iter().for_each(|f| {
-                let _ = write!(out, "{f},");
-            }),
-            None => out.push('*'),
-        }
-        let _ = write!(out, "|{}|", self.limit);
-        if let Some(cursor) = &self.cursor {
-            out.push_str(&cursor.encode());
         }
         out
     }

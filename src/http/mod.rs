@@ -315,8 +315,16 @@ fn complete_limits(catalog: &mut Catalog, config: &Config) {
         let sqlite = settings.dialect_name() == crate::config::DialectName::Sqlite;
         // SQLite's driver creates a database file that is missing: reading a catalog must not
         // (an empty demo database would then look built).
-        let connection_string = if sqlite && !settings.connection_string.to_ascii_lowercase().contains("nocreat") {
-            format!("{};NoCreat=1", settings.connection_string.trim_end_matches(';'))
+        let connection_string = if sqlite
+            && !settings
+                .connection_string
+                .to_ascii_lowercase()
+                .contains("nocreat")
+        {
+            format!(
+                "{};NoCreat=1",
+                settings.connection_string.trim_end_matches(';')
+            )
         } else {
             settings.connection_string.clone()
         };

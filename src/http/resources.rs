@@ -387,6 +387,7 @@ async fn load_page(
         (true, Some(last)) => Some(
             crate::catalog::cursor::Cursor {
                 sort: plan.signature.clone(),
+                listing: plan.listing.clone(),
                 values: plan
                     .order_positions
                     .iter()

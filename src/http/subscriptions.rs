@@ -337,6 +337,9 @@ pub async fn deliveries(
     };
     for (name, value) in crate::catalog::query::pairs(req.query_string())? {
         match name.as_str() {
+            "subscription" if value.is_empty() => {
+                return Err(bad("subscription", "names no subscription"))
+            }
             "subscription" => filter.subscription = Some(value),
             "status" => {
                 filter.status = Some(

@@ -53,14 +53,15 @@ pub async fn write(
     op: WriteOp,
 ) -> Result<HttpResponse, ApiError> {
     let result = async {
-        super::resources::no_parameters(&req)?;
-        let principal = access::principal(&req, &state).await?;
-        let grant = access::write_grant(resource, &principal)?;
+        // A method the path does not take is a 405 whatever else the request carries.
         let rules = resource
             .writes
             .as_ref()
             .filter(|w| w.allows(op))
             .ok_or_else(|| ApiError::MethodNotAllowed(allowed(resource, op != WriteOp::Create)))?;
+        super::resources::no_parameters(&req)?;
+        let principal = access::principal(&req, &state).await?;
+        let grant = access::write_grant(resource, &principal)?;
         let source = state.source(resource)?;
         let call = Call {
             req: &req,

@@ -103,7 +103,7 @@ const PROBLEMS: [(&str, u16, &str, &str, &str); 15] = [
     (
         "PreconditionRequired",
         428,
-        "This resource takes changes only with If-Match.",
+        "This resource takes changes only with If-Match naming the row's ETag (`*` names none).",
         "precondition-required",
         "customers needs If-Match with the ETag of the row as last read",
     ),
@@ -293,7 +293,10 @@ fn list(
     // The next page: the same operation, the same path keys, the page's `next_cursor`.
     let mut next = LinkBuilder::new()
         .operation_id(operation_id.clone())
-        .description("The next page (while `next_cursor` is not null).")
+        .description(
+            "The next page (while `next_cursor` is not null): send the cursor with this \
+             request's filters, sort and fields; with others it is a 400.",
+        )
         .parameter("cursor", "$response.body#/next_cursor");
     for parameter in &parameters {
         next = next.parameter(
@@ -324,10 +327,18 @@ fn list(
                 .build(),
         )
         .build();
+    let limits = format!(
+        "At most {} filter parameters and {} filter values (each `in` value counted) per \
+         request; more is a 400 naming the first one too many.",
+        resource.query_limits.max_filter_terms, resource.query_limits.max_bound_parameters
+    );
     let operation = OperationBuilder::new()
         .operation_id(Some(operation_id))
         .summary(Some(format!("List {}", resource.name)))
-        .description(resource.description.clone())
+        .description(Some(match &resource.description {
+            Some(text) => format!("{text}\n\n{limits}"),
+            None => limits,
+        }))
         .tag(&resource.name)
         .parameters(Some(parameters))
         .responses(responses(ok, &["BadParameter", "NotFound"], auth))
@@ -447,7 +458,9 @@ fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter
         query(
             "cursor".into(),
             named(),
-            "`next_cursor` of the previous page (bound to the sort it was issued for).".into(),
+            "`next_cursor` of the previous page, sent with that page's filters and sort (a \
+             cursor is bound to them: with others, or on another resource, it is a 400)."
+                .into(),
         ),
         query(
             "sort".into(),

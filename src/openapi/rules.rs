@@ -29,17 +29,18 @@ pub fn text_pattern(f: &Field) -> String {
     }
 }
 
-/// A decimal within the column's precision and scale (or its scale, when that is all that is
-/// known).
+/// `body::decimal` as a pattern: a decimal within the column's precision and scale (or its
+/// scale, when that is all that is known); leading zeros and zeros past the scale change no
+/// digit, so they pass.
 pub fn decimal_pattern(f: &Field) -> String {
     let (whole, places) = match (f.limits.digits, f.scale) {
         (Some((precision, scale)), _) => {
             let whole = precision.saturating_sub(scale);
             (
                 if whole == 0 {
-                    "0".to_string()
+                    "0+".to_string()
                 } else {
-                    format!("[0-9]{{1,{whole}}}")
+                    format!("0*[0-9]{{1,{whole}}}")
                 },
                 Some(scale),
             )
@@ -47,8 +48,8 @@ pub fn decimal_pattern(f: &Field) -> String {
         (None, scale) => ("[0-9]+".to_string(), scale),
     };
     match places {
-        Some(0) => format!("^-?{whole}$"),
-        Some(places) => format!(r"^-?{whole}(\.[0-9]{{1,{places}}})?$"),
+        Some(0) => format!(r"^-?{whole}(\.0+)?$"),
+        Some(places) => format!(r"^-?{whole}(\.[0-9]{{1,{places}}}0*)?$"),
         None => format!(r"^-?{whole}(\.[0-9]+)?$"),
     }
 }
@@ -112,14 +113,58 @@ mod tests {
     }
 
     #[test]
-    fn decimal_patterns_carry_precision_and_scale() {
-        let mut f =
-            crate::catalog::field::tests_support::field(FieldType::Decimal, ColumnType::Decimal);
-        f.limits.digits = Some((11, 2));
-        let pattern = regex_lite::Regex::new(&decimal_pattern(&f)).unwrap();
-        assert!(pattern.is_match("123456789.12") && pattern.is_match("-1"));
-        assert!(!pattern.is_match("1.239") && !pattern.is_match("1234567890"));
-        f.limits.digits = Some((2, 2));
-        assert_eq!(decimal_pattern(&f), r"^-?0(\.[0-9]{1,2})?$");
+    fn each_decimal_pattern_says_what_the_write_check_does() {
+        let samples = [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "12.5",
+            "123456789.12",
+            "1234567890",
+            "1.239",
+            "1.230",
+            "0000000001",
+            "00.50",
+            "+1",
+            ".5",
+            "5.",
+            " 12",
+            "12\n",
+            "1e3",
+            "",
+            "-",
+            "0.00001",
+            "99.99",
+            "9.999",
+            "100",
+            "5.000",
+            "0.5",
+        ];
+        for (digits, scale) in [
+            (Some((11, 2)), Some(2)),
+            (Some((2, 2)), Some(2)),
+            (Some((7, 0)), None),
+            (None, Some(2)),
+            (None, None),
+        ] {
+            let mut f = crate::catalog::field::tests_support::field(
+                FieldType::Decimal,
+                ColumnType::Decimal,
+            );
+            f.limits.digits = digits;
+            f.scale = scale;
+            let pattern = regex_lite::Regex::new(&decimal_pattern(&f)).unwrap();
+            for sample in samples {
+                let accepted =
+                    crate::catalog::write::legacy_value(&f, &serde_json::json!(sample)).is_ok();
+                assert_eq!(
+                    pattern.is_match(sample),
+                    accepted,
+                    "{sample:?} with {digits:?}/{scale:?}: {}",
+                    decimal_pattern(&f)
+                );
+            }
+        }
     }
 }

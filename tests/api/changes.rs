@@ -559,6 +559,13 @@ async fn failing_receivers_get_retries_then_dead_letters_and_resend() {
         app.get("/admin/deliveries?status=lost").await.problem(400)["parameter"],
         "status"
     );
+    // The document says a subscription name is not empty; so does the server.
+    assert_eq!(
+        app.get("/admin/deliveries?subscription=")
+            .await
+            .problem(400)["parameter"],
+        "subscription"
+    );
 }
 
 #[tokio::test]

@@ -443,7 +443,7 @@ fn the_document_states_the_rules_the_server_enforces() {
     );
     assert_eq!(name["maxLength"], 30);
     let credit = &schemas["CustomerPatch"]["properties"]["credit_limit"];
-    assert_eq!(credit["pattern"], r"^-?[0-9]{1,9}(\.[0-9]{1,2})?$");
+    assert_eq!(credit["pattern"], r"^-?0*[0-9]{1,9}(\.[0-9]{1,2}0*)?$");
     // CYYMMDD holds 1900 to 2899 only; a key is never blank.
     let shipped = &schemas["JobCreate"]["properties"]["shipped_on"];
     assert!(shipped["pattern"]
@@ -537,6 +537,38 @@ async fn methods_keys_and_parameters_are_answered_as_documented() {
     let empty = app.get("/v1/jobs?sort=").await;
     let detail = empty.problem(400)["detail"].as_str().unwrap().to_string();
     assert!(detail.starts_with("query parameter `sort`"), "{detail}");
+    // A method the path does not take is a 405 before its query string is looked at.
+    let post = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/jobs?limit=5",
+            None,
+            &[],
+            Some(Ok(json!({}))),
+        )
+        .await;
+    assert_eq!(post.status, 405);
+    // A cursor belongs to its listing: sent without the filters that gave it, or to another
+    // resource, it is a 400, never a page of other rows.
+    let open = app.get("/v1/jobs?status=open&limit=2").await;
+    let cursor = open.body["next_cursor"].as_str().unwrap().to_string();
+    let next = app
+        .get(&format!("/v1/jobs?status=open&limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(next.status, 200);
+    assert!(next.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["status"] == "open"));
+    for path in [
+        format!("/v1/jobs?limit=2&cursor={cursor}"),
+        format!("/v1/jobs?status=held&limit=2&cursor={cursor}"),
+        format!("/v1/operations?cursor={cursor}"),
+    ] {
+        let answer = app.get(&path).await;
+        assert_eq!(answer.problem(400)["parameter"], "cursor", "{path}");
+    }
     // fields= always brings the key along.
     let page = app.get("/v1/jobs?fields=status&limit=2").await;
     assert_eq!(page.status, 200);

@@ -113,11 +113,15 @@ fn demo_config(kind: Kind, connection_string: &str, state: &Path) -> portico::co
         .replace("requests_per_second = 100", "requests_per_second = 100000")
         .replace("burst = 200", "burst = 100000");
     if kind != Kind::Sqlite {
-        // The demo keeps CP1252 bytes in SQLite; these databases store UTF-8 text.
-        text = text.replace(", encoding = \"windows-1252\"", "").replace(
-            "dialect = \"sqlite\"",
-            &format!("dialect = \"{}\"", kind.dialect()),
-        );
+        // The demo keeps CP1252 bytes in SQLite; these databases store UTF-8 text. And their
+        // INTEGER is what their catalog says (32 bits), not SQLite's 64.
+        text = text
+            .replace(", encoding = \"windows-1252\"", "")
+            .replace(", column_type = \"bigint\"", "")
+            .replace(
+                "dialect = \"sqlite\"",
+                &format!("dialect = \"{}\"", kind.dialect()),
+            );
     }
     let (db, state) = (
         connection_string
@@ -311,6 +315,27 @@ async fn the_values_an_outside_run_saw_corrupted_are_kept_or_refused() {
             "{value}"
         );
     }
+    // A decimal is written as the document's pattern says: `-`, digits, a point with digits.
+    for value in ["+.5", ".5", "5.", " 12", "12\n", "1e3"] {
+        let answer = send(
+            Method::PATCH,
+            "/v1/customers/C00001",
+            json!({"credit_limit": value}),
+        )
+        .await;
+        assert_eq!(
+            answer.problem(422)["errors"][0]["pointer"],
+            "/credit_limit",
+            "{value:?}"
+        );
+    }
+    let padded = send(
+        Method::PATCH,
+        "/v1/customers/C00001",
+        json!({"credit_limit": "0012.500"}),
+    )
+    .await;
+    assert_eq!(padded.body["credit_limit"], "12.50", "{}", padded.body);
     // 4. A key the column cannot hold, blank text, control characters.
     let long = send(
         Method::POST,

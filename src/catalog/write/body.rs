@@ -214,9 +214,19 @@ pub fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
     }
 }
 
+/// A written decimal: `-`, digits, and a fraction after a point, nothing else (no `+`, no
+/// bare point, no blanks), within the column's precision and scale; leading zeros and zeros
+/// past the scale change no digit and pass. `openapi::rules::decimal_pattern` states it.
 fn decimal(f: &Field, text: &str) -> Result<Param, String> {
-    let canonical =
-        canonical_decimal(text, None).ok_or("must be a decimal number such as \"12.50\"")?;
+    let body = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = body.split_once('.').unwrap_or((body, "0"));
+    let plain = !int.is_empty()
+        && !frac.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    let canonical = canonical_decimal(text, None)
+        .filter(|_| plain)
+        .ok_or("must be a decimal number such as \"12.50\"")?;
     f.limits.check_decimal(&canonical)?;
     if let (None, Some(scale)) = (f.limits.digits, f.scale) {
         let places = canonical
