@@ -23,7 +23,7 @@ fn statement(catalog: &portico::catalog::Catalog, mode: &str, n: u64) -> Stateme
         _ => (100, Vec::new()),
     };
     let spec = query::QuerySpec::unfiltered(limit);
-    let plan = plan::list(jobs, &spec, conditions, &Default::default()).expect("plans");
+    let plan = plan::list(jobs, &spec, conditions, &Default::default(), "").expect("plans");
     portico::source::Dialect::Sqlite.select(&plan.select)
 }
 

@@ -71,8 +71,9 @@ fn unknown_bounds(state: &AppState) -> Vec<Problem> {
                             "versions.{}.resources.{}.fields.{}",
                             version.name, resource.name, field.name
                         ),
-                        message: "its precision is unknown (the catalog did not give it):                                   declare column_type = \"decimal(p,s)\" so writes and the \
-                                  document are bounded by the column"
+                        message: "its precision is unknown (the catalog did not give it): declare \
+                                  column_type = \"decimal(p,s)\" so writes and the document \
+                                  are bounded by the column"
                             .into(),
                     });
                 }
@@ -191,7 +192,7 @@ async fn databases(state: &AppState) -> Vec<Problem> {
                 problems.extend(tsql_column_problems(&**source, version, resource).await);
             }
             let spec = QuerySpec::unfiltered(1);
-            let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default()) else {
+            let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default(), "") else {
                 continue;
             };
             let statement = source.dialect().select(&plan.select);

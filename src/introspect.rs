@@ -13,7 +13,16 @@ pub fn read_catalog(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api:
 /// that is a declaration Portico reads (`CHAR(8)`, `DECIMAL(11,2)`, `smallint`) is kept as the
 /// column type, so the widths and precisions that bound writes are written down; otherwise
 /// the ODBC type code decides.
-fn field_types(column: &ColumnInfo) -> Option<(&'static str, String)> {
+fn field_types(column: &ColumnInfo, sqlite: bool) -> Option<(&'static str, String)> {
+    let (api, spelled) = column_types(column)?;
+    // SQLite keeps every integer in 64 bits, whatever the declaration says.
+    if sqlite && api == "integer" {
+        return Some((api, "bigint".into()));
+    }
+    Some((api, spelled))
+}
+
+fn column_types(column: &ColumnInfo) -> Option<(&'static str, String)> {
     use crate::source::ColumnType;
     let name = column.type_name.trim().to_ascii_lowercase();
     let size = column.size.unwrap_or(0);
@@ -105,6 +114,7 @@ pub fn render(
     version: &str,
     tables: &[TableInfo],
 ) -> String {
+    let sqlite = source_table.get("dialect").and_then(toml::Value::as_str) == Some("sqlite");
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -126,7 +136,7 @@ pub fn render(
         let served: Vec<(String, &ColumnInfo, (&str, String))> = table
             .columns
             .iter()
-            .filter_map(|c| field_types(c).map(|t| (api_name(&c.name, false), c, t)))
+            .filter_map(|c| field_types(c, sqlite).map(|t| (api_name(&c.name, false), c, t)))
             .collect();
         if served.is_empty() {
             let _ = writeln!(

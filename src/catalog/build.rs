@@ -609,7 +609,7 @@ pub(super) fn compile_field(
         required: fc.required,
         allow_control: fc.allow_control,
         limits: super::limits::Limits {
-            not_null: fc.nullable == Some(false),
+            nullable: fc.nullable,
             ..fc.column_type
                 .as_deref()
                 .map(super::limits::Limits::from_column_type)

@@ -18,8 +18,9 @@ pub struct Cursor {
     /// The listing it was issued for: a digest of the resource and the client's filters, so a
     /// cursor sent without those filters (or to another resource) is refused, never a page
     /// of other rows.
-    #[serde(rename = "q", default)]
-    pub listing: String,
+    /// Absent from cursors issued before it existed, which are still taken.
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<String>,
 }
 
 impl Cursor {
@@ -45,7 +46,7 @@ mod tests {
         let c = Cursor {
             sort: "-due,id".into(),
             values: vec![Value::Null, Value::Text(b"J 1 ".to_vec())],
-            listing: "x".into(),
+            listing: Some("x".into()),
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not a cursor"), None);

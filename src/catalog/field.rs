@@ -58,6 +58,25 @@ pub struct Field {
 pub type ValueError = String;
 
 impl Field {
+    /// A create must give it: required, a key the database does not generate, or a NOT NULL
+    /// column without a default or a sentinel to stand for "no value".
+    pub fn required_on_create(&self) -> bool {
+        self.required
+            || self.is_key
+            || (self.limits.not_null() && !self.limits.has_default && self.null_values.is_empty())
+    }
+
+    /// The most characters a written text may have: the column's width, and what the source
+    /// reads whole (`max_text_bytes`, four bytes a character unless a one-byte code page).
+    pub fn max_length(&self) -> Option<u32> {
+        let per_char = if self.encoding.is_some() { 1 } else { 4 };
+        let by_bytes = self.limits.max_bytes.map(|bytes| bytes / per_char);
+        match (self.limits.max_chars, by_bytes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Converts a legacy value to its API value. Data that breaks its declared shape becomes
     /// null (and a warning), so one bad legacy row cannot fail a whole page.
     pub fn read(&self, value: &Value) -> Json {
@@ -65,9 +84,10 @@ impl Field {
             Value::Null => return Json::Null,
             Value::Text(bytes) => {
                 let text = self.decode_text(bytes);
-                // CHAR padding is trailing blanks; leading ones are data.
+                // Blanks around the value (CHAR padding, right-justified codes); writes refuse
+                // them on a trimmed field, so what is written reads back.
                 let text = if self.trim {
-                    text.trim_end_matches(' ')
+                    text.trim_matches(' ')
                 } else {
                     &text[..]
                 };
@@ -331,6 +351,16 @@ impl Field {
 
     fn encode_padded(&self, text: &str) -> Result<Vec<u8>, ValueError> {
         let mut bytes = self.legacy_prefix(text)?;
+        // A number or date kept as text must fit the column too (a VARCHAR(n) would cut it).
+        if let Some(max) = self.limits.max_chars {
+            let length = match self.encoding {
+                Some(_) => bytes.len(),
+                None => text.chars().count(),
+            };
+            if length > max as usize {
+                return Err(format!("is longer than the column's {max} characters"));
+            }
+        }
         if let ColumnType::Char(Some(n)) | ColumnType::NChar(Some(n)) | ColumnType::Oem(Some(n)) =
             self.column_type
         {
@@ -540,9 +570,13 @@ mod tests {
     }
 
     #[test]
-    fn char_padding_is_trailing_blanks_only() {
+    fn trimming_takes_blanks_only() {
         let f = field(FieldType::String, ColumnType::Char(Some(6)));
-        assert_eq!(f.read(&Value::Text(b" C1   ".to_vec())), Json::from(" C1"));
+        assert_eq!(f.read(&Value::Text(b" C1   ".to_vec())), Json::from("C1"));
+        assert_eq!(
+            f.read(&Value::Text(b"\tC1\r ".to_vec())),
+            Json::from("\tC1\r")
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `decimal(9,2)`, `smallint`), so a write is refused before the database truncates it.
 
 use crate::source::odbc::catalog::ColumnInfo;
+use crate::source::Dialect;
 
 /// A column's name and the bounds its database's catalog gives it.
 #[derive(Debug, Clone)]
@@ -21,8 +22,12 @@ pub struct Limits {
     pub digits: Option<(u32, u32)>,
     /// Smallest and largest whole number.
     pub range: Option<(i64, i64)>,
-    /// The column refuses NULL (NOT NULL in the catalog, or `nullable = false`).
-    pub not_null: bool,
+    /// Whether the column takes NULL (`nullable` in the file, else the catalog's NOT NULL).
+    pub nullable: Option<bool>,
+    /// The catalog gives the column a default (so a create may leave it out).
+    pub has_default: bool,
+    /// Longest text value, in bytes, the source reads whole (`max_text_bytes`).
+    pub max_bytes: Option<u32>,
 }
 
 impl Limits {
@@ -57,8 +62,21 @@ impl Limits {
     }
 
     /// Reads the bounds the database's catalog gives a column. SQLite keeps every integer
-    /// in 64 bits whatever its declared type, so `sqlite` widens integer columns.
-    pub fn from_catalog(column: &ColumnInfo, sqlite: bool) -> Self {
+    /// in 64 bits whatever its declared type; SQL Server's `tinyint` is unsigned; the size
+    /// psqlODBC reports for `text` is its own setting, not the column's.
+    pub fn from_catalog(column: &ColumnInfo, dialect: Dialect) -> Self {
+        let sqlite = dialect == Dialect::Sqlite;
+        let mut limits = Self::from_declaration_or_code(column, sqlite);
+        if dialect == Dialect::TSql && column.data_type == -6 {
+            limits.range = Some((0, 255));
+        }
+        if dialect == Dialect::Postgres && column.data_type == -1 {
+            limits.max_chars = None;
+        }
+        limits
+    }
+
+    fn from_declaration_or_code(column: &ColumnInfo, sqlite: bool) -> Self {
         // A weak driver (SQLite's) calls every column VARCHAR with a wrong size, but its type
         // name is the declaration (`CHAR(8)`, `DECIMAL(11,2)`): a declaration wins.
         let declared = Limits::from_column_type(&column.type_name);
@@ -74,8 +92,15 @@ impl Limits {
             } else {
                 from_codes.range.or(declared.range)
             },
-            not_null: column.nullable == Some(false),
+            nullable: column.nullable,
+            has_default: column.has_default,
+            max_bytes: None,
         }
+    }
+
+    /// The column refuses NULL.
+    pub fn not_null(&self) -> bool {
+        self.nullable == Some(false)
     }
 
     fn from_type_code(column: &ColumnInfo, sqlite: bool) -> Self {
@@ -123,7 +148,9 @@ impl Limits {
             max_chars: self.max_chars.or(catalog.max_chars),
             digits: self.digits.or(catalog.digits),
             range: self.range.or(catalog.range),
-            not_null: self.not_null || catalog.not_null,
+            nullable: self.nullable.or(catalog.nullable),
+            has_default: self.has_default || catalog.has_default,
+            max_bytes: self.max_bytes.or(catalog.max_bytes),
         }
     }
 
@@ -182,27 +209,43 @@ mod tests {
                 1 => Some(true),
                 _ => None,
             },
+            has_default: false,
         }
     }
 
     #[test]
     fn a_weak_drivers_type_name_is_read_as_the_declaration() {
         // SQLite's driver calls CHAR(8) a VARCHAR and gives DECIMAL(11,2) the precision 2.
-        let key = Limits::from_catalog(&column(12, "CHAR(8)", 8, 0, 0), true);
-        assert_eq!((key.max_chars, key.not_null), (Some(8), true));
-        let credit = Limits::from_catalog(&column(12, "DECIMAL(11,2)", 2, 0, 1), true);
-        assert_eq!((credit.digits, credit.not_null), (Some((11, 2)), false));
+        let key = Limits::from_catalog(&column(12, "CHAR(8)", 8, 0, 0), Dialect::Sqlite);
+        assert_eq!((key.max_chars, key.not_null()), (Some(8), true));
+        let credit = Limits::from_catalog(&column(12, "DECIMAL(11,2)", 2, 0, 1), Dialect::Sqlite);
+        assert_eq!((credit.digits, credit.not_null()), (Some((11, 2)), false));
         // SQLite keeps every INTEGER in 64 bits; PostgreSQL's int4 is 32.
-        let sqlite = Limits::from_catalog(&column(4, "INTEGER", 9, 0, 1), true);
+        let sqlite = Limits::from_catalog(&column(4, "INTEGER", 9, 0, 1), Dialect::Sqlite);
         assert_eq!(sqlite.range, Some((i64::MIN, i64::MAX)));
-        let postgres = Limits::from_catalog(&column(4, "int4", 10, 0, 1), false);
+        let postgres = Limits::from_catalog(&column(4, "int4", 10, 0, 1), Dialect::Postgres);
         assert_eq!(postgres.range, Some((i32::MIN.into(), i32::MAX.into())));
-        let unsigned = Limits::from_catalog(&column(-6, "tinyint unsigned", 3, 0, 2), false);
-        assert_eq!((unsigned.range, unsigned.not_null), (Some((0, 255)), false));
-        let numeric = Limits::from_catalog(&column(2, "numeric", 7, 0, 1), false);
+        let unsigned =
+            Limits::from_catalog(&column(-6, "tinyint unsigned", 3, 0, 2), Dialect::MySql);
+        assert_eq!(
+            (unsigned.range, unsigned.not_null()),
+            (Some((0, 255)), false)
+        );
+        let numeric = Limits::from_catalog(&column(2, "numeric", 7, 0, 1), Dialect::Postgres);
         assert_eq!(numeric.range, Some((-9_999_999, 9_999_999)));
+        let tsql = Limits::from_catalog(&column(-6, "tinyint", 3, 0, 1), Dialect::TSql);
+        assert_eq!(tsql.range, Some((0, 255)));
+        let text = Limits::from_catalog(&column(-1, "text", 8190, 0, 1), Dialect::Postgres);
+        assert_eq!(text.max_chars, None);
         // A declaration in the configuration wins over the catalog.
         let declared = Limits::from_column_type("char(6)").completed_by(key);
-        assert_eq!((declared.max_chars, declared.not_null), (Some(6), true));
+        assert_eq!((declared.max_chars, declared.not_null()), (Some(6), true));
+        // `nullable = true` in the file wins over the catalog's NOT NULL.
+        let loosened = Limits {
+            nullable: Some(true),
+            ..Limits::default()
+        }
+        .completed_by(key);
+        assert!(!loosened.not_null());
     }
 }

@@ -135,32 +135,49 @@ impl Catalog {
     }
 }
 
-/// A column the database's catalog was asked about but does not list.
+/// What the database's catalog could not tell about a table resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownColumn {
-    /// Where in configuration (`versions.v1.resources.jobs.fields.due_on`).
-    pub location: String,
-    /// The table that lacks it.
-    pub table: String,
+pub enum CatalogGap {
+    /// The catalog lists no table of that name.
+    Table {
+        /// Where in configuration (`versions.v1.resources.jobs`).
+        location: String,
+        /// The table.
+        table: String,
+    },
+    /// The table has no column of a field's name.
+    Column {
+        /// Where in configuration (`versions.v1.resources.jobs.fields.due_on`).
+        location: String,
+        /// The column.
+        column: String,
+    },
 }
 
 impl Catalog {
     /// Completes every table resource's field limits (widths, precision and scale, integer
-    /// ranges, NOT NULL) with what `columns(source, table)` reads from the database's catalog;
-    /// what the configuration declares wins. Query resources keep their declared limits.
-    /// Answers the fields whose column the catalog did not list.
-    pub fn complete_limits<E>(
+    /// ranges, NOT NULL, defaults) with what `columns(source, table)` reads from the database's
+    /// catalog (`None`: the source's catalog cannot be read); what the configuration declares
+    /// wins. Query resources keep their declared limits. Answers what the catalog lacks.
+    pub fn complete_limits(
         &mut self,
-        mut columns: impl FnMut(&str, &str) -> Result<Vec<limits::CatalogColumn>, E>,
-    ) -> Result<Vec<UnknownColumn>, E> {
-        let mut unknown = Vec::new();
+        mut columns: impl FnMut(&str, &str) -> Option<Vec<limits::CatalogColumn>>,
+    ) -> Vec<CatalogGap> {
+        let mut gaps = Vec::new();
         for version in self.versions.values_mut() {
             for resource in version.resources.values_mut() {
                 let Relation::Table(table) = &resource.relation else {
                     continue;
                 };
-                let found = columns(&resource.source, table)?;
+                let Some(found) = columns(&resource.source, table) else {
+                    continue;
+                };
+                let at = format!("versions.{}.resources.{}", resource.version, resource.name);
                 if found.is_empty() {
+                    gaps.push(CatalogGap::Table {
+                        location: at,
+                        table: table.clone(),
+                    });
                     continue;
                 }
                 for field in &mut resource.fields {
@@ -169,18 +186,15 @@ impl Catalog {
                         .find(|c| c.name.eq_ignore_ascii_case(&field.column))
                     {
                         Some(column) => field.limits = field.limits.completed_by(column.limits),
-                        None => unknown.push(UnknownColumn {
-                            location: format!(
-                                "versions.{}.resources.{}.fields.{}",
-                                resource.version, resource.name, field.name
-                            ),
-                            table: table.clone(),
+                        None => gaps.push(CatalogGap::Column {
+                            location: format!("{at}.fields.{}", field.name),
+                            column: field.column.clone(),
                         }),
                     }
                 }
             }
         }
-        Ok(unknown)
+        gaps
     }
 }
 

@@ -25,12 +25,14 @@ pub struct Plan {
 }
 
 /// Plans a listing: `extra` conditions (a parent key, row policies) are added to the client's
-/// filters, and fields `mask` hides are never read.
+/// filters, and fields `mask` hides are never read. `within` names what the path narrows the
+/// listing to (a parent's key), so a cursor is bound to it too.
 pub fn list(
     resource: &Resource,
     spec: &QuerySpec,
     extra: Vec<Condition>,
     mask: &FieldMask,
+    within: &str,
 ) -> Result<Plan, QueryError> {
     let mut sort = if spec.sort.is_empty() {
         resource.default_sort.clone()
@@ -47,7 +49,7 @@ pub fn list(
         .map(|&(i, d)| format!("{}{}", if d { "-" } else { "" }, resource.fields[i].name))
         .collect::<Vec<_>>()
         .join(",");
-    let listing = listing_digest(resource, spec);
+    let listing = listing_digest(resource, spec, within);
     let output: Vec<usize> = spec
         .fields
         .clone()
@@ -101,7 +103,7 @@ pub fn list(
                     "belongs to a different sort; start again without it",
                 ));
             }
-            if cursor.listing != listing {
+            if cursor.listing.as_ref().is_some_and(|l| *l != listing) {
                 return Err(invalid(
                     "was issued for another listing (other filters, or another resource); \
                      send it with the filters of the page that gave it, or start again without it",
@@ -140,11 +142,17 @@ pub fn list(
 }
 
 /// A short digest of the resource and the client's filters (a cursor is opaque, not secret).
-fn listing_digest(resource: &Resource, spec: &QuerySpec) -> String {
+fn listing_digest(resource: &Resource, spec: &QuerySpec, within: &str) -> String {
     use base64::Engine;
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    hash.update(format!("{}/{}|", resource.version, resource.name));
+    hash.update(format!(
+        "{}/{}|{}|",
+        resource.version,
+        resource.name,
+        within.len()
+    ));
+    hash.update(within);
     hash.update(spec.filters_key());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.finalize()[..9])
 }

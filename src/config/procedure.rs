@@ -76,6 +76,9 @@ pub struct ParameterConfig {
     pub true_value: Option<String>,
     /// Legacy false spelling.
     pub false_value: Option<String>,
+    /// Text may hold control characters (refused by default, as in fields).
+    #[serde(default)]
+    pub allow_control: bool,
 }
 
 impl ParameterConfig {
@@ -102,7 +105,7 @@ impl ParameterConfig {
             read_only: self.direction == Direction::Out,
             required: self.required,
             nullable: None,
-            allow_control: false,
+            allow_control: self.allow_control,
         }
     }
 }

@@ -48,10 +48,13 @@ pub async fn feed(
     for (name, value) in pairs(req.query_string())? {
         match name.as_str() {
             "after" => {
+                // As the document says: 1 to 18 digits, nothing else.
+                let digits =
+                    (1..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit());
                 after = value
                     .parse()
                     .ok()
-                    .filter(|n: &i64| *n >= 0)
+                    .filter(|_| digits)
                     .ok_or_else(|| bad("after", "is not a cursor this feed gave"))?
             }
             "limit" => {

@@ -296,56 +296,67 @@ impl AppState {
     }
 }
 
-/// Reads each ODBC table's column widths, precisions and nullability from its catalog, so
-/// writes and documents know what the columns hold. A source that cannot be reached now keeps
-/// the declared limits only (logged); declaring `column_type` and `nullable` makes the
-/// document independent of the database being up at start.
+/// Reads each ODBC table's column widths, precisions, nullability and defaults from its
+/// catalog (one connection per source, within its `login_timeout`), so writes and documents
+/// know what the columns hold, and bounds text by what the source reads whole. A source that
+/// cannot be reached now keeps the declared limits only (logged); declaring `column_type` and
+/// `nullable` makes the document independent of the database being up at start.
 fn complete_limits(catalog: &mut Catalog, config: &Config) {
     use crate::catalog::limits::{CatalogColumn, Limits};
-    let mut unreachable: Vec<String> = Vec::new();
-    let read = |source: &str,
-                table: &str|
-     -> Result<Vec<CatalogColumn>, std::convert::Infallible> {
-        let Some(settings) = config.sources.get(source) else {
-            return Ok(Vec::new());
-        };
-        if settings.kind != SourceKind::Odbc || unreachable.iter().any(|s| s == source) {
-            return Ok(Vec::new());
+    use crate::source::odbc::catalog::ColumnReader;
+    let mut readers: HashMap<String, Option<ColumnReader>> = HashMap::new();
+    let read = |source: &str, table: &str| -> Option<Vec<CatalogColumn>> {
+        let settings = config.sources.get(source)?;
+        if settings.kind != SourceKind::Odbc {
+            return None;
         }
-        let sqlite = settings.dialect_name() == crate::config::DialectName::Sqlite;
-        // SQLite's driver creates a database file that is missing: reading a catalog must not
-        // (an empty demo database would then look built).
-        let connection_string = if sqlite
-            && !settings
-                .connection_string
-                .to_ascii_lowercase()
-                .contains("nocreat")
-        {
-            format!(
-                "{};NoCreat=1",
-                settings.connection_string.trim_end_matches(';')
-            )
-        } else {
-            settings.connection_string.clone()
-        };
-        match crate::source::odbc::catalog::read_columns(&connection_string, table) {
-            Ok(columns) => Ok(columns
-                .iter()
-                .map(|c| CatalogColumn {
-                    name: c.name.clone(),
-                    limits: Limits::from_catalog(c, sqlite),
-                })
-                .collect()),
+        let dialect: crate::source::Dialect = settings.dialect_name().into();
+        let reader = readers.entry(source.to_string()).or_insert_with(|| {
+            let timeout = parse_duration(&settings.login_timeout).unwrap_or(Duration::from_secs(5));
+            ColumnReader::open(&settings.connection_string, dialect, timeout)
+                .map_err(|e| tracing::warn!(source, error = %e, "cannot read the catalog; only declared column limits apply"))
+                .ok()
+        });
+        match reader.as_ref()?.columns(table) {
+            Ok(columns) => Some(
+                columns
+                    .iter()
+                    .map(|c| CatalogColumn {
+                        name: c.name.clone(),
+                        limits: Limits::from_catalog(c, dialect),
+                    })
+                    .collect(),
+            ),
             Err(e) => {
-                tracing::warn!(source, table, error = %e, "cannot read the catalog; only declared column limits apply");
-                unreachable.push(source.to_string());
-                Ok(Vec::new())
+                tracing::warn!(source, table, error = %e, "cannot read the table's catalog; only declared column limits apply");
+                None
             }
         }
     };
-    let Ok(unknown) = catalog.complete_limits(read);
-    for column in unknown {
-        tracing::warn!(at = %column.location, table = %column.table, "the table's catalog does not list this column");
+    for gap in catalog.complete_limits(read) {
+        match gap {
+            crate::catalog::CatalogGap::Table { location, table } => {
+                tracing::warn!(at = %location, %table, "the catalog lists no such table")
+            }
+            crate::catalog::CatalogGap::Column { location, column } => {
+                tracing::warn!(at = %location, %column, "the table's catalog does not list this column")
+            }
+        }
+    }
+    for resource in catalog
+        .versions
+        .values_mut()
+        .flat_map(|v| v.resources.values_mut())
+    {
+        let Some(settings) = config.sources.get(&resource.source) else {
+            continue;
+        };
+        if settings.kind == SourceKind::Odbc {
+            let bytes = u32::try_from(settings.max_text_bytes).unwrap_or(u32::MAX);
+            for field in &mut resource.fields {
+                field.limits.max_bytes = Some(bytes);
+            }
+        }
     }
 }
 

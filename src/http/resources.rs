@@ -85,7 +85,7 @@ async fn list(
     let spec = query::parse(resource, req.query_string(), &grant.mask)?;
     let request = format!("list:{}", spec.cache_key());
     let load = async {
-        let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask)?;
+        let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask, "")?;
         load_page(&state, resource, &plan).await
     };
     cached(&req, &state, resource, &grant, request, load).await
@@ -191,7 +191,8 @@ async fn children(
         };
         let mut conditions = grant.conditions.clone();
         conditions.push(by_parent);
-        let plan = plan::list(child, &spec, conditions, &grant.mask)?;
+        let within = format!("{}:{}", parent.name, parts.join(","));
+        let plan = plan::list(child, &spec, conditions, &grant.mask, &within)?;
         fetch_one(&state, parent, &parent_plan, key).await?;
         load_page(&state, child, &plan).await
     };
@@ -300,6 +301,7 @@ pub(super) fn key_plan(
         &query::QuerySpec::unfiltered(1),
         conditions,
         &grant.mask,
+        "",
     )?)
 }
 
@@ -387,7 +389,7 @@ async fn load_page(
         (true, Some(last)) => Some(
             crate::catalog::cursor::Cursor {
                 sort: plan.signature.clone(),
-                listing: plan.listing.clone(),
+                listing: Some(plan.listing.clone()),
                 values: plan
                     .order_positions
                     .iter()

@@ -257,7 +257,7 @@ impl Call<'_> {
             .transpose()
             .map_err(|_| ApiError::PreconditionFailed("If-Match is not readable text".into()))?;
         // `*` (any version) would defeat the rule the operator asked for.
-        let any_version = value.as_deref().is_some_and(|v| v.trim() == "*");
+        let any_version = value.as_deref().is_some_and(names_no_version);
         if (value.is_none() || any_version) && self.rules.require_if_match {
             return Err(ApiError::PreconditionRequired(format!(
                 "{} needs If-Match with the ETag of the row as last read",
@@ -311,7 +311,7 @@ impl Call<'_> {
             return Ok(None);
         };
         // `*` asks only that the row exists, which reading it proved: no version to hold.
-        if tags.split(',').all(|tag| tag.trim() == "*") {
+        if names_no_version(tags) {
             return Ok(None);
         }
         let etag = rules::row_etag(self.resource, plan, row);
@@ -371,6 +371,7 @@ impl Call<'_> {
             &query::QuerySpec::unfiltered(1),
             conditions,
             &self.grant.mask,
+            "",
         )?)
     }
 
@@ -574,6 +575,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         }));
     }
     Ok(Some(text.to_string()))
+}
+
+/// `If-Match: *` (or a list of nothing but `*`): any version of an existing row.
+fn names_no_version(header: &str) -> bool {
+    header.split(',').all(|tag| tag.trim() == "*")
 }
 
 /// Strong comparison (RFC 9110 §13.1.1): `*` matches any row; weak tags never match.

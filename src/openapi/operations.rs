@@ -403,7 +403,7 @@ fn scalar(resource: &Resource, index: usize) -> RefOr<Schema> {
         if f.field_type == FieldType::String && f.codes.is_empty() {
             object.max_length = Some(
                 // The server counts bytes; four per character always fits.
-                f.limits.max_chars.map_or(MAX_VALUE_BYTES / 4, |max| {
+                f.max_length().map_or(MAX_VALUE_BYTES / 4, |max| {
                     (max as usize).min(MAX_VALUE_BYTES / 4)
                 }),
             );

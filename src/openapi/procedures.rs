@@ -38,9 +38,7 @@ pub fn schemas(procedure: &Procedure) -> Vec<(String, Schema)> {
     for (field, direction) in &procedure.parameters {
         match direction {
             Direction::In => {
-                let mut strict = field.clone();
-                strict.is_key = field.required;
-                input = input.property(&field.name, schema::field(&strict, None));
+                input = input.property(&field.name, super::rules::written(field));
                 if field.required {
                     input = input.required(&field.name);
                 }

@@ -1,8 +1,83 @@
 //! The write rules of `catalog::write::body` as JSON Schema patterns, so a client (and a
 //! generator working from the document) learns them before sending.
 
+use utoipa::openapi::schema::{Object, Schema};
+use utoipa::openapi::RefOr;
+
+use super::schema;
 use crate::catalog::Field;
-use crate::config::DateFormat;
+use crate::config::{DateFormat, FieldType};
+
+/// The schema of a value a client writes into `f` (a body member, a procedure input), with
+/// every rule `catalog::write::body` enforces: null only where the column takes it (or a
+/// sentinel stands for it), text within the column's width and without what it cannot hold,
+/// whole numbers within its range, decimals within its precision and scale, dates within
+/// the legacy format's years.
+pub fn written(f: &Field) -> Schema {
+    let mut strict = f.clone();
+    strict.is_key = f.is_key || f.required || (f.limits.not_null() && f.null_values.is_empty());
+    let mut schema = schema::field(&strict, None);
+    let Schema::Object(object) = &mut schema else {
+        return schema;
+    };
+    match f.field_type {
+        FieldType::String if f.codes.is_empty() => {
+            object.max_length = f.max_length().map(|max| max as usize);
+            object.min_length = (f.is_key || f.required).then_some(1);
+            object.pattern = Some(text_pattern(f));
+        }
+        FieldType::Integer => {
+            if let Some((low, high)) = f.limits.range {
+                object.minimum = isize::try_from(low).ok().map(Into::into);
+                object.maximum = isize::try_from(high).ok().map(Into::into);
+            }
+        }
+        FieldType::Decimal => object.pattern = Some(decimal_pattern(f)),
+        FieldType::Money => {
+            if let Some(RefOr::T(Schema::Object(value))) = object.properties.get_mut("value") {
+                value.pattern = Some(decimal_pattern(f));
+            }
+        }
+        FieldType::Date => {
+            if let Some((pattern, years)) = date_range(f.date_format) {
+                object.pattern = Some(pattern.into());
+                describe(
+                    object,
+                    format!("The legacy format holds the years {years} only."),
+                );
+            }
+        }
+        _ => {}
+    }
+    if f.field_type == FieldType::String && !f.null_values.is_empty() {
+        let sentinels: Vec<String> = f.null_values.iter().map(|v| format!("`{v}`")).collect();
+        describe(
+            object,
+            format!(
+                "The legacy values {} mean null here: written as text they are refused (send null).",
+                sentinels.join(", ")
+            ),
+        );
+    }
+    if let Some(encoding) = f.encoding.filter(|_| f.field_type == FieldType::String) {
+        describe(
+            object,
+            format!(
+                "Stored in {}: characters it cannot store are refused with a 422.",
+                encoding.name()
+            ),
+        );
+    }
+    schema
+}
+
+/// Appends a rule to a schema's description.
+pub fn describe(object: &mut Object, rule: String) {
+    object.description = Some(match object.description.take() {
+        Some(text) => format!("{text} {rule}"),
+        None => rule,
+    });
+}
 
 /// Characters a text column takes: no C0 or C1 control or DEL, unless the field allows them (NUL
 /// never).
@@ -16,14 +91,14 @@ fn character(f: &Field, blank_too: bool) -> &'static str {
 }
 
 /// `body::text_rule` as a pattern: something besides blanks in a key or required field, no
-/// trailing blank where CHAR padding would drop it.
+/// blank at either end of a trimmed field.
 pub fn text_pattern(f: &Field) -> String {
     let any = character(f, true);
     let solid = character(f, false);
     let needed = f.is_key || f.required;
     match (f.trim, needed) {
-        (true, true) => format!("^{any}*{solid}$"),
-        (true, false) => format!("^({any}*{solid})?$"),
+        (true, true) => format!("^{solid}({any}*{solid})?$"),
+        (true, false) => format!("^({solid}({any}*{solid})?)?$"),
         (false, true) => format!("^{any}*{solid}{any}*$"),
         (false, false) => format!("^{any}*$"),
     }
@@ -91,8 +166,8 @@ mod tests {
     #[test]
     fn each_text_pattern_says_what_the_write_check_does() {
         let samples = [
-            "", " ", "   ", "a", " a", "a ", "a b", "a\tb", "a\u{7f}", "a\u{85}", "\u{a0}", "Café",
-            "日本", "😀 x", "x\r", "\u{1}",
+            "", " ", "   ", "a", " a", "a ", "a b", " a b ", "ab", "a\tb", "a\u{7f}", "a\u{85}",
+            "\u{a0}", "Café", "日本", "😀 x", "x\r", "\u{1}",
         ];
         for trim in [true, false] {
             for needed in [true, false] {
@@ -110,6 +185,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_value_that_would_read_back_as_null_or_cut_is_refused() {
+        use crate::catalog::write::legacy_value;
+        use serde_json::json;
+        let mut f = field(true, false, false);
+        f.null_values = vec!["N/A".into(), "".into()];
+        assert!(legacy_value(&f, &json!("N/A")).is_err(), "a null sentinel");
+        assert!(legacy_value(&f, &json!("")).is_err(), "a blank sentinel");
+        assert!(legacy_value(&f, &json!(null)).is_ok());
+        assert!(legacy_value(&f, &json!("NA")).is_ok());
+        // No more bytes than the source reads whole (max_text_bytes).
+        let mut g = field(false, false, false);
+        g.limits.max_bytes = Some(5);
+        assert!(legacy_value(&g, &json!("abcde")).is_ok());
+        assert!(legacy_value(&g, &json!("日本")).is_err(), "6 bytes");
+        assert_eq!(
+            g.max_length(),
+            Some(1),
+            "the document counts 4 bytes a character"
+        );
+    }
+
+    #[test]
+    fn a_not_null_column_without_default_or_sentinel_is_required_on_create() {
+        let mut f = field(false, false, false);
+        f.limits.nullable = Some(false);
+        assert!(f.required_on_create());
+        f.limits.has_default = true;
+        assert!(!f.required_on_create());
+        f.limits.has_default = false;
+        f.null_values = vec!["".into()];
+        assert!(!f.required_on_create());
     }
 
     #[test]

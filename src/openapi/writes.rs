@@ -17,7 +17,7 @@ use super::rules;
 use super::schema::{self, pascal, singular};
 use super::BEARER;
 use crate::catalog::{Field, Resource, Version};
-use crate::config::{FieldType, WriteOp};
+use crate::config::WriteOp;
 
 /// Names of the request body schemas.
 pub fn create_name(resource: &Resource) -> String {
@@ -50,7 +50,7 @@ pub fn body_schemas(resource: &Resource) -> Vec<(String, Schema)> {
         ));
         for &(i, f) in &writable {
             body = body.property(&f.name, input(resource, i, f));
-            if f.required || f.is_key {
+            if f.required_on_create() {
                 body = body.required(&f.name);
             }
         }
@@ -74,70 +74,23 @@ fn object(description: &str) -> ObjectBuilder {
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
 }
 
-/// A field as a client writes it, with every rule `catalog::write::body` enforces: null only
-/// where the column takes it (or a sentinel stands for it), text within the column's width
-/// and without what the column cannot hold, whole numbers within the column's range,
-/// decimals within its precision and scale, dates within the legacy format's years; and the
-/// scope writing it needs (a rule per token, which a schema cannot express).
+/// A field as a client writes it (every rule of `catalog::write::body`, see
+/// `rules::written`), and the scope writing it needs (a rule per token, which a schema cannot
+/// express).
 fn input(resource: &Resource, index: usize, f: &Field) -> Schema {
-    let mut strict = f.clone();
-    strict.is_key = f.is_key || f.required || (f.limits.not_null && f.null_values.is_empty());
-    let mut schema = schema::field(&strict, None);
-    if let Schema::Object(object) = &mut schema {
-        match f.field_type {
-            FieldType::String if f.codes.is_empty() => {
-                object.max_length = f.limits.max_chars.map(|max| max as usize);
-                object.min_length = (f.is_key || f.required).then_some(1);
-                object.pattern = Some(rules::text_pattern(f));
-            }
-            FieldType::Integer => {
-                if let Some((low, high)) = f.limits.range {
-                    object.minimum = isize::try_from(low).ok().map(Into::into);
-                    object.maximum = isize::try_from(high).ok().map(Into::into);
-                }
-            }
-            FieldType::Decimal => object.pattern = Some(rules::decimal_pattern(f)),
-            FieldType::Money => {
-                if let Some(RefOr::T(Schema::Object(value))) = object.properties.get_mut("value") {
-                    value.pattern = Some(rules::decimal_pattern(f));
-                }
-            }
-            FieldType::Date => {
-                if let Some((pattern, years)) = rules::date_range(f.date_format) {
-                    object.pattern = Some(pattern.into());
-                    let rule = format!("The legacy format holds the years {years} only.");
-                    object.description = Some(match object.description.take() {
-                        Some(text) => format!("{text} {rule}"),
-                        None => rule,
-                    });
-                }
-            }
-            _ => {}
-        }
-        if let Some(encoding) = f.encoding.filter(|_| f.field_type == FieldType::String) {
-            let rule = format!(
-                "Stored in {}: characters it cannot store are refused with a 422.",
-                encoding.name()
-            );
-            object.description = Some(match object.description.take() {
-                Some(text) => format!("{text} {rule}"),
-                None => rule,
-            });
-        }
-        let write_scope = resource
-            .access
-            .write_masks
-            .iter()
-            .find(|(i, _)| *i == index);
-        if let Some((_, scope)) = write_scope {
-            let rule = format!(
+    let mut schema = rules::written(f);
+    let write_scope = resource
+        .access
+        .write_masks
+        .iter()
+        .find(|(i, _)| *i == index);
+    if let (Schema::Object(object), Some((_, scope))) = (&mut schema, write_scope) {
+        rules::describe(
+            object,
+            format!(
                 "Written only by tokens with the scope `{scope}`; others get a 422 at this field."
-            );
-            object.description = Some(match object.description.take() {
-                Some(text) => format!("{text} {rule}"),
-                None => rule,
-            });
-        }
+            ),
+        );
     }
     schema
 }

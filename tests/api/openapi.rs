@@ -569,6 +569,31 @@ async fn methods_keys_and_parameters_are_answered_as_documented() {
         let answer = app.get(&path).await;
         assert_eq!(answer.problem(400)["parameter"], "cursor", "{path}");
     }
+    // A cursor issued before cursors named their listing still pages.
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut decoded: Value =
+        serde_json::from_slice(&base64::Engine::decode(&engine, &cursor).unwrap()).unwrap();
+    decoded.as_object_mut().unwrap().remove("q");
+    let older = base64::Engine::encode(&engine, decoded.to_string());
+    let answer = app
+        .get(&format!("/v1/jobs?status=open&limit=2&cursor={older}"))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // A nested list's cursor belongs to its parent's key.
+    let first = app.get("/v1/jobs/J0003/operations?limit=1").await;
+    let nested = first.body["next_cursor"].as_str().unwrap().to_string();
+    let same = app
+        .get(&format!(
+            "/v1/jobs/J0003/operations?limit=1&cursor={nested}"
+        ))
+        .await;
+    assert_eq!(same.status, 200, "{}", same.body);
+    let other = app
+        .get(&format!(
+            "/v1/jobs/J0004/operations?limit=1&cursor={nested}"
+        ))
+        .await;
+    assert_eq!(other.problem(400)["parameter"], "cursor");
     // fields= always brings the key along.
     let page = app.get("/v1/jobs?fields=status&limit=2").await;
     assert_eq!(page.status, 200);

@@ -44,8 +44,13 @@ pub fn create_values(
         if map.contains_key(&f.name) || is_twin(resource, i) || f.read_only {
             continue;
         }
-        if (f.required || f.is_key) && !mask.hides(i) {
-            errors.push(FieldError::at(&f.name, "is required"));
+        if f.required_on_create() && !mask.hides(i) {
+            let why = if f.required || f.is_key {
+                "is required"
+            } else {
+                "is required: its column is NOT NULL without a default"
+            };
+            errors.push(FieldError::at(&f.name, why));
         } else if !f.null_values.is_empty() {
             // An absent field is stored the way the old programs store "no value".
             values.push((i, f.null_for_write()));
@@ -139,13 +144,22 @@ fn is_twin(resource: &Resource, index: usize) -> bool {
     resource.fields[..index].iter().any(|f| f.column == *column)
 }
 
-/// One JSON value in the field's API type, turned into the legacy value.
+/// One JSON value in the field's API type, turned into the legacy value. A value whose legacy
+/// form is one of the field's null sentinels is refused: it would read back as null.
 pub fn legacy_value(f: &Field, json: &Json) -> Result<Param, String> {
+    let param = legacy_param(f, json)?;
+    if !json.is_null() && f.null_sentinels().contains(&param) {
+        return Err("is stored as the legacy value that means null here; send null".into());
+    }
+    Ok(param)
+}
+
+fn legacy_param(f: &Field, json: &Json) -> Result<Param, String> {
     if json.is_null() {
         if f.is_key || f.required {
             return Err("cannot be null".into());
         }
-        if f.limits.not_null && f.null_values.is_empty() {
+        if f.limits.not_null() && f.null_values.is_empty() {
             return Err("cannot be null: its column is NOT NULL".into());
         }
         return Ok(f.null_for_write());
@@ -240,9 +254,9 @@ fn decimal(f: &Field, text: &str) -> Result<Param, String> {
 }
 
 /// What text a column can hold as the old programs read it: no control characters (C0, DEL
-/// and C1, unless the field allows them), no trailing blank where CHAR padding would drop
-/// it, something besides blanks in a key or a required field, and no more characters than
-/// the column's.
+/// and C1, unless the field allows them), no blank at either end of a trimmed field (reads
+/// drop them), something besides blanks in a key or a required field, and no more
+/// characters than the column's.
 /// `openapi::writes` states the same rule as a pattern and a maxLength.
 pub fn text_rule(f: &Field, text: &str) -> Result<(), String> {
     if !f.allow_control {
@@ -260,12 +274,21 @@ pub fn text_rule(f: &Field, text: &str) -> Result<(), String> {
     if f.required && blank {
         return Err("is required and cannot be empty or blank".into());
     }
-    if f.trim && text.ends_with(' ') {
-        return Err("ends with a blank, which the column's CHAR padding would drop".into());
+    if f.trim && (text.starts_with(' ') || text.ends_with(' ')) {
+        return Err("starts or ends with a blank, which the field's trimming would drop".into());
     }
     if let Some(max) = f.limits.max_chars {
         if text.chars().count() > max as usize {
             return Err(format!("is longer than the column's {max} characters"));
+        }
+    }
+    if let Some(max) = f.limits.max_bytes {
+        // Encoded as stored; an unencodable text is refused by the encoding itself.
+        let stored = f.legacy_prefix(text).map_or(0, |bytes| bytes.len());
+        if stored > max as usize {
+            return Err(format!(
+                "is longer than the {max} bytes the source reads whole (max_text_bytes)"
+            ));
         }
     }
     Ok(())

@@ -19,6 +19,8 @@ pub struct ColumnInfo {
     pub scale: Option<i16>,
     /// `Some(false)` for a NOT NULL column; `None` when the driver cannot tell.
     pub nullable: Option<bool>,
+    /// The column has a default value.
+    pub has_default: bool,
 }
 
 /// One table or view.
@@ -71,19 +73,68 @@ pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api::
         .collect()
 }
 
-/// Reads the columns of one table, named as in configuration (`JOBS` or `dbo.JOBS`).
-pub fn read_columns(
-    connection_string: &str,
-    table: &str,
-) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
-    let conn = connect(connection_string)?;
-    let (schema, name) = table.rsplit_once('.').unwrap_or(("", table));
-    let found = columns(&conn, "", schema, name)?;
-    // A database that folds unquoted names (PostgreSQL) may keep the table in lower case.
-    if found.is_empty() && name != name.to_ascii_lowercase() {
-        return columns(&conn, "", schema, &name.to_ascii_lowercase());
+/// One connection that reads the columns of a source's tables.
+pub struct ColumnReader {
+    conn: Connection<'static>,
+}
+
+impl ColumnReader {
+    /// Connects within `login_timeout`. A SQLite file that does not exist is not created:
+    /// reading a catalog must leave no empty database behind.
+    pub fn open(
+        connection_string: &str,
+        dialect: crate::source::Dialect,
+        login_timeout: std::time::Duration,
+    ) -> Result<Self, odbc_api::Error> {
+        let no_create = dialect == crate::source::Dialect::Sqlite
+            && !connection_string.to_ascii_lowercase().contains("nocreat");
+        let connection_string = if no_create {
+            format!("{};NoCreat=1", connection_string.trim_end_matches(';'))
+        } else {
+            connection_string.to_string()
+        };
+        let options = ConnectionOptions {
+            login_timeout_sec: u32::try_from(login_timeout.as_secs()).ok(),
+            ..ConnectionOptions::default()
+        };
+        let conn =
+            odbc_api::environment()?.connect_with_connection_string(&connection_string, options)?;
+        Ok(Self { conn })
     }
-    Ok(found)
+
+    /// The columns of one table, named as in configuration (`JOBS` or `dbo.JOBS`). Catalog
+    /// arguments are patterns (`_` matches any character), so only the table named exactly
+    /// is kept, and of one schema.
+    pub fn columns(&self, table: &str) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
+        let (schema, name) = table.rsplit_once('.').unwrap_or(("", table));
+        let mut found = exact(&self.conn, schema, name)?;
+        // A database that folds unquoted names (PostgreSQL) may keep the table in lower case.
+        if found.is_empty() && name != name.to_ascii_lowercase() {
+            found = exact(&self.conn, schema, &name.to_ascii_lowercase())?;
+        }
+        Ok(found)
+    }
+}
+
+fn exact(
+    conn: &Connection<'_>,
+    schema: &str,
+    name: &str,
+) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
+    let mut first_schema: Option<String> = None;
+    let mut out = Vec::new();
+    for row in conn.columns("", schema, name, "")? {
+        let row = row?;
+        if !text(row.table.as_bytes()).eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let in_schema = text(row.schema.as_bytes());
+        if first_schema.get_or_insert_with(|| in_schema.clone()) != &in_schema {
+            continue;
+        }
+        out.push(column_info(&row));
+    }
+    Ok(out)
 }
 
 fn columns(
@@ -94,22 +145,30 @@ fn columns(
 ) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
     let mut columns = Vec::new();
     for row in conn.columns(catalog, schema, name, "")? {
-        let row = row?;
-        columns.push(ColumnInfo {
-            name: text(row.column_name.as_bytes()),
-            data_type: row.data_type,
-            type_name: text(row.type_name.as_bytes()),
-            size: row.column_size.as_opt().copied(),
-            scale: row.decimal_digits.as_opt().copied(),
-            // SQL_NO_NULLS = 0, SQL_NULLABLE = 1, SQL_NULLABLE_UNKNOWN = 2.
-            nullable: match row.nullable {
-                0 => Some(false),
-                1 => Some(true),
-                _ => None,
-            },
-        });
+        columns.push(column_info(&row?));
     }
     Ok(columns)
+}
+
+fn column_info(row: &odbc_api::ColumnsRow) -> ColumnInfo {
+    ColumnInfo {
+        name: text(row.column_name.as_bytes()),
+        data_type: row.data_type,
+        type_name: text(row.type_name.as_bytes()),
+        size: row.column_size.as_opt().copied(),
+        scale: row.decimal_digits.as_opt().copied(),
+        // SQL_NO_NULLS = 0, SQL_NULLABLE = 1, SQL_NULLABLE_UNKNOWN = 2.
+        nullable: match row.nullable {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        },
+        // MariaDB's driver spells "no default" as the text NULL.
+        has_default: row
+            .column_default
+            .as_bytes()
+            .is_some_and(|d| !d.is_empty() && !d.eq_ignore_ascii_case(b"NULL")),
+    }
 }
 
 fn primary_key(

@@ -501,7 +501,11 @@ fn buffer_width(column_type: ColumnType, reported: Option<usize>, max_text_bytes
             return reported.unwrap_or(max_text_bytes).clamp(1, max_text_bytes);
         }
     };
-    reported.unwrap_or(widest).max(widest)
+    // A driver that reports a huge width for such a column (SQLite's TEXT) gets no more room
+    // than text would.
+    reported
+        .map_or(widest, |r| r.min(max_text_bytes.max(widest)))
+        .max(widest)
 }
 
 /// Whether a transaction's result is to be kept (committed) or undone.
@@ -578,6 +582,7 @@ mod tests {
         assert_eq!(buffer_width(ColumnType::Integer, Some(10), 4000), 20);
         assert_eq!(buffer_width(ColumnType::Decimal, Some(13), 16), 48);
         assert_eq!(buffer_width(ColumnType::Decimal, Some(80), 4000), 80);
+        assert_eq!(buffer_width(ColumnType::Date, Some(1 << 18), 4000), 4000);
         // Text is what the driver says, capped at max_text_bytes.
         assert_eq!(buffer_width(ColumnType::Varchar, Some(160), 4000), 160);
         assert_eq!(buffer_width(ColumnType::Varchar, None, 4000), 4000);
