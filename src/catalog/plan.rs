@@ -195,7 +195,7 @@ pub fn key_conditions(resource: &Resource, parts: &[String]) -> Result<Vec<Condi
             .collect();
         return Err(QueryError {
             place: super::query::Place::Path,
-            parameter: "key".into(),
+            parameter: names.join(","),
             message: format!(
                 "must have {} part(s) separated by `,`: {}",
                 names.len(),

@@ -53,7 +53,16 @@ pub async fn dispatch(
         }
         return match write {
             Some(op) => writes::write(req.clone(), state.clone(), payload, resource, op).await,
-            None if depth == 4 => Err(ApiError::MethodNotAllowed("GET, HEAD".into())),
+            None if depth == 4 => {
+                // Only a nested list that exists takes GET.
+                let child = find(&state, &req, 3)?;
+                match &child.parent {
+                    Some((parent, _)) if *parent == resource.name => {
+                        Err(ApiError::MethodNotAllowed("GET, HEAD".into()))
+                    }
+                    _ => Err(not_found(&req)),
+                }
+            }
             None => Err(ApiError::MethodNotAllowed(writes::allowed(
                 resource,
                 depth == 3,
@@ -181,7 +190,10 @@ async fn children(
             .to_legacy(parts.first().map(String::as_str).unwrap_or_default())
             .map_err(|m| QueryError {
                 place: crate::catalog::query::Place::Path,
-                parameter: "key".into(),
+                parameter: parent
+                    .key
+                    .first()
+                    .map_or("key".into(), |&k| parent.fields[k].name.clone()),
                 message: m,
             })?;
         let by_parent = Condition::Compare {

@@ -450,8 +450,16 @@ impl Call<'_> {
                     Json::String(s) => s,
                     other => other.to_string(),
                 };
-                percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
+                let encoded = percent_encoding::utf8_percent_encode(
+                    &text,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string();
+                // `/v1/jobs/changes` is the change feed: the row `changes` is `%63hanges`.
+                match encoded.strip_prefix('c') {
+                    Some(rest) if r.changes && encoded == "changes" => format!("%63{rest}"),
+                    _ => encoded,
+                }
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -577,9 +585,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(text.to_string()))
 }
 
-/// `If-Match: *` (or a list of nothing but `*`): any version of an existing row.
+/// `If-Match: *`: any version of an existing row. `*` belongs alone (RFC 9110 §13.1.1); in a
+/// list it still asks for no version, so it never satisfies `require_if_match`.
 fn names_no_version(header: &str) -> bool {
-    header.split(',').all(|tag| tag.trim() == "*")
+    header.split(',').any(|tag| tag.trim() == "*")
 }
 
 /// Strong comparison (RFC 9110 §13.1.1): `*` matches any row; weak tags never match.

@@ -56,7 +56,7 @@ const PROBLEMS: [(&str, u16, &str, &str, &str); 15] = [
         405,
         "The path does not take this method; `Allow` lists those it takes.",
         "method-not-allowed",
-        "this path takes GET, HEAD",
+        "this resource does not accept that method",
     ),
     (
         "Conflict",

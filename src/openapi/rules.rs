@@ -31,6 +31,12 @@ pub fn written(f: &Field) -> Schema {
                 object.minimum = isize::try_from(low).ok().map(Into::into);
                 object.maximum = isize::try_from(high).ok().map(Into::into);
             }
+            describe(
+                object,
+                "A whole number; written with a point or an exponent (`7.0`) it is read as a \
+                 double, so only up to 2^53."
+                    .into(),
+            );
         }
         FieldType::Decimal => object.pattern = Some(decimal_pattern(f)),
         FieldType::Money => {
@@ -39,13 +45,12 @@ pub fn written(f: &Field) -> Schema {
             }
         }
         FieldType::Date => {
-            if let Some((pattern, years)) = date_range(f.date_format) {
-                object.pattern = Some(pattern.into());
-                describe(
-                    object,
-                    format!("The legacy format holds the years {years} only."),
-                );
-            }
+            let (pattern, years) = date_range(f.date_format).unwrap_or((ANY_YEAR, "0001 to 9999"));
+            object.pattern = Some(pattern.into());
+            describe(
+                object,
+                format!("The legacy format holds the years {years} only."),
+            );
         }
         _ => {}
     }
@@ -128,6 +133,9 @@ pub fn decimal_pattern(f: &Field) -> String {
         None => format!(r"^-?{whole}(\.[0-9]+)?$"),
     }
 }
+
+/// `YYYY-MM-DD` of the years every format holds (RFC 3339 also has a year 0000).
+const ANY_YEAR: &str = r"^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}$";
 
 /// The years a legacy date format holds, when it cannot hold every year from 1 to 9999: the
 /// pattern of `YYYY-MM-DD` within them, and the range in words.

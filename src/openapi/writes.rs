@@ -79,18 +79,18 @@ fn object(description: &str) -> ObjectBuilder {
 /// express).
 fn input(resource: &Resource, index: usize, f: &Field) -> Schema {
     let mut schema = rules::written(f);
-    let write_scope = resource
-        .access
-        .write_masks
-        .iter()
-        .find(|(i, _)| *i == index);
-    if let (Schema::Object(object), Some((_, scope))) = (&mut schema, write_scope) {
-        rules::describe(
-            object,
-            format!(
-                "Written only by tokens with the scope `{scope}`; others get a 422 at this field."
-            ),
-        );
+    let access = &resource.access;
+    // A field hidden from a token (`requires_scope`) is no field of its writes either.
+    let scopes = access.masks.iter().chain(&access.write_masks);
+    for (_, scope) in scopes.filter(|(i, _)| *i == index) {
+        if let Schema::Object(object) = &mut schema {
+            rules::describe(
+                object,
+                format!(
+                    "Written only by tokens with the scope `{scope}`; others get a 422 at this field."
+                ),
+            );
+        }
     }
     schema
 }

@@ -594,6 +594,20 @@ async fn methods_keys_and_parameters_are_answered_as_documented() {
         ))
         .await;
     assert_eq!(other.problem(400)["parameter"], "cursor");
+    // A nested list that does not exist is a 404 whatever the method; a key with too many
+    // parts names the path's own parameter.
+    let nowhere = app
+        .send(
+            reqwest::Method::DELETE,
+            "/v1/jobs/J0001/nosuch",
+            None,
+            &[],
+            None,
+        )
+        .await;
+    nowhere.problem(404);
+    let parts = app.get("/v1/jobs/J0001,1").await;
+    assert_eq!(parts.problem(400)["parameter"], "id");
     // fields= always brings the key along.
     let page = app.get("/v1/jobs?fields=status&limit=2").await;
     assert_eq!(page.status, 200);

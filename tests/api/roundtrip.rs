@@ -331,6 +331,28 @@ async fn the_values_an_outside_run_saw_corrupted_are_kept_or_refused() {
         (whole.status.as_u16(), whole.body["priority"].clone()),
         (200, json!(7))
     );
+    // Past 2^53 a double is no exact integer.
+    let inexact = send(
+        Method::PATCH,
+        "/v1/jobs/J000003",
+        json!({"priority": 9007199254740993.0_f64}),
+    )
+    .await;
+    assert_eq!(inexact.problem(422)["errors"][0]["pointer"], "/priority");
+    // A job named like the change feed gets a Location that serves the job.
+    let feedlike = send(
+        Method::POST,
+        "/v1/jobs",
+        json!({"id": "changes", "customer_id": "C00002", "status": "open", "ordered_on": "2026-11-23", "rush": false}),
+    )
+    .await;
+    assert_eq!(feedlike.status, 201, "{}", feedlike.body);
+    let location = feedlike.headers["location"].to_str().unwrap().to_string();
+    assert_eq!(location, "/v1/jobs/%63hanges");
+    assert_eq!(
+        app.get_as(&location, Some(&token)).await.body["id"],
+        "changes"
+    );
     // 3. A decimal beyond the column's scale or precision (DECIMAL(11,2), from the catalog).
     for value in ["1.239", "12345678901234567890.5"] {
         let answer = send(

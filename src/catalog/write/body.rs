@@ -186,8 +186,11 @@ fn legacy_param(f: &Field, json: &Json) -> Result<Param, String> {
             f.to_legacy(text)
         }
         (FieldType::Integer, Json::Number(n)) => {
-            // JSON Schema counts 7.0 as an integer, so it is one here too.
-            let whole = n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15);
+            // JSON Schema counts 7.0 as an integer, so it is one here too; a number written
+            // with a point or exponent is a double, exact up to 2^53 only.
+            let whole = n
+                .as_f64()
+                .filter(|x| x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0);
             let Some(i) = n.as_i64().or(whole.map(|x| x as i64)) else {
                 return wrong();
             };
