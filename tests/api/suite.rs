@@ -302,7 +302,11 @@ async fn keys_composite_keys_and_nesting(kind: Kind) {
     app.get("/v1/nothing").await.problem(404);
     app.get("/v7/jobs").await.problem(404);
     let arity = app.get("/v1/operations/J0003").await;
-    assert_eq!(arity.problem(400)["parameter"], "key");
+    assert_eq!(
+        arity.problem(400)["parameter"],
+        "job_id,seq",
+        "the path's own parameters"
+    );
     let typed = app.get("/v1/operations/J0003,ten").await;
     assert_eq!(typed.problem(400)["parameter"], "seq");
 }
