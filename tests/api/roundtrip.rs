@@ -11,7 +11,7 @@ use crate::fixture::Kind;
 use crate::harness::{demo_database, execute, fresh_database, Portico};
 
 /// Generated values per field and write; each case is a write, a read and an undo.
-const EXAMPLES: &str = "150";
+const EXAMPLES: &str = "250";
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
