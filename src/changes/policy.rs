@@ -40,7 +40,10 @@ pub fn holds(condition: &Condition, column: &dyn Fn(&str) -> Option<Value>) -> b
             column(c).is_some_and(|v| (v == Value::Null) != *negated)
         }
         // The parent's row is not at hand: withheld (feeds refuse such principals up front).
-        Condition::LastInsertId { .. } | Condition::InParent { .. } => false,
+        // `Near` guards writes only; no policy is made of it.
+        Condition::LastInsertId { .. } | Condition::InParent { .. } | Condition::Near { .. } => {
+            false
+        }
         Condition::Or(all) => all.iter().any(|c| holds(c, column)),
         Condition::And(all) => all.iter().all(|c| holds(c, column)),
     }

@@ -274,6 +274,24 @@ impl SqlWriter {
                 self.push(" ");
                 self.param(param.clone());
             }
+            Condition::Near {
+                column,
+                value,
+                within,
+            } => {
+                self.push("ABS(");
+                self.column(column);
+                self.push(" - ");
+                self.param(Param {
+                    value: Value::Float(*value),
+                    column_type: super::ColumnType::Float,
+                });
+                self.push(") <= ");
+                self.param(Param {
+                    value: Value::Float(*within),
+                    column_type: super::ColumnType::Float,
+                });
+            }
             Condition::In { column, params } => {
                 self.column(column);
                 self.push(" IN ");

@@ -75,6 +75,16 @@ pub enum Condition {
         /// The literal prefix (bytes in the column's encoding).
         prefix: Vec<u8>,
     },
+    /// `ABS(column - ?) <= ?`: a number kept as a binary double (SQLite's DECIMAL) equals the
+    /// value read when it is within half a unit of the field's last decimal place.
+    Near {
+        /// Column name.
+        column: String,
+        /// The value read.
+        value: f64,
+        /// The largest difference that is still the same value.
+        within: f64,
+    },
     /// `column IS NULL` (or `IS NOT NULL` when negated).
     IsNull {
         /// Column name.

@@ -546,6 +546,17 @@ async fn concurrent_writers_with_one_etag_one_wins(kind: Kind) {
     )
     .await;
     assert_eq!(fresh.status, 200, "{}", fresh.body);
+    // The same race on a decimal only (SQLite keeps it as a double): one wins too.
+    let got = app.get_as("/v1/customers/C001", Some(&reader())).await;
+    let decimal_tag = etag(&got);
+    let writers = (0..8).map(|i| {
+        let body = json!({ "credit": format!("{}.25", 100 + i) });
+        let (app, clerk, tag) = (&app, &clerk, &decimal_tag);
+        async move { patch(app, "/v1/customers/C001", clerk, Some(tag), body).await }
+    });
+    let answers = futures_util::future::join_all(writers).await;
+    let won = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(won, 1, "exactly one writer of a decimal wins");
 }
 
 async fn an_idempotent_post_retried_concurrently_writes_one_row(kind: Kind) {

@@ -38,13 +38,36 @@ pub fn cas_conditions(
     let mut conditions = Vec::new();
     for &(field, position) in &plan.output {
         let f = &resource.fields[field];
-        let inexact = f.column_type == ColumnType::Float
-            || (dialect == Dialect::Sqlite && f.column_type == ColumnType::Decimal);
-        if inexact || seen.contains(&f.column.as_str()) {
+        if f.column_type == ColumnType::Float || seen.contains(&f.column.as_str()) {
             continue;
         }
         seen.push(&f.column);
         let value = row.get(position).cloned().unwrap_or(Value::Null);
+        // SQLite keeps a DECIMAL as a double, which its driver renders to 15 digits: equal to
+        // what was read means within half a unit of the field's last place.
+        if dialect == Dialect::Sqlite && f.column_type == ColumnType::Decimal {
+            let read = match &value {
+                Value::Decimal(d) => d.parse::<f64>().ok(),
+                Value::Float(x) => Some(*x),
+                Value::Int(i) => Some(*i as f64),
+                _ => None,
+            };
+            if let Some(read) = read {
+                let places = f
+                    .limits
+                    .digits
+                    .map(|(_, s)| s)
+                    .or(f.scale)
+                    .unwrap_or(6)
+                    .min(12);
+                conditions.push(Condition::Near {
+                    column: f.column.clone(),
+                    value: read,
+                    within: 0.5 * 10f64.powi(-(places as i32)),
+                });
+                continue;
+            }
+        }
         conditions.push(if value == Value::Null {
             Condition::IsNull {
                 column: f.column.clone(),
