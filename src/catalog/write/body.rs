@@ -258,9 +258,8 @@ fn decimal(f: &Field, text: &str) -> Result<Param, String> {
 
 /// What text a column can hold as the old programs read it: no control characters (C0, DEL
 /// and C1, unless the field allows them), no blank at either end of a trimmed field (reads
-/// drop them), something besides blanks in a key or a required field, and no more
-/// characters than the column's.
-/// `openapi::writes` states the same rule as a pattern and a maxLength.
+/// drop them), something besides blanks in a key or a required field, and no more bytes
+/// than the source reads whole. `openapi::rules` states it as a pattern and a maxLength.
 pub fn text_rule(f: &Field, text: &str) -> Result<(), String> {
     if !f.allow_control {
         if let Some(c) = text.chars().find(|c| c.is_control()) {
@@ -280,11 +279,8 @@ pub fn text_rule(f: &Field, text: &str) -> Result<(), String> {
     if f.trim && (text.starts_with(' ') || text.ends_with(' ')) {
         return Err("starts or ends with a blank, which the field's trimming would drop".into());
     }
-    if let Some(max) = f.limits.max_chars {
-        if text.chars().count() > max as usize {
-            return Err(format!("is longer than the column's {max} characters"));
-        }
-    }
+    // The column's width is checked where every text-stored value is encoded
+    // (`Field::to_legacy`); what the source reads whole is this rule's own.
     if let Some(max) = f.limits.max_bytes {
         // Encoded as stored; an unencodable text is refused by the encoding itself.
         let stored = f.legacy_prefix(text).map_or(0, |bytes| bytes.len());
