@@ -214,7 +214,7 @@ updated_at = {{ column = "UPDATED", type = "datetime" }}
 }
 
 /// `sql` with every whole word of `names` in double quotes (outside string literals).
-fn quote_words(sql: &str, names: &[&str]) -> String {
+pub(crate) fn quote_words(sql: &str, names: &[&str]) -> String {
     let (mut out, mut word, mut in_literal) = (String::new(), String::new(), false);
     for c in sql.chars().chain(std::iter::once(' ')) {
         if !in_literal && (c.is_ascii_alphanumeric() || c == '_') {
