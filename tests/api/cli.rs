@@ -81,6 +81,31 @@ fn check_accepts_the_demo_and_what_introspect_prints() {
 }
 
 #[test]
+fn introspect_reads_the_table_named_not_the_tables_its_name_matches() {
+    let (_dir, db) = demo_database();
+    let cs = format!("Driver=SQLite3;Database={}", db.display());
+    // SQLColumns takes `_` as "any character": JOB_LINES would also match JOBXLINES.
+    crate::harness::execute(&cs, "CREATE TABLE JOB_LINES (LINE_NO INTEGER PRIMARY KEY)");
+    crate::harness::execute(
+        &cs,
+        "CREATE TABLE JOBXLINES (OTHER_COL INTEGER PRIMARY KEY)",
+    );
+    let out = run(
+        &["introspect", "--source", "shop"],
+        &repo("config/demo.toml"),
+        &db,
+    );
+    let starter = String::from_utf8(out.stdout).unwrap();
+    let section = starter
+        .split("[versions.v1.resources.job_lines.fields]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .unwrap_or_else(|| panic!("job_lines in:\n{starter}"));
+    assert!(section.contains("LINE_NO"), "{section}");
+    assert!(!section.contains("OTHER_COL"), "{section}");
+}
+
+#[test]
 fn check_warns_of_a_written_decimal_whose_precision_nobody_gives() {
     let (dir, db) = demo_database();
     let cs = format!("Driver=SQLite3;Database={}", db.display());

@@ -102,28 +102,29 @@ impl ColumnReader {
         Ok(Self { conn })
     }
 
-    /// The columns of one table, named as in configuration (`JOBS` or `dbo.JOBS`). Catalog
-    /// arguments are patterns (`_` matches any character), so only the table named exactly
-    /// is kept, and of one schema.
+    /// The columns of one table, named as in configuration (`JOBS` or `dbo.JOBS`).
     pub fn columns(&self, table: &str) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
         let (schema, name) = table.rsplit_once('.').unwrap_or(("", table));
-        let mut found = exact(&self.conn, schema, name)?;
+        let mut found = columns(&self.conn, "", schema, name)?;
         // A database that folds unquoted names (PostgreSQL) may keep the table in lower case.
         if found.is_empty() && name != name.to_ascii_lowercase() {
-            found = exact(&self.conn, schema, &name.to_ascii_lowercase())?;
+            found = columns(&self.conn, "", schema, &name.to_ascii_lowercase())?;
         }
         Ok(found)
     }
 }
 
-fn exact(
+/// The columns of the table named `name` exactly, of one schema. Catalog arguments are
+/// patterns (`_` matches any character), so `JOB_LINES` would also bring `JOBXLINES`.
+fn columns(
     conn: &Connection<'_>,
+    catalog: &str,
     schema: &str,
     name: &str,
 ) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
     let mut first_schema: Option<String> = None;
     let mut out = Vec::new();
-    for row in conn.columns("", schema, name, "")? {
+    for row in conn.columns(catalog, schema, name, "")? {
         let row = row?;
         if !text(row.table.as_bytes()).eq_ignore_ascii_case(name) {
             continue;
@@ -135,19 +136,6 @@ fn exact(
         out.push(column_info(&row));
     }
     Ok(out)
-}
-
-fn columns(
-    conn: &Connection<'_>,
-    catalog: &str,
-    schema: &str,
-    name: &str,
-) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
-    let mut columns = Vec::new();
-    for row in conn.columns(catalog, schema, name, "")? {
-        columns.push(column_info(&row?));
-    }
-    Ok(columns)
 }
 
 fn column_info(row: &odbc_api::ColumnsRow) -> ColumnInfo {
