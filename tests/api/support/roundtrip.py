@@ -1056,6 +1056,15 @@ def main() -> int:
     runs: list[FieldRun] = []
     started = time.monotonic()
     methods = set(args.method or ["PATCH", "POST"])
+
+    def untestable(res, method, error):
+        run = FieldRun(res.name, method, "*", errors=[str(error)])
+        print_run(run, 0.0)
+        runs.append(run)
+
+    def fields(props):
+        return [(f, schema) for f, schema in props.items() if not args.field or f in args.field]
+
     for res in resources.values():
         if res.patch_schema and "PATCH" in methods:
             props = res.patch_schema.get("properties", {})
@@ -1063,13 +1072,9 @@ def main() -> int:
             try:
                 pool.key()
             except SetupError as e:
-                run = FieldRun(res.name, "PATCH", "*", errors=[str(e)])
-                print_run(run, 0.0)
-                runs.append(run)
+                untestable(res, "PATCH", e)
                 continue
-            for field, schema in props.items():
-                if args.field and field not in args.field:
-                    continue
+            for field, schema in fields(props):
                 t0 = time.monotonic()
                 tester.undo_notes = set()
                 dropped = len(pool.dropped)
@@ -1086,13 +1091,9 @@ def main() -> int:
             try:
                 base, row = tester.base_body(res)
             except SetupError as e:
-                run = FieldRun(res.name, "POST", "*", errors=[str(e)])
-                print_run(run, 0.0)
-                runs.append(run)
+                untestable(res, "POST", e)
                 continue
-            for field, schema in props.items():
-                if args.field and field not in args.field:
-                    continue
+            for field, schema in fields(props):
                 t0 = time.monotonic()
                 run = tester.run_field(res, "POST", field, schema,
                                        lambda v, f=field, s=schema, r=res, b=base, w=row: tester.post_case(r, b, w, f, s, v))
