@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use crate::app::Services;
 use crate::catalog::{plan, query::QuerySpec};
-use crate::config::{self, Problem};
-use crate::http::AppState;
+use crate::config::Problem;
 use crate::source::SourceError;
 
 /// What `portico check` found: problems (exit 1), warnings, and facts worth showing.
@@ -26,18 +26,8 @@ pub async fn check(path: &Path) -> Vec<Problem> {
 
 /// Checks the configuration at `path` against its databases and identity provider.
 pub async fn report(path: &Path) -> Report {
-    let file = path.display().to_string();
-    let config = match config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            return Report {
-                problems: e.problems,
-                ..Report::default()
-            }
-        }
-    };
-    let state = match AppState::from_config(&config, &file) {
-        Ok(s) => s,
+    let (config, services) = match crate::app::load(path) {
+        Ok(built) => built,
         Err(e) => {
             return Report {
                 problems: e.problems,
@@ -46,19 +36,19 @@ pub async fn report(path: &Path) -> Report {
         }
     };
     let mut report = Report::default();
-    if let (Some(auth), Some(verifier)) = (&config.auth, &state.verifier) {
+    if let (Some(auth), Some(verifier)) = (&config.auth, &services.verifier) {
         identity_provider(auth, verifier, &mut report).await;
     }
-    report.problems.extend(databases(&state).await);
-    report.warnings.extend(unknown_bounds(&state));
+    report.problems.extend(databases(&services).await);
+    report.warnings.extend(unknown_bounds(&services));
     report
 }
 
 /// Written decimal fields whose precision neither the file nor the catalog gives: writes are
 /// then bounded by their `scale` only, and the document cannot state the column's width.
-fn unknown_bounds(state: &AppState) -> Vec<Problem> {
+fn unknown_bounds(services: &Services) -> Vec<Problem> {
     let mut warnings = Vec::new();
-    for version in state.catalog.versions.values() {
+    for version in services.catalog.versions.values() {
         for resource in version.resources.values().filter(|r| r.writes.is_some()) {
             for field in &resource.fields {
                 let decimal = matches!(
@@ -166,10 +156,10 @@ fn plain_http_off_loopback(url: &str) -> bool {
 }
 
 /// Every source answers, and every resource's query runs.
-async fn databases(state: &AppState) -> Vec<Problem> {
+async fn databases(services: &Services) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut reachable = std::collections::HashSet::new();
-    for (name, source) in &state.sources {
+    for (name, source) in &services.sources {
         match source.ping().await {
             Ok(()) => {
                 reachable.insert(name.clone());
@@ -180,9 +170,9 @@ async fn databases(state: &AppState) -> Vec<Problem> {
             }),
         }
     }
-    for version in state.catalog.versions.values() {
+    for version in services.catalog.versions.values() {
         for resource in version.resources.values() {
-            let Some(source) = state.sources.get(&resource.source) else {
+            let Some(source) = services.sources.get(&resource.source) else {
                 continue;
             };
             if !reachable.contains(&resource.source) {

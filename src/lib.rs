@@ -2,6 +2,7 @@
 
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod catalog;

@@ -185,9 +185,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let file = config.display().to_string();
-            let loaded = portico::config::load(&config)?;
-            let state = portico::http::AppState::from_config(&loaded, &file)?;
-            let Some(document) = state.documents.get(&version) else {
+            let (_, services) = portico::app::load(&config)?;
+            let Some(document) = services.documents.get(&version) else {
                 bail!("{file} declares no version `{version}`");
             };
             match format.as_str() {
@@ -231,9 +230,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 #[actix_web::main]
 async fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
     let file = path.display().to_string();
-    let config = portico::config::load(&path)?;
-    let state = portico::http::AppState::from_config(&config, &file)?;
-    let (server, address) = portico::http::start(state, &config)?;
+    let (config, services) = portico::app::load(&path)?;
+    let (server, address) = portico::app::start(services, &config)?;
     tracing::info!(%address, config = %file, "portico listening");
     server.await.context("server failed")?;
     tracing::info!("portico stopped");

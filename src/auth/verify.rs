@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::jwks::{JwksKeys, JwksLocation};
 use super::keys::{self, Expectations, VerificationKey};
 use super::{AuthError, Principal};
-use crate::config::{parse_duration, AuthConfig, Problem};
+use crate::config::{AuthConfig, Problem};
 
 /// How long a verified token is trusted without checking its signature again (its `exp` is
 /// still checked on every use). A key withdrawn from a JWKS stops working once the set is
@@ -59,21 +59,11 @@ impl Verifier {
         jwks_fetches: Counter,
     ) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
-        let mut duration = |location: &str, text: &str| {
-            parse_duration(text).unwrap_or_else(|message| {
-                problems.push(Problem {
-                    location: location.to_string(),
-                    message,
-                });
-                std::time::Duration::ZERO
-            })
-        };
-        let leeway = duration("auth.leeway", &auth.leeway);
-        let jwks = auth.jwks.as_ref().map(|j| {
-            let min = duration("auth.jwks.refresh_min_interval", &j.refresh_min_interval);
-            let timeout = duration("auth.jwks.timeout", &j.timeout);
-            (j, min, timeout)
-        });
+        let leeway = auth.leeway;
+        let jwks = auth
+            .jwks
+            .as_ref()
+            .map(|j| (j, j.refresh_min_interval, j.timeout));
         let mut problem =
             |location: String, message: String| problems.push(Problem { location, message });
         if leeway > MAX_LEEWAY {

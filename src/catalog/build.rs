@@ -4,8 +4,7 @@ use indexmap::IndexMap;
 
 use super::{Catalog, Field, Resource, Version};
 use crate::config::{
-    Config, DateFormat, FieldConfig, FieldType, Isolation, Problem, ResourceConfig, SourceConfig,
-    SourceKind,
+    Config, DateFormat, FieldConfig, FieldType, Problem, ResourceConfig, SourceKind,
 };
 use crate::source::select::Relation;
 use crate::source::ColumnType;
@@ -16,87 +15,11 @@ pub const RESERVED_PATHS: [&str; 6] = ["admin", "metrics", "healthz", "readyz", 
 /// Query parameters that cannot be field names.
 pub const RESERVED: [&str; 4] = ["limit", "cursor", "sort", "fields"];
 
-/// Checks what each kind of source needs and refuses what it does not take.
-fn source_kind_problems(name: &str, source: &SourceConfig, problems: &mut Vec<Problem>) {
-    let at = format!("sources.{name}");
-    match source.kind {
-        SourceKind::Mssql => {
-            if let Err(found) = crate::source::mssql::settings::resolve(name, source) {
-                for (key, message) in found {
-                    problems.push(problem(format!("{at}.{key}"), message));
-                }
-            }
-        }
-        SourceKind::Odbc => {
-            if source.connection_string.trim().is_empty() {
-                problems.push(problem(
-                    format!("{at}.connection_string"),
-                    "an ODBC source needs a connection string",
-                ));
-            }
-            if source.dialect.is_none() {
-                problems.push(problem(
-                    format!("{at}.dialect"),
-                    "an ODBC source names its dialect (sqlite, postgres, mysql, tsql, generic)",
-                ));
-            }
-            let mssql_only = source.connection_fields().into_iter().chain([
-                ("encrypt", source.encrypt.is_some()),
-                ("trust_server_certificate", source.trust_server_certificate),
-                ("isolation", source.isolation != Isolation::ReadCommitted),
-            ]);
-            for (key, _) in mssql_only.filter(|(_, set)| *set) {
-                problems.push(problem(
-                    format!("{at}.{key}"),
-                    "only `mssql` sources take this; an ODBC source puts it in its connection string",
-                ));
-            }
-        }
-    }
-}
-
 /// Builds the catalog, or returns every problem found.
 pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut catalog = Catalog::default();
-    for (key, value) in [
-        ("max_filter_terms", config.server.max_filter_terms),
-        ("max_bound_parameters", config.server.max_bound_parameters),
-    ] {
-        if value == 0 {
-            problems.push(problem(format!("server.{key}"), "must be at least 1"));
-        }
-    }
-    for (name, source) in &config.sources {
-        let at = format!("sources.{name}");
-        for (key, value) in [
-            ("queue_timeout", &source.queue_timeout),
-            ("query_timeout", &source.query_timeout),
-            ("login_timeout", &source.login_timeout),
-        ] {
-            if let Err(message) = crate::config::parse_duration(value) {
-                problems.push(problem(format!("{at}.{key}"), message));
-            }
-        }
-        source_kind_problems(name, source, &mut problems);
-        if source.max_concurrency == 0 {
-            problems.push(problem(
-                format!("{at}.max_concurrency"),
-                "must be at least 1",
-            ));
-        }
-    }
-    if let Err(message) = crate::config::parse_duration(&config.server.shutdown_timeout) {
-        problems.push(problem("server.shutdown_timeout", message));
-    }
-    if let Err(message) = crate::config::parse_size(&config.cache.max_size) {
-        problems.push(problem("cache.max_size", message));
-    }
-    let default_ttl =
-        crate::config::parse_duration(&config.cache.default_ttl).unwrap_or_else(|message| {
-            problems.push(problem("cache.default_ttl", message));
-            std::time::Duration::ZERO
-        });
+    let default_ttl = config.cache.default_ttl;
     if config.versions.is_empty() {
         problems.push(problem("versions", "no API version is declared"));
     }
@@ -208,15 +131,8 @@ fn compile_resource(
     problems: &mut Vec<Problem>,
 ) -> Option<Resource> {
     let before = problems.len();
-    let mut duration = |key: &str, text: &Option<String>| {
-        text.as_ref().and_then(|t| {
-            crate::config::parse_duration(t)
-                .map_err(|message| problems.push(problem(format!("{at}.{key}"), message)))
-                .ok()
-        })
-    };
-    let cache_ttl = duration("cache_ttl", &rc.cache_ttl).unwrap_or(default_ttl);
-    let stale_if_error = duration("stale_if_error", &rc.stale_if_error);
+    let cache_ttl = rc.cache_ttl.unwrap_or(default_ttl);
+    let stale_if_error = rc.stale_if_error;
     if !is_url_name(name) {
         problems.push(problem(at, "resource names use only a-z, 0-9, `_` and `-`"));
     }

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use super::{ChangeStrategy, ChangeTracking, HighWaterMark, Rowversion, SnapshotDiff};
 use crate::catalog::{Catalog, Resource};
-use crate::config::{
-    parse_duration, ChangesConfig, Config, DialectName, InitialPosition, Problem, StrategyName,
-};
+use crate::config::{ChangesConfig, Config, DialectName, InitialPosition, Problem, StrategyName};
 use crate::source::select::Relation;
 use crate::source::ColumnType;
 
@@ -139,14 +137,7 @@ fn compile_one(
         );
         return Err(problems);
     };
-    let mut duration = |key: &str, text: &str| {
-        parse_duration(text).unwrap_or_else(|message| {
-            problem(key, message);
-            Duration::ZERO
-        })
-    };
-    let poll_interval = duration("poll_interval", &changes.poll_interval);
-    let lag = duration("lag", &changes.lag);
+    let (poll_interval, lag) = (changes.poll_interval, changes.lag);
     if changes.page_size == 0 {
         problem("page_size", "must be at least 1".into());
     }
@@ -302,7 +293,8 @@ pub(crate) mod tests {
              updated = {{ column = \"LAST_UPD\", type = \"datetime\" }}\n",
             crate::config::TEST_AUTH
         );
-        let config = crate::config::parse("t.toml", &text, &|_| None).unwrap();
+        // A refused value (`poll_interval = "often"`) is a problem of reading the file.
+        let config = crate::config::parse("t.toml", &text, &|_| None).map_err(|e| e.problems)?;
         let catalog = crate::catalog::compile(&config).unwrap();
         compile_feeds(&config, &catalog)
     }

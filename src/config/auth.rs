@@ -1,5 +1,7 @@
 //! The TOML model of `[auth]`, `[rate_limit]` and the access settings of resources.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 /// Bearer JWT verification.
@@ -11,8 +13,11 @@ pub struct AuthConfig {
     /// The `aud` every token must carry (one of them when the token lists several).
     pub audience: String,
     /// Clock skew tolerated on `exp` and `nbf`.
-    #[serde(default = "default_leeway")]
-    pub leeway: String,
+    #[serde(
+        default = "default_leeway",
+        deserialize_with = "super::units::duration"
+    )]
+    pub leeway: Duration,
     /// Dotted paths of the claims holding scopes, merged (`["scp", "roles"]`); `scope` then
     /// `scp` when absent. One path may be written as a plain string.
     pub scope_claim: Option<ScopeClaims>,
@@ -60,8 +65,8 @@ fn default_required_claims() -> Vec<String> {
     vec!["exp".into(), "iss".into(), "aud".into()]
 }
 
-fn default_leeway() -> String {
-    "30s".into()
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_admin_scope() -> String {
@@ -113,23 +118,29 @@ pub struct JwksConfig {
     #[serde(default = "default_jwks_algorithms")]
     pub algorithms: Vec<String>,
     /// Shortest time between two fetches caused by unknown `kid`s.
-    #[serde(default = "default_refresh_min")]
-    pub refresh_min_interval: String,
+    #[serde(
+        default = "default_refresh_min",
+        deserialize_with = "super::units::duration"
+    )]
+    pub refresh_min_interval: Duration,
     /// How long one fetch may take.
-    #[serde(default = "default_fetch_timeout")]
-    pub timeout: String,
+    #[serde(
+        default = "default_fetch_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub timeout: Duration,
 }
 
 fn default_jwks_algorithms() -> Vec<String> {
     vec!["RS256".into(), "ES256".into()]
 }
 
-fn default_refresh_min() -> String {
-    "5s".into()
+fn default_refresh_min() -> Duration {
+    Duration::from_secs(5)
 }
 
-fn default_fetch_timeout() -> String {
-    "5s".into()
+fn default_fetch_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// A token bucket per principal (subject, or client address for anonymous calls).

@@ -1,5 +1,7 @@
 //! Configuration of change polling (per resource), webhook delivery and subscriptions.
 
+use std::time::Duration;
+
 use indexmap::IndexMap;
 use serde::Deserialize;
 
@@ -40,12 +42,15 @@ pub struct ChangesConfig {
     /// `rowversion` column is read as a number).
     pub column_type: Option<String>,
     /// Time between polls.
-    #[serde(default = "default_poll_interval")]
-    pub poll_interval: String,
+    #[serde(
+        default = "default_poll_interval",
+        deserialize_with = "super::units::duration"
+    )]
+    pub poll_interval: Duration,
     /// `high_water_mark`: how far back each poll re-reads, so a transaction that commits
     /// after a later one (or a row with an equal value) is still seen.
-    #[serde(default = "default_lag")]
-    pub lag: String,
+    #[serde(default = "default_lag", deserialize_with = "super::units::duration")]
+    pub lag: Duration,
     /// Rows read per statement.
     #[serde(default = "default_page_size")]
     pub page_size: usize,
@@ -54,12 +59,12 @@ pub struct ChangesConfig {
     pub initial: InitialPosition,
 }
 
-fn default_poll_interval() -> String {
-    "5s".into()
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
-fn default_lag() -> String {
-    "30s".into()
+fn default_lag() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_page_size() -> usize {
@@ -72,14 +77,20 @@ fn default_page_size() -> usize {
 pub struct WebhooksConfig {
     /// Waits before each attempt: the first entry before the first attempt, and so on; after
     /// the last, the delivery is a dead letter.
-    #[serde(default = "default_schedule")]
-    pub retry_schedule: Vec<String>,
+    #[serde(
+        default = "default_schedule",
+        deserialize_with = "super::units::durations"
+    )]
+    pub retry_schedule: Vec<Duration>,
     /// Random extra wait, as a fraction of each scheduled wait.
     #[serde(default = "default_jitter")]
     pub jitter: f64,
     /// Time allowed for one attempt (connect, send, answer).
-    #[serde(default = "default_timeout")]
-    pub timeout: String,
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub timeout: Duration,
     /// Attempts in flight at once for one subscription.
     #[serde(default = "default_per_subscription")]
     pub max_in_flight_per_subscription: usize,
@@ -95,11 +106,11 @@ pub struct WebhooksConfig {
     /// still resolved and checked against the guard before every attempt.
     pub proxy: Option<String>,
     /// How long a rotated-out secret still signs deliveries.
-    #[serde(default = "default_grace")]
-    pub secret_grace: String,
+    #[serde(default = "default_grace", deserialize_with = "super::units::duration")]
+    pub secret_grace: Duration,
     /// How often due deliveries are looked for when nothing wakes the dispatcher.
-    #[serde(default = "default_tick")]
-    pub dispatch_interval: String,
+    #[serde(default = "default_tick", deserialize_with = "super::units::duration")]
+    pub dispatch_interval: Duration,
 }
 
 impl Default for WebhooksConfig {
@@ -118,9 +129,9 @@ impl Default for WebhooksConfig {
     }
 }
 
-fn default_schedule() -> Vec<String> {
-    ["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"]
-        .map(String::from)
+fn default_schedule() -> Vec<Duration> {
+    [0, 5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+        .map(Duration::from_secs)
         .to_vec()
 }
 
@@ -128,8 +139,8 @@ fn default_jitter() -> f64 {
     0.1
 }
 
-fn default_timeout() -> String {
-    "15s".into()
+fn default_timeout() -> Duration {
+    Duration::from_secs(15)
 }
 
 fn default_per_subscription() -> usize {
@@ -140,12 +151,12 @@ fn default_in_flight() -> usize {
     128
 }
 
-fn default_grace() -> String {
-    "24h".into()
+fn default_grace() -> Duration {
+    Duration::from_secs(86_400)
 }
 
-fn default_tick() -> String {
-    "1s".into()
+fn default_tick() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// `[subscriptions.portal]`: a webhook receiver declared in configuration.

@@ -5,16 +5,19 @@ mod changes;
 mod interpolate;
 mod model;
 mod procedure;
+mod units;
+mod validate;
 mod write;
 
 use std::path::Path;
-use std::time::Duration;
 
 pub use auth::*;
 pub use changes::*;
 pub use interpolate::{interpolate, wholly_from_environment};
 pub use model::*;
 pub use procedure::*;
+pub use units::{parse_duration, parse_size};
+pub use validate::validate;
 pub use write::*;
 
 /// `[auth]` with a test HS256 secret, for unit tests that compile configurations.
@@ -79,12 +82,48 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&file, &text, &|name| std::env::var(name).ok())
 }
 
-/// Parses configuration text; `env` looks up `${VAR}` values.
+/// Parses configuration text; `env` looks up `${VAR}` values. Every refused value is
+/// reported, each at its location.
 pub fn parse(
     file: &str,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    let draft = draft(file, text, env)?;
+    match draft.problems.is_empty() {
+        true => Ok(draft.config),
+        false => Err(ConfigError {
+            file: file.to_string(),
+            problems: draft.problems,
+        }),
+    }
+}
+
+/// A configuration read as far as it goes: values it refused (a duration such as `soon`) are
+/// listed in `problems` and stand in as zero in `config`, so the checks that follow can find
+/// the file's other problems too. Nothing may be served from a draft with problems.
+#[derive(Debug)]
+pub struct Draft {
+    /// The configuration, with stand-ins for the refused values.
+    pub config: Config,
+    /// Each refused value, at its location.
+    pub problems: Vec<Problem>,
+}
+
+/// Reads the file at `path` as a [`Draft`].
+pub fn load_draft(path: &Path) -> Result<Draft, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::single(&file, "", format!("cannot read file: {e}")))?;
+    draft(&file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses configuration text as a [`Draft`]; what it cannot read at all is an error.
+pub fn draft(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Draft, ConfigError> {
     let mut value: toml::Value = toml::from_str(text)
         .map_err(|e| ConfigError::single(file, "", format!("invalid TOML: {e}")))?;
     let raw = value.clone();
@@ -96,17 +135,58 @@ pub fn parse(
             problems,
         });
     }
-    let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-        let location = e.path().to_string();
-        let location = if location == "." {
-            String::new()
-        } else {
-            location
+    // Each pass stops at the first refused value; it is noted, replaced by its stand-in and
+    // the file read again (each pass replaces one value, so this ends).
+    let mut config: Config = loop {
+        let _ = units::take_stand_in();
+        let error = match serde_path_to_error::deserialize(value.clone()) {
+            Ok(config) => break config,
+            Err(error) => error,
         };
-        ConfigError::single(file, location, e.into_inner().to_string())
-    })?;
+        let stand_in = units::take_stand_in();
+        let location = error.path().to_string();
+        let replaced = stand_in.is_some_and(|s| replace_at(&mut value, error.path(), s));
+        problems.push(Problem {
+            location: if location == "." {
+                String::new()
+            } else {
+                location
+            },
+            message: error.into_inner().to_string(),
+        });
+        if !replaced {
+            return Err(ConfigError {
+                file: file.to_string(),
+                problems,
+            });
+        }
+    };
     mark_secrets_not_from_environment(&mut config, &raw);
-    Ok(config)
+    Ok(Draft { config, problems })
+}
+
+/// Puts `text` where `path` points; false when the path does not lead to a string.
+fn replace_at(value: &mut toml::Value, path: &serde_path_to_error::Path, text: &str) -> bool {
+    use serde_path_to_error::Segment;
+    let mut at = value;
+    for segment in path.iter() {
+        let next = match (segment, at) {
+            (Segment::Map { key }, toml::Value::Table(table)) => table.get_mut(key),
+            (Segment::Seq { index }, toml::Value::Array(items)) => items.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    match at {
+        toml::Value::String(old) if old != text => {
+            *old = text.to_string();
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Notes which `[[auth.keys]]` secrets do not come wholly from the environment (see
@@ -131,65 +211,57 @@ fn mark_secrets_not_from_environment(config: &mut Config, raw: &toml::Value) {
     }
 }
 
-/// Splits `250ms` into `(250, "ms")`; `None` without a leading number.
-fn number_and_unit(text: &str) -> Option<(u64, &str)> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    Some((number.parse().ok()?, unit.trim()))
-}
-
-/// Parses a duration such as `250ms`, `5s`, `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    match number_and_unit(text) {
-        Some((n, "ms")) => Ok(Duration::from_millis(n)),
-        Some((n, "s")) => Ok(Duration::from_secs(n)),
-        Some((n, "m")) => Ok(Duration::from_secs(n.saturating_mul(60))),
-        Some((n, "h")) => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(format!(
-            "`{text}` is not a duration such as `500ms`, `5s`, `2m` or `1h`"
-        )),
-    }
-}
-
-/// Parses a size such as `64MiB`, `512KiB`, `1GiB` or a number of bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (n, factor) = match number_and_unit(text) {
-        Some((n, "" | "B")) => (n, 1),
-        Some((n, "KiB")) => (n, 1 << 10),
-        Some((n, "MiB")) => (n, 1 << 20),
-        Some((n, "GiB")) => (n, 1 << 30),
-        _ => return Err(format!("`{text}` is not a size such as `64MiB`")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("64MB").is_err());
-        assert!(parse_size("lots").is_err());
-    }
-
-    #[test]
-    fn durations_parse_with_units_and_reject_garbage() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("s").is_err());
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("5d").is_err());
+    fn every_refused_value_is_reported_at_its_location() {
+        let text = r#"
+            [server]
+            shutdown_timeout = "soon"
+            [cache]
+            max_size = "lots"
+            [webhooks]
+            retry_schedule = ["0s", "later"]
+            [sources.erp]
+            kind = "odbc"
+            connection_string = "DSN=x"
+            dialect = "sqlite"
+            query_timeout = "5x"
+        "#;
+        let draft = draft("t.toml", text, &|_| None).unwrap();
+        let found: Vec<&str> = draft.problems.iter().map(|p| p.location.as_str()).collect();
+        assert_eq!(
+            found,
+            [
+                "server.shutdown_timeout",
+                "cache.max_size",
+                "webhooks.retry_schedule[1]",
+                "sources.erp.query_timeout",
+            ]
+        );
+        assert!(draft.problems[0]
+            .message
+            .contains("`soon` is not a duration"));
+        assert!(draft.problems[1].message.contains("`lots` is not a size"));
+        // The stand-ins are zero; such a draft is never served (`parse` refuses it).
+        assert_eq!(draft.config.cache.max_size, 0);
+        assert_eq!(
+            parse("t.toml", text, &|_| None).unwrap_err().problems.len(),
+            4
+        );
+        let typed = parse(
+            "t.toml",
+            "[cache]\nmax_size = \"2MiB\"\ndefault_ttl = \"250ms\"\n",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(typed.cache.max_size, 2 << 20);
+        assert_eq!(
+            typed.cache.default_ttl,
+            std::time::Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The TOML model of a Portico configuration, exactly as an operator writes it.
 
+use std::time::Duration;
+
 use indexmap::IndexMap;
 use serde::Deserialize;
 
@@ -48,11 +50,17 @@ pub struct ServerConfig {
     /// HTTP worker threads; the number of cores when absent.
     pub workers: Option<usize>,
     /// Seconds in-flight requests get to finish on SIGTERM.
-    #[serde(default = "default_shutdown")]
-    pub shutdown_timeout: String,
+    #[serde(
+        default = "default_shutdown",
+        deserialize_with = "super::units::duration"
+    )]
+    pub shutdown_timeout: Duration,
     /// How long a client may take to send a request body (then 408).
-    #[serde(default = "default_body_timeout")]
-    pub body_timeout: String,
+    #[serde(
+        default = "default_body_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub body_timeout: Duration,
     /// Most filter parameters one list request may carry.
     #[serde(default = "default_max_filter_terms")]
     pub max_filter_terms: usize,
@@ -78,12 +86,12 @@ fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
 
-fn default_shutdown() -> String {
-    "10s".into()
+fn default_shutdown() -> Duration {
+    Duration::from_secs(10)
 }
 
-fn default_body_timeout() -> String {
-    "10s".into()
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_max_filter_terms() -> usize {
@@ -99,28 +107,27 @@ fn default_max_bound_parameters() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Memory bound, e.g. `64MiB` (KiB, MiB, GiB, or bytes).
-    #[serde(default = "default_cache_size")]
-    pub max_size: String,
+    #[serde(
+        default = "default_cache_size",
+        deserialize_with = "super::units::size"
+    )]
+    pub max_size: u64,
     /// TTL of resources that set none; `0s` means not cached.
-    #[serde(default = "default_ttl")]
-    pub default_ttl: String,
+    #[serde(default, deserialize_with = "super::units::duration")]
+    pub default_ttl: Duration,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             max_size: default_cache_size(),
-            default_ttl: default_ttl(),
+            default_ttl: Duration::ZERO,
         }
     }
 }
 
-fn default_cache_size() -> String {
-    "64MiB".into()
-}
-
-fn default_ttl() -> String {
-    "0s".into()
+fn default_cache_size() -> u64 {
+    64 << 20
 }
 
 /// The kinds of legacy database connection Portico speaks.
@@ -186,14 +193,23 @@ pub struct SourceConfig {
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
     /// How long a request may wait for a free slot before it is answered 503.
-    #[serde(default = "default_queue_timeout")]
-    pub queue_timeout: String,
+    #[serde(
+        default = "default_queue_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub queue_timeout: Duration,
     /// How long one query may run.
-    #[serde(default = "default_query_timeout")]
-    pub query_timeout: String,
+    #[serde(
+        default = "default_query_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub query_timeout: Duration,
     /// How long connecting may take.
-    #[serde(default = "default_login_timeout")]
-    pub login_timeout: String,
+    #[serde(
+        default = "default_login_timeout",
+        deserialize_with = "super::units::duration"
+    )]
+    pub login_timeout: Duration,
     /// Upper bound, in bytes, for one text value read from the database.
     #[serde(default = "default_max_text")]
     pub max_text_bytes: usize,
@@ -251,14 +267,14 @@ pub enum Isolation {
 fn default_concurrency() -> usize {
     8
 }
-fn default_queue_timeout() -> String {
-    "1s".into()
+fn default_queue_timeout() -> Duration {
+    Duration::from_secs(1)
 }
-fn default_query_timeout() -> String {
-    "10s".into()
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(10)
 }
-fn default_login_timeout() -> String {
-    "5s".into()
+fn default_login_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_max_text() -> usize {
     8192
@@ -308,9 +324,11 @@ pub struct ResourceConfig {
     #[serde(default = "default_max_limit")]
     pub max_limit: usize,
     /// How long responses are cached (`0s`: not cached); `[cache].default_ttl` when absent.
-    pub cache_ttl: Option<String>,
+    #[serde(default, deserialize_with = "super::units::optional_duration")]
+    pub cache_ttl: Option<Duration>,
     /// How long past its TTL a cached response may be served while the source fails.
-    pub stale_if_error: Option<String>,
+    #[serde(default, deserialize_with = "super::units::optional_duration")]
+    pub stale_if_error: Option<Duration>,
     /// Serve this resource nested under a row of another one.
     pub parent: Option<ParentConfig>,
     /// Calls without a token are served (row policies and field masks still apply).

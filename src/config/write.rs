@@ -1,6 +1,8 @@
 //! Configuration of writes: which operations a resource accepts, values Portico sets itself,
 //! and Portico's own state store (idempotency keys).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::DateFormat;
@@ -49,8 +51,11 @@ pub struct StateConfig {
     #[serde(default = "default_state_path")]
     pub path: String,
     /// How long an `Idempotency-Key` is remembered.
-    #[serde(default = "default_retention")]
-    pub idempotency_retention: String,
+    #[serde(
+        default = "default_retention",
+        deserialize_with = "super::units::duration"
+    )]
+    pub idempotency_retention: Duration,
 }
 
 impl Default for StateConfig {
@@ -66,6 +71,6 @@ fn default_state_path() -> String {
     "portico-state.sqlite3".into()
 }
 
-fn default_retention() -> String {
-    "24h".into()
+fn default_retention() -> Duration {
+    Duration::from_secs(86_400)
 }

@@ -8,12 +8,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use utoipa_swagger_ui::{Config, Url};
 
 use super::problem::ApiError;
-use super::AppState;
+use crate::catalog::Catalog;
 
 /// The Swagger UI configuration: one entry per version, the newest first.
-pub fn config(state: &AppState) -> Arc<Config<'static>> {
-    let urls: Vec<Url<'static>> = state
-        .catalog
+pub fn config(catalog: &Catalog) -> Arc<Config<'static>> {
+    let urls: Vec<Url<'static>> = catalog
         .versions
         .values()
         .rev()
@@ -53,9 +52,12 @@ pub async fn redirect() -> HttpResponse {
 }
 
 /// `GET /docs/{file}`: the UI's page and assets.
-pub async fn asset(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn asset(
+    req: HttpRequest,
+    docs: web::Data<Arc<Config<'static>>>,
+) -> Result<HttpResponse, ApiError> {
     let file = req.match_info().get("file").unwrap_or_default();
-    match utoipa_swagger_ui::serve(file, state.docs.clone()) {
+    match utoipa_swagger_ui::serve(file, docs.get_ref().clone()) {
         Ok(Some(found)) => {
             let mut response = HttpResponse::Ok();
             if found.gzpipped {

@@ -11,9 +11,10 @@ use std::time::Duration;
 use crate::auth::policy::Verb;
 use crate::auth::Principal;
 use crate::catalog::Catalog;
+use crate::changes::poller::EventSink;
 use crate::changes::render::{event_json, selects, EventRecord};
 use crate::changes::{EventKind, Feed};
-use crate::config::{parse_duration, Config, Problem};
+use crate::config::{Config, Problem};
 use crate::state::{NewDelivery, SecretRecord, StateError, StateStore, SubscriptionRecord};
 use crate::telemetry::change_metrics::ChangeMetrics;
 use guard::{AddressGuard, GuardedResolver};
@@ -106,41 +107,28 @@ pub fn blind_spot(
     None
 }
 
-/// Delivery settings, the subscriptions in memory, and the HTTP client.
-pub struct Webhooks {
-    /// Where subscriptions and deliveries live.
-    pub store: Arc<dyn StateStore>,
-    /// Retry schedule.
-    pub schedule: Schedule,
-    /// Which targets may be reached.
-    pub guard: Arc<AddressGuard>,
-    /// How long a rotated-out secret keeps signing.
-    pub grace: Duration,
+/// How deliveries are made, checked and ready to use: built from `[webhooks]` without
+/// touching the state store, so `portico check` can build it too.
+pub struct DeliverySettings {
+    schedule: Schedule,
+    guard: Arc<AddressGuard>,
+    grace: Duration,
     per_subscription: usize,
     max_in_flight: usize,
     dispatch_interval: Duration,
     client: reqwest::Client,
-    /// Deliveries go through `[webhooks] proxy`, which resolves targets itself: each target
-    /// is resolved and checked before every attempt instead.
     via_proxy: bool,
-    subscriptions: RwLock<Vec<Arc<Subscription>>>,
-    wake: tokio::sync::Notify,
-    metrics: ChangeMetrics,
 }
 
-impl std::fmt::Debug for Webhooks {
+impl std::fmt::Debug for DeliverySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhooks").finish_non_exhaustive()
+        f.debug_struct("DeliverySettings").finish_non_exhaustive()
     }
 }
 
-impl Webhooks {
+impl DeliverySettings {
     /// Builds the delivery side from `[webhooks]`; problems carry their location.
-    pub fn new(
-        config: &Config,
-        store: Arc<dyn StateStore>,
-        metrics: ChangeMetrics,
-    ) -> Result<Self, Vec<Problem>> {
+    pub fn from_config(config: &Config) -> Result<Self, Vec<Problem>> {
         let settings = &config.webhooks;
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String| {
@@ -149,30 +137,17 @@ impl Webhooks {
                 message,
             })
         };
-        let schedule = Schedule::parse(&settings.retry_schedule, settings.jitter)
+        let schedule = Schedule::new(&settings.retry_schedule, settings.jitter)
             .map_err(|m| problem("retry_schedule", m))
             .ok();
         let guard = AddressGuard::new(&settings.allow_private)
             .map_err(|m| problem("allow_private", m))
             .ok();
-        let mut duration = |key: &str, text: &str| {
-            parse_duration(text)
-                .map_err(|m| problem(key, m))
-                .unwrap_or_default()
-        };
-        let timeout = duration("timeout", &settings.timeout);
-        let grace = duration("secret_grace", &settings.secret_grace);
-        let dispatch_interval = duration("dispatch_interval", &settings.dispatch_interval);
-        if settings.max_in_flight == 0 || settings.max_in_flight_per_subscription == 0 {
-            problem(
-                "max_in_flight",
-                "in-flight limits must be at least 1".into(),
-            );
-        }
         let (Some(schedule), Some(guard), true) = (schedule, guard, problems.is_empty()) else {
             return Err(problems);
         };
         let guard = Arc::new(guard);
+        let timeout = settings.timeout;
         // Never an environment proxy: it would resolve and reach targets the guard never saw.
         let builder = reqwest::Client::builder()
             .no_proxy()
@@ -197,18 +172,14 @@ impl Webhooks {
             }]
         })?;
         Ok(Self {
-            store,
             schedule,
             guard,
-            grace,
-            per_subscription: settings.max_in_flight_per_subscription,
-            max_in_flight: settings.max_in_flight,
-            dispatch_interval: dispatch_interval.max(Duration::from_millis(10)),
+            grace: settings.secret_grace,
+            per_subscription: settings.max_in_flight_per_subscription.max(1),
+            max_in_flight: settings.max_in_flight.max(1),
+            dispatch_interval: settings.dispatch_interval.max(Duration::from_millis(10)),
             client,
             via_proxy: settings.proxy.is_some(),
-            subscriptions: RwLock::new(Vec::new()),
-            wake: tokio::sync::Notify::new(),
-            metrics,
         })
     }
 
@@ -244,6 +215,62 @@ impl Webhooks {
             }
         }
         problems
+    }
+}
+
+/// Delivery settings, the subscriptions in memory, and the HTTP client.
+pub struct Webhooks {
+    /// Where subscriptions and deliveries live.
+    pub store: Arc<dyn StateStore>,
+    /// Retry schedule.
+    pub schedule: Schedule,
+    /// Which targets may be reached.
+    pub guard: Arc<AddressGuard>,
+    /// How long a rotated-out secret keeps signing.
+    pub grace: Duration,
+    per_subscription: usize,
+    max_in_flight: usize,
+    dispatch_interval: Duration,
+    client: reqwest::Client,
+    /// Deliveries go through `[webhooks] proxy`, which resolves targets itself: each target
+    /// is resolved and checked before every attempt instead.
+    via_proxy: bool,
+    /// The API model events are shaped and authorized by.
+    catalog: Arc<Catalog>,
+    subscriptions: RwLock<Vec<Arc<Subscription>>>,
+    wake: tokio::sync::Notify,
+    metrics: ChangeMetrics,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks").finish_non_exhaustive()
+    }
+}
+
+impl Webhooks {
+    /// The hub over the state store; subscriptions are loaded by `sync_config`.
+    pub fn new(
+        settings: DeliverySettings,
+        store: Arc<dyn StateStore>,
+        catalog: Arc<Catalog>,
+        metrics: ChangeMetrics,
+    ) -> Self {
+        Self {
+            store,
+            schedule: settings.schedule,
+            guard: settings.guard,
+            grace: settings.grace,
+            per_subscription: settings.per_subscription,
+            max_in_flight: settings.max_in_flight,
+            dispatch_interval: settings.dispatch_interval,
+            client: settings.client,
+            via_proxy: settings.via_proxy,
+            catalog,
+            subscriptions: RwLock::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+            metrics,
+        }
     }
 
     /// Stores the subscriptions of the configuration (a changed secret is rotated: the old
@@ -331,7 +358,6 @@ impl Webhooks {
     /// the body in the API shape of the subscription's version.
     pub fn deliveries_for(
         &self,
-        catalog: &Catalog,
         feed: &Feed,
         event: &EventRecord<'_>,
         now_ms: i64,
@@ -348,7 +374,7 @@ impl Webhooks {
                     .events
                     .iter()
                     .any(|p| selects(p, &view.resource, event.kind));
-                let Some(resource) = catalog.resource(&view.version, &view.resource) else {
+                let Some(resource) = self.catalog.resource(&view.version, &view.resource) else {
                     continue;
                 };
                 if !selected {
@@ -374,6 +400,21 @@ impl Webhooks {
             }
         }
         deliveries
+    }
+}
+
+impl EventSink for Webhooks {
+    fn deliveries_for(
+        &self,
+        feed: &Feed,
+        event: &EventRecord<'_>,
+        now_ms: i64,
+    ) -> Vec<NewDelivery> {
+        Webhooks::deliveries_for(self, feed, event, now_ms)
+    }
+
+    fn committed(&self) {
+        self.wake();
     }
 }
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use crate::catalog::date::Date;
-use crate::config::parse_duration;
 
 /// Waits before each attempt; after the last, a delivery is a dead letter.
 #[derive(Debug, Clone)]
@@ -13,19 +12,18 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Parses `retry_schedule` entries (`0s`, `5s`, `5m`…) and a jitter fraction (0 to 1).
-    pub fn parse(entries: &[String], jitter: f64) -> Result<Self, String> {
-        if entries.is_empty() {
+    /// Checks `retry_schedule`'s waits and a jitter fraction (0 to 1).
+    pub fn new(waits: &[Duration], jitter: f64) -> Result<Self, String> {
+        if waits.is_empty() {
             return Err("needs at least one entry (the wait before the first attempt)".into());
         }
         if !(0.0..=1.0).contains(&jitter) {
             return Err(format!("jitter is a fraction from 0 to 1, not {jitter}"));
         }
-        let waits = entries
-            .iter()
-            .map(|e| parse_duration(e))
-            .collect::<Result<_, _>>()?;
-        Ok(Self { waits, jitter })
+        Ok(Self {
+            waits: waits.to_vec(),
+            jitter,
+        })
     }
 
     /// Attempts a delivery gets.
@@ -80,8 +78,8 @@ mod tests {
 
     #[test]
     fn waits_follow_the_schedule_with_bounded_jitter_then_end() {
-        let entries = ["0s", "5s", "5m"].map(String::from);
-        let schedule = Schedule::parse(&entries, 0.5).unwrap();
+        let entries = [0, 5, 300].map(Duration::from_secs);
+        let schedule = Schedule::new(&entries, 0.5).unwrap();
         assert_eq!((schedule.attempts(), schedule.first()), (3, Duration::ZERO));
         for _ in 0..20 {
             let wait = schedule.after_failure(1, None).unwrap();
@@ -96,7 +94,7 @@ mod tests {
             "three attempts made: dead"
         );
         // Retry-After lengthens a wait, up to the longest scheduled one.
-        let exact = Schedule::parse(&entries, 0.0).unwrap();
+        let exact = Schedule::new(&entries, 0.0).unwrap();
         assert_eq!(
             exact.after_failure(1, Some(Duration::from_secs(60))),
             Some(Duration::from_secs(60))
@@ -105,9 +103,8 @@ mod tests {
             exact.after_failure(1, Some(Duration::from_secs(86_400))),
             Some(Duration::from_secs(300))
         );
-        assert!(Schedule::parse(&[], 0.1).is_err());
-        assert!(Schedule::parse(&entries, 2.0).is_err());
-        assert!(Schedule::parse(&["soon".into()], 0.1).is_err());
+        assert!(Schedule::new(&[], 0.1).is_err());
+        assert!(Schedule::new(&entries, 2.0).is_err());
     }
 
     #[test]

@@ -652,7 +652,7 @@ fn unsafe_auth_settings_are_config_errors() {
             1,
         );
     let parsed = portico::config::parse("t.toml", &config, &|_| None).unwrap();
-    let error = portico::http::AppState::from_config(&parsed, "t.toml")
+    let error = portico::app::build(&parsed, "t.toml")
         .err()
         .expect("refused");
     for location in [
@@ -753,7 +753,7 @@ public_key = """{ed}"""
     let file = dir.path().join("pem.toml");
     std::fs::write(&file, &text).unwrap();
     let config = portico::config::load(&file).unwrap();
-    let state = portico::http::AppState::from_config(&config, &file.display().to_string()).unwrap();
+    let state = portico::app::build(&config, &file.display().to_string()).unwrap();
     let app = Portico::start(state, &config).await;
     for (i, kid) in ["rs", "ps", "es", "ed"].iter().enumerate() {
         let answer = app.get_as("/v1/jobs/J0003", Some(&minted.tokens[i])).await;

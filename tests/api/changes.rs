@@ -579,7 +579,7 @@ async fn webhook_targets_on_private_networks_are_refused() {
         )
         .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []");
     let config = portico::config::parse("t.toml", &text, &|_| None).unwrap();
-    let Err(error) = portico::http::AppState::from_config(&config, "t.toml") else {
+    let Err(error) = portico::app::build(&config, "t.toml") else {
         panic!("a private webhook target was accepted");
     };
     let error = error.to_string();
@@ -793,11 +793,7 @@ impl Demo {
         })
         .unwrap();
         let file = dir.path().join("demo.toml").display().to_string();
-        let app = Portico::start(
-            portico::http::AppState::from_config(&config, &file).unwrap(),
-            &config,
-        )
-        .await;
+        let app = Portico::start(portico::app::build(&config, &file).unwrap(), &config).await;
         Self {
             app,
             config,
@@ -1029,7 +1025,7 @@ async fn webhook_urls_with_credentials_control_characters_or_hidden_private_addr
         )
         .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []");
     let config = portico::config::parse("t.toml", &text, &|_| None).unwrap();
-    let error = portico::http::AppState::from_config(&config, "t.toml")
+    let error = portico::app::build(&config, "t.toml")
         .err()
         .expect("credentials in a webhook URL were accepted")
         .to_string();

@@ -247,7 +247,7 @@ fn every_example_config_loads_and_compiles() {
                 })
             })
             .unwrap_or_else(|e| panic!("{e}"));
-            portico::http::AppState::from_config(&config, &path.display().to_string())
+            portico::app::build(&config, &path.display().to_string())
                 .unwrap_or_else(|e| panic!("{e}"));
             seen += 1;
         }

@@ -64,11 +64,8 @@ async fn a_generated_python_client_lists_filters_pages_and_fetches_jobs() {
         },
     )
     .unwrap();
-    let state = portico::http::AppState::from_config(
-        &config,
-        &dir.path().join("demo.toml").display().to_string(),
-    )
-    .unwrap();
+    let state =
+        portico::app::build(&config, &dir.path().join("demo.toml").display().to_string()).unwrap();
     let app = Portico::start(state, &config).await;
 
     let generated = dir.path().join("generated");

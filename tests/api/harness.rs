@@ -199,14 +199,13 @@ impl Portico {
     pub async fn spawn(config: &str) -> Self {
         let config =
             portico::config::parse("test.toml", config, &|_| None).expect("test config parses");
-        let state = portico::http::AppState::from_config(&config, "test.toml")
-            .expect("test config compiles");
+        let state = portico::app::build(&config, "test.toml").expect("test config compiles");
         Self::start(state, &config).await
     }
 
-    /// Starts Portico with prepared state.
-    pub async fn start(state: portico::http::AppState, config: &portico::config::Config) -> Self {
-        let (server, address) = portico::http::start(state, config).expect("server starts");
+    /// Starts Portico with prepared services.
+    pub async fn start(services: portico::app::Services, config: &portico::config::Config) -> Self {
+        let (server, address) = portico::app::start(services, config).expect("server starts");
         let handle = server.handle();
         tokio::spawn(server);
         Self {

@@ -31,7 +31,7 @@ fn the_published_contracts_are_what_the_demo_config_generates() {
     let file = repo("config/demo.toml");
     let text = std::fs::read_to_string(&file).unwrap();
     let config = portico::config::parse("config/demo.toml", &text, &|_| None).unwrap();
-    let state = portico::http::AppState::from_config(&config, &file.display().to_string()).unwrap();
+    let state = portico::app::build(&config, &file.display().to_string()).unwrap();
     assert_eq!(state.documents.len(), 2, "the demo serves v1 and v2");
     for (version, rendered) in &state.documents {
         let published =

@@ -185,9 +185,7 @@ async fn demo_app(kind: Kind, connection_string: &str, dir: &Path) -> (Portico, 
         },
     )
     .unwrap();
-    let state =
-        portico::http::AppState::from_config(&config, &dir.join("demo.toml").display().to_string())
-            .unwrap();
+    let state = portico::app::build(&config, &dir.join("demo.toml").display().to_string()).unwrap();
     (Portico::start(state, &config).await, token)
 }
 

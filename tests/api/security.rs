@@ -142,7 +142,7 @@ async fn nested_rows_keep_their_parents_row_policy_on_every_path() {
 async fn readiness_probes_are_coalesced() {
     let config = fixture::config(Kind::Sqlite, &backend(Kind::Sqlite).connection_string, "");
     let parsed = portico::config::parse("test.toml", &config, &|_| None).unwrap();
-    let mut state = portico::http::AppState::from_config(&parsed, "test.toml").unwrap();
+    let mut state = portico::app::build(&parsed, "test.toml").unwrap();
     let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let real = state.sources["legacy"].clone();
     state.sources.insert(

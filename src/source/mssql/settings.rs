@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tiberius::{AuthMethod, EncryptionLevel};
 
-use crate::config::{parse_duration, EncryptMode, Isolation, SourceConfig};
+use crate::config::{EncryptMode, Isolation, SourceConfig};
 
 /// Everything a `mssql` source needs, resolved from configuration.
 #[derive(Debug, Clone)]
@@ -39,20 +39,15 @@ pub fn resolve(name: &str, sc: &SourceConfig) -> Result<MssqlSettings, Vec<(Stri
             "a `mssql` source speaks T-SQL; leave `dialect` out".into(),
         ));
     }
-    // Durations are checked with every source's (catalog::build).
-    let duration = |text: &str| parse_duration(text).unwrap_or(Duration::from_secs(5));
-    let queue_timeout = duration(&sc.queue_timeout);
-    let query_timeout = duration(&sc.query_timeout);
-    let login_timeout = duration(&sc.login_timeout);
     match connection {
         Some(connection) if problems.is_empty() => Ok(MssqlSettings {
             name: name.to_string(),
             connection,
             isolation: sc.isolation,
             max_concurrency: sc.max_concurrency.max(1),
-            queue_timeout,
-            query_timeout,
-            login_timeout,
+            queue_timeout: sc.queue_timeout,
+            query_timeout: sc.query_timeout,
+            login_timeout: sc.login_timeout,
         }),
         _ => Err(problems),
     }

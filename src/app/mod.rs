@@ -1,0 +1,206 @@
+//! The composition root: `build` makes every part of the service from the configuration and
+//! writes nothing (so `portico check` and `portico openapi` can use it); `start` opens
+//! Portico's state store, syncs the configured subscriptions and runs the HTTP server, the
+//! change pollers, the webhook dispatcher and the identity provider's key prefetch.
+
+mod catalog_limits;
+mod start;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::auth::{RateLimiter, Verifier};
+use crate::cache::ResponseCache;
+use crate::catalog::Catalog;
+use crate::changes::Feed;
+use crate::config::{Config, ConfigError, Problem, SourceKind, WriteOp};
+use crate::source::mssql::MssqlSource;
+use crate::source::odbc::{OdbcSettings, OdbcSource};
+use crate::source::Source;
+use crate::telemetry::metrics::Metrics;
+use crate::webhooks::DeliverySettings;
+
+pub use start::{start, StartError};
+
+/// Every part of the service, built and checked, before anything is written or served.
+pub struct Services {
+    /// The compiled API model.
+    pub catalog: Catalog,
+    /// Sources by name (connections open on first use).
+    pub sources: HashMap<String, Arc<dyn Source>>,
+    /// Rendered responses.
+    pub cache: Arc<ResponseCache>,
+    /// Every exported metric.
+    pub metrics: Arc<Metrics>,
+    /// Bearer token verification; `None` without `[auth]`.
+    pub verifier: Option<Arc<Verifier>>,
+    /// Per-principal rate limit.
+    pub limiter: Option<RateLimiter>,
+    /// The OpenAPI document of each version, rendered once.
+    pub documents: HashMap<String, crate::openapi::Rendered>,
+    /// Watched tables.
+    pub feeds: Vec<Arc<Feed>>,
+    /// How webhooks are delivered; `None` without feeds or subscriptions.
+    pub delivery: Option<DeliverySettings>,
+    /// Portico's own store, opened by `start`; `None` when nothing needs one (no creates, no
+    /// feeds, no subscriptions).
+    pub state_path: Option<PathBuf>,
+}
+
+/// Builds and checks every part of the service, reporting every problem with its location.
+/// Reads the sources' catalogs (column limits) and the key files `[auth]` names; writes
+/// nothing and opens no state store.
+pub fn build(config: &Config, file: &str) -> Result<Services, ConfigError> {
+    build_reporting(config, file, Vec::new())
+}
+
+/// Reads the file at `path` and builds it: the values the file refuses (a duration such as
+/// `soon`) are reported together with every other problem.
+pub fn load(path: &Path) -> Result<(Config, Services), ConfigError> {
+    let draft = crate::config::load_draft(path)?;
+    let services = build_reporting(&draft.config, &path.display().to_string(), draft.problems)?;
+    Ok((draft.config, services))
+}
+
+fn build_reporting(
+    config: &Config,
+    file: &str,
+    mut problems: Vec<Problem>,
+) -> Result<Services, ConfigError> {
+    let metrics = Arc::new(Metrics::new());
+    problems.extend(crate::config::validate(config));
+    let mut catalog = crate::catalog::compile(config)
+        .map_err(|found| problems.extend(found))
+        .ok();
+    let base = Path::new(file).parent().unwrap_or(Path::new("."));
+    let read_file = |path: &str| std::fs::read(base.join(path));
+    let verifier = config.auth.as_ref().and_then(|auth| {
+        Verifier::from_config(auth, &read_file, metrics.auth.jwks_fetches.clone())
+            .map_err(|found| problems.extend(found))
+            .ok()
+    });
+    let limiter = config
+        .rate_limit
+        .as_ref()
+        .map(|rl| RateLimiter::new(rl.requests_per_second, rl.burst));
+    let feeds = match &catalog {
+        Some(catalog) => crate::changes::compile_feeds(config, catalog)
+            .map_err(|found| problems.extend(found))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let feeds: Vec<Arc<Feed>> = feeds.into_iter().map(Arc::new).collect();
+    for view in feeds.iter().flat_map(|f| &f.views) {
+        let resource = catalog
+            .as_mut()
+            .and_then(|c| c.versions.get_mut(&view.version))
+            .and_then(|v| v.resources.get_mut(&view.resource));
+        if let Some(resource) = resource {
+            resource.changes = true;
+        }
+    }
+    let delivers = !feeds.is_empty() || !config.subscriptions.is_empty();
+    let delivery = match (&catalog, delivers) {
+        (Some(catalog), true) => DeliverySettings::from_config(config)
+            .and_then(|settings| {
+                let found = settings.check_config(config, catalog, &feeds);
+                found.is_empty().then_some(settings).ok_or(found)
+            })
+            .map_err(|found| problems.extend(found))
+            .ok(),
+        _ => None,
+    };
+    let sources = sources(config, &metrics).map_err(|found| problems.extend(found));
+    let (Some(mut catalog), Ok(sources), true) = (catalog, sources, problems.is_empty()) else {
+        return Err(ConfigError {
+            file: file.to_string(),
+            problems,
+        });
+    };
+    catalog_limits::complete(&mut catalog, config);
+    let takes_creates = catalog
+        .versions
+        .values()
+        .flat_map(|v| v.resources.values())
+        .any(|r| r.writes.as_ref().is_some_and(|w| w.allows(WriteOp::Create)));
+    let state_path = (takes_creates || delivers).then(|| base.join(&config.state.path));
+    let cache = Arc::new(ResponseCache::new(
+        config.cache.max_size,
+        metrics.cache.clone(),
+    ));
+    let admin_scope = config.auth.as_ref().map(|a| a.admin_scope.as_str());
+    let documents = catalog
+        .versions
+        .values()
+        .map(|v| {
+            let document = crate::openapi::document(v, admin_scope);
+            (v.name.clone(), crate::openapi::Rendered::new(&document))
+        })
+        .collect();
+    Ok(Services {
+        catalog,
+        sources,
+        cache,
+        metrics,
+        verifier: verifier.map(Arc::new),
+        limiter,
+        documents,
+        feeds,
+        delivery,
+        state_path,
+    })
+}
+
+/// Every source of the configuration, or the problems of those that cannot be made.
+fn sources(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<HashMap<String, Arc<dyn Source>>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut sources = HashMap::new();
+    for (name, sc) in &config.sources {
+        let source: Arc<dyn Source> = match sc.kind {
+            SourceKind::Odbc => Arc::new(OdbcSource::new(
+                OdbcSettings {
+                    name: name.clone(),
+                    connection_string: sc.connection_string.clone(),
+                    dialect: sc.dialect_name().into(),
+                    max_concurrency: sc.max_concurrency.max(1),
+                    queue_timeout: sc.queue_timeout,
+                    query_timeout: sc.query_timeout,
+                    login_timeout: sc.login_timeout,
+                    max_text_bytes: sc.max_text_bytes,
+                },
+                &metrics.sources,
+            )),
+            SourceKind::Mssql => {
+                let settings = match crate::source::mssql::settings::resolve(name, sc) {
+                    Ok(settings) => settings,
+                    Err(found) => {
+                        problems.extend(found.into_iter().map(|(key, message)| Problem {
+                            location: format!("sources.{name}.{key}"),
+                            message,
+                        }));
+                        continue;
+                    }
+                };
+                match MssqlSource::new(settings, &metrics.sources) {
+                    Ok(source) => Arc::new(source),
+                    Err(e) => {
+                        problems.push(Problem {
+                            location: format!("sources.{name}"),
+                            message: e.to_string(),
+                        });
+                        continue;
+                    }
+                }
+            }
+        };
+        sources.insert(name.clone(), source);
+    }
+    match problems.is_empty() {
+        true => Ok(sources),
+        false => Err(problems),
+    }
+}
