@@ -471,3 +471,102 @@ fn the_demo_secret_never_serves_outside_development() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `portico check` and `portico openapi` read the file and the databases, never Portico's own
+/// state: they create no state store, and an existing one keeps every byte (a subscription
+/// the checked file leaves out stays enabled; a changed secret starts no grace period).
+#[test]
+fn check_and_openapi_leave_the_state_store_untouched() {
+    let (dir, db) = demo_database();
+    let state = dir.path().join("state.sqlite3");
+    let config = |subscriptions: &str| {
+        let text = std::fs::read_to_string(repo("config/demo.toml"))
+            .unwrap()
+            .replace(
+                "listen = \"127.0.0.1:8080\"",
+                "listen = \"127.0.0.1:0\"\nworkers = 1",
+            );
+        let file = dir.path().join("demo.toml");
+        std::fs::write(&file, format!("{text}\n{subscriptions}")).unwrap();
+        file
+    };
+    let portal = |secret: &str| {
+        format!(
+            "[subscriptions.portal]\nurl = \"http://127.0.0.1:9/hook\"\nversion = \"v1\"\n\
+             events = [\"customers.*\"]\nscopes = [\"customers:read\", \"customers:read:all\"]\n\
+             secret = \"{secret}\"\n"
+        )
+    };
+    let read_only = |file: &Path| {
+        for args in [&["check"][..], &["openapi", "--version", "v1"]] {
+            let out = portico()
+                .args(args)
+                .arg("--config")
+                .arg(file)
+                .env("DEMO_DB", &db)
+                .env("PORTICO_STATE", &state)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let files = || -> Vec<(String, Vec<u8>)> {
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let path = PathBuf::from(format!("{}{suffix}", state.display()));
+                std::fs::read(&path)
+                    .ok()
+                    .map(|bytes| (suffix.to_string(), bytes))
+            })
+            .collect()
+    };
+
+    // No state store yet: none is created.
+    let file = config(&portal("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    read_only(&file);
+    assert!(
+        files().is_empty(),
+        "check or openapi created the state store"
+    );
+
+    // Serving stores the subscription.
+    let mut child = portico()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("DEMO_DB", &db)
+        .env("PORTICO_STATE", &state)
+        .env("PORTICO_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("portico logs its address").unwrap();
+        if crate::harness::logged_address(&line).is_some() {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    let served = files();
+    assert!(!served.is_empty(), "serve opened the state store");
+
+    // Checking a file that drops the subscription, or rotates its secret, writes nothing.
+    for subscriptions in [
+        String::new(),
+        portal("whsec_dGhlIG90aGVyIHNlY3JldCBmb3IgdGVzdHM="),
+    ] {
+        read_only(&config(&subscriptions));
+        assert!(
+            files() == served,
+            "check or openapi wrote to the state store"
+        );
+    }
+}
