@@ -481,13 +481,7 @@ impl Call<'_> {
         let resource = (&self.resource.version, &self.resource.name);
         let scope = serde_json::to_string(&(issuer, subject, &self.grant.identity, resource))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let fingerprint = {
-            let digest = Sha256::digest(serde_json::to_vec(body).unwrap_or_default());
-            digest
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let fingerprint = fingerprint(body)?;
         let retention = self.state.idempotency_retention.as_secs() as i64;
         let (scope2, key2) = (scope.clone(), key.clone());
         let claim =
@@ -539,5 +533,71 @@ fn equals(column: &str, param: Param) -> Condition {
         column: column.to_string(),
         op: crate::source::select::CmpOp::Eq,
         param,
+    }
+}
+
+/// The hash an `Idempotency-Key` is remembered with: of the body's canonical JSON, so a retry
+/// that sends the same members in another order is the same request. Numbers keep their parsed
+/// form: `7` and `7.0` stay different bodies.
+fn fingerprint(body: &Json) -> Result<String, ApiError> {
+    let canonical = serde_json::to_vec(&Canonical(body))
+        .map_err(|e| ApiError::Internal(format!("cannot hash the body: {e}")))?;
+    Ok(Sha256::digest(canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A JSON value serialized with the members of every object in sorted order (the parsed
+/// objects keep the order they were sent in).
+struct Canonical<'a>(&'a Json);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            Json::Object(object) => {
+                let mut members: Vec<(&String, &Json)> = object.iter().collect();
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut map = serializer.serialize_map(Some(members.len()))?;
+                for (name, value) in members {
+                    map.serialize_entry(name, &Canonical(value))?;
+                }
+                map.end()
+            }
+            Json::Array(items) => serializer.collect_seq(items.iter().map(Canonical)),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_member_order_at_every_depth() {
+        let parse = |text: &str| crate::http::request::strict_json(text.as_bytes()).unwrap();
+        let first = parse(
+            r#"{"id": "C9", "credit": {"value": "1.50", "currency": "USD"}, "tags": [{"a": 1, "b": 2}]}"#,
+        );
+        let reordered = parse(
+            r#"{"tags": [{"b": 2, "a": 1}], "credit": {"currency": "USD", "value": "1.50"}, "id": "C9"}"#,
+        );
+        assert_eq!(
+            fingerprint(&first).unwrap(),
+            fingerprint(&reordered).unwrap()
+        );
+        for other in [
+            r#"{"id": "C9", "credit": {"value": "1.5", "currency": "USD"}, "tags": [{"a": 1, "b": 2}]}"#,
+            r#"{"id": "C9", "credit": {"value": "1.50", "currency": "USD"}, "tags": [{"a": 1.0, "b": 2}]}"#,
+            r#"{"id": "C9", "credit": {"value": "1.50", "currency": "USD"}, "tags": [{"b": 2}, {"a": 1}]}"#,
+        ] {
+            assert_ne!(
+                fingerprint(&first).unwrap(),
+                fingerprint(&parse(other)).unwrap(),
+                "{other}"
+            );
+        }
     }
 }
