@@ -1,5 +1,6 @@
-//! Swagger UI at `/docs`, from assets embedded in the binary (no network needed), reading the
-//! documents Portico serves at `/openapi/{version}.json`.
+//! What describes the API: the versions at `/`, their OpenAPI documents at
+//! `/openapi/{version}.json`, and Swagger UI at `/docs`, from assets embedded in the binary (no
+//! network needed), reading those documents.
 
 use std::sync::Arc;
 
@@ -67,10 +68,55 @@ pub async fn asset(
                 .content_type(found.content_type)
                 .body(found.bytes.to_vec()))
         }
-        Ok(None) => Err(ApiError::NotFound(format!(
-            "nothing is served at {}",
-            req.path()
-        ))),
+        Ok(None) => Err(super::request::not_served(&req)),
         Err(e) => Err(ApiError::Internal(format!("Swagger UI: {e}"))),
     }
+}
+
+/// `GET /`: the versions, their status and where their documents are.
+pub async fn versions(state: web::Data<AppState>) -> HttpResponse {
+    let versions: Vec<serde_json::Value> = state
+        .catalog
+        .versions
+        .values()
+        .map(|v| {
+            serde_json::json!({
+                "name": v.name,
+                "description": v.description,
+                "status": if v.deprecated.is_some() { "deprecated" } else { "current" },
+                "deprecated": v.deprecated.map(|d| d.iso()),
+                "sunset": v.sunset.map(|d| d.iso()),
+                "links": {
+                    "self": format!("/{}", v.name),
+                    "openapi": format!("/openapi/{}.json", v.name),
+                },
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "versions": versions }))
+}
+
+/// `GET /openapi/{version}.json` (or `.yaml`).
+pub async fn openapi_document(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let file = req.match_info().get("file").unwrap_or_default();
+    let (version, yaml) = match file.strip_suffix(".json") {
+        Some(version) => (version, false),
+        None => (file.strip_suffix(".yaml").unwrap_or(file), true),
+    };
+    state
+        .documents
+        .get(version)
+        .filter(|_| file.ends_with(".json") || file.ends_with(".yaml"))
+        .map(|document| match yaml {
+            false => HttpResponse::Ok()
+                .content_type("application/json")
+                .body(document.json.clone()),
+            true => HttpResponse::Ok()
+                .content_type("application/yaml")
+                .body(document.yaml.clone()),
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("no OpenAPI document at {}", req.path())))
 }

@@ -8,7 +8,10 @@ mod health;
 mod observe;
 pub mod problem;
 mod procedures;
+mod render;
+mod request;
 mod resources;
+mod routes;
 mod subscriptions;
 mod writes;
 
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{middleware, web, App, HttpServer};
 
 use crate::cache::ResponseCache;
 use crate::catalog::Catalog;
@@ -73,138 +76,7 @@ impl AppState {
 
 /// Registers every route on an actix service config.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(read_only("/", versions))
-        .service(read_only("/healthz", health::healthz))
-        .service(read_only("/readyz", health::readyz))
-        .service(read_only("/metrics", admin::metrics))
-        .service(read_only("/openapi/{file}", openapi_document))
-        .service(read_only("/docs", docs::redirect))
-        .service(read_only("/docs/{file:.*}", docs::asset))
-        .service(
-            // A scope: other paths skip these patterns with one prefix comparison.
-            web::scope("/admin")
-                .service(
-                    web::resource("/cache")
-                        .route(web::delete().to(admin::purge_all))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(
-                    web::resource("/cache/{resource}")
-                        .route(web::delete().to(admin::purge_resource))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(
-                    web::resource("/subscriptions")
-                        .route(web::get().to(subscriptions::list))
-                        .route(web::post().to(subscriptions::create))
-                        .default_service(web::to(|| allow("GET, POST"))),
-                )
-                .service(
-                    web::resource("/subscriptions/{name}")
-                        .route(web::get().to(subscriptions::get))
-                        .route(web::delete().to(subscriptions::delete))
-                        .default_service(web::to(|| allow("GET, DELETE"))),
-                )
-                .service(
-                    web::resource("/subscriptions/{name}/{action}")
-                        .route(web::post().to(subscriptions::act))
-                        .default_service(web::to(|| allow("POST"))),
-                )
-                .service(
-                    web::resource(["/deliveries", "/dead-letters"])
-                        .route(web::get().to(subscriptions::deliveries))
-                        .default_service(web::to(|| allow("GET"))),
-                )
-                .service(
-                    web::resource("/deliveries/{id}")
-                        .route(web::get().to(subscriptions::delivery))
-                        .default_service(web::to(|| allow("GET"))),
-                )
-                .service(
-                    web::resource("/deliveries/{id}/resend")
-                        .route(web::post().to(subscriptions::resend))
-                        .default_service(web::to(|| allow("POST"))),
-                )
-                .default_service(web::to(not_found)),
-        )
-        // `/{version}/{resource}[/{key}[/{child}]]`, routed by shape in `resources::dispatch`.
-        .default_service(web::to(resources::dispatch));
-}
-
-/// `GET /`: the versions, their status and where their documents are.
-async fn versions(state: web::Data<AppState>) -> HttpResponse {
-    let versions: Vec<serde_json::Value> = state
-        .catalog
-        .versions
-        .values()
-        .map(|v| {
-            serde_json::json!({
-                "name": v.name,
-                "description": v.description,
-                "status": if v.deprecated.is_some() { "deprecated" } else { "current" },
-                "deprecated": v.deprecated.map(|d| d.iso()),
-                "sunset": v.sunset.map(|d| d.iso()),
-                "links": {
-                    "self": format!("/{}", v.name),
-                    "openapi": format!("/openapi/{}.json", v.name),
-                },
-            })
-        })
-        .collect();
-    HttpResponse::Ok().json(serde_json::json!({ "versions": versions }))
-}
-
-/// `GET /openapi/{version}.json` (or `.yaml`).
-async fn openapi_document(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let file = req.match_info().get("file").unwrap_or_default();
-    let (version, yaml) = match file.strip_suffix(".json") {
-        Some(version) => (version, false),
-        None => (file.strip_suffix(".yaml").unwrap_or(file), true),
-    };
-    state
-        .documents
-        .get(version)
-        .filter(|_| file.ends_with(".json") || file.ends_with(".yaml"))
-        .map(|document| match yaml {
-            false => HttpResponse::Ok()
-                .content_type("application/json")
-                .body(document.json.clone()),
-            true => HttpResponse::Ok()
-                .content_type("application/yaml")
-                .body(document.yaml.clone()),
-        })
-        .ok_or_else(|| ApiError::NotFound(format!("no OpenAPI document at {}", req.path())))
-}
-
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    allow("DELETE").await
-}
-
-/// A path answered to GET and HEAD; any other method is a 405 naming them.
-fn read_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(web::get().to(handler.clone()))
-        .route(web::head().to(handler))
-        .default_service(web::to(|| allow("GET, HEAD")))
-}
-
-async fn allow(methods: &'static str) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(methods.into()))
-}
-
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "nothing is served at {}",
-        req.path()
-    )))
+    routes::register(cfg);
 }
 
 /// Binds `[server] listen` and runs the HTTP server over `state`; returns the running server

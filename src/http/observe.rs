@@ -12,32 +12,11 @@ use actix_web::web;
 use tracing::Instrument;
 
 use super::problem::ApiError;
+use super::routes::{has_feed, Route};
 use super::AppState;
 use crate::telemetry::metrics::{HttpLabels, RefusalLabels, RouteLabels};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The route pattern a path has the shape of; computed without the router's regular
-/// expressions (asking actix for the matched pattern would match the path again).
-pub fn route_label(path: &str) -> &'static str {
-    let mut segments = path.split('/').filter(|s| !s.is_empty());
-    let first = segments.next();
-    let rest = segments.count();
-    match (first, rest) {
-        (None, _) => "/",
-        (Some("healthz"), 0) => "/healthz",
-        (Some("readyz"), 0) => "/readyz",
-        (Some("metrics"), 0) => "/metrics",
-        (Some("admin"), 1) => "/admin/cache",
-        (Some("admin"), 2) => "/admin/cache/{resource}",
-        (Some("admin"), _) => "/admin/{other}",
-        (Some(_), 0) => "/{other}",
-        (Some(_), 1) => "/{version}/{resource}",
-        (Some(_), 2) => "/{version}/{resource}/{key}",
-        (Some(_), 3) => "/{version}/{resource}/{key}/{child}",
-        (Some(_), _) => "/{other}",
-    }
-}
 
 fn method_label(method: &actix_web::http::Method) -> &'static str {
     use actix_web::http::Method;
@@ -78,7 +57,18 @@ pub async fn observe(
     let started = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = method_label(req.method());
-    let route = route_label(req.path());
+    // The route table's label: computed without the router's regular expressions (asking
+    // actix for the matched pattern would match the path again).
+    let route = Route::of(
+        req.match_info().as_str(),
+        req.path(),
+        |version, resource| {
+            state
+                .as_ref()
+                .is_some_and(|s| has_feed(&s.catalog, version, resource))
+        },
+    )
+    .label();
     let mut response = next.call(req).instrument(span.clone()).await?;
     let refusal = response
         .response()
@@ -138,22 +128,4 @@ pub async fn observe(
         )
     });
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::route_label;
-
-    #[test]
-    fn routes_are_labelled_by_shape_with_bounded_cardinality() {
-        assert_eq!(route_label("/healthz"), "/healthz");
-        assert_eq!(route_label("/v1/jobs"), "/{version}/{resource}");
-        assert_eq!(route_label("/v1/jobs/J1"), "/{version}/{resource}/{key}");
-        assert_eq!(
-            route_label("/v1/jobs/J1/operations"),
-            "/{version}/{resource}/{key}/{child}"
-        );
-        assert_eq!(route_label("/admin/cache/jobs"), "/admin/cache/{resource}");
-        assert_eq!(route_label("/a/b/c/d/e/f"), "/{other}");
-    }
 }

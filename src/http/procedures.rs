@@ -9,8 +9,7 @@ use serde_json::{Map, Value as Json};
 
 use super::access::{self, AUDIT};
 use super::problem::ApiError;
-use super::resources::raw_segment;
-use super::writes::read_json;
+use super::request::{not_served, raw_segment, read_json};
 use super::AppState;
 use crate::auth::{AuthError, Principal};
 use crate::catalog::procedure::Procedure;
@@ -34,7 +33,7 @@ pub async fn call(
         .versions
         .get(raw_segment(&req, 0))
         .and_then(|v| v.procedures.get(raw_segment(&req, 2)))
-        .ok_or_else(|| ApiError::NotFound(format!("nothing is served at {}", req.path())))?;
+        .ok_or_else(|| not_served(&req))?;
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed("POST".into()));
     }

@@ -1,95 +1,28 @@
 //! `GET /{v}/{resource}`, `GET /{v}/{resource}/{key}` and `GET /{v}/{parent}/{key}/{child}`.
 
-use actix_web::http::{header, Method};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use percent_encoding::percent_decode_str;
-use serde_json::Value as Json;
 
 use super::access;
 use super::problem::ApiError;
-use super::writes;
+use super::render::{render_page, render_row};
+use super::request::{key_plan, no_parameters, not_served, raw_segment, resource_at, split_key};
 use super::AppState;
 use crate::auth::Grant;
 use crate::auth::Principal;
 use crate::cache::{none_match, CacheKey, CachedPage, Freshness, Lifetime};
 use crate::catalog::query::{self, QueryError};
 use crate::catalog::{plan, Resource};
-use crate::config::WriteOp;
 use crate::source::select::Condition;
 use crate::source::Rows;
 
-/// Routes `/{version}/{resource}[/{key}[/{child}]]` by the number of path segments: one split
-/// instead of the router's regular expressions, a measurable share of a cached answer.
-/// GET and HEAD are served (actix drops the body of a HEAD answer); POST, PATCH and DELETE
-/// where the resource takes writes; other methods get 405 with `Allow`.
-pub async fn dispatch(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let depth = req
-        .uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .count();
-    // `/v1/jobs/` names a row with an empty key, which no table has (it is not the list).
-    if !(2..=4).contains(&depth) || req.uri().path().ends_with('/') {
-        return Err(not_found(&req));
-    }
-    if depth == 3 && raw_segment(&req, 1) == "procedures" {
-        return super::procedures::call(req, state, payload).await;
-    }
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        let write = match (depth, req.method()) {
-            (2, &Method::POST) => Some(WriteOp::Create),
-            (3, &Method::PATCH) => Some(WriteOp::Update),
-            (3, &Method::DELETE) => Some(WriteOp::Delete),
-            _ => None,
-        };
-        let resource = find(&state, &req, 1)?;
-        if depth == 3 && resource.changes && raw_segment(&req, 2) == "changes" {
-            return Err(ApiError::MethodNotAllowed("GET, HEAD".into()));
-        }
-        return match write {
-            Some(op) => writes::write(req.clone(), state.clone(), payload, resource, op).await,
-            None if depth == 4 => {
-                // Only a nested list that exists takes GET.
-                let child = find(&state, &req, 3)?;
-                match &child.parent {
-                    Some((parent, _)) if *parent == resource.name => {
-                        Err(ApiError::MethodNotAllowed("GET, HEAD".into()))
-                    }
-                    _ => Err(not_found(&req)),
-                }
-            }
-            None => Err(ApiError::MethodNotAllowed(writes::allowed(
-                resource,
-                depth == 3,
-            ))),
-        };
-    }
-    let principal = access::principal(&req, &state).await?;
-    if depth == 3 && raw_segment(&req, 2) == "changes" {
-        let resource = find(&state, &req, 1)?;
-        if resource.changes {
-            return super::changes::feed(&req, &state, resource, &principal).await;
-        }
-    }
-    match depth {
-        2 => list(req, state, &principal).await,
-        3 => get(req, state, &principal).await,
-        _ => children(req, state, &principal).await,
-    }
-}
-
 /// Lists a resource: filters, sort, fields, limit and keyset cursor.
-async fn list(
+pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
-    let resource = find(&state, &req, 1)?;
+    let resource = resource_at(&state, &req, 1)?;
     let grant = access::grant(resource, principal)?;
     let spec = query::parse(resource, req.query_string(), &grant.mask)?;
     let request = format!("list:{}", spec.cache_key());
@@ -102,12 +35,12 @@ async fn list(
 
 /// One row by key; composite keys are written `a,b` with each part percent-encoded.
 /// A row a policy hides is a 404, exactly like a missing one. It takes no query parameters.
-async fn get(
+pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
-    let resource = find(&state, &req, 1)?;
+    let resource = resource_at(&state, &req, 1)?;
     let grant = access::grant(resource, principal)?;
     no_parameters(&req)?;
     let key = raw_segment(&req, 2);
@@ -124,23 +57,6 @@ async fn get(
     cached(&req, &state, resource, &grant, request, load).await
 }
 
-/// An item lookup or a write has nothing to filter, sort or page: any query parameter is a
-/// mistake.
-pub(super) fn no_parameters(req: &HttpRequest) -> Result<(), QueryError> {
-    let kind = match *req.method() {
-        Method::GET | Method::HEAD => "a single row's lookup",
-        _ => "a write",
-    };
-    match query::pairs(req.query_string())?.into_iter().next() {
-        Some((name, _)) => Err(QueryError {
-            place: crate::catalog::query::Place::Query,
-            parameter: name,
-            message: format!("is not a parameter of {kind} (it takes none)"),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// The cache's name for a lookup by key: the key's legacy values, so every spelling of one
 /// key (`10`, `010`, `+10`, `%31%30`, trailing blanks of a `char(n)`) shares one entry.
 fn key_request(resource: &Resource, parts: &[String]) -> Result<String, QueryError> {
@@ -155,18 +71,18 @@ fn key_request(resource: &Resource, parts: &[String]) -> Result<String, QueryErr
 
 /// Lists the child rows of one parent row (404 when the parent row does not exist or is
 /// hidden from the caller); the policies of both resources apply.
-async fn children(
+pub async fn children(
     req: HttpRequest,
     state: web::Data<AppState>,
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
-    let parent = find(&state, &req, 1)?;
-    let child = find(&state, &req, 3)?;
+    let parent = resource_at(&state, &req, 1)?;
+    let child = resource_at(&state, &req, 3)?;
     let Some((parent_name, link)) = &child.parent else {
-        return Err(not_found(&req));
+        return Err(not_served(&req));
     };
     if *parent_name != parent.name {
-        return Err(not_found(&req));
+        return Err(not_served(&req));
     }
     let parent_grant = access::grant(parent, principal)?;
     let mut grant = access::grant(child, principal)?;
@@ -300,64 +216,6 @@ fn next_link(req: &HttpRequest, cursor: &str) -> String {
     format!("<{}?{}>; rel=\"next\"", req.path(), query.join("&"))
 }
 
-/// A lookup of one row by its decoded key parts, within what `grant` lets the caller see.
-pub(super) fn key_plan(
-    resource: &Resource,
-    parts: &[String],
-    grant: &Grant,
-) -> Result<plan::Plan, ApiError> {
-    let mut conditions = plan::key_conditions(resource, parts)?;
-    conditions.extend(grant.conditions.iter().cloned());
-    Ok(plan::list(
-        resource,
-        &query::QuerySpec::unfiltered(1),
-        conditions,
-        &grant.mask,
-        "",
-    )?)
-}
-
-fn not_found(req: &HttpRequest) -> ApiError {
-    ApiError::NotFound(format!("nothing is served at {}", req.path()))
-}
-
-/// The resource named by path segment `index` in the version of segment 0.
-fn find<'a>(
-    state: &'a AppState,
-    req: &HttpRequest,
-    index: usize,
-) -> Result<&'a Resource, ApiError> {
-    state
-        .catalog
-        .resource(raw_segment(req, 0), raw_segment(req, index))
-        .ok_or_else(|| not_found(req))
-}
-
-/// The raw (still percent-encoded) path segment, so an encoded `,` in a key part survives.
-pub(super) fn raw_segment(req: &HttpRequest, index: usize) -> &str {
-    req.uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .nth(index)
-        .unwrap_or_default()
-}
-
-pub(super) fn split_key(raw: &str) -> Result<Vec<String>, QueryError> {
-    raw.split(',')
-        .map(|part| {
-            percent_decode_str(part)
-                .decode_utf8()
-                .map(|s| s.into_owned())
-                .map_err(|_| QueryError {
-                    place: crate::catalog::query::Place::Path,
-                    parameter: "key".into(),
-                    message: "is not valid percent-encoded UTF-8".into(),
-                })
-        })
-        .collect()
-}
-
 async fn run(state: &AppState, resource: &Resource, plan: &plan::Plan) -> Result<Rows, ApiError> {
     let source = state.source(resource)?;
     let statement = source.dialect().select(&plan.select);
@@ -374,19 +232,6 @@ async fn fetch_one(
     rows.into_iter()
         .next()
         .ok_or_else(|| ApiError::NotFound(format!("no {} with key `{raw_key}`", resource.name)))
-}
-
-/// One row as its JSON body.
-pub(super) fn render_row(
-    resource: &Resource,
-    plan: &plan::Plan,
-    row: &[crate::source::Value],
-) -> Result<Vec<u8>, ApiError> {
-    json_body(&RowView {
-        resource,
-        plan,
-        row,
-    })
 }
 
 async fn load_page(
@@ -412,48 +257,6 @@ async fn load_page(
         ),
         _ => None,
     };
-    let data: Vec<RowView> = page
-        .iter()
-        .map(|row| RowView {
-            resource,
-            plan,
-            row,
-        })
-        .collect();
-    let body = json_body(&Page {
-        data,
-        next_cursor: next_cursor.clone(),
-    })?;
+    let body = render_page(resource, plan, page, next_cursor.clone())?;
     Ok(CachedPage::new(body, next_cursor))
-}
-
-/// One row in API shape, serialized straight from the legacy values (no intermediate map).
-struct RowView<'a> {
-    resource: &'a Resource,
-    plan: &'a plan::Plan,
-    row: &'a [crate::source::Value],
-}
-
-impl serde::Serialize for RowView<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.plan.output.len()))?;
-        for &(field, position) in &self.plan.output {
-            let f = &self.resource.fields[field];
-            let value = self.row.get(position).map_or(Json::Null, |v| f.read(v));
-            map.serialize_entry(&f.name, &value)?;
-        }
-        map.end()
-    }
-}
-
-/// The list body: `{"data": [...], "next_cursor": ...}`.
-#[derive(serde::Serialize)]
-struct Page<'a> {
-    data: Vec<RowView<'a>>,
-    next_cursor: Option<String>,
-}
-
-fn json_body<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|e| ApiError::Internal(format!("cannot render JSON: {e}")))
 }

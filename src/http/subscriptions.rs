@@ -113,7 +113,7 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
-    let body = super::writes::read_json(&req, payload, &["application/json"]).await?;
+    let body = super::request::read_json(&req, payload, &["application/json"]).await?;
     let new: NewSubscription = serde_json::from_value(body)
         .map_err(|e| ApiError::Invalid(vec![FieldError::at("", e.to_string())]))?;
     let mut errors = Vec::new();

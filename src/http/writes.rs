@@ -4,14 +4,18 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use super::access::{self, AUDIT};
 use super::problem::ApiError;
-use super::resources::{key_plan, raw_segment, split_key};
+use super::render::{render_row, row_response, stored_response};
+use super::request::{
+    idempotency_key, if_match, key_plan, names_no_version, no_parameters, raw_segment, read_json,
+    split_key, strong_match,
+};
 use super::AppState;
 use crate::auth::{Grant, Principal};
 use crate::catalog::plan::{self, Plan};
@@ -23,9 +27,6 @@ use crate::source::select::Condition;
 use crate::source::write::{Rollback, Step, WriteOutcome};
 use crate::source::{Param, Rows, Source, SourceError};
 use crate::state::{Claim, StoredResponse};
-
-/// Largest request body a write accepts.
-pub const MAX_BODY: usize = 64 * 1024;
 
 /// The methods a resource's collection or item path answers, for `Allow`.
 pub fn allowed(resource: &crate::catalog::Resource, item: bool) -> String {
@@ -59,7 +60,7 @@ pub async fn write(
             .as_ref()
             .filter(|w| w.allows(op))
             .ok_or_else(|| ApiError::MethodNotAllowed(allowed(resource, op != WriteOp::Create)))?;
-        super::resources::no_parameters(&req)?;
+        no_parameters(&req)?;
         let principal = access::principal(&req, &state).await?;
         let grant = access::write_grant(resource, &principal)?;
         let source = state.source(resource)?;
@@ -143,13 +144,13 @@ impl Call<'_> {
             None => None,
         };
         if let Some(Idempotency::Replay(stored)) = idempotency {
-            return Ok(respond(stored, true));
+            return Ok(stored_response(stored, true));
         }
         let result = self.insert(&body).await;
         if let Some(Idempotency::Owned { scope, key }) = idempotency {
             self.settle(&scope, &key, &result).await;
         }
-        result.map(|created| respond(created, false))
+        result.map(|created| stored_response(created, false))
     }
 
     async fn insert(&self, body: &Json) -> Result<StoredResponse, ApiError> {
@@ -214,7 +215,7 @@ impl Call<'_> {
         if values.is_empty() {
             // Nothing to change: the row as it is.
             let (body, etag) = self.render(&plan, &vec![current])?;
-            return Ok(ok_row(body, etag));
+            return Ok(row_response(body, etag));
         }
         let r = self.resource;
         let mut set: Vec<(String, Param)> = values
@@ -228,7 +229,7 @@ impl Call<'_> {
         let steps = rules::update_steps(dialect, &self.rules.table, set, filter, missing, readback);
         let rows = self.commit(steps).await?;
         let (body, etag) = self.render(&plan, &rows)?;
-        Ok(ok_row(body, etag))
+        Ok(row_response(body, etag))
     }
 
     async fn delete(&self) -> Result<HttpResponse, ApiError> {
@@ -249,13 +250,7 @@ impl Call<'_> {
 
     /// `If-Match`, or 428 when the resource requires it.
     fn if_match(&self) -> Result<Option<String>, ApiError> {
-        let value = self
-            .req
-            .headers()
-            .get(header::IF_MATCH)
-            .map(|v| v.to_str().map(str::to_string))
-            .transpose()
-            .map_err(|_| ApiError::PreconditionFailed("If-Match is not readable text".into()))?;
+        let value = if_match(self.req)?;
         // `*` (any version) would defeat the rule the operator asked for.
         let any_version = value.as_deref().is_some_and(names_no_version);
         if (value.is_none() || any_version) && self.rules.require_if_match {
@@ -428,7 +423,7 @@ impl Call<'_> {
         let row = rows
             .first()
             .ok_or_else(|| ApiError::Internal("a written row was not read back".into()))?;
-        let body = super::resources::render_row(self.resource, plan, row)?;
+        let body = render_row(self.resource, plan, row)?;
         Ok((body, rules::row_etag(self.resource, plan, row)))
     }
 
@@ -486,13 +481,7 @@ impl Call<'_> {
         let resource = (&self.resource.version, &self.resource.name);
         let scope = serde_json::to_string(&(issuer, subject, &self.grant.identity, resource))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let fingerprint = {
-            let digest = Sha256::digest(serde_json::to_vec(body).unwrap_or_default());
-            digest
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let fingerprint = fingerprint(body)?;
         let retention = self.state.idempotency_retention.as_secs() as i64;
         let (scope2, key2) = (scope.clone(), key.clone());
         let claim =
@@ -539,27 +528,6 @@ enum Idempotency {
     Replay(StoredResponse),
 }
 
-/// The response of a create, first time or replayed for its `Idempotency-Key`.
-fn respond(stored: StoredResponse, replayed: bool) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(stored.status)
-        .unwrap_or(actix_web::http::StatusCode::OK);
-    let mut response = HttpResponse::build(status);
-    for (name, value) in &stored.headers {
-        response.insert_header((name.as_str(), value.as_str()));
-    }
-    if replayed {
-        response.insert_header(("idempotent-replayed", "true"));
-    }
-    response.content_type("application/json").body(stored.body)
-}
-
-fn ok_row(body: Vec<u8>, etag: String) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::ETAG, etag))
-        .content_type("application/json")
-        .body(body)
-}
-
 fn equals(column: &str, param: Param) -> Condition {
     Condition::Compare {
         column: column.to_string(),
@@ -568,163 +536,38 @@ fn equals(column: &str, param: Param) -> Condition {
     }
 }
 
-/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    let text = text.trim_matches('"');
-    if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::BadParameter(query::QueryError {
-            place: query::Place::Header,
-            parameter: "Idempotency-Key".into(),
-            message: "must be 1 to 255 visible ASCII characters".into(),
-        }));
-    }
-    Ok(Some(text.to_string()))
+/// The hash an `Idempotency-Key` is remembered with: of the body's canonical JSON, so a retry
+/// that sends the same members in another order is the same request. Numbers keep their parsed
+/// form: `7` and `7.0` stay different bodies.
+fn fingerprint(body: &Json) -> Result<String, ApiError> {
+    let canonical = serde_json::to_vec(&Canonical(body))
+        .map_err(|e| ApiError::Internal(format!("cannot hash the body: {e}")))?;
+    Ok(Sha256::digest(canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
-/// `If-Match: *`: any version of an existing row. `*` belongs alone (RFC 9110 §13.1.1); in a
-/// list it still asks for no version, so it never satisfies `require_if_match`.
-fn names_no_version(header: &str) -> bool {
-    header.split(',').any(|tag| tag.trim() == "*")
-}
+/// A JSON value serialized with the members of every object in sorted order (the parsed
+/// objects keep the order they were sent in).
+struct Canonical<'a>(&'a Json);
 
-/// Strong comparison (RFC 9110 §13.1.1): `*` matches any row; weak tags never match.
-fn strong_match(header: &str, etag: &str) -> bool {
-    header
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == etag)
-}
-
-/// The body as JSON, within `MAX_BODY`, of one of the `accepted` media types, read within the
-/// server's `body_timeout` (a body trickled a byte at a time is a 408, not a held worker).
-/// A member named twice is refused, whichever copy a parser would keep.
-pub(super) async fn read_json(
-    req: &HttpRequest,
-    payload: web::Payload,
-    accepted: &[&str],
-) -> Result<Json, ApiError> {
-    let media = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if !media.as_deref().is_some_and(|m| accepted.contains(&m)) {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "send the body as {}",
-            accepted.join(" or ")
-        )));
-    }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return Err(ApiError::PayloadTooLarge(MAX_BODY));
-    }
-    let limit = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(std::time::Duration::from_secs(10), |s| s.body_timeout);
-    let bytes = tokio::time::timeout(limit, payload.to_bytes_limited(MAX_BODY))
-        .await
-        .map_err(|_| ApiError::RequestTimeout(limit))?
-        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?
-        .map_err(|e| ApiError::MalformedBody(format!("the body could not be read: {e}")))?;
-    strict_json(&bytes)
-}
-
-/// Parses JSON, refusing an object that names a member twice (RFC 8259 leaves the meaning
-/// open; parsers disagree on which copy wins).
-fn strict_json(bytes: &[u8]) -> Result<Json, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde::Deserialize::deserialize(&mut deserializer)
-        .and_then(|StrictJson(value)| deserializer.end().map(|()| value))
-        .map_err(|e| match e.classify() {
-            // The visitor's only error: a repeated member, named in the message.
-            serde_json::error::Category::Data => ApiError::MalformedBody(format!("the body {e}")),
-            _ => ApiError::MalformedBody(format!(
-                "the body is not well-formed JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            )),
-        })
-}
-
-/// A JSON value whose objects never repeat a member.
-struct StrictJson(Json);
-
-impl<'de> serde::Deserialize<'de> for StrictJson {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(StrictJson)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> serde::de::Visitor<'de> for StrictVisitor {
-    type Value = Json;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
-        Ok(Json::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
-        Ok(Json::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
-        Ok(Json::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::String(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Json, E> {
-        Ok(Json::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(StrictJson(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let StrictJson(value) = map.next_value()?;
-            if object.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!(
-                    "names the member `{key}` more than once"
-                )));
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            Json::Object(object) => {
+                let mut members: Vec<(&String, &Json)> = object.iter().collect();
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut map = serializer.serialize_map(Some(members.len()))?;
+                for (name, value) in members {
+                    map.serialize_entry(name, &Canonical(value))?;
+                }
+                map.end()
             }
-            object.insert(key, value);
+            Json::Array(items) => serializer.collect_seq(items.iter().map(Canonical)),
+            other => other.serialize(serializer),
         }
-        Ok(Json::Object(object))
     }
 }
 
@@ -733,20 +576,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_member_named_twice_is_refused_at_any_depth() {
-        for body in [
-            r#"{"id": "A", "id": "B"}"#,
-            r#"{"money": {"value": "1", "value": "2"}}"#,
-            r#"[{"a": 1, "a": 1}]"#,
+    fn the_fingerprint_ignores_member_order_at_every_depth() {
+        let parse = |text: &str| crate::http::request::strict_json(text.as_bytes()).unwrap();
+        let first = parse(
+            r#"{"id": "C9", "credit": {"value": "1.50", "currency": "USD"}, "tags": [{"a": 1, "b": 2}]}"#,
+        );
+        let reordered = parse(
+            r#"{"tags": [{"b": 2, "a": 1}], "credit": {"currency": "USD", "value": "1.50"}, "id": "C9"}"#,
+        );
+        assert_eq!(
+            fingerprint(&first).unwrap(),
+            fingerprint(&reordered).unwrap()
+        );
+        for other in [
+            r#"{"id": "C9", "credit": {"value": "1.5", "currency": "USD"}, "tags": [{"a": 1, "b": 2}]}"#,
+            r#"{"id": "C9", "credit": {"value": "1.50", "currency": "USD"}, "tags": [{"a": 1.0, "b": 2}]}"#,
+            r#"{"id": "C9", "credit": {"value": "1.50", "currency": "USD"}, "tags": [{"b": 2}, {"a": 1}]}"#,
         ] {
-            let error = strict_json(body.as_bytes()).unwrap_err();
-            assert!(
-                matches!(&error, ApiError::MalformedBody(m) if m.contains("more than once")),
-                "{body}: {error}"
+            assert_ne!(
+                fingerprint(&first).unwrap(),
+                fingerprint(&parse(other)).unwrap(),
+                "{other}"
             );
         }
-        let ok = strict_json(br#"{"a": {"b": [1, 2.5, "x", null, true]}, "b": 1}"#).unwrap();
-        assert_eq!(ok["a"]["b"][1], serde_json::json!(2.5));
-        assert!(strict_json(b"{\"a\": 1} trailing").is_err());
     }
 }

@@ -568,6 +568,60 @@ async fn failing_receivers_get_retries_then_dead_letters_and_resend() {
     );
 }
 
+/// Each request is counted under the pattern of the route that answered it: the admin, document
+/// and Swagger UI paths under their own, the feed apart from row lookups, a path nothing serves
+/// under `/{other}`; never under another route's pattern, never with a segment of its path.
+#[tokio::test]
+async fn metrics_label_each_request_with_the_pattern_of_its_route() {
+    let tickets = Tickets::new(Kind::Sqlite);
+    let app = Portico::spawn(&tickets.config(HIGH_WATER_MARK, "")).await;
+    let requests = [
+        ("/admin/subscriptions/x", "/admin/subscriptions/{name}", 404),
+        ("/admin/deliveries", "/admin/deliveries", 200),
+        ("/admin/dead-letters", "/admin/dead-letters", 200),
+        ("/openapi/v1.json", "/openapi/{file}", 200),
+        ("/docs/index.html", "/docs/{file}", 200),
+        ("/v1/tickets/changes", "/{version}/{resource}/changes", 200),
+        ("/v1/tickets/T1", "/{version}/{resource}/{key}", 200),
+        (
+            "/v1/tickets/T1/children",
+            "/{version}/{resource}/{key}/{child}",
+            404,
+        ),
+        (
+            "/v1/procedures/close",
+            "/{version}/procedures/{procedure}",
+            404,
+        ),
+        ("/nothing/is/served/down/here", "/{other}", 404),
+    ];
+    for (path, _, status) in requests {
+        let (got, _, _) = app.get_with(path, &[]).await;
+        assert_eq!(got.as_u16(), status, "{path}");
+    }
+    let text = app.get_text("/metrics").await;
+    let counted: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("portico_http_requests_total{"))
+        .collect();
+    for (path, route, status) in requests {
+        let line = format!(
+            "portico_http_requests_total{{route=\"{route}\",method=\"GET\",status=\"{status}\"}} 1"
+        );
+        assert!(
+            counted.contains(&line.as_str()),
+            "{path}: no `{line}` in {counted:#?}"
+        );
+    }
+    assert_eq!(counted.len(), requests.len(), "{counted:#?}");
+    for wrong in ["/admin/cache", "/{version}/{resource}\"", "nothing", "T1"] {
+        assert!(
+            counted.iter().all(|l| !l.contains(wrong)),
+            "`{wrong}` in {counted:#?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn webhook_targets_on_private_networks_are_refused() {
     let tickets = Tickets::new(Kind::Sqlite);

@@ -932,6 +932,57 @@ async fn hostile_writes_are_refused_and_store_nothing(kind: Kind) {
     );
 }
 
+/// A retry is the same request whatever order its client wrote the members in, at any depth
+/// (here a `money` object): it gets the first answer replayed, not a 422. A body that differs
+/// in a value is still another request.
+#[tokio::test]
+async fn an_idempotent_retry_with_members_reordered_replays_the_first_answer() {
+    let db = Legacy::new(Kind::Sqlite);
+    let config = db.config("", "").replace(
+        r#"credit = { column = "CREDIT", type = "decimal", column_type = "decimal(9,2)", scale = 2 }"#,
+        r#"credit = { column = "CREDIT", type = "money", currency = "USD", column_type = "decimal(9,2)", scale = 2 }"#,
+    );
+    assert!(config.contains("type = \"money\""));
+    let app = Portico::spawn(&config).await;
+    let clerk = clerk();
+    let send = |body: &str| {
+        let bytes = body.as_bytes().to_vec();
+        app.send(
+            Method::POST,
+            "/v1/customers",
+            Some(&clerk),
+            &[("idempotency-key", "reordered-1")],
+            Some(Err(("application/json", bytes))),
+        )
+    };
+    let first = send(
+        r#"{"id": "C300", "name": "Order", "status": "active", "region": "EAST",
+            "credit": {"value": "12.50", "currency": "USD"}}"#,
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let retry = send(
+        r#"{"credit": {"currency": "USD", "value": "12.50"}, "region": "EAST",
+            "status": "active", "name": "Order", "id": "C300"}"#,
+    )
+    .await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.headers["location"], first.headers["location"]);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let other = send(
+        r#"{"credit": {"currency": "USD", "value": "13.50"}, "region": "EAST",
+            "status": "active", "name": "Order", "id": "C300"}"#,
+    )
+    .await;
+    assert_eq!(
+        other.problem(422)["type"],
+        "/problems/idempotency-key-reused"
+    );
+    assert_eq!(db.count("CUSTOMERS"), 3, "one row written");
+}
+
 /// `require_if_match` means the ETag as last read: `If-Match: *` (any version) is a 428 too.
 #[tokio::test]
 async fn if_match_star_does_not_satisfy_require_if_match() {

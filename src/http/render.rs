@@ -1,0 +1,94 @@
+//! What Portico answers with: rows and pages in API shape, JSON bodies, and the responses
+//! that carry a row with its ETag.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+use serde_json::Value as Json;
+
+use super::problem::ApiError;
+use crate::catalog::{plan, Resource};
+use crate::state::StoredResponse;
+
+/// One row as its JSON body.
+pub fn render_row(
+    resource: &Resource,
+    plan: &plan::Plan,
+    row: &[crate::source::Value],
+) -> Result<Vec<u8>, ApiError> {
+    json_body(&RowView {
+        resource,
+        plan,
+        row,
+    })
+}
+
+/// A list body, `{"data": [...], "next_cursor": ...}`, of `rows` in API shape.
+pub fn render_page(
+    resource: &Resource,
+    plan: &plan::Plan,
+    rows: &[Vec<crate::source::Value>],
+    next_cursor: Option<String>,
+) -> Result<Vec<u8>, ApiError> {
+    let data: Vec<RowView> = rows
+        .iter()
+        .map(|row| RowView {
+            resource,
+            plan,
+            row,
+        })
+        .collect();
+    json_body(&Page { data, next_cursor })
+}
+
+/// `value` as JSON bytes.
+pub fn json_body<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Internal(format!("cannot render JSON: {e}")))
+}
+
+/// `200 OK` with a row's body and its ETag.
+pub fn row_response(body: Vec<u8>, etag: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .content_type("application/json")
+        .body(body)
+}
+
+/// The response of a create, first time or replayed for its `Idempotency-Key`.
+pub fn stored_response(stored: StoredResponse, replayed: bool) -> HttpResponse {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = HttpResponse::build(status);
+    for (name, value) in &stored.headers {
+        response.insert_header((name.as_str(), value.as_str()));
+    }
+    if replayed {
+        response.insert_header(("idempotent-replayed", "true"));
+    }
+    response.content_type("application/json").body(stored.body)
+}
+
+/// One row in API shape, serialized straight from the legacy values (no intermediate map).
+struct RowView<'a> {
+    resource: &'a Resource,
+    plan: &'a plan::Plan,
+    row: &'a [crate::source::Value],
+}
+
+impl serde::Serialize for RowView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.plan.output.len()))?;
+        for &(field, position) in &self.plan.output {
+            let f = &self.resource.fields[field];
+            let value = self.row.get(position).map_or(Json::Null, |v| f.read(v));
+            map.serialize_entry(&f.name, &value)?;
+        }
+        map.end()
+    }
+}
+
+/// The list body: `{"data": [...], "next_cursor": ...}`.
+#[derive(serde::Serialize)]
+struct Page<'a> {
+    data: Vec<RowView<'a>>,
+    next_cursor: Option<String>,
+}
