@@ -9,6 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use utoipa_swagger_ui::{Config, Url};
 
 use super::problem::ApiError;
+use super::AppState;
 use crate::catalog::Catalog;
 
 /// The Swagger UI configuration: one entry per version, the newest first.
