@@ -13,8 +13,8 @@ pub mod write;
 
 use indexmap::IndexMap;
 
-pub use build::{compile, RESERVED};
-pub use field::Field;
+pub use build::compile;
+pub use field::{Field, RESERVED};
 
 use crate::source::select::Relation;
 
