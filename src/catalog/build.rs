@@ -400,7 +400,7 @@ fn inherit_parent_policies(
             ));
             continue;
         }
-        let inherited = crate::auth::policy::Inherited {
+        let inherited = super::access::Inherited {
             parent: parent_name.clone(),
             access: parent.access.clone(),
             relation: parent.relation.clone(),
@@ -416,6 +416,7 @@ fn inherit_parent_policies(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::ColumnType;
 
     fn compile_text(text: &str) -> Result<Catalog, Vec<Problem>> {
         let config = crate::config::parse("t.toml", text, &|_| None).expect("parses");

@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value as Json};
 
 use super::{EventKind, Feed, FeedView};
-use crate::auth::Grant;
+use crate::catalog::access::Grant;
 use crate::catalog::{date::Date, Resource};
 use crate::source::Value;
 
@@ -33,7 +33,7 @@ pub fn event_json(
     if !grant
         .conditions
         .iter()
-        .all(|c| super::policy::holds(c, &column))
+        .all(|c| crate::catalog::access::evaluate::holds(c, &column))
     {
         return None;
     }

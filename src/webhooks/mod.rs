@@ -8,8 +8,8 @@ pub mod sign;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::auth::policy::Verb;
 use crate::auth::Principal;
+use crate::catalog::access::Verb;
 use crate::catalog::Catalog;
 use crate::changes::render::{event_json, selects, EventRecord};
 use crate::changes::{EventKind, Feed};
