@@ -447,7 +447,6 @@ pub fn canonical_decimal(text: &str, scale: Option<u32>) -> Option<String> {
     })
 }
 
-/// A plain field for other modules' unit tests.
 // Compiling a field from configuration: shared by resources (build.rs) and procedures.
 
 /// Query parameters that cannot be field names.
@@ -678,6 +677,7 @@ fn problem(location: impl Into<String>, message: impl Into<String>) -> Problem {
     }
 }
 
+/// A plain field for other modules' unit tests.
 #[cfg(test)]
 pub(crate) mod tests_support {
     pub(crate) use super::tests::field;
