@@ -1,5 +1,7 @@
 //! Metrics of change feeds and webhook deliveries.
 
+use std::sync::LazyLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,8 +33,33 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of events withheld from a reader.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WithheldLabels {
+    /// Feed name.
+    pub feed: String,
+    /// Why the row policy could not be decided (`collation`, `missing_column`, ...).
+    pub reason: &'static str,
+}
+
+/// Events withheld because a row policy could not be decided on the event's row. One count
+/// for the process: events are rendered where no server's metrics are at hand (a pull-feed
+/// page, a webhook fan-out), and a process serves one configuration.
+static WITHHELD: LazyLock<Family<WithheldLabels, Counter>> = LazyLock::new(Family::default);
+
+/// Counts an event of `feed` withheld from a reader because its row policy could not be
+/// decided on the row (`reason`).
+pub fn count_withheld(feed: &str, reason: &'static str) {
+    WITHHELD
+        .get_or_create(&WithheldLabels {
+            feed: feed.to_string(),
+            reason,
+        })
+        .inc();
+}
+
 /// Metrics of change feeds and deliveries; cheap to clone (shared counters).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ChangeMetrics {
     /// Seconds since each feed last completed a poll (refreshed when scraped).
     pub poll_lag: Family<FeedLabels, Gauge>,
@@ -44,6 +71,22 @@ pub struct ChangeMetrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
     /// Dead letters waiting in the store (refreshed when scraped).
     pub dead_letters: Gauge,
+    /// Events withheld from a reader because a row policy could not be decided on the row
+    /// (the process-wide count `count_withheld` keeps).
+    pub withheld: Family<WithheldLabels, Counter>,
+}
+
+impl Default for ChangeMetrics {
+    fn default() -> Self {
+        Self {
+            poll_lag: Family::default(),
+            poll_errors: Family::default(),
+            events: Family::default(),
+            deliveries: Family::default(),
+            dead_letters: Gauge::default(),
+            withheld: WITHHELD.clone(),
+        }
+    }
 }
 
 impl ChangeMetrics {
@@ -73,6 +116,11 @@ impl ChangeMetrics {
             "webhook_dead_letters",
             "Deliveries that exhausted their retry schedule",
             self.dead_letters.clone(),
+        );
+        registry.register(
+            "change_events_withheld",
+            "Change events withheld from a reader because a row policy could not be decided on the event's row",
+            self.withheld.clone(),
         );
     }
 }
