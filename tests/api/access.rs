@@ -18,9 +18,12 @@ use crate::fixture::Kind;
 use crate::harness::{execute, fresh_database, Portico};
 use crate::idp::{AUDIENCE, ISSUER};
 
+/// A row of `PROBE`: `ID`, `NAME`, `CODE`, `QTY`.
+type Row = (i64, Option<&'static str>, Option<&'static str>, Option<i64>);
+
 /// Names differing only in case, accents and trailing blanks; characters collations treat
 /// their own ways (`ß`, `-`); NULLs; codes in a blank-padded CHAR(8); numbers.
-const ROWS: [(i64, Option<&str>, Option<&str>, Option<i64>); 16] = [
+const ROWS: [Row; 16] = [
     (1, Some("x"), Some("C00002"), Some(1)),
     (2, Some("X"), Some("c00002"), Some(2)),
     (3, Some("é"), Some("C00003"), Some(3)),
