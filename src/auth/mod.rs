@@ -1,16 +1,15 @@
 //! Who is calling: bearer JWT verification (shared secrets, PEM keys, JWKS), the principal it
-//! yields, row policies and field masks, per-principal rate limits, and development tokens.
+//! yields, per-principal rate limits, and development tokens. What a principal may do with a
+//! resource (scopes, row policies, field masks) is `crate::catalog::access`.
 
 pub mod jwks;
 pub mod keys;
-pub mod policy;
 pub mod principal;
 pub mod rate_limit;
 pub mod token;
 pub mod verify;
 
-pub use policy::{Denial, FieldMask, Grant, ResourceAccess};
-pub use principal::Principal;
+pub use principal::{is_scope_token, Principal};
 pub use rate_limit::RateLimiter;
 pub use verify::Verifier;
 

@@ -4,6 +4,15 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value as Json};
 
+/// Whether `scope` is a scope token (RFC 6749 §3.3): printable ASCII without space, `"` or `\`,
+/// so it can be named in a `WWW-Authenticate` header as it is.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
 /// A verified caller (or the anonymous one): subject, scopes and every claim of its token.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Principal {
@@ -105,7 +114,7 @@ fn scopes_of(value: Option<&Json>) -> BTreeSet<String> {
     match value {
         Some(Json::String(s)) => s
             .split(' ')
-            .filter(|part| super::policy::is_scope_token(part))
+            .filter(|part| is_scope_token(part))
             .map(str::to_string)
             .collect(),
         Some(Json::Array(items)) => items

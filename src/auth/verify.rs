@@ -132,7 +132,7 @@ impl Verifier {
             }
             Some(JwksKeys::new(location, allowed, min, timeout, jwks_fetches))
         });
-        if !super::policy::is_scope_token(&auth.admin_scope) {
+        if !super::is_scope_token(&auth.admin_scope) {
             problem(
                 "auth.admin_scope".into(),
                 "a scope is printable ASCII without spaces, quotes or backslashes".into(),

@@ -2,18 +2,13 @@
 
 use indexmap::IndexMap;
 
-use super::{Catalog, Field, Resource, Version};
-use crate::config::{
-    Config, DateFormat, FieldConfig, FieldType, Problem, ResourceConfig, SourceKind,
-};
+use super::field::{compile_field, is_url_name, Field};
+use super::{Catalog, Resource, Version};
+use crate::config::{Config, Problem, ResourceConfig};
 use crate::source::select::Relation;
-use crate::source::ColumnType;
 
 /// First path segments Portico serves itself, so no version can take them.
 pub const RESERVED_PATHS: [&str; 6] = ["admin", "metrics", "healthz", "readyz", "docs", "openapi"];
-
-/// Query parameters that cannot be field names.
-pub const RESERVED: [&str; 4] = ["limit", "cursor", "sort", "fields"];
 
 /// Builds the catalog, or returns every problem found.
 pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
@@ -106,19 +101,6 @@ fn problem(location: impl Into<String>, message: impl Into<String>) -> Problem {
         location: location.into(),
         message: message.into(),
     }
-}
-
-pub(super) fn is_url_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn is_field_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn compile_resource(
@@ -263,52 +245,6 @@ fn compile_resource(
     })
 }
 
-/// The code page of a text column. SQL Server sends text already decoded by the column's
-/// collation, except the OEM code pages tiberius cannot decode, which it is asked to convert.
-fn text_encoding(
-    fc: &FieldConfig,
-    column_type: ColumnType,
-    kind: Option<SourceKind>,
-    at: &str,
-    problems: &mut Vec<Problem>,
-) -> (ColumnType, Option<&'static encoding_rs::Encoding>) {
-    let Some(label) = &fc.encoding else {
-        return (column_type, None);
-    };
-    let oem = matches!(
-        label.to_ascii_lowercase().as_str(),
-        "cp437" | "ibm437" | "cp850" | "ibm850"
-    );
-    // `varchar(n)` keeps no width as a column type; the cast to nvarchar needs it.
-    let width = match column_type {
-        ColumnType::Char(width) => width,
-        _ => fc
-            .column_type
-            .as_deref()
-            .and_then(|t| t.split_once('('))
-            .and_then(|(_, n)| n.trim_end_matches(')').trim().parse().ok()),
-    };
-    let mut refuse = |message: String| {
-        problems.push(problem(format!("{at}.encoding"), message));
-        (column_type, None)
-    };
-    match (kind, oem) {
-        (Some(SourceKind::Mssql), true) => (ColumnType::Oem(width), None),
-        (Some(SourceKind::Mssql), false) => refuse(format!(
-            "SQL Server sends `{}` decoded by its collation; `encoding` is only for CP437 and \
-             CP850 columns (`cp437`, `cp850`)",
-            fc.column
-        )),
-        (_, true) => refuse(format!(
-            "`{label}` text is converted by SQL Server itself, so only `mssql` sources read it"
-        )),
-        _ => match encoding_rs::Encoding::for_label(label.as_bytes()) {
-            Some(found) => (column_type, Some(found)),
-            None => refuse(format!("unknown encoding `{label}`")),
-        },
-    }
-}
-
 fn check_parents(resources: &IndexMap<String, Resource>, at: &str, problems: &mut Vec<Problem>) {
     for resource in resources.values() {
         if let Some((parent, _)) = &resource.parent {
@@ -381,7 +317,7 @@ fn inherit_parent_policies(
             ));
             continue;
         }
-        let inherited = crate::auth::policy::Inherited {
+        let inherited = super::access::Inherited {
             parent: parent_name.clone(),
             access: parent.access.clone(),
             relation: parent.relation.clone(),
@@ -394,166 +330,10 @@ fn inherit_parent_policies(
     }
 }
 
-pub(super) fn compile_field(
-    name: &str,
-    fc: &FieldConfig,
-    key: &[String],
-    kind: Option<SourceKind>,
-    at: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<Field> {
-    let before = problems.len();
-    if !is_field_name(name) {
-        problems.push(problem(
-            at,
-            "field names start with a letter and use only letters, digits and `_`",
-        ));
-    }
-    if RESERVED.contains(&name) {
-        problems.push(problem(
-            at,
-            format!("`{name}` is a reserved query parameter"),
-        ));
-    }
-    if fc.column.trim().is_empty() {
-        problems.push(problem(format!("{at}.column"), "must name a column"));
-    }
-    let format = fc.format.unwrap_or(DateFormat::Iso);
-    let column_type = match &fc.column_type {
-        Some(text) => ColumnType::parse_spelling(text).unwrap_or_else(|why| {
-            problems.push(problem(
-                format!("{at}.column_type"),
-                format!("column `{}`: {why}", fc.column),
-            ));
-            ColumnType::Varchar
-        }),
-        None => inferred_column_type(fc.field_type, format),
-    };
-    let (column_type, encoding) = text_encoding(fc, column_type, kind, at, problems);
-    if fc.format.is_some() && fc.field_type != FieldType::Date {
-        problems.push(problem(
-            format!("{at}.format"),
-            "only `date` fields have a format",
-        ));
-    }
-    if !fc.codes.is_empty() && fc.field_type != FieldType::String {
-        problems.push(problem(
-            format!("{at}.codes"),
-            "only `string` fields have codes",
-        ));
-    }
-    if fc.scale.is_some() && !matches!(fc.field_type, FieldType::Decimal | FieldType::Money) {
-        problems.push(problem(
-            format!("{at}.scale"),
-            "only `decimal` and `money` fields have a scale",
-        ));
-    }
-    match (&fc.currency, fc.field_type) {
-        (Some(c), FieldType::Money)
-            if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) =>
-        {
-            problems.push(problem(
-                format!("{at}.currency"),
-                "an ISO 4217 code such as `USD`",
-            ))
-        }
-        (None, FieldType::Money) => problems.push(problem(
-            format!("{at}.currency"),
-            "a `money` field names its `currency` (`USD`)",
-        )),
-        (Some(_), other) if other != FieldType::Money => problems.push(problem(
-            format!("{at}.currency"),
-            "only `money` fields have a currency",
-        )),
-        _ => {}
-    }
-    let bool_values = match (&fc.true_value, &fc.false_value) {
-        (Some(t), Some(f)) if fc.field_type == FieldType::Boolean => Some((t.clone(), f.clone())),
-        (None, None) => None,
-        _ => {
-            problems.push(problem(
-                at,
-                "`true_value` and `false_value` go together, on `boolean` fields",
-            ));
-            None
-        }
-    };
-    let order_preserving = fc.codes.is_empty()
-        && !(fc.field_type == FieldType::Date && format == DateFormat::MmDdYyyy)
-        && !(fc.field_type == FieldType::String && column_type == ColumnType::Integer)
-        && bool_values.as_ref().is_none_or(|(t, f)| f < t);
-    let sortable = match fc.sortable {
-        Some(true) if !order_preserving => {
-            problems.push(problem(
-                format!("{at}.sortable"),
-                "its legacy representation does not sort in API order (code map or MM/DD/YYYY text), so it cannot be sortable",
-            ));
-            false
-        }
-        Some(s) => s,
-        None => order_preserving,
-    };
-    if problems.len() > before {
-        return None;
-    }
-    Some(Field {
-        name: name.to_string(),
-        column: fc.column.clone(),
-        field_type: fc.field_type,
-        column_type,
-        description: fc.description.clone(),
-        trim: fc.trim.unwrap_or(matches!(
-            column_type,
-            ColumnType::Char(_) | ColumnType::NChar(_) | ColumnType::Oem(Some(_))
-        )),
-        encoding,
-        null_values: fc.null_values.clone(),
-        codes: fc
-            .codes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        date_format: format,
-        bool_values,
-        scale: fc.scale,
-        currency: fc.currency.clone(),
-        filterable: fc.filterable,
-        sortable,
-        order_preserving,
-        is_key: key.iter().any(|k| k == name),
-        read_only: fc.read_only,
-        required: fc.required,
-        allow_control: fc.allow_control,
-        limits: super::limits::Limits {
-            nullable: fc.nullable,
-            ..fc.column_type
-                .as_deref()
-                .map(super::limits::Limits::from_column_type)
-                .unwrap_or_default()
-        },
-    })
-}
-
-fn inferred_column_type(field_type: FieldType, format: DateFormat) -> ColumnType {
-    match field_type {
-        FieldType::String => ColumnType::Varchar,
-        FieldType::Integer => ColumnType::Integer,
-        FieldType::Number => ColumnType::Float,
-        FieldType::Decimal | FieldType::Money => ColumnType::Decimal,
-        FieldType::Boolean => ColumnType::Bit,
-        FieldType::Date => match format {
-            DateFormat::Iso => ColumnType::Date,
-            DateFormat::Yyyymmdd => ColumnType::Char(Some(8)),
-            DateFormat::Cyymmdd => ColumnType::Integer,
-            DateFormat::MmDdYyyy => ColumnType::Varchar,
-        },
-        FieldType::Datetime => ColumnType::Timestamp,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::ColumnType;
 
     fn compile_text(text: &str) -> Result<Catalog, Vec<Problem>> {
         let config = crate::config::parse("t.toml", text, &|_| None).expect("parses");

@@ -1,6 +1,6 @@
 //! The API model compiled from configuration: versions, resources, fields, client queries.
 
-mod access;
+pub mod access;
 mod build;
 pub mod cursor;
 pub mod date;
@@ -13,8 +13,8 @@ pub mod write;
 
 use indexmap::IndexMap;
 
-pub use build::{compile, RESERVED};
-pub use field::Field;
+pub use build::compile;
+pub use field::{Field, RESERVED};
 
 use crate::source::select::Relation;
 
@@ -84,7 +84,7 @@ pub struct Resource {
     /// Parent resource and the index of this resource's field holding the parent key.
     pub parent: Option<(String, usize)>,
     /// Scopes, row policies and field masks.
-    pub access: crate::auth::ResourceAccess,
+    pub access: access::ResourceAccess,
     /// What clients may write; `None`: read-only.
     pub writes: Option<write::WriteRules>,
     /// A change feed watches the table (`GET /{v}/{resource}/changes`).
@@ -205,12 +205,12 @@ impl Resource {
     }
 
     /// Finds a field by API name among those `mask` leaves visible.
-    pub fn visible_field(&self, name: &str, mask: &crate::auth::FieldMask) -> Option<usize> {
+    pub fn visible_field(&self, name: &str, mask: &access::FieldMask) -> Option<usize> {
         self.field(name).filter(|&i| !mask.hides(i))
     }
 
     /// Names of the fields `mask` leaves visible, for error messages.
-    pub fn field_names(&self, mask: &crate::auth::FieldMask) -> String {
+    pub fn field_names(&self, mask: &access::FieldMask) -> String {
         self.fields
             .iter()
             .enumerate()

@@ -1,9 +1,9 @@
 //! Turns a validated `QuerySpec` into a dialect-neutral `Select`, adding the key for a total
 //! order, the keyset position, and the row layout for rendering.
 
+use super::access::FieldMask;
 use super::query::{Filter, FilterKind, QueryError, QuerySpec};
 use super::Resource;
-use crate::auth::FieldMask;
 use crate::source::select::{CmpOp, Condition, OrderTerm, Select};
 use crate::source::{ColumnType, Value};
 

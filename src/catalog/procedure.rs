@@ -3,7 +3,7 @@
 
 use indexmap::IndexMap;
 
-use super::Field;
+use super::field::Field;
 use crate::config::{Direction, Problem, ProcedureConfig};
 
 /// A stored procedure served as `POST /{version}/procedures/{name}`.
@@ -43,7 +43,7 @@ pub fn compile(
         let before = problems.len();
         let mut problem =
             |location: String, message: String| problems.push(Problem { location, message });
-        if !super::build::is_url_name(name) {
+        if !super::field::is_url_name(name) {
             problem(
                 at.clone(),
                 "procedure names use only a-z, 0-9, `_` and `-`".into(),
@@ -93,7 +93,7 @@ pub fn compile(
                         message: "an `out` parameter cannot be `required`".into(),
                     });
                 }
-                let field = super::build::compile_field(
+                let field = super::field::compile_field(
                     pname,
                     &p.as_field(pname),
                     &[],
@@ -108,7 +108,7 @@ pub fn compile(
             .result
             .iter()
             .filter_map(|(fname, fc)| {
-                super::build::compile_field(
+                super::field::compile_field(
                     fname,
                     fc,
                     &[],

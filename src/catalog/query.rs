@@ -1,8 +1,8 @@
 //! Client query strings parsed into a typed `QuerySpec`, checked against the resource.
 
+use super::access::FieldMask;
 use super::cursor::Cursor;
 use super::Resource;
-use crate::auth::FieldMask;
 use crate::source::select::CmpOp;
 use crate::source::{Param, Value};
 

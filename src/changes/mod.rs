@@ -4,7 +4,6 @@
 mod detect;
 mod feed;
 mod high_water_mark;
-pub mod policy;
 pub mod poller;
 pub mod render;
 mod scan;

@@ -3,9 +3,11 @@
 use serde_json::{json, Map, Value as Json};
 
 use super::{EventKind, Feed, FeedView};
-use crate::auth::Grant;
+use crate::catalog::access::evaluate::{evaluate_all, Verdict};
+use crate::catalog::access::Grant;
 use crate::catalog::{date::Date, Resource};
 use crate::source::Value;
+use crate::telemetry::change_metrics::ChangeMetrics;
 
 /// An event as stored: its id, what happened, and the legacy values.
 #[derive(Debug, Clone)]
@@ -21,21 +23,33 @@ pub struct EventRecord<'a> {
 }
 
 /// The event as `grant` may see it through `resource` (the `view` of `feed` in a version):
-/// `{id, type, timestamp, data: {key, row}}`; `None` when a row policy withholds the row.
+/// `{id, type, timestamp, data: {key, row}}`; `None` when a row policy withholds the row,
+/// or cannot be decided on it (then logged at debug and counted in
+/// `portico_change_events_withheld_total` of `metrics`).
 pub fn event_json(
     feed: &Feed,
     view: &FeedView,
     resource: &Resource,
     grant: &Grant,
     event: &EventRecord<'_>,
+    metrics: &ChangeMetrics,
 ) -> Option<Json> {
     let column = |name: &str| feed.position(name).and_then(|i| event.row.get(i).cloned());
-    if !grant
-        .conditions
-        .iter()
-        .all(|c| super::policy::holds(c, &column))
-    {
-        return None;
+    match evaluate_all(&grant.conditions, &column) {
+        Verdict::Holds => {}
+        Verdict::Fails => return None,
+        // Fail closed, but never quietly: a reader missing events can find out why.
+        Verdict::Unknown(doubt) => {
+            tracing::debug!(
+                feed = %feed.name,
+                resource = %view.resource,
+                event = %event.id,
+                reason = doubt.reason(),
+                "event withheld: its row policy cannot be decided on the row"
+            );
+            metrics.count_withheld(&feed.name, doubt.reason());
+            return None;
+        }
     }
     let value = |field: usize| {
         let position = view.positions.get(field)?;

@@ -8,8 +8,8 @@ use actix_web::{HttpMessage, HttpRequest};
 
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::policy::Verb;
-use crate::auth::{AuthError, Denial, Grant, Principal};
+use crate::auth::{AuthError, Principal};
+use crate::catalog::access::{Denial, Grant, Verb};
 use crate::catalog::Resource;
 
 /// Tracing target of the audit log.

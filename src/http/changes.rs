@@ -100,7 +100,14 @@ pub async fn feed(
                 row: &row,
                 detected_ms: event.detected_ms,
             };
-            event_json(feed, view, resource, &grant, &record)
+            event_json(
+                feed,
+                view,
+                resource,
+                &grant,
+                &record,
+                &state.metrics.changes,
+            )
         })
         .collect();
     Ok(HttpResponse::Ok()

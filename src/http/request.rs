@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::Grant;
+use crate::catalog::access::Grant;
 use crate::catalog::query::{self, QueryError};
 use crate::catalog::{plan, Resource};
 

@@ -17,7 +17,8 @@ use super::request::{
     split_key, strong_match,
 };
 use super::AppState;
-use crate::auth::{Grant, Principal};
+use crate::auth::Principal;
+use crate::catalog::access::Grant;
 use crate::catalog::plan::{self, Plan};
 use crate::catalog::write::{self as rules, WriteRules};
 use crate::catalog::{query, Resource};

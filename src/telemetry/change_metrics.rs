@@ -31,6 +31,15 @@ pub struct DeliveryLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of events withheld from a reader.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WithheldLabels {
+    /// Feed name.
+    pub feed: String,
+    /// Why the row policy could not be decided (`collation`, `missing_column`, ...).
+    pub reason: &'static str,
+}
+
 /// Metrics of change feeds and deliveries; cheap to clone (shared counters).
 #[derive(Clone, Debug, Default)]
 pub struct ChangeMetrics {
@@ -44,9 +53,22 @@ pub struct ChangeMetrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
     /// Dead letters waiting in the store (refreshed when scraped).
     pub dead_letters: Gauge,
+    /// Events withheld from a reader because a row policy could not be decided on the row.
+    pub withheld: Family<WithheldLabels, Counter>,
 }
 
 impl ChangeMetrics {
+    /// Counts an event of `feed` withheld from a reader because its row policy could not be
+    /// decided on the row (`reason`).
+    pub fn count_withheld(&self, feed: &str, reason: &'static str) {
+        self.withheld
+            .get_or_create(&WithheldLabels {
+                feed: feed.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
     /// Registers every metric.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -73,6 +95,11 @@ impl ChangeMetrics {
             "webhook_dead_letters",
             "Deliveries that exhausted their retry schedule",
             self.dead_letters.clone(),
+        );
+        registry.register(
+            "change_events_withheld",
+            "Change events withheld from a reader because a row policy could not be decided on the event's row",
+            self.withheld.clone(),
         );
     }
 }

@@ -8,8 +8,8 @@ pub mod sign;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::auth::policy::Verb;
 use crate::auth::Principal;
+use crate::catalog::access::Verb;
 use crate::catalog::Catalog;
 use crate::changes::poller::EventSink;
 use crate::changes::render::{event_json, selects, EventRecord};
@@ -390,7 +390,7 @@ impl Webhooks {
                         continue;
                     }
                 };
-                if let Some(body) = event_json(feed, view, resource, &grant, event) {
+                if let Some(body) = event_json(feed, view, resource, &grant, event, &self.metrics) {
                     deliveries.push(NewDelivery {
                         subscription: record.name.clone(),
                         body: serde_json::to_vec(&body).unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! Integration tests: Portico on a free port, real ODBC drivers, real databases.
 
+mod access;
 mod audit;
 mod auth;
 mod cache;

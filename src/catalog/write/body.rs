@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 
-use crate::auth::Grant;
+use crate::catalog::access::Grant;
 use crate::catalog::field::canonical_decimal;
 use crate::catalog::{Field, Resource};
 use crate::config::FieldType;

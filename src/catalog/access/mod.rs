@@ -1,9 +1,18 @@
-//! Compiles a resource's access settings: scopes, row policies, field masks.
+//! Authorization: what a principal may do with a resource. A resource's access settings
+//! (scopes, row policies, field masks) compile into a [`ResourceAccess`]; `authorize` turns it
+//! and a principal into a [`Grant`] (conditions added to every query, hidden fields), and
+//! [`evaluate`] applies a grant's conditions to a row Portico already holds (a change event),
+//! the way the database applies them to a query. Who the principal is, is `crate::auth`'s
+//! business; this module only reads its scopes and claims.
 
-use crate::auth::ResourceAccess;
+mod condition;
+pub mod evaluate;
+mod policy;
+
+pub use policy::{Denial, FieldMask, Grant, Inherited, ResourceAccess, RowPolicy, Verb};
+
+use super::field::Field;
 use crate::config::{Config, Problem, ResourceConfig};
-
-use super::Field;
 
 /// The access rules of a resource, or the problems that prevent them.
 pub fn compile_access(
@@ -49,7 +58,7 @@ pub fn compile_access(
         ))
     }));
     for (key, scope) in scopes {
-        if !crate::auth::policy::is_scope_token(scope) {
+        if !crate::auth::is_scope_token(scope) {
             push(
                 format!("{at}.{key}"),
                 format!("`{scope}` is not a scope: use printable ASCII without spaces, quotes or backslashes"),
@@ -144,8 +153,8 @@ pub fn compile_access(
 mod tests {
     use serde_json::json;
 
-    use crate::auth::policy::Verb;
-    use crate::auth::{Denial, Principal};
+    use super::{Denial, Verb};
+    use crate::auth::Principal;
     use crate::catalog::{compile, Catalog};
     use crate::config::Problem;
     use crate::source::select::{CmpOp, Condition};

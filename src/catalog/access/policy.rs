@@ -5,10 +5,11 @@ use std::fmt::Write as _;
 
 use serde_json::Value as Json;
 
-use super::Principal;
-use crate::catalog::Field;
+use super::condition::{parse_condition, Operand, Term, TermOp};
+use crate::auth::Principal;
+use crate::catalog::field::Field;
 use crate::config::RowPolicyConfig;
-use crate::source::select::{CmpOp, Condition, Relation};
+use crate::source::select::{Condition, Relation};
 use crate::source::{ColumnType, Param, Value};
 
 /// Largest array claim an `IN` term binds (one parameter each).
@@ -85,27 +86,6 @@ impl Applies {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Term {
-    column: String,
-    /// The field over the column, whose transform turns a claim into the legacy value.
-    field: Option<Box<Field>>,
-    op: TermOp,
-    operand: Operand,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum TermOp {
-    Compare(CmpOp),
-    In,
-}
-
-#[derive(Debug, Clone)]
-enum Operand {
-    Claim(String),
-    Literal(String),
-}
-
 /// Fields hidden from a principal (indexes into the resource's fields).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldMask {
@@ -177,15 +157,6 @@ pub enum Denial {
         /// Why.
         message: String,
     },
-}
-
-/// Whether `scope` is a scope token (RFC 6749 §3.3): printable ASCII without space, `"` or `\`,
-/// so it can be named in a `WWW-Authenticate` header as it is.
-pub fn is_scope_token(scope: &str) -> bool {
-    !scope.is_empty()
-        && scope
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
 impl ResourceAccess {
@@ -403,153 +374,4 @@ impl Term {
 /// Null, or text of blanks only (CHAR padding makes `""` and `"   "` the same legacy value).
 fn is_blank(value: &Json) -> bool {
     value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty())
-}
-
-/// Parses `COLUMN op operand [AND …]`: operators `= <> != < <= > >=` and `IN`; operands
-/// `{claims.path}`, `{sub}`, `'text'` or a number. A column is a field's column or API name;
-/// other columns are compared as text or integers.
-fn parse_condition(text: &str, fields: &[Field]) -> Result<Vec<Term>, String> {
-    let tokens = tokenize(text)?;
-    let mut terms = Vec::new();
-    let mut rest = tokens.as_slice();
-    loop {
-        let [Token::Word(column), Token::Op(op), operand, tail @ ..] = rest else {
-            return Err(format!(
-                "expected `COLUMN op {{claims.name}}` terms joined by AND, in `{text}`"
-            ));
-        };
-        let op = match op.as_str() {
-            "=" => TermOp::Compare(CmpOp::Eq),
-            "<>" | "!=" => TermOp::Compare(CmpOp::Ne),
-            "<" => TermOp::Compare(CmpOp::Lt),
-            "<=" => TermOp::Compare(CmpOp::Lte),
-            ">" => TermOp::Compare(CmpOp::Gt),
-            ">=" => TermOp::Compare(CmpOp::Gte),
-            "IN" => TermOp::In,
-            other => return Err(format!("unknown operator `{other}`")),
-        };
-        let operand = match operand {
-            Token::Claim(path) => Operand::Claim(path.clone()),
-            Token::Literal(text) => Operand::Literal(text.clone()),
-            Token::Word(w) if w.parse::<f64>().is_ok_and(f64::is_finite) => {
-                Operand::Literal(w.clone())
-            }
-            _ => {
-                return Err(format!(
-                    "`{column}` must be compared with a {{claim}} or a literal"
-                ))
-            }
-        };
-        let field = fields
-            .iter()
-            .find(|f| f.column.eq_ignore_ascii_case(column))
-            .or_else(|| fields.iter().find(|f| f.name == *column));
-        if field.is_none()
-            && !column
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(format!("`{column}` is not a column name"));
-        }
-        if let (Some(f), Operand::Literal(l)) = (field, &operand) {
-            f.to_legacy(l)
-                .map_err(|m| format!("literal `{l}` for `{column}` {m}"))?;
-        }
-        terms.push(Term {
-            column: field.map_or_else(|| column.clone(), |f| f.column.clone()),
-            field: field.map(|f| Box::new(f.clone())),
-            op,
-            operand,
-        });
-        match tail {
-            [] => return Ok(terms),
-            [Token::Word(and), more @ ..] if and.eq_ignore_ascii_case("and") => rest = more,
-            _ => return Err(format!("terms must be joined by AND, in `{text}`")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Word(String),
-    Op(String),
-    Claim(String),
-    Literal(String),
-}
-
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
-    let mut tokens = Vec::new();
-    let mut chars = text.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        match c {
-            c if c.is_whitespace() => {
-                chars.next();
-            }
-            '{' => {
-                chars.next();
-                let mut inner = String::new();
-                loop {
-                    match chars.next() {
-                        Some('}') => break,
-                        Some(c) => inner.push(c),
-                        None => return Err("unterminated `{`".into()),
-                    }
-                }
-                let path = match inner.trim() {
-                    "sub" | "subject" => "sub".to_string(),
-                    other => other
-                        .strip_prefix("claims.")
-                        .filter(|p| !p.is_empty())
-                        .ok_or_else(|| {
-                            format!("`{{{other}}}` must be `{{claims.NAME}}` or `{{sub}}`")
-                        })?
-                        .to_string(),
-                };
-                tokens.push(Token::Claim(path));
-            }
-            '\'' => {
-                chars.next();
-                let mut literal = String::new();
-                loop {
-                    match chars.next() {
-                        Some('\'') if chars.peek() == Some(&'\'') => {
-                            chars.next();
-                            literal.push('\'');
-                        }
-                        Some('\'') => break,
-                        Some(c) => literal.push(c),
-                        None => return Err("unterminated '…' literal".into()),
-                    }
-                }
-                tokens.push(Token::Literal(literal));
-            }
-            '=' | '<' | '>' | '!' => {
-                let mut op = String::new();
-                while let Some(&c) = chars.peek().filter(|c| "=<>!".contains(**c)) {
-                    op.push(c);
-                    chars.next();
-                }
-                tokens.push(Token::Op(op));
-            }
-            _ => {
-                let mut word = String::new();
-                while let Some(&c) = chars
-                    .peek()
-                    .filter(|c| !c.is_whitespace() && !"{}'=<>!".contains(**c))
-                {
-                    word.push(c);
-                    chars.next();
-                }
-                if word.is_empty() {
-                    return Err(format!("unexpected `{c}`"));
-                }
-                if word.eq_ignore_ascii_case("in") {
-                    tokens.push(Token::Op("IN".into()));
-                } else {
-                    tokens.push(Token::Word(word));
-                }
-            }
-        }
-    }
-    Ok(tokens)
 }
