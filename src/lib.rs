@@ -14,4 +14,5 @@ pub mod openapi;
 pub mod source;
 pub mod state;
 pub mod telemetry;
+pub mod value;
 pub mod webhooks;
