@@ -11,6 +11,7 @@ pub mod config;
 pub mod http;
 pub mod introspect;
 pub mod openapi;
+pub mod problem_kind;
 pub mod source;
 pub mod state;
 pub mod telemetry;
