@@ -1,6 +1,7 @@
 //! The response cache: rendered pages in moka, bounded in bytes, per-resource TTLs, one query
 //! per key however many requests miss it at once, stale entries for source outages, ETags.
 
+use std::fmt::Display;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,9 +15,14 @@ use moka::notification::RemovalCause;
 use moka::Expiry;
 use sha2::{Digest, Sha256};
 
-use crate::http::problem::ApiError;
-use crate::source::SourceError;
 use crate::telemetry::metrics::CacheMetrics;
+
+/// What the cache needs to know of a loader's error.
+pub trait LoadError: Clone + Display + Send + Sync + 'static {
+    /// Whether the source is out (unreachable, too slow, saturated), so that a stale copy may
+    /// answer where `stale_if_error` allows it.
+    fn is_source_outage(&self) -> bool;
+}
 
 /// What identifies a cached response.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -158,15 +164,16 @@ impl ResponseCache {
 
     /// Answers from the cache or runs `load` once for every concurrent miss of `key`.
     /// `bypass` (a client's `no-cache`) skips the lookup but stores the new answer.
-    pub async fn get_or_load<F>(
+    pub async fn get_or_load<F, E>(
         &self,
         key: CacheKey,
         lifetime: Lifetime,
         bypass: bool,
         load: F,
-    ) -> Result<(Arc<CachedPage>, Freshness), ApiError>
+    ) -> Result<(Arc<CachedPage>, Freshness), E>
     where
-        F: Future<Output = Result<CachedPage, ApiError>>,
+        F: Future<Output = Result<CachedPage, E>>,
+        E: LoadError,
     {
         if lifetime.ttl.is_zero() {
             return Ok((Arc::new(load.await?), Freshness::Fresh));
@@ -216,14 +223,14 @@ impl ResponseCache {
                 }
                 Ok((page, Freshness::Fresh))
             }
-            Err(ApiError::Source(e)) if lifetime.stale_if_error.is_some() && is_outage(&e) => {
+            Err(e) if lifetime.stale_if_error.is_some() && e.is_source_outage() => {
                 match self.stale.get(&key).await {
                     Some(old) => {
                         self.metrics.stale_served.inc();
                         tracing::warn!(error = %e, resource = %key.resource, version = %key.version, "source failed; serving a stale response");
                         Ok((old, Freshness::Stale))
                     }
-                    None => Err(ApiError::Source(e)),
+                    None => Err(e),
                 }
             }
             Err(e) => Err(e),
@@ -263,13 +270,6 @@ impl ResponseCache {
             .entries
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
-}
-
-fn is_outage(error: &SourceError) -> bool {
-    matches!(
-        error,
-        SourceError::Unavailable { .. } | SourceError::Timeout { .. } | SourceError::Busy { .. }
-    )
 }
 
 /// Whether an `If-None-Match` header value matches `etag` (weak comparison, RFC 9110).

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::cache::LoadError;
 use crate::catalog::query::QueryError;
 pub use crate::catalog::write::FieldError;
 use crate::problem_kind::{self, ProblemKind};
@@ -253,6 +254,12 @@ fn public_detail(error: &SourceError) -> String {
                 "source `{source_name}` refused the query; the operator should run `portico check`"
             )
         }
+    }
+}
+
+impl LoadError for ApiError {
+    fn is_source_outage(&self) -> bool {
+        matches!(self, ApiError::Source(e) if e.is_outage())
     }
 }
 
