@@ -1,9 +1,11 @@
 //! The response cache: rendered pages in moka, bounded in bytes, per-resource TTLs, one query
 //! per key however many requests miss it at once, stale entries for source outages, ETags.
 
+use std::collections::HashMap;
+use std::fmt::Display;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
@@ -14,9 +16,14 @@ use moka::notification::RemovalCause;
 use moka::Expiry;
 use sha2::{Digest, Sha256};
 
-use crate::http::problem::ApiError;
-use crate::source::SourceError;
 use crate::telemetry::metrics::CacheMetrics;
+
+/// What the cache needs to know of a loader's error.
+pub trait LoadError: Clone + Display + Send + Sync + 'static {
+    /// Whether the source is out (unreachable, too slow, saturated), so that a stale copy may
+    /// answer where `stale_if_error` allows it.
+    fn is_source_outage(&self) -> bool;
+}
 
 /// What identifies a cached response.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,6 +58,7 @@ pub struct CachedPage {
     pub rendered: Instant,
     fresh_for: Duration,
     stale_for: Duration,
+    generation: Generation,
 }
 
 impl CachedPage {
@@ -70,6 +78,7 @@ impl CachedPage {
             rendered: Instant::now(),
             fresh_for: Duration::ZERO,
             stale_for: Duration::ZERO,
+            generation: Generation::default(),
         }
     }
 }
@@ -112,11 +121,31 @@ impl Expiry<CacheKey, Arc<CachedPage>> for KeepFor {
     }
 }
 
+/// How many invalidations a resource has seen: a page loaded under an older generation was
+/// (or may have been) read before a write and is never stored or served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Generation {
+    /// `purge_all` calls.
+    purges: u64,
+    /// `invalidate_resource` calls for the page's resource.
+    resource: u64,
+}
+
+/// How a miss ended, shared with the requests that waited for it.
+enum Miss<E> {
+    /// The loader failed.
+    Failed(E),
+    /// The loader answered, but its resource was invalidated meanwhile: not stored.
+    Outdated(Arc<CachedPage>),
+}
+
 /// Rendered responses, shared by every worker.
 pub struct ResponseCache {
     fresh: Cache<CacheKey, Arc<CachedPage>>,
     stale: Cache<CacheKey, Arc<CachedPage>>,
     metrics: CacheMetrics,
+    purges: AtomicU64,
+    invalidations: Mutex<HashMap<String, u64>>,
 }
 
 fn build(
@@ -153,34 +182,62 @@ impl ResponseCache {
             ),
             stale: build(max_bytes / 4, KeepFor { stale: true }, &metrics),
             metrics,
+            purges: AtomicU64::new(0),
+            invalidations: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The current generation of `resource`'s responses.
+    fn generation(&self, resource: &str) -> Generation {
+        let purges = self.purges.load(Ordering::SeqCst);
+        let invalidations = self
+            .invalidations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Generation {
+            purges,
+            resource: invalidations.get(resource).copied().unwrap_or(0),
+        }
+    }
+
+    /// Whether `page` was loaded under `resource`'s current generation.
+    fn is_current(&self, resource: &str, page: &CachedPage) -> bool {
+        page.generation == self.generation(resource)
+    }
+
     /// Answers from the cache or runs `load` once for every concurrent miss of `key`.
-    /// `bypass` (a client's `no-cache`) skips the lookup but stores the new answer.
-    pub async fn get_or_load<F>(
+    /// `bypass` (a client's `no-cache`) skips the lookup but stores the new answer. An answer
+    /// whose load started before an invalidation of its resource is returned (to every request
+    /// that waited for it) but not stored.
+    pub async fn get_or_load<F, E>(
         &self,
         key: CacheKey,
         lifetime: Lifetime,
         bypass: bool,
         load: F,
-    ) -> Result<(Arc<CachedPage>, Freshness), ApiError>
+    ) -> Result<(Arc<CachedPage>, Freshness), E>
     where
-        F: Future<Output = Result<CachedPage, ApiError>>,
+        F: Future<Output = Result<CachedPage, E>>,
+        E: LoadError,
     {
         if lifetime.ttl.is_zero() {
             return Ok((Arc::new(load.await?), Freshness::Fresh));
         }
+        // Read before the load starts: a write that lands while it runs changes it.
+        let generation = self.generation(&key.resource);
         let stamp = |mut page: CachedPage| {
             page.fresh_for = lifetime.ttl;
             page.stale_for = lifetime.stale_if_error.unwrap_or_default();
+            page.generation = generation;
             Arc::new(page)
         };
         let result = if bypass {
             match load.await {
                 Ok(page) => {
                     let page = stamp(page);
-                    self.fresh.insert(key.clone(), page.clone()).await;
+                    if self.is_current(&key.resource, &page) {
+                        self.fresh.insert(key.clone(), page.clone()).await;
+                    }
                     self.metrics.misses.inc();
                     Ok((page, true))
                 }
@@ -188,50 +245,80 @@ impl ResponseCache {
             }
         } else {
             if let Some(hit) = self.fresh.get(&key).await {
-                self.metrics.hits.inc();
-                return Ok((hit, Freshness::Fresh));
+                if self.is_current(&key.resource, &hit) {
+                    self.metrics.hits.inc();
+                    return Ok((hit, Freshness::Fresh));
+                }
+                // Stored by a load that checked its generation just before an invalidation.
+                self.fresh.invalidate(&key).await;
             }
             let ran = AtomicBool::new(false);
             let loaded = self
                 .fresh
                 .try_get_with(key.clone(), async {
                     ran.store(true, Ordering::Relaxed);
-                    load.await.map(stamp)
+                    match load.await {
+                        Ok(page) => {
+                            let page = stamp(page);
+                            if self.is_current(&key.resource, &page) {
+                                Ok(page)
+                            } else {
+                                // An error to moka, so that it stores nothing.
+                                Err(Miss::Outdated(page))
+                            }
+                        }
+                        Err(e) => Err(Miss::Failed(e)),
+                    }
                 })
                 .await;
             let ran = ran.load(Ordering::Relaxed);
+            let loaded = match loaded {
+                Ok(page) => Ok(page),
+                Err(shared) => match &*shared {
+                    Miss::Outdated(page) => Ok(page.clone()),
+                    Miss::Failed(e) => Err(e.clone()),
+                },
+            };
             if ran {
                 self.metrics.misses.inc();
             } else if loaded.is_ok() {
                 self.metrics.coalesced.inc();
             }
-            loaded
-                .map(|page| (page, ran))
-                .map_err(|shared| (*shared).clone())
+            loaded.map(|page| (page, ran))
         };
         match result {
             Ok((page, stored_here)) => {
-                if stored_here && lifetime.stale_if_error.is_some() {
+                if stored_here
+                    && lifetime.stale_if_error.is_some()
+                    && self.is_current(&key.resource, &page)
+                {
                     self.stale.insert(key, page.clone()).await;
                 }
                 Ok((page, Freshness::Fresh))
             }
-            Err(ApiError::Source(e)) if lifetime.stale_if_error.is_some() && is_outage(&e) => {
+            Err(e) if lifetime.stale_if_error.is_some() && e.is_source_outage() => {
                 match self.stale.get(&key).await {
-                    Some(old) => {
+                    Some(old) if self.is_current(&key.resource, &old) => {
                         self.metrics.stale_served.inc();
                         tracing::warn!(error = %e, resource = %key.resource, version = %key.version, "source failed; serving a stale response");
                         Ok((old, Freshness::Stale))
                     }
-                    None => Err(ApiError::Source(e)),
+                    _ => Err(e),
                 }
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Drops every response of `resource` (in every version).
+    /// Drops every response of `resource` (in every version); loads of it already running
+    /// are not stored.
     pub fn invalidate_resource(&self, resource: &str) {
+        *self
+            .invalidations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(resource.to_string())
+            .or_default() += 1;
         for cache in [&self.fresh, &self.stale] {
             let name = resource.to_string();
             if cache
@@ -244,8 +331,9 @@ impl ResponseCache {
         }
     }
 
-    /// Drops every response.
+    /// Drops every response; loads already running are not stored.
     pub fn purge_all(&self) {
+        self.purges.fetch_add(1, Ordering::SeqCst);
         self.fresh.invalidate_all();
         self.stale.invalidate_all();
     }
@@ -263,13 +351,6 @@ impl ResponseCache {
             .entries
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
-}
-
-fn is_outage(error: &SourceError) -> bool {
-    matches!(
-        error,
-        SourceError::Unavailable { .. } | SourceError::Timeout { .. } | SourceError::Busy { .. }
-    )
 }
 
 /// Whether an `If-None-Match` header value matches `etag` (weak comparison, RFC 9110).
@@ -301,5 +382,123 @@ mod tests {
         assert_eq!(a.etag, b.etag);
         assert_ne!(a.etag, c.etag);
         assert!(a.etag.starts_with('"') && !a.etag.starts_with("W/"));
+    }
+
+    /// A loader's error for these tests; `Refused(true)` is a source outage.
+    #[derive(Debug, Clone)]
+    struct Refused(bool);
+
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("refused")
+        }
+    }
+
+    impl LoadError for Refused {
+        fn is_source_outage(&self) -> bool {
+            self.0
+        }
+    }
+
+    fn jobs_key() -> CacheKey {
+        CacheKey {
+            resource: "jobs".into(),
+            version: "v1".into(),
+            request: "list:".into(),
+            identity: String::new(),
+        }
+    }
+
+    const CACHED: Lifetime = Lifetime {
+        ttl: Duration::from_secs(60),
+        stale_if_error: Some(Duration::from_secs(60)),
+    };
+
+    async fn page(text: &str) -> Result<CachedPage, Refused> {
+        Ok(CachedPage::new(text.as_bytes().to_vec(), None))
+    }
+
+    /// Starts a load of `jobs` that answers "old", runs `meanwhile` while it is under way
+    /// (with a second request waiting for it), then lets it finish; returns what both requests
+    /// got and what the next request gets when a load would answer "new".
+    async fn load_across(meanwhile: impl FnOnce(&ResponseCache)) -> [String; 3] {
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default());
+        let started = AtomicBool::new(false);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let first = cache.get_or_load(jobs_key(), CACHED, false, async {
+            started.store(true, Ordering::SeqCst);
+            released.await.map_err(|_| Refused(false))?;
+            page("old").await
+        });
+        let waiter = async {
+            while !started.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            cache
+                .get_or_load(jobs_key(), CACHED, false, page("unused"))
+                .await
+        };
+        let control = async {
+            while !started.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            // Lets the waiter join the running load.
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            meanwhile(&cache);
+            release.send(()).map_err(|_| Refused(false))
+        };
+        let (first, waiter, sent) = tokio::join!(first, waiter, control);
+        sent.unwrap();
+        let next = cache
+            .get_or_load(jobs_key(), CACHED, false, page("new"))
+            .await;
+        let text = |answer: Result<(Arc<CachedPage>, Freshness), Refused>| {
+            String::from_utf8(answer.unwrap().0.body.to_vec()).unwrap()
+        };
+        [text(first), text(waiter), text(next)]
+    }
+
+    #[tokio::test]
+    async fn a_load_under_way_when_its_resource_is_invalidated_is_not_stored() {
+        let got = load_across(|cache| cache.invalidate_resource("jobs")).await;
+        assert_eq!(got, ["old", "old", "new"]);
+        let got = load_across(ResponseCache::purge_all).await;
+        assert_eq!(got, ["old", "old", "new"]);
+        // Another resource's invalidation does not concern this load.
+        let got = load_across(|cache| cache.invalidate_resource("customers")).await;
+        assert_eq!(got, ["old", "old", "old"]);
+    }
+
+    #[tokio::test]
+    async fn a_page_stored_under_an_older_generation_is_not_served() {
+        // As if a load had checked its generation just before an invalidation and been
+        // stored just after it.
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default());
+        let mut old = CachedPage::new(b"old".to_vec(), None);
+        (old.fresh_for, old.stale_for) = (CACHED.ttl, Duration::from_secs(60));
+        let old = Arc::new(old);
+        cache.invalidate_resource("jobs");
+        cache.fresh.insert(jobs_key(), old.clone()).await;
+        cache.stale.insert(jobs_key(), old).await;
+        let (fresh, _) = cache
+            .get_or_load(jobs_key(), CACHED, false, page("new"))
+            .await
+            .unwrap();
+        assert_eq!(&fresh.body[..], b"new");
+
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default());
+        let mut old = CachedPage::new(b"old".to_vec(), None);
+        (old.fresh_for, old.stale_for) = (CACHED.ttl, Duration::from_secs(60));
+        cache.invalidate_resource("jobs");
+        cache.stale.insert(jobs_key(), Arc::new(old)).await;
+        let outage = cache
+            .get_or_load(jobs_key(), CACHED, false, async { Err(Refused(true)) })
+            .await;
+        assert!(
+            outage.is_err(),
+            "no stale copy from before the invalidation"
+        );
     }
 }

@@ -5,8 +5,10 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::cache::LoadError;
 use crate::catalog::query::QueryError;
 pub use crate::catalog::write::FieldError;
+use crate::problem_kind::{self, ProblemKind};
 use crate::source::SourceError;
 
 /// Everything a request can fail with.
@@ -93,115 +95,36 @@ pub struct Problem {
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    /// The kind of problem this is, from the one table of kinds.
+    pub fn kind(&self) -> &'static ProblemKind {
         match self {
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            ApiError::Unauthorized(AuthError::KeysUnavailable { .. }) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "auth-unavailable",
-                "Tokens cannot be verified right now",
-            ),
-            ApiError::Unauthorized(AuthError::SeveralHeaders) => (
-                StatusCode::BAD_REQUEST,
-                "invalid-request",
-                "The request is ambiguous",
-            ),
-            ApiError::Unauthorized(_) => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Authentication required",
-            ),
-            ApiError::InsufficientScope(..) => (
-                StatusCode::FORBIDDEN,
-                "insufficient-scope",
-                "The token lacks a scope",
-            ),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-            ApiError::RateLimited(_) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many requests",
-            ),
-            ApiError::BadParameter(_) => (
-                StatusCode::BAD_REQUEST,
-                "bad-parameter",
-                "Invalid request parameter",
-            ),
-            ApiError::MethodNotAllowed(_) => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            ),
-            ApiError::MalformedBody(_) => (
-                StatusCode::BAD_REQUEST,
-                "malformed-body",
-                "The request body is not well-formed JSON",
-            ),
-            ApiError::UnsupportedMediaType(_) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            ),
-            ApiError::RequestTimeout(_) => (
-                StatusCode::REQUEST_TIMEOUT,
-                "request-timeout",
-                "The request body arrived too slowly",
-            ),
-            ApiError::PayloadTooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "The request body is too large",
-            ),
-            ApiError::Invalid(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation",
-                "The request body is invalid",
-            ),
-            ApiError::Conflict(_) | ApiError::Source(SourceError::Constraint { .. }) => (
-                StatusCode::CONFLICT,
-                "conflict",
-                "The write conflicts with the data",
-            ),
-            ApiError::PreconditionFailed(_) => (
-                StatusCode::PRECONDITION_FAILED,
-                "precondition-failed",
-                "The row changed since it was read",
-            ),
-            ApiError::PreconditionRequired(_) => (
-                StatusCode::PRECONDITION_REQUIRED,
-                "precondition-required",
-                "If-Match is required",
-            ),
-            ApiError::IdempotencyKeyReused(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "The Idempotency-Key was used for another request",
-            ),
-            ApiError::Source(SourceError::Busy { .. }) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "source-busy",
-                "The legacy database is at its concurrency limit",
-            ),
-            ApiError::Source(SourceError::Unavailable { .. }) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "source-unavailable",
-                "The legacy database cannot be reached",
-            ),
-            ApiError::Source(SourceError::Timeout { .. }) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "source-timeout",
-                "The legacy database did not answer in time",
-            ),
-            ApiError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-            ),
-            ApiError::Source(SourceError::Query { .. }) => (
-                StatusCode::BAD_GATEWAY,
-                "source-error",
-                "The legacy database refused the query",
-            ),
+            ApiError::NotFound(_) => &problem_kind::NOT_FOUND,
+            ApiError::Unauthorized(AuthError::KeysUnavailable { .. }) => {
+                &problem_kind::AUTH_UNAVAILABLE
+            }
+            ApiError::Unauthorized(AuthError::SeveralHeaders) => &problem_kind::INVALID_REQUEST,
+            ApiError::Unauthorized(_) => &problem_kind::UNAUTHORIZED,
+            ApiError::InsufficientScope(..) => &problem_kind::INSUFFICIENT_SCOPE,
+            ApiError::Forbidden(_) => &problem_kind::FORBIDDEN,
+            ApiError::RateLimited(_) => &problem_kind::RATE_LIMITED,
+            ApiError::BadParameter(_) => &problem_kind::BAD_PARAMETER,
+            ApiError::MethodNotAllowed(_) => &problem_kind::METHOD_NOT_ALLOWED,
+            ApiError::MalformedBody(_) => &problem_kind::MALFORMED_BODY,
+            ApiError::UnsupportedMediaType(_) => &problem_kind::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => &problem_kind::REQUEST_TIMEOUT,
+            ApiError::PayloadTooLarge(_) => &problem_kind::PAYLOAD_TOO_LARGE,
+            ApiError::Invalid(_) => &problem_kind::VALIDATION,
+            ApiError::Conflict(_) | ApiError::Source(SourceError::Constraint { .. }) => {
+                &problem_kind::CONFLICT
+            }
+            ApiError::PreconditionFailed(_) => &problem_kind::PRECONDITION_FAILED,
+            ApiError::PreconditionRequired(_) => &problem_kind::PRECONDITION_REQUIRED,
+            ApiError::IdempotencyKeyReused(_) => &problem_kind::IDEMPOTENCY_KEY_REUSED,
+            ApiError::Source(SourceError::Busy { .. }) => &problem_kind::SOURCE_BUSY,
+            ApiError::Source(SourceError::Unavailable { .. }) => &problem_kind::SOURCE_UNAVAILABLE,
+            ApiError::Source(SourceError::Timeout { .. }) => &problem_kind::SOURCE_TIMEOUT,
+            ApiError::Internal(_) => &problem_kind::INTERNAL,
+            ApiError::Source(SourceError::Query { .. }) => &problem_kind::SOURCE_ERROR,
         }
     }
 
@@ -252,7 +175,7 @@ impl ApiError {
 
     /// The problem body; details of database failures stay in the log, never in the response.
     pub fn problem(&self) -> Problem {
-        let (status, kind, title) = self.parts();
+        let kind = self.kind();
         let (detail, parameter) = match self {
             ApiError::NotFound(d)
             | ApiError::Forbidden(d)
@@ -285,9 +208,9 @@ impl ApiError {
             ApiError::Internal(_) => ("Portico failed; the log has the details".to_string(), None),
         };
         Problem {
-            kind: format!("/problems/{kind}"),
-            title,
-            status: status.as_u16(),
+            kind: kind.type_uri(),
+            title: kind.title,
+            status: kind.status,
             detail,
             parameter,
             errors: match self {
@@ -334,9 +257,16 @@ fn public_detail(error: &SourceError) -> String {
     }
 }
 
+impl LoadError for ApiError {
+    fn is_source_outage(&self) -> bool {
+        matches!(self, ApiError::Source(e) if e.is_outage())
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.parts().0
+        // Every status in the table is a valid one (a test checks).
+        StatusCode::from_u16(self.kind().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {

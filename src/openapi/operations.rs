@@ -17,146 +17,40 @@ use super::BEARER;
 use crate::catalog::query::{MAX_IN_VALUES, MAX_VALUE_BYTES};
 use crate::catalog::{Resource, Version};
 use crate::config::FieldType;
+use crate::problem_kind::ProblemKind;
 
 pub(super) const JSON: &str = "application/json";
 const PROBLEM_JSON: &str = "application/problem+json";
 
-/// Reusable error responses: name, status, description, example problem.
-const PROBLEMS: [(&str, u16, &str, &str, &str); 15] = [
-    (
-        "BadParameter",
-        400,
-        "A query parameter or key is wrong; `parameter` names it.",
-        "bad-parameter",
-        "query parameter `limit` must be between 1 and 500",
-    ),
-    (
-        "Unauthorized",
-        401,
-        "No bearer token, or one that fails verification.",
-        "unauthorized",
-        "the token has expired",
-    ),
-    (
-        "Forbidden",
-        403,
-        "The token lacks the scope, or a claim a row policy needs.",
-        "insufficient-scope",
-        "the token lacks the scope `jobs:read`",
-    ),
-    (
-        "NotFound",
-        404,
-        "No such row, or one the caller's row policy hides.",
-        "not-found",
-        "no jobs with key `J000042`",
-    ),
-    (
-        "MethodNotAllowed",
-        405,
-        "The path does not take this method; `Allow` lists those it takes.",
-        "method-not-allowed",
-        "this resource does not accept that method",
-    ),
-    (
-        "Conflict",
-        409,
-        "The write breaks a rule of the database (a unique key, a foreign key), or a request with the same Idempotency-Key is still running; nothing was written.",
-        "conflict",
-        "the write breaks the database's unique constraint `customers_pkey`; nothing was written",
-    ),
-    (
-        "PreconditionFailed",
-        412,
-        "The row changed since the ETag sent as If-Match was read; nothing was written.",
-        "precondition-failed",
-        "the row changed since its ETag was read; read customers again and retry",
-    ),
-    (
-        "RequestTimeout",
-        408,
-        "The request body did not arrive within the server's `body_timeout`; nothing was written.",
-        "request-timeout",
-        "the request body did not arrive within 10 s",
-    ),
-    (
-        "PayloadTooLarge",
-        413,
-        "The request body is over 64 KiB.",
-        "payload-too-large",
-        "the request body is over 65536 bytes",
-    ),
-    (
-        "UnsupportedMediaType",
-        415,
-        "The request body is not JSON.",
-        "unsupported-media-type",
-        "send the body as application/json",
-    ),
-    (
-        "Invalid",
-        422,
-        "The body breaks the resource's rules; `errors` lists every problem with its JSON pointer.",
-        "validation",
-        "`due_on` must be a date string written YYYY-MM-DD",
-    ),
-    (
-        "PreconditionRequired",
-        428,
-        "This resource takes changes only with If-Match naming the row's ETag (`*` names none).",
-        "precondition-required",
-        "customers needs If-Match with the ETag of the row as last read",
-    ),
-    (
-        "RateLimited",
-        429,
-        "The caller's rate limit is spent; see `Retry-After`.",
-        "rate-limited",
-        "this caller's request rate is over its limit; retry after the given seconds",
-    ),
-    (
-        "SourceError",
-        502,
-        "The legacy database refused the query: a configuration mistake (`portico check` says which).",
-        "source-error",
-        "source `erp` refused the query; the operator should run `portico check`",
-    ),
-    (
-        "Unavailable",
-        503,
-        "The legacy database is busy, unreachable or slow; see `Retry-After`.",
-        "source-busy",
-        "source `erp` is serving as many queries as it is allowed to; retry shortly",
-    ),
-];
-
 /// The status of a named problem response.
 pub fn problem_status(name: &str) -> Option<u16> {
-    PROBLEMS.iter().find(|p| p.0 == name).map(|p| p.1)
+    ProblemKind::documented_by(name).map(|kind| kind.status)
 }
 
-/// The problem responses, for `components.responses`.
+/// The problem responses, for `components.responses`: one per documented kind of the table.
 pub fn problem_responses() -> Vec<(String, Response)> {
-    PROBLEMS
-        .iter()
-        .map(|(name, status, description, kind, detail)| {
+    ProblemKind::documented()
+        .map(|(name, kind)| {
+            let description = kind.description;
             let example = serde_json::json!({
-                "type": format!("/problems/{kind}"),
+                "type": kind.type_uri(),
+                // The example's title is the description's first clause, not the kind's
+                // served title (kept as the published documents have it).
                 "title": description.split(';').next().unwrap_or(description),
-                "status": status,
-                "detail": detail,
+                "status": kind.status,
+                "detail": kind.example,
             });
             let content = ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name("Problem")))
                 .example(Some(example))
                 .build();
             let mut response = ResponseBuilder::new()
-                .description(*description)
+                .description(description)
                 .content(PROBLEM_JSON, content);
-            if matches!(status, 429 | 503) {
+            if matches!(kind.status, 429 | 503) {
                 response = response.header("Retry-After", seconds_header());
             }
-            if *status == 405 {
+            if kind.status == 405 {
                 response = response.header(
                     "Allow",
                     HeaderBuilder::new()
@@ -367,7 +261,7 @@ pub(super) fn responses(ok: Response, errors: &[&str], auth: bool) -> utoipa::op
     }
     names.extend(["SourceError", "Unavailable"]);
     for name in names {
-        if let Some((_, status, ..)) = PROBLEMS.iter().find(|p| p.0 == name) {
+        if let Some(status) = problem_status(name) {
             builder = builder.response(status.to_string(), Ref::from_response_name(name));
         }
     }

@@ -233,6 +233,19 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// Whether the source is out (unreachable, too slow, saturated) rather than refusing this
+    /// statement: another try later may succeed.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Unavailable { .. }
+                | SourceError::Timeout { .. }
+                | SourceError::Busy { .. }
+        )
+    }
+}
+
 /// A boxed future, so `Source` can be used as a trait object.
 pub type SourceFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SourceError>> + Send + 'a>>;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::fixture::{self, Kind};
-use crate::harness::{execute, load_fixture, Backend, Portico};
+use crate::harness::{execute, load_fixture, query_text, shared_server, Backend, Portico};
 use crate::servers::{DbServer, Engine};
 
 /// A fresh fixture database (the cache tests change rows behind Portico's back).
@@ -228,4 +228,58 @@ async fn stale_entries_serve_an_outage_only_where_allowed() {
         .starts_with("110"));
     app.get("/v1/operations?limit=3").await.problem(503);
     assert_eq!(metric(&app, "portico_cache_stale_served_total").await, 1.0);
+}
+
+/// Jobs read through a transaction-scoped advisory lock the test can hold, so a read can be
+/// kept under way for as long as the test needs.
+const HELD_JOBS: &str = r#"
+[versions.v1.resources.held]
+source = "legacy"
+query = 'SELECT "JOB_NO", "STATUS" FROM "JOBS" CROSS JOIN (SELECT pg_advisory_xact_lock_shared(42)) AS l'
+key = ["id"]
+anonymous = true
+cache_ttl = "60s"
+[versions.v1.resources.held.fields]
+id = { column = "JOB_NO", type = "string", column_type = "char(8)" }
+status = { column = "STATUS", type = "string", column_type = "char(1)", codes = { O = "open", H = "held", C = "closed" } }
+"#;
+
+#[tokio::test]
+async fn a_read_under_way_across_a_purge_is_not_cached() {
+    let db = load_fixture(Kind::Postgres, Some(shared_server(Engine::Postgres)));
+    let mut config = fixture::config(Kind::Postgres, &db.connection_string, "");
+    config.push_str(HELD_JOBS);
+    let app = Portico::spawn(&config).await;
+    let env = odbc_api::environment().unwrap();
+    let lock = env
+        .connect_with_connection_string(&db.connection_string, Default::default())
+        .unwrap();
+    lock.execute("SELECT pg_advisory_lock(42)", (), None)
+        .unwrap();
+
+    let read = app.get("/v1/held/J0004");
+    let meanwhile = async {
+        // The read has its snapshot (J0004 held) and waits for the lock.
+        let waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+        while query_text(&db.connection_string, waiting) == [[Some("0".to_string())]] {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        execute(
+            &db.connection_string,
+            "UPDATE \"JOBS\" SET \"STATUS\" = 'O' WHERE \"JOB_NO\" = 'J0004  '",
+        );
+        assert_eq!(app.delete("/admin/cache/held").await, 200);
+        lock.execute("SELECT pg_advisory_unlock(42)", (), None)
+            .unwrap();
+    };
+    let (read, ()) = tokio::join!(read, meanwhile);
+    assert_eq!(
+        read.body["status"], "held",
+        "the read began before the update"
+    );
+    assert_eq!(
+        app.get("/v1/held/J0004").await.body["status"],
+        "open",
+        "the purge outlived the read that began before it"
+    );
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::fixture::{self, Kind};
-use crate::harness::{backend, load_fixture, Portico};
+use crate::harness::{backend, execute, load_fixture, query_text, shared_server, Portico};
 use crate::servers::{DbServer, Engine};
 
 async fn outage_answers_503_then_recovers_by_itself(engine: Engine, kind: Kind) {
@@ -111,5 +111,56 @@ async fn a_slow_query_is_cut_off_at_the_timeout() {
         started.elapsed() < Duration::from_secs(4),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+/// The backend process serving a request, and how often the refused query ran.
+const REFUSED_AND_PID: &str = r#"
+[versions.v1.resources.refused]
+source = "legacy"
+query = 'SELECT "JOB_NO" FROM "JOBS" WHERE counted_refusal() = 1'
+key = ["id"]
+anonymous = true
+[versions.v1.resources.refused.fields]
+id = { column = "JOB_NO", type = "string", column_type = "char(8)" }
+
+[versions.v1.resources.backend]
+source = "legacy"
+query = 'SELECT pg_backend_pid() AS "PID"'
+key = ["pid"]
+anonymous = true
+[versions.v1.resources.backend.fields]
+pid = { column = "PID", type = "integer" }
+"#;
+
+#[tokio::test]
+async fn a_refused_query_keeps_its_pooled_connection_and_runs_once() {
+    let db = load_fixture(Kind::Postgres, Some(shared_server(Engine::Postgres)));
+    // A sequence counts the runs: nextval is not undone when the statement fails.
+    execute(&db.connection_string, "CREATE SEQUENCE attempts");
+    execute(
+        &db.connection_string,
+        "CREATE FUNCTION counted_refusal() RETURNS integer LANGUAGE plpgsql VOLATILE AS \
+         $$ BEGIN PERFORM nextval('attempts'); RAISE EXCEPTION 'refused on purpose'; END $$",
+    );
+    let mut config = fixture::config(Kind::Postgres, &db.connection_string, "max_concurrency = 1");
+    config.push_str(REFUSED_AND_PID);
+    let app = Portico::spawn(&config).await;
+    let pid = |answer: crate::harness::Answer| answer.body["data"][0]["pid"].clone();
+    let before = pid(app.get("/v1/backend").await);
+    assert!(before.is_i64(), "{before}");
+
+    let answer = app.get("/v1/refused").await;
+    assert_eq!(answer.problem(502)["type"], "/problems/source-error");
+    let runs = query_text(&db.connection_string, "SELECT last_value FROM attempts");
+    assert_eq!(
+        runs,
+        [[Some("1".to_string())]],
+        "the refused query ran once"
+    );
+    assert_eq!(
+        pid(app.get("/v1/backend").await),
+        before,
+        "the refused query's connection stays in the pool"
     );
 }

@@ -6,9 +6,9 @@ use std::fmt::Write;
 use tiberius::time::{Date, DateTime, DateTime2, SmallDateTime, Time};
 use tiberius::ColumnData;
 
-use crate::catalog::date;
 use crate::source::decode::from_text;
 use crate::source::{ColumnType, Value};
+use crate::value::date;
 
 /// The value of one cell, decoded for the column's configured type.
 pub fn value(data: &ColumnData<'_>, column_type: ColumnType) -> Value {

@@ -240,9 +240,11 @@ impl Worker {
         }
     }
 
-    /// Runs `work` on a pooled connection. A pooled connection that fails is discarded and the
-    /// work is tried once more on a fresh one, so a restarted database heals without a restart
-    /// of Portico. Only reads go through here, so running twice is harmless.
+    /// Runs `work` on a pooled connection. A pooled connection that has lost its server (see
+    /// [`connection_lost`]) is discarded and the work tried once more on a fresh one, so a
+    /// restarted database heals without a restart of Portico; only reads go through here, and
+    /// a read whose connection broke did not finish. Any other error (a statement the database
+    /// refuses) keeps the connection and is not run again.
     fn with_connection<T>(
         &self,
         work: impl Fn(&Connection<'static>) -> Result<T, odbc_api::Error>,
@@ -253,13 +255,14 @@ impl Worker {
                     self.give_back(conn);
                     return Ok(value);
                 }
-                Err(e) => match self.classify(e) {
+                Err(e) if connection_lost(&e, &conn) => match self.classify(e) {
                     // A timeout already spent the query's budget: do not spend it twice.
                     timeout @ SourceError::Timeout { .. } => return Err(timeout),
                     other => {
-                        tracing::debug!(source = %self.settings.name, error = %other, "pooled connection failed; reconnecting");
+                        tracing::debug!(source = %self.settings.name, error = %other, "pooled connection lost; reconnecting");
                     }
                 },
+                Err(e) => return Err(self.settle(conn, e)),
             }
         }
         let conn = self.connect()?;
@@ -268,8 +271,20 @@ impl Worker {
                 self.give_back(conn);
                 Ok(value)
             }
-            Err(e) => Err(self.classify(e)),
+            Err(e) => Err(self.settle(conn, e)),
         }
+    }
+
+    /// The error of a read that failed on `conn`, which goes back to the pool unless it is
+    /// lost or its statement timed out (dropped as before: a driver may leave the connection
+    /// of a cancelled statement busy).
+    fn settle(&self, conn: Connection<'static>, error: odbc_api::Error) -> SourceError {
+        let lost = connection_lost(&error, &conn);
+        let error = self.classify(error);
+        if !lost && !matches!(error, SourceError::Timeout { .. }) {
+            self.give_back(conn);
+        }
+        error
     }
 
     /// Runs a write's steps in one transaction.
@@ -478,6 +493,33 @@ impl Worker {
     }
 }
 
+/// Whether `error` means that `conn` no longer reaches its server, so it is to be dropped:
+/// SQLSTATE class 08 (connection exception), `HYT01` (connection timeout), PostgreSQL's
+/// shutdown states `57P01`/`57P02`/`57P03` (psqlODBC passes them on), MariaDB's `HY000` with
+/// native error 2006 or 2013 (server has gone away, lost connection) or 5013/5014 (Connector/C's
+/// socket read and write errors, what a pooled connection meets after a server restart), or a
+/// driver that says the connection is dead. Anything else is about the statement.
+fn connection_lost(error: &odbc_api::Error, conn: &Connection<'_>) -> bool {
+    let lost_state = match error {
+        odbc_api::Error::Diagnostics { record, .. } => {
+            lost_connection_state(&record.state.0, record.native_error)
+        }
+        _ => false,
+    };
+    // A driver that cannot tell is taken at its word that the connection still works.
+    lost_state || conn.is_dead().unwrap_or(false)
+}
+
+/// The SQLSTATEs (with the native error where the state alone is too vague) of a lost
+/// connection; see [`connection_lost`].
+fn lost_connection_state(state: &[u8; 5], native_error: i32) -> bool {
+    match state {
+        [b'0', b'8', ..] | b"HYT01" | b"57P01" | b"57P02" | b"57P03" => true,
+        b"HY000" => matches!(native_error, 2006 | 2013 | 5013 | 5014),
+        _ => false,
+    }
+}
+
 /// Bytes to hold one value of a column as text. Drivers report a column's declared width
 /// (SQLite says 10 for any INTEGER), but the value can be wider: numbers, dates and flags
 /// always get room for their widest rendering, so they are never cut; text is capped at
@@ -575,6 +617,35 @@ fn text_null() -> Box<dyn InputParameter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_connection_states_mean_a_lost_connection() {
+        for (state, native) in [
+            (b"08S01", 0),
+            (b"08001", 0),
+            (b"HYT01", 0),
+            (b"57P01", 0),
+            (b"57P03", 0),
+            (b"HY000", 2006),
+            (b"HY000", 2013),
+            (b"HY000", 5014),
+        ] {
+            assert!(lost_connection_state(state, native), "{state:?} {native}");
+        }
+        // Syntax, constraint, type and timeout errors, and MariaDB's other HY000s.
+        for (state, native) in [
+            (b"42601", 0),
+            (b"42S02", 0),
+            (b"23505", 0),
+            (b"22007", 0),
+            (b"P0001", 0),
+            (b"HYT00", 0),
+            (b"57014", 0),
+            (b"HY000", 1064),
+        ] {
+            assert!(!lost_connection_state(state, native), "{state:?} {native}");
+        }
+    }
 
     #[test]
     fn numbers_get_room_for_their_widest_value_whatever_the_driver_reports() {
