@@ -8,7 +8,7 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, Type};
 use utoipa::openapi::{KnownFormat, RefOr, Required};
 
-use super::operations::{deprecated, responses, security, JSON};
+use super::responses::{deprecated, responses, security, JSON};
 use super::schema::{pascal, row_name, singular};
 use crate::catalog::{Resource, Version};
 

@@ -5,6 +5,7 @@ mod changes;
 pub mod diff;
 mod operations;
 mod procedures;
+mod responses;
 mod rules;
 pub mod schema;
 mod service;
@@ -83,7 +84,7 @@ pub fn document(version: &Version, admin_scope: Option<&str>) -> OpenApi {
         }
     }
     components = components.schema("Problem", schema::problem());
-    for (name, response) in operations::problem_responses() {
+    for (name, response) in responses::problem_responses() {
         components = components.response(name, response);
     }
     if auth {

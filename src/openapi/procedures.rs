@@ -117,7 +117,7 @@ pub fn path_item(version: &Version, procedure: &Procedure, auth: bool) -> (Strin
     }
     problems.extend(["SourceError", "Unavailable"]);
     for name in problems {
-        if let Some(status) = super::operations::problem_status(name) {
+        if let Some(status) = super::responses::problem_status(name) {
             responses = responses.response(status.to_string(), Ref::from_response_name(name));
         }
     }

@@ -9,7 +9,7 @@ use utoipa::openapi::{Components, Paths};
 fn answers(ok: Value, problems: &[&str]) -> Value {
     let mut out = ok;
     for name in problems {
-        if let Some(status) = super::operations::problem_status(name) {
+        if let Some(status) = super::responses::problem_status(name) {
             out[status.to_string()] = json!({ "$ref": format!("#/components/responses/{name}") });
         }
     }

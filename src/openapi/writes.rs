@@ -352,7 +352,7 @@ fn responses(
     }
     names.extend(["SourceError", "Unavailable"]);
     for name in names {
-        if let Some(status) = super::operations::problem_status(name) {
+        if let Some(status) = super::responses::problem_status(name) {
             builder = builder.response(status.to_string(), Ref::from_response_name(name));
         }
     }
