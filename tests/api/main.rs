@@ -12,6 +12,7 @@ mod docs;
 mod fixture;
 mod harness;
 mod idp;
+mod layers;
 mod mssql;
 mod mssql_server;
 mod oidc;
