@@ -76,10 +76,7 @@ impl ConfigError {
 
 /// Reads, interpolates and deserializes a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::single(&file, "", format!("cannot read file: {e}")))?;
-    parse(&file, &text, &|name| std::env::var(name).ok())
+    load_draft(path)?.into_config(&path.display().to_string())
 }
 
 /// Parses configuration text; `env` looks up `${VAR}` values. Every refused value is
@@ -89,14 +86,7 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let draft = draft(file, text, env)?;
-    match draft.problems.is_empty() {
-        true => Ok(draft.config),
-        false => Err(ConfigError {
-            file: file.to_string(),
-            problems: draft.problems,
-        }),
-    }
+    draft(file, text, env)?.into_config(file)
 }
 
 /// A configuration read as far as it goes: values it refused (a duration such as `soon`) are
@@ -108,6 +98,19 @@ pub struct Draft {
     pub config: Config,
     /// Each refused value, at its location.
     pub problems: Vec<Problem>,
+}
+
+impl Draft {
+    /// The configuration, when the file refused no value.
+    pub fn into_config(self, file: &str) -> Result<Config, ConfigError> {
+        match self.problems.is_empty() {
+            true => Ok(self.config),
+            false => Err(ConfigError {
+                file: file.to_string(),
+                problems: self.problems,
+            }),
+        }
+    }
 }
 
 /// Reads the file at `path` as a [`Draft`].
