@@ -482,11 +482,11 @@ impl Call<'_> {
         let resource = (&self.resource.version, &self.resource.name);
         let scope = serde_json::to_string(&(issuer, subject, &self.grant.identity, resource))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let fingerprint = fingerprint(body)?;
+        let fingerprints = fingerprints(body)?;
         let retention = self.state.idempotency_retention.as_secs() as i64;
         let (scope2, key2) = (scope.clone(), key.clone());
         let claim =
-            web::block(move || store.claim_idempotency(&scope2, &key2, &fingerprint, retention))
+            web::block(move || store.claim_idempotency(&scope2, &key2, &fingerprints, retention))
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -541,9 +541,20 @@ fn equals(column: &str, param: Param) -> Condition {
 /// that sends the same members in another order is the same request. Numbers keep their parsed
 /// form: `7` and `7.0` stay different bodies.
 fn fingerprint(body: &Json) -> Result<String, ApiError> {
-    let canonical = serde_json::to_vec(&Canonical(body))
+    hash(&Canonical(body))
+}
+
+/// The hashes a stored key of this body may carry: the canonical one (stored for a new key),
+/// then the body in the order it was sent, which is what versions before the canonical form
+/// stored (a retry across an upgrade, within the retention, still replays).
+fn fingerprints(body: &Json) -> Result<Vec<String>, ApiError> {
+    Ok(vec![fingerprint(body)?, hash(body)?])
+}
+
+fn hash(body: &impl serde::Serialize) -> Result<String, ApiError> {
+    let bytes = serde_json::to_vec(body)
         .map_err(|e| ApiError::Internal(format!("cannot hash the body: {e}")))?;
-    Ok(Sha256::digest(canonical)
+    Ok(Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
@@ -600,5 +611,19 @@ mod tests {
                 "{other}"
             );
         }
+    }
+
+    #[test]
+    fn a_key_stored_before_the_canonical_form_is_still_recognized() {
+        let body: Json = serde_json::from_str(r#"{"name":"Acme","city":"Turku"}"#).unwrap();
+        // What earlier versions stored: the hash of the body in the order it was sent.
+        let earlier: String = Sha256::digest(serde_json::to_vec(&body).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let accepted = fingerprints(&body).unwrap();
+        assert_eq!(accepted[0], fingerprint(&body).unwrap());
+        assert_ne!(accepted[0], earlier, "the members are not in sorted order");
+        assert!(accepted.contains(&earlier));
     }
 }

@@ -44,13 +44,14 @@ pub struct StateError(pub String);
 
 /// Portico's durable store.
 pub trait StateStore: ChangeStore + DeliveryStore + Send + Sync {
-    /// Claims `key` within `scope` for a request whose body hashes to `fingerprint`; keys
-    /// older than `retention_secs` are forgotten first.
+    /// Claims `key` within `scope` for a request whose body hashes to `fingerprints[0]` (a key
+    /// stored under any of `fingerprints` is the same request); keys older than
+    /// `retention_secs` are forgotten first.
     fn claim_idempotency(
         &self,
         scope: &str,
         key: &str,
-        fingerprint: &str,
+        fingerprints: &[String],
         retention_secs: i64,
     ) -> Result<Claim, StateError>;
     /// Remembers the response of a claimed key.

@@ -114,10 +114,11 @@ impl StateStore for SqliteStore {
         &self,
         scope: &str,
         key: &str,
-        fingerprint: &str,
+        fingerprints: &[String],
         retention_secs: i64,
     ) -> Result<Claim, StateError> {
         let now = unix_now();
+        let fingerprint = fingerprints.first().map_or("", String::as_str);
         let found = self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
@@ -142,7 +143,7 @@ impl StateStore for SqliteStore {
         })?;
         Ok(match found {
             None => Claim::Fresh,
-            Some((stored, _)) if stored != fingerprint => Claim::Mismatch,
+            Some((stored, _)) if !fingerprints.contains(&stored) => Claim::Mismatch,
             Some((_, None)) => Claim::InFlight,
             Some((_, Some(response))) => {
                 Claim::Replay(serde_json::from_str(&response).map_err(failed)?)
@@ -188,19 +189,27 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let day = 86_400;
         assert_eq!(
-            store.claim_idempotency("s", "k", "f1", day).unwrap(),
+            store
+                .claim_idempotency("s", "k", &["f1".into()], day)
+                .unwrap(),
             Claim::Fresh
         );
         assert_eq!(
-            store.claim_idempotency("s", "k", "f1", day).unwrap(),
+            store
+                .claim_idempotency("s", "k", &["f1".into()], day)
+                .unwrap(),
             Claim::InFlight
         );
         assert_eq!(
-            store.claim_idempotency("s", "k", "f2", day).unwrap(),
+            store
+                .claim_idempotency("s", "k", &["f2".into()], day)
+                .unwrap(),
             Claim::Mismatch
         );
         assert_eq!(
-            store.claim_idempotency("other", "k", "f2", day).unwrap(),
+            store
+                .claim_idempotency("other", "k", &["f2".into()], day)
+                .unwrap(),
             Claim::Fresh
         );
         let response = StoredResponse {
@@ -212,17 +221,31 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
-            store.claim_idempotency("s", "k", "f1", day).unwrap(),
-            Claim::Replay(response)
+            store
+                .claim_idempotency("s", "k", &["f1".into()], day)
+                .unwrap(),
+            Claim::Replay(response.clone())
         );
         store.release_idempotency("other", "k").unwrap();
         assert_eq!(
-            store.claim_idempotency("other", "k", "f3", day).unwrap(),
+            store
+                .claim_idempotency("other", "k", &["f3".into()], day)
+                .unwrap(),
             Claim::Fresh
+        );
+        // A key stored under another accepted fingerprint (an older form of the same body)
+        // is the same request; the first fingerprint is the one a new key is stored under.
+        assert_eq!(
+            store
+                .claim_idempotency("s", "k", &["f0".into(), "f1".into()], day)
+                .unwrap(),
+            Claim::Replay(response.clone())
         );
         // Past the retention window a key is new again.
         assert_eq!(
-            store.claim_idempotency("s", "k", "f9", -1).unwrap(),
+            store
+                .claim_idempotency("s", "k", &["f9".into()], -1)
+                .unwrap(),
             Claim::Fresh
         );
     }
