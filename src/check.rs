@@ -39,6 +39,15 @@ pub async fn report(path: &Path) -> Report {
     if let (Some(auth), Some(verifier)) = (&config.auth, &services.verifier) {
         identity_provider(auth, verifier, &mut report).await;
     }
+    if let Some(path) = &services.state_path {
+        // `serve` opens it; proven here without writing (no file is created).
+        if let Err(e) = crate::state::SqliteStore::probe(path) {
+            report.problems.push(Problem {
+                location: "state.path".into(),
+                message: e.to_string(),
+            });
+        }
+    }
     report.problems.extend(databases(&services).await);
     report.warnings.extend(unknown_bounds(&services));
     report

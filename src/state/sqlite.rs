@@ -17,6 +17,42 @@ pub(super) fn failed(e: impl std::fmt::Display) -> StateError {
 }
 
 impl SqliteStore {
+    /// Proves, writing nothing, that `open` can use `path`: an existing file is a database
+    /// that can be read; a new one has a folder (or a folder to create) that is not read-only.
+    pub fn probe(path: &Path) -> Result<(), StateError> {
+        if path.exists() {
+            // Opening the database, even read-only, may write its WAL index: read the header.
+            let mut header = [0u8; 16];
+            let read = std::fs::File::open(path).and_then(|mut f| {
+                std::io::Read::read_exact(&mut f, &mut header)?;
+                f.metadata()
+            });
+            return match read {
+                Ok(_) if &header != b"SQLite format 3\0" => Err(StateError(format!(
+                    "{} is not a SQLite database",
+                    path.display()
+                ))),
+                Ok(m) if m.permissions().readonly() => {
+                    Err(StateError(format!("{} is read-only", path.display())))
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(StateError(format!("{}: {e}", path.display()))),
+            };
+        }
+        let folder = path
+            .ancestors()
+            .skip(1)
+            .find(|a| a.as_os_str().is_empty() || a.exists())
+            .filter(|a| !a.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match std::fs::metadata(folder) {
+            Ok(m) if m.is_dir() && !m.permissions().readonly() => Ok(()),
+            Ok(m) if m.is_dir() => Err(StateError(format!("{} is read-only", folder.display()))),
+            Ok(_) => Err(StateError(format!("{} is not a folder", folder.display()))),
+            Err(e) => Err(StateError(format!("{}: {e}", folder.display()))),
+        }
+    }
+
     /// Opens (creating when needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -248,5 +284,29 @@ mod tests {
                 .unwrap(),
             Claim::Fresh
         );
+    }
+
+    #[test]
+    fn a_probe_proves_the_store_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("later/state.sqlite3");
+        SqliteStore::probe(&new).unwrap();
+        assert!(
+            !dir.path().join("later").exists(),
+            "the probe created the folder"
+        );
+        let text = dir.path().join("notes.txt");
+        std::fs::write(
+            &text,
+            "not a database, but long enough to be read as one's header",
+        )
+        .unwrap();
+        assert!(SqliteStore::probe(&text).is_err());
+        assert!(SqliteStore::probe(&text.join("state.sqlite3")).is_err());
+        let real = dir.path().join("state.sqlite3");
+        drop(SqliteStore::open(&real).unwrap());
+        let before = std::fs::read(&real).unwrap();
+        SqliteStore::probe(&real).unwrap();
+        assert_eq!(std::fs::read(&real).unwrap(), before);
     }
 }

@@ -569,4 +569,19 @@ fn check_and_openapi_leave_the_state_store_untouched() {
             "check or openapi wrote to the state store"
         );
     }
+
+    // What `serve` could not open, `check` names without touching it.
+    let file = config("");
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("DEMO_DB", &db)
+        .env("PORTICO_STATE", &file)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && report.contains("state.path"),
+        "{report}"
+    );
 }
