@@ -66,10 +66,10 @@ pub fn load(path: &Path) -> Result<(Config, Services), ConfigError> {
 fn build_reporting(
     config: &Config,
     file: &str,
-    mut problems: Vec<Problem>,
+    refused: Vec<Problem>,
 ) -> Result<Services, ConfigError> {
     let metrics = Arc::new(Metrics::new());
-    problems.extend(crate::config::validate(config));
+    let mut problems = crate::config::validate(config);
     let mut catalog = crate::catalog::compile(config)
         .map_err(|found| problems.extend(found))
         .ok();
@@ -100,18 +100,21 @@ fn build_reporting(
             resource.changes = true;
         }
     }
+    // `[webhooks]` is checked whether or not anything is delivered yet.
+    let delivery = DeliverySettings::from_config(config)
+        .map_err(|found| problems.extend(found))
+        .ok();
+    if let (Some(settings), Some(catalog)) = (&delivery, &catalog) {
+        problems.extend(settings.check_config(config, catalog, &feeds));
+    }
     let delivers = !feeds.is_empty() || !config.subscriptions.is_empty();
-    let delivery = match (&catalog, delivers) {
-        (Some(catalog), true) => DeliverySettings::from_config(config)
-            .and_then(|settings| {
-                let found = settings.check_config(config, catalog, &feeds);
-                found.is_empty().then_some(settings).ok_or(found)
-            })
-            .map_err(|found| problems.extend(found))
-            .ok(),
-        _ => None,
-    };
+    let delivery = delivery.filter(|_| delivers);
     let sources = sources(config, &metrics).map_err(|found| problems.extend(found));
+    if !refused.is_empty() {
+        // A refused value stands in as zero: what the checks then say of it is no news.
+        problems.retain(|p| !refused.iter().any(|r| r.location == p.location));
+        problems.splice(0..0, refused);
+    }
     let (Some(mut catalog), Ok(sources), true) = (catalog, sources, problems.is_empty()) else {
         return Err(ConfigError {
             file: file.to_string(),
@@ -202,5 +205,46 @@ fn sources(
     match problems.is_empty() {
         true => Ok(sources),
         false => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused value, a check of the file alone, a check of the compiled model and a
+    /// webhook setting are reported together, each once.
+    #[test]
+    fn load_reports_every_problem_of_a_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portico.toml");
+        let text = format!(
+            "[server]\nbody_timeout = \"soon\"\nmax_filter_terms = 0\n\
+             [webhooks]\njitter = 2.0\n\
+             [sources.erp]\nkind = \"odbc\"\nconnection_string = \"DSN=erp\"\ndialect = \"sqlite\"\n\
+             [versions.v1.resources.jobs]\nsource = \"erp\"\ntable = \"JOBS\"\nkey = [\"id\"]\n\
+             anonymous = true\ndefault_sort = [\"colour\"]\n\
+             [versions.v1.resources.jobs.fields]\nid = {{ column = \"ID\", type = \"integer\" }}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let Err(error) = load(&path) else {
+            panic!("a broken file was accepted");
+        };
+        let found: Vec<&str> = error.problems.iter().map(|p| p.location.as_str()).collect();
+        assert_eq!(
+            found,
+            [
+                "server.body_timeout",
+                "server.max_filter_terms",
+                "versions.v1.resources.jobs.default_sort",
+                "webhooks.retry_schedule",
+            ],
+            "{error}"
+        );
+        assert!(error.problems[0]
+            .message
+            .contains("`soon` is not a duration"));
+        assert!(error.problems[3].message.contains("jitter"));
+        assert!(!dir.path().join("portico-state.sqlite3").exists());
     }
 }

@@ -95,3 +95,50 @@ fn listens_on_loopback(listen: &str) -> bool {
         Err(_) => listen.starts_with("localhost:"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        let config = crate::config::parse("t.toml", text, &|_| None).unwrap();
+        validate(&config).into_iter().map(|p| p.location).collect()
+    }
+
+    #[test]
+    fn every_check_the_file_alone_shows_names_its_location() {
+        let text = format!(
+            "{}[server]\nlisten = \"0.0.0.0:8080\"\nbody_timeout = \"0s\"\nmax_filter_terms = 0\n\
+             [rate_limit]\nrequests_per_second = 0.0\nburst = 1\n\
+             [webhooks]\nmax_in_flight = 0\n\
+             [sources.erp]\nkind = \"odbc\"\nmax_concurrency = 0\nhost = \"db\"\nisolation = \"snapshot\"\n",
+            crate::config::TEST_AUTH
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "server.max_filter_terms",
+                "server.body_timeout",
+                "auth.development",
+                "rate_limit",
+                "sources.erp.max_concurrency",
+                "sources.erp.connection_string",
+                "sources.erp.dialect",
+                "sources.erp.host",
+                "sources.erp.isolation",
+                "webhooks.max_in_flight",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sound_file_has_no_problem() {
+        let text = format!(
+            "{}[sources.erp]\nkind = \"odbc\"\nconnection_string = \"DSN=erp\"\ndialect = \"sqlite\"\n",
+            crate::config::TEST_AUTH
+        );
+        assert!(problems(&text).is_empty());
+        assert!(listens_on_loopback("127.0.0.1:0") && listens_on_loopback("localhost:80"));
+        assert!(!listens_on_loopback("0.0.0.0:80") && !listens_on_loopback("db:80"));
+    }
+}

@@ -128,10 +128,10 @@ pub async fn create(
             "1 to 64 letters, digits, `-` or `_`",
         ));
     }
-    match hub.guard.check_url(&new.url) {
+    match hub.delivery.guard.check_url(&new.url) {
         Err(message) => errors.push(FieldError::at("url", message)),
         Ok(url) => {
-            if let Err(message) = hub.guard.check_resolved(&url).await {
+            if let Err(message) = hub.delivery.guard.check_resolved(&url).await {
                 errors.push(FieldError::at("url", message));
             }
         }
@@ -246,7 +246,7 @@ pub async fn act(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         ))),
         "rotate" => {
             let now = crate::state::unix_now_ms();
-            let until = now + hub.grace.as_millis() as i64;
+            let until = now + hub.delivery.grace.as_millis() as i64;
             for old in record.secrets.iter_mut().filter(|s| s.expires_ms.is_none()) {
                 old.expires_ms = Some(until);
             }

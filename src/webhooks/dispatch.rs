@@ -20,14 +20,14 @@ type InFlight = Arc<Mutex<HashMap<i64, String>>>;
 /// Runs until the process ends.
 pub async fn run(hub: Arc<Webhooks>) {
     let in_flight: InFlight = Arc::default();
-    let slots = Arc::new(Semaphore::new(hub.max_in_flight));
+    let slots = Arc::new(Semaphore::new(hub.delivery.max_in_flight));
     loop {
         if let Err(e) = dispatch_due(&hub, &in_flight, &slots).await {
             tracing::warn!(error = %e, "cannot read due deliveries");
         }
         tokio::select! {
             _ = hub.wake.notified() => {}
-            _ = tokio::time::sleep(hub.dispatch_interval) => {}
+            _ = tokio::time::sleep(hub.delivery.dispatch_interval) => {}
         }
     }
 }
@@ -66,7 +66,7 @@ async fn dispatch_due(
                 .values()
                 .filter(|s| **s == delivery.subscription)
                 .count();
-            if busy >= hub.per_subscription {
+            if busy >= hub.delivery.per_subscription {
                 continue;
             }
             held.insert(delivery.id, delivery.subscription.clone());
@@ -101,15 +101,18 @@ async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
     let timestamp = now_ms / 1000;
     let started = Instant::now();
     let secrets = subscription.signing_secrets(now_ms);
-    let target = match hub.guard.check_url(&record.url) {
+    let target = match hub.delivery.guard.check_url(&record.url) {
         // A proxy resolves the target itself: check what the name resolves to now.
-        Ok(url) if hub.via_proxy => hub.guard.check_resolved(&url).await.map(|()| url),
+        Ok(url) if hub.delivery.via_proxy => {
+            hub.delivery.guard.check_resolved(&url).await.map(|()| url)
+        }
         checked => checked,
     };
     let answer = match target {
         Err(refused) => Err(refused),
         Ok(_) if secrets.is_empty() => Err("the subscription has no valid secret".to_string()),
         Ok(url) => hub
+            .delivery
             .client
             .post(url)
             .header("content-type", "application/json")
@@ -140,7 +143,7 @@ async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
     let made = delivery.attempts as usize + 1;
     let result = match &error {
         None => AttemptResult::Delivered,
-        Some(_) => match hub.schedule.after_failure(made, retry_after) {
+        Some(_) => match hub.delivery.schedule.after_failure(made, retry_after) {
             Some(wait) => AttemptResult::RetryAt(now_ms + wait.as_millis() as i64),
             None => AttemptResult::Dead,
         },

@@ -110,13 +110,18 @@ pub fn blind_spot(
 /// How deliveries are made, checked and ready to use: built from `[webhooks]` without
 /// touching the state store, so `portico check` can build it too.
 pub struct DeliverySettings {
-    schedule: Schedule,
-    guard: Arc<AddressGuard>,
-    grace: Duration,
+    /// Retry schedule.
+    pub schedule: Schedule,
+    /// Which targets may be reached.
+    pub guard: Arc<AddressGuard>,
+    /// How long a rotated-out secret keeps signing.
+    pub grace: Duration,
     per_subscription: usize,
     max_in_flight: usize,
     dispatch_interval: Duration,
     client: reqwest::Client,
+    /// Deliveries go through `[webhooks] proxy`, which resolves targets itself: each target
+    /// is resolved and checked before every attempt instead.
     via_proxy: bool,
 }
 
@@ -222,19 +227,8 @@ impl DeliverySettings {
 pub struct Webhooks {
     /// Where subscriptions and deliveries live.
     pub store: Arc<dyn StateStore>,
-    /// Retry schedule.
-    pub schedule: Schedule,
-    /// Which targets may be reached.
-    pub guard: Arc<AddressGuard>,
-    /// How long a rotated-out secret keeps signing.
-    pub grace: Duration,
-    per_subscription: usize,
-    max_in_flight: usize,
-    dispatch_interval: Duration,
-    client: reqwest::Client,
-    /// Deliveries go through `[webhooks] proxy`, which resolves targets itself: each target
-    /// is resolved and checked before every attempt instead.
-    via_proxy: bool,
+    /// How deliveries are made.
+    pub delivery: DeliverySettings,
     /// The API model events are shaped and authorized by.
     catalog: Arc<Catalog>,
     subscriptions: RwLock<Vec<Arc<Subscription>>>,
@@ -251,21 +245,14 @@ impl std::fmt::Debug for Webhooks {
 impl Webhooks {
     /// The hub over the state store; subscriptions are loaded by `sync_config`.
     pub fn new(
-        settings: DeliverySettings,
+        delivery: DeliverySettings,
         store: Arc<dyn StateStore>,
         catalog: Arc<Catalog>,
         metrics: ChangeMetrics,
     ) -> Self {
         Self {
             store,
-            schedule: settings.schedule,
-            guard: settings.guard,
-            grace: settings.grace,
-            per_subscription: settings.per_subscription,
-            max_in_flight: settings.max_in_flight,
-            dispatch_interval: settings.dispatch_interval,
-            client: settings.client,
-            via_proxy: settings.via_proxy,
+            delivery,
             catalog,
             subscriptions: RwLock::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
@@ -285,7 +272,7 @@ impl Webhooks {
                 secret: sc.secret.clone(),
                 expires_ms: None,
             }];
-            let grace_end = now + self.grace.as_millis() as i64;
+            let grace_end = now + self.delivery.grace.as_millis() as i64;
             for old in previous.map(|p| p.secrets.clone()).unwrap_or_default() {
                 if old.secret != sc.secret && old.expires_ms.is_none_or(|at| at > now) {
                     secrets.push(SecretRecord {
@@ -362,7 +349,7 @@ impl Webhooks {
         event: &EventRecord<'_>,
         now_ms: i64,
     ) -> Vec<NewDelivery> {
-        let first = now_ms + self.schedule.first().as_millis() as i64;
+        let first = now_ms + self.delivery.schedule.first().as_millis() as i64;
         let mut deliveries = Vec::new();
         for subscription in self.subscriptions() {
             let record = &subscription.record;
