@@ -218,14 +218,12 @@ mod tests {
     fn load_reports_every_problem_of_a_file_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("portico.toml");
-        let text = format!(
-            "[server]\nbody_timeout = \"soon\"\nmax_filter_terms = 0\n\
+        let text = "[server]\nbody_timeout = \"soon\"\nmax_filter_terms = 0\n\
              [webhooks]\njitter = 2.0\n\
              [sources.erp]\nkind = \"odbc\"\nconnection_string = \"DSN=erp\"\ndialect = \"sqlite\"\n\
              [versions.v1.resources.jobs]\nsource = \"erp\"\ntable = \"JOBS\"\nkey = [\"id\"]\n\
              anonymous = true\ndefault_sort = [\"colour\"]\n\
-             [versions.v1.resources.jobs.fields]\nid = {{ column = \"ID\", type = \"integer\" }}\n"
-        );
+             [versions.v1.resources.jobs.fields]\nid = { column = \"ID\", type = \"integer\" }\n";
         std::fs::write(&path, text).unwrap();
         let Err(error) = load(&path) else {
             panic!("a broken file was accepted");
