@@ -16,7 +16,7 @@ pub use changes::*;
 pub use interpolate::{interpolate, wholly_from_environment};
 pub use model::*;
 pub use procedure::*;
-pub use units::{parse_duration, parse_size};
+pub use units::parse_duration;
 pub use validate::validate;
 pub use write::*;
 

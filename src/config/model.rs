@@ -49,7 +49,7 @@ pub struct ServerConfig {
     pub listen: String,
     /// HTTP worker threads; the number of cores when absent.
     pub workers: Option<usize>,
-    /// Seconds in-flight requests get to finish on SIGTERM.
+    /// How long in-flight requests get to finish on SIGTERM (whole seconds).
     #[serde(
         default = "default_shutdown",
         deserialize_with = "super::units::duration"

@@ -46,7 +46,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a size such as `64MiB`, `512KiB`, `1GiB` or a number of bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (n, factor) = match number_and_unit(text) {
         Some((n, "" | "B")) => (n, 1),

@@ -42,17 +42,26 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
         if path.extension().is_none_or(|e| e != "rs") || top == "main" || top == "lib" {
             continue;
         }
+        // How deep the file's module is: `cache.rs` and `app/mod.rs` are 1, `app/start.rs` 2.
+        let depth = relative.components().count()
+            - usize::from(path.file_name().is_some_and(|n| n == "mod.rs"));
         let text = std::fs::read_to_string(&path).unwrap();
         let named = found.entry(top.clone()).or_default();
         for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
-            named.extend(crate_paths(line).into_iter().filter(|m| *m != top));
+            named.extend(crate_paths(line, depth).into_iter().filter(|m| *m != top));
         }
     }
     found
 }
 
-/// The first segments of every `crate::` path on a line, `crate::{a, b::c}` groups included.
-fn crate_paths(line: &str) -> Vec<String> {
+/// The top-level modules a line names: the first segment of every `crate::` path
+/// (`crate::{a, b::c}` groups included), and of every `super::` path that climbs to the crate
+/// root from a module `depth` levels deep.
+fn crate_paths(line: &str, depth: usize) -> Vec<String> {
+    let root = "super::".repeat(depth);
+    let line = line
+        .replace(&format!("{root}super::"), "")
+        .replace(&root, "crate::");
     let mut names = Vec::new();
     let word = |s: &str| -> String {
         s.chars()
@@ -110,9 +119,19 @@ fn top_level_modules_import_only_lower_layers() {
 
 #[test]
 fn crate_paths_are_read_from_single_paths_and_groups() {
-    assert_eq!(crate_paths("use crate::config::Config;"), ["config"]);
+    assert_eq!(crate_paths("use crate::config::Config;", 2), ["config"]);
     assert_eq!(
-        crate_paths("use crate::{source::{Value, Dialect}, state};  let x = crate::cache::X;"),
+        crate_paths(
+            "use crate::{source::{Value, Dialect}, state};  let x = crate::cache::X;",
+            2
+        ),
         ["source", "state", "cache"]
+    );
+    // `super::` reaches the crate root from a top-level module, not from a file inside one.
+    assert_eq!(crate_paths("use super::http::AppState;", 1), ["http"]);
+    assert!(crate_paths("use super::problem::ApiError;", 2).is_empty());
+    assert_eq!(
+        crate_paths("use super::super::http::AppState;", 2),
+        ["http"]
     );
 }
