@@ -74,11 +74,6 @@ impl AppState {
     }
 }
 
-/// Registers every route on an actix service config.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    routes::register(cfg);
-}
-
 /// Binds `[server] listen` and runs the HTTP server over `state`; returns the running server
 /// and the address it got.
 pub fn serve(state: AppState, settings: &ServerConfig) -> std::io::Result<(Server, SocketAddr)> {
@@ -91,7 +86,7 @@ pub fn serve(state: AppState, settings: &ServerConfig) -> std::io::Result<(Serve
             .app_data(state.clone())
             .app_data(docs.clone())
             .wrap(middleware::from_fn(observe::observe))
-            .configure(routes)
+            .configure(routes::register)
     })
     .shutdown_timeout(settings.shutdown_timeout.as_secs());
     if let Some(workers) = settings.workers {
