@@ -235,7 +235,7 @@ mod tests {
                 "server.body_timeout",
                 "server.max_filter_terms",
                 "versions.v1.resources.jobs.default_sort",
-                "webhooks.retry_schedule",
+                "webhooks.jitter",
             ],
             "{error}"
         );

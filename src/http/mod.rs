@@ -48,7 +48,8 @@ pub struct AppState {
     pub admin_scope: Option<String>,
     /// The OpenAPI document of each version, rendered once.
     pub documents: HashMap<String, crate::openapi::Rendered>,
-    /// Portico's own durable state; opened when a resource takes creates (idempotency keys).
+    /// Portico's own durable state; opened when a resource takes creates (idempotency keys) or
+    /// anything is delivered (feeds, subscriptions).
     pub state_store: Option<Arc<dyn crate::state::StateStore>>,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_retention: Duration,
@@ -56,7 +57,7 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Watched tables.
     pub feeds: Vec<Arc<crate::changes::Feed>>,
-    /// Webhook subscriptions and delivery; `None` without feeds.
+    /// Webhook subscriptions and delivery; `None` without feeds and subscriptions.
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     /// The last answer of `/readyz`, reused for a second.
     pub readiness: health::Readiness,

@@ -300,7 +300,7 @@ fn since(query: &str) -> Result<i64, ApiError> {
     }
     let date = text
         .get(..10)
-        .and_then(crate::catalog::date::Date::parse_iso)
+        .and_then(crate::value::date::Date::parse_iso)
         .ok_or_else(|| bad("is not Unix seconds or an RFC 3339 UTC time"))?;
     let time: Vec<i64> = text[10..]
         .trim_start_matches('T')

@@ -1,4 +1,4 @@
-//! The dispatcher: claims due deliveries from the state store, POSTs them signed, records
+//! The dispatcher: reads due deliveries from the state store, POSTs them signed, records
 //! each attempt, and reschedules or dead-letters what failed. Deliveries are only ever read
 //! from the store, so what was committed is delivered after any crash (with the same
 //! `webhook-id`).

@@ -143,7 +143,7 @@ impl DeliverySettings {
             })
         };
         let schedule = Schedule::new(&settings.retry_schedule, settings.jitter)
-            .map_err(|m| problem("retry_schedule", m))
+            .map_err(|e| problem(e.key(), e.to_string()))
             .ok();
         let guard = AddressGuard::new(&settings.allow_private)
             .map_err(|m| problem("allow_private", m))
@@ -223,7 +223,7 @@ impl DeliverySettings {
     }
 }
 
-/// Delivery settings, the subscriptions in memory, and the HTTP client.
+/// The webhooks hub: the delivery settings, the subscriptions in memory, and the store.
 pub struct Webhooks {
     /// Where subscriptions and deliveries live.
     pub store: Arc<dyn StateStore>,

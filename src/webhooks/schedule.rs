@@ -2,7 +2,28 @@
 
 use std::time::Duration;
 
-use crate::catalog::date::Date;
+use crate::value::date::Date;
+
+/// Why `[webhooks]` gives no usable schedule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScheduleError {
+    /// `retry_schedule` is empty.
+    #[error("needs at least one entry (the wait before the first attempt)")]
+    NoWait,
+    /// `jitter` is not a fraction.
+    #[error("jitter is a fraction from 0 to 1, not {0}")]
+    Jitter(f64),
+}
+
+impl ScheduleError {
+    /// The `[webhooks]` key at fault.
+    pub fn key(&self) -> &'static str {
+        match self {
+            ScheduleError::NoWait => "retry_schedule",
+            ScheduleError::Jitter(_) => "jitter",
+        }
+    }
+}
 
 /// Waits before each attempt; after the last, a delivery is a dead letter.
 #[derive(Debug, Clone)]
@@ -13,12 +34,12 @@ pub struct Schedule {
 
 impl Schedule {
     /// Checks `retry_schedule`'s waits and a jitter fraction (0 to 1).
-    pub fn new(waits: &[Duration], jitter: f64) -> Result<Self, String> {
+    pub fn new(waits: &[Duration], jitter: f64) -> Result<Self, ScheduleError> {
         if waits.is_empty() {
-            return Err("needs at least one entry (the wait before the first attempt)".into());
+            return Err(ScheduleError::NoWait);
         }
         if !(0.0..=1.0).contains(&jitter) {
-            return Err(format!("jitter is a fraction from 0 to 1, not {jitter}"));
+            return Err(ScheduleError::Jitter(jitter));
         }
         Ok(Self {
             waits: waits.to_vec(),
@@ -103,8 +124,8 @@ mod tests {
             exact.after_failure(1, Some(Duration::from_secs(86_400))),
             Some(Duration::from_secs(300))
         );
-        assert!(Schedule::new(&[], 0.1).is_err());
-        assert!(Schedule::new(&entries, 2.0).is_err());
+        assert_eq!(Schedule::new(&[], 0.1).unwrap_err().key(), "retry_schedule");
+        assert_eq!(Schedule::new(&entries, 2.0).unwrap_err().key(), "jitter");
     }
 
     #[test]

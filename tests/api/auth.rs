@@ -753,8 +753,8 @@ public_key = """{ed}"""
     let file = dir.path().join("pem.toml");
     std::fs::write(&file, &text).unwrap();
     let config = portico::config::load(&file).unwrap();
-    let state = portico::app::build(&config, &file.display().to_string()).unwrap();
-    let app = Portico::start(state, &config).await;
+    let services = portico::app::build(&config, &file.display().to_string()).unwrap();
+    let app = Portico::start(services, &config).await;
     for (i, kid) in ["rs", "ps", "es", "ed"].iter().enumerate() {
         let answer = app.get_as("/v1/jobs/J0003", Some(&minted.tokens[i])).await;
         assert_eq!(answer.status, 200, "{kid}: {}", answer.body);

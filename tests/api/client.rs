@@ -64,9 +64,9 @@ async fn a_generated_python_client_lists_filters_pages_and_fetches_jobs() {
         },
     )
     .unwrap();
-    let state =
+    let services =
         portico::app::build(&config, &dir.path().join("demo.toml").display().to_string()).unwrap();
-    let app = Portico::start(state, &config).await;
+    let app = Portico::start(services, &config).await;
 
     let generated = dir.path().join("generated");
     let base = app.base.clone();

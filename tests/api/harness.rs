@@ -199,8 +199,8 @@ impl Portico {
     pub async fn spawn(config: &str) -> Self {
         let config =
             portico::config::parse("test.toml", config, &|_| None).expect("test config parses");
-        let state = portico::app::build(&config, "test.toml").expect("test config compiles");
-        Self::start(state, &config).await
+        let services = portico::app::build(&config, "test.toml").expect("test config compiles");
+        Self::start(services, &config).await
     }
 
     /// Starts Portico with prepared services.

@@ -31,9 +31,9 @@ fn the_published_contracts_are_what_the_demo_config_generates() {
     let file = repo("config/demo.toml");
     let text = std::fs::read_to_string(&file).unwrap();
     let config = portico::config::parse("config/demo.toml", &text, &|_| None).unwrap();
-    let state = portico::app::build(&config, &file.display().to_string()).unwrap();
-    assert_eq!(state.documents.len(), 2, "the demo serves v1 and v2");
-    for (version, rendered) in &state.documents {
+    let services = portico::app::build(&config, &file.display().to_string()).unwrap();
+    assert_eq!(services.documents.len(), 2, "the demo serves v1 and v2");
+    for (version, rendered) in &services.documents {
         let published =
             std::fs::read_to_string(repo(&format!("openapi/{version}.json"))).unwrap_or_default();
         assert!(
@@ -43,7 +43,7 @@ fn the_published_contracts_are_what_the_demo_config_generates() {
              `portico openapi --config config/demo.toml --version {version} > openapi/{version}.json`"
         );
     }
-    let v2: Value = serde_json::from_str(&state.documents["v2"].json).unwrap();
+    let v2: Value = serde_json::from_str(&services.documents["v2"].json).unwrap();
     let quote = &v2["components"]["schemas"]["Job"]["properties"]["quote"];
     assert_eq!(quote["type"], json!(["object", "null"]));
     assert_eq!(quote["properties"]["currency"]["enum"], json!(["USD"]));

@@ -185,8 +185,9 @@ async fn demo_app(kind: Kind, connection_string: &str, dir: &Path) -> (Portico, 
         },
     )
     .unwrap();
-    let state = portico::app::build(&config, &dir.join("demo.toml").display().to_string()).unwrap();
-    (Portico::start(state, &config).await, token)
+    let services =
+        portico::app::build(&config, &dir.join("demo.toml").display().to_string()).unwrap();
+    (Portico::start(services, &config).await, token)
 }
 
 async fn round_trips(kind: Kind, connection_string: &str, dir: &Path) {

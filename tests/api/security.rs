@@ -142,17 +142,17 @@ async fn nested_rows_keep_their_parents_row_policy_on_every_path() {
 async fn readiness_probes_are_coalesced() {
     let config = fixture::config(Kind::Sqlite, &backend(Kind::Sqlite).connection_string, "");
     let parsed = portico::config::parse("test.toml", &config, &|_| None).unwrap();
-    let mut state = portico::app::build(&parsed, "test.toml").unwrap();
+    let mut services = portico::app::build(&parsed, "test.toml").unwrap();
     let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let real = state.sources["legacy"].clone();
-    state.sources.insert(
+    let real = services.sources["legacy"].clone();
+    services.sources.insert(
         "legacy".into(),
         std::sync::Arc::new(CountingPings {
             inner: real,
             pings: pings.clone(),
         }),
     );
-    let app = Portico::start(state, &parsed).await;
+    let app = Portico::start(services, &parsed).await;
     let answers =
         futures_util::future::join_all((0..200).map(|_| app.get_with("/readyz", &[]))).await;
     assert!(answers.iter().all(|(status, _, _)| *status == 200));

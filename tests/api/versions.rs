@@ -39,9 +39,9 @@ async fn v1_and_v2_serve_the_same_rows_in_their_own_shapes() {
         json!({}),
     );
     let portal = mint("portal", &["jobs:read"], json!({"customer_id": "C00002"}));
-    let state =
+    let services =
         portico::app::build(&config, &dir.path().join("demo.toml").display().to_string()).unwrap();
-    let app = Portico::start(state, &config).await;
+    let app = Portico::start(services, &config).await;
 
     for id in ["J000001", "J000042", "J009999"] {
         let v1 = app
