@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
@@ -131,6 +132,13 @@ struct Generation {
     resource: u64,
 }
 
+impl Generation {
+    /// Whether an invalidation came between this generation and `later`.
+    fn is_older_than(self, later: Generation) -> bool {
+        self.purges < later.purges || self.resource < later.resource
+    }
+}
+
 /// How a miss ended, shared with the requests that waited for it.
 enum Miss<E> {
     /// The loader failed.
@@ -145,7 +153,10 @@ pub struct ResponseCache {
     stale: Cache<CacheKey, Arc<CachedPage>>,
     metrics: CacheMetrics,
     purges: AtomicU64,
-    invalidations: Mutex<HashMap<String, u64>>,
+    /// `invalidate_resource` calls per resource of the catalog; built once, never locked.
+    invalidations: HashMap<String, AtomicU64>,
+    /// Shared by names outside the catalog: invalidating one makes them all outdated.
+    unlisted: AtomicU64,
 }
 
 fn build(
@@ -172,8 +183,13 @@ fn build(
 
 impl ResponseCache {
     /// A cache holding at most `max_bytes`: three quarters for fresh entries, one quarter for
-    /// the stale copies kept for `stale_if_error`.
-    pub fn new(max_bytes: u64, metrics: CacheMetrics) -> Self {
+    /// the stale copies kept for `stale_if_error`. `resources` are the names keys will carry
+    /// (each gets its own invalidation counter).
+    pub fn new(
+        max_bytes: u64,
+        metrics: CacheMetrics,
+        resources: impl IntoIterator<Item = String>,
+    ) -> Self {
         Self {
             fresh: build(
                 max_bytes - max_bytes / 4,
@@ -183,32 +199,37 @@ impl ResponseCache {
             stale: build(max_bytes / 4, KeepFor { stale: true }, &metrics),
             metrics,
             purges: AtomicU64::new(0),
-            invalidations: Mutex::new(HashMap::new()),
+            invalidations: resources
+                .into_iter()
+                .map(|name| (name, AtomicU64::new(0)))
+                .collect(),
+            unlisted: AtomicU64::new(0),
         }
     }
 
-    /// The current generation of `resource`'s responses.
-    fn generation(&self, resource: &str) -> Generation {
-        let purges = self.purges.load(Ordering::SeqCst);
-        let invalidations = self
-            .invalidations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// The invalidation counter of `resource`.
+    fn invalidations(&self, resource: &str) -> &AtomicU64 {
+        self.invalidations.get(resource).unwrap_or(&self.unlisted)
+    }
+
+    /// The current generation of the responses counted by `invalidations`.
+    fn generation(&self, invalidations: &AtomicU64) -> Generation {
         Generation {
-            purges,
-            resource: invalidations.get(resource).copied().unwrap_or(0),
+            purges: self.purges.load(Ordering::SeqCst),
+            resource: invalidations.load(Ordering::SeqCst),
         }
     }
 
-    /// Whether `page` was loaded under `resource`'s current generation.
-    fn is_current(&self, resource: &str, page: &CachedPage) -> bool {
-        page.generation == self.generation(resource)
+    /// Whether `page` was loaded under the current generation of `invalidations`.
+    fn is_current(&self, invalidations: &AtomicU64, page: &CachedPage) -> bool {
+        page.generation == self.generation(invalidations)
     }
 
     /// Answers from the cache or runs `load` once for every concurrent miss of `key`.
     /// `bypass` (a client's `no-cache`) skips the lookup but stores the new answer. An answer
     /// whose load started before an invalidation of its resource is returned (to every request
-    /// that waited for it) but not stored.
+    /// that waited for it and started before that invalidation too) but not stored; a request
+    /// that started after the invalidation runs its own `load` instead, so it sees the write.
     pub async fn get_or_load<F, E>(
         &self,
         key: CacheKey,
@@ -223,29 +244,31 @@ impl ResponseCache {
         if lifetime.ttl.is_zero() {
             return Ok((Arc::new(load.await?), Freshness::Fresh));
         }
+        let invalidations = self.invalidations(&key.resource);
         // Read before the load starts: a write that lands while it runs changes it.
-        let generation = self.generation(&key.resource);
+        let generation = self.generation(invalidations);
         let stamp = |mut page: CachedPage| {
             page.fresh_for = lifetime.ttl;
             page.stale_for = lifetime.stale_if_error.unwrap_or_default();
             page.generation = generation;
             Arc::new(page)
         };
-        let result = if bypass {
-            match load.await {
-                Ok(page) => {
-                    let page = stamp(page);
-                    if self.is_current(&key.resource, &page) {
-                        self.fresh.insert(key.clone(), page.clone()).await;
-                    }
-                    self.metrics.misses.inc();
-                    Ok((page, true))
-                }
-                Err(e) => Err(e),
+        // Loads this request's own answer and stores it if no invalidation came meanwhile.
+        let load_alone = |load| async {
+            let page = stamp(load.await?);
+            if self.is_current(invalidations, &page) {
+                self.fresh.insert(key.clone(), page.clone()).await;
             }
+            self.metrics.misses.inc();
+            Ok((page, true))
+        };
+        // Pinned here so that moka may run it or leave it unpolled for this request to run.
+        let mut load = pin!(load);
+        let result = if bypass {
+            load_alone(load).await
         } else {
             if let Some(hit) = self.fresh.get(&key).await {
-                if self.is_current(&key.resource, &hit) {
+                if self.is_current(invalidations, &hit) {
                     self.metrics.hits.inc();
                     return Ok((hit, Freshness::Fresh));
                 }
@@ -257,10 +280,10 @@ impl ResponseCache {
                 .fresh
                 .try_get_with(key.clone(), async {
                     ran.store(true, Ordering::Relaxed);
-                    match load.await {
+                    match load.as_mut().await {
                         Ok(page) => {
                             let page = stamp(page);
-                            if self.is_current(&key.resource, &page) {
+                            if self.is_current(invalidations, &page) {
                                 Ok(page)
                             } else {
                                 // An error to moka, so that it stores nothing.
@@ -279,18 +302,27 @@ impl ResponseCache {
                     Miss::Failed(e) => Err(e.clone()),
                 },
             };
-            if ran {
-                self.metrics.misses.inc();
-            } else if loaded.is_ok() {
-                self.metrics.coalesced.inc();
+            match loaded {
+                // Another request's load, started before a write this request must see: its
+                // own `load` did not run, so it runs now.
+                Ok(page) if !ran && page.generation.is_older_than(generation) => {
+                    load_alone(load).await
+                }
+                loaded => {
+                    if ran {
+                        self.metrics.misses.inc();
+                    } else if loaded.is_ok() {
+                        self.metrics.coalesced.inc();
+                    }
+                    loaded.map(|page| (page, ran))
+                }
             }
-            loaded.map(|page| (page, ran))
         };
         match result {
             Ok((page, stored_here)) => {
                 if stored_here
                     && lifetime.stale_if_error.is_some()
-                    && self.is_current(&key.resource, &page)
+                    && self.is_current(invalidations, &page)
                 {
                     self.stale.insert(key, page.clone()).await;
                 }
@@ -298,7 +330,7 @@ impl ResponseCache {
             }
             Err(e) if lifetime.stale_if_error.is_some() && e.is_source_outage() => {
                 match self.stale.get(&key).await {
-                    Some(old) if self.is_current(&key.resource, &old) => {
+                    Some(old) if self.is_current(invalidations, &old) => {
                         self.metrics.stale_served.inc();
                         tracing::warn!(error = %e, resource = %key.resource, version = %key.version, "source failed; serving a stale response");
                         Ok((old, Freshness::Stale))
@@ -313,12 +345,7 @@ impl ResponseCache {
     /// Drops every response of `resource` (in every version); loads of it already running
     /// are not stored.
     pub fn invalidate_resource(&self, resource: &str) {
-        *self
-            .invalidations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(resource.to_string())
-            .or_default() += 1;
+        self.invalidations(resource).fetch_add(1, Ordering::SeqCst);
         for cache in [&self.fresh, &self.stale] {
             let name = resource.to_string();
             if cache
@@ -422,7 +449,7 @@ mod tests {
     /// (with a second request waiting for it), then lets it finish; returns what both requests
     /// got and what the next request gets when a load would answer "new".
     async fn load_across(meanwhile: impl FnOnce(&ResponseCache)) -> [String; 3] {
-        let cache = ResponseCache::new(1 << 20, CacheMetrics::default());
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
         let started = AtomicBool::new(false);
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let first = cache.get_or_load(jobs_key(), CACHED, false, async {
@@ -471,11 +498,92 @@ mod tests {
         assert_eq!(got, ["old", "old", "old"]);
     }
 
+    /// Request A starts a load of `jobs` that answers "old" and blocks; `write` runs; request
+    /// B arrives after it and waits for A's load (B's own load would answer "new"); then A's
+    /// load finishes. Returns what A, B and a later request got, and whether B's load ran.
+    async fn read_after_write(write: impl FnOnce(&ResponseCache)) -> ([String; 3], bool) {
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
+        let started = AtomicBool::new(false);
+        let written = AtomicBool::new(false);
+        let b_loaded = AtomicBool::new(false);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let a = cache.get_or_load(jobs_key(), CACHED, false, async {
+            started.store(true, Ordering::SeqCst);
+            released.await.map_err(|_| Refused(false))?;
+            page("old").await
+        });
+        let b = async {
+            while !written.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            cache
+                .get_or_load(jobs_key(), CACHED, false, async {
+                    b_loaded.store(true, Ordering::SeqCst);
+                    page("new").await
+                })
+                .await
+        };
+        let control = async {
+            while !started.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            write(&cache);
+            written.store(true, Ordering::SeqCst);
+            // Lets B join the running load.
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            release.send(()).map_err(|_| Refused(false))
+        };
+        let (a, b, sent) = tokio::join!(a, b, control);
+        sent.unwrap();
+        let later = cache
+            .get_or_load(jobs_key(), CACHED, false, page("unused"))
+            .await;
+        let text = |answer: Result<(Arc<CachedPage>, Freshness), Refused>| {
+            String::from_utf8(answer.unwrap().0.body.to_vec()).unwrap()
+        };
+        (
+            [text(a), text(b), text(later)],
+            b_loaded.load(Ordering::SeqCst),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_read_that_starts_after_a_write_never_gets_a_page_loaded_before_it() {
+        for write in [
+            (|cache: &ResponseCache| cache.invalidate_resource("jobs")) as fn(&ResponseCache),
+            ResponseCache::purge_all,
+        ] {
+            let (got, b_loaded) = read_after_write(write).await;
+            // A started before the write and may see the old row; B and later reads may not.
+            assert_eq!(got, ["old", "new", "new"]);
+            assert!(b_loaded, "B loaded the page itself");
+        }
+        // Another resource's write does not concern B: it shares A's load, which is stored.
+        let (got, b_loaded) =
+            read_after_write(|cache| cache.invalidate_resource("customers")).await;
+        assert_eq!(got, ["old", "old", "old"]);
+        assert!(!b_loaded);
+    }
+
+    #[test]
+    fn names_outside_the_catalog_share_one_counter() {
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
+        let ghost = cache.generation(cache.invalidations("ghost"));
+        let jobs = cache.generation(cache.invalidations("jobs"));
+        cache.invalidate_resource("phantom");
+        assert!(ghost.is_older_than(cache.generation(cache.invalidations("ghost"))));
+        assert_eq!(cache.generation(cache.invalidations("jobs")), jobs);
+        cache.invalidate_resource("jobs");
+        assert!(jobs.is_older_than(cache.generation(cache.invalidations("jobs"))));
+    }
+
     #[tokio::test]
     async fn a_page_stored_under_an_older_generation_is_not_served() {
         // As if a load had checked its generation just before an invalidation and been
         // stored just after it.
-        let cache = ResponseCache::new(1 << 20, CacheMetrics::default());
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
         let mut old = CachedPage::new(b"old".to_vec(), None);
         (old.fresh_for, old.stale_for) = (CACHED.ttl, Duration::from_secs(60));
         let old = Arc::new(old);
@@ -488,7 +596,7 @@ mod tests {
             .unwrap();
         assert_eq!(&fresh.body[..], b"new");
 
-        let cache = ResponseCache::new(1 << 20, CacheMetrics::default());
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
         let mut old = CachedPage::new(b"old".to_vec(), None);
         (old.fresh_for, old.stale_for) = (CACHED.ttl, Duration::from_secs(60));
         cache.invalidate_resource("jobs");

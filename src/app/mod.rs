@@ -131,6 +131,10 @@ fn build_reporting(
     let cache = Arc::new(ResponseCache::new(
         config.cache.max_size,
         metrics.cache.clone(),
+        catalog
+            .versions
+            .values()
+            .flat_map(|v| v.resources.values().map(|r| r.name.clone())),
     ));
     let admin_scope = config.auth.as_ref().map(|a| a.admin_scope.as_str());
     let documents = catalog

@@ -164,3 +164,32 @@ async fn a_refused_query_keeps_its_pooled_connection_and_runs_once() {
         "the refused query's connection stays in the pool"
     );
 }
+
+#[tokio::test]
+async fn a_session_the_server_ends_answers_503_and_its_connection_is_not_reused() {
+    let db = load_fixture(Kind::Postgres, Some(shared_server(Engine::Postgres)));
+    let mut config = fixture::config(Kind::Postgres, &db.connection_string, "max_concurrency = 1");
+    config.push_str(REFUSED_AND_PID);
+    // The backend ends its own session (57P01, as on a server shutdown).
+    config.push_str(
+        r#"
+[versions.v1.resources.ended]
+source = "legacy"
+query = 'SELECT 1 AS "DONE" WHERE pg_terminate_backend(pg_backend_pid())'
+key = ["done"]
+anonymous = true
+[versions.v1.resources.ended.fields]
+done = { column = "DONE", type = "integer" }
+"#,
+    );
+    let app = Portico::spawn(&config).await;
+    let pid = |answer: crate::harness::Answer| answer.body["data"][0]["pid"].clone();
+    let before = pid(app.get("/v1/backend").await);
+    assert!(before.is_i64(), "{before}");
+
+    let answer = app.get("/v1/ended").await;
+    assert_eq!(answer.problem(503)["type"], "/problems/source-unavailable");
+    let after = app.get("/v1/backend").await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_ne!(pid(after), before, "the ended session left the pool");
+}

@@ -241,10 +241,10 @@ impl Worker {
     }
 
     /// Runs `work` on a pooled connection. A pooled connection that has lost its server (see
-    /// [`connection_lost`]) is discarded and the work tried once more on a fresh one, so a
-    /// restarted database heals without a restart of Portico; only reads go through here, and
-    /// a read whose connection broke did not finish. Any other error (a statement the database
-    /// refuses) keeps the connection and is not run again.
+    /// [`blame_on`]) is discarded and the work tried once more on a fresh one, so a restarted
+    /// database heals without a restart of Portico; only reads go through here, and a read
+    /// whose connection broke did not finish. An error that is the statement's (the database
+    /// refused it) keeps the connection; one that may be either drops it. Neither is run again.
     fn with_connection<T>(
         &self,
         work: impl Fn(&Connection<'static>) -> Result<T, odbc_api::Error>,
@@ -255,14 +255,16 @@ impl Worker {
                     self.give_back(conn);
                     return Ok(value);
                 }
-                Err(e) if connection_lost(&e, &conn) => match self.classify(e) {
-                    // A timeout already spent the query's budget: do not spend it twice.
-                    timeout @ SourceError::Timeout { .. } => return Err(timeout),
-                    other => {
-                        tracing::debug!(source = %self.settings.name, error = %other, "pooled connection lost; reconnecting");
-                    }
+                Err(e) => match blame_on(&e, &conn) {
+                    Blame::Connection => match self.classify(e) {
+                        // A timeout already spent the query's budget: do not spend it twice.
+                        timeout @ SourceError::Timeout { .. } => return Err(timeout),
+                        other => {
+                            tracing::debug!(source = %self.settings.name, error = %other, "pooled connection lost; reconnecting");
+                        }
+                    },
+                    blame => return Err(self.settle(conn, e, blame)),
                 },
-                Err(e) => return Err(self.settle(conn, e)),
             }
         }
         let conn = self.connect()?;
@@ -271,18 +273,27 @@ impl Worker {
                 self.give_back(conn);
                 Ok(value)
             }
-            Err(e) => Err(self.settle(conn, e)),
+            Err(e) => {
+                let blame = blame_on(&e, &conn);
+                Err(self.settle(conn, e, blame))
+            }
         }
     }
 
-    /// The error of a read that failed on `conn`, which goes back to the pool unless it is
-    /// lost or its statement timed out (dropped as before: a driver may leave the connection
-    /// of a cancelled statement busy).
-    fn settle(&self, conn: Connection<'static>, error: odbc_api::Error) -> SourceError {
-        let lost = connection_lost(&error, &conn);
+    /// The error of a read that failed on `conn`, which goes back to the pool only when the
+    /// error is the statement's and not a timeout (a driver may leave the connection of a
+    /// cancelled statement busy).
+    fn settle(
+        &self,
+        conn: Connection<'static>,
+        error: odbc_api::Error,
+        blame: Blame,
+    ) -> SourceError {
         let error = self.classify(error);
-        if !lost && !matches!(error, SourceError::Timeout { .. }) {
+        if blame == Blame::Statement && !matches!(error, SourceError::Timeout { .. }) {
             self.give_back(conn);
+        } else if blame == Blame::Unknown {
+            tracing::debug!(source = %self.settings.name, error = %error, "dropping a connection after an error that may be its own");
         }
         error
     }
@@ -390,9 +401,11 @@ impl Worker {
     }
 
     fn classify(&self, error: odbc_api::Error) -> SourceError {
-        let state = match &error {
-            odbc_api::Error::Diagnostics { record, .. } => Some(record.state.0),
-            _ => None,
+        let (state, native_error) = match &error {
+            odbc_api::Error::Diagnostics { record, .. } => {
+                (Some(record.state.0), record.native_error)
+            }
+            _ => (None, 0),
         };
         let name = self.settings.name.clone();
         if let (Some(state), odbc_api::Error::Diagnostics { record, .. }) = (state, &error) {
@@ -413,7 +426,8 @@ impl Worker {
                     timeout: self.settings.query_timeout,
                 }
             }
-            Some([b'0', b'8', ..]) => SourceError::Unavailable {
+            // The server is gone or going (a restart): a 503, which a stale copy may answer.
+            Some(s) if lost_connection_state(&s, native_error) => SourceError::Unavailable {
                 source_name: name,
                 detail: error.to_string(),
             },
@@ -493,29 +507,95 @@ impl Worker {
     }
 }
 
-/// Whether `error` means that `conn` no longer reaches its server, so it is to be dropped:
-/// SQLSTATE class 08 (connection exception), `HYT01` (connection timeout), PostgreSQL's
-/// shutdown states `57P01`/`57P02`/`57P03` (psqlODBC passes them on), MariaDB's `HY000` with
-/// native error 2006 or 2013 (server has gone away, lost connection) or 5013/5014 (Connector/C's
-/// socket read and write errors, what a pooled connection meets after a server restart), or a
-/// driver that says the connection is dead. Anything else is about the statement.
-fn connection_lost(error: &odbc_api::Error, conn: &Connection<'_>) -> bool {
-    let lost_state = match error {
+/// What an error says about the connection it happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    /// The statement's: the database answered and refused it; the connection works and goes
+    /// back to the pool.
+    Statement,
+    /// The connection's: it no longer reaches its server. Dropped, and a read is run again on
+    /// a fresh one (it did not finish).
+    Connection,
+    /// Nothing says whose. Dropped, because the pool hands out the connection returned last, so
+    /// one dead connection kept would fail every request; a live one dropped costs a reconnect.
+    /// The read is not run again: it may be a statement the database refused.
+    Unknown,
+}
+
+/// What `error` says about `conn`. A driver that says the connection is dead is believed; one
+/// that says it is alive (or cannot tell) changes nothing: it may not have noticed yet.
+fn blame_on(error: &odbc_api::Error, conn: &Connection<'_>) -> Blame {
+    match blame(error) {
+        Blame::Connection => Blame::Connection,
+        _ if conn.is_dead().unwrap_or(false) => Blame::Connection,
+        blame => blame,
+    }
+}
+
+/// What `error` alone says about its connection: only a diagnostic record can say anything
+/// (a driver's error without one, `NoDiagnostics`, or odbc-api's own errors say nothing).
+fn blame(error: &odbc_api::Error) -> Blame {
+    match error {
         odbc_api::Error::Diagnostics { record, .. } => {
-            lost_connection_state(&record.state.0, record.native_error)
+            blame_state(&record.state.0, record.native_error)
         }
-        _ => false,
-    };
-    // A driver that cannot tell is taken at its word that the connection still works.
-    lost_state || conn.is_dead().unwrap_or(false)
+        _ => Blame::Unknown,
+    }
+}
+
+/// The blame of a SQLSTATE (with the native error where the state alone is too vague).
+fn blame_state(state: &[u8; 5], native_error: i32) -> Blame {
+    if lost_connection_state(state, native_error) {
+        Blame::Connection
+    } else if statement_state(state, native_error) {
+        Blame::Statement
+    } else {
+        Blame::Unknown
+    }
 }
 
 /// The SQLSTATEs (with the native error where the state alone is too vague) of a lost
-/// connection; see [`connection_lost`].
+/// connection: class 08 (connection exception), `HYT01` (connection timeout), PostgreSQL's
+/// `57P01`–`57P05` (shut down, crashed, starting, database dropped, idle session timeout: the
+/// server closes the session; psqlODBC passes them on), `HY000` with MariaDB's native error
+/// 2006, 2013 or 2055 (server has gone away, lost connection) or 5013/5014 (Connector/C's
+/// socket read and write errors, what a pooled connection meets after a server restart), or
+/// FreeTDS's 20004, 20006 or 20017 (read from or write to the server failed, unexpected EOF).
 fn lost_connection_state(state: &[u8; 5], native_error: i32) -> bool {
     match state {
-        [b'0', b'8', ..] | b"HYT01" | b"57P01" | b"57P02" | b"57P03" => true,
-        b"HY000" => matches!(native_error, 2006 | 2013 | 5013 | 5014),
+        [b'0', b'8', ..] | b"HYT01" => true,
+        [b'5', b'7', b'P', b'0', b'1'..=b'5'] => true,
+        b"HY000" => matches!(
+            native_error,
+            2006 | 2013 | 2055 | 5013 | 5014 | 20004 | 20006 | 20017
+        ),
+        _ => false,
+    }
+}
+
+/// The SQLSTATEs that are about the statement alone: the database parsed, ran or refused it
+/// over a working connection. Classes `07` (dynamic SQL: parameters), `0A` (feature not
+/// supported), `21` (cardinality), `22` (data), `23` (constraints), `24` (cursor state), `26`,
+/// `34` (statement and cursor names), `2F`, `38`, `39` (routines), `3F` (schema name), `40`
+/// (serialization failure, deadlock: the server rolled the transaction back and the session
+/// goes on) but not `40003` (completion unknown: the connection failed), `42` (syntax, access),
+/// `44` (check option), `45` (MariaDB's `SIGNAL`), `54` (program limits), `55` (object in use,
+/// lock not available), `P0` (PL/pgSQL `RAISE`); the driver's own checks of a statement
+/// (`HY004`, `HY090`, `HY104`, `HY105`, `HYC00`); statement timeouts (`HYT00`, PostgreSQL's
+/// `57014`); and MariaDB's `HY000` 1205 (lock wait timeout). Not class `25` (transaction
+/// state): a connection stuck in a failed transaction would fail every read handed it.
+fn statement_state(state: &[u8; 5], native_error: i32) -> bool {
+    match state {
+        b"40003" => false,
+        [b'0', b'7', ..]
+        | [b'0', b'A', ..]
+        | [b'2', b'1' | b'2' | b'3' | b'4' | b'6' | b'F', ..]
+        | [b'3', b'4' | b'8' | b'9' | b'F', ..]
+        | [b'4', b'0' | b'2' | b'4' | b'5', ..]
+        | [b'5', b'4' | b'5', ..]
+        | [b'P', b'0', ..] => true,
+        b"HY004" | b"HY090" | b"HY104" | b"HY105" | b"HYC00" | b"HYT00" | b"57014" => true,
+        b"HY000" => native_error == 1205,
         _ => false,
     }
 }
@@ -645,6 +725,123 @@ mod tests {
         ] {
             assert!(!lost_connection_state(state, native), "{state:?} {native}");
         }
+    }
+
+    fn diagnostics(state: &[u8; 5], native_error: i32) -> odbc_api::Error {
+        odbc_api::Error::Diagnostics {
+            record: odbc_api::handles::Record {
+                state: odbc_api::handles::State(*state),
+                native_error,
+                message: b"refused".to_vec(),
+            },
+            function: "SQLExecDirect",
+        }
+    }
+
+    #[test]
+    fn a_connection_is_kept_only_after_an_error_that_is_the_statements() {
+        use Blame::{Connection, Statement, Unknown};
+        for (state, native, expected) in [
+            // Refused by the database over a working connection.
+            (b"42601", 0, Statement),
+            (b"42S02", 0, Statement),
+            (b"42000", 1064, Statement),
+            (b"23505", 0, Statement),
+            (b"23000", 1062, Statement),
+            (b"22007", 0, Statement),
+            (b"21000", 0, Statement),
+            (b"24000", 0, Statement),
+            (b"07009", 0, Statement),
+            (b"0A000", 0, Statement),
+            (b"40001", 0, Statement),
+            (b"40P01", 0, Statement),
+            (b"45000", 1644, Statement),
+            (b"55P03", 0, Statement),
+            (b"P0001", 0, Statement),
+            (b"HYC00", 0, Statement),
+            (b"HYT00", 0, Statement),
+            (b"57014", 0, Statement),
+            (b"HY000", 1205, Statement),
+            // The server is gone or going.
+            (b"08S01", 0, Connection),
+            (b"08001", 0, Connection),
+            (b"HYT01", 0, Connection),
+            (b"57P01", 0, Connection),
+            (b"57P02", 0, Connection),
+            (b"57P03", 0, Connection),
+            (b"57P05", 0, Connection),
+            (b"HY000", 2006, Connection),
+            (b"HY000", 2013, Connection),
+            (b"HY000", 5013, Connection),
+            (b"HY000", 5014, Connection),
+            (b"HY000", 20004, Connection),
+            (b"HY000", 20006, Connection),
+            // Nothing says whose: dropped.
+            (b"HY000", 0, Unknown),
+            (b"HY000", 1064, Unknown),
+            (b"HY000", 20003, Unknown),
+            (b"HY008", 0, Unknown),
+            (b"HY010", 0, Unknown),
+            (b"25P02", 0, Unknown),
+            (b"40003", 0, Unknown),
+            (b"53300", 0, Unknown),
+            (b"58030", 0, Unknown),
+            (b"XX000", 0, Unknown),
+            (b"IM001", 0, Unknown),
+        ] {
+            assert_eq!(blame_state(state, native), expected, "{state:?} {native}");
+            assert_eq!(blame(&diagnostics(state, native)), expected);
+        }
+        let silent = odbc_api::Error::NoDiagnostics {
+            function: "SQLExecDirect",
+        };
+        assert_eq!(blame(&silent), Unknown, "an error without a record");
+    }
+
+    #[test]
+    fn a_lost_connection_answers_unavailable() {
+        let worker = Worker {
+            settings: Arc::new(OdbcSettings {
+                name: "legacy".into(),
+                connection_string: String::new(),
+                dialect: Dialect::Postgres,
+                max_concurrency: 1,
+                queue_timeout: Duration::from_secs(1),
+                query_timeout: Duration::from_secs(5),
+                login_timeout: Duration::from_secs(5),
+                max_text_bytes: 4000,
+            }),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            fate: Arc::new(Mutex::new(Fate::Running)),
+        };
+        for (state, native) in [
+            (b"08S01", 0),
+            (b"57P01", 0),
+            (b"57P02", 0),
+            (b"57P03", 0),
+            (b"HY000", 2006),
+            (b"HY000", 20004),
+            (b"HY000", 20006),
+        ] {
+            let error = worker.classify(diagnostics(state, native));
+            assert!(
+                matches!(error, SourceError::Unavailable { .. }),
+                "{state:?} {native}: {error:?}"
+            );
+            assert!(error.is_outage(), "{state:?} {native}");
+        }
+        for (state, native) in [(b"42601", 0), (b"P0001", 0), (b"HY000", 0)] {
+            let error = worker.classify(diagnostics(state, native));
+            assert!(matches!(error, SourceError::Query { .. }), "{error:?}");
+        }
+        for state in [b"HYT00", b"HYT01", b"57014"] {
+            let error = worker.classify(diagnostics(state, 0));
+            assert!(matches!(error, SourceError::Timeout { .. }), "{error:?}");
+        }
+        let silent = odbc_api::Error::NoDiagnostics {
+            function: "SQLExecDirect",
+        };
+        assert!(matches!(worker.classify(silent), SourceError::Query { .. }));
     }
 
     #[test]
