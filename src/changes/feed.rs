@@ -7,7 +7,7 @@ use super::{ChangeStrategy, ChangeTracking, HighWaterMark, Rowversion, SnapshotD
 use crate::catalog::{Catalog, Resource};
 use crate::config::{ChangesConfig, Config, DialectName, InitialPosition, Problem, StrategyName};
 use crate::source::select::Relation;
-use crate::source::ColumnType;
+use crate::source::{ColumnType, Dialect};
 
 /// One watched table.
 #[derive(Debug, Clone)]
@@ -16,6 +16,9 @@ pub struct Feed {
     pub name: String,
     /// Source name.
     pub source: String,
+    /// The source's SQL dialect: how its engine compares text when row policies are applied
+    /// to an event's row.
+    pub dialect: Dialect,
     /// Table (possibly schema-qualified).
     pub table: String,
     /// Columns read: the key columns first, then every column a resource over the table shows.
@@ -231,6 +234,7 @@ fn compile_one(
     Ok(Feed {
         name: format!("{}.{table}", resource.source),
         source: resource.source.clone(),
+        dialect: dialect.map_or(Dialect::Generic, Dialect::from),
         table: table.clone(),
         key_len: key.len(),
         columns,
@@ -260,6 +264,7 @@ pub(crate) mod tests {
         Feed {
             name: "shop.JOBHDR".into(),
             source: "shop".into(),
+            dialect: Dialect::Sqlite,
             table: "JOBHDR".into(),
             columns: vec![
                 ("JOB_NO".into(), ColumnType::Char(Some(8))),
@@ -309,6 +314,7 @@ pub(crate) mod tests {
         assert_eq!(feeds.len(), 1);
         let feed = &feeds[0];
         assert_eq!(feed.name, "shop.JOBHDR");
+        assert_eq!(feed.dialect, Dialect::Sqlite);
         let columns: Vec<&str> = feed.columns.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(columns, ["JOB_NO", "STATUS", "LAST_UPD"]);
         assert_eq!((feed.key_len, feed.column), (1, Some(2)));

@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value as Json};
 
 use super::{EventKind, Feed, FeedView};
-use crate::catalog::access::evaluate::{evaluate_all, Verdict};
+use crate::catalog::access::evaluate::{evaluate_all, TextRules, Verdict};
 use crate::catalog::access::Grant;
 use crate::catalog::{date::Date, Resource};
 use crate::source::Value;
@@ -24,7 +24,7 @@ pub struct EventRecord<'a> {
 
 /// The event as `grant` may see it through `resource` (the `view` of `feed` in a version):
 /// `{id, type, timestamp, data: {key, row}}`; `None` when a row policy withholds the row,
-/// or cannot be decided on it (then logged at debug and counted in
+/// or cannot be decided on it under the text rules of the feed's source (then logged at debug and counted in
 /// `portico_change_events_withheld_total` of `metrics`).
 pub fn event_json(
     feed: &Feed,
@@ -35,7 +35,7 @@ pub fn event_json(
     metrics: &ChangeMetrics,
 ) -> Option<Json> {
     let column = |name: &str| feed.position(name).and_then(|i| event.row.get(i).cloned());
-    match evaluate_all(&grant.conditions, &column) {
+    match evaluate_all(&grant.conditions, TextRules::of(feed.dialect), &column) {
         Verdict::Holds => {}
         Verdict::Fails => return None,
         // Fail closed, but never quietly: a reader missing events can find out why.

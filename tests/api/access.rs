@@ -1,12 +1,13 @@
 //! Row policies on change events against real databases: the in-memory evaluator a feed uses
-//! agrees with the SQL `GET` runs wherever it decides, on SQLite, PostgreSQL and MariaDB (whose
-//! default collation ignores case and accents), and a restricted feed never carries an event
-//! for a row its `GET` hides.
+//! agrees with the SQL `GET` runs wherever it decides, on SQLite, PostgreSQL and MariaDB (under
+//! `utf8mb4_general_ci`, which ignores case and accents, and `utf8mb4_unicode_ci`, which also
+//! ignores control characters), and a restricted feed never carries an event for a row its
+//! `GET` hides.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use portico::catalog::access::evaluate::{evaluate, Verdict};
+use portico::catalog::access::evaluate::{evaluate, TextRules, Verdict};
 use portico::source::odbc::{OdbcSettings, OdbcSource};
 use portico::source::select::{CmpOp, Condition, OrderTerm, Relation, Select};
 use portico::source::{ColumnType, Dialect, Param, Source, Value};
@@ -22,8 +23,10 @@ use crate::idp::{AUDIENCE, ISSUER};
 type Row = (i64, Option<&'static str>, Option<&'static str>, Option<i64>);
 
 /// Names differing only in case, accents and trailing blanks; characters collations treat
-/// their own ways (`ß`, `-`); NULLs; codes in a blank-padded CHAR(8); numbers.
-const ROWS: [Row; 16] = [
+/// their own ways (`ß`, `-`, control characters); a trailing tab and a trailing CR, which are
+/// not padding; NULLs; codes in a blank-padded CHAR(8) (row 17's left unpadded where the engine
+/// lets it, as SQLite does); numbers.
+const ROWS: [Row; 20] = [
     (1, Some("x"), Some("C00002"), Some(1)),
     (2, Some("X"), Some("c00002"), Some(2)),
     (3, Some("é"), Some("C00003"), Some(3)),
@@ -40,7 +43,14 @@ const ROWS: [Row; 16] = [
     (14, Some("s"), Some("C00007"), Some(13)),
     (15, Some("ss"), Some("C00007"), Some(14)),
     (16, Some("a-c"), Some("C00008"), Some(15)),
+    (17, Some("x\u{1}"), Some("C00002"), Some(16)),
+    (18, Some("x\t"), Some("C00002\t"), Some(17)),
+    (19, Some("x\r"), Some("C00002\r"), Some(18)),
+    (20, Some("\u{1}abc"), Some("C00009"), Some(19)),
 ];
+
+/// The row whose CODE is stored without its padding (SQLite keeps it so).
+const UNPADDED: i64 = 17;
 
 fn varchar(text: &str) -> Param {
     Param {
@@ -129,38 +139,62 @@ fn conditions() -> Vec<(Condition, Vec<&'static str>)> {
         ),
         (compare("CODE", Eq, char8("c00002")), vec!["c00002"]),
         (compare("CODE", Ne, char8("C00002")), vec!["C00002"]),
+        // The common policy shape: a claim's code, padded as the catalog binds it.
+        (compare("CODE", Eq, char8("C00002")), vec!["C00002"]),
+        (compare("CODE", Gte, char8("C00002")), vec!["C00002"]),
+        name(Eq, "abc"),
+        name(Lte, "x"),
         (compare("QTY", Eq, int(3)), vec![]),
         (compare("QTY", Gt, int(2)), vec![]),
     ]
 }
 
-/// ASCII in lower case and the test data's accented letters without their accent; `None` for
-/// a character collations treat their own ways.
+/// The letters and digits of printable ASCII text in lower case (case and punctuation are
+/// what collations may ignore); `None` for a control or non-ASCII character, which collations
+/// treat their own ways.
 fn folded(text: &str) -> Option<String> {
-    text.trim_end_matches(' ')
-        .chars()
-        .map(|c| match c {
-            'é' | 'É' => Some('e'),
-            c if c.is_ascii_alphanumeric() => Some(c.to_ascii_lowercase()),
-            _ => None,
-        })
+    text.chars()
+        .filter(|c| !(*c == ' ' || c.is_ascii_punctuation()))
+        .map(|c| c.is_ascii_alphanumeric().then(|| c.to_ascii_lowercase()))
         .collect()
 }
 
-/// Whether a collation may decide `stored` against `operand` differently from bytes: their
-/// byte and folded comparisons disagree, or one holds a character folding leaves alone, or
-/// trailing blanks.
+/// Whether a collation or a padding rule may decide `stored = operand` differently from
+/// bytes: they differ, but only in trailing blanks, case or punctuation, or one holds a
+/// character folding leaves alone.
 fn collation_sensitive(stored: &str, operand: &str) -> bool {
-    let exact = stored
-        .trim_end_matches(' ')
-        .cmp(operand.trim_end_matches(' '));
-    match (folded(stored), folded(operand)) {
-        (Some(a), Some(b)) => a.cmp(&b) != exact || stored.ends_with(' '),
-        _ => true,
-    }
+    let trimmed = |t: &str| t.trim_end_matches(' ').to_string();
+    stored != operand
+        && (trimmed(stored) == trimmed(operand)
+            || match (folded(stored), folded(operand)) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            })
 }
 
-async fn evaluator_agrees_with(kind: Kind) {
+/// Whether a collation may decide `stored LIKE 'prefix%'` differently from bytes: LIKE may
+/// ignore case, and text with a control or non-ASCII character is the collation's to match.
+fn prefix_sensitive(stored: &str, prefix: &str) -> bool {
+    let plain = |t: &str| t.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+    !stored.starts_with(prefix)
+        && (!plain(stored)
+            || stored
+                .to_ascii_lowercase()
+                .starts_with(&prefix.to_ascii_lowercase()))
+}
+
+/// Whether `condition` orders text, which the evaluator decides only between equal texts.
+fn orders_text(condition: &Condition) -> bool {
+    matches!(
+        condition,
+        Condition::Compare { op: CmpOp::Lt | CmpOp::Lte | CmpOp::Gt | CmpOp::Gte, param, .. }
+            if matches!(param.value, Value::Text(_))
+    )
+}
+
+/// Runs every condition through the evaluator and the database on every row of `PROBE`
+/// (declared `COLLATE collation` on MariaDB when given).
+async fn evaluator_agrees_with(kind: Kind, collation: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let connection_string = fresh_database(kind, dir.path());
     let sql = |text: &str| {
@@ -170,7 +204,10 @@ async fn evaluator_agrees_with(kind: Kind) {
         };
         execute(&connection_string, &text);
     };
-    sql("CREATE TABLE PROBE (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(20), CODE CHAR(8), QTY INTEGER)");
+    let collated = collation.map_or(String::new(), |c| {
+        format!(" DEFAULT CHARSET = utf8mb4 COLLATE = {c}")
+    });
+    sql(&format!("CREATE TABLE PROBE (ID INTEGER NOT NULL PRIMARY KEY, NAME VARCHAR(20), CODE CHAR(8), QTY INTEGER){collated}"));
     let literal = |text: Option<&str>, width: usize| {
         text.map_or("NULL".to_string(), |t| format!("'{t:<width$}'"))
     };
@@ -183,6 +220,12 @@ async fn evaluator_agrees_with(kind: Kind) {
             qty.map_or("NULL".to_string(), |q| q.to_string()),
         ));
     }
+    // CHAR pads it again on PostgreSQL and MariaDB; SQLite keeps it as written.
+    let (_, _, unpadded, _) = ROWS[(UNPADDED - 1) as usize];
+    sql(&format!(
+        "UPDATE PROBE SET CODE = {} WHERE ID = {UNPADDED}",
+        literal(unpadded, 0)
+    ));
     let dialect = match kind {
         Kind::Postgres => Dialect::Postgres,
         Kind::MariaDb => Dialect::MySql,
@@ -226,6 +269,9 @@ async fn evaluator_agrees_with(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(rows.len(), ROWS.len());
+    let rules = TextRules::of(dialect);
+    // Conditions are told apart by their debug text (they have no `PartialEq`).
+    let common = format!("{:?}", compare("CODE", CmpOp::Eq, char8("C00002")));
     let (mut decided, mut untold) = (0, 0);
     for (condition, operands) in conditions() {
         // What GET returns: the condition rendered through the source's dialect.
@@ -246,7 +292,7 @@ async fn evaluator_agrees_with(kind: Kind) {
                     .position(|(n, _)| n == c)
                     .map(|i| row[i].clone())
             };
-            let verdict = evaluate(&condition, &column);
+            let verdict = evaluate(&condition, rules, &column);
             let database = returned.contains(&id);
             match verdict {
                 Verdict::Holds | Verdict::Fails => {
@@ -264,36 +310,56 @@ async fn evaluator_agrees_with(kind: Kind) {
                     let code = ROWS[(id - 1) as usize].2;
                     let texts = [name, code].into_iter().flatten();
                     assert!(
-                        texts
-                            .into_iter()
-                            .any(|t| operands.iter().any(|o| collation_sensitive(t, o))),
+                        orders_text(&condition)
+                            || texts.into_iter().any(|t| operands.iter().any(|o| {
+                                match condition {
+                                    Condition::Prefix { .. } => prefix_sensitive(t, o),
+                                    _ => collation_sensitive(t, o),
+                                }
+                            })),
                         "{kind:?}: row {id} ({name:?}) under {condition:?} is untold, though no \
                          collation could decide it differently from bytes"
                     );
                 }
             }
+            // The common policy shape is decided on every row but those whose code differs
+            // from the operand in case only, holds a control character, or lacks the padding
+            // the operand has (SQLite keeps it so).
+            if format!("{condition:?}") == common {
+                let code = ROWS[(id - 1) as usize].2.unwrap_or_default();
+                let case_only = code != "C00002" && code.eq_ignore_ascii_case("C00002");
+                let unpadded = kind == Kind::Sqlite && id == UNPADDED;
+                let expected = case_only || code.chars().any(char::is_control) || unpadded;
+                assert_eq!(
+                    matches!(verdict, Verdict::Unknown(_)),
+                    expected,
+                    "{kind:?}: row {id} ({code:?}) under {condition:?}: {verdict:?}"
+                );
+            }
         }
     }
-    eprintln!("{kind:?}: {decided} decided, {untold} untold");
-    assert!(
-        untold > 0 && decided > 4 * untold,
-        "{decided} decided, {untold} untold"
-    );
+    eprintln!("{kind:?} {collation:?}: {decided} decided, {untold} untold");
+    assert!(untold > 0, "{decided} decided, {untold} untold");
 }
 
 #[tokio::test]
 async fn the_evaluator_agrees_with_sqlite() {
-    evaluator_agrees_with(Kind::Sqlite).await
+    evaluator_agrees_with(Kind::Sqlite, None).await
 }
 
 #[tokio::test]
 async fn the_evaluator_agrees_with_postgres() {
-    evaluator_agrees_with(Kind::Postgres).await
+    evaluator_agrees_with(Kind::Postgres, None).await
 }
 
 #[tokio::test]
 async fn the_evaluator_agrees_with_mariadb() {
-    evaluator_agrees_with(Kind::MariaDb).await
+    evaluator_agrees_with(Kind::MariaDb, Some("utf8mb4_general_ci")).await
+}
+
+#[tokio::test]
+async fn the_evaluator_agrees_with_mariadb_under_a_unicode_collation() {
+    evaluator_agrees_with(Kind::MariaDb, Some("utf8mb4_unicode_ci")).await
 }
 
 /// `status <> 'x'` on MariaDB's case-insensitive collation hides a row holding `X` from `GET`;

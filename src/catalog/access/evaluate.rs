@@ -2,27 +2,39 @@
 //! applies them to a query, so a feed never shows a row that `GET` hides.
 //!
 //! The database compares text under its collation, which Portico does not know: PostgreSQL
-//! and SQLite compare bytes, MariaDB's default `utf8mb4_general_ci` ignores case and accents,
-//! SQL Server's `CI_AS` ignores case, and trailing blanks count on some engines and not on
-//! others. So the evaluation is three-valued: a condition holds, fails, or Portico cannot tell
+//! compares bytes by default, MariaDB's default `utf8mb4_general_ci` ignores case and accents,
+//! `utf8mb4_unicode_ci` also ignores control characters, SQL Server's `CI_AS` ignores case,
+//! language collations put `ch` after `h` (Czech) or `aa` after `z` (Danish) and equate `ä`
+//! with `ae` (German phone book), and trailing blanks count on some engines and not on others.
+//! So the evaluation is three-valued: a condition holds, fails, or Portico cannot tell
 //! ([`Verdict`]), and a row it cannot tell about is withheld (fail closed); the caller logs
-//! and counts it. The rule for text:
+//! and counts it. Saying "holds" where the database would hide the row is a leak; withholding
+//! never is. The rule for text:
 //!
-//! - Equality (`=`, `<>`, `IN`, `NOT IN`) is decided only when the byte comparison and a
-//!   case- and accent-folded one agree. Folding knows ASCII and the accented letters of
-//!   Latin-1 (`é` → `e`); text with any other non-ASCII character is decided only when it is
-//!   equal byte for byte (a collation may equate `ß` and `ss`, or `æ` and `ae`).
-//! - Trailing blanks are not significant against a `char(n)` / `nchar(n)` field (SQL's CHAR
-//!   comparison, which every engine but SQLite applies; declare SQLite's columns `varchar`).
-//!   Against any other column they must not change the answer, or Portico cannot tell.
-//! - Order (`<`, `<=`, `>`, `>=`) is decided only between texts of letters and digits (a
-//!   locale collation may ignore or reorder punctuation and blanks) whose byte order and
-//!   folded order agree.
-//! - A prefix (`LIKE 'p%'`) is decided when the byte and folded matches agree (LIKE ignores
-//!   case under SQLite and `_ci` collations).
+//! - Equality (`=`, `<>`, `IN`, `NOT IN`): texts equal byte for byte are equal. Texts of
+//!   printable ASCII that still differ once case and everything but letters and digits are
+//!   set aside are unequal. Anything else is undecided: case or punctuation differences, control
+//!   characters (ignorable under Unicode collations), any non-ASCII character (a collation may
+//!   equate `ß` and `ss`, `å` and `aa`, `é` and `e`).
+//! - Trailing spaces (only `' '`: a tab or line break is a character like any other) follow the
+//!   source's engine ([`TextRules`]): PostgreSQL and MariaDB/MySQL ignore them against a
+//!   `char(n)` / `nchar(n)` field (MariaDB/MySQL under a PAD SPACE collation, which `GET`'s
+//!   padded operand needs to find a CHAR row at all), SQL Server against every text field.
+//!   Elsewhere (SQLite, which never pads and whose columns may be declared `COLLATE RTRIM`;
+//!   MariaDB's `varchar` under a PAD SPACE or NO PAD collation; PostgreSQL's `varchar`; the
+//!   generic dialect) they must not change the answer, or Portico cannot tell.
+//! - Order (`<`, `<=`, `>`, `>=`) is decided only between texts equal as above (then `<=` and
+//!   `>=` hold, `<` and `>` fail): language collations and ICU's numeric ordering sort the rest
+//!   their own ways. A row policy that orders text cannot be applied to an event's row: its
+//!   events are withheld and counted; use `=` / `IN`.
+//! - A prefix (`LIKE 'p%'`) is decided when the byte match and the case-folded one agree (LIKE
+//!   ignores case under SQLite and `_ci` collations), and trailing blanks change nothing.
 //!
-//! Numbers, dates, timestamps and booleans compare as values. NULL makes a comparison false,
-//! as SQL's unknown does in a WHERE clause: every condition here is free of negation (`<>` and
+//! Numbers compare as values: integers and decimals exactly, whatever their size; a float, or a
+//! number the row holds as text (which an engine may compare as a double), only while both
+//! magnitudes are within 2^53 (exact in a double) and an exact comparison, where there is one,
+//! agrees. Dates, timestamps and booleans compare as values. NULL makes a comparison false, as
+//! SQL's unknown does in a WHERE clause: every condition here is free of negation (`<>` and
 //! `NOT IN` are comparisons of their own), so "unknown" and "false" end the same way. `AND`
 //! and `OR` combine "cannot tell" as SQL's three-valued logic combines unknown: `AND` fails
 //! when any part fails, `OR` holds when any part holds, otherwise a part Portico cannot tell
@@ -31,7 +43,7 @@
 use std::cmp::Ordering;
 
 use crate::source::select::{CmpOp, Condition};
-use crate::source::{ColumnType, Param, Value};
+use crate::source::{ColumnType, Dialect, Param, Value};
 
 /// What a condition says about one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,33 +118,74 @@ impl Verdict {
     }
 }
 
+/// How the source's engine compares text, as far as the engine alone tells: whether trailing
+/// spaces count (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextRules {
+    engine: Dialect,
+}
+
+impl TextRules {
+    /// The rules of a source speaking `dialect`.
+    pub fn of(dialect: Dialect) -> Self {
+        TextRules { engine: dialect }
+    }
+
+    /// Whether the engine ignores trailing spaces when it compares a field of `column_type`;
+    /// `false` also where Portico cannot tell (then blanks must not change the answer).
+    fn ignores_trailing_spaces(self, column_type: ColumnType) -> bool {
+        let fixed = matches!(column_type, ColumnType::Char(_) | ColumnType::NChar(_));
+        match self.engine {
+            // bpchar; MariaDB/MySQL CHAR under PAD SPACE. Under NO PAD a stored CHAR reads
+            // unpadded and never equals the padded operand, but the rows this shows then are
+            // those equal to it but for padding: a CHAR cannot hold two such values.
+            Dialect::Postgres | Dialect::MySql => fixed,
+            // ANSI padding in every comparison, char and varchar alike.
+            Dialect::TSql => true,
+            // SQLite never pads, but a column may be `COLLATE RTRIM`; generic: unknown.
+            Dialect::Sqlite | Dialect::Generic => false,
+        }
+    }
+}
+
 /// What every one of `conditions` says together (a grant's conditions all apply).
-pub fn evaluate_all(conditions: &[Condition], column: &dyn Fn(&str) -> Option<Value>) -> Verdict {
-    Verdict::and(conditions.iter().map(|c| evaluate(c, column)))
+pub fn evaluate_all(
+    conditions: &[Condition],
+    rules: TextRules,
+    column: &dyn Fn(&str) -> Option<Value>,
+) -> Verdict {
+    Verdict::and(conditions.iter().map(|c| evaluate(c, rules, column)))
 }
 
-/// Whether `condition` holds for the row whose columns `column` looks up; a condition Portico
-/// cannot decide here does not hold (the row is withheld).
-pub fn holds(condition: &Condition, column: &dyn Fn(&str) -> Option<Value>) -> bool {
-    evaluate(condition, column) == Verdict::Holds
-}
-
-/// What `condition` says about the row whose columns `column` looks up.
-pub fn evaluate(condition: &Condition, column: &dyn Fn(&str) -> Option<Value>) -> Verdict {
+/// What `condition` says about the row whose columns `column` looks up, on an engine that
+/// compares text by `rules`.
+pub fn evaluate(
+    condition: &Condition,
+    rules: TextRules,
+    column: &dyn Fn(&str) -> Option<Value>,
+) -> Verdict {
     let stored = |name: &str| column(name).ok_or(Doubt::MissingColumn);
     match condition {
         Condition::Compare {
             column: c,
             op,
             param,
-        } => compare(stored(c), param, *op),
+        } => compare(stored(c), param, *op, rules),
         Condition::In { column: c, params } => {
             let value = stored(c);
-            Verdict::or(params.iter().map(|p| compare(value.clone(), p, CmpOp::Eq)))
+            Verdict::or(
+                params
+                    .iter()
+                    .map(|p| compare(value.clone(), p, CmpOp::Eq, rules)),
+            )
         }
         Condition::NotIn { column: c, params } => {
             let value = stored(c);
-            Verdict::and(params.iter().map(|p| compare(value.clone(), p, CmpOp::Ne)))
+            Verdict::and(
+                params
+                    .iter()
+                    .map(|p| compare(value.clone(), p, CmpOp::Ne, rules)),
+            )
         }
         Condition::Prefix { column: c, prefix } => match stored(c) {
             Ok(Value::Text(bytes)) => starts_with(&bytes, prefix),
@@ -149,13 +202,13 @@ pub fn evaluate(condition: &Condition, column: &dyn Fn(&str) -> Option<Value>) -
         Condition::LastInsertId { .. } | Condition::InParent { .. } | Condition::Near { .. } => {
             Verdict::Unknown(Doubt::OtherRows)
         }
-        Condition::Or(all) => Verdict::or(all.iter().map(|c| evaluate(c, column))),
-        Condition::And(all) => Verdict::and(all.iter().map(|c| evaluate(c, column))),
+        Condition::Or(all) => Verdict::or(all.iter().map(|c| evaluate(c, rules, column))),
+        Condition::And(all) => Verdict::and(all.iter().map(|c| evaluate(c, rules, column))),
     }
 }
 
 /// `stored op param`, as the database compares them.
-fn compare(stored: Result<Value, Doubt>, param: &Param, op: CmpOp) -> Verdict {
+fn compare(stored: Result<Value, Doubt>, param: &Param, op: CmpOp, rules: TextRules) -> Verdict {
     let stored = match stored {
         Ok(value) => value,
         Err(doubt) => return Verdict::Unknown(doubt),
@@ -164,12 +217,9 @@ fn compare(stored: Result<Value, Doubt>, param: &Param, op: CmpOp) -> Verdict {
         // SQL's unknown: the row is not returned.
         (Value::Null, _) | (_, Value::Null) => return Verdict::Fails,
         (Value::Text(a), Value::Text(b)) => {
-            let fixed = matches!(
-                param.column_type,
-                ColumnType::Char(_) | ColumnType::NChar(_)
-            );
+            let padded = rules.ignores_trailing_spaces(param.column_type);
             if matches!(op, CmpOp::Eq | CmpOp::Ne) {
-                text_equality(a, b, fixed).map(|equal| {
+                text_equality(a, b, padded).map(|equal| {
                     if equal {
                         Ordering::Equal
                     } else {
@@ -178,7 +228,7 @@ fn compare(stored: Result<Value, Doubt>, param: &Param, op: CmpOp) -> Verdict {
                     }
                 })
             } else {
-                text_order(a, b, fixed)
+                text_order(a, b, padded)
             }
         }
         (a, b) => value_order(a, b).ok_or(Doubt::Incomparable),
@@ -196,56 +246,69 @@ fn compare(stored: Result<Value, Doubt>, param: &Param, op: CmpOp) -> Verdict {
     }
 }
 
+/// `text` without its trailing spaces (SQL's CHAR padding is spaces only, never tabs or line
+/// breaks).
+fn without_trailing_spaces(text: &[u8]) -> &[u8] {
+    let end = text.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    &text[..end]
+}
+
+/// The two texts as the engine compares them: without trailing spaces where it ignores them;
+/// `Doubt::Collation` where it may not and they would change the answer.
+fn as_compared<'a>(
+    stored: &'a [u8],
+    bound: &'a [u8],
+    padded: bool,
+) -> Result<(&'a [u8], &'a [u8]), Doubt> {
+    let (a, b) = (
+        without_trailing_spaces(stored),
+        without_trailing_spaces(bound),
+    );
+    if padded {
+        Ok((a, b))
+    } else if (a == b) == (stored == bound) {
+        Ok((stored, bound))
+    } else {
+        Err(Doubt::Collation)
+    }
+}
+
 /// Whether two texts are equal under every collation Portico allows for (see the module
-/// documentation), or `Doubt::Collation` when collations disagree.
-fn text_equality(stored: &[u8], bound: &[u8], fixed: bool) -> Result<bool, Doubt> {
-    let (a, b) = (stored.trim_ascii_end(), bound.trim_ascii_end());
-    let exact = a == b;
-    if !fixed && (stored == bound) != exact {
-        return Err(Doubt::Collation);
+/// documentation), or `Doubt::Collation` when collations may disagree.
+fn text_equality(stored: &[u8], bound: &[u8], padded: bool) -> Result<bool, Doubt> {
+    let (a, b) = as_compared(stored, bound, padded)?;
+    // Equal bytes are equal under any collation.
+    if a == b {
+        return Ok(true);
     }
     match (fold(a), fold(b)) {
-        (Some(x), Some(y)) if (x == y) == exact => Ok(exact),
-        // Equal bytes are equal under any collation.
-        _ if exact => Ok(true),
+        (Some(x), Some(y)) if x != y => Ok(false),
         _ => Err(Doubt::Collation),
     }
 }
 
-/// The order of two texts under every collation Portico allows for, or `Doubt::Collation`.
-fn text_order(stored: &[u8], bound: &[u8], fixed: bool) -> Result<Ordering, Doubt> {
-    let (a, b) = (stored.trim_ascii_end(), bound.trim_ascii_end());
-    let exact = a.cmp(b);
-    if !fixed && stored.cmp(bound) != exact {
-        return Err(Doubt::Collation);
-    }
-    if exact == Ordering::Equal {
-        return Ok(Ordering::Equal);
-    }
-    let letters_and_digits = |text: &str| {
-        text.chars()
-            .all(|c| fold_char(c).is_some_and(|f| f.is_ascii_alphanumeric()))
-    };
-    match (fold(a), fold(b)) {
-        (Some(x), Some(y))
-            if x.cmp(&y) == exact
-                && std::str::from_utf8(a).is_ok_and(letters_and_digits)
-                && std::str::from_utf8(b).is_ok_and(letters_and_digits) =>
-        {
-            Ok(exact)
-        }
+/// The order of two texts, known only when they are equal (collations order the rest each
+/// their own way), or `Doubt::Collation`.
+fn text_order(stored: &[u8], bound: &[u8], padded: bool) -> Result<Ordering, Doubt> {
+    match as_compared(stored, bound, padded)? {
+        (a, b) if a == b => Ok(Ordering::Equal),
         _ => Err(Doubt::Collation),
     }
 }
 
-/// `stored LIKE 'prefix%'`, decided when the byte and folded matches agree and trailing
+/// `stored LIKE 'prefix%'`, decided when the byte and case-folded matches agree and trailing
 /// blanks of the stored text do not matter.
 fn starts_with(stored: &[u8], prefix: &[u8]) -> Verdict {
     let exact = stored.starts_with(prefix);
-    if stored.trim_ascii_end().starts_with(prefix) != exact {
+    if without_trailing_spaces(stored).starts_with(prefix) != exact {
         return Verdict::Unknown(Doubt::Collation);
     }
-    match (fold(stored), fold(prefix)) {
+    let lower = |text: &[u8]| -> Option<Vec<u8>> {
+        text.iter()
+            .map(|&b| (b == b' ' || b.is_ascii_graphic()).then(|| b.to_ascii_lowercase()))
+            .collect()
+    };
+    match (lower(stored), lower(prefix)) {
         (Some(x), Some(y)) if x.starts_with(&y) == exact => Verdict::from_bool(exact),
         // Matching bytes match under any collation.
         _ if exact => Verdict::Holds,
@@ -253,48 +316,63 @@ fn starts_with(stored: &[u8], prefix: &[u8]) -> Verdict {
     }
 }
 
-/// The text in lower case without accents, or `None` when it is not UTF-8 or holds a
-/// character folding does not know.
-fn fold(text: &[u8]) -> Option<String> {
-    std::str::from_utf8(text)
-        .ok()?
-        .chars()
-        .map(fold_char)
-        .collect()
-}
-
-/// ASCII in lower case, and the accented letters of Latin-1 as their base letter; `None` for
-/// any other character (`ß`, `æ`, `ø` and the rest compare differently under each collation).
-fn fold_char(c: char) -> Option<char> {
-    if c.is_ascii() {
-        return Some(c.to_ascii_lowercase());
+/// The letters and digits of a text of printable ASCII, in lower case: two texts whose folds
+/// differ are unequal under every collation Portico allows for (case and punctuation may be
+/// ignored, letters and digits are not). `None` for text with a control character (ignorable
+/// under Unicode collations) or any non-ASCII character (`ß` = `ss`, `å` = `aa`, `ä` = `ae`
+/// under some collations).
+fn fold(text: &[u8]) -> Option<Vec<u8>> {
+    let mut folded = Vec::with_capacity(text.len());
+    for &b in text {
+        if b.is_ascii_alphanumeric() {
+            folded.push(b.to_ascii_lowercase());
+        } else if !(b == b' ' || b.is_ascii_punctuation()) {
+            return None;
+        }
     }
-    Some(match c {
-        'À'..='Å' | 'à'..='å' => 'a',
-        'Ç' | 'ç' => 'c',
-        'È'..='Ë' | 'è'..='ë' => 'e',
-        'Ì'..='Ï' | 'ì'..='ï' => 'i',
-        'Ñ' | 'ñ' => 'n',
-        'Ò'..='Ö' | 'ò'..='ö' => 'o',
-        'Ù'..='Ü' | 'ù'..='ü' => 'u',
-        'Ý' | 'ý' | 'ÿ' => 'y',
-        _ => return None,
-    })
+    Some(folded)
 }
 
 /// Non-text values in SQL order; `None` when they cannot be compared here.
 fn value_order(stored: &Value, bound: &Value) -> Option<Ordering> {
     match (stored, bound) {
         (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+        // The database compares two doubles as doubles too.
+        (Value::Float(a), Value::Float(b)) => a.partial_cmp(b),
         (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
         (Value::Date(a), Value::Date(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => {
             Some(a.cmp(b))
         }
-        (a, b) => number(a)?.partial_cmp(&number(b)?),
+        (a, b) => number_order(a, b),
     }
 }
 
-fn number(value: &Value) -> Option<f64> {
+/// Two numbers in order: integers and decimals exactly; a float, or a number held as text
+/// (which an engine may compare as a double), only when a double holds both exactly enough
+/// (magnitudes within 2^53) and agrees with the exact order where there is one.
+fn number_order(a: &Value, b: &Value) -> Option<Ordering> {
+    let exact = match (Exact::of(a), Exact::of(b)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        _ => None,
+    };
+    let approximate = |v: &Value| matches!(v, Value::Float(_) | Value::Text(_));
+    if !approximate(a) && !approximate(b) {
+        return exact;
+    }
+    const EXACT_IN_A_DOUBLE: f64 = 9_007_199_254_740_992.0; // 2^53
+    let (x, y) = (double(a)?, double(b)?);
+    if x.abs() > EXACT_IN_A_DOUBLE || y.abs() > EXACT_IN_A_DOUBLE {
+        return None;
+    }
+    let order = x.partial_cmp(&y)?;
+    match exact {
+        Some(e) if e != order => None,
+        _ => Some(order),
+    }
+}
+
+/// The number a value holds, as a double; `None` when it holds none.
+fn double(value: &Value) -> Option<f64> {
     match value {
         Value::Int(i) => Some(*i as f64),
         Value::Float(f) => Some(*f),
@@ -304,10 +382,88 @@ fn number(value: &Value) -> Option<f64> {
     }
 }
 
+/// An exact decimal number: sign, integer digits without leading zeros, fraction digits
+/// without trailing zeros (zero is never negative), so equal numbers are equal values.
+#[derive(Debug, PartialEq, Eq)]
+struct Exact {
+    negative: bool,
+    whole: Vec<u8>,
+    fraction: Vec<u8>,
+}
+
+impl Exact {
+    /// The exact number an integer, a decimal or a decimal text holds (`-0012.50`); `None`
+    /// for a float, an exponent or anything else.
+    fn of(value: &Value) -> Option<Exact> {
+        let text = match value {
+            Value::Int(i) => i.to_string(),
+            Value::Decimal(d) => d.clone(),
+            Value::Text(t) => std::str::from_utf8(t).ok()?.trim().to_string(),
+            _ => return None,
+        };
+        let (negative, digits) = match text.as_bytes() {
+            [b'-', rest @ ..] => (true, rest),
+            [b'+', rest @ ..] => (false, rest),
+            rest => (false, rest),
+        };
+        let (whole, fraction) = match digits.iter().position(|&b| b == b'.') {
+            Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+            None => (digits, &digits[digits.len()..]),
+        };
+        let all_digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+        if whole.len() + fraction.len() == 0 || !all_digits(whole) || !all_digits(fraction) {
+            return None;
+        }
+        let start = whole.iter().position(|&b| b != b'0').unwrap_or(whole.len());
+        let end = fraction
+            .iter()
+            .rposition(|&b| b != b'0')
+            .map_or(0, |i| i + 1);
+        let (whole, fraction) = (whole[start..].to_vec(), fraction[..end].to_vec());
+        let zero = whole.is_empty() && fraction.is_empty();
+        Some(Exact {
+            negative: negative && !zero,
+            whole,
+            fraction,
+        })
+    }
+
+    /// The order of the magnitudes: more integer digits is larger, then digit by digit.
+    fn magnitude_cmp(&self, other: &Exact) -> Ordering {
+        (self.whole.len(), &self.whole, &self.fraction).cmp(&(
+            other.whole.len(),
+            &other.whole,
+            &other.fraction,
+        ))
+    }
+}
+
+impl Ord for Exact {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, false) => self.magnitude_cmp(other),
+            (true, true) => other.magnitude_cmp(self),
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+        }
+    }
+}
+
+impl PartialOrd for Exact {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::{ColumnType, Param};
+
+    /// Whether `condition` holds for the row on PostgreSQL (which pads `char(n)`).
+    fn holds(condition: &Condition, column: &dyn Fn(&str) -> Option<Value>) -> bool {
+        evaluate(condition, TextRules::of(Dialect::Postgres), column) == Verdict::Holds
+    }
 
     fn text(s: &str) -> Param {
         Param {
@@ -383,9 +539,14 @@ mod tests {
         }
     }
 
+    /// What `condition` says about a row whose `NAME` holds `stored`, on MariaDB.
     fn on(stored: &str, condition: &Condition) -> Verdict {
+        on_engine(Dialect::MySql, stored, condition)
+    }
+
+    fn on_engine(engine: Dialect, stored: &str, condition: &Condition) -> Verdict {
         let value = Value::Text(stored.as_bytes().to_vec());
-        evaluate(condition, &|name: &str| {
+        evaluate(condition, TextRules::of(engine), &|name: &str| {
             (name == "NAME").then(|| value.clone())
         })
     }
@@ -401,18 +562,17 @@ mod tests {
         assert_eq!(on("é", &cmp(Eq, varchar("e"))), UNTOLD);
         assert_eq!(on("É", &cmp(Ne, varchar("é"))), UNTOLD);
         // They agree: decided.
-        assert_eq!(on("é", &cmp(Eq, varchar("x"))), Verdict::Fails);
+        assert_eq!(on("e", &cmp(Eq, varchar("x"))), Verdict::Fails);
         assert_eq!(on("y", &cmp(Ne, varchar("x"))), Verdict::Holds);
         assert_eq!(on("x", &cmp(Eq, varchar("x"))), Verdict::Holds);
-        // Characters folding does not know are decided only when equal byte for byte.
+        // Non-ASCII text is decided only when equal byte for byte (`ä` = `ae` in German2).
         assert_eq!(on("ß", &cmp(Eq, varchar("s"))), UNTOLD);
+        assert_eq!(on("é", &cmp(Eq, varchar("x"))), UNTOLD);
         assert_eq!(on("ß", &cmp(Eq, varchar("ß"))), Verdict::Holds);
         // Trailing blanks count on some engines: untold against varchar, not against char(n).
         assert_eq!(on("x ", &cmp(Eq, varchar("x"))), UNTOLD);
         assert_eq!(on("x ", &cmp(Eq, text("x"))), Verdict::Holds);
-        // Order: letters and digits whose byte and folded orders agree.
-        assert_eq!(on("abc", &cmp(Lt, varchar("abd"))), Verdict::Holds);
-        assert_eq!(on("b", &cmp(Gte, varchar("abc"))), Verdict::Holds);
+        // Order: decided only between equal texts.
         assert_eq!(on("B", &cmp(Lt, varchar("a"))), UNTOLD);
         assert_eq!(on("a-c", &cmp(Lt, varchar("ab"))), UNTOLD);
         // LIKE ignores case under SQLite and `_ci` collations.
@@ -444,10 +604,171 @@ mod tests {
         assert_eq!(on("X", &not_in(&["X", "x"])), Verdict::Fails);
         assert_eq!(on("z", &not_in(&["q", "x"])), Verdict::Holds);
         let null = |name: &str| (name == "NAME").then_some(Value::Null);
-        assert_eq!(evaluate(&not_in(&["q"]), &null), Verdict::Fails);
+        let rules = TextRules::of(Dialect::MySql);
+        assert_eq!(evaluate(&not_in(&["q"]), rules, &null), Verdict::Fails);
         assert_eq!(
-            evaluate(&cmp(Eq, varchar("q")), &|_: &str| None),
+            evaluate(&cmp(Eq, varchar("q")), rules, &|_: &str| None),
             Verdict::Unknown(Doubt::MissingColumn)
+        );
+    }
+
+    /// A `char(8)` operand as the catalog binds it: padded to the width with spaces.
+    fn char8(s: &str) -> Param {
+        Param {
+            value: Value::Text(format!("{s:<8}").into_bytes()),
+            column_type: ColumnType::Char(Some(8)),
+        }
+    }
+
+    #[test]
+    fn only_spaces_are_char_padding_never_tabs_or_line_breaks() {
+        use CmpOp::*;
+        for engine in [Dialect::Postgres, Dialect::MySql, Dialect::TSql] {
+            for stored in ["C00002\r", "C00002\n", "C00002\t", "C00002 \r"] {
+                let eq = on_engine(engine, stored, &cmp(Eq, char8("C00002")));
+                assert_eq!(eq, UNTOLD, "{engine:?}: {stored:?} = 'C00002  '");
+                let ne = on_engine(engine, stored, &cmp(Ne, char8("C00002")));
+                assert_eq!(ne, UNTOLD, "{engine:?}: {stored:?} <> 'C00002  '");
+            }
+            // `ab\t` sorts before `ab` padded with spaces.
+            assert_eq!(on_engine(engine, "ab\t", &cmp(Gte, char8("ab"))), UNTOLD);
+            // Spaces are padding.
+            let padded = on_engine(engine, "C00002", &cmp(Eq, char8("C00002")));
+            assert_eq!(padded, Verdict::Holds, "{engine:?}");
+        }
+        // Against varchar a tab or a line break is never trimmed either.
+        assert_eq!(on("x\t", &cmp(Eq, varchar("x"))), UNTOLD);
+        assert_eq!(on("x\r\n", &cmp(Ne, varchar("x"))), UNTOLD);
+    }
+
+    #[test]
+    fn control_characters_are_not_folded_like_letters() {
+        use CmpOp::*;
+        // `utf8mb4_unicode_ci` and `uca1400_ai_ci` ignore them: 'a\x01' = 'a'.
+        assert_eq!(on("a\x01", &cmp(Ne, varchar("a"))), UNTOLD);
+        assert_eq!(on("a\x01", &cmp(Eq, varchar("a"))), UNTOLD);
+        assert_eq!(on("a\x7f", &cmp(Ne, varchar("a"))), UNTOLD);
+        let within = Condition::NotIn {
+            column: "NAME".into(),
+            params: vec![varchar("a"), varchar("b")],
+        };
+        assert_eq!(on("\x01b", &within), UNTOLD);
+        // Equal bytes are equal under any collation.
+        assert_eq!(on("a\x01", &cmp(Eq, varchar("a\x01"))), Verdict::Holds);
+    }
+
+    #[test]
+    fn trailing_blanks_follow_the_engine() {
+        use CmpOp::*;
+        use Dialect::*;
+        let (eq, ne) = (cmp(Eq, char8("C00002")), cmp(Ne, char8("C00002")));
+        // SQLite never pads a char(8) column (and `COLLATE RTRIM` would ignore blanks).
+        assert_eq!(on_engine(Sqlite, "C00002", &eq), UNTOLD);
+        assert_eq!(on_engine(Sqlite, "C00002", &ne), UNTOLD);
+        assert_eq!(on_engine(Sqlite, "C00002  ", &eq), Verdict::Holds);
+        assert_eq!(on_engine(Sqlite, "C00003", &eq), Verdict::Fails);
+        assert_eq!(on_engine(Generic, "C00002", &eq), UNTOLD);
+        // PostgreSQL's bpchar and MariaDB's CHAR ignore trailing spaces; varchar may not.
+        for engine in [Postgres, MySql] {
+            assert_eq!(on_engine(engine, "C00002", &eq), Verdict::Holds);
+            assert_eq!(on_engine(engine, "C00002", &ne), Verdict::Fails);
+            let untold = on_engine(engine, "x ", &cmp(Eq, varchar("x")));
+            assert_eq!(untold, UNTOLD, "{engine:?}");
+            let decided = on_engine(engine, "x ", &cmp(Eq, varchar("y")));
+            assert_eq!(decided, Verdict::Fails, "{engine:?}");
+        }
+        // SQL Server pads every text comparison.
+        assert_eq!(
+            on_engine(TSql, "x ", &cmp(Eq, varchar("x"))),
+            Verdict::Holds
+        );
+        assert_eq!(
+            on_engine(TSql, "x", &cmp(Ne, varchar("x  "))),
+            Verdict::Fails
+        );
+        assert_eq!(on_engine(TSql, "C00002", &eq), Verdict::Holds);
+    }
+
+    #[test]
+    fn text_order_is_decided_only_between_equal_texts() {
+        use CmpOp::*;
+        // Czech sorts `ch` after `h`, Danish `aa` after `z`, Lithuanian `y` right after `i`,
+        // ICU's numeric ordering `a10` after `a9`.
+        for (stored, op, bound) in [
+            ("ch", Lt, "h"),
+            ("aa", Lt, "z"),
+            ("y", Gt, "j"),
+            ("a10", Lt, "a9"),
+            ("abc", Lt, "abd"),
+            ("b", Gte, "abc"),
+        ] {
+            assert_eq!(
+                on(stored, &cmp(op, varchar(bound))),
+                UNTOLD,
+                "{stored} {bound}"
+            );
+        }
+        assert_eq!(on("ab", &cmp(Lte, varchar("ab"))), Verdict::Holds);
+        assert_eq!(on("ab", &cmp(Gte, varchar("ab"))), Verdict::Holds);
+        assert_eq!(on("ab", &cmp(Lt, varchar("ab"))), Verdict::Fails);
+        assert_eq!(on("ab", &cmp(Gt, varchar("ab"))), Verdict::Fails);
+        // Equal once CHAR padding is set aside, where the engine pads.
+        assert_eq!(on("ab", &cmp(Gte, char8("ab"))), Verdict::Holds);
+        let sqlite = on_engine(Dialect::Sqlite, "ab", &cmp(Gte, char8("ab")));
+        assert_eq!(sqlite, UNTOLD);
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_compare_exactly_or_not_at_all() {
+        use CmpOp::*;
+        let number = |value: Value| Param {
+            value,
+            column_type: ColumnType::Decimal,
+        };
+        let on_value = |stored: Value, op: CmpOp, bound: Value| {
+            let condition = cmp(op, number(bound));
+            evaluate(&condition, TextRules::of(Dialect::MySql), &|name: &str| {
+                (name == "NAME").then(|| stored.clone())
+            })
+        };
+        let big = || Value::Int(9_007_199_254_740_992); // 2^53
+        let decimal = |d: &str| Value::Decimal(d.into());
+        // 2^53 + 1 and 2^53 are the same double.
+        let above = decimal("9007199254740993");
+        assert_eq!(on_value(above.clone(), Eq, big()), Verdict::Fails);
+        assert_eq!(on_value(above.clone(), Ne, big()), Verdict::Holds);
+        assert_eq!(on_value(above, Gt, big()), Verdict::Holds);
+        let huge = decimal("-123456789012345678901234567890.5");
+        assert_eq!(
+            on_value(huge.clone(), Lt, Value::Int(i64::MIN)),
+            Verdict::Holds
+        );
+        assert_eq!(
+            on_value(huge, Eq, decimal("-123456789012345678901234567890.50")),
+            Verdict::Holds
+        );
+        assert_eq!(on_value(decimal("-0.0"), Eq, Value::Int(0)), Verdict::Holds);
+        assert_eq!(
+            on_value(decimal("012.50"), Eq, decimal("12.5")),
+            Verdict::Holds
+        );
+        assert_eq!(
+            on_value(decimal("0.45"), Lt, decimal("0.5")),
+            Verdict::Holds
+        );
+        // A number held as text may be compared as a double: beyond 2^53 it is not decided.
+        let text = |t: &str| Value::Text(t.as_bytes().to_vec());
+        let doubt = Verdict::Unknown(Doubt::Incomparable);
+        assert_eq!(on_value(text("9007199254740993"), Eq, big()), doubt);
+        assert_eq!(on_value(text("9007199254740993"), Ne, big()), doubt);
+        assert_eq!(on_value(text(" 12 "), Eq, Value::Int(12)), Verdict::Holds);
+        assert_eq!(
+            on_value(Value::Float(1e20), Ne, Value::Int(i64::MAX)),
+            doubt
+        );
+        assert_eq!(
+            on_value(Value::Float(0.5), Lt, decimal("0.75")),
+            Verdict::Holds
         );
     }
 }
