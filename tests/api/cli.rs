@@ -545,12 +545,15 @@ fn check_and_openapi_leave_the_state_store_untouched() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
+    let address = loop {
         let line = lines.next().expect("portico logs its address").unwrap();
-        if crate::harness::logged_address(&line).is_some() {
-            break;
+        if let Some(address) = crate::harness::logged_address(&line) {
+            break address;
         }
-    }
+    };
+    // Answering a request, it is running, and its shutdown handler is in place.
+    let (status, _) = http_get(&address, "/healthz", None);
+    assert_eq!(status, 200);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
