@@ -5,9 +5,10 @@ use serde_json::{json, Map, Value as Json};
 use super::{EventKind, Feed, FeedView};
 use crate::catalog::access::evaluate::{evaluate_all, TextRules, Verdict};
 use crate::catalog::access::Grant;
-use crate::catalog::{date::Date, Resource};
+use crate::catalog::Resource;
 use crate::source::Value;
 use crate::telemetry::change_metrics::ChangeMetrics;
+use crate::value::date::Date;
 
 /// An event as stored: its id, what happened, and the legacy values.
 #[derive(Debug, Clone)]

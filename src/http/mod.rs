@@ -2,8 +2,8 @@
 
 mod access;
 mod admin;
-mod changes;
 mod docs;
+mod feed;
 mod health;
 mod observe;
 pub mod problem;

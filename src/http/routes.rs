@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::problem::ApiError;
 use super::request::{not_served, resource_at};
 use super::AppState;
-use super::{access, admin, changes, docs, health, procedures, resources, subscriptions, writes};
+use super::{access, admin, docs, feed, health, procedures, resources, subscriptions, writes};
 use crate::catalog::Catalog;
 use crate::config::WriteOp;
 
@@ -324,7 +324,7 @@ async fn dispatch(
                 Route::Item => resources::get(req, state, &principal).await,
                 Route::Feed => {
                     let resource = resource_at(&state, &req, 1)?;
-                    changes::feed(&req, &state, resource, &principal).await
+                    feed::feed(&req, &state, resource, &principal).await
                 }
                 _ => resources::children(req, state, &principal).await,
             }
