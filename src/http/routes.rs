@@ -167,9 +167,16 @@ impl Route {
         } else {
             Matcher::Router
         };
+        // Most requests are API shapes: a first segment no service route starts with skips the
+        // table (one comparison per route instead of matching every pattern).
+        let first = first_segment(routed);
         let found = ROUTES
             .iter()
             .filter(|s| s.matcher == matcher && s.route != Route::AdminOther)
+            .filter(|s| {
+                let starts = first_segment(s.path);
+                admin || starts == first || starts.starts_with('{')
+            })
             .find(|s| matches(s.path, routed));
         match found {
             Some(shape) => shape.route,
@@ -177,6 +184,12 @@ impl Route {
             None => api_route(raw, has_feed),
         }
     }
+}
+
+/// The first segment of a path (`""` for `/`).
+fn first_segment(path: &str) -> &str {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    path.split_once('/').map_or(path, |(first, _)| first)
 }
 
 /// Whether `path` has the shape of the actix `pattern`: literal segments equal, a `{name}`
