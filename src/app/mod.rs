@@ -52,18 +52,19 @@ pub struct Services {
 /// Reads the sources' catalogs (column limits) and the key files `[auth]` names; writes
 /// nothing and opens no state store.
 pub fn build(config: &Config, file: &str) -> Result<Services, ConfigError> {
-    build_reporting(config, file, Vec::new())
+    build_after_draft(config, file, Vec::new())
 }
 
 /// Reads the file at `path` and builds it: the values the file refuses (a duration such as
 /// `soon`) are reported together with every other problem.
 pub fn load(path: &Path) -> Result<(Config, Services), ConfigError> {
     let draft = crate::config::load_draft(path)?;
-    let services = build_reporting(&draft.config, &path.display().to_string(), draft.problems)?;
+    let services = build_after_draft(&draft.config, &path.display().to_string(), draft.problems)?;
     Ok((draft.config, services))
 }
 
-fn build_reporting(
+/// Builds `config`, reporting the values its draft refused (`refused`) before every other problem.
+fn build_after_draft(
     config: &Config,
     file: &str,
     refused: Vec<Problem>,
