@@ -160,14 +160,18 @@ fn folded(text: &str) -> Option<String> {
 }
 
 /// Whether a collation or a padding rule may decide `stored = operand` differently from
-/// bytes: they differ, but only in trailing blanks, case or punctuation, or one holds a
-/// character folding leaves alone.
+/// bytes: they differ, but only in trailing blanks, case or punctuation, in the number or
+/// order of the same letters and digits (zeros aside: ICU's numeric ordering, Hungarian
+/// contractions), or one holds a character folding leaves alone.
 fn collation_sensitive(stored: &str, operand: &str) -> bool {
     let trimmed = |t: &str| t.trim_end_matches(' ').to_string();
+    let letters = |f: String| -> std::collections::BTreeSet<char> {
+        f.chars().filter(|&c| c != '0').collect()
+    };
     stored != operand
         && (trimmed(stored) == trimmed(operand)
             || match (folded(stored), folded(operand)) {
-                (Some(a), Some(b)) => a == b,
+                (Some(a), Some(b)) => letters(a) == letters(b),
                 _ => true,
             })
 }

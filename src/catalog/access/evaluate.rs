@@ -12,10 +12,13 @@
 //! never is. The rule for text:
 //!
 //! - Equality (`=`, `<>`, `IN`, `NOT IN`): texts equal byte for byte are equal. Texts of
-//!   printable ASCII that still differ once case and everything but letters and digits are
-//!   set aside are unequal. Anything else is undecided: case or punctuation differences, control
-//!   characters (ignorable under Unicode collations), any non-ASCII character (a collation may
-//!   equate `ß` and `ss`, `å` and `aa`, `é` and `e`).
+//!   printable ASCII are unequal when, case and everything but letters and digits set aside,
+//!   one uses a letter or digit (other than 0) the other does not: `O` and `X`, `C00001` and
+//!   `C00002`. Anything else is undecided: case or punctuation differences, the same letters
+//!   and digits in another number or order (ICU's numeric ordering equates `C0002` and `C2`,
+//!   Hungarian collations `ccs` and `cscs`), control characters (ignorable under Unicode
+//!   collations), any non-ASCII character (a collation may equate `ß` and `ss`, `å` and `aa`,
+//!   `é` and `e`).
 //! - Trailing spaces (only `' '`: a tab or line break is a character like any other) follow the
 //!   source's engine ([`TextRules`]): PostgreSQL and MariaDB/MySQL ignore them against a
 //!   `char(n)` / `nchar(n)` field (MariaDB/MySQL under a PAD SPACE collation, which `GET`'s
@@ -30,10 +33,13 @@
 //! - A prefix (`LIKE 'p%'`) is decided when the byte match and the case-folded one agree (LIKE
 //!   ignores case under SQLite and `_ci` collations), and trailing blanks change nothing.
 //!
-//! Numbers compare as values: integers and decimals exactly, whatever their size; a float, or a
-//! number the row holds as text (which an engine may compare as a double), only while both
-//! magnitudes are within 2^53 (exact in a double) and an exact comparison, where there is one,
-//! agrees. Dates, timestamps and booleans compare as values. NULL makes a comparison false, as
+//! Numbers compare as values: integers and decimals exactly, whatever their size. A float only
+//! between whole numbers below 2^24 (a single-precision column widens `0.1` to
+//! `0.100000001…` before it compares). A number the row holds as text only when the text is the
+//! number's own spelling (`12`, `-12.5`), which is then equal to it: SQLite compares text with a
+//! number as text, MySQL as doubles, SQL Server converts. Booleans compare as values, ISO dates
+//! (`YYYY-MM-DD`) in their order, and timestamps only when spelled alike (a driver writes
+//! `.000` or an offset the bound value lacks). NULL makes a comparison false, as
 //! SQL's unknown does in a WHERE clause: every condition here is free of negation (`<>` and
 //! `NOT IN` are comparisons of their own), so "unknown" and "false" end the same way. `AND`
 //! and `OR` combine "cannot tell" as SQL's three-valued logic combines unknown: `AND` fails
@@ -281,10 +287,23 @@ fn text_equality(stored: &[u8], bound: &[u8], padded: bool) -> Result<bool, Doub
     if a == b {
         return Ok(true);
     }
+    // Collations equate some texts whose letters and digits differ only in number or order
+    // (ICU's numeric ordering `C0002` = `C2`, Hungarian contractions `ccs` = `cscs`), never
+    // two that do not use the same letters and digits (zeros aside).
     match (fold(a), fold(b)) {
-        (Some(x), Some(y)) if x != y => Ok(false),
+        (Some(x), Some(y)) if characters(&x) != characters(&y) => Ok(false),
         _ => Err(Doubt::Collation),
     }
+}
+
+/// Which of the (folded) ASCII letters and digits a text uses, zeros aside (a numeric
+/// collation ignores leading zeros).
+fn characters(folded: &[u8]) -> [bool; 128] {
+    let mut used = [false; 128];
+    for &b in folded.iter().filter(|&&b| b != b'0') {
+        used[usize::from(b & 0x7f)] = true;
+    }
+    used
 }
 
 /// The order of two texts, known only when they are equal (collations order the rest each
@@ -337,14 +356,27 @@ fn fold(text: &[u8]) -> Option<Vec<u8>> {
 fn value_order(stored: &Value, bound: &Value) -> Option<Ordering> {
     match (stored, bound) {
         (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
-        // The database compares two doubles as doubles too.
-        (Value::Float(a), Value::Float(b)) => a.partial_cmp(b),
         (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        // ISO dates (`YYYY-MM-DD`) order as their text.
+        (Value::Date(a), Value::Date(b)) if is_iso_date(a) && is_iso_date(b) => Some(a.cmp(b)),
+        // A driver's rendering of a timestamp (fraction digits, offsets) need not match the
+        // bound one's: only the same text is surely the same instant.
         (Value::Date(a), Value::Date(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => {
-            Some(a.cmp(b))
+            (a == b).then_some(Ordering::Equal)
         }
         (a, b) => number_order(a, b),
     }
+}
+
+/// `YYYY-MM-DD`.
+fn is_iso_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 /// Two numbers in order: integers and decimals exactly; a float, or a number held as text
@@ -355,13 +387,27 @@ fn number_order(a: &Value, b: &Value) -> Option<Ordering> {
         (Some(x), Some(y)) => Some(x.cmp(&y)),
         _ => None,
     };
+    // A number held as text: SQLite compares it with a number as text, SQL Server converts
+    // it (or fails), MySQL as a double. They agree only that the number's own spelling is
+    // equal to it.
+    if matches!(a, Value::Text(_)) != matches!(b, Value::Text(_)) {
+        let text = match (a, b) {
+            (Value::Text(t), _) | (_, Value::Text(t)) => t,
+            _ => return None,
+        };
+        return (is_canonical_number(text) && exact == Some(Ordering::Equal))
+            .then_some(Ordering::Equal);
+    }
     let approximate = |v: &Value| matches!(v, Value::Float(_) | Value::Text(_));
     if !approximate(a) && !approximate(b) {
         return exact;
     }
-    const EXACT_IN_A_DOUBLE: f64 = 9_007_199_254_740_992.0; // 2^53
+    // A float may be a single-precision column the engine widens (0.1 is not 0.1f widened):
+    // decided only between whole numbers a single-precision float holds exactly.
+    const EXACT_IN_A_FLOAT: f64 = 16_777_216.0; // 2^24
     let (x, y) = (double(a)?, double(b)?);
-    if x.abs() > EXACT_IN_A_DOUBLE || y.abs() > EXACT_IN_A_DOUBLE {
+    let whole = |v: f64| v.fract() == 0.0 && v.abs() < EXACT_IN_A_FLOAT;
+    if !whole(x) || !whole(y) {
         return None;
     }
     let order = x.partial_cmp(&y)?;
@@ -369,6 +415,21 @@ fn number_order(a: &Value, b: &Value) -> Option<Ordering> {
         Some(e) if e != order => None,
         _ => Some(order),
     }
+}
+
+/// `-12.5`, `0`, `12`: no sign but `-`, no leading or trailing zeros, no blanks or exponent.
+fn is_canonical_number(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let (whole, fraction) = match digits.iter().position(|&b| b == b'.') {
+        Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
+        None => (digits, None),
+    };
+    let whole_ok = whole == b"0"
+        || (whole.first().is_some_and(|&d| (b'1'..=b'9').contains(&d))
+            && whole.iter().all(u8::is_ascii_digit));
+    let fraction_ok = fraction
+        .is_none_or(|f| f.last().is_some_and(|&d| d != b'0') && f.iter().all(u8::is_ascii_digit));
+    whole_ok && fraction_ok && text != b"-0"
 }
 
 /// The number a value holds, as a double; `None` when it holds none.
@@ -761,14 +822,91 @@ mod tests {
         let doubt = Verdict::Unknown(Doubt::Incomparable);
         assert_eq!(on_value(text("9007199254740993"), Eq, big()), doubt);
         assert_eq!(on_value(text("9007199254740993"), Ne, big()), doubt);
-        assert_eq!(on_value(text(" 12 "), Eq, Value::Int(12)), Verdict::Holds);
+        // SQLite compares a number with text as text, MySQL as a double: only the number's own
+        // spelling is surely equal to it.
+        assert_eq!(on_value(text(" 12 "), Eq, Value::Int(12)), doubt);
+        assert_eq!(on_value(text("012"), Eq, Value::Int(12)), doubt);
+        assert_eq!(on_value(text("12"), Eq, Value::Int(12)), Verdict::Holds);
+        assert_eq!(on_value(text("12.5"), Ne, decimal("12.50")), Verdict::Fails);
+        assert_eq!(on_value(text("12"), Ne, Value::Int(13)), doubt);
         assert_eq!(
             on_value(Value::Float(1e20), Ne, Value::Int(i64::MAX)),
             doubt
         );
+        // A single-precision 0.1 widens to 0.100000001…: fractions of floats are not decided.
+        assert_eq!(on_value(Value::Float(0.1), Eq, Value::Float(0.1)), doubt);
+        assert_eq!(on_value(Value::Float(0.5), Lt, decimal("0.75")), doubt);
         assert_eq!(
-            on_value(Value::Float(0.5), Lt, decimal("0.75")),
+            on_value(Value::Float(3.0), Lt, Value::Int(4)),
             Verdict::Holds
         );
+    }
+
+    #[test]
+    fn timestamps_are_decided_only_when_spelled_alike_and_dates_when_iso() {
+        let on = |stored: Value, op: CmpOp, bound: Value| {
+            let condition = Condition::Compare {
+                column: "AT".into(),
+                op,
+                param: Param {
+                    value: bound,
+                    column_type: ColumnType::Timestamp,
+                },
+            };
+            evaluate(&condition, TextRules::of(Dialect::TSql), &|name: &str| {
+                (name == "AT").then(|| stored.clone())
+            })
+        };
+        let at = |t: &str| Value::Timestamp(t.into());
+        let doubt = Verdict::Unknown(Doubt::Incomparable);
+        // SQL Server's datetime renders `.000`; the same instant bound without it.
+        assert_eq!(
+            on(
+                at("2024-05-01 10:00:00.000"),
+                CmpOp::Ne,
+                at("2024-05-01 10:00:00")
+            ),
+            doubt
+        );
+        assert_eq!(
+            on(
+                at("2024-05-01 10:00:00"),
+                CmpOp::Eq,
+                at("2024-05-01 10:00:00")
+            ),
+            Verdict::Holds
+        );
+        let day = |d: &str| Value::Date(d.into());
+        assert_eq!(
+            on(day("2024-05-01"), CmpOp::Lt, day("2024-05-02")),
+            Verdict::Holds
+        );
+        assert_eq!(on(day("2024-5-1"), CmpOp::Lt, day("2024-05-02")), doubt);
+    }
+
+    #[test]
+    fn texts_are_unequal_only_when_they_use_other_letters_or_digits() {
+        let ne = |stored: &str, bound: &str| {
+            let condition = Condition::Compare {
+                column: "CODE".into(),
+                op: CmpOp::Ne,
+                param: Param {
+                    value: Value::Text(bound.as_bytes().to_vec()),
+                    column_type: ColumnType::Varchar,
+                },
+            };
+            evaluate(
+                &condition,
+                TextRules::of(Dialect::Postgres),
+                &|name: &str| (name == "CODE").then(|| Value::Text(stored.as_bytes().to_vec())),
+            )
+        };
+        let doubt = Verdict::Unknown(Doubt::Collation);
+        assert_eq!(ne("O", "X"), Verdict::Holds);
+        assert_eq!(ne("C00001", "C00002"), Verdict::Holds);
+        // ICU's numeric ordering equates these; Hungarian collations equate `ccs` and `cscs`.
+        assert_eq!(ne("C0002", "C2"), doubt);
+        assert_eq!(ne("ccs", "cscs"), doubt);
+        assert_eq!(ne("08:00:00.0000000", "08:00:00"), doubt);
     }
 }
