@@ -558,7 +558,8 @@ fn blame_state(state: &[u8; 5], native_error: i32) -> Blame {
 /// connection: class 08 (connection exception), `HYT01` (connection timeout), PostgreSQL's
 /// `57P01`–`57P05` (shut down, crashed, starting, database dropped, idle session timeout: the
 /// server closes the session; psqlODBC passes them on), `HY000` with MariaDB's native error
-/// 2006, 2013 or 2055 (server has gone away, lost connection) or 5013/5014 (Connector/C's
+/// 2006, 2013 or 2055 (server has gone away, lost connection), MySQL 8's 4031 (the server
+/// closed an idle session) or 5013/5014 (Connector/C's
 /// socket read and write errors, what a pooled connection meets after a server restart), or
 /// FreeTDS's 20004, 20006 or 20017 (read from or write to the server failed, unexpected EOF).
 fn lost_connection_state(state: &[u8; 5], native_error: i32) -> bool {
@@ -567,7 +568,7 @@ fn lost_connection_state(state: &[u8; 5], native_error: i32) -> bool {
         [b'5', b'7', b'P', b'0', b'1'..=b'5'] => true,
         b"HY000" => matches!(
             native_error,
-            2006 | 2013 | 2055 | 5013 | 5014 | 20004 | 20006 | 20017
+            2006 | 2013 | 2055 | 4031 | 5013 | 5014 | 20004 | 20006 | 20017
         ),
         _ => false,
     }
@@ -774,6 +775,7 @@ mod tests {
             (b"HY000", 2013, Connection),
             (b"HY000", 5013, Connection),
             (b"HY000", 5014, Connection),
+            (b"HY000", 4031, Connection),
             (b"HY000", 20004, Connection),
             (b"HY000", 20006, Connection),
             // Nothing says whose: dropped.
