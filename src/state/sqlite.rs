@@ -18,26 +18,33 @@ pub(super) fn failed(e: impl std::fmt::Display) -> StateError {
 
 impl SqliteStore {
     /// Proves, writing nothing, that `open` can use `path`: an existing file is a database
-    /// that can be read; a new one has a folder (or a folder to create) that is not read-only.
+    /// (or empty) and not read-only; its folder, or the nearest one that exists, is a folder
+    /// that is not read-only (the journal and a new store are written there). Permission bits
+    /// only: a read-only mount or another owner shows when `serve` opens it.
     pub fn probe(path: &Path) -> Result<(), StateError> {
         if path.exists() {
             // Opening the database, even read-only, may write its WAL index: read the header.
             let mut header = [0u8; 16];
             let read = std::fs::File::open(path).and_then(|mut f| {
-                std::io::Read::read_exact(&mut f, &mut header)?;
-                f.metadata()
-            });
-            return match read {
-                Ok(_) if &header != b"SQLite format 3\0" => Err(StateError(format!(
-                    "{} is not a SQLite database",
-                    path.display()
-                ))),
-                Ok(m) if m.permissions().readonly() => {
-                    Err(StateError(format!("{} is read-only", path.display())))
+                let m = f.metadata()?;
+                if m.len() > 0 {
+                    std::io::Read::read_exact(&mut f, &mut header)?;
                 }
-                Ok(_) => Ok(()),
-                Err(e) => Err(StateError(format!("{}: {e}", path.display()))),
-            };
+                Ok(m)
+            });
+            match read {
+                Ok(m) if m.len() > 0 && &header != b"SQLite format 3\0" => {
+                    return Err(StateError(format!(
+                        "{} is not a SQLite database",
+                        path.display()
+                    )))
+                }
+                Ok(m) if m.permissions().readonly() => {
+                    return Err(StateError(format!("{} is read-only", path.display())))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(StateError(format!("{}: {e}", path.display()))),
+            }
         }
         let folder = path
             .ancestors()
@@ -302,6 +309,9 @@ mod tests {
         )
         .unwrap();
         assert!(SqliteStore::probe(&text).is_err());
+        let empty = dir.path().join("empty.sqlite3");
+        std::fs::write(&empty, "").unwrap();
+        SqliteStore::probe(&empty).unwrap();
         assert!(SqliteStore::probe(&text.join("state.sqlite3")).is_err());
         let real = dir.path().join("state.sqlite3");
         drop(SqliteStore::open(&real).unwrap());
