@@ -275,46 +275,56 @@ impl ResponseCache {
                 // Stored by a load that checked its generation just before an invalidation.
                 self.fresh.invalidate(&key).await;
             }
-            let ran = AtomicBool::new(false);
-            let loaded = self
-                .fresh
-                .try_get_with(key.clone(), async {
-                    ran.store(true, Ordering::Relaxed);
-                    match load.as_mut().await {
-                        Ok(page) => {
-                            let page = stamp(page);
-                            if self.is_current(invalidations, &page) {
-                                Ok(page)
-                            } else {
-                                // An error to moka, so that it stores nothing.
-                                Err(Miss::Outdated(page))
+            // A request that joined a load begun before a write it must see tries once more
+            // to share a load begun after it (with the others that arrived meanwhile), then
+            // runs its own.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let ran = AtomicBool::new(false);
+                let loaded = self
+                    .fresh
+                    .try_get_with(key.clone(), async {
+                        ran.store(true, Ordering::Relaxed);
+                        match load.as_mut().await {
+                            Ok(page) => {
+                                let page = stamp(page);
+                                if self.is_current(invalidations, &page) {
+                                    Ok(page)
+                                } else {
+                                    // An error to moka, so that it stores nothing.
+                                    Err(Miss::Outdated(page))
+                                }
                             }
+                            Err(e) => Err(Miss::Failed(e)),
                         }
-                        Err(e) => Err(Miss::Failed(e)),
+                    })
+                    .await;
+                let ran = ran.load(Ordering::Relaxed);
+                let loaded = match loaded {
+                    Ok(page) => Ok(page),
+                    Err(shared) => match &*shared {
+                        Miss::Outdated(page) => Ok(page.clone()),
+                        Miss::Failed(e) => Err(e.clone()),
+                    },
+                };
+                match loaded {
+                    // Another request's load, begun before the write: this request's own
+                    // `load` did not run.
+                    Ok(page) if !ran && page.generation.is_older_than(generation) => {
+                        if attempts < 2 {
+                            continue;
+                        }
+                        break load_alone(load).await;
                     }
-                })
-                .await;
-            let ran = ran.load(Ordering::Relaxed);
-            let loaded = match loaded {
-                Ok(page) => Ok(page),
-                Err(shared) => match &*shared {
-                    Miss::Outdated(page) => Ok(page.clone()),
-                    Miss::Failed(e) => Err(e.clone()),
-                },
-            };
-            match loaded {
-                // Another request's load, started before a write this request must see: its
-                // own `load` did not run, so it runs now.
-                Ok(page) if !ran && page.generation.is_older_than(generation) => {
-                    load_alone(load).await
-                }
-                loaded => {
-                    if ran {
-                        self.metrics.misses.inc();
-                    } else if loaded.is_ok() {
-                        self.metrics.coalesced.inc();
+                    loaded => {
+                        if ran {
+                            self.metrics.misses.inc();
+                        } else if loaded.is_ok() {
+                            self.metrics.coalesced.inc();
+                        }
+                        break loaded.map(|page| (page, ran));
                     }
-                    loaded.map(|page| (page, ran))
                 }
             }
         };
@@ -565,6 +575,50 @@ mod tests {
             read_after_write(|cache| cache.invalidate_resource("customers")).await;
         assert_eq!(got, ["old", "old", "old"]);
         assert!(!b_loaded);
+    }
+
+    #[tokio::test]
+    async fn reads_that_start_after_a_write_share_one_new_load() {
+        let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
+        let started = AtomicBool::new(false);
+        let written = AtomicBool::new(false);
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let a = cache.get_or_load(jobs_key(), CACHED, false, async {
+            started.store(true, Ordering::SeqCst);
+            released.await.map_err(|_| Refused(false))?;
+            page("old").await
+        });
+        let after_the_write = || async {
+            while !written.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            cache
+                .get_or_load(jobs_key(), CACHED, false, async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    page("new").await
+                })
+                .await
+        };
+        let control = async {
+            while !started.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            cache.invalidate_resource("jobs");
+            written.store(true, Ordering::SeqCst);
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            release.send(()).map_err(|_| Refused(false))
+        };
+        let (a, b, c, sent) = tokio::join!(a, after_the_write(), after_the_write(), control);
+        sent.unwrap();
+        let body = |answer: Result<(Arc<CachedPage>, Freshness), Refused>| {
+            String::from_utf8(answer.unwrap().0.body.to_vec()).unwrap()
+        };
+        assert_eq!([body(a), body(b), body(c)], ["old", "new", "new"]);
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "B and C shared one load");
     }
 
     #[test]
