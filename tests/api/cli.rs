@@ -26,6 +26,37 @@ fn run(args: &[&str], config: &Path, db: &Path) -> std::process::Output {
 
 use crate::harness::demo_database;
 
+/// The lines `portico serve` writes to stderr.
+type LogLines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// Starts `portico serve --config CONFIG` (`DEMO_DB` = `db`, more variables in `env`); returns
+/// the process, the rest of its log and the address it logged.
+fn serve(
+    config: &Path,
+    db: &Path,
+    env: &[(&str, &Path)],
+) -> (std::process::Child, LogLines, String) {
+    let mut command = portico();
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("DEMO_DB", db)
+        .env("PORTICO_LOG", "info")
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("portico logs its address").unwrap();
+        if let Some(address) = crate::harness::logged_address(&line) {
+            break address;
+        }
+    };
+    (child, lines, address)
+}
+
 #[test]
 fn check_accepts_the_demo_and_what_introspect_prints() {
     let (_dir, db) = demo_database();
@@ -283,21 +314,7 @@ fn serve_answers_the_demo_and_stops_gracefully_on_sigterm() {
         );
     let file = dir.path().join("serve.toml");
     std::fs::write(&file, text).unwrap();
-    let mut child = portico()
-        .args(["serve", "--config"])
-        .arg(&file)
-        .env("DEMO_DB", &db)
-        .env("PORTICO_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("portico logs its address").unwrap();
-        if let Some(address) = crate::harness::logged_address(&line) {
-            break address;
-        }
-    };
+    let (mut child, _log, address) = serve(&file, &db, &[]);
     // The README's tokens, minted by `portico token` for the demo's development secret.
     let token = |args: &[&str]| {
         let out = run(&[&["token"], args].concat(), &file, &db);
@@ -535,22 +552,7 @@ fn check_and_openapi_leave_the_state_store_untouched() {
     );
 
     // Serving stores the subscription.
-    let mut child = portico()
-        .args(["serve", "--config"])
-        .arg(&file)
-        .env("DEMO_DB", &db)
-        .env("PORTICO_STATE", &state)
-        .env("PORTICO_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("portico logs its address").unwrap();
-        if let Some(address) = crate::harness::logged_address(&line) {
-            break address;
-        }
-    };
+    let (mut child, _log, address) = serve(&file, &db, &[("PORTICO_STATE", &state)]);
     // Answering a request, it is running, and its shutdown handler is in place.
     let (status, _) = http_get(&address, "/healthz", None);
     assert_eq!(status, 200);
