@@ -69,6 +69,24 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     panic!("{what} did not listen on {port} within 60 s");
 }
 
+fn wait_until_accepting(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("Postgres exited during start-up: {status}");
+        }
+        let ready = Command::new(pg_bin("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "1", "-q"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("Postgres did not accept sessions on {port} within 60 s");
+}
+
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
@@ -237,6 +255,11 @@ impl DbServer {
         command.stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = spawn_supervised(command, self.run_as);
         wait_for_port(self.port, &mut child, &format!("{:?}", self.engine));
+        if self.engine == Engine::Postgres {
+            // PostgreSQL listens before it accepts sessions ("the database system is starting
+            // up"): wait until it says it accepts them.
+            wait_until_accepting(self.port, &mut child);
+        }
         *self.child.lock().unwrap() = Some(child);
     }
 
