@@ -508,77 +508,14 @@ mod tests {
         assert_eq!(got, ["old", "old", "old"]);
     }
 
-    /// Request A starts a load of `jobs` that answers "old" and blocks; `write` runs; request
-    /// B arrives after it and waits for A's load (B's own load would answer "new"); then A's
-    /// load finishes. Returns what A, B and a later request got, and whether B's load ran.
-    async fn read_after_write(write: impl FnOnce(&ResponseCache)) -> ([String; 3], bool) {
-        let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
-        let started = AtomicBool::new(false);
-        let written = AtomicBool::new(false);
-        let b_loaded = AtomicBool::new(false);
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let a = cache.get_or_load(jobs_key(), CACHED, false, async {
-            started.store(true, Ordering::SeqCst);
-            released.await.map_err(|_| Refused(false))?;
-            page("old").await
-        });
-        let b = async {
-            while !written.load(Ordering::SeqCst) {
-                tokio::task::yield_now().await;
-            }
-            cache
-                .get_or_load(jobs_key(), CACHED, false, async {
-                    b_loaded.store(true, Ordering::SeqCst);
-                    page("new").await
-                })
-                .await
-        };
-        let control = async {
-            while !started.load(Ordering::SeqCst) {
-                tokio::task::yield_now().await;
-            }
-            write(&cache);
-            written.store(true, Ordering::SeqCst);
-            // Lets B join the running load.
-            for _ in 0..20 {
-                tokio::task::yield_now().await;
-            }
-            release.send(()).map_err(|_| Refused(false))
-        };
-        let (a, b, sent) = tokio::join!(a, b, control);
-        sent.unwrap();
-        let later = cache
-            .get_or_load(jobs_key(), CACHED, false, page("unused"))
-            .await;
-        let text = |answer: Result<(Arc<CachedPage>, Freshness), Refused>| {
-            String::from_utf8(answer.unwrap().0.body.to_vec()).unwrap()
-        };
-        (
-            [text(a), text(b), text(later)],
-            b_loaded.load(Ordering::SeqCst),
-        )
-    }
-
-    #[tokio::test]
-    async fn a_read_that_starts_after_a_write_never_gets_a_page_loaded_before_it() {
-        for write in [
-            (|cache: &ResponseCache| cache.invalidate_resource("jobs")) as fn(&ResponseCache),
-            ResponseCache::purge_all,
-        ] {
-            let (got, b_loaded) = read_after_write(write).await;
-            // A started before the write and may see the old row; B and later reads may not.
-            assert_eq!(got, ["old", "new", "new"]);
-            assert!(b_loaded, "B loaded the page itself");
-        }
-        // Another resource's write does not concern B: it shares A's load, which is stored.
-        let (got, b_loaded) =
-            read_after_write(|cache| cache.invalidate_resource("customers")).await;
-        assert_eq!(got, ["old", "old", "old"]);
-        assert!(!b_loaded);
-    }
-
-    #[tokio::test]
-    async fn reads_that_start_after_a_write_share_one_new_load() {
+    /// Request A starts a load of `jobs` that answers "old"; `write` runs while it is under
+    /// way; `late` requests arrive after the write and wait for A's load (their own loads would
+    /// answer "new"); then A's load finishes. Returns what A, each late request and a later
+    /// request got, and how many of the late requests' loads ran.
+    async fn read_after_write(
+        write: impl FnOnce(&ResponseCache),
+        late: usize,
+    ) -> (Vec<String>, usize) {
         let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
         let started = AtomicBool::new(false);
         let written = AtomicBool::new(false);
@@ -589,7 +526,7 @@ mod tests {
             released.await.map_err(|_| Refused(false))?;
             page("old").await
         });
-        let after_the_write = || async {
+        let after_the_write = (0..late).map(|_| async {
             while !written.load(Ordering::SeqCst) {
                 tokio::task::yield_now().await;
             }
@@ -600,25 +537,59 @@ mod tests {
                     page("new").await
                 })
                 .await
-        };
+        });
         let control = async {
             while !started.load(Ordering::SeqCst) {
                 tokio::task::yield_now().await;
             }
-            cache.invalidate_resource("jobs");
+            write(&cache);
             written.store(true, Ordering::SeqCst);
+            // Lets the late requests join the running load.
             for _ in 0..20 {
                 tokio::task::yield_now().await;
             }
             release.send(()).map_err(|_| Refused(false))
         };
-        let (a, b, c, sent) = tokio::join!(a, after_the_write(), after_the_write(), control);
+        let (a, late, sent) =
+            tokio::join!(a, futures_util::future::join_all(after_the_write), control);
         sent.unwrap();
-        let body = |answer: Result<(Arc<CachedPage>, Freshness), Refused>| {
+        let later = cache
+            .get_or_load(jobs_key(), CACHED, false, page("unused"))
+            .await;
+        let text = |answer: Result<(Arc<CachedPage>, Freshness), Refused>| {
             String::from_utf8(answer.unwrap().0.body.to_vec()).unwrap()
         };
-        assert_eq!([body(a), body(b), body(c)], ["old", "new", "new"]);
-        assert_eq!(loads.load(Ordering::SeqCst), 1, "B and C shared one load");
+        let got = std::iter::once(a)
+            .chain(late)
+            .chain(std::iter::once(later))
+            .map(text)
+            .collect();
+        (got, loads.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_read_that_starts_after_a_write_never_gets_a_page_loaded_before_it() {
+        for write in [
+            (|cache: &ResponseCache| cache.invalidate_resource("jobs")) as fn(&ResponseCache),
+            ResponseCache::purge_all,
+        ] {
+            let (got, b_loads) = read_after_write(write, 1).await;
+            // A started before the write and may see the old row; B and later reads may not.
+            assert_eq!(got, ["old", "new", "new"]);
+            assert_eq!(b_loads, 1, "B loaded the page itself");
+        }
+        // Another resource's write does not concern B: it shares A's load, which is stored.
+        let (got, b_loads) =
+            read_after_write(|cache| cache.invalidate_resource("customers"), 1).await;
+        assert_eq!(got, ["old", "old", "old"]);
+        assert_eq!(b_loads, 0);
+    }
+
+    #[tokio::test]
+    async fn reads_that_start_after_a_write_share_one_new_load() {
+        let (got, loads) = read_after_write(|cache| cache.invalidate_resource("jobs"), 2).await;
+        assert_eq!(got, ["old", "new", "new", "new"]);
+        assert_eq!(loads, 1, "B and C shared one load");
     }
 
     #[test]
