@@ -66,74 +66,13 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StateError(format!("{}: {e}", dir.display())))?;
         }
-        let conn =
+        let mut conn =
             Connection::open(path).map_err(|e| StateError(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(failed)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS idempotency (
-                 scope TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 fingerprint TEXT NOT NULL,
-                 created INTEGER NOT NULL,
-                 response TEXT,
-                 PRIMARY KEY (scope, key)
-             );
-             CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
-             CREATE TABLE IF NOT EXISTS feed_cursors (
-                 feed TEXT PRIMARY KEY,
-                 position TEXT NOT NULL,
-                 updated_ms INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS feed_rows (
-                 feed TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 hash TEXT NOT NULL,
-                 seq INTEGER NOT NULL,
-                 pass INTEGER NOT NULL,
-                 row TEXT NOT NULL,
-                 PRIMARY KEY (feed, key)
-             ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS feed_rows_pass ON feed_rows (feed, pass);
-             CREATE TABLE IF NOT EXISTS events (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                 id TEXT NOT NULL UNIQUE,
-                 feed TEXT NOT NULL,
-                 kind TEXT NOT NULL,
-                 key TEXT NOT NULL,
-                 row TEXT,
-                 detected_ms INTEGER NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS events_feed ON events (feed, seq);
-             CREATE TABLE IF NOT EXISTS subscriptions (
-                 name TEXT PRIMARY KEY,
-                 spec TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS deliveries (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 event_id TEXT NOT NULL,
-                 subscription TEXT NOT NULL,
-                 body BLOB NOT NULL,
-                 status TEXT NOT NULL,
-                 attempts INTEGER NOT NULL DEFAULT 0,
-                 next_ms INTEGER NOT NULL,
-                 created_ms INTEGER NOT NULL,
-                 last_error TEXT,
-                 UNIQUE (event_id, subscription)
-             );
-             CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_ms);
-             CREATE TABLE IF NOT EXISTS attempts (
-                 delivery INTEGER NOT NULL,
-                 at_ms INTEGER NOT NULL,
-                 status INTEGER,
-                 error TEXT,
-                 duration_ms INTEGER NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery);",
-        )
-        .map_err(failed)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(failed)?;
+        migrate(&mut conn, path)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -149,6 +88,123 @@ impl SqliteStore {
             .lock()
             .map_err(|_| StateError("state store lock poisoned".into()))?;
         work(&mut conn).map_err(failed)
+    }
+}
+
+/// The schema, one step per version (`PRAGMA user_version` counts the steps a store has run).
+/// A new table or column is a new step at the end; a released step never changes.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema (stores written before versioning have it, at version 0).
+    "CREATE TABLE IF NOT EXISTS idempotency (
+         scope TEXT NOT NULL,
+         key TEXT NOT NULL,
+         fingerprint TEXT NOT NULL,
+         created INTEGER NOT NULL,
+         response TEXT,
+         PRIMARY KEY (scope, key)
+     );
+     CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
+     CREATE TABLE IF NOT EXISTS feed_cursors (
+         feed TEXT PRIMARY KEY,
+         position TEXT NOT NULL,
+         updated_ms INTEGER NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS feed_rows (
+         feed TEXT NOT NULL,
+         key TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         pass INTEGER NOT NULL,
+         row TEXT NOT NULL,
+         PRIMARY KEY (feed, key)
+     ) WITHOUT ROWID;
+     CREATE INDEX IF NOT EXISTS feed_rows_pass ON feed_rows (feed, pass);
+     CREATE TABLE IF NOT EXISTS events (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         id TEXT NOT NULL UNIQUE,
+         feed TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         key TEXT NOT NULL,
+         row TEXT,
+         detected_ms INTEGER NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS events_feed ON events (feed, seq);
+     CREATE TABLE IF NOT EXISTS subscriptions (
+         name TEXT PRIMARY KEY,
+         spec TEXT NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS deliveries (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         event_id TEXT NOT NULL,
+         subscription TEXT NOT NULL,
+         body BLOB NOT NULL,
+         status TEXT NOT NULL,
+         attempts INTEGER NOT NULL DEFAULT 0,
+         next_ms INTEGER NOT NULL,
+         created_ms INTEGER NOT NULL,
+         last_error TEXT,
+         UNIQUE (event_id, subscription)
+     );
+     CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_ms);
+     CREATE TABLE IF NOT EXISTS attempts (
+         delivery INTEGER NOT NULL,
+         at_ms INTEGER NOT NULL,
+         status INTEGER,
+         error TEXT,
+         duration_ms INTEGER NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery);",
+    // 2: a deleted row is kept as a tombstone with its change counter, so the counter of a
+    // key survives a delete; the recorded row becomes optional (only feeds that announce
+    // deletes need it); events carry their key's counter.
+    "CREATE TABLE feed_rows_2 (
+         feed TEXT NOT NULL,
+         key TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         pass INTEGER NOT NULL,
+         row TEXT,
+         deleted INTEGER NOT NULL DEFAULT 0,
+         PRIMARY KEY (feed, key)
+     ) WITHOUT ROWID;
+     INSERT INTO feed_rows_2 (feed, key, hash, seq, pass, row)
+         SELECT feed, key, hash, seq, pass, row FROM feed_rows;
+     DROP TABLE feed_rows;
+     ALTER TABLE feed_rows_2 RENAME TO feed_rows;
+     CREATE INDEX feed_rows_pass ON feed_rows (feed, pass);
+     ALTER TABLE events ADD COLUMN key_seq INTEGER;",
+];
+
+/// Brings the store at `path` to the newest schema, one transaction per step (taken with the
+/// write lock, so two processes opening one file run each step once); a store written by a
+/// newer Portico is refused rather than used with a schema this one does not know.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(failed)?;
+        let Some(sql) = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v..))
+            .map(|rest| rest.first())
+        else {
+            return Err(StateError(format!(
+                "{} has schema version {version}, newer than this Portico knows ({}): use a \
+                 newer Portico, or another state.path",
+                path.display(),
+                MIGRATIONS.len()
+            )));
+        };
+        let Some(sql) = sql else {
+            return Ok(());
+        };
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", version + 1)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
     }
 }
 
@@ -224,6 +280,7 @@ impl StateStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::ChangeStore;
 
     #[test]
     fn keys_are_claimed_once_replayed_and_survive_a_reopen() {
@@ -318,5 +375,50 @@ mod tests {
         let before = std::fs::read(&real).unwrap();
         SqliteStore::probe(&real).unwrap();
         assert_eq!(std::fs::read(&real).unwrap(), before);
+    }
+
+    #[test]
+    fn stores_are_migrated_step_by_step_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite3");
+        // A store from before versioning: the first schema at version 0, with data.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO feed_cursors (feed, position, updated_ms) VALUES ('f', '{}', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "INSERT INTO feed_rows (feed, key, hash, seq, pass, row) VALUES ('f', '[1]', 'h', 3, 1, '[1]')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.cursor("f").unwrap().as_deref(), Some("{}"));
+        let known = store.known_rows("f", &["[1]".to_string()]).unwrap();
+        assert_eq!(known["[1]"].seq, 3);
+        let version = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        drop(store);
+        assert_eq!(version(&path), MIGRATIONS.len() as i64);
+        // Opening again runs nothing.
+        drop(SqliteStore::open(&path).unwrap());
+        assert_eq!(version(&path), MIGRATIONS.len() as i64);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let refused = SqliteStore::open(&path).err().unwrap().to_string();
+        assert!(refused.contains("schema version 99"), "{refused}");
     }
 }
