@@ -11,7 +11,8 @@ run:
 
 test:
 	bash scripts/install-deps.sh test
-	cargo test --locked
+	# Failures end the output with their messages rather than with long backtraces.
+	RUST_BACKTRACE=0 cargo test --locked
 
 # Rebuilt whenever its script changes.
 demo-db: $(DEMO_DB)
