@@ -358,8 +358,10 @@ async fn pyjwt_rs256_and_es256_tokens_are_accepted_through_jwks_and_after_rotati
         "{fetched} fetches for 40 bogus kids in {:?}",
         started.elapsed()
     );
+    // Waiters share fetches instead of queueing one fetch each (40 would take 40 s). The
+    // bound is loose, so that it holds on a loaded CI machine too.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );
