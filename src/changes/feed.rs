@@ -65,6 +65,12 @@ impl Feed {
             .find(|v| v.version == version && v.resource == resource)
     }
 
+    /// Whether the feed announces deleted rows: its strategy sees them, or reconciliation
+    /// passes find them.
+    pub fn sees_deletes(&self) -> bool {
+        self.strategy.sees_deletes() || self.reconcile_interval.is_some()
+    }
+
     /// Index of a column among the feed's columns.
     pub fn position(&self, column: &str) -> Option<usize> {
         self.columns
