@@ -37,6 +37,9 @@ pub struct Feed {
     pub page_size: usize,
     /// Where the feed starts the first time.
     pub initial: InitialPosition,
+    /// `high_water_mark`: time from the end of one reconciliation pass to the start of the
+    /// next; `None`: no reconciliation.
+    pub reconcile_interval: Option<Duration>,
     /// The resources (any version) that show this table's rows.
     pub views: Vec<FeedView>,
     /// Runtime: when the feed last completed a poll (ms since the epoch; 0: never).
@@ -60,6 +63,12 @@ impl Feed {
         self.views
             .iter()
             .find(|v| v.version == version && v.resource == resource)
+    }
+
+    /// Whether the feed announces deleted rows: its strategy sees them, or reconciliation
+    /// passes find them.
+    pub fn sees_deletes(&self) -> bool {
+        self.strategy.sees_deletes() || self.reconcile_interval.is_some()
     }
 
     /// Index of a column among the feed's columns.
@@ -244,6 +253,7 @@ fn compile_one(
         lag,
         page_size: changes.page_size,
         initial: changes.initial,
+        reconcile_interval: changes.reconcile_interval,
         views,
         polled_ms: Arc::default(),
     })
@@ -278,6 +288,7 @@ pub(crate) mod tests {
             lag: Duration::from_secs(30),
             page_size,
             initial: InitialPosition::Now,
+            reconcile_interval: None,
             views: Vec::new(),
             polled_ms: Arc::default(),
         }

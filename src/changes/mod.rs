@@ -5,6 +5,7 @@ mod detect;
 mod feed;
 mod high_water_mark;
 pub mod poller;
+mod reconcile;
 pub mod render;
 mod scan;
 mod snapshot_diff;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use detect::{event_id, row_hash, EventKind};
 pub use feed::{compile_feeds, Feed, FeedView};
 pub use high_water_mark::HighWaterMark;
+pub use reconcile::Reconcile;
 pub use snapshot_diff::SnapshotDiff;
 pub use tsql::{ChangeTracking, Rowversion};
 
@@ -33,12 +35,17 @@ pub struct Position {
     /// the newest one at least `lag` old.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<Mark>,
-    /// `snapshot_diff`: the current pass; rows not seen in a finished pass were deleted.
+    /// `snapshot_diff`, and `high_water_mark` reconciliation: the current pass; rows not seen
+    /// in a finished pass were deleted.
     #[serde(default)]
     pub pass: i64,
     /// SQL Server: the change tracking version or `rowversion` reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// `high_water_mark` with `reconcile_interval`: the reconciliation pass (it counts in
+    /// `pass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<Reconcile>,
 }
 
 /// A feed's phase.
@@ -83,7 +90,8 @@ pub struct Page {
     pub done: bool,
     /// The candidates form the baseline (recorded, announced only when asked).
     pub baseline: bool,
-    /// Rows last seen before this pass are gone (`snapshot_diff`, after its last page).
+    /// Rows last seen before this pass are gone (after the last page of a `snapshot_diff` or
+    /// reconciliation pass).
     pub sweep_before: Option<i64>,
 }
 

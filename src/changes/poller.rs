@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::detect::values_json;
 use super::render::EventRecord;
-use super::{event_id, now_ms, row_hash, EventKind, Feed, Page, Position};
+use super::{event_id, now_ms, reconcile, row_hash, EventKind, Feed, Page, Position};
 use crate::cache::ResponseCache;
 use crate::config::InitialPosition;
 use crate::source::{Source, Value};
@@ -75,7 +75,8 @@ impl Poller {
         }
     }
 
-    /// One poll: pages until the strategy says the poll is complete.
+    /// One poll: pages until the strategy says the poll is complete, then reads one page of
+    /// a reconciliation pass when one is due.
     pub async fn poll(&self) -> Result<(), PollError> {
         let (feed, store) = (&self.feed, &self.store);
         let name = feed.name.clone();
@@ -95,9 +96,72 @@ impl Poller {
                 self.sweep(pass).await?;
             }
             if page.done {
-                return Ok(());
+                return self.reconcile(position).await;
             }
         }
+    }
+
+    /// One page of a reconciliation pass, when the feed has `reconcile_interval` and a pass is
+    /// due or under way: its rows are compared like the mark's, and its last page sweeps the
+    /// recorded rows the pass did not see (rows the mark's polls recorded meanwhile count as
+    /// seen: they are stored with the pass's number).
+    async fn reconcile(&self, position: Position) -> Result<(), PollError> {
+        let feed = &self.feed;
+        let Some(interval) = feed.reconcile_interval else {
+            return Ok(());
+        };
+        let Some(position) = reconcile::due(&position, interval, now_ms()) else {
+            return Ok(());
+        };
+        let statement = reconcile::read(feed, &position, self.source.dialect());
+        let rows = self.source.query(statement).await?;
+        let now = now_ms();
+        let mut page = reconcile::interpret(feed, &position, &rows, now)?;
+        let batch = self.detect(&position, &page, now).await?;
+        // The pass's counts are committed with the events they count.
+        let state = page.next.reconcile.get_or_insert_with(Default::default);
+        for event in &batch.events {
+            match EventKind::parse(&event.kind) {
+                Some(EventKind::Created) => state.created += 1,
+                Some(EventKind::Updated) => state.updated += 1,
+                _ => {}
+            }
+        }
+        let state = state.clone();
+        let batch = Batch {
+            position: serde_json::to_string(&page.next).ok(),
+            ..batch
+        };
+        let mut found = self.commit(batch).await?;
+        let mut deleted = 0;
+        if let Some(pass) = page.sweep_before {
+            let gone = self.sweep(pass).await?;
+            deleted = gone.len();
+            found.extend(gone);
+        }
+        for kind in found {
+            let labels = EventLabels {
+                feed: feed.name.clone(),
+                kind: kind.as_str(),
+            };
+            self.metrics.reconciled.get_or_create(&labels).inc();
+        }
+        if page.done {
+            let labels = FeedLabels {
+                feed: feed.name.clone(),
+            };
+            self.metrics.reconcile_passes.get_or_create(&labels).inc();
+            tracing::info!(
+                feed = %feed.name,
+                rows = state.rows,
+                created = state.created,
+                updated = state.updated,
+                deleted,
+                seconds = (now - state.started_ms) / 1_000,
+                "reconciliation pass complete"
+            );
+        }
+        Ok(())
     }
 
     /// Compares a page with the recorded rows: the batch to commit.
@@ -200,19 +264,23 @@ impl Poller {
         }
     }
 
-    /// Commits a batch, then invalidates cached answers and wakes the dispatcher.
-    async fn commit(&self, batch: Batch) -> Result<(), PollError> {
+    /// Commits a batch, then invalidates cached answers and wakes the dispatcher; the kinds of
+    /// the events that were new.
+    async fn commit(&self, batch: Batch) -> Result<Vec<EventKind>, PollError> {
         let (feed, store) = (&self.feed, &self.store);
         let kinds: Vec<String> = batch.events.iter().map(|e| e.kind.clone()).collect();
         let (new, deliveries) = off_thread(store, move |s| s.commit(&batch)).await?;
         if new.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        for &i in &new {
-            let kind = EventKind::parse(&kinds[i]).map_or("updated", EventKind::as_str);
+        let new: Vec<EventKind> = new
+            .iter()
+            .map(|&i| EventKind::parse(&kinds[i]).unwrap_or(EventKind::Updated))
+            .collect();
+        for kind in &new {
             let labels = EventLabels {
                 feed: feed.name.clone(),
-                kind,
+                kind: kind.as_str(),
             };
             self.metrics.events.get_or_create(&labels).inc();
         }
@@ -223,17 +291,19 @@ impl Poller {
         if let Some(sink) = &self.sink {
             sink.committed();
         }
-        Ok(())
+        Ok(new)
     }
 
-    /// Announces the deletion of rows a finished pass did not see.
-    async fn sweep(&self, pass: i64) -> Result<(), PollError> {
+    /// Announces the deletion of rows a finished pass did not see; the kinds of the events
+    /// that were new.
+    async fn sweep(&self, pass: i64) -> Result<Vec<EventKind>, PollError> {
         let (feed, store) = (&self.feed, &self.store);
+        let mut announced = Vec::new();
         loop {
             let (name, limit) = (feed.name.clone(), feed.page_size);
             let gone = off_thread(store, move |s| s.unseen_rows(&name, pass, limit)).await?;
             if gone.is_empty() {
-                return Ok(());
+                return Ok(announced);
             }
             let now = now_ms();
             let mut batch = Batch {
@@ -244,7 +314,7 @@ impl Poller {
             for (key, known) in gone {
                 self.remove(&mut batch, key, &known, now);
             }
-            self.commit(batch).await?;
+            announced.extend(self.commit(batch).await?);
         }
     }
 }

@@ -296,7 +296,7 @@ impl ChangeStrategy for ChangeTracking {
                     after: None,
                     version: Some(current),
                     pass: position.pass + 1,
-                    marks: Vec::new(),
+                    ..Position::default()
                 },
                 done: false,
                 baseline: false,

@@ -57,6 +57,12 @@ pub struct ChangesConfig {
     /// Where the feed starts the first time.
     #[serde(default)]
     pub initial: InitialPosition,
+    /// `high_water_mark`: how long after a reconciliation pass the next one starts. A pass
+    /// pages through the table by key (one page per poll) and announces what the mark
+    /// missed: rows updated without a new stamp, rows committed behind the mark, deletes.
+    /// Off when absent.
+    #[serde(default, deserialize_with = "super::units::optional_duration")]
+    pub reconcile_interval: Option<Duration>,
 }
 
 fn default_poll_interval() -> Duration {

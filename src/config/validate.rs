@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Config, Isolation, Problem, SourceKind};
+use super::{ChangesConfig, Config, Isolation, Problem, SourceKind, StrategyName};
 
 /// Every problem of `config` that the file alone shows, each at its location.
 pub fn validate(config: &Config) -> Vec<Problem> {
@@ -79,6 +79,19 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             }
         }
     }
+    for (version, vc) in &config.versions {
+        for (name, rc) in &vc.resources {
+            let Some(changes) = &rc.changes else {
+                continue;
+            };
+            if let Some(message) = reconcile_problem(changes) {
+                problem(
+                    format!("versions.{version}.resources.{name}.changes.reconcile_interval"),
+                    message,
+                );
+            }
+        }
+    }
     let webhooks = &config.webhooks;
     if webhooks.max_in_flight == 0 || webhooks.max_in_flight_per_subscription == 0 {
         problem(
@@ -87,6 +100,29 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     problems
+}
+
+/// What is wrong with a feed's `reconcile_interval`, if anything: reconciliation is offered
+/// where it finds what the strategy cannot see.
+fn reconcile_problem(changes: &ChangesConfig) -> Option<&'static str> {
+    let interval = changes.reconcile_interval?;
+    match changes.strategy {
+        _ if interval.is_zero() => Some("must be above zero, such as `1h`"),
+        StrategyName::HighWaterMark => None,
+        StrategyName::SnapshotDiff => Some(
+            "`snapshot_diff` already compares every row at each poll; a reconciliation pass \
+             would find nothing more",
+        ),
+        StrategyName::ChangeTracking => Some(
+            "`change_tracking` reads every committed change, deletes included, from SQL \
+             Server itself; a reconciliation pass would find nothing more",
+        ),
+        StrategyName::Rowversion => Some(
+            "`rowversion` is stamped by SQL Server on every write and holds back transactions \
+             in flight; it misses deletes only, and reconciliation is not offered for it (use \
+             `change_tracking` to see deletes)",
+        ),
+    }
 }
 
 fn listens_on_loopback(listen: &str) -> bool {
@@ -129,6 +165,41 @@ mod tests {
                 "webhooks.max_in_flight",
             ]
         );
+    }
+
+    #[test]
+    fn reconcile_interval_is_taken_by_high_water_mark_only_and_above_zero() {
+        let with = |changes: &str| {
+            let text = format!(
+                "{}[sources.erp]\nkind = \"odbc\"\nconnection_string = \"DSN=erp\"\ndialect = \"sqlite\"\n\
+                 [versions.v1.resources.jobs]\nsource = \"erp\"\ntable = \"JOBHDR\"\nkey = [\"id\"]\n\
+                 changes = {changes}\n\
+                 [versions.v1.resources.jobs.fields]\nid = {{ column = \"JOB_NO\", type = \"string\" }}\n",
+                crate::config::TEST_AUTH
+            );
+            let config = crate::config::parse("t.toml", &text, &|_| None).unwrap();
+            validate(&config)
+        };
+        let hwm = "{ strategy = \"high_water_mark\", column = \"LAST_UPD\"";
+        assert!(with(&format!("{hwm} }}")).is_empty());
+        assert!(with(&format!("{hwm}, reconcile_interval = \"1h\" }}")).is_empty());
+        let zero = with(&format!("{hwm}, reconcile_interval = \"0s\" }}"));
+        assert_eq!(
+            zero[0].location,
+            "versions.v1.resources.jobs.changes.reconcile_interval"
+        );
+        assert!(zero[0].message.contains("above zero"), "{zero:?}");
+        for (strategy, says) in [
+            ("snapshot_diff", "every row"),
+            ("change_tracking", "deletes included"),
+            ("rowversion", "misses deletes only"),
+        ] {
+            let found = with(&format!(
+                "{{ strategy = \"{strategy}\", column = \"RV\", reconcile_interval = \"1h\" }}"
+            ));
+            assert_eq!(found.len(), 1, "{strategy}: {found:?}");
+            assert!(found[0].message.contains(says), "{found:?}");
+        }
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct ChangeMetrics {
     pub poll_errors: Family<FeedLabels, Counter>,
     /// Events detected and stored.
     pub events: Family<EventLabels, Counter>,
+    /// Of those, the ones a reconciliation pass found: changes a `high_water_mark` missed.
+    pub reconciled: Family<EventLabels, Counter>,
+    /// Reconciliation passes completed.
+    pub reconcile_passes: Family<FeedLabels, Counter>,
     /// Delivery attempts by outcome.
     pub deliveries: Family<DeliveryLabels, Counter>,
     /// Dead letters waiting in the store (refreshed when scraped).
@@ -85,6 +89,16 @@ impl ChangeMetrics {
             "change_events",
             "Change events detected",
             self.events.clone(),
+        );
+        registry.register(
+            "change_reconciled",
+            "Change events found by a reconciliation pass (changes the high-water mark missed)",
+            self.reconciled.clone(),
+        );
+        registry.register(
+            "change_reconcile_passes",
+            "Reconciliation passes completed",
+            self.reconcile_passes.clone(),
         );
         registry.register(
             "webhook_attempts",

@@ -447,11 +447,12 @@ pub fn check_patterns(
         let sees_deletes = feeds
             .iter()
             .filter(|f| f.view(version, resource).is_some())
-            .any(|f| f.strategy.sees_deletes());
+            .any(|f| f.sees_deletes());
         if kind == "deleted" && !sees_deletes {
             return Err(format!(
                 "`{pattern}`: the changes of `{resource}` are found by a strategy that never \
-                 sees deleted rows (high_water_mark, rowversion); no such event would come"
+                 sees deleted rows (high_water_mark without reconcile_interval, rowversion); \
+                 no such event would come"
             ));
         }
     }
