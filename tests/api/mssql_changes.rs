@@ -722,3 +722,52 @@ async fn rowversion_reads_below_min_active_rowversion_and_waits_for_open_transac
          AND [RV] < MIN_ACTIVE_ROWVERSION() ORDER BY [RV]"
     );
 }
+
+/// A resource that shows the `rowversion` column (as the example configuration does): a poll
+/// pages on past a full page, events show the column as the resource reads it (hex), and a row
+/// written while the baseline is read, recorded by it, is not announced again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rowversion_column_the_resource_shows_pages_and_reads_as_the_resource_does() {
+    let table = versioned(&[("J001", "O"), ("J002", "O"), ("J003", "O")]);
+    lock(&table).after_start = Some(("J003".into(), "C".into()));
+    let answering = table.clone();
+    let fixture = TdsFixture::start(V2016, move |r| lock(&answering).answer(r)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shown = r#"version = { column = "RV", type = "string", column_type = "rowversion" }"#;
+    let app = Portico::spawn(&config(&fixture, dir.path(), ROWVERSION, shown)).await;
+    // J003 (rowversion 4) is in the baseline and in the first read from 4: nothing to announce.
+    reads(&fixture, "rows from 5", 0, 2).await;
+    assert!(events(&app).await.is_empty(), "{:#?}", events(&app).await);
+
+    {
+        let mut t = lock(&table);
+        t.write("J001", "H");
+        t.write("J002", "H");
+        t.write("J004", "O");
+    }
+    let row = |key: &str, status: &str, rv: u8| json!({"id": key, "status": status, "version": format!("{rv:016X}")});
+    let expected = vec![
+        event("updated", "J001", row("J001", "held", 5)),
+        event("updated", "J002", row("J002", "held", 6)),
+        event("created", "J004", row("J004", "open", 7)),
+    ];
+    assert_eq!(feed_of(&app, 3).await, expected);
+    reads(&fixture, "rows from 8", 0, 1).await;
+    assert_eq!(
+        steps(&fixture.requests(), rowversion_step),
+        [
+            "start",
+            "scan",
+            "scan after J002",
+            "rows from 4",
+            "rows from 5",
+            "rows after 6",
+            "rows from 8",
+        ]
+    );
+    let read = app.get("/v1/jobs/J004").await;
+    assert_eq!(
+        read.body, expected[2].2,
+        "the event's row is the row a read gives"
+    );
+}
