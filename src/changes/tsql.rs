@@ -140,18 +140,57 @@ fn select_list(
         .join(", ")
 }
 
+/// A rowversion as the feed's column type reads it: hex for `rowversion`/`binary` (as a
+/// resource shows the column), else the number. Polls read it as a BIGINT and the baseline as
+/// `binary(8)` (hex), so that a row compares equal to itself either way.
+fn rowversion_as_declared(value: &Value, declared: ColumnType) -> Value {
+    let number = match value {
+        Value::Int(v) => Some(*v),
+        Value::Text(hex) => std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .map(|v| v as i64),
+        _ => None,
+    };
+    match (number, declared) {
+        (Some(v), ColumnType::Binary) => Value::Text(format!("{:016X}", v as u64).into_bytes()),
+        (Some(v), _) => Value::Int(v),
+        (None, _) => value.clone(),
+    }
+}
+
+/// `rows` with the rowversion column as the feed's column type reads it.
+fn rowversions_as_declared(feed: &Feed, rows: &Rows) -> Rows {
+    let column = feed.column.unwrap_or(0);
+    let declared = feed.columns[column].1;
+    rows.iter()
+        .map(|row| {
+            let mut row = row.clone();
+            if let Some(value) = row.get_mut(column) {
+                *value = rowversion_as_declared(value, declared);
+            }
+            row
+        })
+        .collect()
+}
+
 impl ChangeStrategy for Rowversion {
     fn sees_deletes(&self) -> bool {
         false
     }
 
     fn read(&self, feed: &Feed, position: &Position, _dialect: Dialect) -> Statement {
-        if let Some(statement) =
+        let column = feed.column.unwrap_or(0);
+        if let Some(mut statement) =
             start_or_baseline(feed, position, "CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT)")
         {
+            if position.phase == Phase::Baseline {
+                // The column itself, binary(8): decoded as hex whatever type it is declared as.
+                statement.columns[column] = ColumnType::Binary;
+            }
             return statement;
         }
-        let rv = quote(&feed.columns[feed.column.unwrap_or(0)].0);
+        let rv = quote(&feed.columns[column].0);
         let binary = "CAST(CAST(? AS BIGINT) AS BINARY(8))";
         // Within a poll: after the last row read; else from the version reached.
         let (from, start) = match position.after.as_deref() {
@@ -160,6 +199,8 @@ impl ChangeStrategy for Rowversion {
         };
         let params = vec![bigint(start)];
         let mut columns: Vec<ColumnType> = feed.columns.iter().map(|(_, t)| *t).collect();
+        // Read as a BIGINT (paging needs the number), whatever type it is declared as.
+        columns[column] = ColumnType::Integer;
         columns.push(ColumnType::Integer);
         Statement {
             sql: format!(
@@ -182,10 +223,13 @@ impl ChangeStrategy for Rowversion {
         rows: Rows,
         _now_ms: i64,
     ) -> Result<Page, ChangeError> {
+        if position.phase == Phase::Baseline {
+            return scan::baseline_page(feed, position, &rowversions_as_declared(feed, &rows));
+        }
         if let Some(page) = interpret_start_or_baseline(feed, position, &rows)? {
             return Ok(page);
         }
-        let candidates = scan::candidates(feed, &rows)?;
+        let candidates = scan::candidates(feed, &rowversions_as_declared(feed, &rows))?;
         let column = feed.column.unwrap_or(0);
         // A short page: everything below this page's MIN_ACTIVE_ROWVERSION() has been read.
         polled(feed, position, candidates, &rows, |last| {
@@ -379,6 +423,56 @@ mod tests {
         assert_eq!((end.next.version, end.next.after.clone()), (Some(21), None));
         let empty = Rowversion.interpret(&feed, &end.next, vec![], 0).unwrap();
         assert_eq!(empty.next.version, Some(21));
+    }
+
+    #[test]
+    fn a_rowversion_reads_the_same_in_the_baseline_and_in_polls() {
+        for (declared, shown) in [
+            (ColumnType::Binary, text("00000000000001A0")),
+            (ColumnType::Integer, Value::Int(0x1A0)),
+        ] {
+            let mut feed = jobs_feed("rowversion", 1);
+            feed.columns[2] = ("RV".into(), declared);
+            let baseline = Position {
+                phase: Phase::Baseline,
+                ..Position::default()
+            };
+            // The baseline reads binary(8) as hex; polls read CAST(RV AS BIGINT).
+            let scan = Rowversion.read(&feed, &baseline, Dialect::TSql);
+            assert_eq!(scan.columns[2], ColumnType::Binary);
+            let poll = Rowversion.read(&feed, &polling(7), Dialect::TSql);
+            assert_eq!(poll.columns[2], ColumnType::Integer);
+            let recorded = Rowversion
+                .interpret(
+                    &feed,
+                    &baseline,
+                    vec![vec![text("A"), text("O"), text("00000000000001A0")]],
+                    0,
+                )
+                .unwrap();
+            let polled = Rowversion
+                .interpret(
+                    &feed,
+                    &polling(7),
+                    vec![vec![
+                        text("A"),
+                        text("O"),
+                        Value::Int(0x1A0),
+                        Value::Int(0x1A1),
+                    ]],
+                    0,
+                )
+                .unwrap();
+            let row = vec![text("A"), text("O"), shown];
+            assert_eq!(recorded.candidates[0].row.as_ref(), Some(&row));
+            assert_eq!(polled.candidates[0].row.as_ref(), Some(&row));
+            // A full page goes on after the number, whatever the column is shown as.
+            assert_eq!(polled.next.after, Some(vec![Value::Int(0x1A0)]));
+            let next = Rowversion.read(&feed, &polled.next, Dialect::TSql);
+            assert!(next
+                .sql
+                .contains("[RV] > CAST(CAST(? AS BIGINT) AS BINARY(8))"));
+        }
     }
 
     #[test]

@@ -18,22 +18,22 @@ use crate::servers::free_port;
 
 mod reconcile;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn repo(path: &str) -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// The test receiver (tests/api/support/webhook_receiver.py) and its log.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Receiver {
-    fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("received.jsonl");
         let python = repo(".venv/bin/python");
@@ -81,7 +81,12 @@ impl Receiver {
     }
 
     /// Waits until `done` holds for the log; the log on timeout is in the panic message.
-    async fn wait(&self, what: &str, seconds: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) async fn wait(
+        &self,
+        what: &str,
+        seconds: u64,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         loop {
             let entries = self.entries();
@@ -105,7 +110,7 @@ impl Drop for Receiver {
 }
 
 /// `type` and key of every accepted delivery.
-fn received(entries: &[Value]) -> Vec<(String, String)> {
+pub(crate) fn received(entries: &[Value]) -> Vec<(String, String)> {
     entries
         .iter()
         .filter(|e| e["outcome"] == "accepted")

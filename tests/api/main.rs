@@ -14,6 +14,7 @@ mod harness;
 mod idp;
 mod layers;
 mod mssql;
+mod mssql_changes;
 mod mssql_server;
 mod oidc;
 mod openapi;
