@@ -203,9 +203,14 @@ impl ChangeStrategy for Rowversion {
         columns[column] = ColumnType::Integer;
         columns.push(ColumnType::Integer);
         Statement {
+            // One reading of MIN_ACTIVE_ROWVERSION() bounds the rows and becomes the mark: read
+            // twice, a transaction committing in between would put the mark past rows the
+            // read did not return. It is read before any table is touched, so a snapshot
+            // begins after it and sees every row below it.
             sql: format!(
-                "SELECT TOP ({}) {}, CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT) FROM {} \
-                 WHERE {from} AND {rv} < MIN_ACTIVE_ROWVERSION() ORDER BY {rv}",
+                "SET NOCOUNT ON; DECLARE @upper BINARY(8) = MIN_ACTIVE_ROWVERSION(); \
+                 SELECT TOP ({}) {}, CAST(@upper AS BIGINT) FROM {} \
+                 WHERE {from} AND {rv} < @upper ORDER BY {rv}",
                 feed.page_size,
                 select_list(feed, feed.column, |_| ""),
                 quote(&feed.table),
@@ -392,8 +397,9 @@ mod tests {
         let statement = Rowversion.read(&feed, &polling(7), Dialect::TSql);
         assert_eq!(
             statement.sql,
-            "SELECT TOP (2) [JOB_NO], [STATUS], CAST([RV] AS BIGINT), CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT) \
-             FROM [JOBHDR] WHERE [RV] >= CAST(CAST(? AS BIGINT) AS BINARY(8)) AND [RV] < MIN_ACTIVE_ROWVERSION() ORDER BY [RV]"
+            "SET NOCOUNT ON; DECLARE @upper BINARY(8) = MIN_ACTIVE_ROWVERSION(); \
+             SELECT TOP (2) [JOB_NO], [STATUS], CAST([RV] AS BIGINT), CAST(@upper AS BIGINT) \
+             FROM [JOBHDR] WHERE [RV] >= CAST(CAST(? AS BIGINT) AS BINARY(8)) AND [RV] < @upper ORDER BY [RV]"
         );
         assert_eq!(statement.params[0].value, Value::Int(7));
         // A full page continues after its last rowversion within the poll.

@@ -492,6 +492,9 @@ struct Versioned {
     open: BTreeMap<String, (String, i64)>,
     /// A write committed right after the starting point is read, while the baseline is read.
     after_start: Option<(String, String)>,
+    /// The open transaction commits while the next read of changes runs: after the rows are
+    /// chosen, before the rest of the statement (a second `MIN_ACTIVE_ROWVERSION()`) runs.
+    commit_during_read: bool,
 }
 
 impl Versioned {
@@ -537,11 +540,13 @@ impl Versioned {
             column("JOB_NO", SqlType::Char(8, Collation::Cp1252)),
             column("STATUS", SqlType::Char(1, Collation::Cp1252)),
         ];
-        if sql.contains("CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT) FROM [dbo].[JOBS]") {
+        if is_rowversion_read(sql) {
             // Past the stored rowversion, below the oldest open transaction's.
             let from = int(&params(request)[0]);
             let inclusive = sql.contains("[RV] >= ");
-            let upper = match sql.contains("AND [RV] < MIN_ACTIVE_ROWVERSION()") {
+            let bounded = sql.contains("AND [RV] < MIN_ACTIVE_ROWVERSION()")
+                || sql.contains("AND [RV] < @upper");
+            let upper = match bounded {
                 true => self.min_active(),
                 false => i64::MAX,
             };
@@ -552,15 +557,27 @@ impl Versioned {
                 .collect();
             found.sort_by_key(|(_, (_, rv))| *rv);
             columns.extend([column("", SqlType::BigInt), column("", SqlType::BigInt)]);
-            let rows = found
+            let found: Vec<(String, String, i64)> = found
                 .into_iter()
                 .take(top(sql))
-                .map(|(key, (status, rv))| {
+                .map(|(key, (status, rv))| (key.clone(), status.clone(), *rv))
+                .collect();
+            if std::mem::take(&mut self.commit_during_read) {
+                self.commit();
+            }
+            // The bound read once into @upper, or MIN_ACTIVE_ROWVERSION() read again now.
+            let reported = match sql.contains("CAST(@upper AS BIGINT)") {
+                true => upper,
+                false => self.min_active(),
+            };
+            let rows = found
+                .into_iter()
+                .map(|(key, status, rv)| {
                     vec![
-                        Cell::Text(key.clone()),
-                        Cell::Text(status.clone()),
-                        Cell::Int(*rv),
-                        Cell::Int(self.min_active()),
+                        Cell::Text(key),
+                        Cell::Text(status),
+                        Cell::Int(rv),
+                        Cell::Int(reported),
                     ]
                 })
                 .collect();
@@ -587,6 +604,16 @@ impl Versioned {
     }
 }
 
+/// A `rowversion` read of changes (the bound as a second column: read once, or read again).
+fn is_rowversion_read(sql: &str) -> bool {
+    [
+        "CAST(@upper AS BIGINT) FROM",
+        "CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT) FROM",
+    ]
+    .iter()
+    .any(|form| sql.contains(form))
+}
+
 /// What a `rowversion` statement is: the starting point, a baseline page, a read of changes
 /// from the stored rowversion or after the last row of the poll's previous page.
 fn rowversion_step(request: &Request) -> Option<String> {
@@ -595,7 +622,7 @@ fn rowversion_step(request: &Request) -> Option<String> {
     if sql == "SELECT CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT)" {
         return Some("start".into());
     }
-    if sql.contains("CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT) FROM") {
+    if is_rowversion_read(sql) {
         let from = int(&sent[0]);
         return Some(match sql.contains("[RV] >= ") {
             true => format!("rows from {from}"),
@@ -717,10 +744,39 @@ async fn rowversion_reads_below_min_active_rowversion_and_waits_for_open_transac
         .unwrap();
     assert_eq!(
         read.sql(),
-        "SELECT TOP (2) [JOB_NO], [STATUS], CAST([RV] AS BIGINT), CAST(MIN_ACTIVE_ROWVERSION() AS BIGINT) \
+        "SET NOCOUNT ON; DECLARE @upper BINARY(8) = MIN_ACTIVE_ROWVERSION(); \
+         SELECT TOP (2) [JOB_NO], [STATUS], CAST([RV] AS BIGINT), CAST(@upper AS BIGINT) \
          FROM [dbo].[JOBS] WHERE [RV] >= CAST(CAST(@P1 AS BIGINT) AS BINARY(8)) \
-         AND [RV] < MIN_ACTIVE_ROWVERSION() ORDER BY [RV]"
+         AND [RV] < @upper ORDER BY [RV]"
     );
+}
+
+/// The mark a read leaves is the bound it read below: a transaction that commits while the
+/// read runs (after its rows were chosen) must not carry the mark past its rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_committing_during_a_read_is_not_passed_by_the_mark() {
+    let table = versioned(&[("J001", "O"), ("J002", "O"), ("J003", "O")]);
+    let answering = table.clone();
+    let fixture = TdsFixture::start(V2016, move |r| lock(&answering).answer(r)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = Portico::spawn(&config(&fixture, dir.path(), ROWVERSION, "")).await;
+    reads(&fixture, "rows from 4", 0, 2).await;
+    // J001 commits (5); J002 is written by a transaction still open (6), J003 after it (7).
+    // The open transaction commits while the next read runs.
+    {
+        let mut t = lock(&table);
+        t.write("J001", "H");
+        t.write_open("J002", "H");
+        t.write("J003", "C");
+        t.commit_during_read = true;
+    }
+    let held = |key: &str| json!({"id": key, "status": "held"});
+    let expected = vec![
+        event("updated", "J001", held("J001")),
+        event("updated", "J002", held("J002")),
+        event("updated", "J003", json!({"id": "J003", "status": "closed"})),
+    ];
+    assert_eq!(feed_of(&app, 3).await, expected);
 }
 
 /// A resource that shows the `rowversion` column (as the example configuration does): a poll
