@@ -8,11 +8,12 @@ use crate::harness::Portico;
 use crate::idp::JwksServer;
 
 /// Hosts Chromium itself calls (updates, time, accounts): never asked for by the page.
-const BROWSER_OWN_HOSTS: [&str; 4] = [
+const BROWSER_OWN_HOSTS: [&str; 5] = [
     "clients2.google.com",
     "update.googleapis.com",
     "accounts.google.com",
     "www.google.com",
+    "optimizationguide-pa.googleapis.com",
 ];
 
 #[tokio::test]
@@ -43,6 +44,7 @@ async fn swagger_ui_renders_the_operations_without_any_external_request() {
                     "--disable-background-networking",
                     "--disable-component-update",
                     "--disable-sync",
+                    "--disable-features=OptimizationHints,OptimizationHintsFetching,OptimizationGuideModelDownloading",
                     // Closed network: only loopback resolves.
                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
                     "--virtual-time-budget=15000",
