@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::{ChangeStrategy, ChangeTracking, HighWaterMark, Rowversion, SnapshotDiff};
 use crate::catalog::{Catalog, Resource};
-use crate::config::{ChangesConfig, Config, DialectName, InitialPosition, Problem, StrategyName};
+use crate::config::{
+    ChangesConfig, Config, DialectName, InitialPosition, Problem, StampClock, StrategyName,
+};
 use crate::source::select::Relation;
 use crate::source::{ColumnType, Dialect};
 
@@ -39,6 +41,11 @@ pub struct Feed {
     pub initial: InitialPosition,
     /// The resources (any version) that show this table's rows.
     pub views: Vec<FeedView>,
+    /// `high_water_mark` over a timestamp: the clock the column's stamps follow.
+    pub clock: StampClock,
+    /// `high_water_mark` over a timestamp: how far ahead of the database's clock a stamp may
+    /// be before it is counted as stamped in the future.
+    pub clock_skew: Duration,
     /// Runtime: when the feed last completed a poll (ms since the epoch; 0: never).
     pub polled_ms: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -245,6 +252,8 @@ fn compile_one(
         page_size: changes.page_size,
         initial: changes.initial,
         views,
+        clock: changes.clock,
+        clock_skew: changes.clock_skew,
         polled_ms: Arc::default(),
     })
 }
@@ -279,6 +288,8 @@ pub(crate) mod tests {
             page_size,
             initial: InitialPosition::Now,
             views: Vec::new(),
+            clock: StampClock::Local,
+            clock_skew: Duration::from_secs(300),
             polled_ms: Arc::default(),
         }
     }

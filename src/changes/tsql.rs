@@ -297,6 +297,7 @@ impl ChangeStrategy for ChangeTracking {
                     version: Some(current),
                     pass: position.pass + 1,
                     marks: Vec::new(),
+                    ..Position::default()
                 },
                 done: false,
                 baseline: false,

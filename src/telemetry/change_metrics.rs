@@ -55,6 +55,8 @@ pub struct ChangeMetrics {
     pub dead_letters: Gauge,
     /// Events withheld from a reader because a row policy could not be decided on the row.
     pub withheld: Family<WithheldLabels, Counter>,
+    /// Row changes stamped further ahead of the database's clock than the feed allows.
+    pub future_stamps: Family<FeedLabels, Counter>,
 }
 
 impl ChangeMetrics {
@@ -100,6 +102,11 @@ impl ChangeMetrics {
             "change_events_withheld",
             "Change events withheld from a reader because a row policy could not be decided on the event's row",
             self.withheld.clone(),
+        );
+        registry.register(
+            "change_future_stamps",
+            "Row changes stamped further ahead of the database's clock than the feed's clock_skew (announced; the feed's mark does not follow them)",
+            self.future_stamps.clone(),
         );
     }
 }

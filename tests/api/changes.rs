@@ -16,6 +16,8 @@ use crate::fixture::Kind;
 use crate::harness::{execute, fresh_database, Portico};
 use crate::servers::free_port;
 
+mod clock;
+
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn repo(path: &str) -> PathBuf {
