@@ -63,9 +63,13 @@ impl Poller {
         let labels = FeedLabels {
             feed: self.feed.name.clone(),
         };
+        self.feed.started_ms.store(now_ms(), Ordering::Relaxed);
         loop {
+            // A completed poll has seen what was committed before it began: its lag counts
+            // from there, so a poll that cannot keep up shows it.
+            let began = now_ms();
             match self.poll().await {
-                Ok(()) => self.feed.polled_ms.store(now_ms(), Ordering::Relaxed),
+                Ok(()) => self.feed.polled_ms.store(began, Ordering::Relaxed),
                 Err(error) => {
                     self.metrics.poll_errors.get_or_create(&labels).inc();
                     tracing::warn!(feed = %self.feed.name, %error, "change poll failed; retrying next interval");

@@ -43,8 +43,11 @@ pub struct WithheldLabels {
 /// Metrics of change feeds and deliveries; cheap to clone (shared counters).
 #[derive(Clone, Debug, Default)]
 pub struct ChangeMetrics {
-    /// Seconds since each feed last completed a poll (refreshed when scraped).
+    /// `feed_lag`, but -1 until the feed's first poll completes (refreshed when scraped).
     pub poll_lag: Family<FeedLabels, Gauge>,
+    /// Seconds each feed is behind the database's present: since its last completed poll began
+    /// reading, or since polling started before one completed (refreshed when scraped).
+    pub feed_lag: Family<FeedLabels, Gauge>,
     /// Polls that failed (source unreachable, timeout, state store error).
     pub poll_errors: Family<FeedLabels, Counter>,
     /// Events detected and stored.
@@ -75,8 +78,13 @@ impl ChangeMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "change_poll_lag_seconds",
-            "Seconds since the feed last completed a poll",
+            "Seconds since the feed's last completed poll began reading (-1 before the first)",
             self.poll_lag.clone(),
+        );
+        registry.register(
+            "feed_lag_seconds",
+            "Seconds the feed is behind the database: since its last completed poll began reading, or since polling started",
+            self.feed_lag.clone(),
         );
         registry.register(
             "change_poll_errors",

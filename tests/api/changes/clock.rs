@@ -1,5 +1,6 @@
 //! The database's clock and the feeds: a row stamped in the future does not blind a
-//! `high_water_mark` feed.
+//! `high_water_mark` feed, and a feed that cannot poll shows a growing lag and, past
+//! `[server] ready_max_feed_lag`, makes `/readyz` fail.
 
 use super::*;
 
@@ -136,5 +137,86 @@ mod future_stamps {
     #[tokio::test]
     async fn mariadb() {
         a_future_stamp_does_not_blind_the_feed(Kind::MariaDb).await
+    }
+}
+
+/// Waits until `/readyz` answers `status`; returns its body.
+async fn readiness(app: &Portico, status: u16, what: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = app.get("/readyz").await;
+        if answer.status == status {
+            return answer.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: /readyz answered {} {}",
+            answer.status,
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn a_feed_that_cannot_poll_falls_behind_and_is_not_ready(kind: Kind) {
+    let tickets = Tickets::new(kind);
+    let config = tickets.config(SHORT_LAG, "").replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nready_max_feed_lag = \"3s\"",
+    );
+    let app = Portico::spawn(&config).await;
+    wait_polled(&app.base).await;
+    let lag = "portico_feed_lag_seconds{feed=\"legacy.TICKETS\"}";
+    let healthy = readiness(&app, 200, "a feed that polls").await;
+    assert_eq!(
+        healthy["feeds"]["legacy.TICKETS"]["status"], "ok",
+        "{healthy}"
+    );
+
+    // Every poll fails from now on; the source itself still answers.
+    tickets.sql("ALTER TABLE TICKETS RENAME TO TICKETS_AWAY");
+    let behind = readiness(&app, 503, "a feed that cannot poll").await;
+    assert_eq!(behind["status"], "unavailable", "{behind}");
+    assert_eq!(behind["sources"]["legacy"], "ok", "{behind}");
+    assert_eq!(behind["feeds"]["legacy.TICKETS"]["status"], "behind");
+    assert!(
+        behind["feeds"]["legacy.TICKETS"]["lag_seconds"]
+            .as_i64()
+            .unwrap()
+            >= 3
+    );
+    // The lag keeps growing while the polls fail.
+    let first = metric(&app, lag).await.unwrap();
+    assert!(first >= 3, "{first}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&app, lag).await.unwrap() <= first {
+        assert!(Instant::now() < deadline, "the lag stayed at {first}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        metric(
+            &app,
+            "portico_change_poll_errors_total{feed=\"legacy.TICKETS\"}"
+        )
+        .await
+        .unwrap()
+            > 0
+    );
+
+    // Polls succeed again: ready again, the lag back under the bound.
+    tickets.sql("ALTER TABLE TICKETS_AWAY RENAME TO TICKETS");
+    let recovered = readiness(&app, 200, "a feed that polls again").await;
+    assert_eq!(recovered["feeds"]["legacy.TICKETS"]["status"], "ok");
+}
+
+mod feed_lag {
+    use super::*;
+    #[tokio::test]
+    async fn sqlite() {
+        a_feed_that_cannot_poll_falls_behind_and_is_not_ready(Kind::Sqlite).await
+    }
+    #[tokio::test]
+    async fn postgres() {
+        a_feed_that_cannot_poll_falls_behind_and_is_not_ready(Kind::Postgres).await
     }
 }
