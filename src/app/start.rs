@@ -107,7 +107,7 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         body_timeout: config.server.body_timeout,
         feeds,
         webhooks: webhooks.clone(),
-        readiness: Default::default(),
+        readiness: crate::http::Readiness::new(config.server.ready_max_feed_lag),
     };
     let (server, address) =
         crate::http::serve(state, &config.server).map_err(|error| StartError::Bind {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::{ChangeStrategy, ChangeTracking, HighWaterMark, Rowversion, SnapshotDiff};
 use crate::catalog::{Catalog, Resource};
-use crate::config::{ChangesConfig, Config, DialectName, InitialPosition, Problem, StrategyName};
+use crate::config::{
+    ChangesConfig, Config, DialectName, InitialPosition, Problem, StampClock, StrategyName,
+};
 use crate::source::select::Relation;
 use crate::source::{ColumnType, Dialect};
 
@@ -42,8 +44,16 @@ pub struct Feed {
     pub reconcile_interval: Option<Duration>,
     /// The resources (any version) that show this table's rows.
     pub views: Vec<FeedView>,
-    /// Runtime: when the feed last completed a poll (ms since the epoch; 0: never).
+    /// `high_water_mark` over a timestamp: the clock the column's stamps follow.
+    pub clock: StampClock,
+    /// `high_water_mark` over a timestamp: how far ahead of the database's clock a stamp may
+    /// be before it is counted as stamped in the future.
+    pub clock_skew: Duration,
+    /// Runtime: when the last completed poll began reading (ms since the epoch; 0: never). A
+    /// completed poll has seen everything committed before it began.
     pub polled_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// Runtime: when the feed's poll loop started (ms since the epoch; 0: not polling).
+    pub started_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// A resource over a feed's table, and where each of its fields is among the feed's columns.
@@ -69,6 +79,18 @@ impl Feed {
     /// passes find them.
     pub fn sees_deletes(&self) -> bool {
         self.strategy.sees_deletes() || self.reconcile_interval.is_some()
+    }
+
+    /// How far behind the database's present the feed is, in ms: since the last completed
+    /// poll began, or, before the first one completes, since polling started; `None` when
+    /// the feed is not polled.
+    pub fn lag_ms(&self, now_ms: i64) -> Option<i64> {
+        use std::sync::atomic::Ordering;
+        let since = match self.polled_ms.load(Ordering::Relaxed) {
+            0 => self.started_ms.load(Ordering::Relaxed),
+            polled => polled,
+        };
+        (since > 0).then(|| (now_ms - since).max(0))
     }
 
     /// Index of a column among the feed's columns.
@@ -255,7 +277,10 @@ fn compile_one(
         initial: changes.initial,
         reconcile_interval: changes.reconcile_interval,
         views,
+        clock: changes.clock,
+        clock_skew: changes.clock_skew,
         polled_ms: Arc::default(),
+        started_ms: Arc::default(),
     })
 }
 
@@ -290,7 +315,10 @@ pub(crate) mod tests {
             initial: InitialPosition::Now,
             reconcile_interval: None,
             views: Vec::new(),
+            clock: StampClock::Local,
+            clock_skew: Duration::from_secs(300),
             polled_ms: Arc::default(),
+            started_ms: Arc::default(),
         }
     }
 
@@ -332,6 +360,18 @@ pub(crate) mod tests {
         assert_eq!(feed.views.len(), 2);
         assert_eq!(feed.view("v2", "work").unwrap().positions, vec![0, 2]);
         assert_eq!(feed.poll_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_feed_is_behind_since_its_last_completed_poll_began_or_since_polling_started() {
+        use std::sync::atomic::Ordering;
+        let feed = jobs_feed("high_water_mark", 2);
+        assert_eq!(feed.lag_ms(10_000), None, "not polled at all");
+        feed.started_ms.store(1_000, Ordering::Relaxed);
+        assert_eq!(feed.lag_ms(10_000), Some(9_000), "no poll completed yet");
+        feed.polled_ms.store(8_000, Ordering::Relaxed);
+        assert_eq!(feed.lag_ms(10_000), Some(2_000));
+        assert_eq!(feed.lag_ms(7_000), Some(0));
     }
 
     #[test]

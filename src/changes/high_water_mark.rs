@@ -3,10 +3,16 @@
 //! column was `lag` ago, so a transaction that commits after a later one and rows with equal
 //! values are still seen; rows already announced with the same content are recognised by
 //! their hash. Deletes are not seen (use `snapshot_diff` or a SQL Server strategy for those).
+//!
+//! Over a timestamp column the mark never runs ahead of the database's own clock, read at the
+//! start of each poll: a row stamped in the future (`9999-12-31`, or an hour ahead) is
+//! announced like any change but does not carry the mark with it, so rows stamped normally
+//! afterwards are still read. An identity column has no clock and is not bounded.
 
 use super::{scan, ChangeError, ChangeStrategy, Feed, Mark, Page, Phase, Position};
 use crate::source::select::{Relation, Select};
-use crate::source::{Dialect, Rows, Statement, Value};
+use crate::source::{ColumnType, Dialect, Rows, Statement, Value};
+use crate::value::date::{sql_timestamp, timestamp_seconds};
 
 /// The `high_water_mark` strategy.
 #[derive(Debug)]
@@ -23,6 +29,42 @@ fn mark_values(feed: &Feed, row: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// Whether the column is a timestamp, so the database's clock bounds the mark.
+fn clocked(feed: &Feed) -> bool {
+    feed.columns
+        .get(column(feed))
+        .is_some_and(|(_, t)| *t == ColumnType::Timestamp)
+}
+
+/// The database's clock read for this poll, in whole seconds.
+fn clock_seconds(position: &Position) -> Option<i64> {
+    match &position.clock {
+        Some(Value::Timestamp(text)) => timestamp_seconds(text),
+        _ => None,
+    }
+}
+
+/// `values` (the column's then the key's), unless the column is past the database's clock:
+/// then the position just before every row stamped at the clock, so the mark never runs
+/// ahead of the clock. A stamp that is no readable time counts as past it.
+fn bounded(feed: &Feed, position: &Position, values: Vec<Value>) -> Vec<Value> {
+    let Some(clock) = clock_seconds(position).filter(|_| clocked(feed)) else {
+        return values;
+    };
+    let ahead = match values.first() {
+        None | Some(Value::Null) => false,
+        Some(Value::Timestamp(text)) => timestamp_seconds(text).is_none_or(|at| at > clock),
+        Some(_) => true,
+    };
+    match sql_timestamp(clock) {
+        // NULL keys sort first: the rows stamped exactly at the clock are read again.
+        Some(text) if ahead => std::iter::once(Value::Timestamp(text))
+            .chain((0..feed.key_len).map(|_| Value::Null))
+            .collect(),
+        _ => values,
+    }
+}
+
 /// Where a poll starts: the newest mark reached at least `lag` ago, else the oldest mark.
 fn start(marks: &[Mark], lag_ms: i64, now_ms: i64) -> Option<&Mark> {
     marks
@@ -35,6 +77,20 @@ fn start(marks: &[Mark], lag_ms: i64, now_ms: i64) -> Option<&Mark> {
 impl ChangeStrategy for HighWaterMark {
     fn sees_deletes(&self) -> bool {
         false
+    }
+
+    fn clock(&self, feed: &Feed, dialect: Dialect) -> Option<Statement> {
+        clocked(feed).then(|| dialect.clock(feed.clock)).flatten()
+    }
+
+    fn stamped_ahead(&self, feed: &Feed, position: &Position, row: &[Value]) -> bool {
+        let (Some(clock), Some(Value::Timestamp(at))) =
+            (clock_seconds(position), row.get(column(feed)))
+        else {
+            return false;
+        };
+        let allowed = i64::try_from(feed.clock_skew.as_secs()).unwrap_or(i64::MAX);
+        clocked(feed) && timestamp_seconds(at).is_some_and(|at| at > clock.saturating_add(allowed))
     }
 
     fn read(&self, feed: &Feed, position: &Position, dialect: Dialect) -> Statement {
@@ -56,10 +112,12 @@ impl ChangeStrategy for HighWaterMark {
             Phase::Baseline => dialect.select(&scan::by_key(feed, position.after.clone())),
             Phase::Polling => {
                 let lag_ms = feed.lag.as_millis() as i64;
+                // Paging goes on after the last row read, even a future one; only the start
+                // is bounded (a mark stored before the clock guard may be past the clock).
                 let after = position.after.clone().or_else(|| {
                     start(&position.marks, lag_ms, super::now_ms())
                         .filter(|m| !m.values.is_empty())
-                        .map(|m| m.values.clone())
+                        .map(|m| bounded(feed, position, m.values.clone()))
                 });
                 dialect.select(&Select {
                     relation: Relation::Table(feed.table.clone()),
@@ -80,6 +138,13 @@ impl ChangeStrategy for HighWaterMark {
         rows: Rows,
         now_ms: i64,
     ) -> Result<Page, ChangeError> {
+        if let Some(clock) = position.clock.as_ref().filter(|_| clocked(feed)) {
+            if clock_seconds(position).is_none() {
+                return Err(ChangeError::Unexpected(format!(
+                    "the database's clock reads {clock:?}, not a timestamp"
+                )));
+            }
+        }
         match position.phase {
             Phase::Start => Ok(Page {
                 candidates: Vec::new(),
@@ -87,7 +152,11 @@ impl ChangeStrategy for HighWaterMark {
                     phase: Phase::Baseline,
                     marks: vec![Mark {
                         at_ms: now_ms,
-                        values: rows.into_iter().next().unwrap_or_default(),
+                        values: bounded(
+                            feed,
+                            position,
+                            rows.into_iter().next().unwrap_or_default(),
+                        ),
                     }],
                     ..Position::default()
                 },
@@ -111,7 +180,9 @@ impl ChangeStrategy for HighWaterMark {
                         sweep_before: None,
                     });
                 }
-                let reached = last.or_else(|| position.after.clone());
+                let reached = last
+                    .or_else(|| position.after.clone())
+                    .map(|values| bounded(feed, position, values));
                 let mut marks = position.marks.clone();
                 if let Some(values) = reached {
                     if marks.last().is_none_or(|m| m.values != values) {
@@ -184,6 +255,141 @@ mod tests {
         );
         let sql = HighWaterMark.read(&feed, &page.next, Dialect::Postgres).sql;
         assert!(sql.ends_with("ORDER BY \"JOB_NO\" LIMIT 2"), "{sql}");
+    }
+
+    fn clocked_at(position: Position, clock: &str) -> Position {
+        Position {
+            clock: Some(Value::Timestamp(clock.into())),
+            ..position
+        }
+    }
+
+    #[test]
+    fn the_mark_never_runs_ahead_of_the_database_clock() {
+        let feed = jobs_feed("high_water_mark", 2);
+        let now = "2026-06-01 12:00:00";
+        let at_clock = vec![
+            Value::Timestamp(now.into()),
+            Value::Null, // before every key stamped at the clock
+        ];
+        // A sentinel as the newest row does not fix the starting mark.
+        let start = clocked_at(Position::default(), "2026-06-01 12:00:00.123456");
+        let sentinel = vec![
+            Value::Timestamp("9999-12-31 23:59:59".into()),
+            Value::Text(b"Z".to_vec()),
+        ];
+        let page = HighWaterMark
+            .interpret(&feed, &start, vec![sentinel], 1_000)
+            .unwrap();
+        assert_eq!(page.next.marks[0].values, at_clock);
+        // A poll pages on through future rows, then marks the clock, not the last row read.
+        let polling = clocked_at(
+            Position {
+                phase: Phase::Polling,
+                marks: vec![Mark {
+                    at_ms: 0,
+                    values: mark_values(&feed, &row("A", "2026-06-01 11:00:00")),
+                }],
+                ..Position::default()
+            },
+            now,
+        );
+        let full = vec![
+            row("B", "2026-06-01 11:59:00"),
+            row("C", "2026-06-01 13:00:00"),
+        ];
+        let page = HighWaterMark
+            .interpret(&feed, &polling, full.clone(), 1_000)
+            .unwrap();
+        assert_eq!(page.next.after, Some(mark_values(&feed, &full[1])));
+        let end = HighWaterMark
+            .interpret(
+                &feed,
+                &page.next,
+                vec![row("D", "9999-12-31 23:59:59")],
+                2_000,
+            )
+            .unwrap();
+        assert_eq!(end.next.marks.last().unwrap().values, at_clock);
+        // The next poll reads every row stamped at or after the clock.
+        let next = HighWaterMark.read(&feed, &end.next, Dialect::Postgres);
+        assert!(
+            next.sql.contains(
+                "WHERE ((\"LAST_UPD\" > ? OR (\"LAST_UPD\" = ? AND \"JOB_NO\" IS NOT NULL)))"
+            ),
+            "{}",
+            next.sql
+        );
+        assert_eq!(next.params[0].value, Value::Timestamp(now.into()));
+        // Rows up to the clock move the mark as before.
+        let behind = HighWaterMark
+            .interpret(
+                &feed,
+                &polling,
+                vec![row("E", "2026-06-01 11:59:59")],
+                2_000,
+            )
+            .unwrap();
+        assert_eq!(
+            behind.next.marks.last().unwrap().values,
+            mark_values(&feed, &row("E", "2026-06-01 11:59:59"))
+        );
+        // A mark stored past the clock (before the guard existed) is read from the clock.
+        let blind = clocked_at(
+            Position {
+                phase: Phase::Polling,
+                marks: vec![Mark {
+                    at_ms: 0,
+                    values: mark_values(&feed, &row("A", "9999-12-31 23:59:59")),
+                }],
+                ..Position::default()
+            },
+            now,
+        );
+        let read = HighWaterMark.read(&feed, &blind, Dialect::Sqlite);
+        assert_eq!(read.params[0].value, Value::Timestamp(now.into()));
+        // Without a clock (an identity column, a generic source) nothing is bounded.
+        let unclocked = Position {
+            clock: None,
+            ..page.next.clone()
+        };
+        let end = HighWaterMark
+            .interpret(
+                &feed,
+                &unclocked,
+                vec![row("D", "9999-12-31 23:59:59")],
+                2_000,
+            )
+            .unwrap();
+        assert_eq!(
+            end.next.marks.last().unwrap().values,
+            mark_values(&feed, &row("D", "9999-12-31 23:59:59"))
+        );
+        let garbled = clocked_at(polling, "soon");
+        assert!(HighWaterMark.interpret(&feed, &garbled, vec![], 0).is_err());
+    }
+
+    #[test]
+    fn only_stamps_beyond_the_clock_and_its_skew_are_ahead() {
+        let mut feed = jobs_feed("high_water_mark", 2);
+        feed.clock_skew = std::time::Duration::from_secs(300);
+        assert!(HighWaterMark.clock(&feed, Dialect::MySql).is_some());
+        let position = clocked_at(Position::default(), "2026-06-01 12:00:00");
+        let ahead =
+            |feed: &Feed, at: &str| HighWaterMark.stamped_ahead(feed, &position, &row("A", at));
+        assert!(!ahead(&feed, "2026-06-01 11:00:00"));
+        assert!(!ahead(&feed, "2026-06-01 12:05:00"), "within the skew");
+        assert!(ahead(&feed, "2026-06-01 12:05:01"));
+        assert!(ahead(&feed, "9999-12-31 23:59:59"));
+        assert!(!HighWaterMark.stamped_ahead(
+            &feed,
+            &Position::default(),
+            &row("A", "9999-12-31 23:59:59")
+        ));
+        // An identity column has no clock.
+        feed.columns[2].1 = ColumnType::Integer;
+        assert!(HighWaterMark.clock(&feed, Dialect::MySql).is_none());
+        assert!(!ahead(&feed, "9999-12-31 23:59:59"));
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct Position {
     /// the newest one at least `lag` old.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<Mark>,
+    /// The database's clock read at the start of this poll (`high_water_mark` over a
+    /// timestamp: the mark never passes it); not stored.
+    #[serde(skip)]
+    pub clock: Option<Value>,
     /// `snapshot_diff`, and `high_water_mark` reconciliation: the current pass; rows not seen
     /// in a finished pass were deleted.
     #[serde(default)]
@@ -117,6 +121,15 @@ pub trait ChangeStrategy: Send + Sync + std::fmt::Debug {
     ) -> Result<Page, ChangeError>;
     /// Whether it notices deleted rows (a high-water mark only sees rows that are there).
     fn sees_deletes(&self) -> bool;
+    /// The statement that reads the database's clock at the start of each poll, for a
+    /// strategy whose position must not run ahead of it; its answer goes in `Position::clock`.
+    fn clock(&self, _feed: &Feed, _dialect: Dialect) -> Option<Statement> {
+        None
+    }
+    /// Whether `row` is stamped further ahead of `position.clock` than the feed allows.
+    fn stamped_ahead(&self, _feed: &Feed, _position: &Position, _row: &[Value]) -> bool {
+        false
+    }
 }
 
 /// Milliseconds since the Unix epoch.

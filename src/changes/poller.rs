@@ -63,9 +63,13 @@ impl Poller {
         let labels = FeedLabels {
             feed: self.feed.name.clone(),
         };
+        self.feed.started_ms.store(now_ms(), Ordering::Relaxed);
         loop {
+            // A completed poll has seen what was committed before it began: its lag counts
+            // from there, so a poll that cannot keep up shows it.
+            let began = now_ms();
             match self.poll().await {
-                Ok(()) => self.feed.polled_ms.store(now_ms(), Ordering::Relaxed),
+                Ok(()) => self.feed.polled_ms.store(began, Ordering::Relaxed),
                 Err(error) => {
                     self.metrics.poll_errors.get_or_create(&labels).inc();
                     tracing::warn!(feed = %self.feed.name, %error, "change poll failed; retrying next interval");
@@ -84,7 +88,9 @@ impl Poller {
         let mut position: Position = stored
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
+        let clock = self.read_clock().await?;
         loop {
+            position.clock = clock.clone();
             let statement = feed.strategy.read(feed, &position, self.source.dialect());
             let rows = self.source.query(statement).await?;
             let now = now_ms();
@@ -164,6 +170,38 @@ impl Poller {
         Ok(())
     }
 
+    /// The database's clock, for a strategy whose position must not run ahead of it.
+    async fn read_clock(&self) -> Result<Option<Value>, PollError> {
+        let Some(statement) = self.feed.strategy.clock(&self.feed, self.source.dialect()) else {
+            return Ok(None);
+        };
+        let rows = self.source.query(statement).await?;
+        match rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+        {
+            Some(now) => Ok(Some(now)),
+            None => Err(
+                super::ChangeError::Unexpected("the database's clock read no row".into()).into(),
+            ),
+        }
+    }
+
+    /// Logs and counts a changed row stamped ahead of the database's clock.
+    fn stamped_ahead(&self, position: &Position, key: &str, row: &[Value]) {
+        let labels = FeedLabels {
+            feed: self.feed.name.clone(),
+        };
+        self.metrics.future_stamps.get_or_create(&labels).inc();
+        let stamp = self.feed.column.and_then(|i| row.get(i));
+        tracing::warn!(
+            feed = %self.feed.name, key, ?stamp, clock = ?position.clock,
+            skew = ?self.feed.clock_skew,
+            "row stamped ahead of the database's clock: announced, but the feed's mark stays at the clock"
+        );
+    }
+
     /// Compares a page with the recorded rows: the batch to commit.
     async fn detect(&self, position: &Position, page: &Page, now: i64) -> Result<Batch, PollError> {
         let (feed, store) = (&self.feed, &self.store);
@@ -190,6 +228,9 @@ impl Poller {
                     if previous.is_some_and(|p| p.hash == hash) {
                         batch.touched.push(key);
                         continue;
+                    }
+                    if feed.strategy.stamped_ahead(feed, position, row) {
+                        self.stamped_ahead(position, &key, row);
                     }
                     let seq = previous.map_or(0, |p| p.seq) + i64::from(announce);
                     let kind = match previous {

@@ -30,6 +30,18 @@ pub enum InitialPosition {
     Everything,
 }
 
+/// Which clock a `high_water_mark` column's stamps follow, so the feed reads the same clock
+/// from the database.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StampClock {
+    /// The database's local time (`NOW()`, `SYSDATETIME()`), as legacy programs stamp.
+    #[default]
+    Local,
+    /// UTC (`UTC_TIMESTAMP()`, `SYSUTCDATETIME()`).
+    Utc,
+}
+
 /// `[versions.v1.resources.jobs.changes]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +75,16 @@ pub struct ChangesConfig {
     /// Off when absent.
     #[serde(default, deserialize_with = "super::units::optional_duration")]
     pub reconcile_interval: Option<Duration>,
+    /// `high_water_mark` over a timestamp: the clock its stamps follow.
+    #[serde(default)]
+    pub clock: StampClock,
+    /// `high_water_mark` over a timestamp: how far ahead of the database's clock a stamp may
+    /// be before the row is logged and counted as stamped in the future.
+    #[serde(
+        default = "default_clock_skew",
+        deserialize_with = "super::units::duration"
+    )]
+    pub clock_skew: Duration,
 }
 
 fn default_poll_interval() -> Duration {
@@ -71,6 +93,10 @@ fn default_poll_interval() -> Duration {
 
 fn default_lag() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_page_size() -> usize {

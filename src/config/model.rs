@@ -67,6 +67,10 @@ pub struct ServerConfig {
     /// Most values one list request's filters may bind (each `in` value counts).
     #[serde(default = "default_max_bound_parameters")]
     pub max_bound_parameters: usize,
+    /// `/readyz` answers 503 while a change feed is further behind the database than this;
+    /// feeds do not count when absent.
+    #[serde(default, deserialize_with = "super::units::optional_duration")]
+    pub ready_max_feed_lag: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +82,7 @@ impl Default for ServerConfig {
             body_timeout: default_body_timeout(),
             max_filter_terms: default_max_filter_terms(),
             max_bound_parameters: default_max_bound_parameters(),
+            ready_max_feed_lag: None,
         }
     }
 }

@@ -29,6 +29,29 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             "must be above zero, such as `10s`",
         );
     }
+    if let Some(bound) = config.server.ready_max_feed_lag {
+        // A feed is that far behind between two polls anyway: it would never be ready.
+        let slowest = config
+            .versions
+            .iter()
+            .flat_map(|(v, vc)| vc.resources.iter().map(move |(r, rc)| (v, r, rc)))
+            .filter_map(|(v, r, rc)| Some((v, r, rc.changes.as_ref()?.poll_interval)))
+            .max_by_key(|(_, _, interval)| *interval);
+        match slowest {
+            _ if bound.is_zero() => problem(
+                "server.ready_max_feed_lag".into(),
+                "must be above zero, such as `2m` (leave it out to ignore feeds)",
+            ),
+            Some((version, resource, interval)) if interval >= bound => problem(
+                "server.ready_max_feed_lag".into(),
+                &format!(
+                    "must be longer than every feed's poll_interval (`{interval:?}` at \
+                     versions.{version}.resources.{resource}.changes)"
+                ),
+            ),
+            _ => {}
+        }
+    }
     let development = config.auth.as_ref().is_some_and(|a| a.development);
     if development && !listens_on_loopback(&config.server.listen) {
         // Anyone can mint tokens for a development secret: such a config stays local.
@@ -145,6 +168,7 @@ mod tests {
     fn every_check_the_file_alone_shows_names_its_location() {
         let text = format!(
             "{}[server]\nlisten = \"0.0.0.0:8080\"\nbody_timeout = \"0s\"\nmax_filter_terms = 0\n\
+             ready_max_feed_lag = \"0s\"\n\
              [rate_limit]\nrequests_per_second = 0.0\nburst = 1\n\
              [webhooks]\nmax_in_flight = 0\n\
              [sources.erp]\nkind = \"odbc\"\nmax_concurrency = 0\nhost = \"db\"\nisolation = \"snapshot\"\n",
@@ -155,6 +179,7 @@ mod tests {
             [
                 "server.max_filter_terms",
                 "server.body_timeout",
+                "server.ready_max_feed_lag",
                 "auth.development",
                 "rate_limit",
                 "sources.erp.max_concurrency",
@@ -200,6 +225,22 @@ mod tests {
             assert_eq!(found.len(), 1, "{strategy}: {found:?}");
             assert!(found[0].message.contains(says), "{found:?}");
         }
+    }
+
+    #[test]
+    fn a_feed_lag_bound_must_exceed_every_poll_interval() {
+        let text = |bound: &str| {
+            format!(
+                "{}[server]\nready_max_feed_lag = \"{bound}\"\n\
+                 [sources.erp]\nkind = \"odbc\"\nconnection_string = \"DSN=erp\"\ndialect = \"sqlite\"\n\
+                 [versions.v1.resources.jobs]\nsource = \"erp\"\ntable = \"JOBS\"\nkey = [\"id\"]\n\
+                 changes = {{ strategy = \"snapshot_diff\", poll_interval = \"30s\" }}\n\
+                 [versions.v1.resources.jobs.fields]\nid = {{ column = \"ID\", type = \"string\" }}\n",
+                crate::config::TEST_AUTH
+            )
+        };
+        assert_eq!(problems(&text("30s")), ["server.ready_max_feed_lag"]);
+        assert!(problems(&text("2m")).is_empty());
     }
 
     #[test]

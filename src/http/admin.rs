@@ -15,7 +15,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-/// Poll lag per feed and dead letters waiting, as of now.
+/// How far behind each feed is, and dead letters waiting, as of now.
 async fn refresh_change_gauges(state: &AppState) {
     let changes = &state.metrics.changes;
     let now = crate::changes::now_ms();
@@ -30,6 +30,10 @@ async fn refresh_change_gauges(state: &AppState) {
             feed: feed.name.clone(),
         };
         changes.poll_lag.get_or_create(&labels).set(lag);
+        // Only a feed that is polled is behind anything.
+        if let Some(behind) = feed.lag_ms(now) {
+            changes.feed_lag.get_or_create(&labels).set(behind / 1000);
+        }
     }
     if let Some(hub) = &state.webhooks {
         if let Ok(dead) = crate::state::off_thread(&hub.store, |s| s.dead_letters()).await {

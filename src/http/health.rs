@@ -11,7 +11,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Every source answers a trivial query; 503 naming the ones that do not.
+/// Every source answers a trivial query and, with `[server] ready_max_feed_lag`, no change
+/// feed is further behind the database than that; 503 naming what is not ready.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let answer = state
         .readiness
@@ -30,19 +31,53 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 };
                 sources.insert(name.clone(), json!(status));
             }
-            std::sync::Arc::new((ready, sources))
+            let feeds = state.readiness.max_feed_lag.map(|bound| {
+                let (feeds, behind) = feed_lags(&state.feeds, bound);
+                ready &= !behind;
+                feeds
+            });
+            std::sync::Arc::new((ready, sources, feeds))
         })
         .await;
-    let (ready, sources) = &*answer;
+    let (ready, sources, feeds) = &*answer;
     let status = if *ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    HttpResponse::build(status).json(json!({
+    let mut body = json!({
         "status": if *ready { "ready" } else { "unavailable" },
         "sources": sources,
-    }))
+    });
+    if let Some(feeds) = feeds {
+        body["feeds"] = json!(feeds);
+    }
+    HttpResponse::build(status).json(body)
+}
+
+/// Each polled feed's lag and whether it is within `bound`; true when one is not.
+fn feed_lags(
+    feeds: &[std::sync::Arc<crate::changes::Feed>],
+    bound: std::time::Duration,
+) -> (serde_json::Map<String, serde_json::Value>, bool) {
+    let now = crate::changes::now_ms();
+    let mut answer = serde_json::Map::new();
+    let mut any_behind = false;
+    for feed in feeds {
+        let Some(lag_ms) = feed.lag_ms(now) else {
+            continue;
+        };
+        let behind = u128::try_from(lag_ms).unwrap_or(0) > bound.as_millis();
+        if behind {
+            tracing::warn!(feed = %feed.name, lag_seconds = lag_ms / 1000, "change feed behind the database beyond ready_max_feed_lag");
+        }
+        any_behind |= behind;
+        answer.insert(
+            feed.name.clone(),
+            json!({"status": if behind { "behind" } else { "ok" }, "lag_seconds": lag_ms / 1000}),
+        );
+    }
+    (answer, any_behind)
 }
 
 /// The last readiness answer, kept for `READINESS_TTL`: probes, however many and whoever sends
@@ -50,21 +85,29 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// probes share one round of pings.
 pub struct Readiness {
     checked: moka::future::Cache<(), std::sync::Arc<Answer>>,
+    /// `[server] ready_max_feed_lag`.
+    max_feed_lag: Option<std::time::Duration>,
 }
 
-/// Whether every source answered, and each source's status.
-type Answer = (bool, serde_json::Map<String, serde_json::Value>);
+/// Whether everything is ready, each source's status, and each feed's (with a lag bound).
+type Answer = (
+    bool,
+    serde_json::Map<String, serde_json::Value>,
+    Option<serde_json::Map<String, serde_json::Value>>,
+);
 
 /// How long a readiness answer is reused.
 const READINESS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
-impl Default for Readiness {
-    fn default() -> Self {
+impl Readiness {
+    /// Readiness that also holds every feed to `max_feed_lag`, when given.
+    pub fn new(max_feed_lag: Option<std::time::Duration>) -> Self {
         Self {
             checked: moka::future::Cache::builder()
                 .max_capacity(1)
                 .time_to_live(READINESS_TTL)
                 .build(),
+            max_feed_lag,
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::catalog::Catalog;
 use crate::config::ServerConfig;
 use crate::source::Source;
 use crate::telemetry::metrics::Metrics;
+pub use health::Readiness;
 use problem::ApiError;
 
 /// What every request handler shares.

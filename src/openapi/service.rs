@@ -94,10 +94,10 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
             json!({ "200": body("The versions.", "VersionList") }), "service"),
         "/healthz": open("healthz", "Liveness", "Answers while the process runs; never touches a database.",
             json!({ "200": body("Portico is running.", "Health") }), "service"),
-        "/readyz": open("readyz", "Readiness", "Every source answers a trivial query (at most once a second, whoever asks).",
+        "/readyz": open("readyz", "Readiness", "Every source answers a trivial query (at most once a second, whoever asks) and, with `[server] ready_max_feed_lag`, no change feed is further behind the database than that.",
             json!({
-                "200": body("Every source answers.", "Readiness"),
-                "503": body("Some source does not answer.", "Readiness"),
+                "200": body("Every source answers (and every feed is within the bound).", "Readiness"),
+                "503": body("Some source does not answer, or some feed is behind.", "Readiness"),
             }), "service"),
         "/metrics": open("metrics", "Metrics", "OpenMetrics text: requests, sources, cache, feeds and deliveries.",
             json!({ "200": {
@@ -235,7 +235,11 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
         "Readiness": { "type": "object", "additionalProperties": false, "required": ["status", "sources"], "properties": {
             "status": { "type": "string", "enum": ["ready", "unavailable"] },
             "sources": { "type": "object", "description": "Each source's answer.",
-                "additionalProperties": { "type": "string", "enum": ["ok", "unavailable"] } } } },
+                "additionalProperties": { "type": "string", "enum": ["ok", "unavailable"] } },
+            "feeds": { "type": "object", "description": "With `ready_max_feed_lag`: each polled change feed, and whether it is within the bound.",
+                "additionalProperties": { "type": "object", "additionalProperties": false, "required": ["status", "lag_seconds"], "properties": {
+                    "status": { "type": "string", "enum": ["ok", "behind"] },
+                    "lag_seconds": { "type": "integer", "minimum": 0, "description": "Seconds since the feed's last completed poll began reading (since polling started, before one completed)." } } } } } },
         "Purged": { "type": "object", "additionalProperties": false, "required": ["purged"],
             "properties": { "purged": { "type": "string", "description": "`all`, or the resource's name." } } },
         "NewSubscription": { "type": "object", "additionalProperties": false, "required": ["name", "url", "version"], "properties": {

@@ -2,7 +2,7 @@
 
 use super::select::{CmpOp, Condition, OrderTerm, Relation, Select};
 use super::{ColumnType, Param, Statement, Value};
-use crate::config::DialectName;
+use crate::config::{DialectName, StampClock};
 
 /// The SQL dialect of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,32 @@ impl Dialect {
     /// A statement that proves the database answers.
     pub fn ping(self) -> &'static str {
         "SELECT 1"
+    }
+
+    /// The SQL of the database's current time on `clock`, as a timestamp without an offset;
+    /// `None` where standard SQL has no portable spelling (`generic`).
+    pub fn current_timestamp(self, clock: StampClock) -> Option<&'static str> {
+        Some(match (self, clock) {
+            (Dialect::Sqlite, StampClock::Local) => "datetime('now', 'localtime')",
+            (Dialect::Sqlite, StampClock::Utc) => "datetime('now')",
+            (Dialect::Postgres, StampClock::Local) => "LOCALTIMESTAMP",
+            (Dialect::Postgres, StampClock::Utc) => "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')",
+            (Dialect::MySql, StampClock::Local) => "NOW()",
+            (Dialect::MySql, StampClock::Utc) => "UTC_TIMESTAMP()",
+            (Dialect::TSql, StampClock::Local) => "SYSDATETIME()",
+            (Dialect::TSql, StampClock::Utc) => "SYSUTCDATETIME()",
+            (Dialect::Generic, _) => return None,
+        })
+    }
+
+    /// A statement reading the database's current time on `clock` (one row, one timestamp).
+    pub fn clock(self, clock: StampClock) -> Option<Statement> {
+        self.current_timestamp(clock).map(|now| Statement {
+            sql: format!("SELECT {now}"),
+            params: Vec::new(),
+            columns: vec![ColumnType::Timestamp],
+            max_rows: 1,
+        })
     }
 
     /// Renders a SELECT: columns, conditions, keyset position, total order and row limit.
@@ -397,6 +423,32 @@ mod tests {
         assert_eq!(Dialect::MySql.quote("a`b"), "`a``b`");
         assert_eq!(Dialect::TSql.quote("x]y"), "[x]]y]");
         assert_eq!(Dialect::Sqlite.quote("x\"y"), "\"x\"\"y\"");
+    }
+
+    #[test]
+    fn the_clock_is_read_on_the_columns_clock_and_not_guessed_for_generic_sql() {
+        let sql = |d: Dialect, c| d.clock(c).map(|s| s.sql);
+        assert_eq!(
+            sql(Dialect::Sqlite, StampClock::Local).as_deref(),
+            Some("SELECT datetime('now', 'localtime')")
+        );
+        assert_eq!(
+            sql(Dialect::TSql, StampClock::Utc).as_deref(),
+            Some("SELECT SYSUTCDATETIME()")
+        );
+        assert_eq!(
+            sql(Dialect::MySql, StampClock::Local).as_deref(),
+            Some("SELECT NOW()")
+        );
+        assert_eq!(
+            sql(Dialect::Postgres, StampClock::Local).as_deref(),
+            Some("SELECT LOCALTIMESTAMP")
+        );
+        assert!(Dialect::Generic.clock(StampClock::Local).is_none());
+        assert_eq!(
+            Dialect::Postgres.clock(StampClock::Utc).unwrap().columns,
+            [ColumnType::Timestamp]
+        );
     }
 
     #[test]

@@ -43,8 +43,11 @@ pub struct WithheldLabels {
 /// Metrics of change feeds and deliveries; cheap to clone (shared counters).
 #[derive(Clone, Debug, Default)]
 pub struct ChangeMetrics {
-    /// Seconds since each feed last completed a poll (refreshed when scraped).
+    /// `feed_lag`, but -1 until the feed's first poll completes (refreshed when scraped).
     pub poll_lag: Family<FeedLabels, Gauge>,
+    /// Seconds each feed is behind the database's present: since its last completed poll began
+    /// reading, or since polling started before one completed (refreshed when scraped).
+    pub feed_lag: Family<FeedLabels, Gauge>,
     /// Polls that failed (source unreachable, timeout, state store error).
     pub poll_errors: Family<FeedLabels, Counter>,
     /// Events detected and stored.
@@ -59,6 +62,8 @@ pub struct ChangeMetrics {
     pub dead_letters: Gauge,
     /// Events withheld from a reader because a row policy could not be decided on the row.
     pub withheld: Family<WithheldLabels, Counter>,
+    /// Row changes stamped further ahead of the database's clock than the feed allows.
+    pub future_stamps: Family<FeedLabels, Counter>,
 }
 
 impl ChangeMetrics {
@@ -77,8 +82,13 @@ impl ChangeMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "change_poll_lag_seconds",
-            "Seconds since the feed last completed a poll",
+            "Seconds since the feed's last completed poll began reading (-1 before the first)",
             self.poll_lag.clone(),
+        );
+        registry.register(
+            "feed_lag_seconds",
+            "Seconds the feed is behind the database: since its last completed poll began reading, or since polling started",
+            self.feed_lag.clone(),
         );
         registry.register(
             "change_poll_errors",
@@ -114,6 +124,11 @@ impl ChangeMetrics {
             "change_events_withheld",
             "Change events withheld from a reader because a row policy could not be decided on the event's row",
             self.withheld.clone(),
+        );
+        registry.register(
+            "change_future_stamps",
+            "Row changes stamped further ahead of the database's clock than the feed's clock_skew (announced; the feed's mark does not follow them)",
+            self.future_stamps.clone(),
         );
     }
 }

@@ -124,6 +124,35 @@ pub fn utc_now() -> (Date, String) {
     (date, time)
 }
 
+/// Whole seconds since 1970-01-01 00:00:00 of a driver's timestamp text without an offset
+/// (`2024-01-05 10:00:00.250` or `2024-01-05T10:00:00`; the fraction is dropped), read as if
+/// it were UTC; `None` for anything else.
+pub fn timestamp_seconds(text: &str) -> Option<i64> {
+    let iso = iso_timestamp(text)?;
+    let (day, clock) = iso.split_once('T')?;
+    let clock = clock.split('.').next()?;
+    let mut parts = clock.split(':').map(digits);
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    if parts.next().is_some() || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let days = Date::parse_iso(day)?.days_since_epoch();
+    Some(days * 86_400 + i64::from(h * 3600 + m * 60 + s))
+}
+
+/// The SQL timestamp text (`2024-01-05 10:00:00`) of `seconds` after 1970-01-01 00:00:00.
+pub fn sql_timestamp(seconds: i64) -> Option<String> {
+    let (days, second) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let date = Date::from_days(days)?;
+    Some(format!(
+        "{} {:02}:{:02}:{:02}",
+        date.iso(),
+        second / 3600,
+        second % 3600 / 60,
+        second % 60
+    ))
+}
+
 /// Normalizes a driver's timestamp text (`2024-01-05 10:00:00.000`) to ISO 8601
 /// (`2024-01-05T10:00:00`), dropping an all-zero fraction; an offset (`+01:00`, as SQL
 /// Server's `datetimeoffset` has) is kept.
@@ -199,6 +228,29 @@ mod tests {
     fn impossible_dates_are_rejected() {
         assert_eq!(Date::parse_iso("2023-02-29"), None);
         assert_eq!(Date::parse_iso("2024-1-5"), None);
+    }
+
+    #[test]
+    fn timestamps_convert_to_seconds_and_back() {
+        let at = timestamp_seconds("2024-02-29 13:45:30.1234567").unwrap();
+        assert_eq!(at, timestamp_seconds("2024-02-29T13:45:30").unwrap());
+        assert_eq!(at % 86_400, 13 * 3600 + 45 * 60 + 30);
+        assert_eq!(sql_timestamp(at).as_deref(), Some("2024-02-29 13:45:30"));
+        assert_eq!(sql_timestamp(0).as_deref(), Some("1970-01-01 00:00:00"));
+        let sentinel = timestamp_seconds("9999-12-31 23:59:59").unwrap();
+        assert_eq!(
+            sql_timestamp(sentinel).as_deref(),
+            Some("9999-12-31 23:59:59")
+        );
+        assert_eq!(sql_timestamp(sentinel + 1), None);
+        for refused in [
+            "2024-02-30 00:00:00",
+            "2024-01-05 24:00:00",
+            "2024-01-05 10:00:00 +01:00",
+            "soon",
+        ] {
+            assert_eq!(timestamp_seconds(refused), None, "{refused}");
+        }
     }
 
     #[test]

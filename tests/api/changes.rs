@@ -16,6 +16,7 @@ use crate::fixture::Kind;
 use crate::harness::{execute, fresh_database, Portico};
 use crate::servers::free_port;
 
+mod clock;
 mod reconcile;
 
 pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
