@@ -410,6 +410,7 @@ mod tests {
                 kind: "created".into(),
                 key: "[]".into(),
                 row: None,
+                key_seq: 1,
                 detected_ms: 0,
                 deliveries,
             }],
