@@ -27,6 +27,8 @@ struct NewSubscription {
     scopes: Vec<String>,
     #[serde(default)]
     claims: serde_json::Map<String, Json>,
+    #[serde(default)]
+    ordered: bool,
 }
 
 fn every_event() -> Vec<String> {
@@ -60,6 +62,7 @@ fn subscription_json(record: &SubscriptionRecord) -> Json {
         "scopes": record.scopes,
         "claims": record.claims,
         "enabled": record.enabled,
+        "ordered": record.ordered,
         "origin": record.origin,
         "created_at": rfc3339(record.created_ms),
         "signing_secrets": record.secrets.len(),
@@ -178,6 +181,7 @@ pub async fn create(
             expires_ms: None,
         }],
         enabled: true,
+        ordered: new.ordered,
         origin: "api".into(),
         created_ms: crate::state::unix_now_ms(),
     };

@@ -158,6 +158,7 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
         "scopes": { "type": "array", "items": text },
         "claims": { "type": "object", "description": "The claims deliveries are read with (row policies)." },
         "enabled": { "type": "boolean" },
+        "ordered": { "type": "boolean", "description": "A key's later events wait while an earlier one is being retried." },
         "origin": { "type": "string", "enum": ["config", "api"] },
         "created_at": time,
         "signing_secrets": { "type": "integer", "minimum": 0, "description": "Secrets signing now (two during a rotation's grace period)." },
@@ -170,6 +171,7 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
         "scopes",
         "claims",
         "enabled",
+        "ordered",
         "origin",
         "created_at",
         "signing_secrets"
@@ -245,6 +247,7 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
             "events": { "type": "array", "items": text, "description": "Event patterns (`jobs.*`, `*`); every event by default." },
             "scopes": { "type": "array", "items": text, "description": "The scopes deliveries are read with." },
             "claims": { "type": "object", "description": "The claims deliveries are read with (row policies)." },
+            "ordered": { "type": "boolean", "description": "Per-key order: a key's later events wait while an earlier one is being retried (default false)." },
         } },
         "Subscription": with(json!({}), &[]),
         "SubscriptionWithSecret": with(json!({ "secret": text }), &["secret"]),

@@ -45,15 +45,17 @@ async fn dispatch_due(
         .lock()
         .map(|m| m.keys().copied().collect())
         .unwrap_or_default();
-    let enabled: Vec<String> = hub
-        .subscriptions()
-        .iter()
-        .filter(|s| s.record.enabled)
+    let subscriptions = hub.subscriptions();
+    let enabled = subscriptions.iter().filter(|s| s.record.enabled);
+    let ordered: Vec<String> = enabled
+        .clone()
+        .filter(|s| s.record.ordered)
         .map(|s| s.record.name.clone())
         .collect();
+    let enabled: Vec<String> = enabled.map(|s| s.record.name.clone()).collect();
     let now = crate::state::unix_now_ms();
     let due = off_thread(&hub.store, move |s| {
-        s.due_deliveries(now, free, &enabled, &skip)
+        s.due_deliveries(now, free, &enabled, &ordered, &skip)
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -290,6 +290,7 @@ impl Webhooks {
                 claims: sc.claims.clone(),
                 secrets,
                 enabled: sc.enabled,
+                ordered: sc.ordered,
                 origin: "config".into(),
                 created_ms: previous.map_or(now, |p| p.created_ms),
             })?;

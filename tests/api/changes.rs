@@ -1549,6 +1549,44 @@ async fn the_sequence_rule_survives_retries(kind: Kind) {
     );
 }
 
+/// With `ordered = true` a key's later events wait while an earlier one is retried: the
+/// receiver gets each key's events in sequence order (and their amounts, which grow with each
+/// change, in the order they were written), so even a last-received consumer is right.
+async fn an_ordered_subscription_delivers_each_key_in_order(kind: Kind) {
+    let tickets = Tickets::new(kind);
+    let receiver = Receiver::start(&["--fail-rate", "0.3", "--seed", "18"]);
+    let changes = r#"{ strategy = "high_water_mark", column = "UPDATED", poll_interval = "100ms", lag = "4s" }"#;
+    let tail = format!(
+        "{}ordered = true\n",
+        subscription("in-order", &receiver.url)
+    );
+    let app = Portico::spawn(&patient(tickets.config(changes, &tail))).await;
+    assert_eq!(
+        app.get("/admin/subscriptions/in-order").await.body["ordered"],
+        true
+    );
+    wait_polled(&app.base).await;
+    let accepted = many_updates_to_few_keys(&tickets, &app, &receiver, "in-order").await;
+    let failed = receiver
+        .entries()
+        .iter()
+        .filter(|e| e["outcome"] == "failed")
+        .count();
+    assert!(failed > 0, "the receiver failed no request");
+    let database = amounts_in_database(&tickets);
+    for key in KEYS {
+        let got: Vec<(String, i64, f64)> = accepted_of(&accepted, key)
+            .iter()
+            .map(|e| key_sequence_amount(e))
+            .collect();
+        assert!(
+            got.windows(2).all(|w| w[0].1 < w[1].1 && w[0].2 < w[1].2),
+            "{key} out of order: {got:#?}"
+        );
+        assert_eq!(got.last().unwrap().2, database[key], "{key}");
+    }
+}
+
 macro_rules! on_sqlite_and_postgres {
     ($($test:ident),* $(,)?) => {
         $(mod $test {
@@ -1564,4 +1602,5 @@ macro_rules! on_sqlite_and_postgres {
 on_sqlite_and_postgres!(
     a_re_created_row_is_announced_again,
     the_sequence_rule_survives_retries,
+    an_ordered_subscription_delivers_each_key_in_order,
 );
