@@ -35,6 +35,10 @@ pub struct SubscriptionRecord {
     pub secrets: Vec<SecretRecord>,
     /// Delivers when true.
     pub enabled: bool,
+    /// Why Portico disabled it (the endpoint answered 410 Gone); `None` when enabled or
+    /// disabled by an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
     /// A key's later deliveries wait while an earlier one of the same key is pending.
     #[serde(default)]
     pub ordered: bool,
@@ -121,6 +125,9 @@ pub enum AttemptResult {
     RetryAt(i64),
     /// Give up: a dead letter.
     Dead,
+    /// Keep it pending, due at once when its subscription is enabled again; the attempt is
+    /// logged but does not count against the retry schedule.
+    Held,
 }
 
 /// Which deliveries to list.
@@ -296,7 +303,9 @@ impl DeliveryStore for SqliteStore {
             AttemptResult::Delivered => (DeliveryStatus::Delivered, attempt.at_ms),
             AttemptResult::RetryAt(at) => (DeliveryStatus::Pending, at),
             AttemptResult::Dead => (DeliveryStatus::Dead, attempt.at_ms),
+            AttemptResult::Held => (DeliveryStatus::Pending, attempt.at_ms),
         };
+        let counted = i64::from(result != AttemptResult::Held);
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -304,8 +313,8 @@ impl DeliveryStore for SqliteStore {
                 params![attempt.delivery, attempt.at_ms, attempt.status, attempt.error, attempt.duration_ms],
             )?;
             tx.execute(
-                "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_ms = ?3, last_error = ?4 WHERE id = ?1",
-                params![attempt.delivery, status.as_str(), next_ms, attempt.error],
+                "UPDATE deliveries SET status = ?2, attempts = attempts + ?5, next_ms = ?3, last_error = ?4 WHERE id = ?1",
+                params![attempt.delivery, status.as_str(), next_ms, attempt.error, counted],
             )?;
             tx.commit()
         })
@@ -412,6 +421,7 @@ mod tests {
                 expires_ms: None,
             }],
             enabled,
+            disabled_reason: None,
             ordered: false,
             origin: "api".into(),
             created_ms: 0,
@@ -595,25 +605,47 @@ mod tests {
     }
 
     #[test]
-    fn subscriptions_keep_ordered() {
+    fn a_held_attempt_is_logged_and_keeps_the_delivery_pending_and_its_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
+        let ids = keyed_events(&store, "gone");
+        let record = AttemptRecord {
+            delivery: ids[0],
+            at_ms: 100,
+            status: Some(410),
+            error: Some("answered 410".into()),
+            duration_ms: 1,
+        };
+        store.record_attempt(&record, AttemptResult::Held).unwrap();
+        let held = store.delivery(ids[0]).unwrap().unwrap();
+        assert_eq!(
+            (held.status, held.attempts, held.next_ms),
+            (DeliveryStatus::Pending, 0, 100)
+        );
+        assert_eq!(store.attempts(ids[0]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn subscriptions_keep_ordered_and_why_they_were_disabled() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
         let record = SubscriptionRecord {
             ordered: true,
-            ..subscription("in-order", true)
+            disabled_reason: Some("the endpoint answered 410 Gone".into()),
+            ..subscription("gone", false)
         };
         store.put_subscription(&record).unwrap();
         assert_eq!(store.subscriptions().unwrap(), [record]);
-        // A subscription stored before `ordered` existed reads as unordered.
+        // A subscription stored before these existed reads as unordered and without a reason.
         store
             .with(|conn| {
                 conn.execute(
-                    "UPDATE subscriptions SET spec = json_remove(spec, '$.ordered')",
+                    "UPDATE subscriptions SET spec = json_remove(spec, '$.ordered', '$.disabled_reason')",
                     [],
                 )
             })
             .unwrap();
         let old = &store.subscriptions().unwrap()[0];
-        assert!(!old.ordered);
+        assert_eq!((old.ordered, old.disabled_reason.as_deref()), (false, None));
     }
 }

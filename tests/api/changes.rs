@@ -1587,6 +1587,116 @@ async fn an_ordered_subscription_delivers_each_key_in_order(kind: Kind) {
     }
 }
 
+/// Standard Webhooks: 410 Gone means the endpoint is gone. The subscription is disabled (the
+/// reason in the admin API, kept across a restart), its delivery waits (no retry, no dead
+/// letter), and `enable` sends it, with the same id.
+async fn a_gone_endpoint_disables_its_subscription_until_enabled(kind: Kind) {
+    let tickets = Tickets::new(kind);
+    let dir = tempfile::tempdir().unwrap();
+    let back = dir.path().join("back");
+    let receiver = Receiver::start(&[
+        "--fail-until-file",
+        back.to_str().unwrap(),
+        "--status",
+        "410",
+    ]);
+    let text = tickets.config(HIGH_WATER_MARK, &subscription("gone", &receiver.url));
+    let app = Portico::spawn(&text).await;
+    wait_polled(&app.base).await;
+    tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-02 00:00:00' WHERE ID = 'T1'");
+    let first = receiver
+        .wait("the first attempt", 20, |e| !e.is_empty())
+        .await;
+    assert_eq!(first[0]["outcome"], "failed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let disabled = loop {
+        let shown = app.get("/admin/subscriptions/gone").await;
+        if shown.body["enabled"] == false {
+            break shown.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still enabled after a 410: {}; receiver: {:#?}",
+            shown.body,
+            receiver.entries()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = disabled["disabled_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the endpoint answered 410 Gone at 20"),
+        "{disabled}"
+    );
+    // Longer than the whole retry schedule: not retried, not a dead letter, still pending.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(receiver.entries().len(), 1, "{:#?}", receiver.entries());
+    let waiting = listed(
+        &app,
+        "/admin/deliveries?subscription=gone&status=pending",
+        1,
+    )
+    .await;
+    assert_eq!(
+        waiting[0]["attempts"], 0,
+        "the 410 does not use up the schedule"
+    );
+    assert_eq!(waiting[0]["last_error"], "answered 410");
+    assert!(listed(&app, "/admin/dead-letters", 0).await.is_empty());
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        metrics
+            .contains("portico_webhook_attempts_total{subscription=\"gone\",outcome=\"gone\"} 1"),
+        "{metrics}"
+    );
+
+    // A restart (its sync of the configured subscriptions) keeps it disabled.
+    let config = portico::config::parse("test.toml", &text, &|_| None).unwrap();
+    let services = portico::app::build(&config, "test.toml").unwrap();
+    let store: std::sync::Arc<dyn portico::state::StateStore> = std::sync::Arc::new(
+        portico::state::SqliteStore::open(services.state_path.as_ref().unwrap()).unwrap(),
+    );
+    let restarted = portico::webhooks::Webhooks::new(
+        services.delivery.unwrap(),
+        store.clone(),
+        std::sync::Arc::new(services.catalog),
+        Default::default(),
+    );
+    restarted.sync_config(&config).unwrap();
+    let kept = serde_json::to_value(&restarted.subscription("gone").unwrap().record).unwrap();
+    assert_eq!(
+        (&kept["enabled"], &kept["disabled_reason"]),
+        (&json!(false), &json!(reason)),
+        "{kept}"
+    );
+
+    // The endpoint is back and an operator enables the subscription: the delivery goes.
+    std::fs::write(&back, b"").unwrap();
+    let enabled = app
+        .send(
+            reqwest::Method::POST,
+            "/admin/subscriptions/gone/enable",
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.body);
+    assert_eq!(enabled.body["enabled"], true);
+    assert_eq!(enabled.body["disabled_reason"], Value::Null);
+    let entries = receiver
+        .wait("the waiting delivery", 20, |e| {
+            has(e, "tickets.updated", "T1")
+        })
+        .await;
+    assert_eq!(entries.last().unwrap()["id"], first[0]["id"]);
+    listed(
+        &app,
+        "/admin/deliveries?subscription=gone&status=delivered",
+        1,
+    )
+    .await;
+}
+
 macro_rules! on_sqlite_and_postgres {
     ($($test:ident),* $(,)?) => {
         $(mod $test {
@@ -1603,4 +1713,5 @@ on_sqlite_and_postgres!(
     a_re_created_row_is_announced_again,
     the_sequence_rule_survives_retries,
     an_ordered_subscription_delivers_each_key_in_order,
+    a_gone_endpoint_disables_its_subscription_until_enabled,
 );
