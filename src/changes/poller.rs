@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::detect::values_json;
+use super::detect::{compare, values_json, Change};
 use super::render::EventRecord;
 use super::{event_id, now_ms, reconcile, row_hash, EventKind, Feed, Page, Position};
 use crate::cache::ResponseCache;
@@ -222,21 +222,22 @@ impl Poller {
         };
         for (candidate, key) in page.candidates.iter().zip(keys) {
             let previous = known.get(&key);
-            match &candidate.row {
-                Some(row) => {
-                    let hash = row_hash(row);
-                    if previous.is_some_and(|p| p.hash == hash) {
-                        batch.touched.push(key);
-                        continue;
+            let hash = candidate.row.as_deref().map(row_hash);
+            match compare(previous, hash.as_deref(), announce) {
+                Change::Unchanged if candidate.row.is_some() => batch.touched.push(key),
+                Change::Unchanged => {}
+                Change::Deleted { .. } => {
+                    if let Some(previous) = previous {
+                        self.remove(&mut batch, key, previous, now);
                     }
+                }
+                Change::Recorded { kind, seq } => {
+                    let (Some(row), Some(hash)) = (&candidate.row, hash) else {
+                        continue; // recorded only when a row was found
+                    };
                     if feed.strategy.stamped_ahead(feed, position, row) {
                         self.stamped_ahead(position, &key, row);
                     }
-                    let seq = previous.map_or(0, |p| p.seq) + i64::from(announce);
-                    let kind = match previous {
-                        Some(_) => EventKind::Updated,
-                        None => EventKind::Created,
-                    };
                     if announce {
                         batch
                             .events
@@ -248,27 +249,31 @@ impl Poller {
                             hash,
                             seq,
                             row: values_json(row),
+                            deleted: false,
                         },
                     });
-                }
-                None => {
-                    if let Some(previous) = previous {
-                        self.remove(&mut batch, key, previous, now);
-                    }
                 }
             }
         }
         Ok(batch)
     }
 
-    /// Announces a recorded row as deleted (with its last known values) and forgets it.
+    /// Announces a recorded row as deleted (with its last known values) and keeps it as a
+    /// tombstone, so its key's change counter goes on if the row comes back.
     fn remove(&self, batch: &mut Batch, key: String, known: &KnownRow, now: i64) {
         let row: Vec<Value> = serde_json::from_str(&known.row).unwrap_or_default();
         let seq = known.seq + 1;
         batch
             .events
             .push(self.event(&key, seq, None, EventKind::Deleted, &row, now));
-        batch.removed.push(key);
+        batch.upserts.push(RowRecord {
+            key,
+            known: KnownRow {
+                seq,
+                deleted: true,
+                ..known.clone()
+            },
+        });
     }
 
     /// An event and its deliveries.
@@ -290,6 +295,7 @@ impl Poller {
                     id: &id,
                     kind,
                     row,
+                    sequence: Some(seq),
                     detected_ms: now,
                 };
                 sink.deliveries_for(&self.feed, &record, now)
@@ -299,6 +305,7 @@ impl Poller {
             kind: kind.as_str().into(),
             key: key.into(),
             row: Some(values_json(row)),
+            key_seq: seq,
             detected_ms: now,
             deliveries,
             id,

@@ -19,12 +19,14 @@ pub struct EventRecord<'a> {
     pub kind: EventKind,
     /// The row's legacy values in feed column order (the last known ones when deleted).
     pub row: &'a [Value],
+    /// The key's change counter (`None` for events stored before it was kept).
+    pub sequence: Option<i64>,
     /// When it was detected (ms since the epoch).
     pub detected_ms: i64,
 }
 
 /// The event as `grant` may see it through `resource` (the `view` of `feed` in a version):
-/// `{id, type, timestamp, data: {key, row}}`; `None` when a row policy withholds the row,
+/// `{id, type, timestamp, data: {key, sequence, row}}`; `None` when a row policy withholds the row,
 /// or cannot be decided on it under the text rules of the feed's source (then logged at debug and counted in
 /// `portico_change_events_withheld_total` of `metrics`).
 pub fn event_json(
@@ -71,11 +73,19 @@ pub fn event_json(
             row.insert(field.name.clone(), value(i).unwrap_or(Json::Null));
         }
     }
+    let mut data = Map::new();
+    data.insert("key".into(), Json::String(key.join(",")));
+    // The consumer's ordering rule: apply an event only if its sequence is above the last
+    // one applied for its key (retries and resends may deliver out of order).
+    if let Some(sequence) = event.sequence {
+        data.insert("sequence".into(), json!(sequence));
+    }
+    data.insert("row".into(), Json::Object(row));
     Some(json!({
         "id": event.id,
         "type": format!("{}.{}", view.resource, event.kind.as_str()),
         "timestamp": rfc3339(event.detected_ms),
-        "data": {"key": key.join(","), "row": row},
+        "data": data,
     }))
 }
 

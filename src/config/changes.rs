@@ -215,6 +215,9 @@ pub struct SubscriptionConfig {
     /// Delivers when true.
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// Per-key order: a key's later deliveries wait while an earlier one is being retried.
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 fn every_event() -> Vec<String> {

@@ -98,6 +98,7 @@ pub async fn feed(
                 id: &event.id,
                 kind: EventKind::parse(&event.kind)?,
                 row: &row,
+                sequence: event.key_seq,
                 detected_ms: event.detected_ms,
             };
             event_json(

@@ -27,6 +27,8 @@ struct NewSubscription {
     scopes: Vec<String>,
     #[serde(default)]
     claims: serde_json::Map<String, Json>,
+    #[serde(default)]
+    ordered: bool,
 }
 
 fn every_event() -> Vec<String> {
@@ -60,6 +62,8 @@ fn subscription_json(record: &SubscriptionRecord) -> Json {
         "scopes": record.scopes,
         "claims": record.claims,
         "enabled": record.enabled,
+        "disabled_reason": record.disabled_reason,
+        "ordered": record.ordered,
         "origin": record.origin,
         "created_at": rfc3339(record.created_ms),
         "signing_secrets": record.secrets.len(),
@@ -178,6 +182,8 @@ pub async fn create(
             expires_ms: None,
         }],
         enabled: true,
+        disabled_reason: None,
+        ordered: new.ordered,
         origin: "api".into(),
         created_ms: crate::state::unix_now_ms(),
     };
@@ -236,6 +242,8 @@ pub async fn act(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     match action.as_str() {
         "disable" | "enable" => {
             record.enabled = action == "enable";
+            // Only Portico says why it disabled one (410 Gone); an operator's action clears it.
+            record.disabled_reason = None;
             let body = subscription_json(&record);
             save(hub, record).await?;
             Ok(HttpResponse::Ok().json(body))

@@ -49,6 +49,20 @@ pub fn schemas(resource: &Resource) -> Vec<(String, RefOr<Schema>)> {
                     "key",
                     string().description(Some("The row's key as in its URL.")),
                 )
+                .property(
+                    "sequence",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                        .minimum(Some(1))
+                        .description(Some(
+                            "The key's change counter: it grows with each change of the key, \
+                             deletes included. Retries and resends can deliver events out of \
+                             order: apply an event only if its sequence is greater than the last \
+                             one applied for its key. Absent only on events stored before \
+                             Portico kept the counter.",
+                        )),
+                )
                 .property("row", Ref::from_schema_name(row_name(resource)))
                 .required("key")
                 .required("row"),

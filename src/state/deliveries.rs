@@ -35,6 +35,13 @@ pub struct SubscriptionRecord {
     pub secrets: Vec<SecretRecord>,
     /// Delivers when true.
     pub enabled: bool,
+    /// Why Portico disabled it (the endpoint answered 410 Gone); `None` when enabled or
+    /// disabled by an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// A key's later deliveries wait while an earlier one of the same key is pending.
+    #[serde(default)]
+    pub ordered: bool,
     /// `config` or `api`.
     pub origin: String,
     /// Milliseconds since the epoch.
@@ -118,6 +125,9 @@ pub enum AttemptResult {
     RetryAt(i64),
     /// Give up: a dead letter.
     Dead,
+    /// Keep it pending, due at once when its subscription is enabled again; the attempt is
+    /// logged but does not count against the retry schedule.
+    Held,
 }
 
 /// Which deliveries to list.
@@ -142,12 +152,15 @@ pub trait DeliveryStore: Send + Sync {
     /// Deletes a subscription and its deliveries; false when there was none.
     fn remove_subscription(&self, name: &str) -> Result<bool, StateError>;
     /// Pending deliveries of the `subscriptions` named (the enabled ones) due by `now_ms`,
-    /// oldest first, leaving out the ids in `skip` (attempts in flight).
+    /// oldest first, leaving out the ids in `skip` (attempts in flight). A delivery of an
+    /// `ordered` subscription waits while an earlier one of the same feed and key for that
+    /// subscription is pending (in flight or being retried); a dead letter holds nothing.
     fn due_deliveries(
         &self,
         now_ms: i64,
         limit: usize,
         subscriptions: &[String],
+        ordered: &[String],
         skip: &[i64],
     ) -> Result<Vec<DeliveryRecord>, StateError>;
     /// Records an attempt and what it leaves.
@@ -172,6 +185,10 @@ pub trait DeliveryStore: Send + Sync {
 
 const DELIVERY_COLUMNS: &str =
     "id, event_id, subscription, body, status, attempts, next_ms, created_ms, last_error";
+
+/// `DELIVERY_COLUMNS` of deliveries `d`.
+const DUE_COLUMNS: &str =
+    "d.id, d.event_id, d.subscription, d.body, d.status, d.attempts, d.next_ms, d.created_ms, d.last_error";
 
 fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
     let status: String = r.get(4)?;
@@ -232,21 +249,38 @@ impl DeliveryStore for SqliteStore {
         now_ms: i64,
         limit: usize,
         subscriptions: &[String],
+        ordered: &[String],
         skip: &[i64],
     ) -> Result<Vec<DeliveryRecord>, StateError> {
         if subscriptions.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         self.with(|conn| {
-            let marks = vec!["?"; subscriptions.len()].join(", ");
+            let marks = |n: usize| vec!["?"; n].join(", ");
+            // Deliveries of one key are created in the order of its changes, so an earlier
+            // delivery id is an earlier change.
+            let in_order = if ordered.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "AND (d.subscription NOT IN ({}) OR NOT EXISTS (
+                         SELECT 1 FROM events e
+                         JOIN events pe ON pe.feed = e.feed AND pe.key = e.key
+                         JOIN deliveries p ON p.event_id = pe.id AND p.subscription = d.subscription
+                         WHERE e.id = d.event_id AND p.status = 'pending' AND p.id < d.id))",
+                    marks(ordered.len())
+                )
+            };
             let sql = format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries
-                 WHERE status = 'pending' AND next_ms <= ? AND subscription IN ({marks})
-                 ORDER BY next_ms, id LIMIT ?"
+                "SELECT {DUE_COLUMNS} FROM deliveries d
+                 WHERE d.status = 'pending' AND d.next_ms <= ? AND d.subscription IN ({}) {in_order}
+                 ORDER BY d.next_ms, d.id LIMIT ?",
+                marks(subscriptions.len())
             );
             let mut statement = conn.prepare_cached(&sql)?;
             let mut values: Vec<rusqlite::types::Value> = vec![now_ms.into()];
             values.extend(subscriptions.iter().map(|s| s.clone().into()));
+            values.extend(ordered.iter().map(|s| s.clone().into()));
             values.push(((limit + skip.len()) as i64).into());
             let rows = statement.query_map(rusqlite::params_from_iter(values), delivery_row)?;
             let mut due = Vec::new();
@@ -269,7 +303,9 @@ impl DeliveryStore for SqliteStore {
             AttemptResult::Delivered => (DeliveryStatus::Delivered, attempt.at_ms),
             AttemptResult::RetryAt(at) => (DeliveryStatus::Pending, at),
             AttemptResult::Dead => (DeliveryStatus::Dead, attempt.at_ms),
+            AttemptResult::Held => (DeliveryStatus::Pending, attempt.at_ms),
         };
+        let counted = i64::from(result != AttemptResult::Held);
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -277,8 +313,8 @@ impl DeliveryStore for SqliteStore {
                 params![attempt.delivery, attempt.at_ms, attempt.status, attempt.error, attempt.duration_ms],
             )?;
             tx.execute(
-                "UPDATE deliveries SET status = ?2, attempts = attempts + 1, next_ms = ?3, last_error = ?4 WHERE id = ?1",
-                params![attempt.delivery, status.as_str(), next_ms, attempt.error],
+                "UPDATE deliveries SET status = ?2, attempts = attempts + ?5, next_ms = ?3, last_error = ?4 WHERE id = ?1",
+                params![attempt.delivery, status.as_str(), next_ms, attempt.error, counted],
             )?;
             tx.commit()
         })
@@ -385,6 +421,8 @@ mod tests {
                 expires_ms: None,
             }],
             enabled,
+            disabled_reason: None,
+            ordered: false,
             origin: "api".into(),
             created_ms: 0,
         }
@@ -410,6 +448,7 @@ mod tests {
                 kind: "created".into(),
                 key: "[]".into(),
                 row: None,
+                key_seq: 1,
                 detected_ms: 0,
                 deliveries,
             }],
@@ -419,14 +458,20 @@ mod tests {
         // The dispatcher names the enabled subscriptions only.
         let on = ["on".to_string()];
         assert!(
-            store.due_deliveries(9, 10, &on, &[]).unwrap().is_empty(),
+            store
+                .due_deliveries(9, 10, &on, &[], &[])
+                .unwrap()
+                .is_empty(),
             "not due yet"
         );
-        let due = store.due_deliveries(10, 10, &on, &[]).unwrap();
+        let due = store.due_deliveries(10, 10, &on, &[], &[]).unwrap();
         assert_eq!(due.len(), 1, "only the named subscription's delivery");
         let id = due[0].id;
         assert!(
-            store.due_deliveries(10, 10, &on, &[id]).unwrap().is_empty(),
+            store
+                .due_deliveries(10, 10, &on, &[], &[id])
+                .unwrap()
+                .is_empty(),
             "in flight"
         );
         let attempt = |at_ms| AttemptRecord {
@@ -439,13 +484,16 @@ mod tests {
         store
             .record_attempt(&attempt(10), AttemptResult::RetryAt(50))
             .unwrap();
-        assert!(store.due_deliveries(49, 10, &on, &[]).unwrap().is_empty());
+        assert!(store
+            .due_deliveries(49, 10, &on, &[], &[])
+            .unwrap()
+            .is_empty());
         store
             .record_attempt(&attempt(50), AttemptResult::Dead)
             .unwrap();
         assert_eq!(store.dead_letters().unwrap(), 1);
         assert!(store
-            .due_deliveries(1_000, 10, &on, &[])
+            .due_deliveries(1_000, 10, &on, &[], &[])
             .unwrap()
             .is_empty());
         assert_eq!(store.attempts(id).unwrap().len(), 2);
@@ -459,7 +507,7 @@ mod tests {
         assert_eq!((dead.len(), dead[0].attempts), (1, 2));
         assert!(store.resend(id, 60).unwrap());
         assert_eq!(
-            store.due_deliveries(60, 10, &on, &[]).unwrap()[0].attempts,
+            store.due_deliveries(60, 10, &on, &[], &[]).unwrap()[0].attempts,
             0
         );
         store
@@ -469,5 +517,135 @@ mod tests {
         assert_eq!(store.dead_letters().unwrap(), 0);
         assert!(store.remove_subscription("on").unwrap());
         assert!(store.delivery(id).unwrap().is_none());
+    }
+
+    /// Events of keys `K1` and `K2`, in this order: K1, K1, K2, K1; one delivery each for
+    /// `sub`, due at once.
+    fn keyed_events(store: &SqliteStore, sub: &str) -> Vec<i64> {
+        let events = ["K1", "K1", "K2", "K1"]
+            .iter()
+            .enumerate()
+            .map(|(i, key)| NewEvent {
+                id: format!("evt_{i}"),
+                kind: "updated".into(),
+                key: format!("[\"{key}\"]"),
+                row: None,
+                key_seq: i as i64 + 1,
+                detected_ms: 0,
+                deliveries: vec![NewDelivery {
+                    subscription: sub.into(),
+                    body: b"{}".to_vec(),
+                    next_ms: 0,
+                }],
+            })
+            .collect();
+        store
+            .commit(&Batch {
+                feed: "f".into(),
+                events,
+                ..Batch::default()
+            })
+            .unwrap();
+        let mut ids: Vec<i64> = store
+            .deliveries(&DeliveryFilter {
+                subscription: Some(sub.into()),
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn an_ordered_subscription_holds_a_key_behind_its_pending_delivery_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
+        let ids = keyed_events(&store, "in-order");
+        let subs = ["in-order".to_string()];
+        let due = |skip: &[i64]| -> Vec<i64> {
+            store
+                .due_deliveries(100, 10, &subs, &subs, skip)
+                .unwrap()
+                .iter()
+                .map(|d| d.id)
+                .collect()
+        };
+        // K1's first and K2's only; K1's later ones wait.
+        assert_eq!(due(&[]), [ids[0], ids[2]]);
+        // In flight is still pending: K1 stays held.
+        assert_eq!(due(&[ids[0]]), [ids[2]]);
+        let attempt = |delivery, result| {
+            let record = AttemptRecord {
+                delivery,
+                at_ms: 100,
+                status: Some(500),
+                error: Some("answered 500".into()),
+                duration_ms: 1,
+            };
+            store.record_attempt(&record, result).unwrap();
+        };
+        // Being retried holds the key too.
+        attempt(ids[0], AttemptResult::RetryAt(200));
+        assert_eq!(due(&[]), [ids[2]]);
+        // A dead letter holds nothing: the key's next delivery goes.
+        attempt(ids[0], AttemptResult::Dead);
+        assert_eq!(due(&[]), [ids[1], ids[2]]);
+        attempt(ids[1], AttemptResult::Delivered);
+        assert_eq!(due(&[]), [ids[2], ids[3]]);
+        // Resent, the dead letter holds the key's later deliveries again.
+        assert!(store.resend(ids[0], 100).unwrap());
+        assert_eq!(due(&[]), [ids[2], ids[0]]);
+        // Without `ordered`, nothing waits.
+        let all = store.due_deliveries(100, 10, &subs, &[], &[]).unwrap();
+        assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn a_held_attempt_is_logged_and_keeps_the_delivery_pending_and_its_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
+        let ids = keyed_events(&store, "gone");
+        let record = AttemptRecord {
+            delivery: ids[0],
+            at_ms: 100,
+            status: Some(410),
+            error: Some("answered 410".into()),
+            duration_ms: 1,
+        };
+        store.record_attempt(&record, AttemptResult::Held).unwrap();
+        let held = store.delivery(ids[0]).unwrap().unwrap();
+        assert_eq!(
+            (held.status, held.attempts, held.next_ms),
+            (DeliveryStatus::Pending, 0, 100)
+        );
+        assert_eq!(store.attempts(ids[0]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn subscriptions_keep_ordered_and_why_they_were_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
+        let record = SubscriptionRecord {
+            ordered: true,
+            disabled_reason: Some("the endpoint answered 410 Gone".into()),
+            ..subscription("gone", false)
+        };
+        store.put_subscription(&record).unwrap();
+        assert_eq!(store.subscriptions().unwrap(), [record]);
+        // A subscription stored before these existed reads as unordered and without a reason.
+        store
+            .with(|conn| {
+                conn.execute(
+                    "UPDATE subscriptions SET spec = json_remove(spec, '$.ordered', '$.disabled_reason')",
+                    [],
+                )
+            })
+            .unwrap();
+        let old = &store.subscriptions().unwrap()[0];
+        assert_eq!((old.ordered, old.disabled_reason.as_deref()), (false, None));
     }
 }

@@ -12,10 +12,12 @@ use super::{SqliteStore, StateError};
 pub struct KnownRow {
     /// Hash of its legacy values.
     pub hash: String,
-    /// How many changes of it were announced.
+    /// How many changes of its key were announced, deletes included.
     pub seq: i64,
     /// Its legacy values (JSON).
     pub row: String,
+    /// The row was deleted: a tombstone kept for its key's change counter.
+    pub deleted: bool,
 }
 
 /// A row to record.
@@ -49,6 +51,8 @@ pub struct NewEvent {
     pub key: String,
     /// Legacy values (JSON): the new row, or the last known one of a deleted row.
     pub row: Option<String>,
+    /// The key's change counter: this is its `key_seq`-th change.
+    pub key_seq: i64,
     /// When it was detected.
     pub detected_ms: i64,
     /// One per matching subscription.
@@ -68,8 +72,6 @@ pub struct Batch {
     pub upserts: Vec<RowRecord>,
     /// Keys of rows seen unchanged (their pass is updated).
     pub touched: Vec<String>,
-    /// Keys of rows that are gone.
-    pub removed: Vec<String>,
     /// Events with their deliveries.
     pub events: Vec<NewEvent>,
 }
@@ -89,6 +91,8 @@ pub struct StoredEvent {
     pub key: String,
     /// Legacy values (JSON).
     pub row: Option<String>,
+    /// The key's change counter (`None` for events stored before it was kept).
+    pub key_seq: Option<i64>,
     /// When it was detected.
     pub detected_ms: i64,
 }
@@ -97,13 +101,13 @@ pub struct StoredEvent {
 pub trait ChangeStore: Send + Sync {
     /// The feed's stored position (JSON).
     fn cursor(&self, feed: &str) -> Result<Option<String>, StateError>;
-    /// The recorded rows among `keys`.
+    /// The recorded rows among `keys`, tombstones of deleted ones included.
     fn known_rows(
         &self,
         feed: &str,
         keys: &[String],
     ) -> Result<HashMap<String, KnownRow>, StateError>;
-    /// Up to `limit` recorded rows last seen before `pass`.
+    /// Up to `limit` recorded rows (not tombstones) last seen before `pass`.
     fn unseen_rows(
         &self,
         feed: &str,
@@ -141,7 +145,7 @@ impl ChangeStore for SqliteStore {
     ) -> Result<HashMap<String, KnownRow>, StateError> {
         self.with(|conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT hash, seq, row FROM feed_rows WHERE feed = ?1 AND key = ?2",
+                "SELECT hash, seq, row, deleted FROM feed_rows WHERE feed = ?1 AND key = ?2",
             )?;
             let mut found = HashMap::new();
             for key in keys {
@@ -151,6 +155,7 @@ impl ChangeStore for SqliteStore {
                             hash: r.get(0)?,
                             seq: r.get(1)?,
                             row: r.get(2)?,
+                            deleted: r.get(3)?,
                         })
                     })
                     .optional()?;
@@ -170,7 +175,8 @@ impl ChangeStore for SqliteStore {
     ) -> Result<Vec<(String, KnownRow)>, StateError> {
         self.with(|conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT key, hash, seq, row FROM feed_rows WHERE feed = ?1 AND pass < ?2 LIMIT ?3",
+                "SELECT key, hash, seq, row FROM feed_rows
+                 WHERE feed = ?1 AND pass < ?2 AND deleted = 0 LIMIT ?3",
             )?;
             let rows = statement.query_map(params![feed, pass, limit as i64], |r| {
                 Ok((
@@ -179,6 +185,7 @@ impl ChangeStore for SqliteStore {
                         hash: r.get(1)?,
                         seq: r.get(2)?,
                         row: r.get(3)?,
+                        deleted: false,
                     },
                 ))
             })?;
@@ -193,34 +200,36 @@ impl ChangeStore for SqliteStore {
             let (mut events, mut deliveries) = (Vec::new(), 0);
             {
                 let mut upsert = tx.prepare_cached(
-                    "INSERT INTO feed_rows (feed, key, hash, seq, pass, row) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (feed, key) DO UPDATE SET hash = ?3, seq = ?4, pass = ?5, row = ?6",
+                    "INSERT INTO feed_rows (feed, key, hash, seq, pass, row, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (feed, key) DO UPDATE SET hash = ?3, seq = ?4, pass = ?5, row = ?6, deleted = ?7",
                 )?;
                 for r in &batch.upserts {
                     let k = &r.known;
-                    upsert.execute(params![batch.feed, r.key, k.hash, k.seq, batch.pass, k.row])?;
+                    upsert.execute(params![batch.feed, r.key, k.hash, k.seq, batch.pass, k.row, k.deleted])?;
                 }
                 let mut touch =
                     tx.prepare_cached("UPDATE feed_rows SET pass = ?3 WHERE feed = ?1 AND key = ?2")?;
                 for key in &batch.touched {
                     touch.execute(params![batch.feed, key, batch.pass])?;
                 }
-                let mut remove =
-                    tx.prepare_cached("DELETE FROM feed_rows WHERE feed = ?1 AND key = ?2")?;
-                for key in &batch.removed {
-                    remove.execute(params![batch.feed, key])?;
-                }
                 let mut event = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO events (id, feed, kind, key, row, detected_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR IGNORE INTO events (id, feed, kind, key, row, detected_ms, key_seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 let mut delivery = tx.prepare_cached(
                     "INSERT OR IGNORE INTO deliveries (event_id, subscription, body, status, next_ms, created_ms)
                      VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
                 )?;
                 for (i, e) in batch.events.iter().enumerate() {
-                    let new =
-                        event.execute(params![e.id, batch.feed, e.kind, e.key, e.row, e.detected_ms])?;
+                    let new = event.execute(params![
+                        e.id,
+                        batch.feed,
+                        e.kind,
+                        e.key,
+                        e.row,
+                        e.detected_ms,
+                        e.key_seq
+                    ])?;
                     if new == 0 {
                         continue;
                     }
@@ -250,7 +259,7 @@ impl ChangeStore for SqliteStore {
     ) -> Result<Vec<StoredEvent>, StateError> {
         self.with(|conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT seq, id, feed, kind, key, row, detected_ms FROM events
+                "SELECT seq, id, feed, kind, key, row, detected_ms, key_seq FROM events
                  WHERE feed = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
             let rows = statement.query_map(params![feed, after, limit as i64], |r| {
@@ -262,6 +271,7 @@ impl ChangeStore for SqliteStore {
                     key: r.get(4)?,
                     row: r.get(5)?,
                     detected_ms: r.get(6)?,
+                    key_seq: r.get(7)?,
                 })
             })?;
             rows.collect()
@@ -279,6 +289,7 @@ mod tests {
             kind: "updated".into(),
             key: "[\"J1\"]".into(),
             row: Some("[]".into()),
+            key_seq: 1,
             detected_ms: 5,
             deliveries: subscriptions
                 .iter()
@@ -299,6 +310,7 @@ mod tests {
             hash: "h1".into(),
             seq: 1,
             row: "[]".into(),
+            deleted: false,
         };
         let batch = Batch {
             feed: "shop.JOBHDR".into(),
@@ -336,5 +348,48 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!((events[0].id.as_str(), events[0].seq), ("evt_1", 1));
         assert!(store.events_after("shop.JOBHDR", 1, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_deleted_row_stays_as_a_tombstone_that_sweeps_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
+        let key = "[\"C09999\"]".to_string();
+        let record = |seq, deleted| RowRecord {
+            key: key.clone(),
+            known: KnownRow {
+                hash: "h1".into(),
+                seq,
+                row: "[]".into(),
+                deleted,
+            },
+        };
+        let batch = |upsert, id: &str, key_seq| Batch {
+            feed: "f".into(),
+            pass: 1,
+            upserts: vec![upsert],
+            events: vec![NewEvent {
+                key_seq,
+                ..event(id, &[])
+            }],
+            ..Batch::default()
+        };
+        store.commit(&batch(record(1, false), "evt_1", 1)).unwrap();
+        store.commit(&batch(record(2, true), "evt_2", 2)).unwrap();
+        let found = store.known_rows("f", std::slice::from_ref(&key)).unwrap();
+        assert_eq!(found[&key], record(2, true).known, "the counter survives");
+        assert!(
+            store.unseen_rows("f", 5, 10).unwrap().is_empty(),
+            "a tombstone is not swept again"
+        );
+        store.commit(&batch(record(3, false), "evt_3", 3)).unwrap();
+        assert_eq!(store.unseen_rows("f", 5, 10).unwrap().len(), 1);
+        let sequences: Vec<Option<i64>> = store
+            .events_after("f", 0, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.key_seq)
+            .collect();
+        assert_eq!(sequences, [Some(1), Some(2), Some(3)]);
     }
 }

@@ -173,6 +173,11 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE feed_rows_2 RENAME TO feed_rows;
      CREATE INDEX feed_rows_pass ON feed_rows (feed, pass);
      ALTER TABLE events ADD COLUMN key_seq INTEGER;",
+    // 3: sweeps look for live rows only (tombstones pile up in old passes); an ordered
+    // subscription looks up a key's other events.
+    "DROP INDEX feed_rows_pass;
+     CREATE INDEX feed_rows_live ON feed_rows (feed, pass) WHERE deleted = 0;
+     CREATE INDEX events_key ON events (feed, key);",
 ];
 
 /// Brings the store at `path` to the newest schema, one transaction per step (taken with the

@@ -27,7 +27,7 @@ pub struct EventLabels {
 pub struct DeliveryLabels {
     /// Subscription name.
     pub subscription: String,
-    /// `delivered`, `retrying`, `dead`.
+    /// `delivered`, `retrying`, `dead`, `gone` (410: the subscription was disabled).
     pub outcome: &'static str,
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::sign::signature_header;
 use super::Webhooks;
+use crate::changes::render::rfc3339;
 use crate::state::{off_thread, AttemptRecord, AttemptResult, DeliveryRecord};
 use crate::telemetry::change_metrics::DeliveryLabels;
 
@@ -45,15 +46,17 @@ async fn dispatch_due(
         .lock()
         .map(|m| m.keys().copied().collect())
         .unwrap_or_default();
-    let enabled: Vec<String> = hub
-        .subscriptions()
-        .iter()
-        .filter(|s| s.record.enabled)
+    let subscriptions = hub.subscriptions();
+    let enabled = subscriptions.iter().filter(|s| s.record.enabled);
+    let ordered: Vec<String> = enabled
+        .clone()
+        .filter(|s| s.record.ordered)
         .map(|s| s.record.name.clone())
         .collect();
+    let enabled: Vec<String> = enabled.map(|s| s.record.name.clone()).collect();
     let now = crate::state::unix_now_ms();
     let due = off_thread(&hub.store, move |s| {
-        s.due_deliveries(now, free, &enabled, &skip)
+        s.due_deliveries(now, free, &enabled, &ordered, &skip)
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -92,7 +95,7 @@ async fn dispatch_due(
 }
 
 /// Sends one attempt and records it.
-async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
+async fn attempt(hub: &Arc<Webhooks>, delivery: DeliveryRecord) {
     let Some(subscription) = hub.subscription(&delivery.subscription) else {
         return; // deleted meanwhile; its deliveries went with it
     };
@@ -143,6 +146,8 @@ async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
     let made = delivery.attempts as usize + 1;
     let result = match &error {
         None => AttemptResult::Delivered,
+        // Standard Webhooks: 410 means the endpoint is gone and the sender should stop.
+        Some(_) if status == Some(410) => AttemptResult::Held,
         Some(_) => match hub.delivery.schedule.after_failure(made, retry_after) {
             Some(wait) => AttemptResult::RetryAt(now_ms + wait.as_millis() as i64),
             None => AttemptResult::Dead,
@@ -152,6 +157,7 @@ async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
         AttemptResult::Delivered => "delivered",
         AttemptResult::RetryAt(_) => "retrying",
         AttemptResult::Dead => "dead",
+        AttemptResult::Held => "gone",
     };
     hub.metrics
         .deliveries
@@ -174,6 +180,19 @@ async fn attempt(hub: &Webhooks, delivery: DeliveryRecord) {
     if recorded.is_err() {
         // The delivery stays pending and is attempted again: at least once, never lost.
         tracing::warn!(delivery = delivery.id, "cannot record a webhook attempt");
+    }
+    if result == AttemptResult::Held {
+        let reason = format!("the endpoint answered 410 Gone at {}", rfc3339(now_ms));
+        tracing::warn!(subscription = %record.name, event = %delivery.event_id, "{reason}: subscription disabled; its deliveries wait until it is enabled again");
+        let (owner, name) = (hub.clone(), record.name.clone());
+        let disabled = tokio::task::spawn_blocking(move || owner.disable_gone(&name, reason))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|done| done.map_err(|e| e.to_string()));
+        if let Err(error) = disabled {
+            // The next attempt gets the 410 again and tries again.
+            tracing::warn!(subscription = %record.name, %error, "cannot disable the subscription");
+        }
     }
 }
 

@@ -273,6 +273,11 @@ impl Webhooks {
                 expires_ms: None,
             }];
             let grace_end = now + self.delivery.grace.as_millis() as i64;
+            // An endpoint that answered 410 Gone stays off across restarts until an operator
+            // enables it (or the configuration names another URL).
+            let gone = previous
+                .filter(|p| p.url == sc.url && !p.enabled)
+                .and_then(|p| p.disabled_reason.clone());
             for old in previous.map(|p| p.secrets.clone()).unwrap_or_default() {
                 if old.secret != sc.secret && old.expires_ms.is_none_or(|at| at > now) {
                     secrets.push(SecretRecord {
@@ -289,7 +294,9 @@ impl Webhooks {
                 scopes: sc.scopes.clone(),
                 claims: sc.claims.clone(),
                 secrets,
-                enabled: sc.enabled,
+                enabled: sc.enabled && gone.is_none(),
+                disabled_reason: gone,
+                ordered: sc.ordered,
                 origin: "config".into(),
                 created_ms: previous.map_or(now, |p| p.created_ms),
             })?;
@@ -334,6 +341,23 @@ impl Webhooks {
     pub fn subscription(&self, name: &str) -> Option<Arc<Subscription>> {
         let held = self.subscriptions.read().ok()?;
         held.iter().find(|s| s.record.name == name).cloned()
+    }
+
+    /// Disables a subscription whose endpoint is gone (410), saying why; its pending
+    /// deliveries wait until it is enabled again.
+    pub fn disable_gone(&self, name: &str, reason: String) -> Result<(), StateError> {
+        let Some(subscription) = self.subscription(name) else {
+            return Ok(()); // deleted meanwhile
+        };
+        if !subscription.record.enabled {
+            return Ok(()); // another attempt got there first
+        }
+        self.store.put_subscription(&SubscriptionRecord {
+            enabled: false,
+            disabled_reason: Some(reason),
+            ..subscription.record.clone()
+        })?;
+        self.reload()
     }
 
     /// Tells the dispatcher deliveries may be due.

@@ -4,6 +4,7 @@ Usage:
     webhook_receiver.py --secret whsec_... [--secret whsec_... ...] --log FILE
                         [--fail-first N] [--fail-until-file PATH] [--status 500]
                         [--retry-after SECONDS] [--redirect-to URL]
+                        [--fail-rate P [--seed S]]
 
 Listens on 127.0.0.1 on an ephemeral port, prints exactly one line
 `listening on 127.0.0.1:PORT` to stdout (flushed) and serves until killed.
@@ -15,6 +16,8 @@ each --secret (any one verifying is enough) and answered:
   fewer than N verified requests
   failed so far (--fail-first N)    -> --status (+Retry-After) outcome "failed"
   --fail-until-file PATH missing    -> --status (+Retry-After) outcome "failed"
+  a random draw below P (--fail-rate,
+  seeded with --seed)               -> --status (+Retry-After) outcome "failed"
   otherwise                         -> 204                     outcome "accepted"
 
 One JSON object per request is appended to --log (written, flushed and fsynced
@@ -25,6 +28,7 @@ where "body" is the parsed JSON body, or the raw text when it is not JSON.
 import argparse
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -47,6 +51,10 @@ def parse_args(argv):
                         help="Retry-After header value sent with failed answers (sent verbatim)")
     parser.add_argument("--redirect-to", metavar="URL",
                         help="answer every POST with 307 and this Location")
+    parser.add_argument("--fail-rate", type=float, default=0.0, metavar="P",
+                        help="answer --status to this fraction of correctly signed requests, at random")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of --fail-rate's random draws (default 0)")
     args = parser.parse_args(argv)
     webhooks = []
     for secret in args.secret:
@@ -56,6 +64,8 @@ def parse_args(argv):
             parser.error(f"invalid --secret {secret!r}: {exc}")
     if args.fail_first < 0:
         parser.error("--fail-first must be >= 0")
+    if not 0.0 <= args.fail_rate <= 1.0:
+        parser.error("--fail-rate must be from 0 to 1")
     if not 100 <= args.status <= 599:
         parser.error("--status must be an HTTP status code")
     return args, webhooks
@@ -67,6 +77,7 @@ class Receiver:
         self.webhooks = webhooks
         self.state_lock = threading.Lock()
         self.failed_so_far = 0
+        self.random = random.Random(args.seed)
         self.log_lock = threading.Lock()
         self.log_file = open(args.log, "a", encoding="utf-8")
 
@@ -96,6 +107,8 @@ class Receiver:
         with self.state_lock:
             if self.failed_so_far < args.fail_first:
                 self.failed_so_far += 1
+                return "failed", args.status
+            if args.fail_rate and self.random.random() < args.fail_rate:
                 return "failed", args.status
         if args.fail_until_file is not None and not os.path.exists(args.fail_until_file):
             return "failed", args.status
