@@ -62,6 +62,12 @@ impl Feed {
             .find(|v| v.version == version && v.resource == resource)
     }
 
+    /// Whether the feed records each row's values besides its hash: only a feed that
+    /// announces deletes needs them (a `deleted` event carries the last known row).
+    pub fn keeps_rows(&self) -> bool {
+        self.strategy.sees_deletes()
+    }
+
     /// Index of a column among the feed's columns.
     pub fn position(&self, column: &str) -> Option<usize> {
         self.columns

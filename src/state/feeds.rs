@@ -14,8 +14,8 @@ pub struct KnownRow {
     pub hash: String,
     /// How many changes of it were announced.
     pub seq: i64,
-    /// Its legacy values (JSON).
-    pub row: String,
+    /// Its legacy values (JSON), kept only for feeds that announce deletes with them.
+    pub row: Option<String>,
 }
 
 /// A row to record.
@@ -298,7 +298,7 @@ mod tests {
         let known = KnownRow {
             hash: "h1".into(),
             seq: 1,
-            row: "[]".into(),
+            row: Some("[]".into()),
         };
         let batch = Batch {
             feed: "shop.JOBHDR".into(),
