@@ -116,6 +116,7 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         documents,
         state_store,
         idempotency_retention: config.state.idempotency_retention,
+        event_retention: config.state.event_retention,
         body_timeout: config.server.body_timeout,
         feeds,
         webhooks: webhooks.clone(),
