@@ -16,22 +16,22 @@ use crate::fixture::Kind;
 use crate::harness::{execute, fresh_database, Portico};
 use crate::servers::free_port;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn repo(path: &str) -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// The test receiver (tests/api/support/webhook_receiver.py) and its log.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Receiver {
-    fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("received.jsonl");
         let python = repo(".venv/bin/python");
@@ -63,7 +63,7 @@ impl Receiver {
         }
     }
 
-    fn entries(&self) -> Vec<Value> {
+    pub(crate) fn entries(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -79,7 +79,12 @@ impl Receiver {
     }
 
     /// Waits until `done` holds for the log; the log on timeout is in the panic message.
-    async fn wait(&self, what: &str, seconds: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) async fn wait(
+        &self,
+        what: &str,
+        seconds: u64,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         loop {
             let entries = self.entries();
@@ -119,19 +124,19 @@ fn received(entries: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn has(entries: &[Value], kind: &str, key: &str) -> bool {
+pub(crate) fn has(entries: &[Value], kind: &str, key: &str) -> bool {
     received(entries).contains(&(kind.to_string(), key.to_string()))
 }
 
 /// A fresh database with `TICKETS`, three rows in it.
-struct Tickets {
+pub(crate) struct Tickets {
     connection_string: String,
     kind: Kind,
     dir: tempfile::TempDir,
 }
 
 impl Tickets {
-    fn new(kind: Kind) -> Self {
+    pub(crate) fn new(kind: Kind) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let connection_string = fresh_database(kind, dir.path());
         let timestamp = if kind == Kind::MariaDb {
@@ -156,7 +161,7 @@ impl Tickets {
     }
 
     /// Runs `sql` directly; PostgreSQL gets the upper-case names quoted (Portico quotes them).
-    fn sql(&self, sql: &str) {
+    pub(crate) fn sql(&self, sql: &str) {
         let mut text = sql.to_string();
         if self.kind == Kind::Postgres {
             text = quote_words(
@@ -168,7 +173,7 @@ impl Tickets {
     }
 
     /// The configuration: `TICKETS` as `/v1/tickets` with `changes`, `[webhooks]` and `tail`.
-    fn config(&self, changes: &str, tail: &str) -> String {
+    pub(crate) fn config(&self, changes: &str, tail: &str) -> String {
         format!(
             r#"
 [server]
@@ -236,14 +241,14 @@ pub(crate) fn quote_words(sql: &str, names: &[&str]) -> String {
     out
 }
 
-fn subscription(name: &str, url: &str) -> String {
+pub(crate) fn subscription(name: &str, url: &str) -> String {
     format!(
         "[subscriptions.{name}]\nurl = \"{url}\"\nversion = \"v1\"\nevents = [\"tickets.*\"]\nsecret = \"{SECRET}\"\n"
     )
 }
 
 /// Waits until every feed has completed a poll (its lag gauge is no longer -1).
-async fn wait_polled(base: &str) {
+pub(crate) async fn wait_polled(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = reqwest::get(format!("{base}/metrics"))
@@ -269,7 +274,7 @@ async fn wait_polled(base: &str) {
 
 /// Waits until the admin listing at `path` holds `count` deliveries (an attempt is recorded
 /// just after the receiver answers) and returns them; more than `count` fails at once.
-async fn listed(app: &Portico, path: &str, count: usize) -> Vec<Value> {
+pub(crate) async fn listed(app: &Portico, path: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let answer = app.get(path).await;

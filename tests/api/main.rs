@@ -18,6 +18,7 @@ mod mssql_server;
 mod oidc;
 mod openapi;
 mod outage;
+mod retention;
 mod roundtrip;
 mod security;
 mod servers;
