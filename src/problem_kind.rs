@@ -162,8 +162,9 @@ pub const CURSOR_EXPIRED: ProblemKind = ProblemKind {
     description: "Events after this `after` cursor were pruned (`[state] event_retention`), so \
                   the feed cannot resume from it without a gap; read the resource again, then \
                   follow the feed from `after=0`, the oldest event kept.",
-    example: "the events of tickets after cursor 1042 were pruned (kept 3 days); read tickets \
-              again, then follow its changes from after=0, the oldest event kept (cursor 1187)",
+    example: "the events of jobs after cursor 1042 were pruned (events are kept 3 days); read \
+              jobs again, then follow its changes from after=0, the oldest event kept (cursor \
+              1187 on)",
     response: Some("CursorExpired"),
 };
 
