@@ -30,3 +30,4 @@ bench:
 	$(MAKE) demo-db
 	bash bench/run.sh
 	.venv/bin/python bench/webhooks.py
+	.venv/bin/python bench/state_size.py

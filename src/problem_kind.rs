@@ -154,6 +154,20 @@ pub const PRECONDITION_FAILED: ProblemKind = ProblemKind {
     response: Some("PreconditionFailed"),
 };
 
+/// A pull-feed cursor points into history the state store no longer keeps.
+pub const CURSOR_EXPIRED: ProblemKind = ProblemKind {
+    slug: "cursor-expired",
+    status: 410,
+    title: "The cursor points into pruned history",
+    description: "Events after this `after` cursor were pruned (`[state] event_retention`), so \
+                  the feed cannot resume from it without a gap; read the resource again, then \
+                  follow the feed from `after=0`, the oldest event kept.",
+    example: "the events of jobs after cursor 1042 were pruned (events are kept 3 days); read \
+              jobs again, then follow its changes from after=0, the oldest event kept (cursor \
+              1187 on)",
+    response: Some("CursorExpired"),
+};
+
 /// The body is over the limit.
 pub const PAYLOAD_TOO_LARGE: ProblemKind = ProblemKind {
     slug: "payload-too-large",
@@ -279,7 +293,7 @@ pub const SOURCE_TIMEOUT: ProblemKind = ProblemKind {
 };
 
 /// Every kind, by status.
-pub const ALL: [&ProblemKind; 23] = [
+pub const ALL: [&ProblemKind; 24] = [
     &BAD_PARAMETER,
     &INVALID_REQUEST,
     &MALFORMED_BODY,
@@ -291,6 +305,7 @@ pub const ALL: [&ProblemKind; 23] = [
     &REQUEST_TIMEOUT,
     &CONFLICT,
     &PRECONDITION_FAILED,
+    &CURSOR_EXPIRED,
     &PAYLOAD_TOO_LARGE,
     &UNSUPPORTED_MEDIA_TYPE,
     &VALIDATION,
@@ -317,7 +332,7 @@ mod tests {
                 assert!(a.response.is_none() || a.response != b.response);
             }
         }
-        assert_eq!(ProblemKind::documented().count(), 15);
+        assert_eq!(ProblemKind::documented().count(), 16);
         assert_eq!(
             ProblemKind::documented_by("Unavailable"),
             Some(&SOURCE_BUSY)

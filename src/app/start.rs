@@ -1,6 +1,6 @@
 //! Running what `build` made: the state store is opened, the configured subscriptions are
-//! stored, then the HTTP server, the change pollers, the webhook dispatcher and the
-//! identity provider's key prefetch start.
+//! stored, then the HTTP server, the change pollers, the webhook dispatcher, the state
+//! store's pruning and the identity provider's key prefetch start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use actix_web::dev::Server;
 use super::Services;
 use crate::changes::poller::{EventSink, Poller};
 use crate::config::Config;
+use crate::state::retention::Retention;
 use crate::state::{SqliteStore, StateError, StateStore};
 use crate::webhooks::Webhooks;
 
@@ -93,6 +94,17 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
             })
         })
         .collect();
+    // Retention runs wherever there is a store; feeds that keep no row values have any an
+    // older Portico recorded cleared.
+    let pruning = state_store.clone().map(|store| {
+        let slim: Vec<String> = feeds
+            .iter()
+            .filter(|f| !f.keeps_rows())
+            .map(|f| f.name.clone())
+            .collect();
+        let retention = Retention::new(&config.state);
+        crate::state::retention::run(store, retention, metrics.state.clone(), slim)
+    });
     let state = crate::http::AppState {
         catalog,
         sources,
@@ -104,6 +116,7 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         documents,
         state_store,
         idempotency_retention: config.state.idempotency_retention,
+        event_retention: config.state.event_retention,
         body_timeout: config.server.body_timeout,
         feeds,
         webhooks: webhooks.clone(),
@@ -119,6 +132,9 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
     }
     if let Some(hub) = webhooks {
         tokio::spawn(crate::webhooks::dispatch::run(hub));
+    }
+    if let Some(pruning) = pruning {
+        tokio::spawn(pruning);
     }
     if let Some(verifier) = verifier {
         // Fetch the identity provider's keys at start rather than on the first request.

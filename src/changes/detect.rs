@@ -128,7 +128,7 @@ mod tests {
         KnownRow {
             hash: hash.into(),
             seq,
-            row: "[]".into(),
+            row: Some("[]".into()),
             deleted,
         }
     }

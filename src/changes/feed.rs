@@ -93,6 +93,12 @@ impl Feed {
         (since > 0).then(|| (now_ms - since).max(0))
     }
 
+    /// Whether the feed records each row's values besides its hash: only a feed that
+    /// announces deletes needs them (a `deleted` event carries the last known row).
+    pub fn keeps_rows(&self) -> bool {
+        self.sees_deletes()
+    }
+
     /// Index of a column among the feed's columns.
     pub fn position(&self, column: &str) -> Option<usize> {
         self.columns

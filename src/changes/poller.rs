@@ -248,7 +248,7 @@ impl Poller {
                         known: KnownRow {
                             hash,
                             seq,
-                            row: values_json(row),
+                            row: feed.keeps_rows().then(|| values_json(row)),
                             deleted: false,
                         },
                     });
@@ -261,19 +261,35 @@ impl Poller {
     /// Announces a recorded row as deleted (with its last known values) and keeps it as a
     /// tombstone, so its key's change counter goes on if the row comes back.
     fn remove(&self, batch: &mut Batch, key: String, known: &KnownRow, now: i64) {
-        let row: Vec<Value> = serde_json::from_str(&known.row).unwrap_or_default();
+        let row = self.last_values(&key, known);
         let seq = known.seq + 1;
         batch
             .events
             .push(self.event(&key, seq, None, EventKind::Deleted, &row, now));
         batch.upserts.push(RowRecord {
             key,
+            // A tombstone keeps the counter; the values went out with the event.
             known: KnownRow {
                 seq,
                 deleted: true,
-                ..known.clone()
+                row: None,
+                hash: known.hash.clone(),
             },
         });
+    }
+
+    /// A recorded row's last values; only its key when the store kept no values for it.
+    fn last_values(&self, key: &str, known: &KnownRow) -> Vec<Value> {
+        if let Some(row) = known
+            .row
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+        {
+            return row;
+        }
+        let mut row: Vec<Value> = serde_json::from_str(key).unwrap_or_default();
+        row.resize(self.feed.columns.len(), Value::Null);
+        row
     }
 
     /// An event and its deliveries.

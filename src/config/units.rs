@@ -31,7 +31,7 @@ fn number_and_unit(text: &str) -> Option<(u64, &str)> {
     Some((number.parse().ok()?, unit.trim()))
 }
 
-/// Parses a duration such as `250ms`, `5s`, `2m`, `1h`.
+/// Parses a duration such as `250ms`, `5s`, `2m`, `1h`, `3d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     match number_and_unit(text) {
@@ -39,8 +39,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Some((n, "s")) => Ok(Duration::from_secs(n)),
         Some((n, "m")) => Ok(Duration::from_secs(n.saturating_mul(60))),
         Some((n, "h")) => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        Some((n, "d")) => Ok(Duration::from_secs(n.saturating_mul(86_400))),
         _ => Err(format!(
-            "`{text}` is not a duration such as `500ms`, `5s`, `2m` or `1h`"
+            "`{text}` is not a duration such as `500ms`, `5s`, `2m`, `1h` or `3d`"
         )),
     }
 }
@@ -111,6 +112,7 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("s").is_err());
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert!(parse_duration("5w").is_err());
     }
 }

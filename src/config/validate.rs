@@ -115,6 +115,20 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             }
         }
     }
+    let state = &config.state;
+    for (key, value) in [
+        ("event_retention", state.event_retention),
+        ("delivery_retention", state.delivery_retention),
+        ("dead_letter_retention", state.dead_letter_retention),
+        ("prune_interval", state.prune_interval),
+    ] {
+        if value.is_zero() {
+            problem(format!("state.{key}"), "must be above zero, such as `3d`");
+        }
+    }
+    if state.prune_batch == 0 {
+        problem("state.prune_batch".into(), "must be at least 1");
+    }
     let webhooks = &config.webhooks;
     if webhooks.max_in_flight == 0 || webhooks.max_in_flight_per_subscription == 0 {
         problem(
@@ -170,6 +184,7 @@ mod tests {
             "{}[server]\nlisten = \"0.0.0.0:8080\"\nbody_timeout = \"0s\"\nmax_filter_terms = 0\n\
              ready_max_feed_lag = \"0s\"\n\
              [rate_limit]\nrequests_per_second = 0.0\nburst = 1\n\
+             [state]\nevent_retention = \"0s\"\nprune_batch = 0\n\
              [webhooks]\nmax_in_flight = 0\n\
              [sources.erp]\nkind = \"odbc\"\nmax_concurrency = 0\nhost = \"db\"\nisolation = \"snapshot\"\n",
             crate::config::TEST_AUTH
@@ -187,6 +202,8 @@ mod tests {
                 "sources.erp.dialect",
                 "sources.erp.host",
                 "sources.erp.isolation",
+                "state.event_retention",
+                "state.prune_batch",
                 "webhooks.max_in_flight",
             ]
         );

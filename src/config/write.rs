@@ -1,5 +1,5 @@
 //! Configuration of writes: which operations a resource accepts, values Portico sets itself,
-//! and Portico's own state store (idempotency keys).
+//! and Portico's own state store (idempotency keys, how long events and deliveries are kept).
 
 use std::time::Duration;
 
@@ -56,6 +56,36 @@ pub struct StateConfig {
         deserialize_with = "super::units::duration"
     )]
     pub idempotency_retention: Duration,
+    /// How long a change event stays in the log (the pull feed reads it); older ones are
+    /// pruned, and a pull-feed cursor before them is answered 410.
+    #[serde(
+        default = "default_history_retention",
+        deserialize_with = "super::units::duration"
+    )]
+    pub event_retention: Duration,
+    /// How long a delivered webhook delivery and its attempts are kept after delivery.
+    /// Pending deliveries are never pruned.
+    #[serde(
+        default = "default_history_retention",
+        deserialize_with = "super::units::duration"
+    )]
+    pub delivery_retention: Duration,
+    /// How long a dead letter is kept after its last attempt, unless it is resent.
+    #[serde(
+        default = "default_dead_letter_retention",
+        deserialize_with = "super::units::duration"
+    )]
+    pub dead_letter_retention: Duration,
+    /// Time between pruning rounds.
+    #[serde(
+        default = "default_prune_interval",
+        deserialize_with = "super::units::duration"
+    )]
+    pub prune_interval: Duration,
+    /// Rows deleted per state transaction while pruning (short, so polls and deliveries
+    /// waiting for the store are not held up).
+    #[serde(default = "default_prune_batch")]
+    pub prune_batch: usize,
 }
 
 impl Default for StateConfig {
@@ -63,6 +93,11 @@ impl Default for StateConfig {
         Self {
             path: default_state_path(),
             idempotency_retention: default_retention(),
+            event_retention: default_history_retention(),
+            delivery_retention: default_history_retention(),
+            dead_letter_retention: default_dead_letter_retention(),
+            prune_interval: default_prune_interval(),
+            prune_batch: default_prune_batch(),
         }
     }
 }
@@ -73,4 +108,20 @@ fn default_state_path() -> String {
 
 fn default_retention() -> Duration {
     Duration::from_secs(86_400)
+}
+
+fn default_history_retention() -> Duration {
+    Duration::from_secs(3 * 86_400)
+}
+
+fn default_dead_letter_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+fn default_prune_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_prune_batch() -> usize {
+    500
 }

@@ -85,11 +85,24 @@ pub async fn feed(
         .clone()
         .ok_or_else(|| ApiError::Internal("change feed without a state store".into()))?;
     let name = feed.name.clone();
-    let events = crate::state::off_thread(&store, move |s| s.events_after(&name, after, limit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (events, pruned) = crate::state::off_thread(&store, move |s| {
+        let events = s.events_after(&name, after, limit)?;
+        // Read after the events: pruning in between shows here, never as a silent gap.
+        Ok((events, s.pruned_through(&name)?))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if after > 0 && after < pruned {
+        return Err(cursor_expired(
+            resource,
+            after,
+            pruned,
+            state.event_retention,
+        ));
+    }
     let has_more = events.len() == limit;
-    let next_cursor = events.last().map_or(after, |e| e.seq);
+    // A reader at 0 of a feed whose events were all pruned goes on from the pruned ones.
+    let next_cursor = events.last().map_or(after.max(pruned), |e| e.seq);
     let data: Vec<serde_json::Value> = events
         .iter()
         .filter_map(|event| {
@@ -118,4 +131,27 @@ pub async fn feed(
             "next_cursor": next_cursor.to_string(),
             "has_more": has_more,
         })))
+}
+
+/// The 410 for a cursor with pruned events after it: what happened and how to go on.
+fn cursor_expired(
+    resource: &Resource,
+    after: i64,
+    pruned: i64,
+    retention: std::time::Duration,
+) -> ApiError {
+    let hours = retention.as_secs_f64() / 3600.0;
+    let kept = if hours >= 48.0 {
+        format!("{:.0} days", hours / 24.0)
+    } else if hours >= 1.0 {
+        format!("{hours:.0} hours")
+    } else {
+        format!("{} s", retention.as_secs_f64())
+    };
+    ApiError::CursorExpired(format!(
+        "the events of {name} after cursor {after} were pruned (events are kept {kept}); read \
+         {name} again, then follow its changes from after=0, the oldest event kept (cursor \
+         {pruned} on)",
+        name = resource.name
+    ))
 }

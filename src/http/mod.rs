@@ -54,6 +54,8 @@ pub struct AppState {
     pub state_store: Option<Arc<dyn crate::state::StateStore>>,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_retention: Duration,
+    /// How long change events are kept (named when a pull-feed cursor has expired).
+    pub event_retention: Duration,
     /// How long a client may take to send a request body.
     pub body_timeout: Duration,
     /// Watched tables.

@@ -60,6 +60,9 @@ pub enum ApiError {
     /// The resource needs `If-Match` on this method.
     #[error("{0}")]
     PreconditionRequired(String),
+    /// A pull-feed cursor points into pruned history.
+    #[error("{0}")]
+    CursorExpired(String),
     /// An `Idempotency-Key` was reused with another request body.
     #[error("{0}")]
     IdempotencyKeyReused(String),
@@ -120,6 +123,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => &problem_kind::PRECONDITION_FAILED,
             ApiError::PreconditionRequired(_) => &problem_kind::PRECONDITION_REQUIRED,
             ApiError::IdempotencyKeyReused(_) => &problem_kind::IDEMPOTENCY_KEY_REUSED,
+            ApiError::CursorExpired(_) => &problem_kind::CURSOR_EXPIRED,
             ApiError::Source(SourceError::Busy { .. }) => &problem_kind::SOURCE_BUSY,
             ApiError::Source(SourceError::Unavailable { .. }) => &problem_kind::SOURCE_UNAVAILABLE,
             ApiError::Source(SourceError::Timeout { .. }) => &problem_kind::SOURCE_TIMEOUT,
@@ -185,6 +189,7 @@ impl ApiError {
             | ApiError::PreconditionFailed(d)
             | ApiError::PreconditionRequired(d)
             | ApiError::IdempotencyKeyReused(d) => (d.clone(), None),
+            ApiError::CursorExpired(d) => (d.clone(), Some("after".to_string())),
             ApiError::PayloadTooLarge(_) | ApiError::RequestTimeout(_) => (self.to_string(), None),
             ApiError::Invalid(errors) => (
                 match errors.as_slice() {

@@ -147,7 +147,11 @@ pub fn path_item(version: &Version, resource: &Resource, auth: bool) -> Option<(
         ))
         .tag(&resource.name)
         .parameters(Some(parameters))
-        .responses(responses(ok, &["BadParameter", "NotFound"], auth))
+        .responses(responses(
+            ok,
+            &["BadParameter", "NotFound", "CursorExpired"],
+            auth,
+        ))
         .securities(security(resource, auth))
         .deprecated(deprecated(version));
     Some((

@@ -14,8 +14,8 @@ pub struct KnownRow {
     pub hash: String,
     /// How many changes of its key were announced, deletes included.
     pub seq: i64,
-    /// Its legacy values (JSON).
-    pub row: String,
+    /// Its legacy values (JSON), kept only for feeds that announce deletes with them.
+    pub row: Option<String>,
     /// The row was deleted: a tombstone kept for its key's change counter.
     pub deleted: bool,
 }
@@ -309,7 +309,7 @@ mod tests {
         let known = KnownRow {
             hash: "h1".into(),
             seq: 1,
-            row: "[]".into(),
+            row: Some("[]".into()),
             deleted: false,
         };
         let batch = Batch {
@@ -360,7 +360,7 @@ mod tests {
             known: KnownRow {
                 hash: "h1".into(),
                 seq,
-                row: "[]".into(),
+                row: Some("[]".into()),
                 deleted,
             },
         };

@@ -1,9 +1,10 @@
 //! Portico's own durable state (idempotency keys, change feeds, webhook deliveries), behind
 //! traits so a shared PostgreSQL store can serve several replicas later. The default is an
-//! embedded SQLite file.
+//! embedded SQLite file. What is past its retention is pruned (`retention`).
 
 mod deliveries;
 mod feeds;
+pub mod retention;
 mod sqlite;
 
 pub use deliveries::{
@@ -11,6 +12,7 @@ pub use deliveries::{
     SecretRecord, SubscriptionRecord,
 };
 pub use feeds::{Batch, ChangeStore, KnownRow, NewDelivery, NewEvent, RowRecord, StoredEvent};
+pub use retention::RetentionStore;
 pub use sqlite::SqliteStore;
 
 /// A response remembered for an `Idempotency-Key`.
@@ -43,7 +45,7 @@ pub enum Claim {
 pub struct StateError(pub String);
 
 /// Portico's durable store.
-pub trait StateStore: ChangeStore + DeliveryStore + Send + Sync {
+pub trait StateStore: ChangeStore + DeliveryStore + RetentionStore + Send + Sync {
     /// Claims `key` within `scope` for a request whose body hashes to `fingerprints[0]` (a key
     /// stored under any of `fingerprints` is the same request); keys older than
     /// `retention_secs` are forgotten first.

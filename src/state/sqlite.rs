@@ -178,6 +178,14 @@ const MIGRATIONS: &[&str] = &[
     "DROP INDEX feed_rows_pass;
      CREATE INDEX feed_rows_live ON feed_rows (feed, pass) WHERE deleted = 0;
      CREATE INDEX events_key ON events (feed, key);",
+    // 4: retention. Events are pruned by age; per feed, the newest log position pruned tells
+    // a pull-feed cursor that points into pruned history (finished deliveries are found by
+    // `deliveries_due`, which `next_ms` of a finished delivery makes its finishing time).
+    "CREATE INDEX events_detected ON events (detected_ms);
+     CREATE TABLE pruned_events (
+         feed TEXT PRIMARY KEY,
+         through_seq INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// Brings the store at `path` to the newest schema, one transaction per step (taken with the

@@ -115,6 +115,8 @@ pub struct Metrics {
     pub auth: AuthMetrics,
     /// Change feed and webhook metrics.
     pub changes: super::change_metrics::ChangeMetrics,
+    /// State store metrics.
+    pub state: super::state_metrics::StateMetrics,
 }
 
 impl Default for Metrics {
@@ -217,6 +219,8 @@ impl Metrics {
         );
         let changes = super::change_metrics::ChangeMetrics::default();
         changes.register(&mut registry);
+        let state = super::state_metrics::StateMetrics::default();
+        state.register(&mut registry);
         Self {
             registry,
             http_requests,
@@ -225,6 +229,7 @@ impl Metrics {
             cache,
             auth,
             changes,
+            state,
         }
     }
 

@@ -66,7 +66,7 @@ impl Receiver {
         }
     }
 
-    fn entries(&self) -> Vec<Value> {
+    pub(crate) fn entries(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -127,19 +127,19 @@ pub(crate) fn received(entries: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn has(entries: &[Value], kind: &str, key: &str) -> bool {
+pub(crate) fn has(entries: &[Value], kind: &str, key: &str) -> bool {
     received(entries).contains(&(kind.to_string(), key.to_string()))
 }
 
 /// A fresh database with `TICKETS`, three rows in it.
-struct Tickets {
+pub(crate) struct Tickets {
     connection_string: String,
     kind: Kind,
     dir: tempfile::TempDir,
 }
 
 impl Tickets {
-    fn new(kind: Kind) -> Self {
+    pub(crate) fn new(kind: Kind) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let connection_string = fresh_database(kind, dir.path());
         let timestamp = if kind == Kind::MariaDb {
@@ -164,7 +164,7 @@ impl Tickets {
     }
 
     /// Runs `sql` directly; PostgreSQL gets the upper-case names quoted (Portico quotes them).
-    fn sql(&self, sql: &str) {
+    pub(crate) fn sql(&self, sql: &str) {
         let mut text = sql.to_string();
         if self.kind == Kind::Postgres {
             text = quote_words(
@@ -176,7 +176,7 @@ impl Tickets {
     }
 
     /// The configuration: `TICKETS` as `/v1/tickets` with `changes`, `[webhooks]` and `tail`.
-    fn config(&self, changes: &str, tail: &str) -> String {
+    pub(crate) fn config(&self, changes: &str, tail: &str) -> String {
         format!(
             r#"
 [server]
@@ -244,14 +244,14 @@ pub(crate) fn quote_words(sql: &str, names: &[&str]) -> String {
     out
 }
 
-fn subscription(name: &str, url: &str) -> String {
+pub(crate) fn subscription(name: &str, url: &str) -> String {
     format!(
         "[subscriptions.{name}]\nurl = \"{url}\"\nversion = \"v1\"\nevents = [\"tickets.*\"]\nsecret = \"{SECRET}\"\n"
     )
 }
 
 /// Waits until every feed has completed a poll (its lag gauge is no longer -1).
-async fn wait_polled(base: &str) {
+pub(crate) async fn wait_polled(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = reqwest::get(format!("{base}/metrics"))
@@ -277,7 +277,7 @@ async fn wait_polled(base: &str) {
 
 /// Waits until the admin listing at `path` holds `count` deliveries (an attempt is recorded
 /// just after the receiver answers) and returns them; more than `count` fails at once.
-async fn listed(app: &Portico, path: &str, count: usize) -> Vec<Value> {
+pub(crate) async fn listed(app: &Portico, path: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let answer = app.get(path).await;

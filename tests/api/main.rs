@@ -19,6 +19,7 @@ mod mssql_server;
 mod oidc;
 mod openapi;
 mod outage;
+mod retention;
 mod roundtrip;
 mod security;
 mod servers;

@@ -1,0 +1,522 @@
+//! Retention: events, finished deliveries (with their attempts) and dead letters older than
+//! their `[state]` retention are pruned by a background task in short batches, so the store
+//! stops growing without holding up polls or deliveries. Per feed, the newest log position
+//! pruned is remembered, so a pull-feed cursor into pruned history is refused rather than
+//! silently skipping what was pruned.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::{off_thread, unix_now_ms, DeliveryStatus, SqliteStore, StateError, StateStore};
+use crate::config::StateConfig;
+use crate::telemetry::state_metrics::StateMetrics;
+
+/// The shortest pause between two batches of one pruning round.
+const MIN_PAUSE: Duration = Duration::from_millis(10);
+
+/// How long what is kept, and how pruning runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than this are pruned.
+    pub events: Duration,
+    /// Deliveries delivered longer ago than this are pruned.
+    pub deliveries: Duration,
+    /// Dead letters whose last attempt is older than this are pruned.
+    pub dead_letters: Duration,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Rows per transaction.
+    pub batch: usize,
+}
+
+impl Retention {
+    /// The retention `[state]` configures.
+    pub fn new(config: &StateConfig) -> Self {
+        Self {
+            events: config.event_retention,
+            deliveries: config.delivery_retention,
+            dead_letters: config.dead_letter_retention,
+            interval: config.prune_interval,
+            batch: config.prune_batch.max(1),
+        }
+    }
+}
+
+/// What one pruning round deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events.
+    pub events: usize,
+    /// Deliveries (delivered and dead).
+    pub deliveries: usize,
+    /// Attempts of those deliveries.
+    pub attempts: usize,
+    /// Recorded rows whose values were cleared (feeds that do not keep them).
+    pub row_values: usize,
+}
+
+/// Pruning in the state store; each call is one short transaction.
+pub trait RetentionStore: Send + Sync {
+    /// Deletes up to `limit` events detected before `before_ms`, oldest first, and remembers
+    /// per feed the newest log position deleted; returns how many were deleted.
+    fn prune_events(&self, before_ms: i64, limit: usize) -> Result<usize, StateError>;
+    /// Deletes up to `limit` deliveries in `status` whose last attempt was before
+    /// `before_ms`, with their attempts; returns (deliveries, attempts). Pending deliveries
+    /// are never deleted.
+    fn prune_deliveries(
+        &self,
+        status: DeliveryStatus,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<(usize, usize), StateError>;
+    /// The newest log position of `feed` that was pruned; 0 when none was.
+    fn pruned_through(&self, feed: &str) -> Result<i64, StateError>;
+    /// Clears the recorded values of up to `limit` rows of `feed` with keys after `after`,
+    /// for a feed that does not keep them; returns how many were cleared and the key to go on
+    /// after (`None`: the feed is done).
+    fn forget_row_values(
+        &self,
+        feed: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StateError>;
+}
+
+impl RetentionStore for SqliteStore {
+    fn prune_events(&self, before_ms: i64, limit: usize) -> Result<usize, StateError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut newest: HashMap<String, i64> = HashMap::new();
+            let mut deleted = 0;
+            {
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM events WHERE seq IN (
+                         SELECT seq FROM events WHERE detected_ms < ?1
+                         ORDER BY detected_ms, seq LIMIT ?2)
+                     RETURNING seq, feed",
+                )?;
+                let mut rows = delete.query(params![before_ms, limit as i64])?;
+                while let Some(row) = rows.next()? {
+                    let (seq, feed): (i64, String) = (row.get(0)?, row.get(1)?);
+                    let through = newest.entry(feed).or_default();
+                    *through = (*through).max(seq);
+                    deleted += 1;
+                }
+                let mut remember = tx.prepare_cached(
+                    "INSERT INTO pruned_events (feed, through_seq) VALUES (?1, ?2)
+                     ON CONFLICT (feed) DO UPDATE SET through_seq = max(through_seq, ?2)",
+                )?;
+                for (feed, seq) in &newest {
+                    remember.execute(params![feed, seq])?;
+                }
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+    }
+
+    fn prune_deliveries(
+        &self,
+        status: DeliveryStatus,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<(usize, usize), StateError> {
+        let status = match status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Pending => return Ok((0, 0)),
+        };
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (mut deliveries, mut attempts) = (0, 0);
+            {
+                // A finished delivery's `next_ms` is when its last attempt started.
+                let mut finished = tx.prepare_cached(
+                    "SELECT id FROM deliveries WHERE status = ?1 AND next_ms < ?2
+                     ORDER BY next_ms LIMIT ?3",
+                )?;
+                let ids: Vec<i64> = finished
+                    .query_map(params![status, before_ms, limit as i64], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut forget_attempts =
+                    tx.prepare_cached("DELETE FROM attempts WHERE delivery = ?1")?;
+                let mut forget = tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?;
+                for id in ids {
+                    attempts += forget_attempts.execute(params![id])?;
+                    deliveries += forget.execute(params![id])?;
+                }
+            }
+            tx.commit()?;
+            Ok((deliveries, attempts))
+        })
+    }
+
+    fn pruned_through(&self, feed: &str) -> Result<i64, StateError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT through_seq FROM pruned_events WHERE feed = ?1",
+                params![feed],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+        })
+    }
+
+    fn forget_row_values(
+        &self,
+        feed: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StateError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let last: Option<String> = tx
+                .query_row(
+                    "SELECT max(key) FROM (SELECT key FROM feed_rows WHERE feed = ?1 AND key > ?2
+                     ORDER BY key LIMIT ?3)",
+                    params![feed, after, limit as i64],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            let Some(last) = last else {
+                return Ok((0, None));
+            };
+            let cleared = tx.execute(
+                "UPDATE feed_rows SET row = NULL
+                 WHERE feed = ?1 AND key > ?2 AND key <= ?3 AND row IS NOT NULL",
+                params![feed, after, last],
+            )?;
+            tx.commit()?;
+            Ok((cleared, Some(last)))
+        })
+    }
+}
+
+/// Prunes every `retention.interval` until the process ends. `slim` names the feeds that
+/// keep no row values: values a store recorded for them earlier are cleared once.
+pub async fn run(
+    store: Arc<dyn StateStore>,
+    retention: Retention,
+    metrics: StateMetrics,
+    slim: Vec<String>,
+) {
+    let mut slim: Vec<(String, String)> = slim.into_iter().map(|f| (f, String::new())).collect();
+    loop {
+        match prune(&store, &retention, &metrics, &mut slim).await {
+            Ok(pruned) if pruned != Pruned::default() => tracing::info!(
+                events = pruned.events,
+                deliveries = pruned.deliveries,
+                attempts = pruned.attempts,
+                row_values = pruned.row_values,
+                "state store pruned"
+            ),
+            Ok(_) => tracing::debug!("state store pruned: nothing was due"),
+            Err(error) => {
+                tracing::warn!(%error, "pruning the state store failed; retrying next interval")
+            }
+        }
+        tokio::time::sleep(retention.interval).await;
+    }
+}
+
+/// One round: every kind of row past its retention, batch by batch. Between batches the task
+/// pauses as long as the batch took, so pruning never holds the store more than half the
+/// time.
+pub async fn prune(
+    store: &Arc<dyn StateStore>,
+    retention: &Retention,
+    metrics: &StateMetrics,
+    slim: &mut Vec<(String, String)>,
+) -> Result<Pruned, StateError> {
+    let now = unix_now_ms();
+    let before =
+        |kept: Duration| now.saturating_sub(i64::try_from(kept.as_millis()).unwrap_or(i64::MAX));
+    let batch = retention.batch;
+    let mut pruned = Pruned::default();
+    loop {
+        let started = Instant::now();
+        let cutoff = before(retention.events);
+        let events = off_thread(store, move |s| s.prune_events(cutoff, batch)).await?;
+        metrics.count_pruned("events", events);
+        pruned.events += events;
+        if events < batch {
+            break;
+        }
+        pause(started).await;
+    }
+    for (status, kept) in [
+        (DeliveryStatus::Delivered, retention.deliveries),
+        (DeliveryStatus::Dead, retention.dead_letters),
+    ] {
+        loop {
+            let started = Instant::now();
+            let cutoff = before(kept);
+            let (deliveries, attempts) =
+                off_thread(store, move |s| s.prune_deliveries(status, cutoff, batch)).await?;
+            metrics.count_pruned("deliveries", deliveries);
+            metrics.count_pruned("attempts", attempts);
+            pruned.deliveries += deliveries;
+            pruned.attempts += attempts;
+            if deliveries < batch {
+                break;
+            }
+            pause(started).await;
+        }
+    }
+    while let Some((feed, after)) = slim.first().cloned() {
+        let started = Instant::now();
+        let (cleared, next) =
+            off_thread(store, move |s| s.forget_row_values(&feed, &after, batch)).await?;
+        pruned.row_values += cleared;
+        match next {
+            Some(key) => slim[0].1 = key,
+            None => {
+                slim.remove(0);
+            }
+        }
+        pause(started).await;
+    }
+    Ok(pruned)
+}
+
+/// Leaves the store to polls and deliveries for as long as the last batch held it.
+async fn pause(started: Instant) {
+    tokio::time::sleep(started.elapsed().max(MIN_PAUSE)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{
+        AttemptRecord, AttemptResult, Batch, ChangeStore, DeliveryFilter, DeliveryStore, KnownRow,
+        NewDelivery, NewEvent, RowRecord,
+    };
+
+    fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
+        (dir, store)
+    }
+
+    /// Commits event `id` of `feed`, detected at `detected_ms`, with a delivery to `to`.
+    fn event(store: &SqliteStore, feed: &str, id: &str, detected_ms: i64, to: &[&str]) {
+        let batch = Batch {
+            feed: feed.into(),
+            events: vec![NewEvent {
+                id: id.into(),
+                kind: "updated".into(),
+                key: "[\"J1\"]".into(),
+                row: Some("[]".into()),
+                key_seq: 1,
+                detected_ms,
+                deliveries: to
+                    .iter()
+                    .map(|s| NewDelivery {
+                        subscription: s.to_string(),
+                        body: b"{}".to_vec(),
+                        next_ms: 0,
+                    })
+                    .collect(),
+            }],
+            ..Batch::default()
+        };
+        store.commit(&batch).unwrap();
+    }
+
+    fn attempt(store: &SqliteStore, delivery: i64, at_ms: i64, result: AttemptResult) {
+        let record = AttemptRecord {
+            delivery,
+            at_ms,
+            status: Some(503),
+            error: None,
+            duration_ms: 1,
+        };
+        store.record_attempt(&record, result).unwrap();
+    }
+
+    fn delivery_of(store: &SqliteStore, subscription: &str) -> Option<i64> {
+        let filter = DeliveryFilter {
+            subscription: Some(subscription.into()),
+            limit: 10,
+            ..DeliveryFilter::default()
+        };
+        store.deliveries(&filter).unwrap().first().map(|d| d.id)
+    }
+
+    #[test]
+    fn old_events_are_pruned_in_batches_and_each_feed_remembers_how_far() {
+        let (_dir, store) = open();
+        for (i, detected) in [10, 20, 30, 40].into_iter().enumerate() {
+            event(&store, "a", &format!("evt_a{i}"), detected, &[]);
+        }
+        event(&store, "b", "evt_b", 15, &[]);
+        assert_eq!(store.pruned_through("a").unwrap(), 0);
+        // Oldest first, at most `limit` at a time.
+        assert_eq!(store.prune_events(35, 2).unwrap(), 2);
+        assert_eq!(store.pruned_through("a").unwrap(), 1);
+        assert_eq!(store.pruned_through("b").unwrap(), 5);
+        assert_eq!(store.prune_events(35, 2).unwrap(), 2);
+        assert_eq!(store.prune_events(35, 2).unwrap(), 0);
+        assert_eq!(store.pruned_through("a").unwrap(), 3);
+        let kept = store.events_after("a", 0, 10).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].detected_ms, 40);
+    }
+
+    #[test]
+    fn pending_deliveries_are_kept_and_dead_letters_outlive_delivered_ones() {
+        let (_dir, store) = open();
+        event(
+            &store,
+            "f",
+            "evt_1",
+            0,
+            &["delivered", "pending", "dead", "old_dead"],
+        );
+        let id = |s| delivery_of(&store, s).unwrap();
+        attempt(&store, id("delivered"), 100, AttemptResult::Delivered);
+        attempt(&store, id("pending"), 100, AttemptResult::RetryAt(200));
+        attempt(&store, id("dead"), 1_000, AttemptResult::Dead);
+        attempt(&store, id("old_dead"), 100, AttemptResult::Dead);
+        let (delivered, dead, pending) = (id("delivered"), id("dead"), id("pending"));
+
+        // Delivered at 100: pruned with its attempt once the cutoff passes it.
+        assert_eq!(
+            store
+                .prune_deliveries(DeliveryStatus::Delivered, 100, 10)
+                .unwrap(),
+            (0, 0)
+        );
+        assert_eq!(
+            store
+                .prune_deliveries(DeliveryStatus::Delivered, 5_000, 10)
+                .unwrap(),
+            (1, 1)
+        );
+        assert!(store.delivery(delivered).unwrap().is_none());
+        assert!(store.attempts(delivered).unwrap().is_empty());
+        // A dead letter younger than its own retention stays; an older one goes.
+        assert_eq!(
+            store
+                .prune_deliveries(DeliveryStatus::Dead, 500, 10)
+                .unwrap(),
+            (1, 1)
+        );
+        assert!(delivery_of(&store, "old_dead").is_none());
+        assert!(store.delivery(dead).unwrap().is_some());
+        // Pending deliveries are never pruned, however old.
+        assert_eq!(
+            store
+                .prune_deliveries(DeliveryStatus::Pending, i64::MAX, 10)
+                .unwrap(),
+            (0, 0)
+        );
+        assert_eq!(store.attempts(pending).unwrap().len(), 1);
+        // A resent dead letter is pending again, and kept.
+        assert!(store.resend(dead, 2_000).unwrap());
+        assert_eq!(
+            store
+                .prune_deliveries(DeliveryStatus::Dead, i64::MAX, 10)
+                .unwrap(),
+            (0, 0)
+        );
+        assert!(store.delivery(dead).unwrap().is_some());
+    }
+
+    #[test]
+    fn row_values_are_cleared_page_by_page_for_one_feed_only() {
+        let (_dir, store) = open();
+        let row = |key: &str| RowRecord {
+            key: key.into(),
+            known: KnownRow {
+                hash: "h".into(),
+                seq: 1,
+                row: Some("[\"values\"]".into()),
+                deleted: false,
+            },
+        };
+        for feed in ["slim", "full"] {
+            let batch = Batch {
+                feed: feed.into(),
+                upserts: ["[1]", "[2]", "[3]"].into_iter().map(row).collect(),
+                ..Batch::default()
+            };
+            store.commit(&batch).unwrap();
+        }
+        assert_eq!(
+            store.forget_row_values("slim", "", 2).unwrap(),
+            (2, Some("[2]".into()))
+        );
+        assert_eq!(
+            store.forget_row_values("slim", "[2]", 2).unwrap(),
+            (1, Some("[3]".into()))
+        );
+        assert_eq!(
+            store.forget_row_values("slim", "[3]", 2).unwrap(),
+            (0, None)
+        );
+        let keys = ["[1]".to_string(), "[3]".to_string()];
+        let slim = store.known_rows("slim", &keys).unwrap();
+        assert!(slim.values().all(|k| k.row.is_none() && k.seq == 1));
+        let full = store.known_rows("full", &keys).unwrap();
+        assert!(full.values().all(|k| k.row.is_some()));
+    }
+
+    #[tokio::test]
+    async fn a_round_prunes_what_is_past_retention_and_counts_it() {
+        let (_dir, store) = open();
+        let now = unix_now_ms();
+        event(&store, "f", "evt_old", now - 10_000, &["s"]);
+        event(&store, "f", "evt_new", now, &["s"]);
+        let old = store.events_after("f", 0, 1).unwrap()[0].seq;
+        let filter = DeliveryFilter {
+            limit: 10,
+            ..DeliveryFilter::default()
+        };
+        for d in store.deliveries(&filter).unwrap() {
+            let at = if d.event_id == "evt_old" {
+                now - 10_000
+            } else {
+                now
+            };
+            attempt(&store, d.id, at, AttemptResult::Delivered);
+        }
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let retention = Retention {
+            events: Duration::from_secs(5),
+            deliveries: Duration::from_secs(5),
+            dead_letters: Duration::from_secs(50),
+            interval: Duration::from_secs(1),
+            batch: 1,
+        };
+        let metrics = StateMetrics::default();
+        let mut slim = Vec::new();
+        let pruned = prune(&store, &retention, &metrics, &mut slim)
+            .await
+            .unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                events: 1,
+                deliveries: 1,
+                attempts: 1,
+                row_values: 0
+            }
+        );
+        assert_eq!(store.pruned_through("f").unwrap(), old);
+        assert_eq!(store.events_after("f", 0, 10).unwrap().len(), 1);
+        let mut registry = prometheus_client::registry::Registry::with_prefix("portico");
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("portico_state_pruned_total{table=\"events\"} 1"),
+            "{text}"
+        );
+    }
+}
