@@ -217,8 +217,8 @@ impl ChangeStore for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 let mut delivery = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO deliveries (event_id, subscription, body, status, next_ms, created_ms)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
+                    "INSERT OR IGNORE INTO deliveries (event_id, subscription, body, status, next_ms, created_ms, feed, key, key_seq)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8)",
                 )?;
                 for (i, e) in batch.events.iter().enumerate() {
                     let new = event.execute(params![
@@ -235,7 +235,16 @@ impl ChangeStore for SqliteStore {
                     }
                     events.push(i);
                     for d in &e.deliveries {
-                        deliveries += delivery.execute(params![e.id, d.subscription, d.body, d.next_ms, now])?;
+                        deliveries += delivery.execute(params![
+                            e.id,
+                            d.subscription,
+                            d.body,
+                            d.next_ms,
+                            now,
+                            batch.feed,
+                            e.key,
+                            e.key_seq
+                        ])?;
                     }
                 }
             }

@@ -154,9 +154,17 @@ const MIGRATIONS: &[&str] = &[
          duration_ms INTEGER NOT NULL
      );
      CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery);",
-    // 2: a deleted row is kept as a tombstone with its change counter, so the counter of a
-    // key survives a delete; the recorded row becomes optional (only feeds that announce
-    // deletes need it); events carry their key's counter.
+    // 2: change feeds that never go blind.
+    // - A deleted row is kept as a tombstone with its change counter, so a key's counter
+    //   survives a delete; the recorded row becomes optional (only feeds that announce
+    //   deletes need it). The releases before dropped a deleted row's record and restarted
+    //   its counter: every key's counter starts past its events in the log (no counter ever
+    //   exceeded them), so no event id repeats.
+    // - Events carry their key's counter; a delivery its event's feed, key and counter, so an
+    //   ordered subscription finds a key's earlier pending delivery without the events
+    //   (which retention prunes).
+    // - Retention: events pruned by age; per feed, the newest log position pruned (a pull-feed
+    //   cursor that points into pruned history is told so).
     "CREATE TABLE feed_rows_2 (
          feed TEXT NOT NULL,
          key TEXT NOT NULL,
@@ -169,19 +177,25 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      INSERT INTO feed_rows_2 (feed, key, hash, seq, pass, row)
          SELECT feed, key, hash, seq, pass, row FROM feed_rows;
+     INSERT INTO feed_rows_2 (feed, key, hash, seq, pass, row, deleted)
+         SELECT feed, key, '', COUNT(*), 0, NULL, 1 FROM events AS e
+         WHERE NOT EXISTS (SELECT 1 FROM feed_rows AS f WHERE f.feed = e.feed AND f.key = e.key)
+         GROUP BY feed, key;
+     UPDATE feed_rows_2 SET seq = MAX(seq, (SELECT COUNT(*) FROM events AS e
+         WHERE e.feed = feed_rows_2.feed AND e.key = feed_rows_2.key));
      DROP TABLE feed_rows;
      ALTER TABLE feed_rows_2 RENAME TO feed_rows;
-     CREATE INDEX feed_rows_pass ON feed_rows (feed, pass);
-     ALTER TABLE events ADD COLUMN key_seq INTEGER;",
-    // 3: sweeps look for live rows only (tombstones pile up in old passes); an ordered
-    // subscription looks up a key's other events.
-    "DROP INDEX feed_rows_pass;
      CREATE INDEX feed_rows_live ON feed_rows (feed, pass) WHERE deleted = 0;
-     CREATE INDEX events_key ON events (feed, key);",
-    // 4: retention. Events are pruned by age; per feed, the newest log position pruned tells
-    // a pull-feed cursor that points into pruned history (finished deliveries are found by
-    // `deliveries_due`, which `next_ms` of a finished delivery makes its finishing time).
-    "CREATE INDEX events_detected ON events (detected_ms);
+     ALTER TABLE events ADD COLUMN key_seq INTEGER;
+     CREATE INDEX events_detected ON events (detected_ms);
+     ALTER TABLE deliveries ADD COLUMN feed TEXT;
+     ALTER TABLE deliveries ADD COLUMN key TEXT;
+     ALTER TABLE deliveries ADD COLUMN key_seq INTEGER;
+     UPDATE deliveries SET
+         feed = (SELECT e.feed FROM events AS e WHERE e.id = deliveries.event_id),
+         key = (SELECT e.key FROM events AS e WHERE e.id = deliveries.event_id);
+     CREATE INDEX deliveries_pending_key ON deliveries (subscription, feed, key, id)
+         WHERE status = 'pending';
      CREATE TABLE pruned_events (
          feed TEXT PRIMARY KEY,
          through_seq INTEGER NOT NULL
@@ -406,16 +420,37 @@ mod tests {
         }
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute(
-                "INSERT INTO feed_rows (feed, key, hash, seq, pass, row) VALUES ('f', '[1]', 'h', 3, 1, '[1]')",
-                [],
+            // [1] lives with counter 1, but was created, deleted and created again (its
+            // counter restarted then): 3 events. [2] was created and deleted: 2 events, no
+            // record. [3] has one event and its record's counter.
+            conn.execute_batch(
+                "INSERT INTO feed_rows (feed, key, hash, seq, pass, row) VALUES
+                     ('f', '[1]', 'h', 1, 1, '[1]'), ('f', '[3]', 'h', 1, 1, '[3]');
+                 INSERT INTO events (id, feed, kind, key, row, detected_ms) VALUES
+                     ('e1', 'f', 'created', '[1]', '[1]', 1), ('e2', 'f', 'deleted', '[1]', '[1]', 2),
+                     ('e3', 'f', 'created', '[1]', '[1]', 3), ('e4', 'f', 'created', '[2]', '[2]', 4),
+                     ('e5', 'f', 'deleted', '[2]', '[2]', 5), ('e6', 'f', 'created', '[3]', '[3]', 6);
+                 INSERT INTO deliveries (event_id, subscription, body, status, next_ms, created_ms)
+                     VALUES ('e6', 's', x'7b7d', 'pending', 0, 6);",
             )
             .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.cursor("f").unwrap().as_deref(), Some("{}"));
-        let known = store.known_rows("f", &["[1]".to_string()]).unwrap();
-        assert_eq!(known["[1]"].seq, 3);
+        let keys = ["[1]", "[2]", "[3]"].map(String::from);
+        let known = store.known_rows("f", &keys).unwrap();
+        // Every counter starts past the key's events, so no event id repeats.
+        assert_eq!((known["[1]"].seq, known["[1]"].deleted), (3, false));
+        assert_eq!((known["[2]"].seq, known["[2]"].deleted), (2, true));
+        assert_eq!((known["[3]"].seq, known["[3]"].deleted), (1, false));
+        let (feed, key): (String, String) = store
+            .with(|c| {
+                c.query_row("SELECT feed, key FROM deliveries", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
+            .unwrap();
+        assert_eq!((feed.as_str(), key.as_str()), ("f", "[3]"));
         let version = |path: &Path| -> i64 {
             Connection::open(path)
                 .unwrap()
