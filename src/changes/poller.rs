@@ -102,7 +102,17 @@ impl Poller {
                 self.sweep(pass).await?;
             }
             if page.done {
-                return self.reconcile(position).await;
+                // A reconciliation page that fails (an old row the mark never reads, a slow
+                // scan) is tried again next poll; it must not stall the mark's polls, their
+                // lag or readiness.
+                if let Err(error) = self.reconcile(position).await {
+                    let labels = FeedLabels {
+                        feed: feed.name.clone(),
+                    };
+                    self.metrics.reconcile_errors.get_or_create(&labels).inc();
+                    tracing::warn!(feed = %feed.name, %error, "reconciliation page failed; trying again next poll");
+                }
+                return Ok(());
             }
         }
     }
@@ -235,7 +245,8 @@ impl Poller {
                     let (Some(row), Some(hash)) = (&candidate.row, hash) else {
                         continue; // recorded only when a row was found
                     };
-                    if feed.strategy.stamped_ahead(feed, position, row) {
+                    // A baseline announces nothing: nothing to warn about either.
+                    if announce && feed.strategy.stamped_ahead(feed, position, row) {
                         self.stamped_ahead(position, &key, row);
                     }
                     if announce {

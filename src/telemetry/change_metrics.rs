@@ -56,6 +56,8 @@ pub struct ChangeMetrics {
     pub reconciled: Family<EventLabels, Counter>,
     /// Reconciliation passes completed.
     pub reconcile_passes: Family<FeedLabels, Counter>,
+    /// Reconciliation pages that failed (the mark's polls go on; the page is tried again).
+    pub reconcile_errors: Family<FeedLabels, Counter>,
     /// Delivery attempts by outcome.
     pub deliveries: Family<DeliveryLabels, Counter>,
     /// Dead letters waiting in the store (refreshed when scraped).
@@ -109,6 +111,11 @@ impl ChangeMetrics {
             "change_reconcile_passes",
             "Reconciliation passes completed",
             self.reconcile_passes.clone(),
+        );
+        registry.register(
+            "change_reconcile_errors",
+            "Reconciliation pages that failed; the feed's own polls go on",
+            self.reconcile_errors.clone(),
         );
         registry.register(
             "webhook_attempts",
