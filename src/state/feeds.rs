@@ -147,6 +147,13 @@ impl ChangeStore for SqliteStore {
             let mut statement = conn.prepare_cached(
                 "SELECT hash, seq, row, deleted FROM feed_rows WHERE feed = ?1 AND key = ?2",
             )?;
+            // Tombstones retention pruned raised the feed's floor: a key without a record
+            // counts from there, so its counter never goes back to a value it had.
+            let floor: i64 = conn
+                .prepare_cached("SELECT seq FROM feed_floors WHERE feed = ?1")?
+                .query_row(params![feed], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
             let mut found = HashMap::new();
             for key in keys {
                 let row = statement
@@ -159,6 +166,14 @@ impl ChangeStore for SqliteStore {
                         })
                     })
                     .optional()?;
+                let row = row.or_else(|| {
+                    (floor > 0).then(|| KnownRow {
+                        hash: String::new(),
+                        seq: floor,
+                        row: None,
+                        deleted: true,
+                    })
+                });
                 if let Some(row) = row {
                     found.insert(key.clone(), row);
                 }

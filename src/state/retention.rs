@@ -56,6 +56,8 @@ pub struct Pruned {
     pub attempts: usize,
     /// Recorded rows whose values were cleared (feeds that do not keep them).
     pub row_values: usize,
+    /// Tombstones of deleted rows whose events are all pruned.
+    pub tombstones: usize,
 }
 
 /// Pruning in the state store; each call is one short transaction.
@@ -72,6 +74,10 @@ pub trait RetentionStore: Send + Sync {
         before_ms: i64,
         limit: usize,
     ) -> Result<(usize, usize), StateError>;
+    /// Deletes up to `limit` tombstones (deleted rows kept for their key's counter) whose
+    /// key has no event left in the log, raising each feed's floor to the counters deleted,
+    /// so a key created again counts on from past them; returns how many were deleted.
+    fn prune_tombstones(&self, limit: usize) -> Result<usize, StateError>;
     /// The newest log position of `feed` that was pruned; 0 when none was.
     fn pruned_through(&self, feed: &str) -> Result<i64, StateError>;
     /// Clears the recorded values of up to `limit` rows of `feed` with keys after `after`,
@@ -154,6 +160,35 @@ impl RetentionStore for SqliteStore {
         })
     }
 
+    fn prune_tombstones(&self, limit: usize) -> Result<usize, StateError> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let gone: Vec<(String, String, i64)> = tx
+                .prepare_cached(
+                    "SELECT feed, key, seq FROM feed_rows AS t WHERE deleted = 1
+                     AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.feed = t.feed AND e.key = t.key)
+                     LIMIT ?1",
+                )?
+                .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            {
+                let mut raise = tx.prepare_cached(
+                    "INSERT INTO feed_floors (feed, seq) VALUES (?1, ?2)
+                     ON CONFLICT (feed) DO UPDATE SET seq = max(seq, ?2)",
+                )?;
+                let mut forget = tx.prepare_cached(
+                    "DELETE FROM feed_rows WHERE feed = ?1 AND key = ?2 AND deleted = 1",
+                )?;
+                for (feed, key, seq) in &gone {
+                    raise.execute(params![feed, seq])?;
+                    forget.execute(params![feed, key])?;
+                }
+            }
+            tx.commit()?;
+            Ok(gone.len())
+        })
+    }
+
     fn pruned_through(&self, feed: &str) -> Result<i64, StateError> {
         self.with(|conn| {
             conn.query_row(
@@ -213,6 +248,7 @@ pub async fn run(
                 deliveries = pruned.deliveries,
                 attempts = pruned.attempts,
                 row_values = pruned.row_values,
+                tombstones = pruned.tombstones,
                 "state store pruned"
             ),
             Ok(_) => tracing::debug!("state store pruned: nothing was due"),
@@ -267,6 +303,16 @@ pub async fn prune(
             }
             pause(started).await;
         }
+    }
+    loop {
+        let started = Instant::now();
+        let tombstones = off_thread(store, move |s| s.prune_tombstones(batch)).await?;
+        metrics.count_pruned("feed_rows", tombstones);
+        pruned.tombstones += tombstones;
+        if tombstones < batch {
+            break;
+        }
+        pause(started).await;
     }
     while let Some((feed, after)) = slim.first().cloned() {
         let started = Instant::now();
@@ -467,6 +513,49 @@ mod tests {
         assert!(full.values().all(|k| k.row.is_some()));
     }
 
+    #[test]
+    fn tombstones_go_with_their_events_and_a_key_created_again_counts_on_past_them() {
+        let (_dir, store) = open();
+        let tombstone = |key: &str, seq| RowRecord {
+            key: key.into(),
+            known: KnownRow {
+                hash: "h".into(),
+                seq,
+                row: None,
+                deleted: true,
+            },
+        };
+        // [1] was deleted at counter 7, [2] at 3; [2]'s deletion is still in the log.
+        let batch = Batch {
+            feed: "f".into(),
+            upserts: vec![tombstone("[1]", 7), tombstone("[2]", 3)],
+            events: vec![NewEvent {
+                id: "evt_2".into(),
+                kind: "deleted".into(),
+                key: "[2]".into(),
+                row: None,
+                key_seq: 3,
+                detected_ms: 1,
+                deliveries: Vec::new(),
+            }],
+            ..Batch::default()
+        };
+        store.commit(&batch).unwrap();
+        assert_eq!(store.prune_tombstones(10).unwrap(), 1);
+        let keys = ["[1]", "[2]", "[9]"].map(String::from);
+        let known = store.known_rows("f", &keys).unwrap();
+        // [1]'s record is gone; it, and a key never seen, count on from the floor it left.
+        for key in ["[1]", "[9]"] {
+            assert_eq!((known[key].seq, known[key].deleted), (7, true), "{key}");
+        }
+        assert_eq!(known["[2]"].seq, 3);
+        // Once [2]'s event is pruned, its tombstone goes; the floor never goes down.
+        assert_eq!(store.prune_events(2, 10).unwrap(), 1);
+        assert_eq!(store.prune_tombstones(10).unwrap(), 1);
+        assert_eq!(store.known_rows("f", &keys).unwrap()["[2]"].seq, 7);
+        assert!(store.known_rows("other", &keys).unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn a_round_prunes_what_is_past_retention_and_counts_it() {
         let (_dir, store) = open();
@@ -505,7 +594,8 @@ mod tests {
                 events: 1,
                 deliveries: 1,
                 attempts: 1,
-                row_values: 0
+                row_values: 0,
+                tombstones: 0,
             }
         );
         assert_eq!(store.pruned_through("f").unwrap(), old);

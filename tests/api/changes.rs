@@ -74,7 +74,7 @@ impl Receiver {
             .collect()
     }
 
-    fn accepted(&self) -> Vec<Value> {
+    pub(crate) fn accepted(&self) -> Vec<Value> {
         self.entries()
             .into_iter()
             .filter(|e| e["outcome"] == "accepted")

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::changes::{has, listed, subscription, wait_polled, Receiver, Tickets};
+use crate::changes::{has, listed, received, subscription, wait_polled, Receiver, Tickets};
 use crate::fixture::Kind;
 use crate::harness::Portico;
 
@@ -293,6 +293,74 @@ async fn pending_deliveries_and_young_dead_letters_are_kept_and_old_cursors_expi
     drop(silent);
 }
 
+/// A table whose rows come and go (a queue, a staging table): the tombstones its deletes
+/// leave go once their events are pruned, so the recorded rows level off at the table's size;
+/// a key created again afterwards counts on past its old sequence, with a new id.
+async fn tombstones_of_a_churning_table_go_and_keys_count_on(kind: Kind) {
+    let tickets = Tickets::new(kind);
+    let receiver = Receiver::start(&[]);
+    let config = with_state(
+        &tickets.config(
+            r#"{ strategy = "snapshot_diff", poll_interval = "200ms" }"#,
+            &subscription("portal", &receiver.url),
+        ),
+        "event_retention = \"1s\"\ndelivery_retention = \"1s\"\nprune_interval = \"100ms\"",
+    );
+    let path = state_path(&config);
+    let app = Portico::spawn(&config).await;
+    wait_polled(&app.base).await;
+    let keys = |round: usize| (0..4).map(move |i| format!("N{round}{i}"));
+    for round in 0..5 {
+        let rows: Vec<String> = keys(round)
+            .map(|k| format!("('{k}', 'O', 'C1', 1.00, '2026-01-01 10:00:00')"))
+            .collect();
+        tickets.sql(&format!("INSERT INTO TICKETS VALUES {}", rows.join(", ")));
+        receiver
+            .wait("the round's rows created", 30, |e| {
+                keys(round).all(|k| has(e, "tickets.created", &k))
+            })
+            .await;
+        tickets.sql(&format!("DELETE FROM TICKETS WHERE ID LIKE 'N{round}%'"));
+        receiver
+            .wait("the round's rows deleted", 30, |e| {
+                keys(round).all(|k| has(e, "tickets.deleted", &k))
+            })
+            .await;
+    }
+    // The three rows of the table are all that stays recorded.
+    wait_size(&path, "the tombstones to go", 30, |s| s.feed_rows == 3).await;
+    let first: Vec<Value> = receiver
+        .accepted()
+        .into_iter()
+        .filter(|e| e["body"]["data"]["key"] == "N00")
+        .collect();
+    let sequences: Vec<i64> = first
+        .iter()
+        .map(|e| e["body"]["data"]["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sequences, [1, 2], "{first:?}");
+    tickets.sql("INSERT INTO TICKETS VALUES ('N00', 'O', 'C1', 1.00, '2026-01-01 10:00:00')");
+    let entries = receiver
+        .wait("N00 created again", 30, |e| {
+            received(e)
+                .iter()
+                .filter(|(kind, key)| kind == "tickets.created" && key == "N00")
+                .count()
+                == 2
+        })
+        .await;
+    let again = entries
+        .iter()
+        .filter(|e| e["outcome"] == "accepted" && e["body"]["data"]["key"] == "N00")
+        .last()
+        .unwrap();
+    assert!(
+        again["body"]["data"]["sequence"].as_i64().unwrap() > 2,
+        "{again}"
+    );
+    assert!(first.iter().all(|e| e["id"] != again["id"]), "{again}");
+}
+
 macro_rules! per_database {
     ($($name:ident),* $(,)?) => {
         $(mod $name {
@@ -307,5 +375,6 @@ macro_rules! per_database {
 
 per_database!(
     the_store_levels_off_under_a_long_stream,
+    tombstones_of_a_churning_table_go_and_keys_count_on,
     pending_deliveries_and_young_dead_letters_are_kept_and_old_cursors_expire,
 );
