@@ -234,8 +234,22 @@ impl Poller {
             let previous = known.get(&key);
             let hash = candidate.row.as_deref().map(row_hash);
             match compare(previous, hash.as_deref(), announce) {
-                Change::Unchanged if candidate.row.is_some() => batch.touched.push(key),
-                Change::Unchanged => {}
+                Change::Unchanged => match (&candidate.row, previous) {
+                    // A feed that announces deletes records the values it lacks (recorded
+                    // before it did, such as a feed that took `reconcile_interval` later), so
+                    // the row's deletion can carry them.
+                    (Some(row), Some(known)) if known.row.is_none() && feed.keeps_rows() => {
+                        batch.upserts.push(RowRecord {
+                            key,
+                            known: KnownRow {
+                                row: Some(values_json(row)),
+                                ..known.clone()
+                            },
+                        })
+                    }
+                    (Some(_), _) => batch.touched.push(key),
+                    (None, _) => {}
+                },
                 Change::Deleted { .. } => {
                     if let Some(previous) = previous {
                         self.remove(&mut batch, key, previous, now);
@@ -298,6 +312,8 @@ impl Poller {
         {
             return row;
         }
+        // Not silent: a reader whose row policy needs a value does not get this event.
+        tracing::info!(feed = %self.feed.name, key, "a deleted row is announced with its key only: its values were never recorded");
         let mut row: Vec<Value> = serde_json::from_str(key).unwrap_or_default();
         row.resize(self.feed.columns.len(), Value::Null);
         row
