@@ -289,6 +289,45 @@ async fn rows_the_mark_records_during_a_pass_are_not_swept(kind: Kind) {
     assert_eq!(keys.len(), count, "each created once: {got:?}");
 }
 
+/// A reconciliation page that keeps failing (here an old row the view cannot compute, which
+/// only the pass reads) is counted on its own; the mark's polls go on: they deliver, count no
+/// error, and the feed's lag stays at about the poll interval.
+#[tokio::test]
+async fn a_failing_reconciliation_page_does_not_stall_the_feed() {
+    let tickets = Tickets::new(Kind::Postgres);
+    // TICKETS becomes a view whose AMOUNT divides by zero for T0.
+    tickets.sql("ALTER TABLE TICKETS RENAME TO tickets_base");
+    tickets.sql(
+        "CREATE VIEW TICKETS AS SELECT ID, STATUS, CUST, \
+         AMOUNT / CASE WHEN ID = 'T0' THEN 0 ELSE 1 END AS AMOUNT, UPDATED FROM tickets_base",
+    );
+    let receiver = Receiver::start(&[]);
+    let config = tickets.config(&changes(true), &every_kind(&receiver.url, true));
+    let app = Portico::spawn(&config).await;
+    wait_polled(&app.base).await;
+    // Behind the mark: only a reconciliation page reads it, and fails.
+    tickets.sql("INSERT INTO tickets_base VALUES ('T0', 'O', 'C3', 1.00, '2025-12-31 09:00:00')");
+    let errors = format!("portico_change_reconcile_errors_total{{feed=\"{FEED}\"}}");
+    let poll_errors = format!("portico_change_poll_errors_total{{feed=\"{FEED}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Three failures, counted one way or the other.
+    while metric(&app.base, &errors).await + metric(&app.base, &poll_errors).await < 3.0 {
+        assert!(Instant::now() < deadline, "no failing reconciliation page");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tickets.sql(
+        "UPDATE tickets_base SET STATUS = 'C', UPDATED = '2026-01-01 12:00:00' WHERE ID = 'T1'",
+    );
+    receiver
+        .wait("T1 updated", 30, |e| has(e, "tickets.updated", "T1"))
+        .await;
+    assert_eq!(metric(&app.base, &poll_errors).await, 0.0, "failed polls");
+    assert!(metric(&app.base, &errors).await >= 3.0);
+    let lag = format!("portico_feed_lag_seconds{{feed=\"{FEED}\"}}");
+    let lag = metric(&app.base, &lag).await;
+    assert!(lag < 5.0, "the feed's lag grew to {lag} s");
+}
+
 macro_rules! per_database {
     ($($database:ident: $kind:expr),* $(,)?) => {
         $(mod $database {
