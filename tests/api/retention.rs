@@ -351,8 +351,7 @@ async fn tombstones_of_a_churning_table_go_and_keys_count_on(kind: Kind) {
         .await;
     let again = entries
         .iter()
-        .filter(|e| e["outcome"] == "accepted" && e["body"]["data"]["key"] == "N00")
-        .last()
+        .rfind(|e| e["outcome"] == "accepted" && e["body"]["data"]["key"] == "N00")
         .unwrap();
     assert!(
         again["body"]["data"]["sequence"].as_i64().unwrap() > 2,
