@@ -166,7 +166,8 @@ const MIGRATIONS: &[&str] = &[
     // - Retention: events pruned by age; per feed, the newest log position pruned (a pull-feed
     //   cursor that points into pruned history is told so). A tombstone goes once its key has
     //   no event left, raising its feed's floor: a key without a record counts from there.
-    "CREATE TABLE feed_rows_2 (
+    "CREATE INDEX events_key ON events (feed, key);
+     CREATE TABLE feed_rows_2 (
          feed TEXT NOT NULL,
          key TEXT NOT NULL,
          hash TEXT NOT NULL,
@@ -201,7 +202,6 @@ const MIGRATIONS: &[&str] = &[
          feed TEXT PRIMARY KEY,
          through_seq INTEGER NOT NULL
      ) WITHOUT ROWID;
-     CREATE INDEX events_key ON events (feed, key);
      CREATE INDEX feed_rows_tombstones ON feed_rows (feed, key) WHERE deleted = 1;
      CREATE TABLE feed_floors (
          feed TEXT PRIMARY KEY,
