@@ -45,7 +45,12 @@ pub async fn feed(
         )));
     }
     let (mut after, mut limit) = (0_i64, DEFAULT_LIMIT);
+    let mut seen: Vec<String> = Vec::new();
     for (name, value) in pairs(req.query_string())? {
+        if seen.contains(&name) {
+            return Err(bad(&name, "is given more than once"));
+        }
+        seen.push(name.clone());
         match name.as_str() {
             "after" => {
                 // As the document says: 1 to 18 digits, nothing else.
@@ -85,13 +90,19 @@ pub async fn feed(
         .clone()
         .ok_or_else(|| ApiError::Internal("change feed without a state store".into()))?;
     let name = feed.name.clone();
-    let (events, pruned) = crate::state::off_thread(&store, move |s| {
+    let (given, events, pruned) = crate::state::off_thread(&store, move |s| {
+        let given = after == 0 || s.has_event(&name, after)?;
         let events = s.events_after(&name, after, limit)?;
         // Read after the events: pruning in between shows here, never as a silent gap.
-        Ok((events, s.pruned_through(&name)?))
+        Ok((given, events, s.pruned_through(&name)?))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The cursors this feed gives: 0, the position of one of its events, or where its pruned
+    // events end. Any other number (ahead of the log, another feed's) would skip events.
+    if !given && after > pruned {
+        return Err(bad("after", "is not a cursor this feed gave"));
+    }
     if after > 0 && after < pruned {
         return Err(cursor_expired(
             resource,

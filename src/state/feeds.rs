@@ -117,6 +117,8 @@ pub trait ChangeStore: Send + Sync {
     /// Commits a batch; returns the indexes of the events that were new (an event already in
     /// the log is skipped with its deliveries) and how many deliveries were created.
     fn commit(&self, batch: &Batch) -> Result<(Vec<usize>, usize), StateError>;
+    /// Whether log position `seq` holds an event of `feed` (a cursor the feed gave).
+    fn has_event(&self, feed: &str, seq: i64) -> Result<bool, StateError>;
     /// Events of a feed after log position `after`, oldest first.
     fn events_after(
         &self,
@@ -272,6 +274,13 @@ impl ChangeStore for SqliteStore {
             }
             tx.commit()?;
             Ok((events, deliveries))
+        })
+    }
+
+    fn has_event(&self, feed: &str, seq: i64) -> Result<bool, StateError> {
+        self.with(|conn| {
+            conn.prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND feed = ?2")?
+                .exists(params![seq, feed])
         })
     }
 

@@ -878,6 +878,71 @@ impl Demo {
     }
 }
 
+/// A pull-feed cursor is a position in one log that every feed shares: a number the feed
+/// did not give (ahead of the log, or another feed's) would skip its events silently, so it is
+/// refused; so is a parameter given twice.
+#[tokio::test]
+async fn the_pull_feed_takes_only_cursors_it_gave() {
+    let tickets = Tickets::new(Kind::Sqlite);
+    tickets.sql("CREATE TABLE NOTES (ID CHAR(6) NOT NULL PRIMARY KEY, UPDATED TIMESTAMP NOT NULL)");
+    let notes = r#"
+[versions.v1.resources.notes]
+source = "legacy"
+table = "NOTES"
+key = ["id"]
+anonymous = true
+changes = { strategy = "snapshot_diff", poll_interval = "200ms" }
+
+[versions.v1.resources.notes.fields]
+id = { column = "ID", type = "string", column_type = "varchar(6)" }
+updated_at = { column = "UPDATED", type = "datetime" }
+"#;
+    let app = Portico::spawn(&tickets.config(SNAPSHOT_DIFF, notes)).await;
+    wait_polled(&app.base).await;
+    let cursor = |path: &'static str| {
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let answer = app.get(path).await;
+                assert_eq!(answer.status, 200, "{}", answer.body);
+                if !answer.body["data"].as_array().unwrap().is_empty() {
+                    return answer.body["next_cursor"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<i64>()
+                        .unwrap();
+                }
+                assert!(Instant::now() < deadline, "no event at {path}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    tickets.sql("INSERT INTO NOTES VALUES ('N1', '2026-01-01 10:00:00')");
+    let note = cursor("/v1/notes/changes").await;
+    tickets.sql("UPDATE TICKETS SET STATUS = 'C' WHERE ID = 'T1'");
+    let ticket = cursor("/v1/tickets/changes").await;
+    assert!(ticket > note);
+    let refused = |after: String| {
+        let app = &app;
+        async move {
+            let answer = app.get(&format!("/v1/tickets/changes?{after}")).await;
+            let problem = answer.problem(400);
+            assert_eq!(problem["parameter"], "after", "{after}: {problem}");
+        }
+    };
+    // Another feed's position, one ahead of the log, one far ahead.
+    refused(format!("after={note}")).await;
+    refused(format!("after={}", ticket + 1)).await;
+    refused("after=999999".into()).await;
+    refused(format!("after={ticket}&after=0")).await;
+    // Its own positions are taken: the last one, and 0.
+    for after in [ticket, 0] {
+        let answer = app.get(&format!("/v1/tickets/changes?after={after}")).await;
+        assert_eq!(answer.status, 200, "{after}: {}", answer.body);
+    }
+}
+
 #[tokio::test]
 async fn the_pull_feed_applies_row_policies_and_masks() {
     let demo = Demo::start(|text| text).await;
