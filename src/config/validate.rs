@@ -113,6 +113,13 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                     message,
                 );
             }
+            // Zero would poll the legacy database without pause.
+            if changes.poll_interval.is_zero() {
+                problem(
+                    format!("versions.{version}.resources.{name}.changes.poll_interval"),
+                    "must be above zero, such as `5s`",
+                );
+            }
         }
     }
     let state = &config.state;
@@ -231,6 +238,11 @@ mod tests {
             "versions.v1.resources.jobs.changes.reconcile_interval"
         );
         assert!(zero[0].message.contains("above zero"), "{zero:?}");
+        let busy = with(&format!("{hwm}, poll_interval = \"0s\" }}"));
+        assert_eq!(
+            busy[0].location,
+            "versions.v1.resources.jobs.changes.poll_interval"
+        );
         for (strategy, says) in [
             ("snapshot_diff", "every row"),
             ("change_tracking", "deletes included"),
