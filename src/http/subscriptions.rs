@@ -118,6 +118,13 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
     let body = super::request::read_json(&req, payload, &["application/json"]).await?;
+    // serde would take an array as the members by position.
+    if !body.is_object() {
+        return Err(ApiError::Invalid(vec![FieldError::at(
+            "",
+            "must be a JSON object with name, url and version (and events, scopes, claims, ordered)",
+        )]));
+    }
     let new: NewSubscription = serde_json::from_value(body)
         .map_err(|e| ApiError::Invalid(vec![FieldError::at("", e.to_string())]))?;
     let mut errors = Vec::new();

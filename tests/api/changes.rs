@@ -692,6 +692,21 @@ async fn webhook_targets_on_private_networks_are_refused() {
         .as_str()
         .unwrap()
         .contains("colour"));
+    // The members by position (an array) are not a subscription.
+    let answer = create(json!([
+        "byposition",
+        "http://8.8.8.8/h",
+        "v1",
+        ["*"],
+        [],
+        {},
+        false
+    ]))
+    .await;
+    assert!(answer.problem(422)["errors"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("JSON object"));
     // A public target is taken; the secret is shown once.
     let answer =
         create(json!({"name": "public", "url": "http://8.8.8.8:9/h", "version": "v1"})).await;
