@@ -64,6 +64,19 @@ impl Poller {
             feed: self.feed.name.clone(),
         };
         self.feed.started_ms.store(now_ms(), Ordering::Relaxed);
+        // The feed's counters exist at 0 from the start, so alerts see them before they count.
+        self.metrics.poll_errors.get_or_create(&labels).inc_by(0);
+        self.metrics.future_stamps.get_or_create(&labels).inc_by(0);
+        if self.feed.reconcile_interval.is_some() {
+            self.metrics
+                .reconcile_errors
+                .get_or_create(&labels)
+                .inc_by(0);
+            self.metrics
+                .reconcile_passes
+                .get_or_create(&labels)
+                .inc_by(0);
+        }
         loop {
             // A completed poll has seen what was committed before it began: its lag counts
             // from there, so a poll that cannot keep up shows it.

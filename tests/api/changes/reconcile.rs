@@ -305,6 +305,21 @@ async fn a_failing_reconciliation_page_does_not_stall_the_feed() {
     let config = tickets.config(&changes(true), &every_kind(&receiver.url, true));
     let app = Portico::spawn(&config).await;
     wait_polled(&app.base).await;
+    // The counters an alert watches exist at 0 before anything goes wrong.
+    let text = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "portico_change_reconcile_errors_total",
+        "portico_change_poll_errors_total",
+        "portico_change_future_stamps_total",
+    ] {
+        let line = format!("{series}{{feed=\"{FEED}\"}} 0");
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
     // Behind the mark: only a reconciliation page reads it, and fails.
     tickets.sql("INSERT INTO tickets_base VALUES ('T0', 'O', 'C3', 1.00, '2025-12-31 09:00:00')");
     let errors = format!("portico_change_reconcile_errors_total{{feed=\"{FEED}\"}}");
