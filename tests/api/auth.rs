@@ -106,13 +106,6 @@ pub fn staff() -> String {
     )
 }
 
-async fn metric(app: &Portico, sample: &str) -> f64 {
-    let text = app.get_text("/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 fn assert_401(answer: &Answer, case: &str) {
     assert_eq!(answer.status, 401, "{case}: {}", answer.body);
     answer.problem(401);
@@ -268,17 +261,19 @@ async fn bad_tokens_get_401_and_never_reach_the_database() {
         }
     }
     assert_eq!(
-        metric(&app, QUERIES).await,
+        app.metric(QUERIES).await,
         0.0,
         "no bad token reached the database"
     );
-    let refused = metric(&app, "portico_auth_refused_total{reason=\"signature\"}").await;
+    let refused = app
+        .metric("portico_auth_refused_total{reason=\"signature\"}")
+        .await;
     assert!(refused >= 3.0, "refusals are counted by reason: {refused}");
 
     // The control: the good token is served.
     let answer = app.get_as("/v1/jobs?limit=2", Some(good)).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(metric(&app, QUERIES).await, 1.0);
+    assert_eq!(app.metric(QUERIES).await, 1.0);
     // `nbf` is optional (RFC 7519): Auth0, Keycloak and oidc-provider never send it. A token
     // without it is served; a future one (above) is still refused.
     let no_nbf = format!("Bearer {}", sign(&hs, &without("nbf"), secret));
@@ -366,7 +361,7 @@ async fn pyjwt_rs256_and_es256_tokens_are_accepted_through_jwks_and_after_rotati
         started.elapsed()
     );
     assert_eq!(
-        metric(&app, "portico_auth_jwks_fetches_total").await as usize,
+        app.metric("portico_auth_jwks_fetches_total").await as usize,
         jwks.fetches(),
         "every fetch is counted"
     );
@@ -579,7 +574,11 @@ async fn the_rate_limit_refills_as_configured_and_is_per_principal() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(app.get_as("/v1/jobs?limit=1", Some(&a)).await.status, 200);
     app.get_as("/v1/jobs?limit=1", Some(&a)).await.problem(429);
-    assert!(metric(&app, "portico_auth_refused_total{reason=\"rate_limited\"}").await >= 2.0);
+    assert!(
+        app.metric("portico_auth_refused_total{reason=\"rate_limited\"}")
+            .await
+            >= 2.0
+    );
 
     // Refused tokens spend their client address's bucket: guessing is throttled too.
     let forged = format!("{}x", portal("C003"));

@@ -18,17 +18,6 @@ fn cached_config(backend: &Backend, jobs_extra: &str, cache: &str) -> String {
     )
 }
 
-/// Reads one metric sample from `/metrics` (0 when absent).
-async fn metric(app: &Portico, sample: &str) -> f64 {
-    let text = app.get_text("/metrics").await;
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(sample)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
 const QUERIES: &str = "portico_source_queries_total{source=\"legacy\"}";
 
 fn set_status(backend: &Backend, job: &str, code: &str) {
@@ -50,19 +39,19 @@ async fn concurrent_misses_of_one_key_run_one_query() {
         "every request sees the same page"
     );
     assert_eq!(
-        metric(&app, QUERIES).await,
+        app.metric(QUERIES).await,
         1.0,
         "200 concurrent misses ran one query"
     );
-    let hits = metric(&app, "portico_cache_hits_total").await;
-    let coalesced = metric(&app, "portico_cache_coalesced_total").await;
-    assert_eq!(metric(&app, "portico_cache_misses_total").await, 1.0);
+    let hits = app.metric("portico_cache_hits_total").await;
+    let coalesced = app.metric("portico_cache_coalesced_total").await;
+    assert_eq!(app.metric("portico_cache_misses_total").await, 1.0);
     assert_eq!(hits + coalesced, 199.0);
 
     // Parameter order and percent-encoding do not make a new key.
     let same = app.get("/v1/jobs?limit=10&status=%6Fpen").await;
     assert_eq!(same.body, answers[0].body);
-    assert_eq!(metric(&app, QUERIES).await, 1.0);
+    assert_eq!(app.metric(QUERIES).await, 1.0);
 }
 
 #[tokio::test]
@@ -165,12 +154,12 @@ async fn the_byte_bound_holds_under_a_flood_of_distinct_queries() {
             );
         }
     }
-    let bytes = metric(&app, "portico_cache_bytes").await;
+    let bytes = app.metric("portico_cache_bytes").await;
     assert!(
         bytes > 0.0 && bytes <= 32.0 * 1024.0,
         "cache holds {bytes} bytes"
     );
-    assert!(metric(&app, "portico_cache_evictions_total").await > 0.0);
+    assert!(app.metric("portico_cache_evictions_total").await > 0.0);
 }
 
 #[tokio::test]
@@ -227,7 +216,7 @@ async fn stale_entries_serve_an_outage_only_where_allowed() {
         .unwrap()
         .starts_with("110"));
     app.get("/v1/operations?limit=3").await.problem(503);
-    assert_eq!(metric(&app, "portico_cache_stale_served_total").await, 1.0);
+    assert_eq!(app.metric("portico_cache_stale_served_total").await, 1.0);
 }
 
 /// Jobs read through a transaction-scoped advisory lock the test can hold, so a read can be

@@ -255,6 +255,16 @@ impl Portico {
         String::from_utf8(body).unwrap()
     }
 
+    /// The value of one `/metrics` sample, named with its labels (`name{label="v"}`); 0 when
+    /// the series is absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.get_text("/metrics")
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// DELETEs a path and returns the status.
     pub async fn delete(&self, path: &str) -> StatusCode {
         self.client

@@ -75,15 +75,6 @@ async fn wait_size(path: &Path, what: &str, seconds: u64, done: impl Fn(&Size) -
     }
 }
 
-/// A counter's value in the metrics text (0 when absent).
-async fn counter(app: &Portico, line_start: &str) -> f64 {
-    app.get_text("/metrics")
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 const ROWS: usize = 50;
 const ROUNDS: usize = 50;
 
@@ -189,9 +180,9 @@ async fn the_store_levels_off_under_a_long_stream(kind: Kind) {
         assert_eq!((s.feed_rows, s.row_values), (ROWS as i64, 0), "{s:?}");
     }
     let pruned = |table: &str| format!("portico_state_pruned_total{{table=\"{table}\"}}");
-    assert!(counter(&retained, &pruned("events")).await >= total as f64);
-    assert!(counter(&retained, &pruned("attempts")).await >= total as f64);
-    assert_eq!(counter(&control, &pruned("events")).await, 0.0);
+    assert!(retained.metric(&pruned("events")).await >= total as f64);
+    assert!(retained.metric(&pruned("attempts")).await >= total as f64);
+    assert_eq!(control.metric(&pruned("events")).await, 0.0);
 }
 
 async fn pending_deliveries_and_young_dead_letters_are_kept_and_old_cursors_expire(kind: Kind) {
@@ -237,8 +228,12 @@ async fn pending_deliveries_and_young_dead_letters_are_kept_and_old_cursors_expi
     // Both events and ok's two deliveries are pruned a second after.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let events = counter(&app, "portico_state_pruned_total{table=\"events\"}").await;
-        let deliveries = counter(&app, "portico_state_pruned_total{table=\"deliveries\"}").await;
+        let events = app
+            .metric("portico_state_pruned_total{table=\"events\"}")
+            .await;
+        let deliveries = app
+            .metric("portico_state_pruned_total{table=\"deliveries\"}")
+            .await;
         if events >= 2.0 && deliveries >= 2.0 {
             break;
         }

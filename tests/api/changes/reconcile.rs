@@ -32,21 +32,6 @@ fn every_kind(url: &str, reconcile: bool) -> String {
     )
 }
 
-/// The value of the metric line starting with `series` (0 when absent).
-async fn metric(base: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn passes() -> String {
     format!("portico_change_reconcile_passes_total{{feed=\"{FEED}\"}}")
 }
@@ -56,10 +41,10 @@ fn reconciled(kind: &str) -> String {
 }
 
 /// Waits until `passes` more reconciliation passes than now have completed.
-async fn wait_passes(base: &str, passes_more: f64) {
-    let target = metric(base, &passes()).await + passes_more;
+async fn wait_passes(app: &Portico, passes_more: f64) {
+    let target = app.metric(&passes()).await + passes_more;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(base, &passes()).await < target {
+    while app.metric(&passes()).await < target {
         assert!(
             Instant::now() < deadline,
             "no {passes_more} more reconciliation passes"
@@ -131,7 +116,7 @@ async fn the_mark_alone_misses_them(kind: Kind) {
         "without reconciliation T1's unstamped update, T2's delete and the late T0 are lost"
     );
     assert_eq!(pulled(&app).await.len(), 2);
-    assert_eq!(metric(&app.base, &passes()).await, 0.0);
+    assert_eq!(app.metric(&passes()).await, 0.0);
 }
 
 async fn reconciliation_finds_them_once(kind: Kind) {
@@ -173,7 +158,7 @@ async fn reconciliation_finds_them_once(kind: Kind) {
     receiver
         .wait("T3 deleted", 30, |e| has(e, "tickets.deleted", "T3"))
         .await;
-    wait_passes(&app.base, 2.0).await;
+    wait_passes(&app, 2.0).await;
     let entries = receiver.entries();
     assert!(
         entries.iter().all(|e| e["outcome"] == "accepted"),
@@ -202,9 +187,9 @@ async fn reconciliation_finds_them_once(kind: Kind) {
     delivered.sort();
     assert_eq!(ids, delivered);
     // What the mark missed is counted; T5 only when a pass read it before the mark did.
-    assert_eq!(metric(&app.base, &reconciled("updated")).await, 1.0);
-    assert_eq!(metric(&app.base, &reconciled("deleted")).await, 2.0);
-    let created = metric(&app.base, &reconciled("created")).await;
+    assert_eq!(app.metric(&reconciled("updated")).await, 1.0);
+    assert_eq!(app.metric(&reconciled("deleted")).await, 2.0);
+    let created = app.metric(&reconciled("created")).await;
     assert!((1.0..=2.0).contains(&created), "{created}");
 }
 
@@ -276,7 +261,7 @@ async fn rows_the_mark_records_during_a_pass_are_not_swept(kind: Kind) {
         "the mark never recorded a row in the middle of a pass"
     );
     // The passes that were under way end, and one more: no row the mark recorded is swept.
-    wait_passes(&app.base, 2.0).await;
+    wait_passes(&app, 2.0).await;
     let got = received(&receiver.entries());
     assert!(
         got.iter().all(|(kind, _)| kind == "tickets.created"),
@@ -326,7 +311,7 @@ async fn a_failing_reconciliation_page_does_not_stall_the_feed() {
     let poll_errors = format!("portico_change_poll_errors_total{{feed=\"{FEED}\"}}");
     let deadline = Instant::now() + Duration::from_secs(30);
     // Three failures, counted one way or the other.
-    while metric(&app.base, &errors).await + metric(&app.base, &poll_errors).await < 3.0 {
+    while app.metric(&errors).await + app.metric(&poll_errors).await < 3.0 {
         assert!(Instant::now() < deadline, "no failing reconciliation page");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -336,10 +321,10 @@ async fn a_failing_reconciliation_page_does_not_stall_the_feed() {
     receiver
         .wait("T1 updated", 30, |e| has(e, "tickets.updated", "T1"))
         .await;
-    assert_eq!(metric(&app.base, &poll_errors).await, 0.0, "failed polls");
-    assert!(metric(&app.base, &errors).await >= 3.0);
+    assert_eq!(app.metric(&poll_errors).await, 0.0, "failed polls");
+    assert!(app.metric(&errors).await >= 3.0);
     let lag = format!("portico_feed_lag_seconds{{feed=\"{FEED}\"}}");
-    let lag = metric(&app.base, &lag).await;
+    let lag = app.metric(&lag).await;
     assert!(lag < 5.0, "the feed's lag grew to {lag} s");
 }
 
