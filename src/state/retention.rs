@@ -274,17 +274,11 @@ pub async fn prune(
         |kept: Duration| now.saturating_sub(i64::try_from(kept.as_millis()).unwrap_or(i64::MAX));
     let batch = retention.batch;
     let mut pruned = Pruned::default();
-    loop {
-        let started = Instant::now();
-        let cutoff = before(retention.events);
-        let events = off_thread(store, move |s| s.prune_events(cutoff, batch)).await?;
-        metrics.count_pruned("events", events);
-        pruned.events += events;
-        if events < batch {
-            break;
-        }
-        pause(started).await;
-    }
+    let cutoff = before(retention.events);
+    pruned.events = drain(store, batch, metrics, "events", move |s| {
+        s.prune_events(cutoff, batch)
+    })
+    .await?;
     for (status, kept) in [
         (DeliveryStatus::Delivered, retention.deliveries),
         (DeliveryStatus::Dead, retention.dead_letters),
@@ -304,16 +298,10 @@ pub async fn prune(
             pause(started).await;
         }
     }
-    loop {
-        let started = Instant::now();
-        let tombstones = off_thread(store, move |s| s.prune_tombstones(batch)).await?;
-        metrics.count_pruned("feed_rows", tombstones);
-        pruned.tombstones += tombstones;
-        if tombstones < batch {
-            break;
-        }
-        pause(started).await;
-    }
+    pruned.tombstones = drain(store, batch, metrics, "feed_rows", move |s| {
+        s.prune_tombstones(batch)
+    })
+    .await?;
     while let Some((feed, after)) = slim.first().cloned() {
         let started = Instant::now();
         let (cleared, next) =
@@ -328,6 +316,28 @@ pub async fn prune(
         pause(started).await;
     }
     Ok(pruned)
+}
+
+/// Runs `work` (one batch, returning the rows it deleted) until a batch comes back short,
+/// counting the rows under `table` and pausing between batches; the rows deleted in all.
+async fn drain(
+    store: &Arc<dyn StateStore>,
+    batch: usize,
+    metrics: &StateMetrics,
+    table: &'static str,
+    work: impl Fn(&dyn StateStore) -> Result<usize, StateError> + Copy + Send + 'static,
+) -> Result<usize, StateError> {
+    let mut deleted = 0;
+    loop {
+        let started = Instant::now();
+        let rows = off_thread(store, work).await?;
+        metrics.count_pruned(table, rows);
+        deleted += rows;
+        if rows < batch {
+            return Ok(deleted);
+        }
+        pause(started).await;
+    }
 }
 
 /// Leaves the store to polls and deliveries for as long as the last batch held it.
