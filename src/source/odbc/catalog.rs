@@ -1,8 +1,9 @@
-//! What an ODBC catalog says of tables and columns (SQLTables, SQLColumns, SQLPrimaryKeys):
-//! `introspect` writes a configuration from it, `serve` and `check` read each served table's
-//! column widths, precisions and nullability from it.
+//! What an ODBC catalog says of tables and columns (SQLTables, SQLColumns, SQLPrimaryKeys,
+//! SQLStatistics, SQLSpecialColumns): `introspect` writes a configuration from it, `serve` and
+//! `check` read each served table's column widths, precisions and nullability from it.
 
-use odbc_api::{Connection, ConnectionOptions};
+use odbc_api::handles::{AnyHandle, Record, Statement, StatementImpl};
+use odbc_api::{Connection, ConnectionOptions, Cursor, ResultSetMetadata};
 
 /// One column as the catalog describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,37 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// Primary key columns in key order.
     pub primary_key: Vec<String>,
+    /// Unique indexes (SQLStatistics); most drivers list the primary key's among them.
+    pub unique_indexes: Vec<UniqueIndex>,
+    /// The driver's best row identifier (SQLSpecialColumns), as it answers it.
+    pub row_identifier: Vec<RowIdentifierColumn>,
+    /// Key lookups the driver refused, each with its error: a table whose key could not be
+    /// looked up says why.
+    pub key_lookup_errors: Vec<String>,
+}
+
+/// A unique index as SQLStatistics lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueIndex {
+    /// Index name.
+    pub name: String,
+    /// Columns in index order (an expression index lists its expression, not a column).
+    pub columns: Vec<String>,
+    /// The index covers only the rows a condition selects (a partial index).
+    pub filtered: bool,
+}
+
+/// One column of the best row identifier a driver offers (SQLSpecialColumns, SQL_BEST_ROWID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowIdentifierColumn {
+    /// Column name.
+    pub name: String,
+    /// How long the identifier holds: `SQL_SCOPE_CURROW` 0, `SQL_SCOPE_TRANSACTION` 1,
+    /// `SQL_SCOPE_SESSION` 2; `None` when the driver does not say.
+    pub scope: Option<i16>,
+    /// `SQL_PC_UNKNOWN` 0, `SQL_PC_NOT_PSEUDO` 1, `SQL_PC_PSEUDO` 2 (PostgreSQL's `ctid`);
+    /// `None` when the driver does not say.
+    pub pseudo: Option<i16>,
 }
 
 fn connect(connection_string: &str) -> Result<Connection<'static>, odbc_api::Error> {
@@ -41,9 +73,13 @@ fn connect(connection_string: &str) -> Result<Connection<'static>, odbc_api::Err
         .connect_with_connection_string(connection_string, ConnectionOptions::default())
 }
 
-/// Reads every table and view with its columns and primary key.
+/// Reads every table and view of the connection's database with its columns and what may
+/// key it: primary key, unique indexes, the driver's best row identifier.
 pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api::Error> {
     let conn = connect(connection_string)?;
+    // MariaDB's driver lists the tables of every database on the server (its catalogs):
+    // only the connection's own are this source's.
+    let current = conn.current_catalog().unwrap_or_default();
     let mut tables = Vec::new();
     for row in conn.tables("", "", "", "")? {
         let row = row?;
@@ -52,22 +88,38 @@ pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api::
         if !(kind == "TABLE" || kind == "VIEW") || name.starts_with("sqlite_") {
             continue;
         }
-        tables.push((
-            text(row.catalog.as_bytes()),
-            text(row.schema.as_bytes()),
-            name,
-        ));
+        let catalog = text(row.catalog.as_bytes());
+        if !current.is_empty() && !catalog.is_empty() && catalog != current {
+            continue;
+        }
+        tables.push((catalog, text(row.schema.as_bytes()), name));
     }
     tables
         .into_iter()
         .map(|(catalog, schema, name)| {
             let columns = columns(&conn, &catalog, &schema, &name)?;
             let primary_key = primary_key(&conn, &catalog, &schema, &name)?;
+            // A driver that cannot list indexes or row identifiers leaves the table without
+            // that kind of key; introspect says which lookup failed.
+            let mut key_lookup_errors = Vec::new();
+            let unique_indexes =
+                unique_indexes(&conn, &catalog, &schema, &name).unwrap_or_else(|e| {
+                    key_lookup_errors.push(format!("SQLStatistics: {}", one_line(&e)));
+                    Vec::new()
+                });
+            let row_identifier =
+                row_identifier(&conn, &catalog, &schema, &name).unwrap_or_else(|e| {
+                    key_lookup_errors.push(format!("SQLSpecialColumns: {}", one_line(&e)));
+                    Vec::new()
+                });
             Ok(TableInfo {
                 schema,
                 name,
                 columns,
                 primary_key,
+                unique_indexes,
+                row_identifier,
+                key_lookup_errors,
             })
         })
         .collect()
@@ -174,6 +226,206 @@ fn primary_key(
     }
     keys.sort();
     Ok(keys.into_iter().map(|(_, c)| c).collect())
+}
+
+/// An index's columns with their ordinal positions.
+type IndexColumns = Vec<(i64, String)>;
+
+/// The unique indexes of one table, from SQLStatistics with `SQL_INDEX_UNIQUE`.
+fn unique_indexes(
+    conn: &Connection<'_>,
+    catalog: &str,
+    schema: &str,
+    name: &str,
+) -> Result<Vec<UniqueIndex>, odbc_api::Error> {
+    // SQL_INDEX_UNIQUE = 0; SQL_QUICK = 0 (statistics are not needed, only the indexes).
+    let rows = catalog_rows(
+        conn,
+        "SQLStatistics",
+        // SAFETY: a statement handle of this connection, and names that live through the call.
+        |statement, [catalog, schema, name]| unsafe {
+            ffi::SQLStatistics(
+                statement, catalog.0, catalog.1, schema.0, schema.1, name.0, name.1, 0, 0,
+            )
+        },
+        [catalog, schema, name],
+    )?;
+    // Columns: 4 NON_UNIQUE, 6 INDEX_NAME, 7 TYPE (0 is the table's statistics row),
+    // 8 ORDINAL_POSITION, 9 COLUMN_NAME, 13 FILTER_CONDITION.
+    // Index name, (ordinal position, column) pairs, partial.
+    let mut found: Vec<(String, IndexColumns, bool)> = Vec::new();
+    for row in rows {
+        let cell = |i: usize| row.get(i).cloned().flatten();
+        let number = |i: usize| cell(i).and_then(|t| t.trim().parse::<i64>().ok());
+        let (Some(index), Some(column)) = (cell(5), cell(8)) else {
+            continue;
+        };
+        if number(6) == Some(0) || number(3) == Some(1) {
+            continue;
+        }
+        let filtered = cell(12).is_some_and(|f| !f.trim().is_empty());
+        let position = number(7).unwrap_or(0);
+        match found.iter_mut().find(|(n, _, _)| *n == index) {
+            Some((_, columns, partial)) => {
+                columns.push((position, column));
+                *partial |= filtered;
+            }
+            None => found.push((index, vec![(position, column)], filtered)),
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(name, mut columns, filtered)| {
+            columns.sort();
+            UniqueIndex {
+                name,
+                columns: columns.into_iter().map(|(_, c)| c).collect(),
+                filtered,
+            }
+        })
+        .collect())
+}
+
+/// The driver's best row identifier of one table: SQLSpecialColumns with `SQL_BEST_ROWID`,
+/// asked for the session scope and for columns that hold no NULL.
+fn row_identifier(
+    conn: &Connection<'_>,
+    catalog: &str,
+    schema: &str,
+    name: &str,
+) -> Result<Vec<RowIdentifierColumn>, odbc_api::Error> {
+    // SQL_BEST_ROWID = 1, SQL_SCOPE_SESSION = 2, SQL_NO_NULLS = 0.
+    let rows = catalog_rows(
+        conn,
+        "SQLSpecialColumns",
+        // SAFETY: a statement handle of this connection, and names that live through the call.
+        |statement, [catalog, schema, name]| unsafe {
+            ffi::SQLSpecialColumns(
+                statement, 1, catalog.0, catalog.1, schema.0, schema.1, name.0, name.1, 2, 0,
+            )
+        },
+        [catalog, schema, name],
+    )?;
+    // Columns: 1 SCOPE, 2 COLUMN_NAME, 8 PSEUDO_COLUMN.
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let cell = |i: usize| row.get(i).cloned().flatten();
+            let number = |i: usize| cell(i).and_then(|t| t.trim().parse::<i16>().ok());
+            Some(RowIdentifierColumn {
+                name: cell(1)?,
+                scope: number(0),
+                pseudo: number(7),
+            })
+        })
+        .collect())
+}
+
+/// A text argument of a catalog function: pointer and length, or null and 0 when empty.
+type Argument = (*const u8, i16);
+
+/// Runs a catalog function odbc-api does not wrap on a fresh statement handle and reads its
+/// result set as text. `call` gets the statement and the three names as (pointer, length),
+/// narrow (UTF-8) as odbc-api passes them on this platform.
+fn catalog_rows(
+    conn: &Connection<'_>,
+    function: &'static str,
+    call: impl FnOnce(odbc_api::sys::HStmt, [Argument; 3]) -> odbc_api::sys::SqlReturn,
+    names: [&str; 3],
+) -> Result<Vec<Vec<Option<String>>>, odbc_api::Error> {
+    let statement: StatementImpl<'_> = conn.preallocate()?.into_handle();
+    let mut arguments = [(std::ptr::null(), 0i16); 3];
+    for (argument, name) in arguments.iter_mut().zip(names) {
+        if !name.is_empty() {
+            let length = i16::try_from(name.len())
+                .map_err(|_| odbc_api::Error::NoDiagnostics { function })?;
+            *argument = (name.as_ptr(), length);
+        }
+    }
+    // The names outlive the call: `names` borrows them for this whole function.
+    let outcome = call(statement.as_sys(), arguments);
+    match outcome {
+        odbc_api::sys::SqlReturn::SUCCESS | odbc_api::sys::SqlReturn::SUCCESS_WITH_INFO => {}
+        odbc_api::sys::SqlReturn::NO_DATA => return Ok(Vec::new()),
+        _ => return Err(diagnostics(&statement, function)),
+    }
+    // SAFETY: a catalog function that succeeded leaves the statement positioned on its
+    // result set, the state a cursor requires.
+    let mut cursor = unsafe { odbc_api::CursorImpl::new(statement) };
+    if cursor.num_result_cols()? == 0 {
+        return Ok(Vec::new());
+    }
+    let buffer = odbc_api::buffers::TextRowSet::for_cursor(64, &mut cursor, Some(1024))?;
+    let mut block = cursor.bind_buffer(buffer)?;
+    let mut rows = Vec::new();
+    while let Some(batch) = block.fetch()? {
+        for r in 0..batch.num_rows() {
+            rows.push(
+                (0..batch.num_cols())
+                    .map(|c| batch.at(c, r).map(|b| text(Some(b))))
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// The error a failed catalog call left on its statement.
+fn diagnostics(statement: &impl AnyHandle, function: &'static str) -> odbc_api::Error {
+    let mut record = Record::with_capacity(512);
+    if record.fill_from(statement, 1) {
+        odbc_api::Error::Diagnostics { record, function }
+    } else {
+        odbc_api::Error::NoDiagnostics { function }
+    }
+}
+
+fn one_line(error: &odbc_api::Error) -> String {
+    error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The two ODBC catalog functions odbc-api (29) and odbc-sys (0.31) do not declare, narrow as
+/// the rest of the calls on this platform. The driver manager odbc-sys links provides them.
+mod ffi {
+    use odbc_api::sys::{HStmt, SqlReturn};
+
+    #[link(name = "odbc")]
+    extern "system" {
+        /// SQLStatistics(StatementHandle, CatalogName, NameLength1, SchemaName, NameLength2,
+        /// TableName, NameLength3, Unique, Reserved).
+        #[allow(clippy::too_many_arguments)]
+        pub fn SQLStatistics(
+            statement: HStmt,
+            catalog: *const u8,
+            catalog_length: i16,
+            schema: *const u8,
+            schema_length: i16,
+            table: *const u8,
+            table_length: i16,
+            unique: u16,
+            reserved: u16,
+        ) -> SqlReturn;
+
+        /// SQLSpecialColumns(StatementHandle, IdentifierType, CatalogName, NameLength1,
+        /// SchemaName, NameLength2, TableName, NameLength3, Scope, Nullable).
+        #[allow(clippy::too_many_arguments)]
+        pub fn SQLSpecialColumns(
+            statement: HStmt,
+            identifier_type: u16,
+            catalog: *const u8,
+            catalog_length: i16,
+            schema: *const u8,
+            schema_length: i16,
+            table: *const u8,
+            table_length: i16,
+            scope: u16,
+            nullable: u16,
+        ) -> SqlReturn;
+    }
 }
 
 fn text(bytes: Option<&[u8]>) -> String {
