@@ -35,6 +35,10 @@ enum Command {
         /// Configuration file.
         #[arg(long, default_value = "config/portico.toml")]
         config: PathBuf,
+        /// Address to listen on, HOST:PORT (`127.0.0.1:0` picks a free port); overrides
+        /// PORTICO_LISTEN, which overrides `[server] listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Validate a configuration and query every source and resource once.
     Check {
@@ -102,7 +106,20 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, listen } => {
+            let listen = match listen {
+                Some(address) => Some(("--listen", address)),
+                None => std::env::var("PORTICO_LISTEN")
+                    .ok()
+                    .map(|address| ("PORTICO_LISTEN", address)),
+            };
+            if let Some((given_by, address)) = &listen {
+                if let Err(why) = portico::config::check_listen_address(address) {
+                    bail!("{given_by} `{address}`: {why}");
+                }
+            }
+            serve(config, listen.map(|(_, address)| address))
+        }
         Command::Check { config } => {
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(portico::check::report(&config));
@@ -228,9 +245,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 #[actix_web::main]
-async fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
+async fn serve(path: PathBuf, listen: Option<String>) -> anyhow::Result<ExitCode> {
     let file = path.display().to_string();
-    let (config, services) = portico::app::load(&path)?;
+    let (config, services) = portico::app::load_listening_on(&path, listen.as_deref())?;
     let (server, address) = portico::app::start(services, &config)?;
     tracing::info!(%address, config = %file, "portico listening");
     server.await.context("server failed")?;

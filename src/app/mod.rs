@@ -58,7 +58,20 @@ pub fn build(config: &Config, file: &str) -> Result<Services, ConfigError> {
 /// Reads the file at `path` and builds it: the values the file refuses (a duration such as
 /// `soon`) are reported together with every other problem.
 pub fn load(path: &Path) -> Result<(Config, Services), ConfigError> {
-    let draft = crate::config::load_draft(path)?;
+    load_listening_on(path, None)
+}
+
+/// `load`, listening on `listen` instead of `[server] listen` when given (`serve --listen`,
+/// `PORTICO_LISTEN`); replaced before anything is checked, so the checks see the address
+/// that will be bound.
+pub fn load_listening_on(
+    path: &Path,
+    listen: Option<&str>,
+) -> Result<(Config, Services), ConfigError> {
+    let mut draft = crate::config::load_draft(path)?;
+    if let Some(listen) = listen {
+        draft.config.server.listen = listen.to_string();
+    }
     let services = build_after_draft(&draft.config, &path.display().to_string(), draft.problems)?;
     Ok((draft.config, services))
 }

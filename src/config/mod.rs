@@ -17,7 +17,7 @@ pub use interpolate::{interpolate, wholly_from_environment};
 pub use model::*;
 pub use procedure::*;
 pub use units::parse_duration;
-pub use validate::validate;
+pub use validate::{check_listen_address, validate};
 pub use write::*;
 
 /// `[auth]` with a test HS256 secret, for unit tests that compile configurations.

@@ -23,6 +23,9 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             problem(format!("server.{key}"), "must be at least 1");
         }
     }
+    if let Err(why) = check_listen_address(&config.server.listen) {
+        problem("server.listen".into(), &why);
+    }
     if config.server.body_timeout.is_zero() {
         problem(
             "server.body_timeout".into(),
@@ -169,6 +172,35 @@ fn reconcile_problem(changes: &ChangesConfig) -> Option<&'static str> {
     }
 }
 
+/// Whether `listen` is an address Portico can bind: `HOST:PORT` with an IP address, a
+/// bracketed IPv6 address or a host name, and a port from 0 (any free port) to 65535.
+pub fn check_listen_address(listen: &str) -> Result<(), String> {
+    if listen.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let usage = "write HOST:PORT, such as `127.0.0.1:8080`, `[::1]:8080` or `localhost:8080` \
+                 (port 0 picks a free port)";
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return Err(format!("has no port: {usage}"));
+    };
+    let name = |h: &str| {
+        !h.is_empty()
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("`{port}` is not a port (0 to 65535): {usage}"));
+    }
+    if !name(host) {
+        return Err(format!("`{host}` is not a host: {usage}"));
+    }
+    Ok(())
+}
+
 fn listens_on_loopback(listen: &str) -> bool {
     match listen.parse::<SocketAddr>() {
         Ok(address) => address.ip().is_loopback(),
@@ -281,5 +313,37 @@ mod tests {
         assert!(problems(&text).is_empty());
         assert!(listens_on_loopback("127.0.0.1:0") && listens_on_loopback("localhost:80"));
         assert!(!listens_on_loopback("0.0.0.0:80") && !listens_on_loopback("db:80"));
+    }
+
+    #[test]
+    fn a_listen_address_is_host_and_port() {
+        for good in [
+            "127.0.0.1:0",
+            "0.0.0.0:8080",
+            "[::1]:8080",
+            "localhost:65535",
+            "api.example.internal:80",
+        ] {
+            assert_eq!(check_listen_address(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("8080", "has no port"),
+            ("localhost", "has no port"),
+            ("127.0.0.1:99999", "`99999` is not a port"),
+            ("127.0.0.1:http", "`http` is not a port"),
+            (":8080", "`` is not a host"),
+            ("::1:8080", "`::1` is not a host"),
+            ("my host:80", "`my host` is not a host"),
+        ] {
+            let error = check_listen_address(bad).unwrap_err();
+            assert!(
+                error.contains(why) && error.contains("HOST:PORT"),
+                "{bad}: {error}"
+            );
+        }
+        assert_eq!(
+            problems("[server]\nlisten = \"localhost\"\n"),
+            ["server.listen"]
+        );
     }
 }
