@@ -159,12 +159,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .and_then(|s| s.as_table())
                 .cloned()
                 .unwrap_or_default();
+            let listen = raw
+                .get("server")
+                .and_then(|s| s.get("listen"))
+                .and_then(toml::Value::as_str);
             let tables = portico::introspect::read_catalog(&declared.connection_string)
                 .with_context(|| format!("reading the catalog of source `{source}`"))?;
-            print!(
-                "{}",
-                portico::introspect::render(&source, &raw_source, &version, &tables)
-            );
+            let starter =
+                portico::introspect::render(&source, &raw_source, &version, &tables, listen);
+            print!("{}", starter.text);
+            for warning in &starter.warnings {
+                eprintln!("warning: {warning}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi {
