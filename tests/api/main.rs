@@ -10,6 +10,7 @@ mod client;
 mod contract;
 mod docs;
 mod fixture;
+mod foreign_schema;
 mod harness;
 mod idp;
 mod layers;
