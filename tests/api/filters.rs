@@ -1,7 +1,7 @@
 //! Filters that say what they mean, over the trap schema (`support/traps`) on SQLite,
 //! PostgreSQL and MariaDB: two fields over one column each decode with their own type, `in`
-//! values carry escaped commas, and a filter repeated on one field and operator is refused
-//! like a repeated `limit`.
+//! values carry escaped commas, `prefix` counts case on every database, and a filter repeated
+//! on one field and operator is refused like a repeated `limit`.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -225,6 +225,53 @@ async fn in_values_carry_escaped_commas(kind: Kind) {
     );
 }
 
+/// `prefix` matches these exact characters on every database: case counts (SQLite's `LIKE`
+/// and MariaDB's default collation ignore it), `ß` is not `ss`, and `_`, `%`, `*` are
+/// characters, not wildcards.
+async fn prefix_counts_case_on_every_database(kind: Kind) {
+    let (_dir, _cs, app) = serve(kind).await;
+    let count = |path: &'static str| {
+        let app = &app;
+        async move {
+            let answer = app.get(path).await;
+            assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+            ids(&answer.body).len()
+        }
+    };
+    // Company 1, Company 10 … Company 19.
+    assert_eq!(
+        count("/v1/customers?company_name[prefix]=Company%201").await,
+        11
+    );
+    assert_eq!(count("/v1/customers?company_name[prefix]=company").await, 0);
+    assert_eq!(
+        count("/v1/customers?company_name[prefix]=COMPANY%201").await,
+        0
+    );
+    assert_eq!(
+        count("/v1/customers?street[prefix]=Hauptstra%C3%9Fe%202").await,
+        11
+    );
+    assert_eq!(
+        count("/v1/customers?street[prefix]=HAUPTSTRA%C3%9FE").await,
+        0
+    );
+    assert_eq!(count("/v1/customers?street[prefix]=Hauptstrasse").await, 0);
+    assert_eq!(
+        count("/v1/customers?company_name[prefix]=Company_1").await,
+        0
+    );
+    assert_eq!(
+        count("/v1/customers?company_name[prefix]=Company%25").await,
+        0
+    );
+    assert_eq!(count("/v1/customers?company_name[prefix]=Comp*").await, 0);
+    assert_eq!(
+        count("/v1/customers?company_name[prefix]=Company%209").await,
+        3
+    );
+}
+
 macro_rules! on_every_database {
     ($($test:ident),* $(,)?) => {
         $(mod $test {
@@ -242,6 +289,7 @@ macro_rules! on_every_database {
 on_every_database!(
     two_fields_over_one_column_decode_with_their_own_types,
     in_values_carry_escaped_commas,
+    prefix_counts_case_on_every_database,
 );
 
 /// A filter given twice on one field and operator is a 400 naming it, as a repeated `limit`
