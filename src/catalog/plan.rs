@@ -58,10 +58,15 @@ pub fn list(
         .filter(|&i| !mask.hides(i))
         .collect();
 
+    // One read per (column, type): two fields over one column may decode it differently
+    // (`date` and `datetime` over one text column), and each needs its own value.
     let mut columns: Vec<(String, ColumnType)> = Vec::new();
     let position = |i: usize, columns: &mut Vec<(String, ColumnType)>| {
         let f = &resource.fields[i];
-        match columns.iter().position(|(c, _)| *c == f.column) {
+        match columns
+            .iter()
+            .position(|(c, t)| *c == f.column && *t == f.column_type)
+        {
             Some(p) => p,
             None => {
                 columns.push((f.column.clone(), f.column_type));

@@ -27,7 +27,7 @@ pub struct QueryLimits {
 pub enum FilterKind {
     /// `eq ne lt lte gt gte`.
     Compare(CmpOp, Param),
-    /// One of a comma-separated list.
+    /// One of a comma-separated list (`\,` a comma inside a value, `\\` a backslash).
     In(Vec<Param>),
     /// Text starts with these bytes (in the column's code page).
     Prefix(Vec<u8>),
@@ -36,6 +36,23 @@ pub enum FilterKind {
 }
 
 impl FilterKind {
+    /// The operator as a client names it (`eq` for `field=` too).
+    pub fn operator(&self) -> &'static str {
+        match self {
+            FilterKind::Compare(op, _) => match op {
+                CmpOp::Eq => "eq",
+                CmpOp::Ne => "ne",
+                CmpOp::Lt => "lt",
+                CmpOp::Lte => "lte",
+                CmpOp::Gt => "gt",
+                CmpOp::Gte => "gte",
+            },
+            FilterKind::In(_) => "in",
+            FilterKind::Prefix(_) => "prefix",
+            FilterKind::Null(_) => "null",
+        }
+    }
+
     /// How many values it binds.
     pub fn bound_values(&self) -> usize {
         match self {
@@ -240,6 +257,9 @@ pub fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
 pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<QuerySpec, QueryError> {
     let mut spec = QuerySpec::unfiltered(resource.default_limit);
     let mut seen = std::collections::HashSet::new();
+    // One filter per field and operator: a second `id[gt]` is a mistake, not an AND (a range
+    // is two operators, `gte` and `lt`); `status` and `status[eq]` are one operator.
+    let mut filtered: Vec<(usize, &'static str)> = Vec::new();
     let mut cursor_text = None;
     let limits = resource.query_limits;
     let mut bound = 0;
@@ -264,6 +284,18 @@ pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<Query
                     ));
                 }
                 let filter = parse_filter(resource, &key, &value, mask)?;
+                let pair = (filter.field, filter.kind.operator());
+                if filtered.contains(&pair) {
+                    return Err(bad(
+                        &key,
+                        format!(
+                            "is given more than once: one `{}` filter on `{}` per request (send \
+                             the values together with `in`)",
+                            pair.1, resource.fields[filter.field].name
+                        ),
+                    ));
+                }
+                filtered.push(pair);
                 bound += filter.kind.bound_values();
                 if bound > limits.max_bound_parameters {
                     return Err(bad(
@@ -438,11 +470,16 @@ fn parse_filter(
             _ => return Err(bad(key, "must be true or false")),
         }),
         (None, "in") => {
-            let values: Vec<&str> = value.split(',').collect();
+            let values = split_in_values(value).map_err(|m| bad(key, m))?;
             if values.len() > MAX_IN_VALUES {
                 return Err(bad(key, format!("lists more than {MAX_IN_VALUES} values")));
             }
-            FilterKind::In(values.into_iter().map(convert).collect::<Result<_, _>>()?)
+            FilterKind::In(
+                values
+                    .iter()
+                    .map(|v| convert(v))
+                    .collect::<Result<_, _>>()?,
+            )
         }
         _ => {
             if field.field_type != crate::config::FieldType::String || !field.codes.is_empty() {
@@ -458,6 +495,40 @@ fn parse_filter(
     Ok(Filter { field: index, kind })
 }
 
+/// The values of an `in` filter: separated by commas, where `\,` is a comma inside a value and
+/// `\\` a backslash (percent-decoding has already turned `%2C` into a comma, so it cannot
+/// tell the two apart). Any other backslash is a mistake, refused rather than guessed.
+pub fn split_in_values(list: &str) -> Result<Vec<String>, String> {
+    let mut values = vec![String::new()];
+    let mut chars = list.chars().enumerate();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            ',' => values.push(String::new()),
+            '\\' => match chars.next() {
+                Some((_, escaped @ (',' | '\\'))) => {
+                    if let Some(last) = values.last_mut() {
+                        last.push(escaped);
+                    }
+                }
+                other => {
+                    let found = other.map_or("the end".to_string(), |(_, c)| format!("`{c}`"));
+                    return Err(format!(
+                        "has a backslash before {found} at character {}: in an `in` list `\\,` is \
+                         a comma inside a value and `\\\\` a backslash",
+                        at + 1
+                    ));
+                }
+            },
+            _ => {
+                if let Some(last) = values.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +537,21 @@ mod tests {
         let mut out = String::new();
         values.iter().for_each(|v| push_key_value(&mut out, v));
         out
+    }
+
+    #[test]
+    fn in_lists_split_at_commas_that_are_not_escaped() {
+        let split = |s: &str| split_in_values(s).unwrap();
+        assert_eq!(split("a,b"), ["a", "b"]);
+        assert_eq!(split(r"Smith\, Jones,b"), ["Smith, Jones", "b"]);
+        assert_eq!(split(r"a\\,b"), ["a\\", "b"]);
+        assert_eq!(split(r"a\\\,b"), [r"a\,b"]);
+        assert_eq!(split(""), [""]);
+        assert_eq!(split(","), ["", ""]);
+        let error = split_in_values(r"a\b").unwrap_err();
+        assert!(error.contains("before `b` at character 2"), "{error}");
+        let error = split_in_values("a,b\\").unwrap_err();
+        assert!(error.contains("before the end at character 4"), "{error}");
     }
 
     #[test]

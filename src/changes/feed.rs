@@ -222,9 +222,11 @@ fn compile_one(
             }
             let mut positions = Vec::new();
             for field in &other.fields {
-                let found = columns
-                    .iter()
-                    .position(|(c, _)| c.eq_ignore_ascii_case(&field.column));
+                // Per (column, type): a `date` and a `datetime` field over one column each
+                // get their own reading, as on a `GET`.
+                let found = columns.iter().position(|(c, t)| {
+                    c.eq_ignore_ascii_case(&field.column) && *t == field.column_type
+                });
                 positions.push(found.unwrap_or_else(|| {
                     columns.push((field.column.clone(), field.column_type));
                     columns.len() - 1
@@ -366,6 +368,34 @@ pub(crate) mod tests {
         assert_eq!(feed.views.len(), 2);
         assert_eq!(feed.view("v2", "work").unwrap().positions, vec![0, 2]);
         assert_eq!(feed.poll_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn fields_reading_one_column_as_two_types_each_get_their_own_reading() {
+        let text = format!(
+            "{}[sources.shop]\nkind = \"odbc\"\ndialect = \"sqlite\"\nconnection_string = \"x\"\n\
+             [versions.v1.resources.jobs]\nsource = \"shop\"\ntable = \"JOBHDR\"\nkey = [\"id\"]\n\
+             read_scope = \"jobs:read\"\n\
+             changes = {{ strategy = \"snapshot_diff\" }}\n\
+             [versions.v1.resources.jobs.fields]\n\
+             id = {{ column = \"JOB_NO\", type = \"string\" }}\n\
+             updated_on = {{ column = \"LAST_UPD\", type = \"date\" }}\n\
+             updated_at = {{ column = \"LAST_UPD\", type = \"datetime\" }}\n\
+             updated = {{ column = \"last_upd\", type = \"datetime\" }}\n",
+            crate::config::TEST_AUTH
+        );
+        let config = crate::config::parse("t.toml", &text, &|_| None).unwrap();
+        let catalog = crate::catalog::compile(&config).unwrap();
+        let feeds = compile_feeds(&config, &catalog).unwrap();
+        let feed = &feeds[0];
+        assert_eq!(
+            feed.columns[1..],
+            [
+                ("LAST_UPD".to_string(), ColumnType::Date),
+                ("LAST_UPD".to_string(), ColumnType::Timestamp)
+            ]
+        );
+        assert_eq!(feed.view("v1", "jobs").unwrap().positions, vec![0, 1, 2, 2]);
     }
 
     #[test]

@@ -305,11 +305,14 @@ fn since(query: &str) -> Result<i64, ApiError> {
         })
     };
     let pairs = crate::catalog::query::pairs(query)?;
-    let text = pairs
-        .iter()
-        .find(|(k, _)| k == "since")
+    let mut given = pairs.iter().filter(|(k, _)| k == "since");
+    let text = given
+        .next()
         .map(|(_, v)| v.as_str())
         .ok_or_else(|| bad("is required (Unix seconds or an RFC 3339 UTC time)"))?;
+    if given.next().is_some() {
+        return Err(bad("is given more than once"));
+    }
     if let Ok(seconds) = text.parse::<i64>() {
         return Ok(seconds * 1000);
     }
@@ -350,7 +353,12 @@ pub async fn deliveries(
             message: message.into(),
         })
     };
+    let mut seen: Vec<String> = Vec::new();
     for (name, value) in crate::catalog::query::pairs(req.query_string())? {
+        if seen.contains(&name) {
+            return Err(bad(&name, "is given more than once"));
+        }
+        seen.push(name.clone());
         match name.as_str() {
             "subscription" if value.is_empty() => {
                 return Err(bad("subscription", "names no subscription"))

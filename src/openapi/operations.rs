@@ -311,13 +311,21 @@ fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter
         parameters.push(query(
             format!("{name}[in]"),
             text(),
-            format!("`{name}` is one of these comma-separated values (at most {MAX_IN_VALUES})."),
+            format!(
+                "`{name}` is one of these comma-separated values (at most {MAX_IN_VALUES}). \
+                 Inside a value `\\,` is a comma and `\\\\` a backslash (`%5C%2C`, `%5C%5C`); \
+                 `%2C` alone separates values like `,`."
+            ),
         ));
         if f.field_type == FieldType::String && f.codes.is_empty() {
             parameters.push(query(
                 format!("{name}[prefix]"),
                 text(),
-                format!("`{name}` starts with."),
+                format!(
+                    "`{name}` starts with exactly this text: case counts, and `%`, `_` and `*` \
+                     are characters, not wildcards (`eq` and `in` compare under the column's \
+                     collation, which on MariaDB and SQL Server usually ignores case)."
+                ),
             ));
         }
         parameters.push(query(

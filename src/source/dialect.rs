@@ -291,6 +291,69 @@ impl SqlWriter {
         self.push(")");
     }
 
+    /// A prefix match with the meaning of `Condition::Prefix` (exact bytes, case counts) on
+    /// every dialect but generic. SQLite's `LIKE` ignores ASCII case, so it uses `GLOB`.
+    /// MySQL / MariaDB and SQL Server match under the column's collation first (so an index
+    /// finds the rows; their default collations ignore case) and then again under a binary
+    /// collation.
+    fn prefix(&mut self, column: &str, prefix: &[u8]) {
+        let text = |pattern: Vec<u8>| Param {
+            value: Value::Text(pattern),
+            column_type: ColumnType::Varchar,
+        };
+        if self.dialect == Dialect::Sqlite {
+            // GLOB's wildcards `*`, `?` and `[` are literal inside brackets.
+            let mut pattern = Vec::with_capacity(prefix.len() + 4);
+            for &b in prefix {
+                match b {
+                    b'*' | b'?' | b'[' => pattern.extend_from_slice(&[b'[', b, b']']),
+                    _ => pattern.push(b),
+                }
+            }
+            pattern.push(b'*');
+            self.column(column);
+            self.push(" GLOB ");
+            self.param(text(pattern));
+            return;
+        }
+        let mut pattern = Vec::with_capacity(prefix.len() + 4);
+        for &b in prefix {
+            if matches!(b, b'!' | b'%' | b'_' | b'[') {
+                pattern.push(b'!');
+            }
+            pattern.push(b);
+        }
+        pattern.push(b'%');
+        let recheck = matches!(self.dialect, Dialect::MySql | Dialect::TSql);
+        if recheck {
+            self.push("(");
+        }
+        self.column(column);
+        self.push(" LIKE ");
+        self.param(text(pattern.clone()));
+        self.push(" ESCAPE '!'");
+        match self.dialect {
+            Dialect::MySql => {
+                // Converted first, so the collation fits whatever the connection's character
+                // set is.
+                self.push(" AND ");
+                self.column(column);
+                self.push(" LIKE CONVERT(");
+                self.param(text(pattern));
+                self.push(" USING utf8mb4) COLLATE utf8mb4_bin ESCAPE '!')");
+            }
+            Dialect::TSql => {
+                // Unicode first: a binary collation's code page could change varchar text.
+                self.push(" AND CAST(");
+                self.column(column);
+                self.push(" AS nvarchar(max)) COLLATE Latin1_General_BIN2 LIKE ");
+                self.param(text(pattern));
+                self.push(" ESCAPE '!')");
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn condition(&mut self, condition: &Condition) {
         match condition {
             Condition::Compare { column, op, param } => {
@@ -328,23 +391,7 @@ impl SqlWriter {
                 self.push(" NOT IN ");
                 self.list(params);
             }
-            Condition::Prefix { column, prefix } => {
-                self.column(column);
-                self.push(" LIKE ");
-                let mut pattern = Vec::with_capacity(prefix.len() + 4);
-                for &b in prefix {
-                    if matches!(b, b'!' | b'%' | b'_' | b'[') {
-                        pattern.push(b'!');
-                    }
-                    pattern.push(b);
-                }
-                pattern.push(b'%');
-                self.param(Param {
-                    value: Value::Text(pattern),
-                    column_type: super::ColumnType::Varchar,
-                });
-                self.push(" ESCAPE '!'");
-            }
+            Condition::Prefix { column, prefix } => self.prefix(column, prefix),
             Condition::LastInsertId { column } => {
                 self.column(column);
                 self.push(" = ");
@@ -528,14 +575,47 @@ mod tests {
     }
 
     #[test]
-    fn prefix_filters_escape_wildcards() {
+    fn prefix_filters_escape_wildcards_and_count_case_on_every_dialect() {
         let mut s = select(vec![], None);
         s.filter.push(Condition::Prefix {
             column: "NAME".into(),
-            prefix: b"50%_off!".to_vec(),
+            prefix: b"50%_off![*?".to_vec(),
         });
+        let like = Value::Text(b"50!%!_off!!![*?%".to_vec());
+        let st = Dialect::Postgres.select(&s);
+        assert!(
+            st.sql.contains("WHERE (\"NAME\" LIKE ? ESCAPE '!')"),
+            "{}",
+            st.sql
+        );
+        assert_eq!(st.params[0].value, like);
+        // SQLite's LIKE ignores ASCII case; GLOB does not, and brackets its wildcards.
+        let st = Dialect::Sqlite.select(&s);
+        assert!(st.sql.contains("WHERE (\"NAME\" GLOB ?)"), "{}", st.sql);
+        assert_eq!(
+            st.params[0].value,
+            Value::Text(b"50%_off![[][*][?]*".to_vec())
+        );
+        // MariaDB's `_ci` collations: the collated LIKE for the index, then a binary one.
         let st = Dialect::MySql.select(&s);
-        assert!(st.sql.contains("`NAME` LIKE ? ESCAPE '!'"));
-        assert_eq!(st.params[0].value, Value::Text(b"50!%!_off!!%".to_vec()));
+        assert!(
+            st.sql.contains(
+                "WHERE ((`NAME` LIKE ? ESCAPE '!' AND `NAME` LIKE CONVERT(? USING utf8mb4) \
+                 COLLATE utf8mb4_bin ESCAPE '!'))"
+            ),
+            "{}",
+            st.sql
+        );
+        assert_eq!((&st.params[0].value, &st.params[1].value), (&like, &like));
+        let st = Dialect::TSql.select(&s);
+        assert!(
+            st.sql.contains(
+                "WHERE (([NAME] LIKE ? ESCAPE '!' AND CAST([NAME] AS nvarchar(max)) \
+                 COLLATE Latin1_General_BIN2 LIKE ? ESCAPE '!'))"
+            ),
+            "{}",
+            st.sql
+        );
+        assert_eq!(st.params.len(), 2);
     }
 }

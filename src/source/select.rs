@@ -68,7 +68,9 @@ pub enum Condition {
         /// Bound values (never empty).
         params: Vec<Param>,
     },
-    /// `column LIKE ? ESCAPE '!'` with the prefix escaped and `%` appended.
+    /// The column's text starts with exactly these bytes: case and accents count, and no
+    /// character is a wildcard ([`prefix_matches`]). Rendered per dialect (`LIKE`, `GLOB`, a
+    /// binary collation); only `generic` leaves the meaning to the database's `LIKE`.
     Prefix {
         /// Column name.
         column: String,
@@ -114,6 +116,11 @@ pub enum Condition {
     Or(Vec<Condition>),
     /// All of the conditions.
     And(Vec<Condition>),
+}
+
+/// What `Condition::Prefix` means for a text already read: its bytes start with `prefix`'s.
+pub fn prefix_matches(text: &[u8], prefix: &[u8]) -> bool {
+    text.starts_with(prefix)
 }
 
 /// One ORDER BY term.

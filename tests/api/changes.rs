@@ -574,6 +574,23 @@ async fn failing_receivers_get_retries_then_dead_letters_and_resend() {
             .problem(400)["parameter"],
         "subscription"
     );
+    // A parameter given twice is a mistake, as on every other endpoint (not the last one wins).
+    assert_eq!(
+        app.get("/admin/deliveries?status=pending&status=dead")
+            .await
+            .problem(400)["parameter"],
+        "status"
+    );
+    let twice = app
+        .send(
+            reqwest::Method::POST,
+            "/admin/subscriptions/down/recover?since=0&since=1",
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(twice.problem(400)["parameter"], "since");
 }
 
 /// Each request is counted under the pattern of the route that answered it: the admin, document

@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod contract;
 mod docs;
+mod filters;
 mod fixture;
 mod foreign_schema;
 mod harness;

@@ -102,7 +102,8 @@ async fn query_shapes(version: &str) -> Vec<Request> {
 }
 
 /// Each query shape as SQL Server receives it: TOP with keyset paging on 2008 R2 as on 2016,
-/// single-byte text compared as varchar, values only ever as parameters.
+/// single-byte text compared as varchar, a prefix matched case-sensitively, values only ever
+/// as parameters.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_query_shape_sends_the_exact_tsql_on_2008_and_2016() {
     let old = query_shapes(V2008R2).await;
@@ -118,7 +119,9 @@ async fn each_query_shape_sends_the_exact_tsql_on_2008_and_2016() {
         sql[2],
         "SELECT TOP (51) [JOB_NO], [STATUS], [DUE_DT], [AMOUNT], [CUST_NAME] FROM [dbo].[JOBS] \
          WHERE ([STATUS] IN (CAST(@P1 AS varchar(8000)), CAST(@P2 AS varchar(8000))) \
-         AND [AMOUNT] >= @P3 AND [JOB_NO] LIKE CAST(@P4 AS varchar(8000)) ESCAPE '!' \
+         AND [AMOUNT] >= @P3 AND ([JOB_NO] LIKE CAST(@P4 AS varchar(8000)) ESCAPE '!' \
+         AND CAST([JOB_NO] AS nvarchar(max)) COLLATE Latin1_General_BIN2 \
+         LIKE CAST(@P5 AS varchar(8000)) ESCAPE '!') \
          AND [DUE_DT] IS NOT NULL) ORDER BY [DUE_DT] DESC, [JOB_NO]"
     );
     assert_eq!(
@@ -138,6 +141,9 @@ async fn each_query_shape_sends_the_exact_tsql_on_2008_and_2016() {
             Sent::Text("O".into()),
             Sent::Text("H".into()),
             Sent::Decimal("100".into()),
+            // The prefix twice: under the column's collation (an index seek), then under a
+            // binary one, where case counts.
+            Sent::Text("J0%".into()),
             Sent::Text("J0%".into()),
         ]
     );

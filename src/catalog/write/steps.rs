@@ -34,14 +34,32 @@ pub fn cas_conditions(
     plan: &Plan,
     row: &[Value],
 ) -> Vec<Condition> {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut conditions = Vec::new();
+    // One condition per column. Fields reading one column as different types (`date` and
+    // `datetime` over one text column) compare with the reading that keeps the most of the
+    // stored value: a date cut from a timestamp would never equal the column again.
+    let mut readings: Vec<(usize, usize)> = Vec::new();
     for &(field, position) in &plan.output {
+        let column = &resource.fields[field].column;
+        match readings
+            .iter_mut()
+            .find(|(f, _)| resource.fields[*f].column == *column)
+        {
+            Some(chosen) => {
+                if fidelity(resource.fields[field].column_type)
+                    > fidelity(resource.fields[chosen.0].column_type)
+                {
+                    *chosen = (field, position);
+                }
+            }
+            None => readings.push((field, position)),
+        }
+    }
+    let mut conditions = Vec::new();
+    for (field, position) in readings {
         let f = &resource.fields[field];
-        if f.column_type == ColumnType::Float || seen.contains(&f.column.as_str()) {
+        if f.column_type == ColumnType::Float {
             continue;
         }
-        seen.push(&f.column);
         let value = row.get(position).cloned().unwrap_or(Value::Null);
         // SQLite keeps a DECIMAL as a double, which its driver renders to 15 digits: equal to
         // what was read means within half a unit of the field's last place.
@@ -85,6 +103,21 @@ pub fn cas_conditions(
         });
     }
     conditions
+}
+
+/// How much of a stored value a reading as `column_type` keeps: text keeps every byte, a
+/// timestamp the whole date and time, the rest may drop a part (a date its time).
+fn fidelity(column_type: ColumnType) -> u8 {
+    match column_type {
+        ColumnType::Char(_)
+        | ColumnType::Varchar
+        | ColumnType::NChar(_)
+        | ColumnType::NVarchar
+        | ColumnType::Oem(_)
+        | ColumnType::Binary => 2,
+        ColumnType::Timestamp | ColumnType::TimestampOffset => 1,
+        _ => 0,
+    }
 }
 
 /// INSERT, then the new row read back within the caller's row policies (`readback`).
