@@ -1,12 +1,20 @@
 //! `portico check`: validates a configuration and proves every source and resource against
-//! the real database, reporting every problem with its location.
+//! the real database, reporting every problem with its location: the columns each resource
+//! names exist, its key is unique in the data, its declared types fit a sample of its rows.
 
+mod columns;
+mod keys;
+mod types;
+
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::app::Services;
-use crate::catalog::{plan, query::QuerySpec};
-use crate::config::Problem;
-use crate::source::SourceError;
+use crate::app::{Inspection, Services};
+use crate::catalog::{plan, query::QuerySpec, Catalog, Resource};
+use crate::config::{Config, Problem};
+use crate::source::select::Relation;
+use crate::source::{Source, SourceError};
 
 /// What `portico check` found: problems (exit 1), warnings, and facts worth showing.
 #[derive(Debug, Default)]
@@ -19,6 +27,51 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// Which resources' keys are probed for duplicates and NULLs (a full scan of the table).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeyProbe {
+    /// Every resource's.
+    #[default]
+    All,
+    /// Every resource's but these (`name` in any version, or `version.name`).
+    Except(Vec<String>),
+    /// None.
+    Off,
+}
+
+impl KeyProbe {
+    fn covers(&self, version: &str, resource: &str) -> bool {
+        match self {
+            KeyProbe::All => true,
+            KeyProbe::Off => false,
+            KeyProbe::Except(names) => !names
+                .iter()
+                .any(|n| n == resource || *n == format!("{version}.{resource}")),
+        }
+    }
+}
+
+/// How far `portico check` reads into the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Whose keys are proven unique.
+    pub key_probe: KeyProbe,
+    /// Rows read per resource to prove the declared types (0: none).
+    pub sample_rows: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            key_probe: KeyProbe::All,
+            sample_rows: DEFAULT_SAMPLE_ROWS,
+        }
+    }
+}
+
+/// Rows sampled per resource unless `--sample-rows` says otherwise.
+pub const DEFAULT_SAMPLE_ROWS: usize = 1000;
+
 /// Everything wrong with the configuration at `path`; empty when it is ready to serve.
 pub async fn check(path: &Path) -> Vec<Problem> {
     report(path).await.problems
@@ -26,16 +79,32 @@ pub async fn check(path: &Path) -> Vec<Problem> {
 
 /// Checks the configuration at `path` against its databases and identity provider.
 pub async fn report(path: &Path) -> Report {
-    let (config, services) = match crate::app::load(path) {
-        Ok(built) => built,
-        Err(e) => {
-            return Report {
-                problems: e.problems,
-                ..Report::default()
-            }
+    report_with(path, &Options::default()).await
+}
+
+/// Checks the configuration at `path` with `options`. A configuration with problems is still
+/// proven as far as it built: the sources that could be made, the resources that compiled.
+pub async fn report_with(path: &Path, options: &Options) -> Report {
+    let mut report = Report::default();
+    let (config, services) = match crate::app::inspect(path) {
+        Inspection::Ready(ready) => *ready,
+        Inspection::Broken {
+            problems,
+            catalog,
+            sources,
+            config,
+        } => {
+            report.problems = problems;
+            let data = Data {
+                catalog: &catalog,
+                sources: &sources,
+                config: config.as_deref(),
+                feeds: &[],
+            };
+            databases(&data, options, &mut report).await;
+            return report;
         }
     };
-    let mut report = Report::default();
     if let (Some(auth), Some(verifier)) = (&config.auth, &services.verifier) {
         identity_provider(auth, verifier, &mut report).await;
     }
@@ -48,7 +117,13 @@ pub async fn report(path: &Path) -> Report {
             });
         }
     }
-    report.problems.extend(databases(&services).await);
+    let data = Data {
+        catalog: &services.catalog,
+        sources: &services.sources,
+        config: Some(&config),
+        feeds: &services.feeds,
+    };
+    databases(&data, options, &mut report).await;
     report.warnings.extend(unknown_bounds(&services));
     report
 }
@@ -164,56 +239,233 @@ fn plain_http_off_loopback(url: &str) -> bool {
     parsed.scheme() == "http" && !loopback
 }
 
-/// Every source answers, and every resource's query runs.
-async fn databases(services: &Services) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut reachable = std::collections::HashSet::new();
-    for (name, source) in &services.sources {
+/// What the databases are checked against.
+struct Data<'a> {
+    catalog: &'a Catalog,
+    sources: &'a HashMap<String, Arc<dyn Source>>,
+    config: Option<&'a Config>,
+    feeds: &'a [Arc<crate::changes::Feed>],
+}
+
+/// Every source answers; every resource's columns exist, its query runs, its key is unique in
+/// the data and its declared types fit a sample of its rows.
+async fn databases(data: &Data<'_>, options: &Options, report: &mut Report) {
+    let mut reachable = HashSet::new();
+    for (name, source) in data.sources {
         match source.ping().await {
             Ok(()) => {
                 reachable.insert(name.clone());
             }
-            Err(e) => problems.push(Problem {
+            Err(e) => report.problems.push(Problem {
                 location: format!("sources.{name}"),
                 message: format!("cannot query the database: {}", detail(&e)),
             }),
         }
     }
-    for version in services.catalog.versions.values() {
+    let known = relation_columns(data, &reachable).await;
+    for version in data.catalog.versions.values() {
         for resource in version.resources.values() {
-            let Some(source) = services.sources.get(&resource.source) else {
-                continue;
-            };
-            if !reachable.contains(&resource.source) {
-                continue;
+            if let Some(source) = data.sources.get(&resource.source) {
+                if reachable.contains(&resource.source) {
+                    let target = Target {
+                        version: &version.name,
+                        resource,
+                        source: &**source,
+                        known: known.get(&resource.source, &resource.relation),
+                    };
+                    prove_resource(&target, options, report).await;
+                }
             }
-            if source.dialect() == crate::source::Dialect::TSql {
-                problems.extend(tsql_column_problems(&**source, version, resource).await);
-            }
-            let spec = QuerySpec::unfiltered(1);
-            let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default(), "") else {
-                continue;
-            };
-            let statement = source.dialect().select(&plan.select);
+        }
+    }
+    report.problems.extend(feed_columns(data, &known));
+    if let KeyProbe::Except(names) = &options.key_probe {
+        report.warnings.extend(unknown_names(data.config, names));
+    }
+}
+
+/// What each source says of the columns of the relations read from it.
+struct RelationColumns(HashMap<(String, String), columns::Known>);
+
+impl RelationColumns {
+    fn get(&self, source: &str, relation: &Relation) -> Option<&columns::Known> {
+        self.0
+            .get(&(source.to_string(), columns::relation_key(relation)))
+    }
+}
+
+/// Reads the columns of every relation a resource or a feed reads, once per source.
+async fn relation_columns(data: &Data<'_>, reachable: &HashSet<String>) -> RelationColumns {
+    let mut known = HashMap::new();
+    for name in reachable {
+        let Some(source) = data.sources.get(name) else {
+            continue;
+        };
+        let resources = data
+            .catalog
+            .versions
+            .values()
+            .flat_map(|v| v.resources.values())
+            .filter(|r| r.source == *name)
+            .map(|r| r.relation.clone());
+        let feeds = data
+            .feeds
+            .iter()
+            .filter(|f| f.source == *name)
+            .map(|f| Relation::Table(f.table.clone()));
+        let mut seen = HashSet::new();
+        let relations: Vec<Relation> = resources
+            .chain(feeds)
+            .filter(|r| seen.insert(columns::relation_key(r)))
+            .collect();
+        let settings = data.config.and_then(|c| c.sources.get(name));
+        for (key, found) in columns::read(settings, &**source, relations).await {
+            known.insert((name.clone(), key), found);
+        }
+    }
+    RelationColumns(known)
+}
+
+/// One resource to prove against its source.
+struct Target<'a> {
+    version: &'a str,
+    resource: &'a Resource,
+    source: &'a dyn Source,
+    /// Its relation's columns, when the source could say.
+    known: Option<&'a columns::Known>,
+}
+
+/// Proves one resource: its columns exist, its query runs, its key is unique, its types fit.
+async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Report) {
+    let Target {
+        version,
+        resource,
+        source,
+        ..
+    } = *target;
+    let dialect = source.dialect();
+    let at = format!("versions.{version}.resources.{}", resource.name);
+    let missing = match target.known {
+        Some(columns::Known::Columns(found)) => columns::missing(resource, dialect, found, &at),
+        _ => columns::Missing::default(),
+    };
+    report.problems.extend(missing.problems);
+    if dialect == crate::source::Dialect::TSql {
+        report
+            .problems
+            .extend(tsql_column_problems(source, version, resource).await);
+    }
+    // A missing column already says why the query would fail (or, on SQLite, lie).
+    if missing.fields.is_empty() {
+        let spec = QuerySpec::unfiltered(1);
+        if let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default(), "") {
+            let statement = dialect.select(&plan.select);
             if let Err(e) = source.query(statement.clone()).await {
-                problems.push(Problem {
-                    location: format!("versions.{}.resources.{}", version.name, resource.name),
+                report.problems.push(Problem {
+                    location: at,
                     message: format!("the database refused `{}`: {}", statement.sql, detail(&e)),
                 });
+                return;
             }
+        }
+    }
+    let key_there = resource.key.iter().all(|i| !missing.fields.contains(i));
+    if key_there && options.key_probe.covers(version, &resource.name) {
+        match keys::probe(source, resource, &at).await {
+            Ok(found) => report.problems.extend(found),
+            // The database cannot run the probe (a weak driver): not proven, not wrong.
+            Err(e) => report.warnings.push(Problem {
+                location: format!("{at}.key"),
+                message: format!(
+                    "cannot prove the key unique (skip with --skip-key-probe {}): {}",
+                    resource.name,
+                    detail(&e)
+                ),
+            }),
+        }
+    }
+    match types::sample(source, resource, &missing.fields, options.sample_rows, &at).await {
+        Ok(found) => report.problems.extend(found),
+        Err(e) => report.warnings.push(Problem {
+            location: at,
+            message: format!(
+                "cannot sample its rows to prove the declared types (skip with \
+                 --sample-rows 0): {}",
+                detail(&e)
+            ),
+        }),
+    }
+}
+
+/// Each feed's `changes.column` that its table lacks (a column no field reads: a field's
+/// column is reported at the field).
+fn feed_columns(data: &Data<'_>, known: &RelationColumns) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for feed in data.feeds {
+        let (Some(column), Some(view)) = (feed.column, feed.views.first()) else {
+            continue;
+        };
+        let Some((name, _)) = feed.columns.get(column) else {
+            continue;
+        };
+        let table = Relation::Table(feed.table.clone());
+        let (Some(columns::Known::Columns(found)), Some(source)) = (
+            known.get(&feed.source, &table),
+            data.sources.get(&feed.source),
+        ) else {
+            continue;
+        };
+        let of_field = data
+            .catalog
+            .resource(&view.version, &view.resource)
+            .is_some_and(|r| r.fields.iter().any(|f| f.column == *name));
+        let dialect = source.dialect();
+        if !of_field && !found.iter().any(|c| columns::resolves(dialect, name, c)) {
+            problems.push(Problem {
+                location: format!(
+                    "versions.{}.resources.{}.changes.column",
+                    view.version, view.resource
+                ),
+                message: columns::absent_message(
+                    name,
+                    &format!("table `{}`", feed.table),
+                    dialect,
+                    found,
+                ),
+            });
         }
     }
     problems
 }
 
+/// The `--skip-key-probe` names that name no resource of the file.
+fn unknown_names(config: Option<&Config>, names: &[String]) -> Vec<Problem> {
+    let Some(config) = config else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter(|name| {
+            let (version, resource) = name.split_once('.').unwrap_or(("", name));
+            !config.versions.iter().any(|(v, declared)| {
+                (version.is_empty() || v == version) && declared.resources.contains_key(resource)
+            })
+        })
+        .map(|name| Problem {
+            location: String::new(),
+            message: format!("--skip-key-probe names `{name}`, which is no resource"),
+        })
+        .collect()
+}
+
 /// Columns of a SQL Server table that the resource cannot read as declared.
 async fn tsql_column_problems(
     source: &dyn crate::source::Source,
-    version: &crate::catalog::Version,
-    resource: &crate::catalog::Resource,
+    version: &str,
+    resource: &Resource,
 ) -> Vec<Problem> {
     use crate::source::mssql::columns;
-    let crate::source::select::Relation::Table(table) = &resource.relation else {
+    let Relation::Table(table) = &resource.relation else {
         return Vec::new();
     };
     let Ok(rows) = source.query(columns::statement(table)).await else {
@@ -228,8 +480,8 @@ async fn tsql_column_problems(
         if let Some(message) = row.and_then(|row| columns::problem(row, field.column_type)) {
             problems.push(Problem {
                 location: format!(
-                    "versions.{}.resources.{}.fields.{}",
-                    version.name, resource.name, field.name
+                    "versions.{version}.resources.{}.fields.{}",
+                    resource.name, field.name
                 ),
                 message,
             });

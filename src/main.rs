@@ -40,11 +40,19 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Validate a configuration and query every source and resource once.
+    /// Validate a configuration and prove it against the databases: every source answers,
+    /// every column named exists, every key is unique, every declared type fits a sample.
     Check {
         /// Configuration file.
         #[arg(long, default_value = "config/portico.toml")]
         config: PathBuf,
+        /// Do not probe keys for duplicates and NULLs (a full scan): every resource's, or
+        /// only those named (`order_details` in any version, or `v1.order_details`).
+        #[arg(long, value_name = "RESOURCE", num_args = 0.., value_delimiter = ',')]
+        skip_key_probe: Option<Vec<String>>,
+        /// Rows read per resource to prove the declared types (0: none).
+        #[arg(long, value_name = "N", default_value_t = portico::check::DEFAULT_SAMPLE_ROWS)]
+        sample_rows: usize,
     },
     /// Print a starter configuration from a source's catalog.
     Introspect {
@@ -120,9 +128,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             serve(config, listen.map(|(_, address)| address))
         }
-        Command::Check { config } => {
+        Command::Check {
+            config,
+            skip_key_probe,
+            sample_rows,
+        } => {
+            use portico::check::{KeyProbe, Options};
+            let key_probe = match skip_key_probe {
+                None => KeyProbe::All,
+                Some(names) if names.is_empty() => KeyProbe::Off,
+                Some(names) => KeyProbe::Except(names),
+            };
+            let options = Options {
+                key_probe,
+                sample_rows,
+            };
             let runtime = tokio::runtime::Runtime::new()?;
-            let report = runtime.block_on(portico::check::report(&config));
+            let report = runtime.block_on(portico::check::report_with(&config, &options));
             for note in &report.notes {
                 println!("{note}");
             }

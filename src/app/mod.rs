@@ -76,6 +76,54 @@ pub fn load_listening_on(
     Ok((draft.config, services))
 }
 
+/// What `portico check` has to prove against the databases.
+pub enum Inspection {
+    /// The configuration builds: every part, ready to serve.
+    Ready(Box<(Config, Services)>),
+    /// The configuration has problems; what did build can still be proven.
+    Broken {
+        /// Every problem of the file, each with its location.
+        problems: Vec<Problem>,
+        /// The resources that compiled.
+        catalog: Catalog,
+        /// The sources that could be made.
+        sources: HashMap<String, Arc<dyn Source>>,
+        /// The file as read (`None` when it could not be read at all).
+        config: Option<Box<Config>>,
+    },
+}
+
+/// Reads and builds the file at `path` like `load`; when it has problems, also builds what
+/// can be proven anyway (the resources that compiled, the sources that could be made), so
+/// `check` reports configuration and database problems in one run.
+pub fn inspect(path: &Path) -> Inspection {
+    let draft = match crate::config::load_draft(path) {
+        Ok(draft) => draft,
+        Err(e) => {
+            return Inspection::Broken {
+                problems: e.problems,
+                catalog: Catalog::default(),
+                sources: HashMap::new(),
+                config: None,
+            }
+        }
+    };
+    let file = path.display().to_string();
+    match build_after_draft(&draft.config, &file, draft.problems) {
+        Ok(services) => Inspection::Ready(Box::new((draft.config, services))),
+        Err(e) => {
+            let (catalog, _) = crate::catalog::compile_partial(&draft.config);
+            let (sources, _) = made_sources(&draft.config, &Metrics::new());
+            Inspection::Broken {
+                problems: e.problems,
+                catalog,
+                sources,
+                config: Some(Box::new(draft.config)),
+            }
+        }
+    }
+}
+
 /// Builds `config`, reporting the values its draft refused (`refused`) before every other problem.
 fn build_after_draft(
     config: &Config,
@@ -178,6 +226,18 @@ fn sources(
     config: &Config,
     metrics: &Metrics,
 ) -> Result<HashMap<String, Arc<dyn Source>>, Vec<Problem>> {
+    let (sources, problems) = made_sources(config, metrics);
+    match problems.is_empty() {
+        true => Ok(sources),
+        false => Err(problems),
+    }
+}
+
+/// The sources that can be made, and the problems of those that cannot.
+fn made_sources(
+    config: &Config,
+    metrics: &Metrics,
+) -> (HashMap<String, Arc<dyn Source>>, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut sources = HashMap::new();
     for (name, sc) in &config.sources {
@@ -220,10 +280,7 @@ fn sources(
         };
         sources.insert(name.clone(), source);
     }
-    match problems.is_empty() {
-        true => Ok(sources),
-        false => Err(problems),
-    }
+    (sources, problems)
 }
 
 #[cfg(test)]

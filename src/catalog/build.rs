@@ -12,6 +12,18 @@ pub const RESERVED_PATHS: [&str; 6] = ["admin", "metrics", "healthz", "readyz", 
 
 /// Builds the catalog, or returns every problem found.
 pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
+    let (catalog, problems) = compile_partial(config);
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Builds what compiles and reports every problem found: the catalog holds the resources
+/// that compiled (`portico check` proves them against the database even when others did
+/// not). With problems it is not fit to serve: parents' row policies are not inherited.
+pub fn compile_partial(config: &Config) -> (Catalog, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut catalog = Catalog::default();
     let default_ttl = config.cache.default_ttl;
@@ -44,7 +56,7 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
                 resources.insert(rname.clone(), r);
             }
         }
-        check_parents(&resources, &at, &mut problems);
+        check_parents(&resources, &version.resources, &at, &mut problems);
         if problems.is_empty() {
             inherit_parent_policies(&mut resources, &version.resources, &at, &mut problems);
         }
@@ -89,11 +101,7 @@ pub fn compile(config: &Config) -> Result<Catalog, Vec<Problem>> {
             },
         );
     }
-    if problems.is_empty() {
-        Ok(catalog)
-    } else {
-        Err(problems)
-    }
+    (catalog, problems)
 }
 
 fn problem(location: impl Into<String>, message: impl Into<String>) -> Problem {
@@ -245,11 +253,19 @@ fn compile_resource(
     })
 }
 
-fn check_parents(resources: &IndexMap<String, Resource>, at: &str, problems: &mut Vec<Problem>) {
+/// Each parent is a resource of the version with a single-field key. A parent that is
+/// configured but did not compile has its own problems reported; it is not called missing.
+fn check_parents(
+    resources: &IndexMap<String, Resource>,
+    configured: &IndexMap<String, ResourceConfig>,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) {
     for resource in resources.values() {
         if let Some((parent, _)) = &resource.parent {
             let location = format!("{at}.resources.{}.parent.resource", resource.name);
             match resources.get(parent) {
+                None if configured.contains_key(parent) => {}
                 None => problems.push(problem(
                     location,
                     format!("no resource `{parent}` in this version"),
@@ -418,6 +434,54 @@ mod tests {
                     .any(|p| p.location == "versions.v1.resources.jobs.fields.quote.currency"));
             }
         }
+    }
+
+    /// A parent whose own `default_sort` is wrong is reported there, once: its child does not
+    /// also call it missing, and the child still compiles for `check` to prove.
+    #[test]
+    fn a_parent_that_failed_to_compile_is_not_reported_missing_by_its_child() {
+        let text = format!(
+            "{SOURCE}
+            [versions.v1.resources.jobs]
+            source = \"erp\"
+            table = \"JOBS\"
+            key = [\"id\"]
+            anonymous = true
+            default_sort = [\"colour\"]
+            [versions.v1.resources.jobs.fields]
+            id = {{ column = \"JOB_NO\", type = \"string\" }}
+            [versions.v1.resources.lines]
+            source = \"erp\"
+            table = \"LINES\"
+            key = [\"id\"]
+            anonymous = true
+            parent = {{ resource = \"jobs\", field = \"job\" }}
+            [versions.v1.resources.lines.fields]
+            id = {{ column = \"LINE_NO\", type = \"integer\" }}
+            job = {{ column = \"JOB_NO\", type = \"string\" }}
+            [versions.v1.resources.orphans]
+            source = \"erp\"
+            table = \"ORPHANS\"
+            key = [\"id\"]
+            anonymous = true
+            parent = {{ resource = \"nowhere\", field = \"id\" }}
+            [versions.v1.resources.orphans.fields]
+            id = {{ column = \"ID\", type = \"integer\" }}
+            "
+        );
+        let config = crate::config::parse("t.toml", &text, &|_| None).expect("parses");
+        let (catalog, problems) = compile_partial(&config);
+        let found: Vec<&str> = problems.iter().map(|p| p.location.as_str()).collect();
+        assert_eq!(
+            found,
+            [
+                "versions.v1.resources.jobs.default_sort",
+                "versions.v1.resources.orphans.parent.resource",
+            ],
+            "{problems:?}"
+        );
+        assert!(catalog.resource("v1", "lines").is_some());
+        assert!(catalog.resource("v1", "jobs").is_none());
     }
 
     #[test]

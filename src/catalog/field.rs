@@ -57,6 +57,14 @@ pub struct Field {
 /// Why a client value cannot be turned into a legacy value.
 pub type ValueError = String;
 
+/// A legacy value that does not read as its field's type (served as null).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the legacy value does not read as {field_type:?}")]
+pub struct Misfit {
+    /// The type it was read as.
+    pub field_type: FieldType,
+}
+
 impl Field {
     /// A create must give it: required, a key the database does not generate, or a NOT NULL
     /// column without a default or a sentinel to stand for "no value".
@@ -80,8 +88,17 @@ impl Field {
     /// Converts a legacy value to its API value. Data that breaks its declared shape becomes
     /// null (and a warning), so one bad legacy row cannot fail a whole page.
     pub fn read(&self, value: &Value) -> Json {
+        self.read_checked(value).unwrap_or_else(|_| {
+            tracing::warn!(field = %self.name, column = %self.column, value = ?value, "legacy value does not fit its field; served as null");
+            Json::Null
+        })
+    }
+
+    /// Converts a legacy value to its API value, or says that it does not read as the
+    /// field's type (what `read` serves as null; `portico check` counts them in a sample).
+    pub fn read_checked(&self, value: &Value) -> Result<Json, Misfit> {
         let json = match value {
-            Value::Null => return Json::Null,
+            Value::Null => return Ok(Json::Null),
             Value::Text(bytes) => {
                 let text = self.decode_text(bytes);
                 // Blanks around the value (CHAR padding, right-justified codes); writes refuse
@@ -92,17 +109,17 @@ impl Field {
                     &text[..]
                 };
                 if self.null_values.iter().any(|n| n == text) {
-                    return Json::Null;
+                    return Ok(Json::Null);
                 }
                 self.api_from_text(text)
             }
             Value::Int(i) => {
                 if self.field_type == FieldType::Integer && self.null_values.is_empty() {
-                    return Json::from(*i);
+                    return Ok(Json::from(*i));
                 }
                 let text = i.to_string();
                 if self.null_values.contains(&text) {
-                    return Json::Null;
+                    return Ok(Json::Null);
                 }
                 self.api_from_text(&text)
             }
@@ -112,7 +129,7 @@ impl Field {
             },
             Value::Decimal(d) | Value::Date(d) | Value::Timestamp(d) => {
                 if self.null_values.contains(d) {
-                    return Json::Null;
+                    return Ok(Json::Null);
                 }
                 self.api_from_text(d)
             }
@@ -121,9 +138,8 @@ impl Field {
                 _ => self.api_from_text(if *b { "1" } else { "0" }),
             },
         };
-        json.unwrap_or_else(|| {
-            tracing::warn!(field = %self.name, column = %self.column, value = ?value, "legacy value does not fit its field; served as null");
-            Json::Null
+        json.ok_or(Misfit {
+            field_type: self.field_type,
         })
     }
 

@@ -13,7 +13,7 @@ pub mod write;
 
 use indexmap::IndexMap;
 
-pub use build::compile;
+pub use build::{compile, compile_partial};
 pub use field::{Field, RESERVED};
 
 use crate::source::select::Relation;

@@ -3,10 +3,50 @@
 
 use super::{ColumnType, Value};
 
+/// What decoding dropped of a value it still read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Loss {
+    /// A `date` column type keeps the date of a text that also holds a time of day.
+    #[error("its time of day `{0}` is dropped")]
+    TimeOfDay(String),
+}
+
+/// A decoded value and what decoding dropped of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The value served.
+    pub value: Value,
+    /// What the text held that `value` does not.
+    pub loss: Option<Loss>,
+}
+
+/// Whether decoding text as `column_type` can drop part of a value (`from_text_checked`
+/// says when it did): only `date`, which keeps the first ten characters.
+pub fn may_lose(column_type: ColumnType) -> bool {
+    column_type == ColumnType::Date
+}
+
 /// Turns a driver's text rendering of a column into a typed value.
 pub fn from_text(bytes: &[u8], column_type: ColumnType) -> Value {
+    from_text_checked(bytes, column_type).value
+}
+
+/// Decodes like `from_text` and says what the value lost: a `date` read of
+/// `1994-08-04 15:30:00` is `1994-08-04` and loses `15:30:00` (a midnight loses nothing).
+pub fn from_text_checked(bytes: &[u8], column_type: ColumnType) -> Decoded {
     let text = || std::str::from_utf8(bytes).map(str::trim);
-    match column_type {
+    if column_type == ColumnType::Date {
+        if let Some((day, rest)) = text().ok().and_then(|t| Some((t.get(..10)?, t.get(10..)?))) {
+            let time = rest.trim_start_matches(['T', ' ']);
+            if !time.bytes().all(|b| matches!(b, b'0' | b':' | b'.')) {
+                return Decoded {
+                    value: Value::Date(day.to_string()),
+                    loss: Some(Loss::TimeOfDay(time.to_string())),
+                };
+            }
+        }
+    }
+    let value = match column_type {
         ColumnType::Char(_)
         | ColumnType::Varchar
         | ColumnType::NChar(_)
@@ -26,7 +66,10 @@ pub fn from_text(bytes: &[u8], column_type: ColumnType) -> Value {
             _ => Value::Text(bytes.to_vec()),
         },
         ColumnType::Date => match text() {
-            Ok(t) if t.len() >= 10 => Value::Date(t[..10].to_string()),
+            Ok(t) if t.len() >= 10 => match t.get(..10) {
+                Some(day) => Value::Date(day.to_string()),
+                None => Value::Text(bytes.to_vec()),
+            },
             _ => Value::Text(bytes.to_vec()),
         },
         ColumnType::Timestamp | ColumnType::TimestampOffset => match text() {
@@ -38,7 +81,8 @@ pub fn from_text(bytes: &[u8], column_type: ColumnType) -> Value {
             Ok("0" | "f" | "false" | "FALSE" | "N" | "n") => Value::Bool(false),
             _ => Value::Text(bytes.to_vec()),
         },
-    }
+    };
+    Decoded { value, loss: None }
 }
 
 fn is_plain_decimal(t: &str) -> bool {
@@ -73,5 +117,22 @@ mod tests {
             from_text(b"1e5", ColumnType::Decimal),
             Value::Text(b"1e5".to_vec())
         );
+    }
+
+    #[test]
+    fn a_date_read_of_a_time_of_day_says_it_dropped_it() {
+        let read = from_text_checked(b"1994-08-04 15:30:00", ColumnType::Date);
+        assert_eq!(read.value, Value::Date("1994-08-04".into()));
+        assert_eq!(read.loss, Some(Loss::TimeOfDay("15:30:00".into())));
+        for whole in [
+            &b"1994-08-04"[..],
+            b"1994-08-04 00:00:00",
+            b"1994-08-04T00:00:00.000",
+        ] {
+            assert_eq!(from_text_checked(whole, ColumnType::Date).loss, None);
+        }
+        let text = from_text_checked(b"1994-08-04 15:30:00", ColumnType::Varchar);
+        assert_eq!(text.loss, None);
+        assert!(may_lose(ColumnType::Date) && !may_lose(ColumnType::Timestamp));
     }
 }

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod cache;
 mod changes;
+mod check;
 mod cli;
 mod client;
 mod contract;

@@ -461,6 +461,14 @@ async fn timeouts_and_saturation_answer_503() {
 #[tokio::test(flavor = "multi_thread")]
 async fn check_names_the_columns_a_resource_cannot_read() {
     let fixture = TdsFixture::start(V2016, |request| {
+        if request.sql().contains("GROUP BY") || request.sql().contains(" IS NULL") {
+            // The key probes: no duplicate, no NULL.
+            let Reply::Rows(mut sets) = job_rows() else {
+                unreachable!()
+            };
+            sets[0].rows.clear();
+            return Reply::Rows(sets);
+        }
         if !request.sql().contains("sys.columns") {
             return job_rows();
         }

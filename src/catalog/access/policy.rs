@@ -68,6 +68,14 @@ pub struct RowPolicy {
     terms: Vec<Term>,
 }
 
+impl RowPolicy {
+    /// The columns its condition compares, as written in it or as the fields it names read
+    /// them (`portico check` looks each up in the table).
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.terms.iter().map(|t| t.column.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Applies {
     Always,

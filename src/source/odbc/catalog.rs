@@ -164,6 +164,16 @@ impl ColumnReader {
         }
         Ok(found)
     }
+
+    /// The names of the columns `sql` answers with, as the driver describes its result set
+    /// (`check` runs a query resource's query as `SELECT * FROM (…) WHERE 1=0`).
+    pub fn result_columns(&self, sql: &str) -> Result<Vec<String>, odbc_api::Error> {
+        use odbc_api::ResultSetMetadata;
+        let Some(mut cursor) = self.conn.execute(sql, (), None)? else {
+            return Ok(Vec::new());
+        };
+        cursor.column_names()?.collect()
+    }
 }
 
 /// The columns of the table named `name` exactly, of one schema. Catalog arguments are
