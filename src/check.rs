@@ -49,6 +49,9 @@ pub async fn report(path: &Path) -> Report {
         }
     }
     report.problems.extend(databases(&services).await);
+    let drivers = crate::app::capabilities::findings(&services.catalog, &services.profiled).await;
+    report.problems.extend(drivers.problems);
+    report.warnings.extend(drivers.warnings);
     report.warnings.extend(unknown_bounds(&services));
     report
 }
@@ -195,11 +198,17 @@ async fn databases(services: &Services) -> Vec<Problem> {
                 continue;
             };
             let statement = source.dialect().select(&plan.select);
-            if let Err(e) = source.query(statement.clone()).await {
-                problems.push(Problem {
+            match source.select(plan.select).await {
+                Ok(_) => {}
+                // What the driver cannot do (its capability profile, a snapshot's bound).
+                Err(e @ SourceError::Unsupported { .. }) => problems.push(Problem {
+                    location: format!("versions.{}.resources.{}", version.name, resource.name),
+                    message: e.to_string(),
+                }),
+                Err(e) => problems.push(Problem {
                     location: format!("versions.{}.resources.{}", version.name, resource.name),
                     message: format!("the database refused `{}`: {}", statement.sql, detail(&e)),
-                });
+                }),
             }
         }
     }
