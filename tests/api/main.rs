@@ -13,6 +13,7 @@ mod fixture;
 mod harness;
 mod idp;
 mod layers;
+mod mdbtools;
 mod mssql;
 mod mssql_changes;
 mod mssql_server;
