@@ -387,7 +387,7 @@ impl Source for ProfiledSource {
     fn select(&self, select: Select) -> SourceFuture<'_, Rows> {
         Box::pin(async move {
             self.probe().await;
-            if let (Some(snapshots), Relation::Table(_)) = (&self.snapshots, &select.relation) {
+            if let Some(snapshots) = self.snapshots.as_ref().filter(|_| reads_tables(&select)) {
                 return self.read_snapshots(snapshots, select).await;
             }
             let profile = self.profile();
@@ -410,6 +410,21 @@ impl Source for ProfiledSource {
             self.inner.select(select).await
         })
     }
+}
+
+/// Whether `select` reads tables only (its own relation and every parent its conditions look
+/// into): a configured query is never read whole.
+fn reads_tables(select: &Select) -> bool {
+    fn tables_only(condition: &Condition) -> bool {
+        match condition {
+            Condition::InParent {
+                relation, filter, ..
+            } => matches!(relation, Relation::Table(_)) && filter.iter().all(tables_only),
+            Condition::Or(items) | Condition::And(items) => items.iter().all(tables_only),
+            _ => true,
+        }
+    }
+    matches!(select.relation, Relation::Table(_)) && select.filter.iter().all(tables_only)
 }
 
 /// Runs the cheap statements that find what `declared` leaves open, logging each finding.
@@ -581,6 +596,33 @@ mod tests {
         assert!(
             needs(&select(vec![date], None), Dialect::Generic).contains(&Capability::DateCompare)
         );
+    }
+
+    #[test]
+    fn only_selects_over_tables_are_read_from_snapshots() {
+        assert!(reads_tables(&select(vec![], None)));
+        let under = |relation| Condition::InParent {
+            column: "CustomerID".into(),
+            relation,
+            key: "CustomerID".into(),
+            filter: vec![Condition::IsNull {
+                column: "Region".into(),
+                negated: true,
+            }],
+        };
+        assert!(reads_tables(&select(
+            vec![under(Relation::Table("Customers".into()))],
+            None
+        )));
+        assert!(!reads_tables(&select(
+            vec![Condition::Or(vec![under(Relation::Query(
+                "SELECT * FROM Customers".into()
+            ))])],
+            None
+        )));
+        let mut query = select(vec![], None);
+        query.relation = Relation::Query("SELECT * FROM Orders".into());
+        assert!(!reads_tables(&query));
     }
 
     #[test]
