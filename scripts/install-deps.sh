@@ -3,7 +3,8 @@
 #   run   unixODBC and the SQLite ODBC driver, sqlite3 to build the demo database, libsqlite3
 #         for Portico's own state store,
 #         OpenSSL headers and pkg-config for the TLS of JWKS fetches
-#   test  + PostgreSQL and MariaDB servers and their ODBC drivers, PyJWT (tokens from an
+#   test  + PostgreSQL and MariaDB servers and their ODBC drivers, mdbtools and its ODBC driver
+#         (an Access file served through a weak driver), PyJWT (tokens from an
 #         independent implementation), Chromium, tinyproxy (a real HTTP proxy), and .venv with
 #         openapi-spec-validator and openapi-python-client from PyPI, and standardwebhooks (an
 #         independent webhook verifier); Node.js and tests/idp's oidc-provider from npm (a real
@@ -16,7 +17,7 @@ want=(unixodbc unixodbc-dev libsqliteodbc sqlite3 libsqlite3-dev libssl-dev pkg-
 case "${1:-run}" in
   run) ;;
   test)
-    want+=(odbc-postgresql odbc-mariadb postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv chromium tinyproxy)
+    want+=(odbc-postgresql odbc-mariadb odbc-mdbtools mdbtools postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv chromium tinyproxy)
     # Node.js from Debian unless the machine has one already (oidc-provider needs 18 or later).
     command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm) ;;
   bench) want+=(wrk curl) ;;

@@ -124,6 +124,9 @@ pub async fn report_with(path: &Path, options: &Options) -> Report {
         feeds: &services.feeds,
     };
     databases(&data, options, &mut report).await;
+    let drivers = crate::app::capabilities::findings(&services.catalog, &services.profiled).await;
+    report.problems.extend(drivers.problems);
+    report.warnings.extend(drivers.warnings);
     report.warnings.extend(unknown_bounds(&services));
     report
 }
@@ -360,10 +363,15 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
         let spec = QuerySpec::unfiltered(1);
         if let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default(), "") {
             let statement = dialect.select(&plan.select);
-            if let Err(e) = source.query(statement.clone()).await {
+            if let Err(e) = source.select(plan.select).await {
+                let message = match e {
+                    // What the driver cannot do (its capability profile, a snapshot's bound).
+                    SourceError::Unsupported { .. } => e.to_string(),
+                    e => format!("the database refused `{}`: {}", statement.sql, detail(&e)),
+                };
                 report.problems.push(Problem {
                     location: at,
-                    message: format!("the database refused `{}`: {}", statement.sql, detail(&e)),
+                    message,
                 });
                 return;
             }

@@ -251,6 +251,21 @@ pub const SOURCE_ERROR: ProblemKind = ProblemKind {
     response: Some("SourceError"),
 };
 
+/// The source's driver cannot do what the request needs, and nothing does it instead.
+pub const UNSUPPORTED_BY_SOURCE: ProblemKind = ProblemKind {
+    slug: "unsupported-by-source",
+    status: 501,
+    title: "The legacy database's driver cannot do this",
+    description: "The request needs something the source's ODBC driver cannot do (its \
+                  capability profile: ORDER BY, `?` parameters, IN lists, …), or a table too \
+                  large to serve from memory; `detail` names the source, what is missing and \
+                  the operator's fix. Other requests to the resource may work.",
+    example: "source `access` cannot serve this: it needs `?` parameters \
+              (capabilities.parameters = false, declared); serve its tables from memory with \
+              [sources.access] snapshot = { max_rows = 50000, ttl = \"5m\" }",
+    response: Some("UnsupportedBySource"),
+};
+
 /// The identity provider's keys have never been fetched.
 pub const AUTH_UNAVAILABLE: ProblemKind = ProblemKind {
     slug: "auth-unavailable",
@@ -293,7 +308,7 @@ pub const SOURCE_TIMEOUT: ProblemKind = ProblemKind {
 };
 
 /// Every kind, by status.
-pub const ALL: [&ProblemKind; 24] = [
+pub const ALL: [&ProblemKind; 25] = [
     &BAD_PARAMETER,
     &INVALID_REQUEST,
     &MALFORMED_BODY,
@@ -313,6 +328,7 @@ pub const ALL: [&ProblemKind; 24] = [
     &PRECONDITION_REQUIRED,
     &RATE_LIMITED,
     &INTERNAL,
+    &UNSUPPORTED_BY_SOURCE,
     &SOURCE_ERROR,
     &AUTH_UNAVAILABLE,
     &SOURCE_BUSY,
@@ -332,7 +348,7 @@ mod tests {
                 assert!(a.response.is_none() || a.response != b.response);
             }
         }
-        assert_eq!(ProblemKind::documented().count(), 16);
+        assert_eq!(ProblemKind::documented().count(), 17);
         assert_eq!(
             ProblemKind::documented_by("Unavailable"),
             Some(&SOURCE_BUSY)

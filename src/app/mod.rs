@@ -3,6 +3,7 @@
 //! Portico's state store, syncs the configured subscriptions and runs the HTTP server, the
 //! change pollers, the webhook dispatcher and the identity provider's key prefetch.
 
+pub mod capabilities;
 mod catalog_limits;
 mod start;
 
@@ -15,6 +16,7 @@ use crate::cache::ResponseCache;
 use crate::catalog::Catalog;
 use crate::changes::Feed;
 use crate::config::{Config, ConfigError, Problem, SourceKind, WriteOp};
+use crate::source::capability::ProfiledSource;
 use crate::source::mssql::MssqlSource;
 use crate::source::odbc::{OdbcSettings, OdbcSource};
 use crate::source::Source;
@@ -29,6 +31,8 @@ pub struct Services {
     pub catalog: Catalog,
     /// Sources by name (connections open on first use).
     pub sources: HashMap<String, Arc<dyn Source>>,
+    /// The ODBC sources (the same as in `sources`) with their drivers' capability profiles.
+    pub profiled: HashMap<String, Arc<ProfiledSource>>,
     /// Rendered responses.
     pub cache: Arc<ResponseCache>,
     /// Every exported metric.
@@ -113,7 +117,7 @@ pub fn inspect(path: &Path) -> Inspection {
         Ok(services) => Inspection::Ready(Box::new((draft.config, services))),
         Err(e) => {
             let (catalog, _) = crate::catalog::compile_partial(&draft.config);
-            let (sources, _) = made_sources(&draft.config, &Metrics::new());
+            let ((sources, _), _) = made_sources(&draft.config, Some(&catalog), &Metrics::new());
             Inspection::Broken {
                 problems: e.problems,
                 catalog,
@@ -171,13 +175,16 @@ fn build_after_draft(
     }
     let delivers = !feeds.is_empty() || !config.subscriptions.is_empty();
     let delivery = delivery.filter(|_| delivers);
-    let sources = sources(config, &metrics).map_err(|found| problems.extend(found));
+    let sources =
+        sources(config, catalog.as_ref(), &metrics).map_err(|found| problems.extend(found));
     if !refused.is_empty() {
         // A refused value stands in as zero: what the checks then say of it is no news.
         problems.retain(|p| !refused.iter().any(|r| r.location == p.location));
         problems.splice(0..0, refused);
     }
-    let (Some(mut catalog), Ok(sources), true) = (catalog, sources, problems.is_empty()) else {
+    let (Some(mut catalog), Ok((sources, profiled)), true) =
+        (catalog, sources, problems.is_empty())
+    else {
         return Err(ConfigError {
             file: file.to_string(),
             problems,
@@ -210,6 +217,7 @@ fn build_after_draft(
     Ok(Services {
         catalog,
         sources,
+        profiled,
         cache,
         metrics,
         verifier: verifier.map(Arc::new),
@@ -221,12 +229,19 @@ fn build_after_draft(
     })
 }
 
+/// Sources by name, and the ODBC ones with their capability profiles.
+type Sources = (
+    HashMap<String, Arc<dyn Source>>,
+    HashMap<String, Arc<ProfiledSource>>,
+);
+
 /// Every source of the configuration, or the problems of those that cannot be made.
 fn sources(
     config: &Config,
+    catalog: Option<&Catalog>,
     metrics: &Metrics,
-) -> Result<HashMap<String, Arc<dyn Source>>, Vec<Problem>> {
-    let (sources, problems) = made_sources(config, metrics);
+) -> Result<Sources, Vec<Problem>> {
+    let (sources, problems) = made_sources(config, catalog, metrics);
     match problems.is_empty() {
         true => Ok(sources),
         false => Err(problems),
@@ -236,25 +251,34 @@ fn sources(
 /// The sources that can be made, and the problems of those that cannot.
 fn made_sources(
     config: &Config,
+    catalog: Option<&Catalog>,
     metrics: &Metrics,
-) -> (HashMap<String, Arc<dyn Source>>, Vec<Problem>) {
+) -> (Sources, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut sources = HashMap::new();
+    let mut profiled = HashMap::new();
     for (name, sc) in &config.sources {
         let source: Arc<dyn Source> = match sc.kind {
-            SourceKind::Odbc => Arc::new(OdbcSource::new(
-                OdbcSettings {
-                    name: name.clone(),
-                    connection_string: sc.connection_string.clone(),
-                    dialect: sc.dialect_name().into(),
-                    max_concurrency: sc.max_concurrency.max(1),
-                    queue_timeout: sc.queue_timeout,
-                    query_timeout: sc.query_timeout,
-                    login_timeout: sc.login_timeout,
-                    max_text_bytes: sc.max_text_bytes,
-                },
-                &metrics.sources,
-            )),
+            SourceKind::Odbc => {
+                let odbc = OdbcSource::new(
+                    OdbcSettings {
+                        name: name.clone(),
+                        connection_string: sc.connection_string.clone(),
+                        dialect: sc.dialect_name().into(),
+                        max_concurrency: sc.max_concurrency.max(1),
+                        queue_timeout: sc.queue_timeout,
+                        query_timeout: sc.query_timeout,
+                        login_timeout: sc.login_timeout,
+                        max_text_bytes: sc.max_text_bytes,
+                        health_statement: sc.health_statement.clone(),
+                        row_by_row: sc.capabilities.block_fetch == Some(false),
+                    },
+                    &metrics.sources,
+                );
+                let source = Arc::new(capabilities::profiled(name, sc, odbc, catalog));
+                profiled.insert(name.clone(), source.clone());
+                source
+            }
             SourceKind::Mssql => {
                 let settings = match crate::source::mssql::settings::resolve(name, sc) {
                     Ok(settings) => settings,
@@ -280,7 +304,7 @@ fn made_sources(
         };
         sources.insert(name.clone(), source);
     }
-    (sources, problems)
+    ((sources, profiled), problems)
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
     let Services {
         catalog,
         sources,
+        profiled,
         cache,
         metrics,
         verifier,
@@ -135,6 +136,10 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
     }
     if let Some(pruning) = pruning {
         tokio::spawn(pruning);
+    }
+    for source in profiled.into_values() {
+        // Probed now rather than on the first request (which waits for it otherwise).
+        tokio::spawn(async move { source.probe().await });
     }
     if let Some(verifier) = verifier {
         // Fetch the identity provider's keys at start rather than on the first request.

@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, `${VAR}` secrets from the environment, precise errors.
 
 mod auth;
+mod capability;
 mod changes;
 mod interpolate;
 mod model;
@@ -12,6 +13,7 @@ mod write;
 use std::path::Path;
 
 pub use auth::*;
+pub use capability::*;
 pub use changes::*;
 pub use interpolate::{interpolate, wholly_from_environment};
 pub use model::*;

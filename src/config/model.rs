@@ -218,6 +218,17 @@ pub struct SourceConfig {
     /// Upper bound, in bytes, for one text value read from the database.
     #[serde(default = "default_max_text")]
     pub max_text_bytes: usize,
+    /// ODBC: the statement that proves the database answers (readiness, `check`, a pooled
+    /// connection before a write), for a driver that refuses `SELECT 1`.
+    pub health_statement: Option<String>,
+    /// ODBC: what the driver does right or wrong, declared; declared values win over probing.
+    #[serde(default)]
+    pub capabilities: super::CapabilitiesConfig,
+    /// ODBC: probe the capabilities not declared, once at start, on the first table a
+    /// resource of this source reads; on by default for the `generic` dialect only.
+    pub probe: Option<bool>,
+    /// ODBC: serve every table resource of this source from an in-memory snapshot.
+    pub snapshot: Option<super::SnapshotConfig>,
 }
 
 impl SourceConfig {

@@ -103,6 +103,43 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                     "only `mssql` sources take this; an ODBC source puts it in its connection string",
                 );
             }
+            if source
+                .health_statement
+                .as_ref()
+                .is_some_and(|s| s.trim().is_empty())
+            {
+                problem(
+                    format!("{at}.health_statement"),
+                    "must be a statement the driver accepts, such as `SELECT COUNT(*) FROM Shippers`",
+                );
+            }
+            if let Some(snapshot) = &source.snapshot {
+                if snapshot.max_rows == 0 {
+                    problem(format!("{at}.snapshot.max_rows"), "must be at least 1");
+                }
+                if snapshot.ttl.is_zero() {
+                    problem(
+                        format!("{at}.snapshot.ttl"),
+                        "must be above zero, such as `5m`",
+                    );
+                }
+            }
+        } else {
+            let odbc_only = [
+                ("health_statement", source.health_statement.is_some()),
+                (
+                    "capabilities",
+                    source.capabilities != super::CapabilitiesConfig::default(),
+                ),
+                ("probe", source.probe.is_some()),
+                ("snapshot", source.snapshot.is_some()),
+            ];
+            for (key, _) in odbc_only.into_iter().filter(|(_, set)| *set) {
+                problem(
+                    format!("{at}.{key}"),
+                    "only ODBC sources take this: SQL Server over TDS does all of it",
+                );
+            }
         }
     }
     for (version, vc) in &config.versions {
@@ -246,6 +283,37 @@ mod tests {
                 "webhooks.max_in_flight",
             ]
         );
+    }
+
+    #[test]
+    fn weak_driver_settings_are_in_range_and_on_odbc_sources_only() {
+        let text = format!(
+            "{}[sources.access]\nkind = \"odbc\"\nconnection_string = \"Driver=MDBTools;DBQ=x.mdb\"\n\
+             dialect = \"generic\"\nhealth_statement = \" \"\n\
+             snapshot = {{ max_rows = 0, ttl = \"0s\" }}\n\
+             [sources.erp]\nkind = \"mssql\"\nhost = \"db\"\nhealth_statement = \"SELECT 1\"\n\
+             capabilities = {{ order_by = false }}\nsnapshot = {{ max_rows = 10 }}\n\
+             [sources.fine]\nkind = \"odbc\"\nconnection_string = \"DSN=x\"\ndialect = \"generic\"\n\
+             health_statement = \"SELECT COUNT(*) FROM T\"\nprobe = false\n\
+             capabilities = {{ parameters = false, writes = false }}\n\
+             snapshot = {{ max_rows = 10, ttl = \"1m\" }}\n",
+            crate::config::TEST_AUTH
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "sources.access.health_statement",
+                "sources.access.snapshot.max_rows",
+                "sources.access.snapshot.ttl",
+                "sources.erp.health_statement",
+                "sources.erp.capabilities",
+                "sources.erp.snapshot",
+            ]
+        );
+        let misspelled =
+            "[sources.a]\nkind = \"odbc\"\ncapabilities = { order_by = false, orderby = true }\n";
+        let err = crate::config::parse("t.toml", misspelled, &|_| None).unwrap_err();
+        assert!(err.problems[0].message.contains("orderby"), "{err}");
     }
 
     #[test]

@@ -129,6 +129,9 @@ impl ApiError {
             ApiError::Source(SourceError::Timeout { .. }) => &problem_kind::SOURCE_TIMEOUT,
             ApiError::Internal(_) => &problem_kind::INTERNAL,
             ApiError::Source(SourceError::Query { .. }) => &problem_kind::SOURCE_ERROR,
+            ApiError::Source(SourceError::Unsupported { .. }) => {
+                &problem_kind::UNSUPPORTED_BY_SOURCE
+            }
         }
     }
 
@@ -259,6 +262,8 @@ fn public_detail(error: &SourceError) -> String {
                 "source `{source_name}` refused the query; the operator should run `portico check`"
             )
         }
+        // Names the driver's limitation and the operator's fix, no driver message.
+        unsupported @ SourceError::Unsupported { .. } => unsupported.to_string(),
     }
 }
 

@@ -218,8 +218,7 @@ fn next_link(req: &HttpRequest, cursor: &str) -> String {
 
 async fn run(state: &AppState, resource: &Resource, plan: &plan::Plan) -> Result<Rows, ApiError> {
     let source = state.source(resource)?;
-    let statement = source.dialect().select(&plan.select);
-    Ok(source.query(statement).await?)
+    Ok(source.select(plan.select.clone()).await?)
 }
 
 async fn fetch_one(

@@ -283,8 +283,12 @@ impl Call<'_> {
     /// The row as the caller sees it now (404 when absent or hidden), with its plan.
     async fn current(&self, key: &[String]) -> Result<(Vec<crate::source::Value>, Plan), ApiError> {
         let plan = key_plan(self.resource, key, self.grant)?;
-        let statement = self.source.dialect().select(&plan.select);
-        let row = self.source.query(statement).await?.into_iter().next();
+        let row = self
+            .source
+            .select(plan.select.clone())
+            .await?
+            .into_iter()
+            .next();
         let row = row.ok_or_else(|| {
             ApiError::NotFound(format!(
                 "no {} with key `{}`",

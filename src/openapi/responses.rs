@@ -80,7 +80,7 @@ pub(super) fn responses(ok: Response, errors: &[&str], auth: bool) -> utoipa::op
     if auth {
         names.extend(["Unauthorized", "Forbidden", "RateLimited"]);
     }
-    names.extend(["SourceError", "Unavailable"]);
+    names.extend(["UnsupportedBySource", "SourceError", "Unavailable"]);
     for name in names {
         if let Some(status) = problem_status(name) {
             builder = builder.response(status.to_string(), Ref::from_response_name(name));

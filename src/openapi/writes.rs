@@ -350,7 +350,7 @@ fn responses(
     if auth {
         names.extend(["Unauthorized", "Forbidden", "RateLimited"]);
     }
-    names.extend(["SourceError", "Unavailable"]);
+    names.extend(["UnsupportedBySource", "SourceError", "Unavailable"]);
     for name in names {
         if let Some(status) = super::responses::problem_status(name) {
             builder = builder.response(status.to_string(), Ref::from_response_name(name));

@@ -1,13 +1,16 @@
 //! Legacy databases: the `Source` contract, the values that cross it, and SQL generation.
 
 pub mod call;
+pub mod capability;
 pub mod constraint;
 pub mod decode;
 pub mod dialect;
+pub mod memory;
 pub mod meters;
 pub mod mssql;
 pub mod odbc;
 pub mod select;
+pub mod snapshot;
 pub mod write;
 
 use std::future::Future;
@@ -231,6 +234,17 @@ pub enum SourceError {
         /// Driver message (for logs only).
         detail: String,
     },
+    /// The request needs what the source's driver cannot do (its capability profile), and
+    /// nothing in Portico does it instead.
+    #[error("source `{source_name}` cannot serve this: it needs {needs}; {fix}")]
+    Unsupported {
+        /// Source name.
+        source_name: String,
+        /// What is missing (`ORDER BY (capabilities.order_by = false)`).
+        needs: String,
+        /// What the operator can do about it.
+        fix: String,
+    },
 }
 
 impl SourceError {
@@ -264,6 +278,14 @@ pub trait Source: Send + Sync {
     fn call(&self, call: call::Call) -> SourceFuture<'_, call::CallOutcome>;
     /// Checks that the database answers.
     fn ping(&self) -> SourceFuture<'_, ()>;
+    /// Runs a SELECT: rendered in the source's dialect and run as a query, unless the source
+    /// answers it another way (an in-memory snapshot) or cannot (its capability profile).
+    fn select(&self, select: select::Select) -> SourceFuture<'_, Rows> {
+        Box::pin(async move {
+            let statement = self.dialect().select(&select);
+            self.query(statement).await
+        })
+    }
 }
 
 #[cfg(test)]

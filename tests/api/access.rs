@@ -245,6 +245,8 @@ async fn evaluator_agrees_with(kind: Kind, collation: Option<&str>) {
             query_timeout: Duration::from_secs(10),
             login_timeout: Duration::from_secs(10),
             max_text_bytes: 4000,
+            health_statement: None,
+            row_by_row: false,
         },
         &Default::default(),
     );

@@ -16,6 +16,7 @@ mod foreign_schema;
 mod harness;
 mod idp;
 mod layers;
+mod mdbtools;
 mod mssql;
 mod mssql_changes;
 mod mssql_server;

@@ -1,6 +1,8 @@
 //! What an ODBC catalog says of tables and columns (SQLTables, SQLColumns, SQLPrimaryKeys,
 //! SQLStatistics, SQLSpecialColumns): `introspect` writes a configuration from it, `serve` and
-//! `check` read each served table's column widths, precisions and nullability from it.
+//! `check` read each served table's column widths, precisions and nullability from it. Catalog
+//! results are read row by row (`SQLFetch` and `SQLGetData`), which every driver does, even one
+//! that refuses the row array size of a block cursor (mdbtools).
 
 use odbc_api::handles::{AnyHandle, Record, Statement, StatementImpl};
 use odbc_api::{Connection, ConnectionOptions, Cursor, ResultSetMetadata};
@@ -69,8 +71,41 @@ pub struct RowIdentifierColumn {
 }
 
 fn connect(connection_string: &str) -> Result<Connection<'static>, odbc_api::Error> {
-    odbc_api::environment()?
-        .connect_with_connection_string(connection_string, ConnectionOptions::default())
+    super::connect(connection_string, ConnectionOptions::default())
+}
+
+/// A catalog result's cells as text, by 1-based column, row by row.
+struct TextRow(Vec<Option<String>>);
+
+impl TextRow {
+    fn text(&self, column: usize) -> String {
+        self.0
+            .get(column - 1)
+            .cloned()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn number<T: std::str::FromStr>(&self, column: usize) -> Option<T> {
+        self.0.get(column - 1)?.as_deref()?.trim().parse().ok()
+    }
+}
+
+/// Every row of `cursor`, fetched one at a time.
+fn text_rows(mut cursor: impl Cursor) -> Result<Vec<TextRow>, odbc_api::Error> {
+    let columns = u16::try_from(cursor.num_result_cols()?).unwrap_or(0);
+    let mut rows = Vec::new();
+    let mut buffer = Vec::new();
+    while let Some(mut row) = cursor.next_row()? {
+        let mut cells = Vec::with_capacity(usize::from(columns));
+        for c in 1..=columns {
+            buffer.clear();
+            let present = row.get_text(c, &mut buffer)?;
+            cells.push(present.then(|| String::from_utf8_lossy(&buffer).into_owned()));
+        }
+        rows.push(TextRow(cells));
+    }
+    Ok(rows)
 }
 
 /// Reads every table and view of the connection's database with its columns and what may
@@ -81,18 +116,18 @@ pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api::
     // only the connection's own are this source's.
     let current = conn.current_catalog().unwrap_or_default();
     let mut tables = Vec::new();
-    for row in conn.tables("", "", "", "")? {
-        let row = row?;
-        let kind = text(row.table_type.as_bytes()).to_ascii_uppercase();
-        let name = text(row.table.as_bytes());
+    // TABLE_CAT, TABLE_SCHEM, TABLE_NAME, TABLE_TYPE.
+    for row in text_rows(conn.preallocate()?.into_tables_cursor("", "", "", "")?)? {
+        let kind = row.text(4).to_ascii_uppercase();
+        let name = row.text(3);
         if !(kind == "TABLE" || kind == "VIEW") || name.starts_with("sqlite_") {
             continue;
         }
-        let catalog = text(row.catalog.as_bytes());
+        let catalog = row.text(1);
         if !current.is_empty() && !catalog.is_empty() && catalog != current {
             continue;
         }
-        tables.push((catalog, text(row.schema.as_bytes()), name));
+        tables.push((catalog, row.text(2), name));
     }
     tables
         .into_iter()
@@ -149,8 +184,7 @@ impl ColumnReader {
             login_timeout_sec: u32::try_from(login_timeout.as_secs()).ok(),
             ..ConnectionOptions::default()
         };
-        let conn =
-            odbc_api::environment()?.connect_with_connection_string(&connection_string, options)?;
+        let conn = super::connect(&connection_string, options)?;
         Ok(Self { conn })
     }
 
@@ -186,12 +220,14 @@ fn columns(
 ) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
     let mut first_schema: Option<String> = None;
     let mut out = Vec::new();
-    for row in conn.columns(catalog, schema, name, "")? {
-        let row = row?;
-        if !text(row.table.as_bytes()).eq_ignore_ascii_case(name) {
+    let cursor = conn
+        .preallocate()?
+        .into_columns_cursor(catalog, schema, name, "")?;
+    for row in text_rows(cursor)? {
+        if !row.text(3).eq_ignore_ascii_case(name) {
             continue;
         }
-        let in_schema = text(row.schema.as_bytes());
+        let in_schema = row.text(2);
         if first_schema.get_or_insert_with(|| in_schema.clone()) != &in_schema {
             continue;
         }
@@ -200,24 +236,24 @@ fn columns(
     Ok(out)
 }
 
-fn column_info(row: &odbc_api::ColumnsRow) -> ColumnInfo {
+/// A row of `SQLColumns`: COLUMN_NAME (4), DATA_TYPE (5), TYPE_NAME (6), COLUMN_SIZE (7),
+/// DECIMAL_DIGITS (9), NULLABLE (11), COLUMN_DEF (13).
+fn column_info(row: &TextRow) -> ColumnInfo {
+    let default = row.text(13);
     ColumnInfo {
-        name: text(row.column_name.as_bytes()),
-        data_type: row.data_type,
-        type_name: text(row.type_name.as_bytes()),
-        size: row.column_size.as_opt().copied(),
-        scale: row.decimal_digits.as_opt().copied(),
+        name: row.text(4),
+        data_type: row.number(5).unwrap_or(0),
+        type_name: row.text(6),
+        size: row.number(7),
+        scale: row.number(9),
         // SQL_NO_NULLS = 0, SQL_NULLABLE = 1, SQL_NULLABLE_UNKNOWN = 2.
-        nullable: match row.nullable {
-            0 => Some(false),
-            1 => Some(true),
+        nullable: match row.number::<i16>(11) {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
             _ => None,
         },
         // MariaDB's driver spells "no default" as the text NULL.
-        has_default: row
-            .column_default
-            .as_bytes()
-            .is_some_and(|d| !d.is_empty() && !d.eq_ignore_ascii_case(b"NULL")),
+        has_default: !default.is_empty() && !default.eq_ignore_ascii_case("NULL"),
     }
 }
 
@@ -229,10 +265,19 @@ fn primary_key(
 ) -> Result<Vec<String>, odbc_api::Error> {
     let catalog = (!catalog.is_empty()).then_some(catalog);
     let schema = (!schema.is_empty()).then_some(schema);
-    let mut keys = Vec::new();
-    for row in conn.primary_keys(catalog, schema, name)? {
-        let row = row?;
-        keys.push((row.key_seq, text(row.column.as_bytes())));
+    let mut keys: Vec<(i16, String)> = Vec::new();
+    let cursor = match conn
+        .preallocate()?
+        .into_primary_keys_cursor(catalog, schema, name)
+    {
+        Ok(cursor) => cursor,
+        // The driver has no SQLPrimaryKeys (mdbtools): it names no key.
+        Err(e) if not_implemented(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    // COLUMN_NAME (4), KEY_SEQ (5).
+    for row in text_rows(cursor)? {
+        keys.push((row.number(5).unwrap_or(0), row.text(4)));
     }
     keys.sort();
     Ok(keys.into_iter().map(|(_, c)| c).collect())
@@ -365,19 +410,7 @@ fn catalog_rows(
     if cursor.num_result_cols()? == 0 {
         return Ok(Vec::new());
     }
-    let buffer = odbc_api::buffers::TextRowSet::for_cursor(64, &mut cursor, Some(1024))?;
-    let mut block = cursor.bind_buffer(buffer)?;
-    let mut rows = Vec::new();
-    while let Some(batch) = block.fetch()? {
-        for r in 0..batch.num_rows() {
-            rows.push(
-                (0..batch.num_cols())
-                    .map(|c| batch.at(c, r).map(|b| text(Some(b))))
-                    .collect(),
-            );
-        }
-    }
-    Ok(rows)
+    Ok(text_rows(cursor)?.into_iter().map(|row| row.0).collect())
 }
 
 /// The error a failed catalog call left on its statement.
@@ -438,8 +471,7 @@ mod ffi {
     }
 }
 
-fn text(bytes: Option<&[u8]>) -> String {
-    bytes
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default()
+/// A driver (or the driver manager for it) saying it has no such function: `IM001`.
+fn not_implemented(error: &odbc_api::Error) -> bool {
+    matches!(error, odbc_api::Error::Diagnostics { record, .. } if &record.state.0 == b"IM001")
 }

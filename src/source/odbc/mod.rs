@@ -4,13 +4,14 @@
 mod call;
 pub mod catalog;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use odbc_api::buffers::Indicator;
 use odbc_api::buffers::TextRowSet;
 use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
-use odbc_api::{Connection, ConnectionOptions, Cursor, DataType, ResultSetMetadata};
+use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
 use tokio::sync::Semaphore;
 
 use crate::telemetry::metrics::SourceMetrics;
@@ -41,6 +42,30 @@ pub struct OdbcSettings {
     pub login_timeout: Duration,
     /// Upper bound for one text value, in bytes.
     pub max_text_bytes: usize,
+    /// The statement that proves the database answers; the dialect's `SELECT 1` when `None`.
+    pub health_statement: Option<String>,
+    /// Fetch rows one by one from the start (the driver is declared to refuse block fetches);
+    /// otherwise Portico falls back by itself when the driver refuses a row array size.
+    pub row_by_row: bool,
+}
+
+impl OdbcSettings {
+    fn health_statement(&self) -> &str {
+        self.health_statement
+            .as_deref()
+            .unwrap_or(self.dialect.ping())
+    }
+}
+
+/// Connects with `connection_string`, followed in memory by a NUL: some drivers (mdbtools
+/// 1.0) read the string up to a NUL whatever length they are given.
+pub fn connect(
+    connection_string: &str,
+    options: ConnectionOptions,
+) -> Result<Connection<'static>, odbc_api::Error> {
+    let terminated = format!("{connection_string}\0");
+    let text = &terminated[..connection_string.len()];
+    odbc_api::environment()?.connect_with_connection_string(text, options)
 }
 
 /// A legacy database reached through an ODBC driver.
@@ -48,6 +73,7 @@ pub struct OdbcSource {
     settings: Arc<OdbcSettings>,
     slots: Arc<Semaphore>,
     idle: Arc<Mutex<Vec<Connection<'static>>>>,
+    row_by_row: Arc<AtomicBool>,
     meters: Meters,
 }
 
@@ -57,9 +83,15 @@ impl OdbcSource {
         Self {
             slots: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             idle: Arc::new(Mutex::new(Vec::new())),
+            row_by_row: Arc::new(AtomicBool::new(settings.row_by_row)),
             meters: Meters::new(metrics, &settings.name),
             settings: Arc::new(settings),
         }
+    }
+
+    /// Whether rows are fetched one by one (declared, or the driver refused block fetches).
+    pub fn fetches_row_by_row(&self) -> bool {
+        self.row_by_row.load(Ordering::Relaxed)
     }
 
     /// Runs `work` on a blocking thread holding one concurrency slot, within the timeouts.
@@ -86,6 +118,7 @@ impl OdbcSource {
         let worker = Worker {
             settings: Arc::clone(s),
             idle: self.idle.clone(),
+            row_by_row: self.row_by_row.clone(),
             fate: fate.clone(),
         };
         let span = tracing::Span::current();
@@ -194,13 +227,46 @@ impl Source for OdbcSource {
     }
 
     fn ping(&self) -> SourceFuture<'_, ()> {
-        let sql = self.settings.dialect.ping();
-        Box::pin(self.run(move |worker| {
-            worker.with_connection(|conn| {
-                conn.execute(sql, (), Some(worker.timeout_secs()))
-                    .map(|_| ())
+        Box::pin(async move {
+            let result = self
+                .run(move |worker| {
+                    worker.with_connection(|conn| {
+                        conn.execute(
+                            worker.settings.health_statement(),
+                            (),
+                            Some(worker.timeout_secs()),
+                        )
+                        .map(|_| ())
+                    })
+                })
+                .await;
+            result.map_err(|e| match e {
+                // Say which statement was refused, and what to do about a driver that
+                // refuses the default one.
+                SourceError::Query {
+                    source_name,
+                    detail,
+                } => {
+                    let statement = self.settings.health_statement();
+                    let hint = match &self.settings.health_statement {
+                        Some(_) => String::new(),
+                        None => format!(
+                            "; if the driver refuses `{statement}`, set [sources.{source_name}] \
+                             health_statement to one it accepts, such as \
+                             `SELECT COUNT(*) FROM <a small table>`"
+                        ),
+                    };
+                    SourceError::Query {
+                        detail: format!(
+                            "the health statement `{statement}` was refused: {}{hint}",
+                            detail.trim_end()
+                        ),
+                        source_name,
+                    }
+                }
+                other => other,
             })
-        }))
+        })
     }
 }
 
@@ -208,6 +274,7 @@ impl Source for OdbcSource {
 struct Worker {
     settings: Arc<OdbcSettings>,
     idle: Arc<Mutex<Vec<Connection<'static>>>>,
+    row_by_row: Arc<AtomicBool>,
     fate: Arc<Mutex<Fate>>,
 }
 
@@ -221,13 +288,11 @@ impl Worker {
             source_name: self.settings.name.clone(),
             detail: e.to_string(),
         };
-        let env = odbc_api::environment().map_err(unavailable)?;
         let options = ConnectionOptions {
             login_timeout_sec: Some(self.settings.login_timeout.as_secs().max(1) as u32),
             packet_size: None,
         };
-        env.connect_with_connection_string(&self.settings.connection_string, options)
-            .map_err(unavailable)
+        connect(&self.settings.connection_string, options).map_err(unavailable)
     }
 
     fn take_idle(&self) -> Option<Connection<'static>> {
@@ -312,7 +377,7 @@ impl Worker {
         commit: bool,
         work: impl FnOnce(&Connection<'static>) -> Result<T, SourceError>,
     ) -> Result<T, SourceError> {
-        let ping = self.settings.dialect.ping();
+        let ping = self.settings.health_statement();
         let pooled = self
             .take_idle()
             .filter(|conn| conn.execute(ping, (), Some(self.timeout_secs())).is_ok());
@@ -438,18 +503,53 @@ impl Worker {
         }
     }
 
+    /// Runs a read and fetches its rows: in blocks of up to 500, or one by one when the driver
+    /// refuses a row array size (then the statement runs again, and every later read of this
+    /// source fetches row by row) or cannot describe its result columns.
     fn fetch(
         &self,
         conn: &Connection<'static>,
         statement: &Statement,
     ) -> Result<Rows, odbc_api::Error> {
         let params: Vec<Box<dyn InputParameter>> = statement.params.iter().map(bind).collect();
-        let Some(mut cursor) =
-            conn.execute(&statement.sql, &params[..], Some(self.timeout_secs()))?
-        else {
+        let execute = || conn.execute(&statement.sql, &params[..], Some(self.timeout_secs()));
+        let Some(mut cursor) = execute()? else {
             return Ok(Vec::new());
         };
+        if self.row_by_row.load(Ordering::Relaxed) {
+            return self.fetch_rows(cursor, statement);
+        }
+        let widths = match self.widths(&mut cursor, statement) {
+            Ok(widths) => widths,
+            Err(e) => {
+                tracing::debug!(source = %self.settings.name, error = %e, "the driver cannot describe the result columns; fetching row by row");
+                return self.fetch_rows(cursor, statement);
+            }
+        };
         let batch = statement.max_rows.clamp(1, 500);
+        let buffer = TextRowSet::from_max_str_lens(batch, widths)?;
+        let block = match cursor.bind_buffer(buffer) {
+            Ok(block) => block,
+            Err(e) if refuses_block_fetch(&e) => {
+                if !self.row_by_row.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(source = %self.settings.name, error = %e, "the driver refuses block fetches; fetching row by row from now on (declare capabilities.block_fetch = false to skip this)");
+                }
+                let Some(cursor) = execute()? else {
+                    return Ok(Vec::new());
+                };
+                return self.fetch_rows(cursor, statement);
+            }
+            Err(e) => return Err(e),
+        };
+        self.fetch_blocks(block, statement)
+    }
+
+    /// Bytes to hold each result column as text.
+    fn widths(
+        &self,
+        cursor: &mut impl Cursor,
+        statement: &Statement,
+    ) -> Result<Vec<usize>, odbc_api::Error> {
         let mut widths = Vec::new();
         for c in 0..cursor.num_result_cols()? {
             let column = u16::try_from(c + 1).unwrap_or(u16::MAX);
@@ -468,8 +568,14 @@ impl Worker {
                 self.settings.max_text_bytes,
             ));
         }
-        let buffer = TextRowSet::from_max_str_lens(batch, widths)?;
-        let mut block = cursor.bind_buffer(buffer)?;
+        Ok(widths)
+    }
+
+    fn fetch_blocks(
+        &self,
+        mut block: odbc_api::BlockCursor<impl Cursor, TextRowSet>,
+        statement: &Statement,
+    ) -> Result<Rows, odbc_api::Error> {
         let mut rows = Vec::new();
         while let Some(set) = block.fetch()? {
             for r in 0..set.num_rows() {
@@ -504,6 +610,62 @@ impl Worker {
             }
         }
         Ok(rows)
+    }
+
+    /// Fetches one row at a time, each value read whole as text (`SQLGetData`) and then held
+    /// to `max_text_bytes` like a block fetch's.
+    fn fetch_rows(
+        &self,
+        mut cursor: impl Cursor,
+        statement: &Statement,
+    ) -> Result<Rows, odbc_api::Error> {
+        let columns = u16::try_from(cursor.num_result_cols()?).unwrap_or(0);
+        let limit = self.settings.max_text_bytes.max(1);
+        let mut rows = Vec::new();
+        let mut buffer = Vec::new();
+        while rows.len() < statement.max_rows {
+            let Some(mut row) = cursor.next_row()? else {
+                break;
+            };
+            let mut values = Vec::with_capacity(usize::from(columns));
+            for c in 1..=columns {
+                let column_type = statement
+                    .columns
+                    .get(usize::from(c) - 1)
+                    .copied()
+                    .unwrap_or(ColumnType::Varchar);
+                buffer.clear();
+                if !row.get_text(c, &mut buffer)? {
+                    values.push(Value::Null);
+                    continue;
+                }
+                if buffer.len() > limit {
+                    tracing::warn!(
+                        column = c,
+                        kept = limit,
+                        "text value longer than max_text_bytes was truncated"
+                    );
+                    buffer.truncate(limit);
+                }
+                values.push(decode::from_text(&buffer, column_type));
+            }
+            rows.push(values);
+        }
+        Ok(rows)
+    }
+}
+
+/// Whether `error` is a driver refusing a block cursor's statement attributes (the row array
+/// size, the bind type): `HY092` invalid attribute, `HYC00` not implemented, `HY024` invalid
+/// value, or any failure of `SQLSetStmtAttr` while binding.
+fn refuses_block_fetch(error: &odbc_api::Error) -> bool {
+    match error {
+        odbc_api::Error::Diagnostics { record, function } => {
+            *function == "SQLSetStmtAttr"
+                || [b"HY092", b"HYC00", b"HY024"].contains(&&record.state.0)
+        }
+        odbc_api::Error::NoDiagnostics { function } => *function == "SQLSetStmtAttr",
+        _ => false,
     }
 }
 
@@ -812,8 +974,11 @@ mod tests {
                 query_timeout: Duration::from_secs(5),
                 login_timeout: Duration::from_secs(5),
                 max_text_bytes: 4000,
+                health_statement: None,
+                row_by_row: false,
             }),
             idle: Arc::new(Mutex::new(Vec::new())),
+            row_by_row: Arc::new(AtomicBool::new(false)),
             fate: Arc::new(Mutex::new(Fate::Running)),
         };
         for (state, native) in [

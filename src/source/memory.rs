@@ -1,0 +1,664 @@
+//! A `Select` evaluated over rows held in memory, with the semantics the dialects give it when
+//! it is pushed down: SQL's three-valued logic (a comparison with NULL holds for no row), NULL
+//! sorting first ascending and last descending, exact decimals, keyset positions strictly
+//! after the cursor's values, and the row limit. Text compares and sorts by its bytes (SQLite's
+//! `BINARY` collation, PostgreSQL's `C`); `prefix` is a case-sensitive byte prefix.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::select::{CmpOp, Condition, OrderTerm, Relation, Select};
+use super::{ColumnType, Rows, Value};
+
+/// A table's rows with the columns (and the types they were decoded as) of each position.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Column names and types, in row order.
+    pub columns: Vec<(String, ColumnType)>,
+    /// The rows.
+    pub rows: Rows,
+}
+
+impl Table {
+    /// The position of `column` read as `column_type`, or else as any type.
+    fn position(&self, column: &str, column_type: Option<ColumnType>) -> Option<usize> {
+        let named = |(name, _): &(String, ColumnType)| name == column;
+        column_type
+            .and_then(|t| self.columns.iter().position(|c| named(c) && c.1 == t))
+            .or_else(|| self.columns.iter().position(named))
+            .or_else(|| {
+                self.columns
+                    .iter()
+                    .position(|(name, _)| name.eq_ignore_ascii_case(column))
+            })
+    }
+}
+
+/// What a select names that the tables at hand do not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the snapshot of `{relation}` has no column `{column}`")]
+pub struct MissingColumn {
+    /// The table.
+    pub relation: String,
+    /// The column.
+    pub column: String,
+}
+
+/// The name a relation's snapshot is kept under.
+pub fn relation_name(relation: &Relation) -> &str {
+    match relation {
+        Relation::Table(name) | Relation::Query(name) => name,
+    }
+}
+
+/// The columns (with their types, where the select gives one) each relation of `select` must
+/// hold for [`evaluate`]: its own, and those of the parents its conditions look into.
+pub fn needed_columns(select: &Select) -> HashMap<String, Vec<(String, Option<ColumnType>)>> {
+    let mut needs: HashMap<String, Vec<(String, Option<ColumnType>)>> = HashMap::new();
+    let own = relation_name(&select.relation).to_string();
+    let mut add = |relation: &str, column: &str, column_type: Option<ColumnType>| {
+        let list = needs.entry(relation.to_string()).or_default();
+        match list.iter_mut().find(|(c, _)| c == column) {
+            Some((_, t @ None)) => *t = column_type,
+            Some((_, Some(known))) if column_type.is_some_and(|t| t != *known) => {
+                list.push((column.to_string(), column_type))
+            }
+            Some(_) => {}
+            None => list.push((column.to_string(), column_type)),
+        }
+    };
+    for (column, column_type) in &select.columns {
+        add(&own, column, Some(*column_type));
+    }
+    for term in &select.order {
+        add(&own, &term.column, Some(term.column_type));
+    }
+    let mut typed: Vec<(String, ColumnType)> = select.columns.clone();
+    typed.extend(
+        select
+            .order
+            .iter()
+            .map(|t| (t.column.clone(), t.column_type)),
+    );
+    fn walk(
+        relation: &str,
+        condition: &Condition,
+        typed: &[(String, ColumnType)],
+        add: &mut dyn FnMut(&str, &str, Option<ColumnType>),
+    ) {
+        let type_of = |column: &str| typed.iter().find(|(c, _)| c == column).map(|(_, t)| *t);
+        match condition {
+            Condition::Compare { column, param, .. } => {
+                add(relation, column, Some(param.column_type))
+            }
+            Condition::In { column, params } | Condition::NotIn { column, params } => add(
+                relation,
+                column,
+                params.first().map(|p| p.column_type).or(type_of(column)),
+            ),
+            Condition::Prefix { column, .. }
+            | Condition::Near { column, .. }
+            | Condition::IsNull { column, .. }
+            | Condition::LastInsertId { column } => add(relation, column, type_of(column)),
+            Condition::InParent {
+                column,
+                relation: parent,
+                key,
+                filter,
+            } => {
+                let key_type = type_of(column);
+                add(relation, column, key_type);
+                let parent = relation_name(parent).to_string();
+                add(&parent, key, key_type);
+                for c in filter {
+                    walk(&parent, c, &[], add);
+                }
+            }
+            Condition::Or(items) | Condition::And(items) => {
+                for c in items {
+                    walk(relation, c, typed, add);
+                }
+            }
+        }
+    }
+    for condition in &select.filter {
+        walk(&own, condition, &typed, &mut add);
+    }
+    needs
+}
+
+/// Runs `select` over `tables` (by [`relation_name`]): the rows that pass its conditions and
+/// follow its keyset position, in its order, at most `limit` of them, with its columns.
+pub fn evaluate(
+    select: &Select,
+    tables: &HashMap<String, Arc<Table>>,
+) -> Result<Rows, MissingColumn> {
+    let name = relation_name(&select.relation);
+    let table = tables.get(name).ok_or_else(|| MissingColumn {
+        relation: name.to_string(),
+        column: "*".into(),
+    })?;
+    let missing = |column: &str| MissingColumn {
+        relation: name.to_string(),
+        column: column.to_string(),
+    };
+    let output: Vec<usize> = select
+        .columns
+        .iter()
+        .map(|(c, t)| table.position(c, Some(*t)).ok_or_else(|| missing(c)))
+        .collect::<Result<_, _>>()?;
+    let order: Vec<(usize, &OrderTerm)> = select
+        .order
+        .iter()
+        .map(|term| {
+            table
+                .position(&term.column, Some(term.column_type))
+                .map(|p| (p, term))
+                .ok_or_else(|| missing(&term.column))
+        })
+        .collect::<Result<_, _>>()?;
+    let filter = Condition::And(select.filter.clone());
+    let mut passed: Vec<&Vec<Value>> = Vec::new();
+    for row in &table.rows {
+        if !holds(&filter, row, table, name, tables)? {
+            continue;
+        }
+        if let Some(after) = &select.after {
+            let position: Vec<&Value> = order.iter().map(|(p, _)| &row[*p]).collect();
+            if compare_in_order(&position, &after.iter().collect::<Vec<_>>(), &order)
+                != Ordering::Greater
+            {
+                continue;
+            }
+        }
+        passed.push(row);
+    }
+    passed.sort_by(|a, b| {
+        let a: Vec<&Value> = order.iter().map(|(p, _)| &a[*p]).collect();
+        let b: Vec<&Value> = order.iter().map(|(p, _)| &b[*p]).collect();
+        compare_in_order(&a, &b, &order)
+    });
+    Ok(passed
+        .into_iter()
+        .take(select.limit)
+        .map(|row| output.iter().map(|&p| row[p].clone()).collect())
+        .collect())
+}
+
+/// Two positions in a total order: term by term, NULL first ascending and last descending.
+fn compare_in_order(a: &[&Value], b: &[&Value], order: &[(usize, &OrderTerm)]) -> Ordering {
+    for ((a, b), (_, term)) in a.iter().zip(b).zip(order) {
+        let ordering = sort_order(a, b);
+        let ordering = if term.descending {
+            ordering.reverse()
+        } else {
+            ordering
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Whether `condition` is true for `row` (unknown counts as false: the conditions have no NOT,
+/// so a row passes exactly when SQL's three-valued result is true).
+fn holds(
+    condition: &Condition,
+    row: &[Value],
+    table: &Table,
+    name: &str,
+    tables: &HashMap<String, Arc<Table>>,
+) -> Result<bool, MissingColumn> {
+    let value = |column: &str, column_type: Option<ColumnType>| {
+        table
+            .position(column, column_type)
+            .map(|p| &row[p])
+            .ok_or_else(|| MissingColumn {
+                relation: name.to_string(),
+                column: column.to_string(),
+            })
+    };
+    Ok(match condition {
+        Condition::Compare { column, op, param } => {
+            let v = value(column, Some(param.column_type))?;
+            compare(v, &param.value).is_some_and(|o| op_holds(*op, o))
+        }
+        Condition::In { column, params } => {
+            let v = value(column, params.first().map(|p| p.column_type))?;
+            params
+                .iter()
+                .any(|p| compare(v, &p.value) == Some(Ordering::Equal))
+        }
+        Condition::NotIn { column, params } => {
+            let v = value(column, params.first().map(|p| p.column_type))?;
+            // `x NOT IN (…)` is unknown when x or any listed value is NULL and none is equal.
+            params
+                .iter()
+                .all(|p| compare(v, &p.value).is_some_and(|o| o != Ordering::Equal))
+        }
+        Condition::Prefix { column, prefix } => match value(column, None)? {
+            Value::Null => false,
+            other => text_of(other).starts_with(prefix),
+        },
+        Condition::Near {
+            column,
+            value: target,
+            within,
+        } => number_of(value(column, None)?).is_some_and(|n| (n - target).abs() <= *within),
+        Condition::IsNull { column, negated } => (*value(column, None)? == Value::Null) != *negated,
+        // Only a write's read-back names the key its INSERT generated; snapshots serve reads.
+        Condition::LastInsertId { .. } => false,
+        Condition::InParent {
+            column,
+            relation,
+            key,
+            filter,
+        } => {
+            let v = value(column, None)?;
+            if *v == Value::Null {
+                return Ok(false);
+            }
+            let parent_name = relation_name(relation);
+            let parent = tables.get(parent_name).ok_or_else(|| MissingColumn {
+                relation: parent_name.to_string(),
+                column: key.clone(),
+            })?;
+            let key_at = parent.position(key, None).ok_or_else(|| MissingColumn {
+                relation: parent_name.to_string(),
+                column: key.clone(),
+            })?;
+            let all = Condition::And(filter.clone());
+            for parent_row in &parent.rows {
+                if compare(v, &parent_row[key_at]) == Some(Ordering::Equal)
+                    && holds(&all, parent_row, parent, parent_name, tables)?
+                {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        Condition::Or(items) => {
+            for item in items {
+                if holds(item, row, table, name, tables)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        Condition::And(items) => {
+            for item in items {
+                if !holds(item, row, table, name, tables)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+    })
+}
+
+fn op_holds(op: CmpOp, ordering: Ordering) -> bool {
+    match op {
+        CmpOp::Eq => ordering == Ordering::Equal,
+        CmpOp::Ne => ordering != Ordering::Equal,
+        CmpOp::Lt => ordering == Ordering::Less,
+        CmpOp::Lte => ordering != Ordering::Greater,
+        CmpOp::Gt => ordering == Ordering::Greater,
+        CmpOp::Gte => ordering != Ordering::Less,
+    }
+}
+
+/// The order of two values as SQL compares them; `None` when either is NULL (unknown).
+pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    if *a == Value::Null || *b == Value::Null {
+        return None;
+    }
+    Some(sort_order(a, b))
+}
+
+/// A total order of values: NULL first, then numbers (and booleans as 0 and 1), then text,
+/// dates and timestamps (as SQLite ranks them).
+pub fn sort_order(a: &Value, b: &Value) -> Ordering {
+    use Value::{Bool, Date, Decimal, Float, Int, Null, Text, Timestamp};
+    let rank = |v: &Value| match v {
+        Null => 0,
+        Int(_) | Float(_) | Decimal(_) | Bool(_) => 1,
+        Text(_) | Date(_) | Timestamp(_) => 2,
+    };
+    match (a, b) {
+        (Int(x), Int(y)) => x.cmp(y),
+        (Bool(x), Bool(y)) => x.cmp(y),
+        (Float(_), _) | (_, Float(_)) if rank(a) == 1 && rank(b) == 1 => {
+            let (x, y) = (number_of(a).unwrap_or(0.0), number_of(b).unwrap_or(0.0));
+            x.total_cmp(&y)
+        }
+        (Int(_) | Decimal(_) | Bool(_), Int(_) | Decimal(_) | Bool(_)) => {
+            decimal_order(&decimal_text(a), &decimal_text(b))
+        }
+        (Date(_) | Timestamp(_), Date(_) | Timestamp(_)) => {
+            timestamp_key(&text_of(a)).cmp(&timestamp_key(&text_of(b)))
+        }
+        _ if rank(a) != rank(b) => rank(a).cmp(&rank(b)),
+        _ => text_of(a).cmp(&text_of(b)),
+    }
+}
+
+fn decimal_text(value: &Value) -> String {
+    match value {
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => u8::from(*b).to_string(),
+        Value::Decimal(d) => d.clone(),
+        _ => "0".into(),
+    }
+}
+
+fn number_of(value: &Value) -> Option<f64> {
+    match value {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        Value::Decimal(d) => d.parse().ok(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        Value::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The bytes `LIKE` sees: text as stored, anything else as its SQL text.
+fn text_of(value: &Value) -> Vec<u8> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::Text(t) => t.clone(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        Value::Float(f) => f.to_string().into_bytes(),
+        Value::Decimal(d) | Value::Date(d) | Value::Timestamp(d) => d.clone().into_bytes(),
+        Value::Bool(b) => u8::from(*b).to_string().into_bytes(),
+    }
+}
+
+/// A timestamp (or date) as comparable text: `T` read as a space, a date at midnight, the
+/// fraction without trailing zeros (`…:00.500` equals `…:00.5`, `…:00.000` equals `…:00`).
+fn timestamp_key(text: &[u8]) -> Vec<u8> {
+    let mut key: Vec<u8> = text
+        .iter()
+        .map(|&b| if b == b'T' { b' ' } else { b })
+        .collect();
+    if key.len() == 10 {
+        key.extend_from_slice(b" 00:00:00");
+    }
+    if key.contains(&b'.') {
+        while key.last() == Some(&b'0') {
+            key.pop();
+        }
+        if key.last() == Some(&b'.') {
+            key.pop();
+        }
+    }
+    key
+}
+
+/// Exact order of two decimal texts (`-12.50`, `3`), without floating point.
+fn decimal_order(a: &str, b: &str) -> Ordering {
+    let (a_negative, a_int, a_frac) = decimal_parts(a);
+    let (b_negative, b_int, b_frac) = decimal_parts(b);
+    let a_zero = a_int.is_empty() && a_frac.is_empty();
+    let b_zero = b_int.is_empty() && b_frac.is_empty();
+    let a_sign = if a_zero {
+        0
+    } else if a_negative {
+        -1
+    } else {
+        1
+    };
+    let b_sign = if b_zero {
+        0
+    } else if b_negative {
+        -1
+    } else {
+        1
+    };
+    if a_sign != b_sign {
+        return a_sign.cmp(&b_sign);
+    }
+    let magnitude = a_int
+        .len()
+        .cmp(&b_int.len())
+        .then_with(|| a_int.cmp(b_int))
+        .then_with(|| a_frac.cmp(b_frac));
+    if a_sign < 0 {
+        magnitude.reverse()
+    } else {
+        magnitude
+    }
+}
+
+/// Sign, integer digits without leading zeros, fraction digits without trailing zeros.
+fn decimal_parts(text: &str) -> (bool, &str, &str) {
+    let text = text.trim();
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    (
+        negative,
+        int.trim_start_matches('0'),
+        frac.trim_end_matches('0'),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Param;
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.as_bytes().to_vec())
+    }
+
+    fn table() -> HashMap<String, Arc<Table>> {
+        let rows = vec![
+            vec![
+                Value::Int(1),
+                text("Berlin"),
+                Value::Decimal("12.7500".into()),
+            ],
+            vec![Value::Int(2), Value::Null, Value::Decimal("800".into())],
+            vec![Value::Int(3), text("bern"), Value::Decimal("-0.5".into())],
+            vec![Value::Int(4), text("Bern"), Value::Null],
+        ];
+        let columns = vec![
+            ("ID".into(), ColumnType::Integer),
+            ("CITY".into(), ColumnType::Varchar),
+            ("FREIGHT".into(), ColumnType::Decimal),
+        ];
+        HashMap::from([("T".to_string(), Arc::new(Table { columns, rows }))])
+    }
+
+    fn select(filter: Vec<Condition>, order: Vec<OrderTerm>, after: Option<Vec<Value>>) -> Select {
+        Select {
+            relation: Relation::Table("T".into()),
+            columns: vec![("ID".into(), ColumnType::Integer)],
+            filter,
+            order,
+            after,
+            limit: 10,
+        }
+    }
+
+    fn term(column: &str, column_type: ColumnType, descending: bool) -> OrderTerm {
+        OrderTerm {
+            column: column.into(),
+            column_type,
+            descending,
+            nullable: column != "ID",
+        }
+    }
+
+    fn ids(rows: Rows) -> Vec<i64> {
+        rows.into_iter()
+            .map(|r| match r[0] {
+                Value::Int(i) => i,
+                _ => panic!("{r:?}"),
+            })
+            .collect()
+    }
+
+    fn money(op: CmpOp, amount: &str) -> Condition {
+        Condition::Compare {
+            column: "FREIGHT".into(),
+            op,
+            param: Param {
+                value: Value::Decimal(amount.into()),
+                column_type: ColumnType::Decimal,
+            },
+        }
+    }
+
+    #[test]
+    fn nulls_sort_first_ascending_and_last_descending_with_the_key_breaking_ties() {
+        let by_city = |descending| {
+            select(
+                vec![],
+                vec![
+                    term("CITY", ColumnType::Varchar, descending),
+                    term("ID", ColumnType::Integer, false),
+                ],
+                None,
+            )
+        };
+        // Bytes: upper case before lower case, as SQLite's BINARY collation.
+        assert_eq!(
+            ids(evaluate(&by_city(false), &table()).unwrap()),
+            [2, 1, 4, 3]
+        );
+        assert_eq!(
+            ids(evaluate(&by_city(true), &table()).unwrap()),
+            [3, 4, 1, 2]
+        );
+    }
+
+    #[test]
+    fn decimals_compare_exactly_and_null_matches_no_comparison() {
+        let run = |c| ids(evaluate(&select(vec![c], vec![], None), &table()).unwrap());
+        assert_eq!(run(money(CmpOp::Eq, "12.75")), [1]);
+        assert_eq!(run(money(CmpOp::Gt, "12.75")), [2]);
+        assert_eq!(run(money(CmpOp::Lt, "0")), [3]);
+        assert_eq!(run(money(CmpOp::Ne, "800")), [1, 3]);
+        assert_eq!(
+            run(Condition::NotIn {
+                column: "CITY".into(),
+                params: vec![Param {
+                    value: text("Bern"),
+                    column_type: ColumnType::Varchar
+                }],
+            }),
+            [1, 3]
+        );
+        assert_eq!(
+            run(Condition::IsNull {
+                column: "CITY".into(),
+                negated: false
+            }),
+            [2]
+        );
+        assert_eq!(
+            run(Condition::Prefix {
+                column: "CITY".into(),
+                prefix: b"Be".to_vec()
+            }),
+            [1, 4]
+        );
+        assert_eq!(
+            run(Condition::Or(vec![
+                money(CmpOp::Gt, "100"),
+                money(CmpOp::Lt, "0")
+            ])),
+            [2, 3]
+        );
+    }
+
+    #[test]
+    fn keyset_pages_continue_strictly_after_the_cursor_through_nulls() {
+        let order = || {
+            vec![
+                term("FREIGHT", ColumnType::Decimal, true),
+                term("ID", ColumnType::Integer, false),
+            ]
+        };
+        let all = ids(evaluate(&select(vec![], order(), None), &table()).unwrap());
+        assert_eq!(all, [2, 1, 3, 4]);
+        let after =
+            |values| ids(evaluate(&select(vec![], order(), Some(values)), &table()).unwrap());
+        assert_eq!(
+            after(vec![Value::Decimal("12.7500".into()), Value::Int(1)]),
+            [3, 4]
+        );
+        assert_eq!(
+            after(vec![Value::Decimal("-0.5".into()), Value::Int(3)]),
+            [4]
+        );
+        assert_eq!(after(vec![Value::Null, Value::Int(4)]), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn timestamps_compare_whatever_their_fraction_and_separator() {
+        let a = Value::Timestamp("1994-08-04 00:00:00".into());
+        assert_eq!(
+            compare(&a, &Value::Timestamp("1994-08-04T00:00:00.000".into())),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(
+            compare(&a, &Value::Date("1994-08-04".into())),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(
+            compare(&Value::Timestamp("1994-08-04 00:00:00.5".into()), &a),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(decimal_order("-0012.50", "-12.5"), Ordering::Equal);
+        assert_eq!(decimal_order("-2", "-10"), Ordering::Greater);
+        assert_eq!(decimal_order("0.00", "-0"), Ordering::Equal);
+    }
+
+    #[test]
+    fn parents_are_looked_into_for_inherited_conditions() {
+        let mut tables = table();
+        tables.insert(
+            "P".into(),
+            Arc::new(Table {
+                columns: vec![
+                    ("PID".into(), ColumnType::Integer),
+                    ("OPEN".into(), ColumnType::Varchar),
+                ],
+                rows: vec![
+                    vec![Value::Int(1), text("Y")],
+                    vec![Value::Int(3), text("N")],
+                ],
+            }),
+        );
+        let in_open = Condition::InParent {
+            column: "ID".into(),
+            relation: Relation::Table("P".into()),
+            key: "PID".into(),
+            filter: vec![Condition::Compare {
+                column: "OPEN".into(),
+                op: CmpOp::Eq,
+                param: Param {
+                    value: text("Y"),
+                    column_type: ColumnType::Varchar,
+                },
+            }],
+        };
+        let s = select(vec![in_open], vec![], None);
+        assert_eq!(ids(evaluate(&s, &tables).unwrap()), [1]);
+        let needs = needed_columns(&s);
+        assert_eq!(
+            needs["P"],
+            [
+                ("PID".to_string(), Some(ColumnType::Integer)),
+                ("OPEN".to_string(), Some(ColumnType::Varchar))
+            ]
+        );
+    }
+}
