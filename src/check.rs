@@ -349,7 +349,9 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
     let dialect = source.dialect();
     let at = format!("versions.{version}.resources.{}", resource.name);
     let missing = match target.known {
-        Some(columns::Known::Columns(found)) => columns::missing(resource, dialect, found, &at),
+        Some(columns::Known::Columns { names, .. }) => {
+            columns::missing(resource, dialect, names, &at)
+        }
         _ => columns::Missing::default(),
     };
     report.problems.extend(missing.problems);
@@ -392,7 +394,21 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
             }),
         }
     }
-    match types::sample(source, resource, &missing.fields, options.sample_rows, &at).await {
+    let dated = |column: &str| match target.known {
+        Some(columns::Known::Columns { dated, .. }) => dated
+            .iter()
+            .any(|name| columns::resolves(dialect, column, name)),
+        _ => false,
+    };
+    let sampled = types::sample(
+        source,
+        resource,
+        &missing.fields,
+        &dated,
+        options.sample_rows,
+        &at,
+    );
+    match sampled.await {
         Ok(found) => report.problems.extend(found),
         Err(e) => report.warnings.push(Problem {
             location: at,
@@ -417,7 +433,7 @@ fn feed_columns(data: &Data<'_>, known: &RelationColumns) -> Vec<Problem> {
             continue;
         };
         let table = Relation::Table(feed.table.clone());
-        let (Some(columns::Known::Columns(found)), Some(source)) = (
+        let (Some(columns::Known::Columns { names: found, .. }), Some(source)) = (
             known.get(&feed.source, &table),
             data.sources.get(&feed.source),
         ) else {
