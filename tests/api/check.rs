@@ -9,7 +9,7 @@ use crate::fixture::Kind;
 use crate::harness::{execute, fresh_database};
 
 /// A new database of `kind` holding the trap schema (`support/traps`).
-fn traps(kind: Kind, dir: &Path) -> String {
+pub fn traps(kind: Kind, dir: &Path) -> String {
     let file = match kind {
         Kind::Postgres => "postgres.sql",
         Kind::MariaDb => "mariadb.sql",
