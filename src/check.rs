@@ -366,15 +366,18 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
         if let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default(), "") {
             let statement = dialect.select(&plan.select);
             if let Err(e) = source.select(plan.select).await {
-                let message = match e {
+                let (location, message) = match (e, &resource.relation) {
                     // What the driver cannot do (its capability profile, a snapshot's bound).
-                    SourceError::Unsupported { .. } => e.to_string(),
-                    e => format!("the database refused `{}`: {}", statement.sql, detail(&e)),
+                    (e @ SourceError::Unsupported { .. }, _) => (at, e.to_string()),
+                    (e, Relation::Table(table)) if table.contains('.') => {
+                        (format!("{at}.table"), dotted_table(table, &detail(&e)))
+                    }
+                    (e, _) => (
+                        at,
+                        format!("the database refused `{}`: {}", statement.sql, detail(&e)),
+                    ),
                 };
-                report.problems.push(Problem {
-                    location: at,
-                    message,
-                });
+                report.problems.push(Problem { location, message });
                 return;
             }
         }
@@ -419,6 +422,16 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
             ),
         }),
     }
+}
+
+/// Why a dotted table name was not found: each `.` is a qualifier, so it names another table.
+fn dotted_table(table: &str, detail: &str) -> String {
+    let (schema, name) = table.rsplit_once('.').unwrap_or(("", table));
+    format!(
+        "`{table}` is read as table `{name}` of schema `{schema}` (a `.` in a configured name \
+         is a qualifier), and the database cannot read it ({detail}); a table whose own name \
+         contains `.` is served through a `query` resource that selects from it"
+    )
 }
 
 /// Each feed's `changes.column` that its table lacks (a column no field reads: a field's

@@ -273,6 +273,17 @@ pub(super) fn absent_message(
     dialect: Dialect,
     columns: &[String],
 ) -> String {
+    if let Some((qualifier, name)) = column.rsplit_once('.') {
+        let near = closest(name, columns)
+            .map(|near| format!(" (did you mean `{near}`?)"))
+            .unwrap_or_default();
+        return format!(
+            "column `{column}` is read as column `{name}` of `{qualifier}` (a `.` in a \
+             configured name is a qualifier), which is not in {relation}{near}; a column whose \
+             own name contains `.` is served through a `query` resource that selects it under \
+             another name"
+        );
+    }
     let mut message = format!("column `{column}` is not in {relation}");
     if let Some(near) = closest(column, columns) {
         message.push_str(&format!("; did you mean `{near}`?"));
@@ -327,5 +338,18 @@ mod tests {
         );
         let message = absent_message("quantity", "table `T`", Dialect::Postgres, &names);
         assert!(message.ends_with("(PostgreSQL compares quoted names exactly)"));
+        // A dotted name is a qualified one, even when a column is named exactly so.
+        let names = vec!["Preis.Netto".to_string(), "OrderID".to_string()];
+        let message = absent_message("Preis.Netto", "table `P`", Dialect::Sqlite, &names);
+        assert!(
+            message.starts_with(
+                "column `Preis.Netto` is read as column `Netto` of `Preis` (a `.` in a \
+                 configured name is a qualifier), which is not in table `P`; a column whose \
+                 own name contains `.`"
+            ),
+            "{message}"
+        );
+        let message = absent_message("o.OrderNo", "the query's result", Dialect::Sqlite, &names);
+        assert!(message.contains("(did you mean `OrderID`?)"), "{message}");
     }
 }
