@@ -349,7 +349,9 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
     let dialect = source.dialect();
     let at = format!("versions.{version}.resources.{}", resource.name);
     let missing = match target.known {
-        Some(columns::Known::Columns(found)) => columns::missing(resource, dialect, found, &at),
+        Some(columns::Known::Columns { names, .. }) => {
+            columns::missing(resource, dialect, names, &at)
+        }
         _ => columns::Missing::default(),
     };
     report.problems.extend(missing.problems);
@@ -364,15 +366,18 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
         if let Ok(plan) = plan::list(resource, &spec, Vec::new(), &Default::default(), "") {
             let statement = dialect.select(&plan.select);
             if let Err(e) = source.select(plan.select).await {
-                let message = match e {
+                let (location, message) = match (e, &resource.relation) {
                     // What the driver cannot do (its capability profile, a snapshot's bound).
-                    SourceError::Unsupported { .. } => e.to_string(),
-                    e => format!("the database refused `{}`: {}", statement.sql, detail(&e)),
+                    (e @ SourceError::Unsupported { .. }, _) => (at, e.to_string()),
+                    (e, Relation::Table(table)) if table.contains('.') => {
+                        (format!("{at}.table"), dotted_table(table, &detail(&e)))
+                    }
+                    (e, _) => (
+                        at,
+                        format!("the database refused `{}`: {}", statement.sql, detail(&e)),
+                    ),
                 };
-                report.problems.push(Problem {
-                    location: at,
-                    message,
-                });
+                report.problems.push(Problem { location, message });
                 return;
             }
         }
@@ -392,7 +397,21 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
             }),
         }
     }
-    match types::sample(source, resource, &missing.fields, options.sample_rows, &at).await {
+    let dated = |column: &str| match target.known {
+        Some(columns::Known::Columns { dated, .. }) => dated
+            .iter()
+            .any(|name| columns::resolves(dialect, column, name)),
+        _ => false,
+    };
+    let sampled = types::sample(
+        source,
+        resource,
+        &missing.fields,
+        &dated,
+        options.sample_rows,
+        &at,
+    );
+    match sampled.await {
         Ok(found) => report.problems.extend(found),
         Err(e) => report.warnings.push(Problem {
             location: at,
@@ -403,6 +422,16 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
             ),
         }),
     }
+}
+
+/// Why a dotted table name was not found: each `.` is a qualifier, so it names another table.
+fn dotted_table(table: &str, detail: &str) -> String {
+    let (schema, name) = table.rsplit_once('.').unwrap_or(("", table));
+    format!(
+        "`{table}` is read as table `{name}` of schema `{schema}` (a `.` in a configured name \
+         is a qualifier), and the database cannot read it ({detail}); a table whose own name \
+         contains `.` is served through a `query` resource that selects from it"
+    )
 }
 
 /// Each feed's `changes.column` that its table lacks (a column no field reads: a field's
@@ -417,7 +446,7 @@ fn feed_columns(data: &Data<'_>, known: &RelationColumns) -> Vec<Problem> {
             continue;
         };
         let table = Relation::Table(feed.table.clone());
-        let (Some(columns::Known::Columns(found)), Some(source)) = (
+        let (Some(columns::Known::Columns { names: found, .. }), Some(source)) = (
             known.get(&feed.source, &table),
             data.sources.get(&feed.source),
         ) else {

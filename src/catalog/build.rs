@@ -221,7 +221,7 @@ fn compile_resource(
         }
     });
     let access = super::access::compile_access(config, rc, &fields, &default_sort, at, problems);
-    let dialect = config
+    let dialect: Option<crate::source::Dialect> = config
         .sources
         .get(&rc.source)
         .map(|s| s.dialect_name().into());
@@ -243,6 +243,7 @@ fn compile_resource(
         query_limits: super::query::QueryLimits {
             max_filter_terms: config.server.max_filter_terms,
             max_bound_parameters: config.server.max_bound_parameters,
+            prefix_parameters: dialect.map_or(1, crate::source::Dialect::prefix_parameters),
         },
         cache_ttl,
         stale_if_error,

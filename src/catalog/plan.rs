@@ -268,6 +268,10 @@ fn condition(resource: &Resource, filter: &Filter) -> Condition {
             column: column.clone(),
             params: params.clone(),
         },
+        FilterKind::NotIn(params) => Condition::NotIn {
+            column: column.clone(),
+            params: params.clone(),
+        },
         FilterKind::Prefix(prefix) => Condition::Prefix {
             column: column.clone(),
             prefix: prefix.clone(),

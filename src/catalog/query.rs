@@ -6,7 +6,7 @@ use super::Resource;
 use crate::source::select::CmpOp;
 use crate::source::{Param, Value};
 
-/// Largest number of values an `in` filter may carry.
+/// Largest number of values an `in` or `nin` filter may carry.
 pub const MAX_IN_VALUES: usize = 100;
 
 /// Longest filter value, in bytes (a `LIKE` pattern past what a database takes would be its
@@ -20,6 +20,9 @@ pub struct QueryLimits {
     pub max_filter_terms: usize,
     /// Values the filters bind, `in` values each counted.
     pub max_bound_parameters: usize,
+    /// Parameters one `prefix` filter binds in the source's dialect (two where the pattern is
+    /// matched twice, under the collation and then exactly: MySQL, T-SQL).
+    pub prefix_parameters: usize,
 }
 
 /// A filter condition with its values already in legacy form.
@@ -29,6 +32,8 @@ pub enum FilterKind {
     Compare(CmpOp, Param),
     /// One of a comma-separated list (`\,` a comma inside a value, `\\` a backslash).
     In(Vec<Param>),
+    /// None of a list written as `In`'s (a null matches no value filter, as with `ne`).
+    NotIn(Vec<Param>),
     /// Text starts with these bytes (in the column's code page).
     Prefix(Vec<u8>),
     /// Is null (`true`) or is not null (`false`), sentinels included.
@@ -48,17 +53,34 @@ impl FilterKind {
                 CmpOp::Gte => "gte",
             },
             FilterKind::In(_) => "in",
+            FilterKind::NotIn(_) => "nin",
             FilterKind::Prefix(_) => "prefix",
             FilterKind::Null(_) => "null",
         }
     }
 
-    /// How many values it binds.
-    pub fn bound_values(&self) -> usize {
+    /// How many parameters it binds under `limits` (a `prefix` may bind its pattern twice).
+    pub fn bound_values(&self, limits: &QueryLimits) -> usize {
         match self {
-            FilterKind::Compare(..) | FilterKind::Prefix(_) => 1,
-            FilterKind::In(values) => values.len(),
+            FilterKind::Compare(..) => 1,
+            FilterKind::Prefix(_) => limits.prefix_parameters,
+            FilterKind::In(values) | FilterKind::NotIn(values) => values.len(),
             FilterKind::Null(_) => 0,
+        }
+    }
+
+    /// Why a second filter of this operator on one field is refused, and what to send instead.
+    fn repeat_advice(&self) -> &'static str {
+        match self {
+            FilterKind::Compare(CmpOp::Ne, _) => {
+                "to exclude several values, send them together with `nin`"
+            }
+            FilterKind::Compare(CmpOp::Lt | CmpOp::Lte | CmpOp::Gt | CmpOp::Gte, _) => {
+                "one bound per operator; a range is two operators (`gte` and `lt`)"
+            }
+            FilterKind::In(_) | FilterKind::NotIn(_) => "send every value in one list",
+            FilterKind::Compare(CmpOp::Eq, _) => "give it once (`field=` is `field[eq]=`)",
+            FilterKind::Prefix(_) | FilterKind::Null(_) => "give it once",
         }
     }
 }
@@ -126,8 +148,8 @@ impl QuerySpec {
                         key.push_str(op.sql());
                         push_key_value(&mut key, &param.value);
                     }
-                    FilterKind::In(params) => {
-                        key.push_str("in");
+                    FilterKind::In(params) | FilterKind::NotIn(params) => {
+                        key.push_str(f.kind.operator());
                         for param in params {
                             push_key_value(&mut key, &param.value);
                         }
@@ -289,14 +311,15 @@ pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<Query
                     return Err(bad(
                         &key,
                         format!(
-                            "is given more than once: one `{}` filter on `{}` per request (send \
-                             the values together with `in`)",
-                            pair.1, resource.fields[filter.field].name
+                            "is given more than once: one `{}` filter on `{}` per request ({})",
+                            pair.1,
+                            resource.fields[filter.field].name,
+                            filter.kind.repeat_advice()
                         ),
                     ));
                 }
                 filtered.push(pair);
-                bound += filter.kind.bound_values();
+                bound += filter.kind.bound_values(&limits);
                 if bound > limits.max_bound_parameters {
                     return Err(bad(
                         &key,
@@ -408,11 +431,11 @@ fn parse_filter(
         "lte" => Some(CmpOp::Lte),
         "gt" => Some(CmpOp::Gt),
         "gte" => Some(CmpOp::Gte),
-        "in" | "prefix" | "null" => None,
+        "in" | "nin" | "prefix" | "null" => None,
         other => {
             return Err(bad(
                 key,
-                format!("uses unknown operator `{other}`; operators: eq, ne, lt, lte, gt, gte, in, prefix, null"),
+                format!("uses unknown operator `{other}`; operators: eq, ne, lt, lte, gt, gte, in, nin, prefix, null"),
             ))
         }
     };
@@ -436,7 +459,7 @@ fn parse_filter(
     if is_range && !field.order_preserving {
         return Err(bad(
             key,
-            format!("field `{name}` is stored in a form that does not sort like its values (a code map or MM/DD/YYYY text), so range filters cannot use the legacy index; use eq, ne or in"),
+            format!("field `{name}` is stored in a form that does not sort like its values (a code map or MM/DD/YYYY text), so range filters cannot use the legacy index; use eq, ne, in or nin"),
         ));
     }
     // A text value longer than its column can never match: refused before the database sees it.
@@ -469,17 +492,19 @@ fn parse_filter(
             "false" => false,
             _ => return Err(bad(key, "must be true or false")),
         }),
-        (None, "in") => {
+        (None, "in" | "nin") => {
             let values = split_in_values(value).map_err(|m| bad(key, m))?;
             if values.len() > MAX_IN_VALUES {
                 return Err(bad(key, format!("lists more than {MAX_IN_VALUES} values")));
             }
-            FilterKind::In(
-                values
-                    .iter()
-                    .map(|v| convert(v))
-                    .collect::<Result<_, _>>()?,
-            )
+            let params = values
+                .iter()
+                .map(|v| convert(v))
+                .collect::<Result<_, _>>()?;
+            match op {
+                "in" => FilterKind::In(params),
+                _ => FilterKind::NotIn(params),
+            }
         }
         _ => {
             if field.field_type != crate::config::FieldType::String || !field.codes.is_empty() {
@@ -495,7 +520,7 @@ fn parse_filter(
     Ok(Filter { field: index, kind })
 }
 
-/// The values of an `in` filter: separated by commas, where `\,` is a comma inside a value and
+/// The values of an `in` or `nin` filter: separated by commas, where `\,` is a comma inside a value and
 /// `\\` a backslash (percent-decoding has already turned `%2C` into a comma, so it cannot
 /// tell the two apart). Any other backslash is a mistake, refused rather than guessed.
 pub fn split_in_values(list: &str) -> Result<Vec<String>, String> {
@@ -552,6 +577,30 @@ mod tests {
         assert!(error.contains("before `b` at character 2"), "{error}");
         let error = split_in_values("a,b\\").unwrap_err();
         assert!(error.contains("before the end at character 4"), "{error}");
+    }
+
+    #[test]
+    fn nin_and_prefix_count_the_parameters_they_bind() {
+        let param = |i| Param {
+            value: Value::Int(i),
+            column_type: crate::source::ColumnType::Integer,
+        };
+        let limits = |prefix_parameters| QueryLimits {
+            max_filter_terms: 32,
+            max_bound_parameters: 500,
+            prefix_parameters,
+        };
+        let nin = FilterKind::NotIn(vec![param(1), param(2), param(3)]);
+        assert_eq!((nin.operator(), nin.bound_values(&limits(1))), ("nin", 3));
+        let prefix = FilterKind::Prefix(b"Co".to_vec());
+        assert_eq!(prefix.bound_values(&limits(1)), 1);
+        assert_eq!(prefix.bound_values(&limits(2)), 2);
+        assert!(FilterKind::Compare(CmpOp::Ne, param(1))
+            .repeat_advice()
+            .contains("`nin`"));
+        assert!(!FilterKind::Compare(CmpOp::Gt, param(1))
+            .repeat_advice()
+            .contains("`in`"));
     }
 
     #[test]

@@ -12,8 +12,14 @@ use crate::source::{ColumnType, Dialect, Param, Source, Statement, Value};
 /// What the database says of a relation's columns.
 #[derive(Debug, Clone)]
 pub(super) enum Known {
-    /// Its columns, in order.
-    Columns(Vec<String>),
+    /// Its columns, in order, and those of them the database keeps as a date or time type
+    /// (compared as the instants they are, not as text; never on SQLite, which keeps text).
+    Columns {
+        /// Every column's name.
+        names: Vec<String>,
+        /// The names of the date and time columns.
+        dated: Vec<String>,
+    },
     /// Nothing could be read (logged), or the catalog lists no such table (a synonym, or a
     /// table that is not there): the resource's query itself proves which.
     Unknown,
@@ -75,17 +81,31 @@ fn read_odbc(settings: &SourceConfig, dialect: Dialect, relations: Vec<Relation>
     relations
         .iter()
         .map(|relation| {
+            // ODBC's date, time and timestamp types, old (9-11) and new (91-93) codes.
             let found = match relation {
-                Relation::Table(table) => reader
-                    .columns(table)
-                    .map(|columns| columns.into_iter().map(|c| c.name).collect::<Vec<_>>()),
+                Relation::Table(table) => reader.columns(table).map(|columns| {
+                    columns
+                        .into_iter()
+                        .map(|c| (c.name, matches!(c.data_type, 9..=11 | 91..=93)))
+                        .collect::<Vec<_>>()
+                }),
                 Relation::Query(query) => {
                     reader.result_columns(&format!("SELECT * FROM ({query}) portico_q WHERE 1=0"))
                 }
             };
             match found {
                 Ok(columns) if columns.is_empty() => Known::Unknown,
-                Ok(columns) => Known::Columns(columns),
+                Ok(columns) => {
+                    let typed = dialect != Dialect::Sqlite;
+                    Known::Columns {
+                        dated: columns
+                            .iter()
+                            .filter(|(_, dated)| typed && *dated)
+                            .map(|(name, _)| name.clone())
+                            .collect(),
+                        names: columns.into_iter().map(|(name, _)| name).collect(),
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read a relation's columns");
                     Known::Unknown
@@ -101,33 +121,57 @@ async fn read_tsql(source: &dyn Source, relation: &Relation) -> Known {
     let statement = match relation {
         Relation::Table(table) => crate::source::mssql::columns::statement(table),
         Relation::Query(query) => Statement {
-            sql: "SELECT name FROM sys.dm_exec_describe_first_result_set(?, NULL, 0) \
+            sql: "SELECT name, system_type_name \
+                  FROM sys.dm_exec_describe_first_result_set(?, NULL, 0) \
                   WHERE is_hidden = 0 ORDER BY column_ordinal"
                 .into(),
             params: vec![Param {
                 value: Value::Text(query.as_bytes().to_vec()),
                 column_type: ColumnType::NVarchar,
             }],
-            columns: vec![ColumnType::NVarchar],
+            columns: vec![ColumnType::NVarchar, ColumnType::NVarchar],
             max_rows: 4096,
         },
     };
     match source.query(statement).await {
         Ok(rows) if rows.is_empty() => Known::Unknown,
-        Ok(rows) => Known::Columns(
-            rows.iter()
-                .filter_map(|row| match row.first() {
-                    Some(Value::Text(name)) => Some(String::from_utf8_lossy(name).into_owned()),
-                    _ => None,
-                })
-                .collect(),
-        ),
+        Ok(rows) => {
+            let text = |value: Option<&Value>| match value {
+                Some(Value::Text(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                _ => None,
+            };
+            let mut names = Vec::new();
+            let mut dated = Vec::new();
+            for row in &rows {
+                let Some(name) = text(row.first()) else {
+                    continue;
+                };
+                // `datetime2(7)` and `datetimeoffset(7)` carry their scale.
+                let type_name = text(row.get(1)).unwrap_or_default().to_ascii_lowercase();
+                let base = type_name.split('(').next().unwrap_or_default();
+                if TSQL_DATED.contains(&base) {
+                    dated.push(name.clone());
+                }
+                names.push(name);
+            }
+            Known::Columns { names, dated }
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read a relation's columns");
             Known::Unknown
         }
     }
 }
+
+/// SQL Server's date and time types.
+const TSQL_DATED: [&str; 6] = [
+    "date",
+    "datetime",
+    "datetime2",
+    "smalldatetime",
+    "datetimeoffset",
+    "time",
+];
 
 /// Whether `configured` names `actual` as the database resolves a quoted name: PostgreSQL
 /// exactly; SQLite ignoring ASCII case; MariaDB, SQL Server and others ignoring case.
@@ -229,6 +273,17 @@ pub(super) fn absent_message(
     dialect: Dialect,
     columns: &[String],
 ) -> String {
+    if let Some((qualifier, name)) = column.rsplit_once('.') {
+        let near = closest(name, columns)
+            .map(|near| format!(" (did you mean `{near}`?)"))
+            .unwrap_or_default();
+        return format!(
+            "column `{column}` is read as column `{name}` of `{qualifier}` (a `.` in a \
+             configured name is a qualifier), which is not in {relation}{near}; a column whose \
+             own name contains `.` is served through a `query` resource that selects it under \
+             another name"
+        );
+    }
     let mut message = format!("column `{column}` is not in {relation}");
     if let Some(near) = closest(column, columns) {
         message.push_str(&format!("; did you mean `{near}`?"));
@@ -283,5 +338,18 @@ mod tests {
         );
         let message = absent_message("quantity", "table `T`", Dialect::Postgres, &names);
         assert!(message.ends_with("(PostgreSQL compares quoted names exactly)"));
+        // A dotted name is a qualified one, even when a column is named exactly so.
+        let names = vec!["Preis.Netto".to_string(), "OrderID".to_string()];
+        let message = absent_message("Preis.Netto", "table `P`", Dialect::Sqlite, &names);
+        assert!(
+            message.starts_with(
+                "column `Preis.Netto` is read as column `Netto` of `Preis` (a `.` in a \
+                 configured name is a qualifier), which is not in table `P`; a column whose \
+                 own name contains `.`"
+            ),
+            "{message}"
+        );
+        let message = absent_message("o.OrderNo", "the query's result", Dialect::Sqlite, &names);
+        assert!(message.contains("(did you mean `OrderID`?)"), "{message}");
     }
 }

@@ -1,12 +1,13 @@
 //! Whether each field's declared type fits its data: a bounded sample of rows read through the
 //! same decoder and field transform that serve them, counting the values that read as null
-//! (`Field::read_checked`) or lose part of themselves (`decode::from_text_checked`).
+//! (`Field::read_checked`) or lose part of themselves (`decode::from_text_checked`): a time of
+//! day, or, over a column that holds text, anything after the date (`00:00:00` included).
 
 use std::collections::HashSet;
 
 use crate::catalog::{Field, Resource};
 use crate::config::{DateFormat, FieldType, Problem};
-use crate::source::decode::{from_text_checked, may_lose};
+use crate::source::decode::{from_text_checked, may_lose, Loss};
 use crate::source::select::Select;
 use crate::source::{ColumnType, Source, SourceError, Value};
 
@@ -15,36 +16,50 @@ use super::keys::shown;
 /// Texts of bad values kept for choosing a type that fits them.
 const KEPT: usize = 100;
 
-/// What a sample said of one field.
+/// How many sampled values went wrong one way, and the first of them.
+#[derive(Default)]
+struct Kind {
+    /// How many.
+    count: usize,
+    /// The first, and what it is served as.
+    example: Option<(String, String)>,
+}
+
+/// What a sample said of one field, one count and one example per way a value goes wrong.
 #[derive(Default)]
 struct Tally {
     /// Values that do not read as declared (served as null).
-    unreadable: usize,
-    /// Values that lose part of themselves (a time of day).
-    lossy: usize,
-    /// The first bad value, and what it is served as.
-    example: Option<(String, String)>,
+    unreadable: Kind,
+    /// Dates whose time of day is dropped.
+    time_of_day: Kind,
+    /// Dates stored as text that goes on after the date with a zero time (`00:00:00`).
+    midnight: Kind,
     /// Texts of bad values.
     texts: Vec<String>,
 }
 
 impl Tally {
-    fn note(&mut self, text: String, served: String) {
-        if self.example.is_none() {
-            self.example = Some((text.clone(), served));
-        }
+    fn note(&mut self, kind: fn(&mut Tally) -> &mut Kind, text: String, served: String) {
         if self.texts.len() < KEPT {
-            self.texts.push(text);
+            self.texts.push(text.clone());
+        }
+        let kind = kind(self);
+        kind.count += 1;
+        if kind.example.is_none() {
+            kind.example = Some((text, served));
         }
     }
 }
 
 /// Reads up to `rows` rows of `resource` (the fields not in `skip`) and reports each field
-/// whose values do not fit its declared type.
+/// whose values do not fit its declared type. `dated(column)` says the database keeps the
+/// column as a date or time type, which it compares as an instant: a date read of its
+/// `1996-07-05 00:00:00` is the same day; over text, the stored text is not the date.
 pub(super) async fn sample(
     source: &dyn Source,
     resource: &Resource,
     skip: &HashSet<usize>,
+    dated: &dyn Fn(&str) -> bool,
     rows: usize,
     at: &str,
 ) -> Result<Vec<Problem>, SourceError> {
@@ -55,7 +70,8 @@ pub(super) async fn sample(
         return Ok(Vec::new());
     }
     // Each column as declared (what is served) and, where decoding can drop part of a value,
-    // once more as plain text to see what it dropped.
+    // once more whole to see what it dropped: as a timestamp, whose buffer has room for one
+    // whatever width the driver reports (SQLite says 10 for a column declared DATE).
     let mut columns: Vec<(String, ColumnType)> = read
         .iter()
         .map(|&i| {
@@ -67,7 +83,7 @@ pub(super) async fn sample(
     for &i in &read {
         let field = &resource.fields[i];
         raw.push(may_lose(field.column_type).then(|| {
-            columns.push((field.column.clone(), ColumnType::Varchar));
+            columns.push((field.column.clone(), ColumnType::Timestamp));
             columns.len() - 1
         }));
     }
@@ -84,23 +100,28 @@ pub(super) async fn sample(
     for (n, &i) in read.iter().enumerate() {
         let field = &resource.fields[i];
         let mut tally = Tally::default();
+        let text_column = !dated(&field.column);
         for row in &sampled {
             let value = row.get(n).unwrap_or(&Value::Null);
             if field.read_checked(value).is_err() {
-                tally.unreadable += 1;
-                tally.note(shown(value), "null".into());
+                tally.note(|t| &mut t.unreadable, shown(value), "null".into());
                 continue;
             }
-            let Some(Value::Text(bytes)) = raw[n].and_then(|r| row.get(r)) else {
-                continue;
+            let bytes = match raw[n].and_then(|r| row.get(r)) {
+                Some(Value::Timestamp(text)) => text.as_bytes(),
+                Some(Value::Text(bytes)) => bytes.as_slice(),
+                _ => continue,
             };
             let decoded = from_text_checked(bytes, field.column_type);
-            if decoded.loss.is_some() {
-                tally.lossy += 1;
-                let served = field.read(&decoded.value);
-                let served = served.as_str().map_or(served.to_string(), str::to_string);
-                tally.note(String::from_utf8_lossy(bytes).trim().to_string(), served);
-            }
+            let kind: fn(&mut Tally) -> &mut Kind = match decoded.loss {
+                Some(Loss::TimeOfDay(_)) => |t| &mut t.time_of_day,
+                Some(Loss::Midnight(_)) if text_column => |t| &mut t.midnight,
+                _ => continue,
+            };
+            let served = field.read(&decoded.value);
+            let served = served.as_str().map_or(served.to_string(), str::to_string);
+            let text = String::from_utf8_lossy(bytes).trim().to_string();
+            tally.note(kind, text, served);
         }
         if let Some(message) = judgement(field, &tally, sampled.len()) {
             problems.push(Problem {
@@ -112,24 +133,49 @@ pub(super) async fn sample(
     Ok(problems)
 }
 
-/// The message for a field whose sample had bad values.
+/// The message for a field whose sample had bad values: each way they went wrong, with its
+/// count and its own example.
 fn judgement(field: &Field, tally: &Tally, sampled: usize) -> Option<String> {
-    let (text, served) = tally.example.as_ref()?;
     let declared = type_name(field.field_type);
-    let mut message = if tally.unreadable > 0 {
-        format!(
-            "declared `{declared}`, but {} of the {sampled} rows sampled hold values that do \
-             not read as `{declared}` (e.g. `{text}`): they are served as null",
-            tally.unreadable
-        )
-    } else {
-        format!(
-            "declared `{declared}`, but {} of the {sampled} rows sampled hold a time of day \
-             that is dropped (e.g. `{text}` is served as `{served}`), and filters on the field \
-             compare dates with text that has times",
-            tally.lossy
-        )
-    };
+    let mut parts = Vec::new();
+    if let Some((text, _)) = &tally.unreadable.example {
+        parts.push((
+            tally.unreadable.count,
+            format!(
+                "hold values that do not read as `{declared}` (e.g. `{text}`): they are served \
+                 as null"
+            ),
+        ));
+    }
+    if let Some((text, served)) = &tally.time_of_day.example {
+        parts.push((
+            tally.time_of_day.count,
+            format!(
+                "hold a time of day that is dropped (e.g. `{text}` is served as `{served}`), \
+                 and filters on the field compare dates with text that has times"
+            ),
+        ));
+    }
+    if let Some((text, served)) = &tally.midnight.example {
+        parts.push((
+            tally.midnight.count,
+            format!(
+                "hold text that goes on after the date (e.g. `{text}` is served as \
+                 `{served}`): the column holds text, which is not the date, so `eq`, `in` and \
+                 `lte` filters skip those rows and paging sorted by the field repeats them"
+            ),
+        ));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let mut message = format!("declared `{declared}`, but ");
+    for (n, (count, what)) in parts.iter().enumerate() {
+        match n {
+            0 => message.push_str(&format!("{count} of the {sampled} rows sampled {what}")),
+            _ => message.push_str(&format!("; {count} {what}")),
+        }
+    }
     if let Some(fits) = fitting(field, &tally.texts) {
         message.push_str(&format!("; `{}` fits them", type_name(fits)));
     }
@@ -213,12 +259,9 @@ mod tests {
     #[test]
     fn a_judgement_counts_shows_an_example_and_suggests() {
         let integer = field(FieldType::Integer, ColumnType::Integer);
-        let mut tally = Tally {
-            unreadable: 2,
-            ..Tally::default()
-        };
-        tally.note("VINET".into(), "null".into());
-        tally.note("TOMSP".into(), "null".into());
+        let mut tally = Tally::default();
+        tally.note(|t| &mut t.unreadable, "VINET".into(), "null".into());
+        tally.note(|t| &mut t.unreadable, "TOMSP".into(), "null".into());
         assert_eq!(
             judgement(&integer, &tally, 5).as_deref(),
             Some(
@@ -227,5 +270,52 @@ mod tests {
             )
         );
         assert!(judgement(&integer, &Tally::default(), 5).is_none());
+    }
+
+    #[test]
+    fn each_way_a_value_goes_wrong_keeps_its_own_count_and_example() {
+        let date = field(FieldType::Date, ColumnType::Date);
+        let mut tally = Tally::default();
+        tally.note(
+            |t| &mut t.time_of_day,
+            "1994-08-04 15:30:00".into(),
+            "1994-08-04".into(),
+        );
+        tally.note(|t| &mut t.unreadable, "soon".into(), "null".into());
+        tally.note(
+            |t| &mut t.time_of_day,
+            "1994-08-05 16:30:00".into(),
+            "1994-08-05".into(),
+        );
+        tally.note(
+            |t| &mut t.midnight,
+            "1994-08-06 00:00:00".into(),
+            "1994-08-06".into(),
+        );
+        assert_eq!(
+            judgement(&date, &tally, 9).as_deref(),
+            Some(
+                "declared `date`, but 1 of the 9 rows sampled hold values that do not read as \
+                 `date` (e.g. `soon`): they are served as null; 2 hold a time of day that is \
+                 dropped (e.g. `1994-08-04 15:30:00` is served as `1994-08-04`), and filters \
+                 on the field compare dates with text that has times; 1 hold text that goes \
+                 on after the date (e.g. `1994-08-06 00:00:00` is served as `1994-08-06`): \
+                 the column holds text, which is not the date, so `eq`, `in` and `lte` filters \
+                 skip those rows and paging sorted by the field repeats them; `string` fits \
+                 them"
+            )
+        );
+        let mut midnights = Tally::default();
+        midnights.note(
+            |t| &mut t.midnight,
+            "1996-07-05 00:00:00".into(),
+            "1996-07-05".into(),
+        );
+        let message = judgement(&date, &midnights, 4).unwrap_or_default();
+        assert!(
+            message.starts_with("declared `date`, but 1 of the 4 rows sampled hold text that")
+                && message.ends_with("; `datetime` fits them"),
+            "{message}"
+        );
     }
 }

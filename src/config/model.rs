@@ -64,7 +64,8 @@ pub struct ServerConfig {
     /// Most filter parameters one list request may carry.
     #[serde(default = "default_max_filter_terms")]
     pub max_filter_terms: usize,
-    /// Most values one list request's filters may bind (each `in` value counts).
+    /// Most values one list request's filters may bind (each `in`/`nin` value counts; a
+    /// `prefix` counts as the parameters its dialect binds).
     #[serde(default = "default_max_bound_parameters")]
     pub max_bound_parameters: usize,
     /// `/readyz` answers 503 while a change feed is further behind the database than this;

@@ -112,8 +112,17 @@ fn column_types(column: &ColumnInfo) -> Option<(&'static str, String)> {
     })
 }
 
+/// Why a name cannot be written in a configuration: Portico reads every `.` in a configured
+/// name as a qualifier (`schema.table`, `table.column`) and quotes each part apart.
+const DOTTED: &str = "its name contains `.`, which a configuration reads as a qualifier \
+                      (schema.table, table.column); a `query` resource can select it under \
+                      another name";
+
 /// Why a column Portico does not serve is skipped.
 fn skip_reason(column: &ColumnInfo) -> String {
+    if column.name.contains('.') {
+        return DOTTED.to_string();
+    }
     let type_name = column.type_name.trim();
     let binary = matches!(column.data_type, -4..=-2)
         || crate::source::ColumnType::parse(type_name) == Some(crate::source::ColumnType::Binary)
@@ -195,8 +204,21 @@ pub fn render(
         let mut fields = names::NameSet::default();
         let mut served = Vec::new();
         let mut skipped = Vec::new();
+        if table.name.contains('.') {
+            warnings.push(format!(
+                "table {} is skipped: {DOTTED}",
+                quoted(&table.name)
+            ));
+            let _ = writeln!(out, "\n# skipped: table {}, {DOTTED}", quoted(&table.name));
+            continue;
+        }
         for column in &table.columns {
-            match field_types(column, sqlite) {
+            let typed = if column.name.contains('.') {
+                None
+            } else {
+                field_types(column, sqlite)
+            };
+            match typed {
                 Some((api_type, column_type)) => {
                     let name = fields.take(&column.name, false);
                     served.push(proposal(name, column, api_type, column_type));
@@ -418,6 +440,36 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn names_with_a_dot_are_skipped_with_the_reason() {
+        let prices = table(
+            "Preise",
+            vec![column("ID", "integer", 4), column("Preis.Netto", "real", 7)],
+            &["ID"],
+        );
+        let old = table("Kunden.Alt", vec![column("ID", "integer", 4)], &["ID"]);
+        let starter = render("nw", &source(), "v1", &[prices, old], None);
+        let text = &starter.text;
+        assert!(
+            text.contains("# skipped: column \"Preis.Netto\", its name contains `.`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# skipped: table \"Kunden.Alt\", its name contains `.`"),
+            "{text}"
+        );
+        let parsed: toml::Table = toml::from_str(text).unwrap();
+        let resources = parsed["versions"]["v1"]["resources"].as_table().unwrap();
+        assert_eq!(resources.keys().collect::<Vec<_>>(), ["preise"], "{text}");
+        assert_eq!(
+            resources["preise"]["fields"].as_table().unwrap().len(),
+            1,
+            "{text}"
+        );
+        assert_eq!(starter.warnings.len(), 1, "{:?}", starter.warnings);
+        assert!(starter.warnings[0].starts_with("table \"Kunden.Alt\" is skipped"));
     }
 
     #[test]

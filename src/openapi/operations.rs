@@ -163,9 +163,13 @@ fn list(
                 .build(),
         )
         .build();
+    let prefix = match resource.query_limits.prefix_parameters {
+        1 => String::new(),
+        n => format!(", a `prefix` as {n}"),
+    };
     let limits = format!(
-        "At most {} filter parameters and {} filter values (each `in` value counted) per \
-         request; more is a 400 naming the first one too many.",
+        "At most {} filter parameters and {} filter values (each `in` and `nin` value \
+         counted{prefix}) per request; more is a 400 naming the first one too many.",
         resource.query_limits.max_filter_terms, resource.query_limits.max_bound_parameters
     );
     let operation = OperationBuilder::new()
@@ -315,6 +319,14 @@ fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter
                 "`{name}` is one of these comma-separated values (at most {MAX_IN_VALUES}). \
                  Inside a value `\\,` is a comma and `\\\\` a backslash (`%5C%2C`, `%5C%5C`); \
                  `%2C` alone separates values like `,`."
+            ),
+        ));
+        parameters.push(query(
+            format!("{name}[nin]"),
+            text(),
+            format!(
+                "`{name}` is none of these values, written as for `{name}[in]` (at most \
+                 {MAX_IN_VALUES}); rows where `{name}` is null do not match, as with `ne`."
             ),
         ));
         if f.field_type == FieldType::String && f.codes.is_empty() {

@@ -9,6 +9,10 @@ pub enum Loss {
     /// A `date` column type keeps the date of a text that also holds a time of day.
     #[error("its time of day `{0}` is dropped")]
     TimeOfDay(String),
+    /// A `date` column type keeps the date of a text that goes on with a zero time
+    /// (`00:00:00`): the same day, but text that filters and cursors never equal.
+    #[error("its midnight `{0}` is dropped")]
+    Midnight(String),
 }
 
 /// A decoded value and what decoding dropped of it.
@@ -32,16 +36,22 @@ pub fn from_text(bytes: &[u8], column_type: ColumnType) -> Value {
 }
 
 /// Decodes like `from_text` and says what the value lost: a `date` read of
-/// `1994-08-04 15:30:00` is `1994-08-04` and loses `15:30:00` (a midnight loses nothing).
+/// `1994-08-04 15:30:00` is `1994-08-04` and loses `15:30:00`; one of `1994-08-04 00:00:00`
+/// loses its midnight (any text after the date is lost: the stored text is not the date).
 pub fn from_text_checked(bytes: &[u8], column_type: ColumnType) -> Decoded {
     let text = || std::str::from_utf8(bytes).map(str::trim);
     if column_type == ColumnType::Date {
         if let Some((day, rest)) = text().ok().and_then(|t| Some((t.get(..10)?, t.get(10..)?))) {
-            let time = rest.trim_start_matches(['T', ' ']);
-            if !time.bytes().all(|b| matches!(b, b'0' | b':' | b'.')) {
+            if !rest.is_empty() {
+                let time = rest.trim_start_matches(['T', ' ']).to_string();
+                let midnight = time.bytes().all(|b| matches!(b, b'0' | b':' | b'.'));
                 return Decoded {
                     value: Value::Date(day.to_string()),
-                    loss: Some(Loss::TimeOfDay(time.to_string())),
+                    loss: Some(if midnight {
+                        Loss::Midnight(time)
+                    } else {
+                        Loss::TimeOfDay(time)
+                    }),
                 };
             }
         }
@@ -124,12 +134,18 @@ mod tests {
         let read = from_text_checked(b"1994-08-04 15:30:00", ColumnType::Date);
         assert_eq!(read.value, Value::Date("1994-08-04".into()));
         assert_eq!(read.loss, Some(Loss::TimeOfDay("15:30:00".into())));
-        for whole in [
-            &b"1994-08-04"[..],
-            b"1994-08-04 00:00:00",
-            b"1994-08-04T00:00:00.000",
+        assert_eq!(
+            from_text_checked(b" 1994-08-04 ", ColumnType::Date).loss,
+            None
+        );
+        // A zero time is no time of day, but the stored text is still not the date.
+        for (midnight, rest) in [
+            (&b"1994-08-04 00:00:00"[..], "00:00:00"),
+            (b"1994-08-04T00:00:00.000", "00:00:00.000"),
         ] {
-            assert_eq!(from_text_checked(whole, ColumnType::Date).loss, None);
+            let read = from_text_checked(midnight, ColumnType::Date);
+            assert_eq!(read.value, Value::Date("1994-08-04".into()));
+            assert_eq!(read.loss, Some(Loss::Midnight(rest.into())));
         }
         let text = from_text_checked(b"1994-08-04 15:30:00", ColumnType::Varchar);
         assert_eq!(text.loss, None);

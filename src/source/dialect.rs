@@ -44,6 +44,15 @@ impl Dialect {
             .join(".")
     }
 
+    /// Parameters a `prefix` condition binds: MySQL and T-SQL match the pattern twice (under
+    /// the column's collation for the index, then exactly).
+    pub fn prefix_parameters(self) -> usize {
+        match self {
+            Dialect::MySql | Dialect::TSql => 2,
+            _ => 1,
+        }
+    }
+
     /// A statement that proves the database answers.
     pub fn ping(self) -> &'static str {
         "SELECT 1"
@@ -324,7 +333,7 @@ impl SqlWriter {
             pattern.push(b);
         }
         pattern.push(b'%');
-        let recheck = matches!(self.dialect, Dialect::MySql | Dialect::TSql);
+        let recheck = self.dialect.prefix_parameters() == 2;
         if recheck {
             self.push("(");
         }
@@ -617,5 +626,19 @@ mod tests {
             st.sql
         );
         assert_eq!(st.params.len(), 2);
+        // What the bound-parameter limit counts for a prefix is what each dialect binds.
+        for dialect in [
+            Dialect::Sqlite,
+            Dialect::Postgres,
+            Dialect::MySql,
+            Dialect::TSql,
+            Dialect::Generic,
+        ] {
+            assert_eq!(
+                dialect.select(&s).params.len(),
+                dialect.prefix_parameters(),
+                "{dialect:?}"
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::fixture::Kind;
 use crate::harness::{execute, fresh_database};
 
 /// A new database of `kind` holding the trap schema (`support/traps`).
-fn traps(kind: Kind, dir: &Path) -> String {
+pub fn traps(kind: Kind, dir: &Path) -> String {
     let file = match kind {
         Kind::Postgres => "postgres.sql",
         Kind::MariaDb => "mariadb.sql",
@@ -306,4 +306,126 @@ fn check_names_every_planted_mistake_at_once_on_postgres() {
 #[test]
 fn check_names_every_planted_mistake_at_once_on_mariadb() {
     every_mistake_is_named_at_once_and_the_fixed_config_passes(Kind::MariaDb);
+}
+
+/// `Orders` of the trap schema with every other `OrderDate` at midnight (`1994-08-04
+/// 00:00:00`, still text), and two typed columns beside it: `ShippedDate` declared DATE and
+/// `ShippedAt` a timestamp holding midnights (SQLite keeps both as the text written).
+fn midnight_orders(kind: Kind, connection_string: &str) {
+    let statements: &[&str] = match kind {
+        Kind::Postgres => &[
+            r#"UPDATE "Orders" SET "OrderDate" = substr("OrderDate", 1, 10) || ' 00:00:00'
+               WHERE "OrderID" % 2 = 0"#,
+            r#"ALTER TABLE "Orders" ADD COLUMN "ShippedDate" date,
+               ADD COLUMN "ShippedAt" timestamp"#,
+            r#"UPDATE "Orders" SET "ShippedDate" = CAST(substr("OrderDate", 1, 10) AS date),
+               "ShippedAt" = CAST(substr("OrderDate", 1, 10) AS timestamp)"#,
+        ],
+        Kind::MariaDb => &[
+            "UPDATE Orders SET OrderDate = CONCAT(SUBSTR(OrderDate, 1, 10), ' 00:00:00') \
+             WHERE OrderID % 2 = 0",
+            "ALTER TABLE Orders ADD COLUMN ShippedDate date, ADD COLUMN ShippedAt datetime",
+            "UPDATE Orders SET ShippedDate = CAST(SUBSTR(OrderDate, 1, 10) AS DATE), \
+             ShippedAt = CAST(SUBSTR(OrderDate, 1, 10) AS DATETIME)",
+        ],
+        _ => &[
+            "UPDATE Orders SET OrderDate = substr(OrderDate, 1, 10) || ' 00:00:00' \
+             WHERE OrderID % 2 = 0",
+            "ALTER TABLE Orders ADD COLUMN ShippedDate DATE",
+            "ALTER TABLE Orders ADD COLUMN ShippedAt TIMESTAMP",
+            "UPDATE Orders SET ShippedDate = OrderDate, \
+             ShippedAt = substr(OrderDate, 1, 10) || ' 00:00:00'",
+        ],
+    };
+    for statement in statements {
+        execute(connection_string, statement);
+    }
+}
+
+/// A `date` field is proven against the whole stored text: over text, a midnight is as much a
+/// misfit as a time of day (filters and cursors compare the text, which is not the date), each
+/// counted with its own example; a column the database keeps as a date or a timestamp
+/// compares as a day and passes; a SQLite column declared DATE is read whole (its driver says
+/// it is 10 wide).
+fn a_date_over_text_is_proven_against_the_whole_text(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let connection_string = traps(kind, dir.path());
+    midnight_orders(kind, &connection_string);
+    let dialect = match kind {
+        Kind::Postgres => "postgres",
+        Kind::MariaDb => "mysql",
+        _ => "sqlite",
+    };
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[sources.northwind]
+kind = "odbc"
+connection_string = "{connection_string}"
+dialect = "{dialect}"
+
+[versions.v1.resources.orders]
+source = "northwind"
+table = "Orders"
+key = ["id"]
+anonymous = true
+[versions.v1.resources.orders.fields]
+id = {{ column = "OrderID", type = "integer" }}
+order_date = {{ column = "OrderDate", type = "date" }}
+shipped = {{ column = "ShippedDate", type = "date" }}
+shipped_at = {{ column = "ShippedAt", type = "date" }}
+"#
+    );
+    let (ok, problems, stderr) = check(dir.path(), &config, &[]);
+    assert!(!ok, "{stderr}");
+    let v1 = "versions.v1.resources.orders.fields";
+    let order_date = at(&problems, &format!("{v1}.order_date"));
+    assert_eq!(
+        order_date,
+        "declared `date`, but 415 of the 830 rows sampled hold a time of day that is dropped \
+         (e.g. `1994-08-05 16:30:00` is served as `1994-08-05`), and filters on the field \
+         compare dates with text that has times; 415 hold text that goes on after the date \
+         (e.g. `1994-08-04 00:00:00` is served as `1994-08-04`): the column holds text, which \
+         is not the date, so `eq`, `in` and `lte` filters skip those rows and paging sorted by \
+         the field repeats them; `datetime` fits them",
+        "{stderr}"
+    );
+    if kind == Kind::Sqlite {
+        // SQLite keeps the text written into a DATE or TIMESTAMP column, and compares it as text.
+        assert_eq!(problems.len(), 3, "{stderr}");
+        let shipped = at(&problems, &format!("{v1}.shipped"));
+        assert!(
+            shipped.starts_with("declared `date`, but 415 of the 830 rows sampled hold a time")
+                && shipped.contains("(e.g. `1994-08-05 16:30:00` is served as `1994-08-05`)")
+                && shipped.contains("; 415 hold text that goes on after the date"),
+            "{shipped}"
+        );
+        let shipped_at = at(&problems, &format!("{v1}.shipped_at"));
+        assert!(
+            shipped_at.starts_with(
+                "declared `date`, but 830 of the 830 rows sampled hold text that goes on"
+            ) && shipped_at.contains("(e.g. `1994-08-04 00:00:00` is served as `1994-08-04`)"),
+            "{shipped_at}"
+        );
+    } else {
+        // A DATE column's text is the date; a timestamp's midnight is the day it starts.
+        assert_eq!(problems.len(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn a_date_over_text_is_proven_against_the_whole_text_on_sqlite() {
+    a_date_over_text_is_proven_against_the_whole_text(Kind::Sqlite);
+}
+
+#[test]
+fn a_date_over_text_is_proven_against_the_whole_text_on_postgres() {
+    a_date_over_text_is_proven_against_the_whole_text(Kind::Postgres);
+}
+
+#[test]
+fn a_date_over_text_is_proven_against_the_whole_text_on_mariadb() {
+    a_date_over_text_is_proven_against_the_whole_text(Kind::MariaDb);
 }

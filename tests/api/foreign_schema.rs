@@ -400,3 +400,118 @@ fn serve_listens_where_the_flag_or_the_environment_says() {
         assert!(stderr(&out).contains(named), "{named}: {}", stderr(&out));
     }
 }
+
+/// A table and a column whose own names contain `.`: `introspect` skips both with the reason
+/// (a configuration reads every `.` as a qualifier), and `check` on a configuration that names
+/// them says at the table's and the field's location how the name was read.
+fn names_with_a_dot_are_skipped_and_explained(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let connection_string = trap_database(kind, dir.path());
+    let q = |name: &str| kind.quote(name);
+    for statement in [
+        format!(
+            "CREATE TABLE {} ({} integer PRIMARY KEY, {} varchar(20))",
+            q("Kunden.Alt"),
+            q("ID"),
+            q("Name")
+        ),
+        format!(
+            "CREATE TABLE {} ({} integer PRIMARY KEY, {} varchar(20))",
+            q("Preise"),
+            q("ID"),
+            q("Preis.Netto")
+        ),
+        format!("INSERT INTO {} VALUES (1, 'a')", q("Kunden.Alt")),
+        format!("INSERT INTO {} VALUES (1, '9.50')", q("Preise")),
+    ] {
+        execute(&connection_string, &statement);
+    }
+    let (starter, parsed, warnings) = introspect(kind, dir.path(), &connection_string);
+    assert!(
+        starter.contains("# skipped: table \"Kunden.Alt\", its name contains `.`"),
+        "{starter}"
+    );
+    assert!(
+        starter.contains("# skipped: column \"Preis.Netto\", its name contains `.`"),
+        "{starter}"
+    );
+    assert!(
+        warnings.contains("table \"Kunden.Alt\" is skipped"),
+        "{warnings}"
+    );
+    let resources = parsed["versions"]["v1"]["resources"].as_table().unwrap();
+    assert!(resources.get("kunden_alt").is_none(), "{starter}");
+    assert_eq!(
+        resources["preise"]["fields"].as_table().unwrap().len(),
+        1,
+        "{starter}"
+    );
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(dir.path().join("starter.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Named by hand, each is explained where it is written.
+    let source = std::fs::read_to_string(dir.path().join("source.toml")).unwrap();
+    let config = format!(
+        r#"{source}
+[versions.v1.resources.kunden]
+source = "northwind"
+table = "Kunden.Alt"
+key = ["id"]
+anonymous = true
+[versions.v1.resources.kunden.fields]
+id = {{ column = "ID", type = "integer" }}
+
+[versions.v1.resources.preise]
+source = "northwind"
+table = "Preise"
+key = ["id"]
+anonymous = true
+[versions.v1.resources.preise.fields]
+id = {{ column = "ID", type = "integer" }}
+netto = {{ column = "Preis.Netto", type = "string" }}
+"#
+    );
+    let path = dir.path().join("dotted.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = portico()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "versions.v1.resources.kunden.table: `Kunden.Alt` is read as table `Alt` of schema \
+             `Kunden` (a `.` in a configured name is a qualifier)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "versions.v1.resources.preise.fields.netto: column `Preis.Netto` is read as column \
+             `Netto` of `Preis` (a `.` in a configured name is a qualifier), which is not in \
+             table `Preise`"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn names_with_a_dot_are_skipped_and_explained_on_sqlite() {
+    names_with_a_dot_are_skipped_and_explained(Kind::Sqlite);
+}
+
+#[test]
+fn names_with_a_dot_are_skipped_and_explained_on_postgres() {
+    names_with_a_dot_are_skipped_and_explained(Kind::Postgres);
+}
+
+#[test]
+fn names_with_a_dot_are_skipped_and_explained_on_mariadb() {
+    names_with_a_dot_are_skipped_and_explained(Kind::MariaDb);
+}

@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod contract;
 mod docs;
+mod excluded_values;
 mod filters;
 mod fixture;
 mod foreign_schema;

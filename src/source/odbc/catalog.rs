@@ -199,14 +199,25 @@ impl ColumnReader {
         Ok(found)
     }
 
-    /// The names of the columns `sql` answers with, as the driver describes its result set
-    /// (`check` runs a query resource's query as `SELECT * FROM (…) WHERE 1=0`).
-    pub fn result_columns(&self, sql: &str) -> Result<Vec<String>, odbc_api::Error> {
-        use odbc_api::ResultSetMetadata;
+    /// The columns `sql` answers with, as the driver describes its result set (`check` runs a
+    /// query resource's query as `SELECT * FROM (…) WHERE 1=0`): each name, and whether its
+    /// type is a date or time type (`DataType::Date`, `Time`, `Timestamp`).
+    pub fn result_columns(&self, sql: &str) -> Result<Vec<(String, bool)>, odbc_api::Error> {
+        use odbc_api::{DataType, ResultSetMetadata};
         let Some(mut cursor) = self.conn.execute(sql, (), None)? else {
             return Ok(Vec::new());
         };
-        cursor.column_names()?.collect()
+        let names: Vec<String> = cursor.column_names()?.collect::<Result<_, _>>()?;
+        let mut columns = Vec::with_capacity(names.len());
+        for (i, name) in names.into_iter().enumerate() {
+            let number = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            let dated = matches!(
+                cursor.col_data_type(number)?,
+                DataType::Date | DataType::Time { .. } | DataType::Timestamp { .. }
+            );
+            columns.push((name, dated));
+        }
+        Ok(columns)
     }
 }
 
