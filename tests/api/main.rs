@@ -12,6 +12,7 @@ mod contract;
 mod docs;
 mod filters;
 mod fixture;
+mod floats;
 mod foreign_schema;
 mod harness;
 mod idp;
