@@ -52,4 +52,30 @@ mod tests {
         assert_eq!(Cursor::decode("not a cursor"), None);
         assert_eq!(Cursor::decode("eyJ4IjoxfQ"), None);
     }
+
+    #[test]
+    fn a_float_comes_back_as_the_very_same_double() {
+        // The widened float4 values of 97.8 and 224.73, and neighbours of 0.3.
+        for f in [
+            f64::from(97.8f32),
+            f64::from(224.73f32),
+            0.1 + 0.2,
+            0.3f64.next_down(),
+            f64::from(442.05f32),
+        ] {
+            let c = Cursor {
+                sort: "freight,id".into(),
+                values: vec![Value::Float(f)],
+                listing: None,
+            };
+            let back = Cursor::decode(&c.encode()).unwrap();
+            assert_eq!(back.values, [Value::Float(f)], "{f:?}");
+            assert_eq!(
+                serde_json::from_str::<f64>(&format!("{f:?}"))
+                    .unwrap()
+                    .to_bits(),
+                f.to_bits()
+            );
+        }
+    }
 }

@@ -123,8 +123,17 @@ impl Field {
                 }
                 self.api_from_text(&text)
             }
-            Value::Float(f) => match self.field_type {
-                FieldType::Number => serde_json::Number::from_f64(*f).map(Json::Number),
+            Value::Float(f) => match (self.field_type, self.scale) {
+                // A single-precision column's value as it was written: its shortest float4
+                // text (0.05, not the 0.05000000074505806 its double reading shows).
+                (FieldType::Number, _) if self.limits.single_precision => {
+                    let single = (*f as f32).to_string().parse::<f64>().unwrap_or(*f);
+                    serde_json::Number::from_f64(single).map(Json::Number)
+                }
+                (FieldType::Number, _) => serde_json::Number::from_f64(*f).map(Json::Number),
+                (FieldType::Decimal | FieldType::Money, Some(scale)) => {
+                    self.api_from_text(&super::float::served(*f, scale))
+                }
                 _ => self.api_from_text(&f.to_string()),
             },
             Value::Decimal(d) | Value::Date(d) | Value::Timestamp(d) => {
@@ -339,14 +348,25 @@ impl Field {
                 Legacy::Text(t) => canonical_decimal(&t, None).ok_or("must be a decimal number")?,
                 _ => return Err("cannot be compared with a decimal column".into()),
             }),
-            ColumnType::Float => Value::Float(match legacy {
-                Legacy::Float(f) => f,
-                Legacy::Int(i) => i as f64,
-                Legacy::Decimal(t) | Legacy::Text(t) => {
-                    t.parse().map_err(|_| "must be a number".to_string())?
-                }
-                _ => return Err("cannot be compared with a number column".into()),
-            }),
+            ColumnType::Float => {
+                let f: f64 = match legacy {
+                    Legacy::Float(f) => f,
+                    Legacy::Int(i) => i as f64,
+                    Legacy::Decimal(t) | Legacy::Text(t) => {
+                        t.parse().map_err(|_| "must be a number".to_string())?
+                    }
+                    _ => return Err("cannot be compared with a number column".into()),
+                };
+                // A number meets a single-precision column as the float4 it is served from,
+                // so `eq` finds the row served as that number.
+                Value::Float(
+                    if self.limits.single_precision && self.field_type == FieldType::Number {
+                        f64::from(f as f32)
+                    } else {
+                        f
+                    },
+                )
+            }
             ColumnType::Date => match legacy {
                 Legacy::Date(d) | Legacy::Text(d) => Value::Date(d),
                 _ => return Err("cannot be compared with a date column".into()),
@@ -744,6 +764,25 @@ mod tests {
             Value::Decimal("99.9".into())
         );
         assert!(quote.to_legacy("lots").is_err());
+    }
+
+    #[test]
+    fn floats_are_served_to_their_scale_or_as_the_float4_they_are() {
+        let stored = Value::Float(f64::from(79.19f32));
+        let mut freight = field(FieldType::Decimal, ColumnType::Float);
+        assert_eq!(freight.read(&stored), Json::from("79.19000244140625"));
+        freight.scale = Some(2);
+        assert_eq!(freight.read(&stored), Json::from("79.19"));
+        let mut discount = field(FieldType::Number, ColumnType::Float);
+        let single = Value::Float(f64::from(0.05f32));
+        assert_eq!(discount.read(&single).to_string(), "0.05000000074505806");
+        assert_eq!(
+            discount.to_legacy("0.05").unwrap().value,
+            Value::Float(0.05)
+        );
+        discount.limits.single_precision = true;
+        assert_eq!(discount.read(&single).to_string(), "0.05");
+        assert_eq!(discount.to_legacy("0.05").unwrap().value, single);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Limits {
     pub has_default: bool,
     /// Longest text value, in bytes, the source reads whole (`max_text_bytes`).
     pub max_bytes: Option<u32>,
+    /// A binary float of single precision (the catalog's `SQL_REAL`: PostgreSQL's `real`,
+    /// MariaDB's `FLOAT`), read as the double it widens to.
+    pub single_precision: bool,
 }
 
 impl Limits {
@@ -73,6 +76,8 @@ impl Limits {
         if dialect == Dialect::Postgres && column.data_type == -1 {
             limits.max_chars = None;
         }
+        // SQLite keeps every REAL in 64 bits.
+        limits.single_precision = column.data_type == 7 && dialect != Dialect::Sqlite;
         limits
     }
 
@@ -95,6 +100,7 @@ impl Limits {
             nullable: column.nullable,
             has_default: column.has_default,
             max_bytes: None,
+            single_precision: false,
         }
     }
 
@@ -151,6 +157,7 @@ impl Limits {
             nullable: self.nullable.or(catalog.nullable),
             has_default: self.has_default || catalog.has_default,
             max_bytes: self.max_bytes.or(catalog.max_bytes),
+            single_precision: self.single_precision || catalog.single_precision,
         }
     }
 
@@ -237,6 +244,13 @@ mod tests {
         assert_eq!(tsql.range, Some((0, 255)));
         let text = Limits::from_catalog(&column(-1, "text", 8190, 0, 1), Dialect::Postgres);
         assert_eq!(text.max_chars, None);
+        // SQL_REAL is a float4, except in SQLite, which keeps every REAL in 64 bits.
+        let real = |dialect| Limits::from_catalog(&column(7, "real", 24, 0, 1), dialect);
+        assert!(real(Dialect::Postgres).single_precision && real(Dialect::MySql).single_precision);
+        assert!(!real(Dialect::Sqlite).single_precision);
+        assert!(
+            !Limits::from_catalog(&column(8, "double", 53, 0, 1), Dialect::MySql).single_precision
+        );
         // A declaration in the configuration wins over the catalog.
         let declared = Limits::from_column_type("char(6)").completed_by(key);
         assert_eq!((declared.max_chars, declared.not_null()), (Some(6), true));

@@ -5,6 +5,7 @@ mod build;
 pub mod cursor;
 pub mod date;
 pub mod field;
+pub mod float;
 pub mod limits;
 pub mod plan;
 pub mod procedure;

@@ -5,7 +5,7 @@ use super::access::FieldMask;
 use super::query::{Filter, FilterKind, QueryError, QuerySpec};
 use super::Resource;
 use crate::source::select::{CmpOp, Condition, OrderTerm, Select};
-use crate::source::{ColumnType, Value};
+use crate::source::{ColumnType, Param, Value};
 
 /// A planned list or key lookup.
 #[derive(Debug, Clone)]
@@ -259,19 +259,35 @@ fn condition(resource: &Resource, filter: &Filter) -> Condition {
                 ])
             };
         }
-        FilterKind::Compare(op, param) => Condition::Compare {
-            column: column.clone(),
-            op: *op,
-            param: param.clone(),
-        },
-        FilterKind::In(params) => Condition::In {
-            column: column.clone(),
-            params: params.clone(),
-        },
-        FilterKind::NotIn(params) => Condition::NotIn {
-            column: column.clone(),
-            params: params.clone(),
-        },
+        FilterKind::Compare(op, param) => {
+            served_compare(field, *op, param).unwrap_or_else(|| Condition::Compare {
+                column: column.clone(),
+                op: *op,
+                param: param.clone(),
+            })
+        }
+        FilterKind::In(params) => params
+            .iter()
+            .map(|p| served_compare(field, CmpOp::Eq, p))
+            .collect::<Option<Vec<_>>>()
+            .map_or_else(
+                || Condition::In {
+                    column: column.clone(),
+                    params: params.clone(),
+                },
+                Condition::Or,
+            ),
+        FilterKind::NotIn(params) => params
+            .iter()
+            .map(|p| served_compare(field, CmpOp::Ne, p))
+            .collect::<Option<Vec<_>>>()
+            .map_or_else(
+                || Condition::NotIn {
+                    column: column.clone(),
+                    params: params.clone(),
+                },
+                Condition::And,
+            ),
         FilterKind::Prefix(prefix) => Condition::Prefix {
             column: column.clone(),
             prefix: prefix.clone(),
@@ -289,4 +305,42 @@ fn condition(resource: &Resource, filter: &Filter) -> Condition {
             },
         ])
     }
+}
+
+/// A comparison with the value a decimal field with a scale serves from a binary float column
+/// (the stored double rounded to its places): ranges of stored doubles, so `freight=79.19`
+/// finds the float4 79.19000244… and an index still serves it. `None` for other fields.
+fn served_compare(field: &super::Field, op: CmpOp, param: &Param) -> Option<Condition> {
+    use crate::config::FieldType;
+    let (
+        FieldType::Decimal | FieldType::Money,
+        Some(scale),
+        ColumnType::Float,
+        Value::Float(target),
+    ) = (
+        field.field_type,
+        field.scale,
+        field.column_type,
+        &param.value,
+    )
+    else {
+        return None;
+    };
+    let bounds = super::float::bounds(op, *target, scale)?;
+    let mut conditions: Vec<Condition> = bounds
+        .into_iter()
+        .map(|bound| Condition::Compare {
+            column: field.column.clone(),
+            op: if bound.below { CmpOp::Lt } else { CmpOp::Gte },
+            param: Param {
+                value: Value::Float(bound.at),
+                column_type: ColumnType::Float,
+            },
+        })
+        .collect();
+    Some(match (op, conditions.len()) {
+        (_, 1) => conditions.remove(0),
+        (CmpOp::Ne, _) => Condition::Or(conditions),
+        _ => Condition::And(conditions),
+    })
 }

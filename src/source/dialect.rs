@@ -136,12 +136,28 @@ impl Dialect {
 }
 
 impl Dialect {
-    /// The type a column of `column_type` is read as, when the dialect must convert it.
+    /// The type a column of `column_type` is read as, when the dialect must convert it. A
+    /// binary float is read as the double it holds (or widens to), so a keyset cursor carries
+    /// the stored value exactly: MariaDB prints a FLOAT to 6 digits and PostgreSQL a `real` as
+    /// the shortest text of a float4, both different doubles.
     pub fn read_cast(self, column_type: ColumnType) -> Option<String> {
         match (self, column_type) {
+            (Dialect::MySql | Dialect::Postgres, ColumnType::Float) => {
+                self.double_type().map(String::from)
+            }
             (Dialect::TSql, ColumnType::Money) => Some("decimal(19,4)".into()),
             (Dialect::TSql, ColumnType::Oem(Some(n))) => Some(format!("nvarchar({n})")),
             (Dialect::TSql, ColumnType::Oem(None)) => Some("nvarchar(max)".into()),
+            _ => None,
+        }
+    }
+
+    /// The dialect's name of a double, where a binary float parameter is sent as text cast to
+    /// it (`SqlWriter::param`).
+    fn double_type(self) -> Option<&'static str> {
+        match self {
+            Dialect::MySql => Some("DOUBLE"),
+            Dialect::Postgres => Some("double precision"),
             _ => None,
         }
     }
@@ -236,12 +252,28 @@ impl SqlWriter {
     }
 
     /// A column in a select list. SQL Server converts what tiberius cannot read exactly:
-    /// `money` (which it decodes as f64) to `decimal(19,4)`, OEM code pages to Unicode.
+    /// `money` (which it decodes as f64) to `decimal(19,4)`, OEM code pages to Unicode; every
+    /// other dialect reads a binary float as its exact double (`Dialect::read_cast`).
     pub(crate) fn read_column(&mut self, name: &str, column_type: ColumnType) {
+        let quoted = self.dialect.quote(name);
+        if self.dialect == Dialect::Sqlite && column_type == ColumnType::Float {
+            // SQLite's driver prints a REAL to 15 digits, which may name another double; 17
+            // always name the stored one. Whatever else the column holds is read as it is.
+            // Unnamed: an ORDER BY the column's name would sort this text.
+            self.sql.push_str(&format!(
+                "CASE WHEN typeof({quoted}) = 'real' THEN printf('%!.17g', {quoted}) \
+                 ELSE {quoted} END"
+            ));
+            return;
+        }
         let Some(cast) = self.dialect.read_cast(column_type) else {
             return self.column(name);
         };
-        let quoted = self.dialect.quote(name);
+        if column_type == ColumnType::Float {
+            // Unnamed, so an ORDER BY the column sorts the column (and can use its index).
+            self.sql.push_str(&format!("CAST({quoted} AS {cast})"));
+            return;
+        }
         let alias = self.dialect.quote(name.rsplit('.').next().unwrap_or(name));
         self.sql
             .push_str(&format!("CAST({quoted} AS {cast}) AS {alias}"));
@@ -264,6 +296,18 @@ impl SqlWriter {
     }
 
     pub(super) fn param(&mut self, param: Param) {
+        if let (Value::Float(f), Some(double)) = (&param.value, self.dialect.double_type()) {
+            // Bound as a double, MariaDB's driver sends 15 digits and psqlODBC leaves the type
+            // to the server, which makes it a float4 beside a `real` column: either moves a
+            // keyset position off the stored value. Its shortest round-trip text, cast, is
+            // exactly the double on both.
+            self.sql.push_str(&format!("CAST(? AS {double})"));
+            self.params.push(Param {
+                value: Value::Text(format!("{f:?}").into_bytes()),
+                column_type: ColumnType::Varchar,
+            });
+            return;
+        }
         self.sql.push('?');
         self.params.push(param);
     }
@@ -531,6 +575,49 @@ mod tests {
             .select(&s)
             .sql
             .contains("\"QUOTE\", \"NOTE\""));
+    }
+
+    #[test]
+    fn floats_are_read_and_compared_as_exact_doubles() {
+        let mut s = select(
+            vec![OrderTerm {
+                column: "FREIGHT".into(),
+                column_type: ColumnType::Float,
+                descending: true,
+                nullable: false,
+            }],
+            Some(vec![Value::Float(f64::from(97.8f32))]),
+        );
+        s.columns = vec![("FREIGHT".into(), ColumnType::Float)];
+        let st = Dialect::MySql.select(&s);
+        assert_eq!(
+            st.sql,
+            "SELECT CAST(`FREIGHT` AS DOUBLE) FROM `dbo`.`JOBS` \
+             WHERE (`FREIGHT` < CAST(? AS DOUBLE)) ORDER BY `FREIGHT` DESC LIMIT 51"
+        );
+        assert_eq!(
+            st.params[0].value,
+            Value::Text(b"97.80000305175781".to_vec())
+        );
+        let st = Dialect::Postgres.select(&s);
+        assert!(
+            st.sql
+                .starts_with("SELECT CAST(\"FREIGHT\" AS double precision) FROM")
+                && st.sql.contains("\"FREIGHT\" < CAST(? AS double precision)"),
+            "{}",
+            st.sql
+        );
+        // SQLite binds a double exactly, but its driver prints one to 15 digits.
+        let st = Dialect::Sqlite.select(&s);
+        assert!(
+            st.sql.starts_with(
+                "SELECT CASE WHEN typeof(\"FREIGHT\") = 'real' THEN printf('%!.17g', \"FREIGHT\") \
+                 ELSE \"FREIGHT\" END FROM"
+            ) && st.sql.contains("\"FREIGHT\" < ?"),
+            "{}",
+            st.sql
+        );
+        assert_eq!(st.params[0].value, Value::Float(f64::from(97.8f32)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod docs;
 mod excluded_values;
 mod filters;
 mod fixture;
+mod floats;
 mod foreign_schema;
 mod harness;
 mod idp;

@@ -562,6 +562,9 @@ impl Worker {
                 .get(c as usize)
                 .copied()
                 .unwrap_or(ColumnType::Varchar);
+            // SQLite's declared widths bound nothing (`DATE` says 10 and holds a time too):
+            // its text gets the room `max_text_bytes` gives, whatever the driver reports.
+            let reported = reported.filter(|_| self.settings.dialect != Dialect::Sqlite);
             widths.push(buffer_width(
                 column_type,
                 reported,
@@ -766,7 +769,8 @@ fn statement_state(state: &[u8; 5], native_error: i32) -> bool {
 /// Bytes to hold one value of a column as text. Drivers report a column's declared width
 /// (SQLite says 10 for any INTEGER), but the value can be wider: numbers, dates and flags
 /// always get room for their widest rendering, so they are never cut; text is capped at
-/// `max_text_bytes`.
+/// `max_text_bytes`. A reported width is trusted for text only where the database enforces
+/// it (the caller passes none for SQLite).
 fn buffer_width(column_type: ColumnType, reported: Option<usize>, max_text_bytes: usize) -> usize {
     let widest = match column_type {
         // i64::MIN, or a DECIMAL(38) with its sign and point, or a double's longest form.
