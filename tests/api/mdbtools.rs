@@ -419,6 +419,46 @@ fn introspect_and_check_work_through_mdbtools() {
     );
 }
 
+/// What `portico check` printed, both streams.
+fn printed(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// mdbtools cannot `GROUP BY`, so the key's duplicates are found by reading the keys in key
+/// order from the snapshot: a key on `OrderID` alone is refused with the rows it shares.
+#[test]
+fn a_wrong_key_is_refused_where_the_driver_cannot_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = access_config(SNAPSHOT).replace(
+        "key = [\"order_id\", \"product_id\"]",
+        "key = [\"order_id\"]",
+    );
+    let config = dir.path().join("wrong.toml");
+    std::fs::write(&config, wrong).unwrap();
+    let out = portico(&["check"], &config);
+    let said = printed(&out);
+    assert!(!out.status.success(), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains("versions.v1.resources.order_details.key:"))
+        .unwrap_or_else(|| panic!("the key is not named: {said}"));
+    assert!(
+        line.contains(
+            "the key `order_id` (column `OrderID`) is not unique in the data: 693 key value(s)"
+        ) && line.contains("e.g. `10248` in 3 rows, `10249` in 2 rows, `10250` in 3 rows"),
+        "{line}"
+    );
+    assert!(!said.contains("cannot prove the key unique"), "{said}");
+
+    // The right keys are proven, not merely warned about.
+    let right = dir.path().join("right.toml");
+    std::fs::write(&right, access_config(SNAPSHOT)).unwrap();
+    let out = portico(&["check"], &right);
+    let said = printed(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("cannot prove the key unique"), "{said}");
+}
+
 /// The trap schema (`support/traps/*.sql`) loaded into a new database of `kind`.
 fn trap_database(kind: Kind, dir: &Path) -> String {
     let connection_string = crate::harness::fresh_database(kind, dir);
