@@ -459,6 +459,34 @@ fn a_wrong_key_is_refused_where_the_driver_cannot_group() {
     assert!(!said.contains("cannot prove the key unique"), "{said}");
 }
 
+/// mdbtools' catalog calls every column NOT NULL (and `introspect` writes `nullable = false`
+/// from it), but `Orders.ShipRegion` holds NULLs: `check` names the field and the fix, whether
+/// the file or the catalog says so.
+#[test]
+fn a_nullability_the_data_disproves_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let declared = "ship_region = { column = \"ShipRegion\", type = \"string\", nullable = true }";
+    for (case, field) in [
+        ("file", declared.replace("true", "false")),
+        ("catalog", declared.replace(", nullable = true", "")),
+    ] {
+        let config = dir.path().join(format!("{case}.toml"));
+        std::fs::write(&config, access_config(SNAPSHOT).replace(declared, &field)).unwrap();
+        let out = portico(&["check"], &config);
+        let said = printed(&out);
+        assert!(!out.status.success(), "{case}: {said}");
+        let line = said
+            .lines()
+            .find(|l| l.contains("versions.v1.resources.orders.fields.ship_region:"))
+            .unwrap_or_else(|| panic!("{case}: ship_region is not named: {said}"));
+        assert!(
+            line.contains("but 507 of the 830 rows sampled hold NULL")
+                && line.ends_with("set nullable = true"),
+            "{case}: {line}"
+        );
+    }
+}
+
 /// The trap schema (`support/traps/*.sql`) loaded into a new database of `kind`.
 fn trap_database(kind: Kind, dir: &Path) -> String {
     let connection_string = crate::harness::fresh_database(kind, dir);
