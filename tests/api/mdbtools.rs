@@ -2,7 +2,8 @@
 //! fetch in blocks, bind `?` parameters, ORDER BY, or parse `SELECT 1`. Served from in-memory
 //! snapshots it must answer exactly as the same data in SQLite does (a copy made by mdbtools'
 //! own `mdb-schema` and `mdb-export`); without snapshots every request it cannot serve gets a
-//! 501 naming the missing capability; `introspect` and `check` work through it.
+//! 501 naming what of the request cannot be done (the missing capability and the fix are for
+//! the operator: the log and `check`); `introspect` and `check` work through it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -273,10 +274,13 @@ async fn a_table_larger_than_its_snapshot_bound_is_refused_never_cut_short() {
     let answer = access.get("/v1/order_details?limit=1").await;
     let problem = answer.problem(501);
     assert_eq!(problem["type"], "/problems/unsupported-by-source");
-    let detail = problem["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("`Order Details`") && detail.contains("snapshot.max_rows (1000)"),
-        "{detail}"
+    // The client learns what of its request cannot be done; the table, the source and the
+    // setting to raise are the operator's (the log, `portico check`).
+    assert_eq!(
+        problem["detail"],
+        "the data source behind this resource cannot do what this request needs: reading this \
+         resource, which holds more rows than its data source serves; the operator's log and \
+         `portico check` say why"
     );
 }
 
@@ -302,7 +306,7 @@ async fn a_non_ascii_table_name_reaches_the_driver() {
 }
 
 #[tokio::test]
-async fn without_snapshots_what_the_driver_cannot_do_is_a_501_naming_it() {
+async fn without_snapshots_what_the_driver_cannot_do_is_a_501_naming_the_request_feature() {
     // Nothing declared: the generic dialect's capabilities are probed at start.
     let access = Portico::spawn(&access_config("")).await;
     for path in [
@@ -314,12 +318,25 @@ async fn without_snapshots_what_the_driver_cannot_do_is_a_501_naming_it() {
         let problem = answer.problem(501);
         assert_eq!(problem["type"], "/problems/unsupported-by-source", "{path}");
         let detail = problem["detail"].as_str().unwrap();
-        for named in [
-            "source `access`",
-            "capabilities.order_by = false, probed at start",
-            "snapshot = {",
+        assert!(
+            detail.starts_with(
+                "the data source behind this resource cannot do what this request needs: "
+            ) && detail.contains("listing rows in order"),
+            "{path}: {detail}"
+        );
+        // No source, table, capability key or setting reaches an anonymous client.
+        for internal in [
+            "access",
+            "Orders",
+            "capabilities",
+            "snapshot",
+            "ORDER BY",
+            "probed",
         ] {
-            assert!(detail.contains(named), "{path}: `{named}` not in {detail}");
+            assert!(
+                !detail.contains(internal),
+                "{path}: `{internal}` in {detail}"
+            );
         }
     }
     let detail = access.get("/v1/orders?freight[gt]=800").await.body["detail"].clone();
@@ -327,7 +344,7 @@ async fn without_snapshots_what_the_driver_cannot_do_is_a_501_naming_it() {
         detail
             .as_str()
             .unwrap()
-            .contains("`?` parameters (capabilities.parameters = false, probed at start)"),
+            .contains("filtering by a value, looking a row up by its key, or following a cursor"),
         "{detail}"
     );
     // Readiness asks the health statement, which the driver answers.
@@ -407,7 +424,7 @@ fn introspect_and_check_work_through_mdbtools() {
             .find(|l| l.contains(&format!("versions.v1.resources.{resource}:")))
             .unwrap_or_else(|| panic!("{resource} not named: {said}"));
         assert!(
-            line.contains("ORDER BY (capabilities.order_by = false, probed at start)")
+            line.contains("ORDER BY (capabilities.order_by = false, probed at start) to read `")
                 && line.contains("snapshot = {"),
             "{line}"
         );
