@@ -537,12 +537,14 @@ async fn tsql_column_problems(
     problems
 }
 
+/// What a source's error says, printable on one line (whatever driver it came from).
 fn detail(error: &SourceError) -> String {
+    use crate::source::diagnostic::printable;
     match error {
         SourceError::Unavailable { detail, .. } | SourceError::Query { detail, .. } => {
-            detail.replace('\n', " ")
+            printable(detail)
         }
-        other => other.to_string(),
+        other => printable(&other.to_string()),
     }
 }
 

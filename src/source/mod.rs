@@ -4,6 +4,7 @@ pub mod call;
 pub mod capability;
 pub mod constraint;
 pub mod decode;
+pub mod diagnostic;
 pub mod dialect;
 pub mod memory;
 pub mod meters;

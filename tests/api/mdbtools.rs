@@ -403,6 +403,12 @@ fn introspect_and_check_work_through_mdbtools() {
             && said.contains("set [sources.access] health_statement"),
         "{said}"
     );
+    // The driver's SQLSTATE holds a NUL: printed escaped, on the problem's one line.
+    assert!(!said.contains('\0'), "{said:?}");
+    assert!(
+        said.contains("was refused: ODBC emitted an error calling 'SQLExecDirect': State: \\u{0}0000, Native error: 1, Message: Couldn't parse SQL; if the driver"),
+        "{said}"
+    );
 
     // Without snapshots: every resource is named with what its driver lacks, and writes
     // declared on the read-only driver are refused.
