@@ -318,7 +318,7 @@ fn count_keys(rows: &[Vec<Value>]) -> Counted {
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
     let mut order: Vec<&Vec<Value>> = Vec::new();
     for row in rows {
-        if row.iter().any(|v| *v == Value::Null) {
+        if row.contains(&Value::Null) {
             counted.nulls += 1;
             continue;
         }
