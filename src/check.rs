@@ -385,14 +385,24 @@ async fn prove_resource(target: &Target<'_>, options: &Options, report: &mut Rep
     let key_there = resource.key.iter().all(|i| !missing.fields.contains(i));
     if key_there && options.key_probe.covers(version, &resource.name) {
         match keys::probe(source, resource, &at).await {
-            Ok(found) => report.problems.extend(found),
-            // The database cannot run the probe (a weak driver): not proven, not wrong.
-            Err(e) => report.warnings.push(Problem {
+            Ok(proof) => {
+                report.problems.extend(proof.problems);
+                report.warnings.extend(proof.warnings);
+            }
+            // Neither the database nor Portico could read the keys: not proven, not wrong.
+            Err(unproven) => report.warnings.push(Problem {
                 location: format!("{at}.key"),
                 message: format!(
-                    "cannot prove the key unique (skip with --skip-key-probe {}): {}",
+                    "cannot prove the key unique (skip with --skip-key-probe {}): {}{}",
                     resource.name,
-                    detail(&e)
+                    detail(&unproven.grouped),
+                    unproven
+                        .ordered
+                        .map(|e| format!(
+                            "; reading the keys in key order failed too: {}",
+                            detail(&e)
+                        ))
+                        .unwrap_or_default()
                 ),
             }),
         }
@@ -527,12 +537,14 @@ async fn tsql_column_problems(
     problems
 }
 
+/// What a source's error says, printable on one line (whatever driver it came from).
 fn detail(error: &SourceError) -> String {
+    use crate::source::diagnostic::printable;
     match error {
         SourceError::Unavailable { detail, .. } | SourceError::Query { detail, .. } => {
-            detail.replace('\n', " ")
+            printable(detail)
         }
-        other => other.to_string(),
+        other => printable(&other.to_string()),
     }
 }
 

@@ -256,21 +256,26 @@ fn bad(parameter: &str, message: impl Into<String>) -> QueryError {
     }
 }
 
-/// Splits and percent-decodes a query string (`+` is a space).
+/// Splits and percent-decodes a query string (`+` is a space). A value that does not decode
+/// is blamed on its parameter's name; a name that does not decode, on the name as written.
 pub fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
-    let decode = |raw: &str| -> Result<String, QueryError> {
+    let decode = |raw: &str| -> Option<String> {
         let spaced = raw.replace('+', " ");
         percent_encoding::percent_decode_str(&spaced)
             .decode_utf8()
             .map(|s| s.into_owned())
-            .map_err(|_| bad(raw, "is not valid percent-encoded UTF-8"))
+            .ok()
     };
     query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((decode(k)?, decode(v)?))
+            let name = decode(k)
+                .ok_or_else(|| bad(k, "is a name that is not valid percent-encoded UTF-8"))?;
+            let value = decode(v)
+                .ok_or_else(|| bad(&name, "has a value that is not valid percent-encoded UTF-8"))?;
+            Ok((name, value))
         })
         .collect()
 }

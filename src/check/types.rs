@@ -2,6 +2,8 @@
 //! same decoder and field transform that serve them, counting the values that read as null
 //! (`Field::read_checked`) or lose part of themselves (`decode::from_text_checked`): a time of
 //! day, or, over a column that holds text, anything after the date (`00:00:00` included).
+//! The same sample shows NULLs in a field taken as never null, and text cut to the source's
+//! `max_text_bytes`.
 
 use std::collections::HashSet;
 
@@ -9,9 +11,9 @@ use crate::catalog::{Field, Resource};
 use crate::config::{DateFormat, FieldType, Problem};
 use crate::source::decode::{from_text_checked, may_lose, Loss};
 use crate::source::select::Select;
-use crate::source::{ColumnType, Source, SourceError, Value};
+use crate::source::{ColumnType, Dialect, Source, SourceError, Value};
 
-use super::keys::shown;
+use super::keys::{from, limited, shown};
 
 /// Texts of bad values kept for choosing a type that fits them.
 const KEPT: usize = 100;
@@ -36,6 +38,12 @@ struct Tally {
     midnight: Kind,
     /// Texts of bad values.
     texts: Vec<String>,
+    /// NULLs read (a field taken as never null must hold none).
+    nulls: usize,
+    /// Texts read.
+    texts_read: usize,
+    /// Texts that fill the most bytes the source reads whole: cut, or exactly that long.
+    full: usize,
 }
 
 impl Tally {
@@ -97,12 +105,23 @@ pub(super) async fn sample(
     });
     let sampled = source.query(statement).await?;
     let mut problems = Vec::new();
+    let mut texts = Vec::new();
     for (n, &i) in read.iter().enumerate() {
         let field = &resource.fields[i];
         let mut tally = Tally::default();
         let text_column = !dated(&field.column);
         for row in &sampled {
             let value = row.get(n).unwrap_or(&Value::Null);
+            match (value, field.limits.max_bytes) {
+                (Value::Null, _) => tally.nulls += 1,
+                (Value::Text(bytes), Some(max)) => {
+                    tally.texts_read += 1;
+                    if bytes.len() >= max as usize {
+                        tally.full += 1;
+                    }
+                }
+                _ => {}
+            }
             if field.read_checked(value).is_err() {
                 tally.note(|t| &mut t.unreadable, shown(value), "null".into());
                 continue;
@@ -123,14 +142,115 @@ pub(super) async fn sample(
             let text = String::from_utf8_lossy(bytes).trim().to_string();
             tally.note(kind, text, served);
         }
+        let location = format!("{at}.fields.{}", field.name);
         if let Some(message) = judgement(field, &tally, sampled.len()) {
             problems.push(Problem {
-                location: format!("{at}.fields.{}", field.name),
+                location: location.clone(),
                 message,
             });
         }
+        // A key's NULLs are the key probe's to report.
+        if tally.nulls > 0 && field.limits.not_null() && !field.is_key {
+            problems.push(Problem {
+                location: location.clone(),
+                message: format!(
+                    "taken as never null (`nullable = false`, or the database's catalog says \
+                     NOT NULL), but {} of the {} rows sampled hold NULL: the API document and \
+                     the write rules promise a value the data does not have; set \
+                     nullable = true",
+                    tally.nulls,
+                    sampled.len()
+                ),
+            });
+        }
+        if tally.texts_read > 0 {
+            texts.push((i, tally.full));
+        }
+    }
+    if !texts.is_empty() {
+        problems.extend(cut_texts(source, resource, &texts, rows, sampled.len(), at).await);
     }
     Ok(problems)
+}
+
+/// The fields of `texts` (field index, how many sampled values filled `max_text_bytes`) whose
+/// values the source cuts: where the dialect can measure them in the database, those with
+/// values longer than the bound, with how many and the longest (a driver may cut below the
+/// bound, so what was read cannot tell); otherwise those with values that filled it.
+async fn cut_texts(
+    source: &dyn Source,
+    resource: &Resource,
+    texts: &[(usize, usize)],
+    rows: usize,
+    sampled: usize,
+    at: &str,
+) -> Vec<Problem> {
+    let dialect = source.dialect();
+    let measured: Option<Vec<Vec<Value>>> = match texts
+        .iter()
+        .map(|&(i, _)| byte_length(dialect, &dialect.quote(&resource.fields[i].column)))
+        .collect::<Option<Vec<String>>>()
+    {
+        Some(lengths) => {
+            let body = format!(
+                "{} FROM {}",
+                lengths.join(", "),
+                from(dialect, &resource.relation)
+            );
+            let columns = vec![ColumnType::Integer; lengths.len()];
+            source
+                .query(limited(dialect, &body, rows, columns))
+                .await
+                .ok()
+        }
+        None => None,
+    };
+    let mut problems = Vec::new();
+    for (n, &(i, reached)) in texts.iter().enumerate() {
+        let field = &resource.fields[i];
+        let max = field.limits.max_bytes.unwrap_or_default();
+        let setting = format!("[sources.{}] max_text_bytes", source.name());
+        let lengths = measured.as_ref().map(|rows| {
+            rows.iter()
+                .filter_map(|row| match row.get(n) {
+                    Some(Value::Int(length)) => u64::try_from(*length).ok(),
+                    _ => None,
+                })
+                .filter(|length| *length > u64::from(max))
+                .collect::<Vec<u64>>()
+        });
+        let message = match lengths {
+            Some(longer) if longer.is_empty() => continue,
+            Some(longer) => format!(
+                "{} of the {sampled} rows sampled hold text longer than the {max} bytes the \
+                 source reads whole (the longest: {} bytes): they are served cut short; raise \
+                 {setting} to at least that",
+                longer.len(),
+                longer.iter().max().copied().unwrap_or_default()
+            ),
+            None if reached == 0 => continue,
+            None => format!(
+                "{reached} of the {sampled} rows sampled hold text that fills the {max} bytes \
+                 the source reads whole: longer values are served cut to {max} bytes; raise \
+                 {setting} above the column's longest value"
+            ),
+        };
+        problems.push(Problem {
+            location: format!("{at}.fields.{}", field.name),
+            message,
+        });
+    }
+    problems
+}
+
+/// SQL for the length of a column's value in bytes, where the dialect has it.
+fn byte_length(dialect: Dialect, column: &str) -> Option<String> {
+    match dialect {
+        Dialect::Sqlite => Some(format!("LENGTH(CAST({column} AS BLOB))")),
+        Dialect::Postgres | Dialect::MySql => Some(format!("OCTET_LENGTH({column})")),
+        Dialect::TSql => Some(format!("DATALENGTH({column})")),
+        Dialect::Generic => None,
+    }
 }
 
 /// The message for a field whose sample had bad values: each way they went wrong, with its

@@ -262,8 +262,12 @@ fn public_detail(error: &SourceError) -> String {
                 "source `{source_name}` refused the query; the operator should run `portico check`"
             )
         }
-        // Names the driver's limitation and the operator's fix, no driver message.
-        unsupported @ SourceError::Unsupported { .. } => unsupported.to_string(),
+        // What of the request cannot be done; the source, the capability, how it is known
+        // and the fix are the operator's (the log line, `portico check`).
+        SourceError::Unsupported { request, .. } => format!(
+            "the data source behind this resource cannot do what this request needs: \
+             {request}; the operator's log and `portico check` say why"
+        ),
     }
 }
 
@@ -298,5 +302,32 @@ impl ResponseError for ApiError {
             response.insert_header((header::ALLOW, allow.clone()));
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unsupported_request_tells_the_client_what_not_how_to_configure() {
+        let error = ApiError::Source(SourceError::Unsupported {
+            source_name: "access".into(),
+            request: "listing rows in order (every page is in order)".into(),
+            needs: "ORDER BY (capabilities.order_by = false, probed at start) to read `Orders`"
+                .into(),
+            fix: "serve its tables from memory with [sources.access] snapshot = { … }".into(),
+        });
+        let problem = error.problem();
+        assert_eq!(problem.status, 501);
+        assert_eq!(
+            problem.detail,
+            "the data source behind this resource cannot do what this request needs: listing \
+             rows in order (every page is in order); the operator's log and `portico check` \
+             say why"
+        );
+        // The operator's text stays in the error, which the log line prints.
+        let logged = error.to_string();
+        assert!(logged.contains("source `access`") && logged.contains("snapshot = {"));
     }
 }

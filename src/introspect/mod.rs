@@ -12,7 +12,9 @@ pub use keys::{choose_key, KeyChoice};
 pub use names::api_name;
 
 /// Reads tables, columns, primary keys, unique indexes and row identifiers through ODBC.
-pub fn read_catalog(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api::Error> {
+pub fn read_catalog(
+    connection_string: &str,
+) -> Result<Vec<TableInfo>, crate::source::odbc::catalog::CatalogError> {
     crate::source::odbc::catalog::read_tables(connection_string)
 }
 

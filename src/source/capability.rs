@@ -83,6 +83,27 @@ impl Capability {
         }
     }
 
+    /// What of a request needs it, in the client's terms (no source, table or setting).
+    pub fn requested(self) -> &'static str {
+        match self {
+            Capability::BlockFetch => "reading rows",
+            Capability::Parameters => {
+                "filtering by a value, looking a row up by its key, or following a cursor"
+            }
+            Capability::OrderBy => "listing rows in order (every page is in order)",
+            Capability::InList => "`in` and `nin` filters",
+            Capability::Limit => "pages of a bounded size",
+            Capability::FloatCompare => {
+                "comparing decimal or number values (a filter, or a cursor sorted by one)"
+            }
+            Capability::DateCompare => {
+                "comparing dates and times (a filter, or a cursor sorted by one)"
+            }
+            Capability::IsNull => "`null` filters, or a cursor sorted by a field that may be null",
+            Capability::Writes => "writes",
+        }
+    }
+
     fn index(self) -> usize {
         Self::ALL.iter().position(|c| *c == self).unwrap_or(0)
     }
@@ -320,9 +341,14 @@ impl ProfiledSource {
             .await;
     }
 
-    fn unsupported(&self, needs: String, fix: String) -> SourceError {
+    fn unsupported(&self, missing: &[Capability], needs: String, fix: String) -> SourceError {
         SourceError::Unsupported {
             source_name: self.inner.name().to_string(),
+            request: missing
+                .iter()
+                .map(|c| c.requested())
+                .collect::<Vec<_>>()
+                .join("; "),
             needs,
             fix,
         }
@@ -363,6 +389,7 @@ impl Source for ProfiledSource {
         Box::pin(async move {
             if !self.profile().has(Capability::Writes) {
                 return Err(self.unsupported(
+                    &[Capability::Writes],
                     self.profile().explain(&[Capability::Writes]),
                     "this source is read-only: remove `writes` from its resources".into(),
                 ));
@@ -405,7 +432,15 @@ impl Source for ProfiledSource {
                                            table it reads as a table resource with a snapshot"
                         .into(),
                 };
-                return Err(self.unsupported(profile.explain(&missing), fix));
+                let needs = match &select.relation {
+                    Relation::Table(table) => {
+                        format!("{} to read `{table}`", profile.explain(&missing))
+                    }
+                    Relation::Query(_) => {
+                        format!("{} to run the resource's query", profile.explain(&missing))
+                    }
+                };
+                return Err(self.unsupported(&missing, needs, fix));
             }
             self.inner.select(select).await
         })

@@ -4,6 +4,7 @@ pub mod call;
 pub mod capability;
 pub mod constraint;
 pub mod decode;
+pub mod diagnostic;
 pub mod dialect;
 pub mod memory;
 pub mod meters;
@@ -235,11 +236,15 @@ pub enum SourceError {
         detail: String,
     },
     /// The request needs what the source's driver cannot do (its capability profile), and
-    /// nothing in Portico does it instead.
+    /// nothing in Portico does it instead. The message (for the log and `portico check`)
+    /// names the source, what is missing and the fix; a client is told `request` only.
     #[error("source `{source_name}` cannot serve this: it needs {needs}; {fix}")]
     Unsupported {
         /// Source name.
         source_name: String,
+        /// What of the request cannot be done, in the client's terms (`listing rows in
+        /// order`): no source, table, column or setting.
+        request: String,
         /// What is missing (`ORDER BY (capabilities.order_by = false)`).
         needs: String,
         /// What the operator can do about it.

@@ -103,6 +103,9 @@ impl Snapshots {
         if rows.len() > self.settings.max_rows {
             return Err(SourceError::Unsupported {
                 source_name: source.name().to_string(),
+                request: "reading this resource, which holds more rows than its data source \
+                          serves"
+                    .into(),
                 needs: format!(
                     "a snapshot of `{table}`, which holds more than snapshot.max_rows ({}) rows",
                     self.settings.max_rows

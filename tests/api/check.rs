@@ -429,3 +429,94 @@ fn a_date_over_text_is_proven_against_the_whole_text_on_postgres() {
 fn a_date_over_text_is_proven_against_the_whole_text_on_mariadb() {
     a_date_over_text_is_proven_against_the_whole_text(Kind::MariaDb);
 }
+
+/// The sample also shows what the configuration promises and the data breaks: NULLs in a
+/// field taken as never null, and text longer than the source reads whole (served cut short,
+/// with only a log line at serve time).
+fn nulls_and_cut_text_are_named(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let connection_string = traps(kind, dir.path());
+    // Eight ship names of 20,000 bytes (OrderID 10300, 10400, … 11000).
+    let statements: &[&str] = match kind {
+        Kind::Postgres => &[
+            r#"ALTER TABLE "Orders" ALTER COLUMN "Ship Name" TYPE text"#,
+            r#"UPDATE "Orders" SET "Ship Name" = repeat('x', 20000) WHERE "OrderID" % 100 = 0"#,
+        ],
+        Kind::MariaDb => &[
+            "ALTER TABLE Orders MODIFY `Ship Name` text",
+            "UPDATE Orders SET `Ship Name` = REPEAT('x', 20000) WHERE OrderID % 100 = 0",
+        ],
+        _ => &[
+            "UPDATE Orders SET \"Ship Name\" = replace(hex(zeroblob(10000)), '0', 'x') \
+             WHERE OrderID % 100 = 0",
+        ],
+    };
+    for statement in statements {
+        execute(&connection_string, statement);
+    }
+    let dialect = match kind {
+        Kind::Postgres => "postgres",
+        Kind::MariaDb => "mysql",
+        _ => "sqlite",
+    };
+    let config = |postal: &str, max_text_bytes: usize| {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[sources.northwind]
+kind = "odbc"
+connection_string = "{connection_string}"
+dialect = "{dialect}"
+max_text_bytes = {max_text_bytes}
+
+[versions.v1.resources.orders]
+source = "northwind"
+table = "Orders"
+key = ["id"]
+anonymous = true
+[versions.v1.resources.orders.fields]
+id = {{ column = "OrderID", type = "integer" }}
+ship_postal_code = {{ column = "ShipPostalCode", type = "string", nullable = {postal} }}
+ship_name = {{ column = "Ship Name", type = "string" }}
+"#
+        )
+    };
+    let (ok, problems, stderr) = check(dir.path(), &config("false", 8192), &[]);
+    assert!(!ok, "{stderr}");
+    assert_eq!(problems.len(), 2, "{stderr}");
+    let v1 = "versions.v1.resources.orders.fields";
+    assert_eq!(
+        at(&problems, &format!("{v1}.ship_postal_code")),
+        "taken as never null (`nullable = false`, or the database's catalog says NOT NULL), \
+         but 83 of the 830 rows sampled hold NULL: the API document and the write rules \
+         promise a value the data does not have; set nullable = true",
+        "{stderr}"
+    );
+    assert_eq!(
+        at(&problems, &format!("{v1}.ship_name")),
+        "8 of the 830 rows sampled hold text longer than the 8192 bytes the source reads \
+         whole (the longest: 20000 bytes): they are served cut short; raise \
+         [sources.northwind] max_text_bytes to at least that",
+        "{stderr}"
+    );
+    // Put right, it passes.
+    let (ok, problems, stderr) = check(dir.path(), &config("true", 20000), &[]);
+    assert!(ok && problems.is_empty(), "{stderr}");
+}
+
+#[test]
+fn nulls_and_cut_text_are_named_on_sqlite() {
+    nulls_and_cut_text_are_named(Kind::Sqlite);
+}
+
+#[test]
+fn nulls_and_cut_text_are_named_on_postgres() {
+    nulls_and_cut_text_are_named(Kind::Postgres);
+}
+
+#[test]
+fn nulls_and_cut_text_are_named_on_mariadb() {
+    nulls_and_cut_text_are_named(Kind::MariaDb);
+}

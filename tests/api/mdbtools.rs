@@ -2,7 +2,8 @@
 //! fetch in blocks, bind `?` parameters, ORDER BY, or parse `SELECT 1`. Served from in-memory
 //! snapshots it must answer exactly as the same data in SQLite does (a copy made by mdbtools'
 //! own `mdb-schema` and `mdb-export`); without snapshots every request it cannot serve gets a
-//! 501 naming the missing capability; `introspect` and `check` work through it.
+//! 501 naming what of the request cannot be done (the missing capability and the fix are for
+//! the operator: the log and `check`); `introspect` and `check` work through it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -273,10 +274,13 @@ async fn a_table_larger_than_its_snapshot_bound_is_refused_never_cut_short() {
     let answer = access.get("/v1/order_details?limit=1").await;
     let problem = answer.problem(501);
     assert_eq!(problem["type"], "/problems/unsupported-by-source");
-    let detail = problem["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("`Order Details`") && detail.contains("snapshot.max_rows (1000)"),
-        "{detail}"
+    // The client learns what of its request cannot be done; the table, the source and the
+    // setting to raise are the operator's (the log, `portico check`).
+    assert_eq!(
+        problem["detail"],
+        "the data source behind this resource cannot do what this request needs: reading this \
+         resource, which holds more rows than its data source serves; the operator's log and \
+         `portico check` say why"
     );
 }
 
@@ -302,7 +306,7 @@ async fn a_non_ascii_table_name_reaches_the_driver() {
 }
 
 #[tokio::test]
-async fn without_snapshots_what_the_driver_cannot_do_is_a_501_naming_it() {
+async fn without_snapshots_what_the_driver_cannot_do_is_a_501_naming_the_request_feature() {
     // Nothing declared: the generic dialect's capabilities are probed at start.
     let access = Portico::spawn(&access_config("")).await;
     for path in [
@@ -314,12 +318,25 @@ async fn without_snapshots_what_the_driver_cannot_do_is_a_501_naming_it() {
         let problem = answer.problem(501);
         assert_eq!(problem["type"], "/problems/unsupported-by-source", "{path}");
         let detail = problem["detail"].as_str().unwrap();
-        for named in [
-            "source `access`",
-            "capabilities.order_by = false, probed at start",
-            "snapshot = {",
+        assert!(
+            detail.starts_with(
+                "the data source behind this resource cannot do what this request needs: "
+            ) && detail.contains("listing rows in order"),
+            "{path}: {detail}"
+        );
+        // No source, table, capability key or setting reaches an anonymous client.
+        for internal in [
+            "access",
+            "Orders",
+            "capabilities",
+            "snapshot",
+            "ORDER BY",
+            "probed",
         ] {
-            assert!(detail.contains(named), "{path}: `{named}` not in {detail}");
+            assert!(
+                !detail.contains(internal),
+                "{path}: `{internal}` in {detail}"
+            );
         }
     }
     let detail = access.get("/v1/orders?freight[gt]=800").await.body["detail"].clone();
@@ -327,7 +344,7 @@ async fn without_snapshots_what_the_driver_cannot_do_is_a_501_naming_it() {
         detail
             .as_str()
             .unwrap()
-            .contains("`?` parameters (capabilities.parameters = false, probed at start)"),
+            .contains("filtering by a value, looking a row up by its key, or following a cursor"),
         "{detail}"
     );
     // Readiness asks the health statement, which the driver answers.
@@ -386,6 +403,12 @@ fn introspect_and_check_work_through_mdbtools() {
             && said.contains("set [sources.access] health_statement"),
         "{said}"
     );
+    // The driver's SQLSTATE holds a NUL: printed escaped, on the problem's one line.
+    assert!(!said.contains('\0'), "{said:?}");
+    assert!(
+        said.contains("was refused: ODBC emitted an error calling 'SQLExecDirect': State: \\u{0}0000, Native error: 1, Message: Couldn't parse SQL; if the driver"),
+        "{said}"
+    );
 
     // Without snapshots: every resource is named with what its driver lacks, and writes
     // declared on the read-only driver are refused.
@@ -407,7 +430,7 @@ fn introspect_and_check_work_through_mdbtools() {
             .find(|l| l.contains(&format!("versions.v1.resources.{resource}:")))
             .unwrap_or_else(|| panic!("{resource} not named: {said}"));
         assert!(
-            line.contains("ORDER BY (capabilities.order_by = false, probed at start)")
+            line.contains("ORDER BY (capabilities.order_by = false, probed at start) to read `")
                 && line.contains("snapshot = {"),
             "{line}"
         );
@@ -417,6 +440,74 @@ fn introspect_and_check_work_through_mdbtools() {
             && said.contains("writes in transactions (capabilities.writes = false, declared)"),
         "{said}"
     );
+}
+
+/// What `portico check` printed, both streams.
+fn printed(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// mdbtools cannot `GROUP BY`, so the key's duplicates are found by reading the keys in key
+/// order from the snapshot: a key on `OrderID` alone is refused with the rows it shares.
+#[test]
+fn a_wrong_key_is_refused_where_the_driver_cannot_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = access_config(SNAPSHOT).replace(
+        "key = [\"order_id\", \"product_id\"]",
+        "key = [\"order_id\"]",
+    );
+    let config = dir.path().join("wrong.toml");
+    std::fs::write(&config, wrong).unwrap();
+    let out = portico(&["check"], &config);
+    let said = printed(&out);
+    assert!(!out.status.success(), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains("versions.v1.resources.order_details.key:"))
+        .unwrap_or_else(|| panic!("the key is not named: {said}"));
+    assert!(
+        line.contains(
+            "the key `order_id` (column `OrderID`) is not unique in the data: 693 key value(s)"
+        ) && line.contains("e.g. `10248` in 3 rows, `10249` in 2 rows, `10250` in 3 rows"),
+        "{line}"
+    );
+    assert!(!said.contains("cannot prove the key unique"), "{said}");
+
+    // The right keys are proven, not merely warned about.
+    let right = dir.path().join("right.toml");
+    std::fs::write(&right, access_config(SNAPSHOT)).unwrap();
+    let out = portico(&["check"], &right);
+    let said = printed(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("cannot prove the key unique"), "{said}");
+}
+
+/// mdbtools' catalog calls every column NOT NULL (and `introspect` writes `nullable = false`
+/// from it), but `Orders.ShipRegion` holds NULLs: `check` names the field and the fix, whether
+/// the file or the catalog says so.
+#[test]
+fn a_nullability_the_data_disproves_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let declared = "ship_region = { column = \"ShipRegion\", type = \"string\", nullable = true }";
+    for (case, field) in [
+        ("file", declared.replace("true", "false")),
+        ("catalog", declared.replace(", nullable = true", "")),
+    ] {
+        let config = dir.path().join(format!("{case}.toml"));
+        std::fs::write(&config, access_config(SNAPSHOT).replace(declared, &field)).unwrap();
+        let out = portico(&["check"], &config);
+        let said = printed(&out);
+        assert!(!out.status.success(), "{case}: {said}");
+        let line = said
+            .lines()
+            .find(|l| l.contains("versions.v1.resources.orders.fields.ship_region:"))
+            .unwrap_or_else(|| panic!("{case}: ship_region is not named: {said}"));
+        assert!(
+            line.contains("but 507 of the 830 rows sampled hold NULL")
+                && line.ends_with("set nullable = true"),
+            "{case}: {line}"
+        );
+    }
 }
 
 /// The trap schema (`support/traps/*.sql`) loaded into a new database of `kind`.

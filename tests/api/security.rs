@@ -301,6 +301,27 @@ async fn filters_and_their_values_are_bounded_and_named() {
     assert_eq!(answer.problem(400)["parameter"], "id[in]");
 }
 
+/// A value that is not percent-encoded UTF-8 is blamed on its parameter, by name; a name that
+/// is not, on the name as the client wrote it.
+#[tokio::test]
+async fn a_bad_percent_encoding_names_the_parameter_not_the_value() {
+    let app = cached_fixture("").await;
+    let answer = app.get("/v1/jobs?description=caf%E9").await;
+    let problem = answer.problem(400);
+    assert_eq!(problem["parameter"], "description", "{problem}");
+    assert_eq!(
+        problem["detail"],
+        "query parameter `description` has a value that is not valid percent-encoded UTF-8"
+    );
+    let answer = app.get("/v1/jobs?descr%E9ption[prefix]=x").await;
+    let problem = answer.problem(400);
+    assert_eq!(problem["parameter"], "descr%E9ption[prefix]", "{problem}");
+    assert_eq!(
+        problem["detail"],
+        "query parameter `descr%E9ption[prefix]` is a name that is not valid percent-encoded UTF-8"
+    );
+}
+
 #[tokio::test]
 async fn cursors_carry_only_values_of_their_sort_fields_types() {
     let app = cached_fixture("").await;

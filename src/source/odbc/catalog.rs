@@ -7,6 +7,25 @@
 use odbc_api::handles::{AnyHandle, Record, Statement, StatementImpl};
 use odbc_api::{Connection, ConnectionOptions, Cursor, ResultSetMetadata};
 
+/// Why the catalog could not be read: the driver's error, printed without its control
+/// characters (`source::diagnostic`).
+#[derive(Debug)]
+pub struct CatalogError(pub odbc_api::Error);
+
+impl std::fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::source::diagnostic::driver_text(&self.0))
+    }
+}
+
+impl std::error::Error for CatalogError {}
+
+impl From<odbc_api::Error> for CatalogError {
+    fn from(error: odbc_api::Error) -> Self {
+        CatalogError(error)
+    }
+}
+
 /// One column as the catalog describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnInfo {
@@ -110,7 +129,7 @@ fn text_rows(mut cursor: impl Cursor) -> Result<Vec<TextRow>, odbc_api::Error> {
 
 /// Reads every table and view of the connection's database with its columns and what may
 /// key it: primary key, unique indexes, the driver's best row identifier.
-pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, odbc_api::Error> {
+pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, CatalogError> {
     let conn = connect(connection_string)?;
     // MariaDB's driver lists the tables of every database on the server (its catalogs):
     // only the connection's own are this source's.
@@ -172,7 +191,7 @@ impl ColumnReader {
         connection_string: &str,
         dialect: crate::source::Dialect,
         login_timeout: std::time::Duration,
-    ) -> Result<Self, odbc_api::Error> {
+    ) -> Result<Self, CatalogError> {
         let no_create = dialect == crate::source::Dialect::Sqlite
             && !connection_string.to_ascii_lowercase().contains("nocreat");
         let connection_string = if no_create {
@@ -189,7 +208,7 @@ impl ColumnReader {
     }
 
     /// The columns of one table, named as in configuration (`JOBS` or `dbo.JOBS`).
-    pub fn columns(&self, table: &str) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
+    pub fn columns(&self, table: &str) -> Result<Vec<ColumnInfo>, CatalogError> {
         let (schema, name) = table.rsplit_once('.').unwrap_or(("", table));
         let mut found = columns(&self.conn, "", schema, name)?;
         // A database that folds unquoted names (PostgreSQL) may keep the table in lower case.
@@ -202,7 +221,7 @@ impl ColumnReader {
     /// The columns `sql` answers with, as the driver describes its result set (`check` runs a
     /// query resource's query as `SELECT * FROM (…) WHERE 1=0`): each name, and whether its
     /// type is a date or time type (`DataType::Date`, `Time`, `Timestamp`).
-    pub fn result_columns(&self, sql: &str) -> Result<Vec<(String, bool)>, odbc_api::Error> {
+    pub fn result_columns(&self, sql: &str) -> Result<Vec<(String, bool)>, CatalogError> {
         use odbc_api::{DataType, ResultSetMetadata};
         let Some(mut cursor) = self.conn.execute(sql, (), None)? else {
             return Ok(Vec::new());
@@ -435,8 +454,7 @@ fn diagnostics(statement: &impl AnyHandle, function: &'static str) -> odbc_api::
 }
 
 fn one_line(error: &odbc_api::Error) -> String {
-    error
-        .to_string()
+    crate::source::diagnostic::driver_text(error)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")

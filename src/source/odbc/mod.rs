@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use crate::telemetry::metrics::SourceMetrics;
 
 use super::call::{Call, CallOutcome};
+use super::diagnostic::driver_text;
 use super::meters::{Meters, Raised};
 use super::write::{Step, WriteOutcome};
 use super::{
@@ -286,7 +287,7 @@ impl Worker {
     fn connect(&self) -> Result<Connection<'static>, SourceError> {
         let unavailable = |e: odbc_api::Error| SourceError::Unavailable {
             source_name: self.settings.name.clone(),
-            detail: e.to_string(),
+            detail: driver_text(&e),
         };
         let options = ConnectionOptions {
             login_timeout_sec: Some(self.settings.login_timeout.as_secs().max(1) as u32),
@@ -400,7 +401,7 @@ impl Worker {
         let ended = if keep { conn.commit() } else { conn.rollback() };
         match (result, ended) {
             (Ok(_), Err(e)) if keep => {
-                tracing::warn!(source = %self.settings.name, error = %e, "committing failed");
+                tracing::warn!(source = %self.settings.name, error = %driver_text(&e), "committing failed");
                 Err(self.classify(e))
             }
             (result, ended) => {
@@ -479,7 +480,7 @@ impl Worker {
                 return SourceError::Constraint {
                     source_name: name,
                     violation,
-                    detail: error.to_string(),
+                    detail: driver_text(&error),
                 };
             }
         }
@@ -494,11 +495,11 @@ impl Worker {
             // The server is gone or going (a restart): a 503, which a stale copy may answer.
             Some(s) if lost_connection_state(&s, native_error) => SourceError::Unavailable {
                 source_name: name,
-                detail: error.to_string(),
+                detail: driver_text(&error),
             },
             _ => SourceError::Query {
                 source_name: name,
-                detail: error.to_string(),
+                detail: driver_text(&error),
             },
         }
     }
@@ -522,7 +523,7 @@ impl Worker {
         let widths = match self.widths(&mut cursor, statement) {
             Ok(widths) => widths,
             Err(e) => {
-                tracing::debug!(source = %self.settings.name, error = %e, "the driver cannot describe the result columns; fetching row by row");
+                tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "the driver cannot describe the result columns; fetching row by row");
                 return self.fetch_rows(cursor, statement);
             }
         };
@@ -532,7 +533,7 @@ impl Worker {
             Ok(block) => block,
             Err(e) if refuses_block_fetch(&e) => {
                 if !self.row_by_row.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(source = %self.settings.name, error = %e, "the driver refuses block fetches; fetching row by row from now on (declare capabilities.block_fetch = false to skip this)");
+                    tracing::warn!(source = %self.settings.name, error = %driver_text(&e), "the driver refuses block fetches; fetching row by row from now on (declare capabilities.block_fetch = false to skip this)");
                 }
                 let Some(cursor) = execute()? else {
                     return Ok(Vec::new());
