@@ -83,7 +83,20 @@ pub fn choose_key(table: &TableInfo, served: &dyn Fn(&str) -> bool) -> KeyChoice
     }
 
     let identifier = &table.row_identifier;
+    // SQLite's driver offers a unique index as the row identifier, partial ones included.
+    let names: Vec<&str> = identifier.iter().map(|p| p.name.as_str()).collect();
+    let partial = table
+        .unique_indexes
+        .iter()
+        .find(|index| index.filtered && index.columns == names);
     let flaw = identifier.iter().find_map(|part| {
+        if let Some(index) = partial {
+            return Some(format!(
+                "it is the partial unique index \"{}\", unique only among the rows its \
+                 condition selects",
+                index.name
+            ));
+        }
         if part.pseudo == Some(PSEUDO_COLUMN) || column(&part.name).is_none() {
             Some(format!(
                 "`{}` is a pseudo-column, not a column of the table: it changes when the \

@@ -515,3 +515,44 @@ fn names_with_a_dot_are_skipped_and_explained_on_postgres() {
 fn names_with_a_dot_are_skipped_and_explained_on_mariadb() {
     names_with_a_dot_are_skipped_and_explained(Kind::MariaDb);
 }
+
+/// A unique index with a WHERE clause holds only for the rows it covers, so it is no key: the
+/// drivers of PostgreSQL and SQLite leave SQLStatistics' FILTER_CONDITION empty, and the first
+/// introspect took such an index as the key (`check` caught it only when the data had
+/// duplicates outside the index).
+fn a_partial_unique_index_is_no_key(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let connection_string = fresh_database(kind, dir.path());
+    for statement in [
+        "CREATE TABLE partial_u (a integer NOT NULL, b varchar(10))",
+        "CREATE UNIQUE INDEX partial_u_a ON partial_u (a) WHERE a > 0",
+        "INSERT INTO partial_u VALUES (1, 'x'), (-1, 'y'), (-1, 'z')",
+        "CREATE TABLE whole_u (a integer NOT NULL, b varchar(10))",
+        "CREATE UNIQUE INDEX whole_u_a ON whole_u (a)",
+        "INSERT INTO whole_u VALUES (1, 'x'), (2, 'y')",
+    ] {
+        execute(&connection_string, statement);
+    }
+    let (starter, parsed, warnings) = introspect(kind, dir.path(), &connection_string);
+    let resources = parsed["versions"]["v1"]["resources"].as_table().unwrap();
+    assert!(
+        !resources.contains_key("partial_u"),
+        "a partial index served as the key:\n{starter}"
+    );
+    assert!(warnings.contains("\"partial_u\" has no key"), "{warnings}");
+    assert_eq!(
+        resources["whole_u"]["key"].as_array().unwrap(),
+        &vec![toml::Value::String("a".into())],
+        "{starter}"
+    );
+}
+
+#[test]
+fn a_partial_unique_index_is_no_key_on_sqlite() {
+    a_partial_unique_index_is_no_key(Kind::Sqlite);
+}
+
+#[test]
+fn a_partial_unique_index_is_no_key_on_postgres() {
+    a_partial_unique_index_is_no_key(Kind::Postgres);
+}

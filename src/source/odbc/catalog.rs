@@ -148,6 +148,7 @@ pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, CatalogErr
         }
         tables.push((catalog, row.text(2), name));
     }
+    let partial = partial_indexes(&conn);
     tables
         .into_iter()
         .map(|(catalog, schema, name)| {
@@ -161,6 +162,17 @@ pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, CatalogErr
                     key_lookup_errors.push(format!("SQLStatistics: {}", one_line(&e)));
                     Vec::new()
                 });
+            let unique_indexes = unique_indexes
+                .into_iter()
+                .map(|mut index| {
+                    index.filtered |= partial.iter().any(|(s, t, i)| {
+                        (s.is_empty() || schema.is_empty() || *s == schema)
+                            && *t == name
+                            && *i == index.name
+                    });
+                    index
+                })
+                .collect();
             let row_identifier =
                 row_identifier(&conn, &catalog, &schema, &name).unwrap_or_else(|e| {
                     key_lookup_errors.push(format!("SQLSpecialColumns: {}", one_line(&e)));
@@ -177,6 +189,41 @@ pub fn read_tables(connection_string: &str) -> Result<Vec<TableInfo>, CatalogErr
             })
         })
         .collect()
+}
+
+/// The partial indexes of the database, as (schema, table, index). SQLStatistics should say so
+/// in FILTER_CONDITION, but the PostgreSQL and SQLite drivers leave it empty, so those two
+/// databases are asked directly; elsewhere (or when asking fails) the column is all there is.
+fn partial_indexes(conn: &Connection<'_>) -> Vec<(String, String, String)> {
+    let dbms = conn
+        .database_management_system_name()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let query = if dbms.contains("postgres") {
+        "SELECT n.nspname, t.relname, i.relname FROM pg_catalog.pg_index x \
+         JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_catalog.pg_class t ON t.oid = x.indrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+         WHERE x.indpred IS NOT NULL"
+    } else if dbms.contains("sqlite") {
+        "SELECT '', m.name, l.name FROM sqlite_master m, pragma_index_list(m.name) l \
+         WHERE m.type = 'table' AND l.partial = 1"
+    } else {
+        return Vec::new();
+    };
+    let rows = conn
+        .execute(query, (), None)
+        .and_then(|cursor| cursor.map_or(Ok(Vec::new()), text_rows));
+    match rows {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|row| (row.text(1), row.text(2), row.text(3)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %one_line(&e), "cannot list the partial indexes; trusting SQLStatistics");
+            Vec::new()
+        }
+    }
 }
 
 /// One connection that reads the columns of a source's tables.
