@@ -6,32 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::fixture::Kind;
-use crate::harness::{execute, fresh_database};
-
-/// A new database of `kind` holding the trap schema (`support/traps`).
-pub fn traps(kind: Kind, dir: &Path) -> String {
-    let file = match kind {
-        Kind::Postgres => "postgres.sql",
-        Kind::MariaDb => "mariadb.sql",
-        _ => "sqlite.sql",
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/api/support/traps")
-        .join(file);
-    let script = std::fs::read_to_string(path).unwrap();
-    let connection_string = fresh_database(kind, dir);
-    for statement in script.split(";\n") {
-        let code = statement
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if !code.trim().is_empty() {
-            execute(&connection_string, &code);
-        }
-    }
-    connection_string
-}
+use crate::harness::{execute, trap_database};
 
 /// The mistakes planted in the configuration, each fixed by its `right` spelling.
 struct Mistakes {
@@ -182,7 +157,7 @@ fn at<'a>(problems: &'a [String], location: &str) -> &'a str {
 
 fn every_mistake_is_named_at_once_and_the_fixed_config_passes(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let connection_string = traps(kind, dir.path());
+    let connection_string = trap_database(kind, dir.path());
     let (ok, problems, stderr) = check(dir.path(), &config(kind, &connection_string, &WRONG), &[]);
     assert!(!ok, "{stderr}");
     let v1 = "versions.v1.resources";
@@ -349,7 +324,7 @@ fn midnight_orders(kind: Kind, connection_string: &str) {
 /// it is 10 wide).
 fn a_date_over_text_is_proven_against_the_whole_text(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let connection_string = traps(kind, dir.path());
+    let connection_string = trap_database(kind, dir.path());
     midnight_orders(kind, &connection_string);
     let dialect = match kind {
         Kind::Postgres => "postgres",
@@ -435,7 +410,7 @@ fn a_date_over_text_is_proven_against_the_whole_text_on_mariadb() {
 /// with only a log line at serve time).
 fn nulls_and_cut_text_are_named(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let connection_string = traps(kind, dir.path());
+    let connection_string = trap_database(kind, dir.path());
     // Eight ship names of 20,000 bytes (OrderID 10300, 10400, … 11000).
     let statements: &[&str] = match kind {
         Kind::Postgres => &[

@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use crate::check::traps;
 use crate::fixture::Kind;
+use crate::harness::trap_database;
 use crate::harness::{execute, Portico};
 
 fn config(kind: Kind, connection_string: &str) -> String {
@@ -62,7 +62,7 @@ fn ids(answer: &Value) -> Vec<String> {
 
 async fn nin_excludes_several_values(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let connection_string = traps(kind, dir.path());
+    let connection_string = trap_database(kind, dir.path());
     let (table, company, id) = match kind {
         Kind::MariaDb => ("Customers", "`Company Name`", "CustomerID"),
         Kind::Postgres => ("\"Customers\"", "\"Company Name\"", "\"CustomerID\""),
@@ -123,7 +123,7 @@ async fn nin_excludes_several_values(kind: Kind) {
 /// Each operator given twice on one field is refused with what to send instead.
 async fn a_repeated_operator_says_what_to_send_instead(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let connection_string = traps(kind, dir.path());
+    let connection_string = trap_database(kind, dir.path());
     let app = Portico::spawn(&config(kind, &connection_string)).await;
     for (query, parameter, advice) in [
         (

@@ -8,32 +8,8 @@ use serde_json::{json, Value};
 
 use crate::auth::{hs_token, SECRET};
 use crate::fixture::Kind;
-use crate::harness::{execute, fresh_database, Portico};
+use crate::harness::{execute, trap_database, Portico};
 use crate::idp::{AUDIENCE, ISSUER};
-
-/// The trap schema loaded into a fresh database of `kind`; its connection string.
-fn traps(kind: Kind, dir: &std::path::Path) -> String {
-    let file = match kind {
-        Kind::Postgres => "postgres",
-        Kind::MariaDb => "mariadb",
-        _ => "sqlite",
-    };
-    let path = format!(
-        "{}/tests/api/support/traps/{file}.sql",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let script = std::fs::read_to_string(&path).unwrap();
-    let connection_string = fresh_database(kind, dir);
-    let text: String = script
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    for statement in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        execute(&connection_string, statement);
-    }
-    connection_string
-}
 
 /// A hand-written configuration over the trap schema: `Orders.OrderDate` (text holding
 /// `1994-08-04 15:30:00`) read by three fields: a date, and two date-times, one reading the
@@ -98,7 +74,7 @@ street = {{ column = "Straße", type = "string" }}
 
 async fn serve(kind: Kind) -> (tempfile::TempDir, String, Portico) {
     let dir = tempfile::tempdir().unwrap();
-    let connection_string = traps(kind, dir.path());
+    let connection_string = trap_database(kind, dir.path());
     let app = Portico::spawn(&config(kind, &connection_string, dir.path())).await;
     (dir, connection_string, app)
 }

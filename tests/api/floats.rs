@@ -9,30 +9,12 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::fixture::Kind;
-use crate::harness::{execute, fresh_database, query_text, Portico};
+use crate::harness::{execute, query_text, trap_database, Portico};
 
-/// The trap schema loaded into a fresh database of `kind`; its connection string.
+/// The trap schema in a fresh database of `kind`, with a view of a third of each freight:
+/// doubles that need all 17 digits to name them.
 fn traps(kind: Kind, dir: &std::path::Path) -> String {
-    let file = match kind {
-        Kind::Postgres => "postgres",
-        Kind::MariaDb => "mariadb",
-        _ => "sqlite",
-    };
-    let path = format!(
-        "{}/tests/api/support/traps/{file}.sql",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let script = std::fs::read_to_string(&path).unwrap();
-    let connection_string = fresh_database(kind, dir);
-    let text: String = script
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    for statement in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        execute(&connection_string, statement);
-    }
-    // A third of each freight: doubles that need all 17 digits to name them.
+    let connection_string = trap_database(kind, dir);
     let freight = match kind {
         Kind::Postgres => "CAST(\"Freight\" AS double precision)".to_string(),
         _ => kind.quote("Freight"),

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use crate::cli::http_get;
 use crate::fixture::Kind;
-use crate::harness::{execute, fresh_database, logged_address, query_text, KillOnDrop};
+use crate::harness::{
+    execute, fresh_database, logged_address, query_text, trap_database, KillOnDrop,
+};
 
 fn portico() -> Command {
     Command::new(env!("CARGO_BIN_EXE_portico"))
@@ -19,29 +21,6 @@ fn portico() -> Command {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A fresh database of `kind` holding the trap schema; its connection string.
-fn trap_database(kind: Kind, dir: &Path) -> String {
-    let file = match kind {
-        Kind::Postgres => "postgres",
-        Kind::MariaDb => "mariadb",
-        _ => "sqlite",
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/api/support/traps")
-        .join(format!("{file}.sql"));
-    let script: String = std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let connection_string = fresh_database(kind, dir);
-    for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        execute(&connection_string, statement);
-    }
-    connection_string
 }
 
 /// `portico introspect` over the trap schema of `kind`: the starter it printed (written to

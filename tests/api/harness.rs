@@ -118,6 +118,30 @@ pub fn fresh_database(kind: Kind, dir: &std::path::Path) -> String {
     }
 }
 
+/// A new database of `kind` holding the trap schema (`support/traps/*.sql`: a schema shaped
+/// like other people's, the same rows on every database); its connection string.
+pub fn trap_database(kind: Kind, dir: &std::path::Path) -> String {
+    let file = match kind {
+        Kind::Postgres => "postgres.sql",
+        Kind::MariaDb => "mariadb.sql",
+        _ => "sqlite.sql",
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/api/support/traps")
+        .join(file);
+    let script: String = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let connection_string = fresh_database(kind, dir);
+    for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        execute(&connection_string, statement);
+    }
+    connection_string
+}
+
 /// Runs one statement directly through ODBC, or tiberius for SQL Server (not through Portico).
 pub fn execute(connection_string: &str, sql: &str) {
     if crate::mssql_server::is_ado(connection_string) {

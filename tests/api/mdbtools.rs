@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::fixture::Kind;
-use crate::harness::Portico;
+use crate::harness::{trap_database, Portico};
 
 /// The tables served, as Access names them.
 const TABLES: [&str; 4] = ["Orders", "Order Details", "Customers", "Shippers"];
@@ -508,29 +508,6 @@ fn a_nullability_the_data_disproves_is_named() {
             "{case}: {line}"
         );
     }
-}
-
-/// The trap schema (`support/traps/*.sql`) loaded into a new database of `kind`.
-fn trap_database(kind: Kind, dir: &Path) -> String {
-    let connection_string = crate::harness::fresh_database(kind, dir);
-    let file = match kind {
-        Kind::Postgres => "postgres.sql",
-        Kind::MariaDb => "mariadb.sql",
-        _ => "sqlite.sql",
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/api/support/traps")
-        .join(file);
-    let text = std::fs::read_to_string(path).unwrap();
-    let script: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    for statement in script.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
-        crate::harness::execute(&connection_string, statement.trim_end_matches(';'));
-    }
-    connection_string
 }
 
 /// Resources over the trap schema, the source `SOURCE` with `extra` settings.
