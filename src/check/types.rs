@@ -7,6 +7,9 @@
 
 use std::collections::HashSet;
 
+use serde_json::Value as Json;
+
+use crate::catalog::date::Date;
 use crate::catalog::{Field, Resource};
 use crate::config::{DateFormat, FieldType, Problem};
 use crate::source::decode::{from_text_checked, may_lose, Loss};
@@ -122,9 +125,30 @@ pub(super) async fn sample(
                 }
                 _ => {}
             }
-            if field.read_checked(value).is_err() {
-                tally.note(|t| &mut t.unreadable, shown(value), "null".into());
-                continue;
+            let read = match field.read_checked(value) {
+                Ok(read) => read,
+                Err(_) => {
+                    tally.note(|t| &mut t.unreadable, shown(value), "null".into());
+                    continue;
+                }
+            };
+            // A date kept as text is compared by filters and cursors as that text: it must be
+            // exactly the date written back in the field's format, or `eq` misses the row.
+            if let (FieldType::Date, Value::Text(bytes), Json::String(served)) =
+                (field.field_type, value, &read)
+            {
+                let text = String::from_utf8_lossy(bytes);
+                let text = if field.trim {
+                    text.trim_matches(' ')
+                } else {
+                    &text[..]
+                };
+                let written = Date::parse_legacy(text, field.date_format)
+                    .and_then(|d| d.legacy(field.date_format));
+                if written.as_deref() != Some(text) {
+                    tally.note(|t| &mut t.midnight, text.to_string(), served.clone());
+                    continue;
+                }
             }
             let bytes = match raw[n].and_then(|r| row.get(r)) {
                 Some(Value::Timestamp(text)) => text.as_bytes(),

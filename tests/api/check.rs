@@ -351,6 +351,7 @@ id = {{ column = "OrderID", type = "integer" }}
 order_date = {{ column = "OrderDate", type = "date" }}
 shipped = {{ column = "ShippedDate", type = "date" }}
 shipped_at = {{ column = "ShippedAt", type = "date" }}
+order_day = {{ column = "OrderDate", type = "date", column_type = "text" }}
 "#
     );
     let (ok, problems, stderr) = check(dir.path(), &config, &[]);
@@ -367,9 +368,18 @@ shipped_at = {{ column = "ShippedAt", type = "date" }}
          the field repeats them; `datetime` fits them",
         "{stderr}"
     );
+    // Read as the text it is, a date is compared by filters as that text: it must be the date
+    // exactly, whatever follows it (a time, or midnight).
+    let order_day = at(&problems, &format!("{v1}.order_day"));
+    assert!(
+        order_day.starts_with(
+            "declared `date`, but 830 of the 830 rows sampled hold text that goes on after the date"
+        ),
+        "{order_day}"
+    );
     if kind == Kind::Sqlite {
         // SQLite keeps the text written into a DATE or TIMESTAMP column, and compares it as text.
-        assert_eq!(problems.len(), 3, "{stderr}");
+        assert_eq!(problems.len(), 4, "{stderr}");
         let shipped = at(&problems, &format!("{v1}.shipped"));
         assert!(
             shipped.starts_with("declared `date`, but 415 of the 830 rows sampled hold a time")
@@ -386,7 +396,7 @@ shipped_at = {{ column = "ShippedAt", type = "date" }}
         );
     } else {
         // A DATE column's text is the date; a timestamp's midnight is the day it starts.
-        assert_eq!(problems.len(), 1, "{stderr}");
+        assert_eq!(problems.len(), 2, "{stderr}");
     }
 }
 
