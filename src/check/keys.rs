@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use crate::catalog::{Field, Resource};
 use crate::config::Problem;
-use crate::source::select::{OrderTerm, Relation, Select};
-use crate::source::{ColumnType, Dialect, Source, SourceError, Statement, Value};
+use crate::source::select::{OrderTerm, Select};
+use crate::source::{ColumnType, Dialect, Source, SourceError, Value};
 
 /// Most duplicate keys (and NULL-key rows) read; the examples are the smallest of them.
 const SEEN: usize = 50;
@@ -35,36 +35,6 @@ pub(super) struct Unproven {
     pub grouped: SourceError,
     /// Why reading the keys in order failed too (none: it was not tried, the source is out).
     pub ordered: Option<SourceError>,
-}
-
-/// The FROM item of `relation`: a quoted table, or the query as a derived table.
-pub(super) fn from(dialect: Dialect, relation: &Relation) -> String {
-    match relation {
-        Relation::Table(table) => dialect.quote(table),
-        Relation::Query(query) => format!("({query}) portico_q"),
-    }
-}
-
-/// `SELECT {body}` of at most `rows` rows, in the dialect's spelling.
-pub(super) fn limited(
-    dialect: Dialect,
-    body: &str,
-    rows: usize,
-    columns: Vec<ColumnType>,
-) -> Statement {
-    let sql = match dialect {
-        Dialect::TSql => format!("SELECT TOP ({rows}) {body}"),
-        Dialect::Sqlite | Dialect::Postgres | Dialect::MySql => {
-            format!("SELECT {body} LIMIT {rows}")
-        }
-        Dialect::Generic => format!("SELECT {body}"),
-    };
-    Statement {
-        sql,
-        params: Vec::new(),
-        columns,
-        max_rows: rows,
-    }
 }
 
 /// A value as a message shows it.
@@ -131,7 +101,7 @@ async fn grouped(
     let quoted: Vec<String> = key.iter().map(|f| dialect.quote(&f.column)).collect();
     let list = quoted.join(", ");
     let named = named(key);
-    let relation = from(dialect, &resource.relation);
+    let relation = dialect.from_item(&resource.relation, "portico_q");
     let location = format!("{at}.key");
     let mut problems = Vec::new();
 
@@ -149,8 +119,7 @@ async fn grouped(
         _ => format!(" ORDER BY {list}"),
     };
     let duplicates = source
-        .query(limited(
-            dialect,
+        .query(dialect.select_text(
             &format!(
                 "{list}, COUNT(*) FROM {relation} WHERE {not_null} GROUP BY {list} \
                  HAVING COUNT(*) > 1{order}"
@@ -180,8 +149,7 @@ async fn grouped(
         .collect::<Vec<_>>()
         .join(" OR ");
     let nulls = source
-        .query(limited(
-            dialect,
+        .query(dialect.select_text(
             &format!("{} FROM {relation} WHERE {any_null}", quoted[0]),
             SEEN,
             vec![key[0].column_type],
@@ -353,26 +321,29 @@ fn count_seen(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::select::Relation;
 
     #[test]
     fn probes_are_bounded_in_each_dialect() {
         let body = "\"K\", COUNT(*) FROM \"T\" GROUP BY \"K\" HAVING COUNT(*) > 1";
         let columns = || vec![ColumnType::Integer, ColumnType::Integer];
-        assert!(limited(Dialect::Sqlite, body, 50, columns())
+        assert!(Dialect::Sqlite
+            .select_text(body, 50, columns())
             .sql
             .ends_with("HAVING COUNT(*) > 1 LIMIT 50"));
-        assert!(limited(Dialect::TSql, body, 50, columns())
+        assert!(Dialect::TSql
+            .select_text(body, 50, columns())
             .sql
             .starts_with("SELECT TOP (50) "));
-        let generic = limited(Dialect::Generic, body, 50, columns());
+        let generic = Dialect::Generic.select_text(body, 50, columns());
         assert!(!generic.sql.contains("LIMIT"));
         assert_eq!(generic.max_rows, 50);
         assert_eq!(
-            from(Dialect::MySql, &Relation::Table("Order Details".into())),
+            Dialect::MySql.from_item(&Relation::Table("Order Details".into()), "portico_q"),
             "`Order Details`"
         );
         assert_eq!(
-            from(Dialect::Postgres, &Relation::Query("SELECT 1 AS a".into())),
+            Dialect::Postgres.from_item(&Relation::Query("SELECT 1 AS a".into()), "portico_q"),
             "(SELECT 1 AS a) portico_q"
         );
         assert_eq!(count_seen(3), "3");

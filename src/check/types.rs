@@ -16,7 +16,7 @@ use crate::source::decode::{from_text_checked, may_lose, Loss};
 use crate::source::select::Select;
 use crate::source::{ColumnType, Dialect, Source, SourceError, Value};
 
-use super::keys::{from, limited, shown};
+use super::keys::shown;
 
 /// Texts of bad values kept for choosing a type that fits them.
 const KEPT: usize = 100;
@@ -219,11 +219,11 @@ async fn cut_texts(
             let body = format!(
                 "{} FROM {}",
                 lengths.join(", "),
-                from(dialect, &resource.relation)
+                dialect.from_item(&resource.relation, "portico_q")
             );
             let columns = vec![ColumnType::Integer; lengths.len()];
             source
-                .query(limited(dialect, &body, rows, columns))
+                .query(dialect.select_text(&body, rows, columns))
                 .await
                 .ok()
         }

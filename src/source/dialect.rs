@@ -92,9 +92,7 @@ impl Dialect {
             params: Vec::new(),
         };
         sql.push("SELECT ");
-        if self == Dialect::TSql {
-            sql.push(&format!("TOP ({}) ", select.limit));
-        }
+        sql.push(&self.top(select.limit));
         for (i, (column, column_type)) in select.columns.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
@@ -120,17 +118,48 @@ impl Dialect {
                 sql.order_term(term);
             }
         }
-        match self {
-            Dialect::Sqlite | Dialect::Postgres | Dialect::MySql => {
-                sql.push(&format!(" LIMIT {}", select.limit));
-            }
-            Dialect::TSql | Dialect::Generic => {}
-        }
+        sql.push(&self.limit(select.limit));
         Statement {
             sql: sql.sql,
             params: sql.params,
             columns: select.columns.iter().map(|(_, t)| *t).collect(),
             max_rows: select.limit,
+        }
+    }
+
+    /// `SELECT {body}` of at most `rows` rows: `body` is written by hand (what a `Select` cannot
+    /// say, such as `GROUP BY`), the row limit in the dialect's spelling, as `select` writes it.
+    pub fn select_text(self, body: &str, rows: usize, columns: Vec<ColumnType>) -> Statement {
+        Statement {
+            sql: format!("SELECT {}{body}{}", self.top(rows), self.limit(rows)),
+            params: Vec::new(),
+            columns,
+            max_rows: rows,
+        }
+    }
+
+    /// A FROM item: a quoted table, or a configured query as a derived table under `alias`.
+    pub fn from_item(self, relation: &Relation, alias: &str) -> String {
+        match relation {
+            Relation::Table(name) => self.quote(name),
+            Relation::Query(query) => format!("({query}) {alias}"),
+        }
+    }
+
+    /// The row limit that follows `SELECT` (T-SQL's `TOP`), or nothing.
+    fn top(self, rows: usize) -> String {
+        match self {
+            Dialect::TSql => format!("TOP ({rows}) "),
+            _ => String::new(),
+        }
+    }
+
+    /// The row limit that ends the statement (`LIMIT`), or nothing: `generic` only stops
+    /// fetching after `max_rows`.
+    fn limit(self, rows: usize) -> String {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres | Dialect::MySql => format!(" LIMIT {rows}"),
+            Dialect::TSql | Dialect::Generic => String::new(),
         }
     }
 }
@@ -281,18 +310,8 @@ impl SqlWriter {
 
     /// A FROM item: a quoted table, or a configured query under `alias`.
     fn relation(&mut self, relation: &Relation, alias: &str) {
-        match relation {
-            Relation::Table(name) => {
-                let quoted = self.dialect.quote(name);
-                self.push(&quoted);
-            }
-            Relation::Query(query) => {
-                self.push("(");
-                self.push(query);
-                self.push(") ");
-                self.push(alias);
-            }
-        }
+        let item = self.dialect.from_item(relation, alias);
+        self.push(&item);
     }
 
     pub(super) fn param(&mut self, param: Param) {
