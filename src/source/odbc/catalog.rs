@@ -97,12 +97,13 @@ fn connect(connection_string: &str) -> Result<Connection<'static>, odbc_api::Err
 struct TextRow(Vec<Option<String>>);
 
 impl TextRow {
+    /// The cell, `None` when NULL or absent.
+    fn cell(&self, column: usize) -> Option<String> {
+        self.0.get(column - 1).cloned().flatten()
+    }
+
     fn text(&self, column: usize) -> String {
-        self.0
-            .get(column - 1)
-            .cloned()
-            .flatten()
-            .unwrap_or_default()
+        self.cell(column).unwrap_or_default()
     }
 
     fn number<T: std::str::FromStr>(&self, column: usize) -> Option<T> {
@@ -387,16 +388,14 @@ fn unique_indexes(
     // Index name, (ordinal position, column) pairs, partial.
     let mut found: Vec<(String, IndexColumns, bool)> = Vec::new();
     for row in rows {
-        let cell = |i: usize| row.get(i).cloned().flatten();
-        let number = |i: usize| cell(i).and_then(|t| t.trim().parse::<i64>().ok());
-        let (Some(index), Some(column)) = (cell(5), cell(8)) else {
+        let (Some(index), Some(column)) = (row.cell(6), row.cell(9)) else {
             continue;
         };
-        if number(6) == Some(0) || number(3) == Some(1) {
+        if row.number::<i64>(7) == Some(0) || row.number::<i64>(4) == Some(1) {
             continue;
         }
-        let filtered = cell(12).is_some_and(|f| !f.trim().is_empty());
-        let position = number(7).unwrap_or(0);
+        let filtered = row.cell(13).is_some_and(|f| !f.trim().is_empty());
+        let position = row.number::<i64>(8).unwrap_or(0);
         match found.iter_mut().find(|(n, _, _)| *n == index) {
             Some((_, columns, partial)) => {
                 columns.push((position, column));
@@ -442,12 +441,10 @@ fn row_identifier(
     Ok(rows
         .into_iter()
         .filter_map(|row| {
-            let cell = |i: usize| row.get(i).cloned().flatten();
-            let number = |i: usize| cell(i).and_then(|t| t.trim().parse::<i16>().ok());
             Some(RowIdentifierColumn {
-                name: cell(1)?,
-                scope: number(0),
-                pseudo: number(7),
+                name: row.cell(2)?,
+                scope: row.number(1),
+                pseudo: row.number(8),
             })
         })
         .collect())
@@ -464,7 +461,7 @@ fn catalog_rows(
     function: &'static str,
     call: impl FnOnce(odbc_api::sys::HStmt, [Argument; 3]) -> odbc_api::sys::SqlReturn,
     names: [&str; 3],
-) -> Result<Vec<Vec<Option<String>>>, odbc_api::Error> {
+) -> Result<Vec<TextRow>, odbc_api::Error> {
     let statement: StatementImpl<'_> = conn.preallocate()?.into_handle();
     let mut arguments = [(std::ptr::null(), 0i16); 3];
     for (argument, name) in arguments.iter_mut().zip(names) {
@@ -487,7 +484,7 @@ fn catalog_rows(
     if cursor.num_result_cols()? == 0 {
         return Ok(Vec::new());
     }
-    Ok(text_rows(cursor)?.into_iter().map(|row| row.0).collect())
+    text_rows(cursor)
 }
 
 /// The error a failed catalog call left on its statement.
