@@ -3,6 +3,7 @@
 
 mod call;
 pub mod catalog;
+mod pooled;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use odbc_api::buffers::Indicator;
 use odbc_api::buffers::TextRowSet;
 use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
-use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
+use odbc_api::{Connection, ConnectionOptions, ConnectionTransitions, Cursor, DataType};
 use tokio::sync::Semaphore;
 
 use crate::telemetry::metrics::SourceMetrics;
@@ -20,6 +21,8 @@ use super::call::{Call, CallOutcome};
 use super::diagnostic::driver_text;
 use super::meters::{Meters, Raised};
 use super::write::{Step, WriteOutcome};
+use pooled::Pooled;
+
 use super::{
     decode, ColumnType, Dialect, Param, Rows, Source, SourceError, SourceFuture, Statement, Value,
 };
@@ -73,8 +76,9 @@ pub fn connect(
 pub struct OdbcSource {
     settings: Arc<OdbcSettings>,
     slots: Arc<Semaphore>,
-    idle: Arc<Mutex<Vec<Connection<'static>>>>,
+    idle: Arc<Mutex<Vec<Pooled>>>,
     row_by_row: Arc<AtomicBool>,
+    prepares: Arc<AtomicBool>,
     meters: Meters,
 }
 
@@ -85,6 +89,7 @@ impl OdbcSource {
             slots: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             idle: Arc::new(Mutex::new(Vec::new())),
             row_by_row: Arc::new(AtomicBool::new(settings.row_by_row)),
+            prepares: Arc::new(AtomicBool::new(true)),
             meters: Meters::new(metrics, &settings.name),
             settings: Arc::new(settings),
         }
@@ -120,6 +125,7 @@ impl OdbcSource {
             settings: Arc::clone(s),
             idle: self.idle.clone(),
             row_by_row: self.row_by_row.clone(),
+            prepares: self.prepares.clone(),
             fate: fate.clone(),
         };
         let span = tracing::Span::current();
@@ -187,7 +193,7 @@ impl Source for OdbcSource {
         Box::pin(async move {
             let started = Instant::now();
             let result = self
-                .run(move |worker| worker.with_connection(|conn| worker.fetch(conn, &statement)))
+                .run(move |worker| worker.with_connection(|pooled| worker.read(pooled, &statement)))
                 .await;
             self.meters.queries.inc();
             self.meters.seconds.observe(started.elapsed().as_secs_f64());
@@ -231,13 +237,15 @@ impl Source for OdbcSource {
         Box::pin(async move {
             let result = self
                 .run(move |worker| {
-                    worker.with_connection(|conn| {
-                        conn.execute(
-                            worker.settings.health_statement(),
-                            (),
-                            Some(worker.timeout_secs()),
-                        )
-                        .map(|_| ())
+                    worker.with_connection(|pooled| {
+                        pooled
+                            .connection()
+                            .execute(
+                                worker.settings.health_statement(),
+                                (),
+                                Some(worker.timeout_secs()),
+                            )
+                            .map(|_| ())
                     })
                 })
                 .await;
@@ -274,8 +282,10 @@ impl Source for OdbcSource {
 /// What a blocking thread needs: settings and the idle connections.
 struct Worker {
     settings: Arc<OdbcSettings>,
-    idle: Arc<Mutex<Vec<Connection<'static>>>>,
+    idle: Arc<Mutex<Vec<Pooled>>>,
     row_by_row: Arc<AtomicBool>,
+    /// Whether reads are prepared once per connection (until the driver refuses to prepare).
+    prepares: Arc<AtomicBool>,
     fate: Arc<Mutex<Fate>>,
 }
 
@@ -284,7 +294,7 @@ impl Worker {
         self.settings.query_timeout.as_secs().max(1) as usize
     }
 
-    fn connect(&self) -> Result<Connection<'static>, SourceError> {
+    fn connect(&self) -> Result<Pooled, SourceError> {
         let unavailable = |e: odbc_api::Error| SourceError::Unavailable {
             source_name: self.settings.name.clone(),
             detail: driver_text(&e),
@@ -293,14 +303,16 @@ impl Worker {
             login_timeout_sec: Some(self.settings.login_timeout.as_secs().max(1) as u32),
             packet_size: None,
         };
-        connect(&self.settings.connection_string, options).map_err(unavailable)
+        connect(&self.settings.connection_string, options)
+            .map(Pooled::new)
+            .map_err(unavailable)
     }
 
-    fn take_idle(&self) -> Option<Connection<'static>> {
+    fn take_idle(&self) -> Option<Pooled> {
         self.idle.lock().ok().and_then(|mut idle| idle.pop())
     }
 
-    fn give_back(&self, conn: Connection<'static>) {
+    fn give_back(&self, conn: Pooled) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }
@@ -313,15 +325,15 @@ impl Worker {
     /// refused it) keeps the connection; one that may be either drops it. Neither is run again.
     fn with_connection<T>(
         &self,
-        work: impl Fn(&Connection<'static>) -> Result<T, odbc_api::Error>,
+        work: impl Fn(&mut Pooled) -> Result<T, odbc_api::Error>,
     ) -> Result<T, SourceError> {
-        if let Some(conn) = self.take_idle() {
-            match work(&conn) {
+        if let Some(mut conn) = self.take_idle() {
+            match work(&mut conn) {
                 Ok(value) => {
                     self.give_back(conn);
                     return Ok(value);
                 }
-                Err(e) => match blame_on(&e, &conn) {
+                Err(e) => match pooled_blame(&e, &conn) {
                     Blame::Connection => match self.classify(e) {
                         // A timeout already spent the query's budget: do not spend it twice.
                         timeout @ SourceError::Timeout { .. } => return Err(timeout),
@@ -333,14 +345,14 @@ impl Worker {
                 },
             }
         }
-        let conn = self.connect()?;
-        match work(&conn) {
+        let mut conn = self.connect()?;
+        match work(&mut conn) {
             Ok(value) => {
                 self.give_back(conn);
                 Ok(value)
             }
             Err(e) => {
-                let blame = blame_on(&e, &conn);
+                let blame = pooled_blame(&e, &conn);
                 Err(self.settle(conn, e, blame))
             }
         }
@@ -349,12 +361,7 @@ impl Worker {
     /// The error of a read that failed on `conn`, which goes back to the pool only when the
     /// error is the statement's and not a timeout (a driver may leave the connection of a
     /// cancelled statement busy).
-    fn settle(
-        &self,
-        conn: Connection<'static>,
-        error: odbc_api::Error,
-        blame: Blame,
-    ) -> SourceError {
+    fn settle(&self, conn: Pooled, error: odbc_api::Error, blame: Blame) -> SourceError {
         let error = self.classify(error);
         if blame == Blame::Statement && !matches!(error, SourceError::Timeout { .. }) {
             self.give_back(conn);
@@ -379,13 +386,17 @@ impl Worker {
         work: impl FnOnce(&Connection<'static>) -> Result<T, SourceError>,
     ) -> Result<T, SourceError> {
         let ping = self.settings.health_statement();
-        let pooled = self
-            .take_idle()
-            .filter(|conn| conn.execute(ping, (), Some(self.timeout_secs())).is_ok());
-        let conn = match pooled {
-            Some(conn) => conn,
+        let pooled = self.take_idle().filter(|pooled| {
+            pooled
+                .connection()
+                .execute(ping, (), Some(self.timeout_secs()))
+                .is_ok()
+        });
+        let pooled = match pooled {
+            Some(pooled) => pooled,
             None => self.connect()?,
         };
+        let conn = pooled.connection();
         conn.set_autocommit(false).map_err(|e| self.classify(e))?;
         let mut result = work(&conn);
         let mut keep = commit && result.as_ref().is_ok_and(Finished::keep);
@@ -406,7 +417,8 @@ impl Worker {
             }
             (result, ended) => {
                 if ended.is_ok() && conn.set_autocommit(true).is_ok() {
-                    self.give_back(conn);
+                    drop(conn);
+                    self.give_back(pooled);
                 }
                 result
             }
@@ -504,6 +516,98 @@ impl Worker {
         }
     }
 
+    /// Runs a read on a pooled connection through its prepared statement (prepared now on first
+    /// use), fetching into the buffer kept from its last run. Falls back to running it directly
+    /// ([`Self::fetch`]) where preparing does not work: a driver that cannot prepare it (from
+    /// then on this source's reads are run directly), or a kept statement that fails (the
+    /// table may have changed under it: it is closed and the read runs once more directly,
+    /// unless it timed out).
+    fn read(&self, pooled: &mut Pooled, statement: &Statement) -> Result<Rows, odbc_api::Error> {
+        if !self.prepares.load(Ordering::Relaxed) || self.row_by_row.load(Ordering::Relaxed) {
+            return self.fetch(&pooled.connection(), statement);
+        }
+        let timeout = self.timeout_secs();
+        let prepared = pooled.read(&statement.sql, |connection| {
+            let mut prepared = connection.into_prepared(&statement.sql)?;
+            prepared.set_query_timeout_sec(timeout)?;
+            Ok(prepared)
+        });
+        let read = match prepared {
+            Ok(read) => read,
+            Err(refused) => {
+                let rows = self.fetch(&pooled.connection(), statement)?;
+                if self.prepares.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(source = %self.settings.name, error = %driver_text(&refused), "the driver cannot prepare a read it runs directly; running reads directly from now on");
+                }
+                return Ok(rows);
+            }
+        };
+        match self.fetch_prepared(read, statement) {
+            Ok(Some((rows, buffer, buffered_rows))) => {
+                if let Some(buffer) = buffer {
+                    pooled.keep_buffer(&statement.sql, buffer, buffered_rows);
+                }
+                Ok(rows)
+            }
+            // The driver refused a block fetch: from now on rows come one by one, directly.
+            Ok(None) => self.fetch(&pooled.connection(), statement),
+            Err(e) => {
+                pooled.forget(&statement.sql);
+                if self.classify_timeout(&e) {
+                    return Err(e);
+                }
+                tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "a prepared read failed; running it directly");
+                self.fetch(&pooled.connection(), statement)
+            }
+        }
+    }
+
+    /// Executes a prepared read and fetches its rows in blocks into its kept buffer (or a new
+    /// one), handing the buffer back. `None` when the driver refuses block fetches.
+    #[allow(clippy::type_complexity)]
+    fn fetch_prepared(
+        &self,
+        read: &mut pooled::PreparedRead,
+        statement: &Statement,
+    ) -> Result<Option<(Rows, Option<TextRowSet>, usize)>, odbc_api::Error> {
+        let params: Vec<Box<dyn InputParameter>> = statement.params.iter().map(bind).collect();
+        let Some(mut cursor) = read.statement.execute(&params[..])? else {
+            return Ok(Some((Vec::new(), None, 0)));
+        };
+        let batch = statement.max_rows.clamp(1, 500);
+        if read.columns != statement.columns || read.widths.is_none() {
+            read.widths = Some(self.widths(&mut cursor, statement)?);
+            read.columns = statement.columns.clone();
+            read.buffer = None;
+        }
+        let buffer = match read.buffer.take() {
+            Some((buffer, rows)) if rows == batch => buffer,
+            _ => TextRowSet::from_max_str_lens(batch, read.widths.clone().unwrap_or_default())?,
+        };
+        let mut block = match cursor.bind_buffer(buffer) {
+            Ok(block) => block,
+            Err(e) if refuses_block_fetch(&e) => {
+                if !self.row_by_row.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(source = %self.settings.name, error = %driver_text(&e), "the driver refuses block fetches; fetching row by row from now on (declare capabilities.block_fetch = false to skip this)");
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let rows = self.fetch_blocks(&mut block, statement)?;
+        let (_, buffer) = block.unbind()?;
+        Ok(Some((rows, Some(buffer), batch)))
+    }
+
+    /// Whether `error` is a statement timeout (its budget is spent: the read is not run again).
+    fn classify_timeout(&self, error: &odbc_api::Error) -> bool {
+        matches!(
+            error,
+            odbc_api::Error::Diagnostics { record, .. }
+                if [b"HYT00", b"HYT01", b"S1T00", b"57014"].contains(&&record.state.0)
+        )
+    }
+
     /// Runs a read and fetches its rows: in blocks of up to 500, or one by one when the driver
     /// refuses a row array size (then the statement runs again, and every later read of this
     /// source fetches row by row) or cannot describe its result columns.
@@ -529,7 +633,7 @@ impl Worker {
         };
         let batch = statement.max_rows.clamp(1, 500);
         let buffer = TextRowSet::from_max_str_lens(batch, widths)?;
-        let block = match cursor.bind_buffer(buffer) {
+        let mut block = match cursor.bind_buffer(buffer) {
             Ok(block) => block,
             Err(e) if refuses_block_fetch(&e) => {
                 if !self.row_by_row.swap(true, Ordering::Relaxed) {
@@ -542,7 +646,7 @@ impl Worker {
             }
             Err(e) => return Err(e),
         };
-        self.fetch_blocks(block, statement)
+        self.fetch_blocks(&mut block, statement)
     }
 
     /// Bytes to hold each result column as text.
@@ -577,7 +681,7 @@ impl Worker {
 
     fn fetch_blocks(
         &self,
-        mut block: odbc_api::BlockCursor<impl Cursor, TextRowSet>,
+        block: &mut odbc_api::BlockCursor<impl Cursor, TextRowSet>,
         statement: &Statement,
     ) -> Result<Rows, odbc_api::Error> {
         let mut rows = Vec::new();
@@ -696,6 +800,12 @@ fn blame_on(error: &odbc_api::Error, conn: &Connection<'_>) -> Blame {
         _ if conn.is_dead().unwrap_or(false) => Blame::Connection,
         blame => blame,
     }
+}
+
+/// What `error` says about the connection of `pooled`.
+fn pooled_blame(error: &odbc_api::Error, pooled: &Pooled) -> Blame {
+    let connection = pooled.connection();
+    blame_on(error, &connection)
 }
 
 /// What `error` alone says about its connection: only a diagnostic record can say anything
@@ -984,6 +1094,7 @@ mod tests {
             }),
             idle: Arc::new(Mutex::new(Vec::new())),
             row_by_row: Arc::new(AtomicBool::new(false)),
+            prepares: Arc::new(AtomicBool::new(true)),
             fate: Arc::new(Mutex::new(Fate::Running)),
         };
         for (state, native) in [
