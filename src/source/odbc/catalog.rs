@@ -298,9 +298,18 @@ fn columns(
 ) -> Result<Vec<ColumnInfo>, odbc_api::Error> {
     let mut first_schema: Option<String> = None;
     let mut out = Vec::new();
-    let cursor = conn
-        .preallocate()?
-        .into_columns_cursor(catalog, schema, name, "")?;
+    let (catalog_z, schema_z, name_z, column_z) = (
+        Terminated::new(catalog),
+        Terminated::new(schema),
+        Terminated::new(name),
+        Terminated::new(""),
+    );
+    let cursor = conn.preallocate()?.into_columns_cursor(
+        catalog_z.text(),
+        schema_z.text(),
+        name_z.text(),
+        column_z.text(),
+    )?;
     for row in text_rows(cursor)? {
         if !row.text(3).eq_ignore_ascii_case(name) {
             continue;
@@ -341,12 +350,17 @@ fn primary_key(
     schema: &str,
     name: &str,
 ) -> Result<Vec<String>, odbc_api::Error> {
-    let catalog = (!catalog.is_empty()).then_some(catalog);
-    let schema = (!schema.is_empty()).then_some(schema);
+    let (catalog_z, schema_z, name_z) = (
+        Terminated::new(catalog),
+        Terminated::new(schema),
+        Terminated::new(name),
+    );
+    let catalog = (!catalog.is_empty()).then_some(catalog_z.text());
+    let schema = (!schema.is_empty()).then_some(schema_z.text());
     let mut keys: Vec<(i16, String)> = Vec::new();
     let cursor = match conn
         .preallocate()?
-        .into_primary_keys_cursor(catalog, schema, name)
+        .into_primary_keys_cursor(catalog, schema, name_z.text())
     {
         Ok(cursor) => cursor,
         // The driver has no SQLPrimaryKeys (mdbtools): it names no key.
@@ -453,6 +467,22 @@ fn row_identifier(
 /// A text argument of a catalog function: pointer and length, or null and 0 when empty.
 type Argument = (*const u8, i16);
 
+/// A name passed to a catalog function with its length and followed in memory by a NUL: some
+/// drivers (mdbtools 1.0) read a name up to a NUL whatever length they are given, and then
+/// read past it into whatever the allocator left there (tables "without columns").
+struct Terminated(String);
+
+impl Terminated {
+    fn new(name: &str) -> Self {
+        Self(format!("{name}\0"))
+    }
+
+    /// The name, without its NUL.
+    fn text(&self) -> &str {
+        &self.0[..self.0.len() - 1]
+    }
+}
+
 /// Runs a catalog function odbc-api does not wrap on a fresh statement handle and reads its
 /// result set as text. `call` gets the statement and the three names as (pointer, length),
 /// narrow (UTF-8) as odbc-api passes them on this platform.
@@ -463,8 +493,10 @@ fn catalog_rows(
     names: [&str; 3],
 ) -> Result<Vec<TextRow>, odbc_api::Error> {
     let statement: StatementImpl<'_> = conn.preallocate()?.into_handle();
+    let names = names.map(Terminated::new);
     let mut arguments = [(std::ptr::null(), 0i16); 3];
-    for (argument, name) in arguments.iter_mut().zip(names) {
+    for (argument, name) in arguments.iter_mut().zip(&names) {
+        let name = name.text();
         if !name.is_empty() {
             let length = i16::try_from(name.len())
                 .map_err(|_| odbc_api::Error::NoDiagnostics { function })?;
