@@ -25,6 +25,7 @@ mod mssql_server;
 mod oidc;
 mod openapi;
 mod outage;
+mod prepared;
 mod retention;
 mod roundtrip;
 mod security;

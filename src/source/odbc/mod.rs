@@ -552,11 +552,12 @@ impl Worker {
             // The driver refused a block fetch: from now on rows come one by one, directly.
             Ok(None) => self.fetch(&pooled.connection(), statement),
             Err(e) => {
+                // Closed either way: whatever failed, the next run prepares it afresh.
                 pooled.forget(&statement.sql);
-                if self.classify_timeout(&e) {
+                if !stale_prepared_statement(&e) {
                     return Err(e);
                 }
-                tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "a prepared read failed; running it directly");
+                tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "a prepared read went stale; running it directly");
                 self.fetch(&pooled.connection(), statement)
             }
         }
@@ -597,15 +598,6 @@ impl Worker {
         let rows = self.fetch_blocks(&mut block, statement)?;
         let (_, buffer) = block.unbind()?;
         Ok(Some((rows, Some(buffer), batch)))
-    }
-
-    /// Whether `error` is a statement timeout (its budget is spent: the read is not run again).
-    fn classify_timeout(&self, error: &odbc_api::Error) -> bool {
-        matches!(
-            error,
-            odbc_api::Error::Diagnostics { record, .. }
-                if [b"HYT00", b"HYT01", b"S1T00", b"57014"].contains(&&record.state.0)
-        )
     }
 
     /// Runs a read and fetches its rows: in blocks of up to 500, or one by one when the driver
@@ -799,6 +791,23 @@ fn blame_on(error: &odbc_api::Error, conn: &Connection<'_>) -> Blame {
         Blame::Connection => Blame::Connection,
         _ if conn.is_dead().unwrap_or(false) => Blame::Connection,
         blame => blame,
+    }
+}
+
+/// Whether `error` says a kept prepared statement no longer fits its table, so the read did
+/// not run and may run again: PostgreSQL's `0A000` "cached plan must not change result type"
+/// (a column changed under it) and `26000` (the prepared statement is gone), MariaDB's
+/// `1615` "Prepared statement needs to be re-prepared". Anything else the database said
+/// about the statement stands: a refused read is not run twice.
+fn stale_prepared_statement(error: &odbc_api::Error) -> bool {
+    let odbc_api::Error::Diagnostics { record, .. } = error else {
+        return false;
+    };
+    let message = String::from_utf8_lossy(&record.message);
+    match &record.state.0 {
+        b"0A000" => message.contains("cached plan"),
+        b"26000" => true,
+        _ => record.native_error == 1615,
     }
 }
 
