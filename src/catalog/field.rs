@@ -1,5 +1,7 @@
 //! A resource field: its legacy column and the transforms between legacy and API values.
 
+use std::borrow::Cow;
+
 use encoding_rs::Encoding;
 use serde_json::Value as Json;
 
@@ -57,6 +59,63 @@ pub struct Field {
 /// Why a client value cannot be turned into a legacy value.
 pub type ValueError = String;
 
+/// An API value as read from a legacy value, borrowing what it can from the row and the field:
+/// rendered straight into a response body, it costs no `serde_json::Value` per cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiValue<'a> {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A whole number.
+    Int(i64),
+    /// A binary floating-point number.
+    Number(serde_json::Number),
+    /// A string (text, a code's API value, an exact decimal, an ISO date or timestamp).
+    Text(Cow<'a, str>),
+    /// `{"value": "12.50", "currency": "USD"}`.
+    Money {
+        /// Exact decimal.
+        value: String,
+        /// The field's currency (`null` when it has none).
+        currency: Option<&'a str>,
+    },
+}
+
+impl serde::Serialize for ApiValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ApiValue::Null => serializer.serialize_unit(),
+            ApiValue::Bool(b) => serializer.serialize_bool(*b),
+            ApiValue::Int(i) => serializer.serialize_i64(*i),
+            ApiValue::Number(n) => n.serialize(serializer),
+            ApiValue::Text(t) => serializer.serialize_str(t),
+            ApiValue::Money { value, currency } => {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("value", value)?;
+                map.serialize_entry("currency", currency)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl From<ApiValue<'_>> for Json {
+    fn from(value: ApiValue<'_>) -> Self {
+        match value {
+            ApiValue::Null => Json::Null,
+            ApiValue::Bool(b) => Json::Bool(b),
+            ApiValue::Int(i) => Json::from(i),
+            ApiValue::Number(n) => Json::Number(n),
+            ApiValue::Text(t) => Json::String(t.into_owned()),
+            ApiValue::Money { value, currency } => {
+                serde_json::json!({ "value": value, "currency": currency })
+            }
+        }
+    }
+}
+
 /// A legacy value that does not read as its field's type (served as null).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the legacy value does not read as {field_type:?}")]
@@ -88,66 +147,76 @@ impl Field {
     /// Converts a legacy value to its API value. Data that breaks its declared shape becomes
     /// null (and a warning), so one bad legacy row cannot fail a whole page.
     pub fn read(&self, value: &Value) -> Json {
-        self.read_checked(value).unwrap_or_else(|_| {
+        self.api_value(value).into()
+    }
+
+    /// Like [`Self::read`], as an [`ApiValue`] that borrows from `value` and the field.
+    pub fn api_value<'a>(&'a self, value: &'a Value) -> ApiValue<'a> {
+        self.read_api(value).unwrap_or_else(|_| {
             tracing::warn!(field = %self.name, column = %self.column, value = ?value, "legacy value does not fit its field; served as null");
-            Json::Null
+            ApiValue::Null
         })
     }
 
     /// Converts a legacy value to its API value, or says that it does not read as the
     /// field's type (what `read` serves as null; `portico check` counts them in a sample).
     pub fn read_checked(&self, value: &Value) -> Result<Json, Misfit> {
-        let json = match value {
-            Value::Null => return Ok(Json::Null),
+        self.read_api(value).map(Json::from)
+    }
+
+    /// [`Self::read_checked`] as an [`ApiValue`].
+    pub fn read_api<'a>(&'a self, value: &'a Value) -> Result<ApiValue<'a>, Misfit> {
+        let api = match value {
+            Value::Null => return Ok(ApiValue::Null),
             Value::Text(bytes) => {
                 let text = self.decode_text(bytes);
                 // Blanks around the value (CHAR padding, right-justified codes); writes refuse
                 // them on a trimmed field, so what is written reads back.
-                let text = if self.trim {
-                    text.trim_matches(' ')
-                } else {
-                    &text[..]
+                let text = match text {
+                    Cow::Borrowed(t) if self.trim => Cow::Borrowed(t.trim_matches(' ')),
+                    Cow::Owned(t) if self.trim => Cow::Owned(t.trim_matches(' ').to_string()),
+                    text => text,
                 };
-                if self.null_values.iter().any(|n| n == text) {
-                    return Ok(Json::Null);
+                if self.null_values.iter().any(|n| *n == text) {
+                    return Ok(ApiValue::Null);
                 }
                 self.api_from_text(text)
             }
             Value::Int(i) => {
                 if self.field_type == FieldType::Integer && self.null_values.is_empty() {
-                    return Ok(Json::from(*i));
+                    return Ok(ApiValue::Int(*i));
                 }
                 let text = i.to_string();
                 if self.null_values.contains(&text) {
-                    return Ok(Json::Null);
+                    return Ok(ApiValue::Null);
                 }
-                self.api_from_text(&text)
+                self.api_from_text(Cow::Owned(text))
             }
             Value::Float(f) => match (self.field_type, self.scale) {
                 // A single-precision column's value as it was written: its shortest float4
                 // text (0.05, not the 0.05000000074505806 its double reading shows).
                 (FieldType::Number, _) if self.limits.single_precision => {
                     let single = (*f as f32).to_string().parse::<f64>().unwrap_or(*f);
-                    serde_json::Number::from_f64(single).map(Json::Number)
+                    serde_json::Number::from_f64(single).map(ApiValue::Number)
                 }
-                (FieldType::Number, _) => serde_json::Number::from_f64(*f).map(Json::Number),
+                (FieldType::Number, _) => serde_json::Number::from_f64(*f).map(ApiValue::Number),
                 (FieldType::Decimal | FieldType::Money, Some(scale)) => {
-                    self.api_from_text(&super::float::served(*f, scale))
+                    self.api_from_text(Cow::Owned(super::float::served(*f, scale)))
                 }
-                _ => self.api_from_text(&f.to_string()),
+                _ => self.api_from_text(Cow::Owned(f.to_string())),
             },
             Value::Decimal(d) | Value::Date(d) | Value::Timestamp(d) => {
                 if self.null_values.contains(d) {
-                    return Ok(Json::Null);
+                    return Ok(ApiValue::Null);
                 }
-                self.api_from_text(d)
+                self.api_from_text(Cow::Borrowed(d))
             }
             Value::Bool(b) => match self.field_type {
-                FieldType::Boolean => Some(Json::Bool(*b)),
-                _ => self.api_from_text(if *b { "1" } else { "0" }),
+                FieldType::Boolean => Some(ApiValue::Bool(*b)),
+                _ => self.api_from_text(Cow::Borrowed(if *b { "1" } else { "0" })),
             },
         };
-        json.ok_or(Misfit {
+        api.ok_or(Misfit {
             field_type: self.field_type,
         })
     }
@@ -159,26 +228,30 @@ impl Field {
         }
     }
 
-    fn api_from_text(&self, text: &str) -> Option<Json> {
+    fn api_from_text<'a>(&'a self, text: Cow<'a, str>) -> Option<ApiValue<'a>> {
         match self.field_type {
             FieldType::String => {
-                if self.codes.is_empty() {
-                    return Some(Json::from(text));
-                }
-                let api = self.codes.iter().find(|(legacy, _)| legacy == text);
+                let api = self.codes.iter().find(|(legacy, _)| **legacy == *text);
                 // An unknown code is passed through so the data is never hidden.
-                Some(Json::from(api.map_or(text, |(_, api)| api.as_str())))
+                Some(ApiValue::Text(match api {
+                    Some((_, api)) => Cow::Borrowed(api.as_str()),
+                    None => text,
+                }))
             }
-            FieldType::Integer => text.parse::<i64>().ok().map(Json::from),
+            FieldType::Integer => text.parse::<i64>().ok().map(ApiValue::Int),
             FieldType::Number => text
                 .parse::<f64>()
                 .ok()
                 .and_then(serde_json::Number::from_f64)
-                .map(Json::Number),
-            FieldType::Decimal => canonical_decimal(text, self.scale).map(Json::from),
-            FieldType::Money => canonical_decimal(text, self.scale)
-                .map(|value| serde_json::json!({ "value": value, "currency": self.currency })),
-            FieldType::Boolean => self.parse_legacy_bool(text).map(Json::Bool),
+                .map(ApiValue::Number),
+            FieldType::Decimal => {
+                canonical_decimal(&text, self.scale).map(|d| ApiValue::Text(Cow::Owned(d)))
+            }
+            FieldType::Money => canonical_decimal(&text, self.scale).map(|value| ApiValue::Money {
+                value,
+                currency: self.currency.as_deref(),
+            }),
+            FieldType::Boolean => self.parse_legacy_bool(&text).map(ApiValue::Bool),
             FieldType::Date => {
                 // A YYYYMMDD number loses its leading zeros (0530-12-30 is 5301230).
                 let padded;
@@ -188,13 +261,14 @@ impl Field {
                     && text.bytes().all(|b| b.is_ascii_digit())
                 {
                     padded = format!("{text:0>8}");
-                    &padded
+                    padded.as_str()
                 } else {
-                    text
+                    &*text
                 };
-                Date::parse_legacy(text, self.date_format).map(|d| Json::from(d.iso()))
+                Date::parse_legacy(text, self.date_format)
+                    .map(|d| ApiValue::Text(Cow::Owned(d.iso())))
             }
-            FieldType::Datetime => iso_timestamp(text).map(Json::from),
+            FieldType::Datetime => iso_timestamp(&text).map(|t| ApiValue::Text(Cow::Owned(t))),
         }
     }
 

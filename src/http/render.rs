@@ -79,8 +79,10 @@ impl serde::Serialize for RowView<'_> {
         let mut map = serializer.serialize_map(Some(self.plan.output.len()))?;
         for &(field, position) in &self.plan.output {
             let f = &self.resource.fields[field];
-            let value = self.row.get(position).map_or(Json::Null, |v| f.read(v));
-            map.serialize_entry(&f.name, &value)?;
+            match self.row.get(position) {
+                Some(v) => map.serialize_entry(&f.name, &f.api_value(v))?,
+                None => map.serialize_entry(&f.name, &Json::Null)?,
+            }
         }
         map.end()
     }

@@ -91,7 +91,25 @@ impl Date {
 
     /// ISO 8601 text.
     pub fn iso(&self) -> String {
-        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+        let mut text = String::with_capacity(10);
+        self.push_iso(&mut text);
+        text
+    }
+
+    /// Appends `YYYY-MM-DD` to `text` (what `iso` returns, without formatting machinery: it
+    /// runs for every date of every row served).
+    pub fn push_iso(&self, text: &mut String) {
+        let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
+        let year = self.year;
+        for n in [year / 1000, year / 100, year / 10, year] {
+            text.push(digit(n));
+        }
+        text.push('-');
+        text.push(digit(self.month / 10));
+        text.push(digit(self.month));
+        text.push('-');
+        text.push(digit(self.day / 10));
+        text.push(digit(self.day));
     }
 }
 
@@ -160,26 +178,31 @@ pub fn iso_timestamp(text: &str) -> Option<String> {
     let text = text.trim();
     let date = Date::parse_iso(text.get(..10)?)?;
     let rest = text[10..].trim_start_matches(['T', ' ']);
+    let mut iso = String::with_capacity(32);
+    date.push_iso(&mut iso);
+    iso.push('T');
     if rest.is_empty() {
-        return Some(format!("{}T00:00:00", date.iso()));
+        iso.push_str("00:00:00");
+        return Some(iso);
     }
     let (rest, offset) = split_offset(rest)?;
     let (clock, fraction) = rest.split_once('.').unwrap_or((rest, ""));
-    let parts: Vec<&str> = clock.split(':').collect();
-    let valid = parts.len() == 3
-        && parts
-            .iter()
+    let valid = clock.split(':').count() == 3
+        && clock
+            .split(':')
             .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
         && fraction.bytes().all(|b| b.is_ascii_digit());
     if !valid {
         return None;
     }
     let fraction = fraction.trim_end_matches('0');
-    Some(if fraction.is_empty() {
-        format!("{}T{clock}{offset}", date.iso())
-    } else {
-        format!("{}T{clock}.{fraction}{offset}", date.iso())
-    })
+    iso.push_str(clock);
+    if !fraction.is_empty() {
+        iso.push('.');
+        iso.push_str(fraction);
+    }
+    iso.push_str(offset);
+    Some(iso)
 }
 
 /// `10:00:00 +01:00` → (`10:00:00`, `+01:00`); `Z` stays `Z`; no offset → empty.

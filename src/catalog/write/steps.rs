@@ -14,15 +14,31 @@ use crate::source::{ColumnType, Dialect, Param, Statement, Value};
 /// The ETag of a row as the caller sees it: a hash of the legacy values of the fields `plan`
 /// reads (hidden fields never enter it, so it reveals nothing about them).
 pub fn row_etag(resource: &Resource, plan: &Plan, row: &[Value]) -> String {
-    let mut hash = Sha256::new();
+    let mut hash = HashWriter(Sha256::new());
     for &(field, position) in &plan.output {
-        hash.update(resource.fields[field].name.as_bytes());
-        hash.update([0]);
+        hash.0.update(resource.fields[field].name.as_bytes());
+        hash.0.update([0]);
         let value = row.get(position).unwrap_or(&Value::Null);
-        hash.update(serde_json::to_vec(value).unwrap_or_default());
-        hash.update([0]);
+        // Serialized straight into the hash (the same bytes as `to_vec`, no buffer per value);
+        // a `Value` always serializes and the writer never fails.
+        serde_json::to_writer(&mut hash, value).ok();
+        hash.0.update([0]);
     }
-    format!("\"{}\"", URL_SAFE_NO_PAD.encode(&hash.finalize()[..16]))
+    format!("\"{}\"", URL_SAFE_NO_PAD.encode(&hash.0.finalize()[..16]))
+}
+
+/// Feeds what is written to it into a hash.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Conditions that hold only while the row still has the values of `row` (as read by `plan`).
