@@ -10,7 +10,8 @@
 #         independent webhook verifier); Node.js and tests/idp's oidc-provider from npm (a real
 #         OpenID Connect provider), and tests/lint's OpenAPI linters from npm (@redocly/cli,
 #         @stoplight/spectral-cli)
-#   bench + wrk
+#   bench + wrk and curl, PostgreSQL (pgbench) and MariaDB servers and clients with their ODBC
+#         drivers, and libmariadb's headers and gcc for bench/own_client.c
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=(unixodbc unixodbc-dev libsqliteodbc sqlite3 libsqlite3-dev libssl-dev pkg-config)
@@ -20,7 +21,7 @@ case "${1:-run}" in
     want+=(odbc-postgresql odbc-mariadb odbc-mdbtools mdbtools postgresql mariadb-server python3 python3-jwt python3-cryptography python3-venv chromium tinyproxy)
     # Node.js from Debian unless the machine has one already (oidc-provider needs 18 or later).
     command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm) ;;
-  bench) want+=(wrk curl) ;;
+  bench) want+=(wrk curl postgresql postgresql-client odbc-postgresql mariadb-server mariadb-client odbc-mariadb libmariadb-dev gcc libc6-dev) ;;
   *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 missing=()
