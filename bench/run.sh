@@ -223,7 +223,11 @@ bench_database() {
   for ttl in uncached cached; do
     echo "$db: Portico $ttl..." >&2
     serve "${!ttl}"
-    read -r "rate[$ttl-key]" "p99[$ttl-key]" < <(load -H "$staff" -s bench/key.lua "$url")
+    # Cached lookups ask a hot set of keys (a portal's users ask their own jobs again); over all
+    # 100,000 a 12-second run would mostly miss and measure the database.
+    keys=$jobs
+    [ $ttl = cached ] && keys=${BENCH_HOT_KEYS:-10000}
+    read -r "rate[$ttl-key]" "p99[$ttl-key]" < <(BENCH_JOBS=$keys load -H "$staff" -s bench/key.lua "$url")
     read -r "rate[$ttl-filtered]" "p99[$ttl-filtered]" < <(load -H "$staff" "$url/v1/jobs?$filter")
     read -r "rate[$ttl-page]" "p99[$ttl-page]" < <(load -H "$staff" "$url/v1/jobs?limit=100")
     read -r "rate[$ttl-portal]" "p99[$ttl-portal]" < <(load -H "$portal" "$url/v1/jobs?limit=100")
@@ -277,5 +281,6 @@ bench_database() {
 for db in $databases; do bench_database "$db"; done
 echo
 echo "$jobs jobs; $(nproc) cores shared by every process; each figure a ${seconds}s run; wrk -t$wrk_threads -c$wrk_connections"
+echo "cached key lookups ask ${BENCH_HOT_KEYS:-10000} of the jobs again and again (uncached ones: all of them)."
 echo "on loopback after a ${warmup}s warm-up; the raw loop: $(nproc) threads, one connection and one prepared statement each;"
 echo "uncached / own client is against the better of simple and prepared."

@@ -523,7 +523,7 @@ impl Worker {
     /// table may have changed under it: it is closed and the read runs once more directly,
     /// unless it timed out).
     fn read(&self, pooled: &mut Pooled, statement: &Statement) -> Result<Rows, odbc_api::Error> {
-        if !self.prepares.load(Ordering::Relaxed) || self.row_by_row.load(Ordering::Relaxed) {
+        if !self.prepares.load(Ordering::Relaxed) {
             return self.fetch(&pooled.connection(), statement);
         }
         let timeout = self.timeout_secs();
@@ -575,11 +575,24 @@ impl Worker {
         let Some(mut cursor) = read.statement.execute(&params[..])? else {
             return Ok(Some((Vec::new(), None, 0)));
         };
+        if self.row_by_row.load(Ordering::Relaxed) {
+            return Ok(Some((self.fetch_rows(cursor, statement)?, None, 0)));
+        }
         let batch = statement.max_rows.clamp(1, 500);
         if read.columns != statement.columns || read.widths.is_none() {
-            read.widths = Some(self.widths(&mut cursor, statement)?);
+            read.widths = match self.widths(&mut cursor, statement) {
+                Ok(widths) => Some(widths),
+                Err(e) => {
+                    tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "the driver cannot describe the result columns; fetching row by row");
+                    return Ok(Some((self.fetch_rows(cursor, statement)?, None, 0)));
+                }
+            };
             read.columns = statement.columns.clone();
             read.buffer = None;
+        }
+        let widths = read.widths.as_deref().unwrap_or_default();
+        if pooled::text_buffer_bytes(batch, widths) > BLOCK_BUFFER_BYTES {
+            return Ok(Some((self.fetch_rows(cursor, statement)?, None, 0)));
         }
         let buffer = match read.buffer.take() {
             Some((buffer, rows)) if rows == batch => buffer,
@@ -624,6 +637,9 @@ impl Worker {
             }
         };
         let batch = statement.max_rows.clamp(1, 500);
+        if pooled::text_buffer_bytes(batch, &widths) > BLOCK_BUFFER_BYTES {
+            return self.fetch_rows(cursor, statement);
+        }
         let buffer = TextRowSet::from_max_str_lens(batch, widths)?;
         let mut block = match cursor.bind_buffer(buffer) {
             Ok(block) => block,
@@ -754,6 +770,12 @@ impl Worker {
         Ok(rows)
     }
 }
+
+/// Bytes above which a result is fetched row by row rather than into a block buffer: text
+/// columns whose width the driver does not bound (SQLite's, PostgreSQL's `text`) take
+/// `max_text_bytes` each, and a buffer of hundreds of such rows costs more to allocate and
+/// clear than reading each value whole.
+const BLOCK_BUFFER_BYTES: usize = 1 << 20;
 
 /// Whether `error` is a driver refusing a block cursor's statement attributes (the row array
 /// size, the bind type): `HY092` invalid attribute, `HYC00` not implemented, `HY024` invalid
