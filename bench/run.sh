@@ -9,7 +9,8 @@
 #   Portico      wrk on loopback with the cache off (default_ttl 0s) and on (600s).
 # Every client runs the SQL text Portico generates for the request (odbc_baseline --print-sql).
 # Run from the repository root (make bench). BENCH_SECONDS (10) per measurement,
-# BENCH_DATABASES ("sqlite postgres mariadb") to run fewer, BENCH_JOBS (100000).
+# BENCH_DATABASES ("sqlite postgres mariadb") to run fewer, BENCH_JOBS (100000), BENCH_PORTICO
+# (another portico binary to measure, e.g. an earlier release).
 set -euo pipefail
 seconds=${BENCH_SECONDS:-10}
 databases=${BENCH_DATABASES:-sqlite postgres mariadb}
@@ -37,7 +38,7 @@ trap cleanup EXIT
 gcc -O2 -o "$work/own_client" bench/own_client.c $(mariadb_config --cflags --libs) -lsqlite3 -lpthread
 baseline=target/release/examples/odbc_baseline
 [ -n "${CARGO_TARGET_DIR:-}" ] && baseline=$CARGO_TARGET_DIR/release/examples/odbc_baseline
-portico=${baseline%/examples/odbc_baseline}/portico
+portico=${BENCH_PORTICO:-${baseline%/examples/odbc_baseline}/portico}
 
 # free_port N: the first port from N on that nothing listens on.
 free_port() {
