@@ -13,7 +13,7 @@
 //! Portico. The raw loop sends the exact T-SQL the fixture received from Portico.
 
 #[path = "../tests/api/tds/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)] // the test-only parts of the fixture are unused here
 mod tds;
 
 use std::io::{Read, Write};
@@ -76,12 +76,15 @@ fn main() -> anyhow::Result<()> {
     for (label, binary) in &binaries {
         let mut measured = Vec::new();
         for ttl in ["0s", "600s"] {
-            let portico = Portico::start(binary, &fixture, ttl, dir.path())?;
+            let mut portico = Portico::start(binary, &fixture, ttl, dir.path())?;
             if sql.is_none() {
                 sql = Some(portico.check_answers(&fixture, &key, &page)?);
             }
             for target in [&key, &page] {
-                measured.push(wrk(portico.port, target, seconds)?);
+                eprintln!("tds_bench: {} {label} ttl {ttl}", target.label);
+                let load = wrk(portico.port, target, seconds);
+                portico.still_running()?;
+                measured.push(load?);
                 fixture.clear();
             }
         }
@@ -222,7 +225,8 @@ impl Portico {
         let child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(&config)
-            .env("PORTICO_LOG", "warn")
+            // Errors only: tiberius warns at every plaintext login.
+            .env("PORTICO_LOG", "error")
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
@@ -267,6 +271,16 @@ impl Portico {
         fixture.clear();
         let page_sql = sent.pop().unwrap_or_default();
         Ok((sent.pop().unwrap_or_default(), page_sql))
+    }
+}
+
+impl Portico {
+    /// An error saying how Portico ended, if it has.
+    fn still_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => bail!("portico exited: {status}"),
+            None => Ok(()),
+        }
     }
 }
 
