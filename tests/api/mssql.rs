@@ -594,3 +594,166 @@ async fn a_write_is_one_transaction_committed_only_when_the_row_matched() {
     );
     assert!(!sent.iter().any(|s| s.starts_with("COMMIT")), "{sent:?}");
 }
+
+/// A pooled connection is reused without a `SELECT 1` round trip per request (its socket is
+/// peeked instead); `/readyz` still asks the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_connection_costs_no_extra_round_trip() {
+    let fixture = TdsFixture::start(V2016, |_| job_rows()).await;
+    let app = Portico::spawn(&config(&fixture, "")).await;
+    for key in ["J001", "J002", "J003"] {
+        assert_eq!(app.get(&format!("/v1/jobs/{key}")).await.status, 200);
+    }
+    assert_eq!(app.get("/v1/jobs").await.status, 200);
+    assert_eq!(fixture.logins(), 1, "one connection served every request");
+    let sent: Vec<String> = fixture
+        .requests()
+        .iter()
+        .map(|r| r.sql().to_string())
+        .collect();
+    assert_eq!(
+        sent.len(),
+        5,
+        "the version, then one statement per request: {sent:?}"
+    );
+    assert!(
+        sent[0].contains("SERVERPROPERTY('ProductVersion')"),
+        "{sent:?}"
+    );
+    assert!(
+        sent[1..].iter().all(|s| s.contains("FROM [dbo].[JOBS]")),
+        "{sent:?}"
+    );
+
+    fixture.clear();
+    assert_eq!(app.get("/readyz").await.status, 200);
+    let sent: Vec<String> = fixture
+        .requests()
+        .iter()
+        .map(|r| r.sql().trim().to_string())
+        .collect();
+    assert_eq!(sent, ["SELECT 1"]);
+}
+
+/// A handler answering like `job_rows` (writes: one row changed) that first hangs up on
+/// `hangups` requests whose SQL starts with or contains `at`, as a connection the server
+/// dropped shows itself when the drop was not seen before reuse.
+fn hanging_up(at: &'static str, hangups: Arc<AtomicUsize>) -> impl Fn(&Request) -> Reply {
+    move |request| {
+        let sql = request.sql();
+        let due = sql.contains(at)
+            && hangups
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if due {
+            return Reply::Hangup;
+        }
+        if sql.starts_with("UPDATE ") {
+            return Reply::Affected(1);
+        }
+        if sql.contains("FROM [dbo].[JOBS]") {
+            return job_rows();
+        }
+        Reply::Affected(0)
+    }
+}
+
+/// A read on a reused connection that turns out lost (the server closed it unseen) runs once
+/// more on a new connection; a new connection that fails too is a 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_on_a_connection_lost_unseen_is_retried_once() {
+    let hangups = Arc::new(AtomicUsize::new(0));
+    let fixture = TdsFixture::start(V2016, hanging_up("FROM [dbo].[JOBS]", hangups.clone())).await;
+    let app = Portico::spawn(&config(&fixture, "")).await;
+    assert_eq!(app.get("/v1/jobs/J001").await.status, 200);
+    hangups.store(1, Ordering::SeqCst);
+    let again = app.get("/v1/jobs/J002").await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(
+        fixture.logins(),
+        2,
+        "a new connection replaced the lost one"
+    );
+    assert_eq!(selects(&fixture).len(), 3, "the lost read ran once more");
+
+    hangups.store(2, Ordering::SeqCst);
+    fixture.clear();
+    app.get("/v1/jobs/J003").await.problem(503);
+    assert_eq!(selects(&fixture).len(), 2, "retried once, not more");
+}
+
+/// A write whose opening batch finds its reused connection lost runs on a new one (nothing of
+/// the transaction ran); a connection lost after the opening batch is a 503, never a second
+/// UPDATE.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_retries_a_lost_connection_only_before_its_transaction_began() {
+    let begin =
+        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET XACT_ABORT ON; BEGIN TRANSACTION";
+    let hangups = Arc::new(AtomicUsize::new(0));
+    let hang_on_update = Arc::new(AtomicUsize::new(0));
+    let (on_begin, on_update) = (hanging_up(begin, hangups.clone()), hang_on_update.clone());
+    let fixture = TdsFixture::start(V2016, move |request| {
+        let update = request.sql().starts_with("UPDATE ");
+        if update
+            && on_update
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Reply::Hangup;
+        }
+        on_begin(request)
+    })
+    .await;
+    let text = config(&fixture, "").replace(
+        "anonymous = true",
+        "read_scope = \"jobs:read\"\nwrite_scope = \"jobs:write\"\nwrites = [\"update\"]",
+    ) + &format!(
+        "\n[auth]\ndevelopment = true\nissuer = \"{}\"\naudience = \"{}\"\n\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"{}\"\n",
+        crate::idp::ISSUER,
+        crate::idp::AUDIENCE,
+        crate::auth::SECRET
+    );
+    let app = Portico::spawn(&text).await;
+    let token = crate::auth::hs_token("clerk", json!({"scope": "jobs:read jobs:write"}));
+    let read = app.get_as("/v1/jobs/J001", Some(&token)).await;
+    let etag = read.headers["etag"].to_str().unwrap().to_string();
+    let patch = || {
+        let (app, token, etag) = (&app, &token, etag.clone());
+        async move {
+            app.send(
+                reqwest::Method::PATCH,
+                "/v1/jobs/J001",
+                Some(token),
+                &[("If-Match", etag.as_str())],
+                Some(Ok(json!({"status": "held"}))),
+            )
+            .await
+        }
+    };
+    let count = |prefix: &str| {
+        fixture
+            .statements()
+            .iter()
+            .filter(|s| s.starts_with(prefix))
+            .count()
+    };
+
+    hangups.store(1, Ordering::SeqCst);
+    fixture.clear();
+    let answer = patch().await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(fixture.logins(), 1, "one new connection");
+    assert_eq!(count(begin), 2, "the transaction opened again");
+    assert_eq!(count("UPDATE "), 1);
+    assert_eq!(count("COMMIT"), 1);
+
+    hang_on_update.store(1, Ordering::SeqCst);
+    fixture.clear();
+    patch().await.problem(503);
+    assert_eq!(
+        count("UPDATE "),
+        1,
+        "an UPDATE that may have run is not sent again"
+    );
+    assert_eq!(count(begin), 1);
+}

@@ -1,5 +1,6 @@
-//! SQL Server natively over TDS (tiberius on tokio): pooled connections checked before reuse,
-//! statement timeouts, and the same concurrency limit and errors as the ODBC source.
+//! SQL Server natively over TDS (tiberius on tokio): pooled connections checked before reuse
+//! without a round trip (a lost one is retried once), statement timeouts, and the same
+//! concurrency limit and errors as the ODBC source.
 
 mod call;
 pub mod columns;
@@ -138,7 +139,8 @@ impl Inner {
 
     /// Waits for `work` on `held` up to the query timeout. A connection whose work did not
     /// finish is closed at once, which makes the server abandon and roll back what it ran
-    /// instead of holding its locks until the connection is next checked.
+    /// instead of holding its locks until the connection is next checked; one that was lost
+    /// (an I/O error) is dropped rather than pooled.
     async fn bounded<T>(
         &self,
         held: Held,
@@ -147,6 +149,10 @@ impl Inner {
         let mut held = held;
         held.busy = true;
         match tokio::time::timeout(self.settings.query_timeout, work(&mut held.client)).await {
+            Ok(result @ Err(SourceError::Unavailable { .. })) => {
+                drop(Object::take(held));
+                (None, result)
+            }
             Ok(result) => {
                 held.busy = false;
                 (Some(held), result)
@@ -295,22 +301,36 @@ impl Inner {
 
     /// Runs `work` in a transaction: committed when `keep` says so, rolled back otherwise.
     /// A transaction cut short by the timeout is rolled back by closing its connection; a
-    /// commit under way is waited for, so its caller learns it was written.
+    /// commit under way is waited for, so its caller learns it was written. A reused
+    /// connection found lost by the opening batch (nothing of the transaction ran) is
+    /// replaced once.
     async fn transaction<T>(
         &self,
         work: impl for<'h> AsyncFnOnce(&'h mut pool::Client) -> Result<T, SourceError>,
         keep: impl Fn(&T) -> bool,
     ) -> Result<T, SourceError> {
-        let held = self.checkout().await?;
-        let _in_use = Raised::new(&self.meters.in_use);
         let begin = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET XACT_ABORT ON; \
                      BEGIN TRANSACTION";
-        let (held, result) = self
-            .bounded(held, async |client| {
-                self.batch(client, begin).await?;
-                work(client).await
-            })
-            .await;
+        let mut retried = false;
+        let (begun, _in_use) = loop {
+            let held = self.checkout().await?;
+            let reused = Object::metrics(&held).recycle_count > 0;
+            let in_use = Raised::new(&self.meters.in_use);
+            match self
+                .bounded(held, async |client| self.batch(client, begin).await)
+                .await
+            {
+                (_, Err(SourceError::Unavailable { .. })) if reused && !retried => retried = true,
+                begun => break (begun, in_use),
+            }
+        };
+        // A failed opening batch is rolled back below like failed work: part of it may have run.
+        let (held, result) = match begun {
+            (Some(held), Ok(())) => self.bounded(held, work).await,
+            (held, Err(e)) => (held, Err(e)),
+            // `bounded` keeps the connection unless the work failed.
+            (None, Ok(())) => (None, Err(self.timeout())),
+        };
         let Some(mut held) = held else {
             return result;
         };
@@ -344,17 +364,44 @@ fn constraint(code: u32, message: &str) -> Option<super::constraint::Violation> 
 }
 
 impl Inner {
+    /// A read changes nothing, so when a reused connection the server closed unseen (its FIN
+    /// had not arrived when it was peeked) fails at once with an I/O error, the read runs once
+    /// more on another connection.
     async fn query(&self, statement: Statement) -> Result<Rows, SourceError> {
         let started = Instant::now();
-        let held = self.checkout().await?;
-        let _in_use = Raised::new(&self.meters.in_use);
-        let (_, result) = self
-            .bounded(held, async |client| {
-                self.read(client, &statement, true).await
-            })
-            .await;
+        let mut retried = false;
+        let result = loop {
+            let held = self.checkout().await?;
+            let reused = Object::metrics(&held).recycle_count > 0;
+            let _in_use = Raised::new(&self.meters.in_use);
+            let (_, result) = self
+                .bounded(held, async |client| {
+                    self.read(client, &statement, true).await
+                })
+                .await;
+            match result {
+                Err(SourceError::Unavailable { .. }) if reused && !retried => retried = true,
+                result => break result,
+            }
+        };
         self.meters.finished(started);
         result
+    }
+
+    /// Checks the server answers: `SELECT 1` on a pooled connection, retried like a read.
+    async fn ping(&self) -> Result<(), SourceError> {
+        let mut retried = false;
+        loop {
+            let held = self.checkout().await?;
+            let reused = Object::metrics(&held).recycle_count > 0;
+            let (_, result) = self
+                .bounded(held, async |client| self.batch(client, "SELECT 1").await)
+                .await;
+            match result {
+                Err(SourceError::Unavailable { .. }) if reused && !retried => retried = true,
+                result => return result,
+            }
+        }
     }
 
     async fn write(&self, steps: Vec<Step>) -> Result<WriteOutcome, SourceError> {
@@ -409,7 +456,6 @@ impl Source for MssqlSource {
 
     fn ping(&self) -> SourceFuture<'_, ()> {
         let inner = self.inner.clone();
-        // A connection is checked (`SELECT 1`, or the login itself) when it is handed out.
-        self.spawn(async move { inner.checkout().await.map(drop) })
+        self.spawn(async move { inner.ping().await })
     }
 }

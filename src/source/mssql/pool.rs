@@ -1,6 +1,7 @@
 //! Pooled tiberius connections: a `deadpool` manager of our own (the published ones pin
-//! tiberius 0.12). A connection reads the server version when it opens, is checked with
-//! `SELECT 1` before reuse, and one whose request was cut short is dropped.
+//! tiberius 0.12). A connection reads the server version when it opens; before reuse its
+//! socket is peeked (no round trip): one the server closed, or one whose request was cut
+//! short, is dropped.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub type Client = tiberius::Client<Compat<TcpStream>>;
 pub struct Connection {
     /// The client.
     pub client: Client,
+    /// A second handle on the client's socket, only peeked while the connection is idle.
+    probe: std::net::TcpStream,
     /// Set while a request is under way; a connection dropped mid-request stays set and is
     /// discarded, since the server may still be sending its answer.
     pub busy: bool,
@@ -55,15 +58,16 @@ impl Connector {
         }
     }
 
-    async fn open(&self) -> Result<Client, SourceError> {
+    async fn open(&self) -> Result<(Client, std::net::TcpStream), SourceError> {
         let mut config = self.config.clone();
         loop {
             let tcp = TcpStream::connect(config.get_addr())
                 .await
                 .map_err(|e| self.unavailable(e))?;
             tcp.set_nodelay(true).map_err(|e| self.unavailable(e))?;
+            let (tcp, probe) = self.split_probe(tcp)?;
             match tiberius::Client::connect(config.clone(), tcp.compat_write()).await {
-                Ok(client) => return Ok(client),
+                Ok(client) => return Ok((client, probe)),
                 // An Azure gateway or an availability group listener sends us elsewhere once.
                 Err(tiberius::error::Error::Routing { host, port })
                     if config.get_addr() != format!("{host}:{port}") =>
@@ -74,6 +78,14 @@ impl Connector {
                 Err(e) => return Err(self.unavailable(e)),
             }
         }
+    }
+
+    /// The stream and a duplicate handle on its socket (non-blocking, like the stream).
+    fn split_probe(&self, tcp: TcpStream) -> Result<(TcpStream, std::net::TcpStream), SourceError> {
+        let std = tcp.into_std().map_err(|e| self.unavailable(e))?;
+        let probe = std.try_clone().map_err(|e| self.unavailable(e))?;
+        let tcp = TcpStream::from_std(std).map_err(|e| self.unavailable(e))?;
+        Ok((tcp, probe))
     }
 
     async fn read_version(&self, client: &mut Client) -> Result<ServerVersion, SourceError> {
@@ -104,13 +116,13 @@ impl managed::Manager for Connector {
 
     async fn create(&self) -> Result<Connection, SourceError> {
         let opened = tokio::time::timeout(self.login_timeout, async {
-            let mut client = self.open().await?;
+            let (mut client, probe) = self.open().await?;
             let version = self.read_version(&mut client).await?;
-            Ok::<_, SourceError>((client, version))
+            Ok::<_, SourceError>((client, probe, version))
         })
         .await
         .map_err(|_| self.unavailable(format!("no login within {:?}", self.login_timeout)))?;
-        let (client, version) = opened?;
+        let (client, probe, version) = opened?;
         if let Ok(mut known) = self.version.lock() {
             if known.as_ref() != Some(&version) {
                 tracing::info!(source = %self.name, version = %version.text, product = version.product(), "connected to SQL Server");
@@ -119,23 +131,25 @@ impl managed::Manager for Connector {
         }
         Ok(Connection {
             client,
+            probe,
             busy: false,
         })
     }
 
+    /// A round trip (`SELECT 1`) per checkout would cost as much as the statement it guards;
+    /// peeking the idle socket sees what a dead connection shows without one: the server's
+    /// FIN or reset. Unread bytes are the rest of an answer a read stopped early, which
+    /// tiberius drains before the next request. A connection that dies unseen fails its
+    /// statement with an I/O error, and the source retries once on another connection.
     async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<SourceError> {
         if conn.busy {
             return Err(RecycleError::message("a request on it was cut short"));
         }
-        let checked = tokio::time::timeout(self.login_timeout, async {
-            conn.client.simple_query("SELECT 1").await?.into_row().await
-        })
-        .await;
-        match checked {
-            Ok(Ok(Some(_))) => Ok(()),
-            Ok(Ok(None)) => Err(RecycleError::message("SELECT 1 returned no row")),
-            Ok(Err(e)) => Err(RecycleError::message(format!("SELECT 1 failed: {e}"))),
-            Err(_) => Err(RecycleError::message("SELECT 1 timed out")),
+        match conn.probe.peek(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Ok(0) => Err(RecycleError::message("closed by the server")),
+            Ok(_) => Ok(()),
+            Err(e) => Err(RecycleError::message(format!("socket error: {e}"))),
         }
     }
 }

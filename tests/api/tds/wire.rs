@@ -40,7 +40,10 @@ pub(super) async fn read_message<R: AsyncRead + Unpin>(
         let mut header = [0u8; HEADER];
         if let Err(e) = reader.read_exact(&mut header).await {
             return match (ty, e.kind()) {
-                (None, std::io::ErrorKind::UnexpectedEof) => Ok(None),
+                // A client that resets between messages (a killed process) has closed too.
+                (None, std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset) => {
+                    Ok(None)
+                }
                 _ => Err(format!("reading a packet header: {e}")),
             };
         }
