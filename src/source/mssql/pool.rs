@@ -35,6 +35,9 @@ pub struct Connector {
     version: Mutex<Option<ServerVersion>>,
 }
 
+/// How long a pooled connection may sit idle and still be reused on a peek alone.
+const QUIET_BEFORE_ROUND_TRIP: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Connector {
     /// A connector for `config`.
     pub fn new(name: &str, config: tiberius::Config, login_timeout: Duration) -> Self {
@@ -141,15 +144,35 @@ impl managed::Manager for Connector {
     /// FIN or reset. Unread bytes are the rest of an answer a read stopped early, which
     /// tiberius drains before the next request. A connection that dies unseen fails its
     /// statement with an I/O error, and the source retries once on another connection.
-    async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<SourceError> {
+    /// A connection idle for longer than [`QUIET_BEFORE_ROUND_TRIP`] is asked `SELECT 1` as
+    /// well: a firewall or a failover can drop it without a FIN, and a statement on such a
+    /// half-open socket would wait out its whole timeout instead of a login's.
+    async fn recycle(
+        &self,
+        conn: &mut Connection,
+        metrics: &Metrics,
+    ) -> RecycleResult<SourceError> {
         if conn.busy {
             return Err(RecycleError::message("a request on it was cut short"));
         }
         match conn.probe.peek(&mut [0u8; 1]) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-            Ok(0) => Err(RecycleError::message("closed by the server")),
-            Ok(_) => Ok(()),
-            Err(e) => Err(RecycleError::message(format!("socket error: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(0) => return Err(RecycleError::message("closed by the server")),
+            Ok(_) => {}
+            Err(e) => return Err(RecycleError::message(format!("socket error: {e}"))),
+        }
+        if metrics.last_used() < QUIET_BEFORE_ROUND_TRIP {
+            return Ok(());
+        }
+        let checked = tokio::time::timeout(self.login_timeout, async {
+            conn.client.simple_query("SELECT 1").await?.into_row().await
+        })
+        .await;
+        match checked {
+            Ok(Ok(Some(_))) => Ok(()),
+            Ok(Ok(None)) => Err(RecycleError::message("SELECT 1 returned no row")),
+            Ok(Err(e)) => Err(RecycleError::message(format!("SELECT 1 failed: {e}"))),
+            Err(_) => Err(RecycleError::message("SELECT 1 timed out")),
         }
     }
 }

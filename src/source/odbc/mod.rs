@@ -536,25 +536,34 @@ impl Worker {
             Ok(read) => read,
             Err(refused) => {
                 let rows = self.fetch(&pooled.connection(), statement)?;
-                if self.prepares.swap(false, Ordering::Relaxed) {
+                // Only a driver that says it cannot prepare turns preparing off: a server out
+                // of prepared statements for now (MariaDB 1461) may have room again later.
+                if cannot_prepare(&refused) && self.prepares.swap(false, Ordering::Relaxed) {
                     tracing::warn!(source = %self.settings.name, error = %driver_text(&refused), "the driver cannot prepare a read it runs directly; running reads directly from now on");
                 }
                 return Ok(rows);
             }
         };
+        let ran_before = read.widths.is_some();
         match self.fetch_prepared(read, statement) {
-            Ok(Some((rows, buffer, buffered_rows))) => {
-                if let Some(buffer) = buffer {
+            Ok(PreparedFetch::Rows { rows, buffer }) => {
+                if let Some((buffer, buffered_rows)) = buffer {
                     pooled.keep_buffer(&statement.sql, buffer, buffered_rows);
                 }
                 Ok(rows)
             }
-            // The driver refused a block fetch: from now on rows come one by one, directly.
-            Ok(None) => self.fetch(&pooled.connection(), statement),
+            Ok(PreparedFetch::Fetched(rows)) => {
+                pooled.forget(&statement.sql);
+                Ok(rows)
+            }
+            Ok(PreparedFetch::Direct) => {
+                pooled.forget(&statement.sql);
+                self.fetch(&pooled.connection(), statement)
+            }
             Err(e) => {
                 // Closed either way: whatever failed, the next run prepares it afresh.
                 pooled.forget(&statement.sql);
-                if !stale_prepared_statement(&e) {
+                if !stale_prepared_statement(&e, ran_before) {
                     return Err(e);
                 }
                 tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "a prepared read went stale; running it directly");
@@ -563,54 +572,79 @@ impl Worker {
         }
     }
 
-    /// Executes a prepared read and fetches its rows in blocks into its kept buffer (or a new
-    /// one), handing the buffer back. `None` when the driver refuses block fetches.
-    #[allow(clippy::type_complexity)]
+    /// Executes a prepared read and fetches its rows: in blocks into its kept buffer (or a
+    /// new one) handed back to be kept, or row by row where the source or the result's size
+    /// asks for it. A statement that had a block buffer bound keeps its row array size, so it
+    /// is never fetched row by row again: that read runs directly instead.
     fn fetch_prepared(
         &self,
         read: &mut pooled::PreparedRead,
         statement: &Statement,
-    ) -> Result<Option<(Rows, Option<TextRowSet>, usize)>, odbc_api::Error> {
+    ) -> Result<PreparedFetch, odbc_api::Error> {
         let params: Vec<Box<dyn InputParameter>> = statement.params.iter().map(bind).collect();
         let Some(mut cursor) = read.statement.execute(&params[..])? else {
-            return Ok(Some((Vec::new(), None, 0)));
+            return Ok(PreparedFetch::Rows {
+                rows: Vec::new(),
+                buffer: None,
+            });
+        };
+        let rows_one_by_one = |cursor, widths: Option<&[usize]>| {
+            if read.bound {
+                return Ok(PreparedFetch::Direct);
+            }
+            Ok(PreparedFetch::Rows {
+                rows: self.fetch_rows(cursor, statement, widths)?,
+                buffer: None,
+            })
         };
         if self.row_by_row.load(Ordering::Relaxed) {
-            return Ok(Some((self.fetch_rows(cursor, statement)?, None, 0)));
+            return rows_one_by_one(cursor, None);
         }
         let batch = statement.max_rows.clamp(1, 500);
         if read.columns != statement.columns || read.widths.is_none() {
-            read.widths = match self.widths(&mut cursor, statement) {
-                Ok(widths) => Some(widths),
+            match self.widths(&mut cursor, statement) {
+                Ok(widths) => {
+                    read.widths = Some(widths);
+                    read.columns = statement.columns.clone();
+                    read.buffer = None;
+                }
                 Err(e) => {
                     tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "the driver cannot describe the result columns; fetching row by row");
-                    return Ok(Some((self.fetch_rows(cursor, statement)?, None, 0)));
+                    return rows_one_by_one(cursor, None);
                 }
-            };
-            read.columns = statement.columns.clone();
-            read.buffer = None;
+            }
         }
-        let widths = read.widths.as_deref().unwrap_or_default();
-        if pooled::text_buffer_bytes(batch, widths) > BLOCK_BUFFER_BYTES {
-            return Ok(Some((self.fetch_rows(cursor, statement)?, None, 0)));
+        let widths = read.widths.clone().unwrap_or_default();
+        if pooled::text_buffer_bytes(batch, &widths) > BLOCK_BUFFER_BYTES {
+            return rows_one_by_one(cursor, Some(&widths));
         }
         let buffer = match read.buffer.take() {
             Some((buffer, rows)) if rows == batch => buffer,
-            _ => TextRowSet::from_max_str_lens(batch, read.widths.clone().unwrap_or_default())?,
+            _ => TextRowSet::from_max_str_lens(batch, widths)?,
         };
+        read.bound = true;
         let mut block = match cursor.bind_buffer(buffer) {
             Ok(block) => block,
             Err(e) if refuses_block_fetch(&e) => {
                 if !self.row_by_row.swap(true, Ordering::Relaxed) {
                     tracing::warn!(source = %self.settings.name, error = %driver_text(&e), "the driver refuses block fetches; fetching row by row from now on (declare capabilities.block_fetch = false to skip this)");
                 }
-                return Ok(None);
+                return Ok(PreparedFetch::Direct);
             }
             Err(e) => return Err(e),
         };
         let rows = self.fetch_blocks(&mut block, statement)?;
-        let (_, buffer) = block.unbind()?;
-        Ok(Some((rows, Some(buffer), batch)))
+        match block.unbind() {
+            Ok((_, buffer)) => Ok(PreparedFetch::Rows {
+                rows,
+                buffer: Some((buffer, batch)),
+            }),
+            // The rows are read; the statement, in a state nothing vouches for, is closed.
+            Err(e) => {
+                tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "unbinding a prepared read's buffer failed; closing it");
+                Ok(PreparedFetch::Fetched(rows))
+            }
+        }
     }
 
     /// Runs a read and fetches its rows: in blocks of up to 500, or one by one when the driver
@@ -627,18 +661,18 @@ impl Worker {
             return Ok(Vec::new());
         };
         if self.row_by_row.load(Ordering::Relaxed) {
-            return self.fetch_rows(cursor, statement);
+            return self.fetch_rows(cursor, statement, None);
         }
         let widths = match self.widths(&mut cursor, statement) {
             Ok(widths) => widths,
             Err(e) => {
                 tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "the driver cannot describe the result columns; fetching row by row");
-                return self.fetch_rows(cursor, statement);
+                return self.fetch_rows(cursor, statement, None);
             }
         };
         let batch = statement.max_rows.clamp(1, 500);
         if pooled::text_buffer_bytes(batch, &widths) > BLOCK_BUFFER_BYTES {
-            return self.fetch_rows(cursor, statement);
+            return self.fetch_rows(cursor, statement, Some(&widths));
         }
         let buffer = TextRowSet::from_max_str_lens(batch, widths)?;
         let mut block = match cursor.bind_buffer(buffer) {
@@ -650,7 +684,7 @@ impl Worker {
                 let Some(cursor) = execute()? else {
                     return Ok(Vec::new());
                 };
-                return self.fetch_rows(cursor, statement);
+                return self.fetch_rows(cursor, statement, None);
             }
             Err(e) => return Err(e),
         };
@@ -729,14 +763,17 @@ impl Worker {
     }
 
     /// Fetches one row at a time, each value read whole as text (`SQLGetData`) and then held
-    /// to `max_text_bytes` like a block fetch's.
+    /// to `max_text_bytes` like a block fetch's, or to the block buffer's `widths` when this
+    /// stands in for a block fetch whose buffer would be too large (the same value is served
+    /// whichever way it was fetched).
     fn fetch_rows(
         &self,
         mut cursor: impl Cursor,
         statement: &Statement,
+        widths: Option<&[usize]>,
     ) -> Result<Rows, odbc_api::Error> {
         let columns = u16::try_from(cursor.num_result_cols()?).unwrap_or(0);
-        let limit = self.settings.max_text_bytes.max(1);
+        let max_text = self.settings.max_text_bytes.max(1);
         let mut rows = Vec::new();
         let mut buffer = Vec::new();
         while rows.len() < statement.max_rows {
@@ -750,6 +787,9 @@ impl Worker {
                     .get(usize::from(c) - 1)
                     .copied()
                     .unwrap_or(ColumnType::Varchar);
+                let limit = widths
+                    .and_then(|w| w.get(usize::from(c) - 1))
+                    .map_or(max_text, |&w| w.max(1));
                 buffer.clear();
                 if !row.get_text(c, &mut buffer)? {
                     values.push(Value::Null);
@@ -818,19 +858,46 @@ fn blame_on(error: &odbc_api::Error, conn: &Connection<'_>) -> Blame {
 
 /// Whether `error` says a kept prepared statement no longer fits its table, so the read did
 /// not run and may run again: PostgreSQL's `0A000` "cached plan must not change result type"
-/// (a column changed under it) and `26000` (the prepared statement is gone), MariaDB's
-/// `1615` "Prepared statement needs to be re-prepared". Anything else the database said
-/// about the statement stands: a refused read is not run twice.
-fn stale_prepared_statement(error: &odbc_api::Error) -> bool {
+/// from a statement that ran before (a column changed under it; the message may be in
+/// another language) and `26000` (the prepared statement is gone), MariaDB's `1615`
+/// "Prepared statement needs to be re-prepared". Anything else the database said about the
+/// statement stands: a refused read is not run twice.
+fn stale_prepared_statement(error: &odbc_api::Error, ran_before: bool) -> bool {
     let odbc_api::Error::Diagnostics { record, .. } = error else {
         return false;
     };
-    let message = String::from_utf8_lossy(&record.message);
     match &record.state.0 {
-        b"0A000" => message.contains("cached plan"),
+        b"0A000" => ran_before,
         b"26000" => true,
         _ => record.native_error == 1615,
     }
+}
+
+/// Whether `error` from preparing a statement says the driver cannot prepare at all (not
+/// that this statement or this moment is the problem): `HYC00` optional feature not
+/// implemented, `IM001` the driver lacks the function, MariaDB's 1295 (not in the prepared
+/// statement protocol).
+fn cannot_prepare(error: &odbc_api::Error) -> bool {
+    match error {
+        odbc_api::Error::Diagnostics { record, .. } => {
+            matches!(&record.state.0, b"HYC00" | b"IM001") || record.native_error == 1295
+        }
+        odbc_api::Error::NoDiagnostics { .. } => true,
+        _ => false,
+    }
+}
+
+/// How a prepared read ended.
+enum PreparedFetch {
+    /// Its rows, and the block buffer to keep for its next run.
+    Rows {
+        rows: Rows,
+        buffer: Option<(TextRowSet, usize)>,
+    },
+    /// Its rows; the statement is to be closed.
+    Fetched(Rows),
+    /// It was not fetched: the read runs directly, and the statement is closed.
+    Direct,
 }
 
 /// What `error` says about the connection of `pooled`.

@@ -31,6 +31,9 @@ pub struct PreparedRead {
     /// The fetch buffer of the last execution (and its rows), kept while the connection's
     /// budget allows.
     pub buffer: Option<(TextRowSet, usize)>,
+    /// Whether a block buffer was ever bound to it: its row array size stays set, so a row by
+    /// row fetch would skip rows.
+    pub bound: bool,
 }
 
 /// One connection of the pool with its prepared reads.
@@ -50,7 +53,8 @@ impl Pooled {
 
     /// The connection, for statements that are not prepared reads (writes, calls, pings).
     pub fn connection(&self) -> MutexGuard<'_, Connection<'static>> {
-        // Nothing panics while holding it; a poisoned lock still guards a usable handle.
+        // A thread that panicked holding it drops this `Pooled` with it; the handle under a
+        // poisoned lock is still a handle.
         self.connection
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -76,6 +80,7 @@ impl Pooled {
                     columns: Vec::new(),
                     widths: None,
                     buffer: None,
+                    bound: false,
                 },
             );
         }
