@@ -44,6 +44,19 @@ name = {{ column = "CUST_NAME", type = "string", column_type = "nvarchar(40)" }}
     )
 }
 
+/// The fixture's configuration with `jobs` writable (`update`) by a token with `jobs:write`.
+fn writable_config(fixture: &TdsFixture) -> String {
+    config(fixture, "").replace(
+        "anonymous = true",
+        "read_scope = \"jobs:read\"\nwrite_scope = \"jobs:write\"\nwrites = [\"update\"]",
+    ) + &format!(
+        "\n[auth]\ndevelopment = true\nissuer = \"{}\"\naudience = \"{}\"\n\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"{}\"\n",
+        crate::idp::ISSUER,
+        crate::idp::AUDIENCE,
+        crate::auth::SECRET
+    )
+}
+
 fn job_rows() -> Reply {
     Reply::Rows(vec![ResultSet {
         columns: vec![
@@ -540,16 +553,7 @@ async fn a_write_is_one_transaction_committed_only_when_the_row_matched() {
         Reply::Affected(0)
     })
     .await;
-    let text = config(&fixture, "").replace(
-        "anonymous = true",
-        "read_scope = \"jobs:read\"\nwrite_scope = \"jobs:write\"\nwrites = [\"update\"]",
-    ) + &format!(
-        "\n[auth]\ndevelopment = true\nissuer = \"{}\"\naudience = \"{}\"\n\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"{}\"\n",
-        crate::idp::ISSUER,
-        crate::idp::AUDIENCE,
-        crate::auth::SECRET
-    );
-    let app = Portico::spawn(&text).await;
+    let app = Portico::spawn(&writable_config(&fixture)).await;
     let token = crate::auth::hs_token("clerk", json!({"scope": "jobs:read jobs:write"}));
     let read = app.get_as("/v1/jobs/J001", Some(&token)).await;
     let etag = read.headers["etag"].to_str().unwrap().to_string();
@@ -704,16 +708,7 @@ async fn a_write_retries_a_lost_connection_only_before_its_transaction_began() {
         on_begin(request)
     })
     .await;
-    let text = config(&fixture, "").replace(
-        "anonymous = true",
-        "read_scope = \"jobs:read\"\nwrite_scope = \"jobs:write\"\nwrites = [\"update\"]",
-    ) + &format!(
-        "\n[auth]\ndevelopment = true\nissuer = \"{}\"\naudience = \"{}\"\n\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"{}\"\n",
-        crate::idp::ISSUER,
-        crate::idp::AUDIENCE,
-        crate::auth::SECRET
-    );
-    let app = Portico::spawn(&text).await;
+    let app = Portico::spawn(&writable_config(&fixture)).await;
     let token = crate::auth::hs_token("clerk", json!({"scope": "jobs:read jobs:write"}));
     let read = app.get_as("/v1/jobs/J001", Some(&token)).await;
     let etag = read.headers["etag"].to_str().unwrap().to_string();
