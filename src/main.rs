@@ -6,11 +6,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc: the request path allocates per value and per row, and
-/// glibc's arenas spent about a fifth of an uncached page's CPU time (`make bench`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A modern REST front for legacy databases.
 #[derive(Parser)]
 #[command(version, about)]
