@@ -544,7 +544,7 @@ impl Worker {
                 return Ok(rows);
             }
         };
-        let ran_before = read.widths.is_some();
+        let ran_before = read.kept.widths.is_some();
         match self.fetch_prepared(read, statement) {
             Ok(PreparedFetch::Rows { rows, buffer }) => {
                 if let Some((buffer, buffered_rows)) = buffer {
@@ -572,84 +572,35 @@ impl Worker {
         }
     }
 
-    /// Executes a prepared read and fetches its rows: in blocks into its kept buffer (or a
-    /// new one) handed back to be kept, or row by row where the source or the result's size
-    /// asks for it. A statement that had a block buffer bound keeps its row array size, so it
-    /// is never fetched row by row again: that read runs directly instead.
+    /// Executes a prepared read and fetches its rows ([`Self::fetch_cursor`] with the buffer,
+    /// widths and state kept with the statement).
     fn fetch_prepared(
         &self,
         read: &mut pooled::PreparedRead,
         statement: &Statement,
     ) -> Result<PreparedFetch, odbc_api::Error> {
         let params: Vec<Box<dyn InputParameter>> = statement.params.iter().map(bind).collect();
-        let Some(mut cursor) = read.statement.execute(&params[..])? else {
+        let pooled::PreparedRead {
+            statement: prepared,
+            kept,
+        } = read;
+        let Some(cursor) = prepared.execute(&params[..])? else {
             return Ok(PreparedFetch::Rows {
                 rows: Vec::new(),
                 buffer: None,
             });
         };
-        let rows_one_by_one = |cursor, widths: Option<&[usize]>| {
-            if read.bound {
-                return Ok(PreparedFetch::Direct);
-            }
-            Ok(PreparedFetch::Rows {
-                rows: self.fetch_rows(cursor, statement, widths)?,
-                buffer: None,
-            })
-        };
-        if self.row_by_row.load(Ordering::Relaxed) {
-            return rows_one_by_one(cursor, None);
-        }
-        let batch = statement.max_rows.clamp(1, 500);
-        if read.columns != statement.columns || read.widths.is_none() {
-            match self.widths(&mut cursor, statement) {
-                Ok(widths) => {
-                    read.widths = Some(widths);
-                    read.columns = statement.columns.clone();
-                    read.buffer = None;
-                }
-                Err(e) => {
-                    tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "the driver cannot describe the result columns; fetching row by row");
-                    return rows_one_by_one(cursor, None);
-                }
-            }
-        }
-        let widths = read.widths.clone().unwrap_or_default();
-        if pooled::text_buffer_bytes(batch, &widths) > BLOCK_BUFFER_BYTES {
-            return rows_one_by_one(cursor, Some(&widths));
-        }
-        let buffer = match read.buffer.take() {
-            Some((buffer, rows)) if rows == batch => buffer,
-            _ => TextRowSet::from_max_str_lens(batch, widths)?,
-        };
-        read.bound = true;
-        let mut block = match cursor.bind_buffer(buffer) {
-            Ok(block) => block,
-            Err(e) if refuses_block_fetch(&e) => {
-                if !self.row_by_row.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(source = %self.settings.name, error = %driver_text(&e), "the driver refuses block fetches; fetching row by row from now on (declare capabilities.block_fetch = false to skip this)");
-                }
-                return Ok(PreparedFetch::Direct);
-            }
-            Err(e) => return Err(e),
-        };
-        let rows = self.fetch_blocks(&mut block, statement)?;
-        match block.unbind() {
-            Ok((_, buffer)) => Ok(PreparedFetch::Rows {
-                rows,
-                buffer: Some((buffer, batch)),
-            }),
+        Ok(match self.fetch_cursor(cursor, statement, Some(kept))? {
+            Fetched::Rows { rows, buffer } => PreparedFetch::Rows { rows, buffer },
             // The rows are read; the statement, in a state nothing vouches for, is closed.
-            Err(e) => {
-                tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "unbinding a prepared read's buffer failed; closing it");
-                Ok(PreparedFetch::Fetched(rows))
-            }
-        }
+            Fetched::Unbound(rows) => PreparedFetch::Fetched(rows),
+            Fetched::BlockRefused | Fetched::BoundBefore => PreparedFetch::Direct,
+        })
     }
 
-    /// Runs a read and fetches its rows: in blocks of up to 500, or one by one when the driver
-    /// refuses a row array size (then the statement runs again, and every later read of this
-    /// source fetches row by row) or cannot describe its result columns.
+    /// Runs a read and fetches its rows ([`Self::fetch_cursor`]); when the driver refuses a
+    /// row array size the statement runs again and its rows come one by one (as every later
+    /// read of this source's).
     fn fetch(
         &self,
         conn: &Connection<'static>,
@@ -657,38 +608,102 @@ impl Worker {
     ) -> Result<Rows, odbc_api::Error> {
         let params: Vec<Box<dyn InputParameter>> = statement.params.iter().map(bind).collect();
         let execute = || conn.execute(&statement.sql, &params[..], Some(self.timeout_secs()));
-        let Some(mut cursor) = execute()? else {
+        let Some(cursor) = execute()? else {
             return Ok(Vec::new());
         };
-        if self.row_by_row.load(Ordering::Relaxed) {
-            return self.fetch_rows(cursor, statement, None);
-        }
-        let widths = match self.widths(&mut cursor, statement) {
-            Ok(widths) => widths,
-            Err(e) => {
-                tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "the driver cannot describe the result columns; fetching row by row");
-                return self.fetch_rows(cursor, statement, None);
+        match self.fetch_cursor(cursor, statement, None)? {
+            Fetched::Rows { rows, .. } | Fetched::Unbound(rows) => Ok(rows),
+            Fetched::BlockRefused | Fetched::BoundBefore => {
+                let Some(cursor) = execute()? else {
+                    return Ok(Vec::new());
+                };
+                self.fetch_rows(cursor, statement, None)
             }
+        }
+    }
+
+    /// Fetches a result: in blocks of up to 500 rows into a text buffer (the one `kept` with a
+    /// prepared statement when it fits, handed back with the rows), or one by one when the
+    /// source fetches row by row, the driver cannot describe the result columns, or the
+    /// buffer would pass [`BLOCK_BUFFER_BYTES`]. A kept statement that had a block buffer
+    /// bound keeps its row array size, so it is never fetched row by row again
+    /// ([`Fetched::BoundBefore`]).
+    fn fetch_cursor(
+        &self,
+        mut cursor: impl Cursor,
+        statement: &Statement,
+        mut kept: Option<&mut pooled::KeptFetch>,
+    ) -> Result<Fetched, odbc_api::Error> {
+        let bound_before = kept.as_ref().is_some_and(|k| k.bound);
+        let one_by_one = |cursor, widths: Option<&[usize]>| {
+            if bound_before {
+                return Ok(Fetched::BoundBefore);
+            }
+            Ok(Fetched::Rows {
+                rows: self.fetch_rows(cursor, statement, widths)?,
+                buffer: None,
+            })
+        };
+        if self.row_by_row.load(Ordering::Relaxed) {
+            return one_by_one(cursor, None);
+        }
+        let known = kept
+            .as_deref()
+            .filter(|k| k.columns == statement.columns)
+            .and_then(|k| k.widths.clone());
+        let widths = match known {
+            Some(widths) => widths,
+            None => match self.widths(&mut cursor, statement) {
+                Ok(widths) => {
+                    if let Some(k) = kept.as_deref_mut() {
+                        k.widths = Some(widths.clone());
+                        k.columns = statement.columns.clone();
+                        k.buffer = None;
+                    }
+                    widths
+                }
+                Err(e) => {
+                    tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "the driver cannot describe the result columns; fetching row by row");
+                    return one_by_one(cursor, None);
+                }
+            },
         };
         let batch = statement.max_rows.clamp(1, 500);
         if pooled::text_buffer_bytes(batch, &widths) > BLOCK_BUFFER_BYTES {
-            return self.fetch_rows(cursor, statement, Some(&widths));
+            return one_by_one(cursor, Some(&widths));
         }
-        let buffer = TextRowSet::from_max_str_lens(batch, widths)?;
+        let reused = kept.as_deref_mut().and_then(|k| k.buffer.take());
+        let buffer = match reused {
+            Some((buffer, rows)) if rows == batch => buffer,
+            _ => TextRowSet::from_max_str_lens(batch, widths)?,
+        };
+        if let Some(k) = kept.as_deref_mut() {
+            k.bound = true;
+        }
         let mut block = match cursor.bind_buffer(buffer) {
             Ok(block) => block,
             Err(e) if refuses_block_fetch(&e) => {
                 if !self.row_by_row.swap(true, Ordering::Relaxed) {
                     tracing::warn!(source = %self.settings.name, error = %driver_text(&e), "the driver refuses block fetches; fetching row by row from now on (declare capabilities.block_fetch = false to skip this)");
                 }
-                let Some(cursor) = execute()? else {
-                    return Ok(Vec::new());
-                };
-                return self.fetch_rows(cursor, statement, None);
+                return Ok(Fetched::BlockRefused);
             }
             Err(e) => return Err(e),
         };
-        self.fetch_blocks(&mut block, statement)
+        let rows = self.fetch_blocks(&mut block, statement)?;
+        if kept.is_none() {
+            return Ok(Fetched::Rows { rows, buffer: None });
+        }
+        match block.unbind() {
+            Ok((_, buffer)) => Ok(Fetched::Rows {
+                rows,
+                buffer: Some((buffer, batch)),
+            }),
+            Err(e) => {
+                tracing::debug!(source = %self.settings.name, error = %driver_text(&e), "unbinding a prepared read's buffer failed; closing it");
+                Ok(Fetched::Unbound(rows))
+            }
+        }
     }
 
     /// Bytes to hold each result column as text.
@@ -885,6 +900,22 @@ fn cannot_prepare(error: &odbc_api::Error) -> bool {
         odbc_api::Error::NoDiagnostics { .. } => true,
         _ => false,
     }
+}
+
+/// How [`Worker::fetch_cursor`] ended.
+enum Fetched {
+    /// The rows, and the block buffer they were fetched into (kept statements only).
+    Rows {
+        rows: Rows,
+        buffer: Option<(TextRowSet, usize)>,
+    },
+    /// The rows; unbinding the kept statement's buffer failed.
+    Unbound(Rows),
+    /// The driver refused a row array size; nothing was fetched.
+    BlockRefused,
+    /// Row by row was asked of a kept statement bound to a block buffer before; nothing was
+    /// fetched.
+    BoundBefore,
 }
 
 /// How a prepared read ended.

@@ -24,7 +24,14 @@ const BUFFER_BYTES_PER_CONNECTION: usize = 4 << 20;
 pub struct PreparedRead {
     /// The prepared statement; it holds the connection it was prepared on.
     pub statement: Prepared<StatementConnection<SharedConnection<'static>>>,
-    /// The result columns' types the buffer was shaped for.
+    /// What its fetches keep from one run to the next.
+    pub kept: KeptFetch,
+}
+
+/// What a prepared read's fetches keep from one run to the next.
+#[derive(Default)]
+pub struct KeptFetch {
+    /// The result columns' types the widths were described for.
     pub columns: Vec<ColumnType>,
     /// Bytes for each result column as text, once described.
     pub widths: Option<Vec<usize>>,
@@ -77,10 +84,7 @@ impl Pooled {
                 sql.to_string(),
                 PreparedRead {
                     statement,
-                    columns: Vec::new(),
-                    widths: None,
-                    buffer: None,
-                    bound: false,
+                    kept: KeptFetch::default(),
                 },
             );
         }
@@ -103,9 +107,9 @@ impl Pooled {
             .reads
             .iter()
             .filter(|(other, _)| other.as_str() != sql)
-            .map(|(_, read)| read.buffer_bytes())
+            .map(|(_, read)| read.kept.buffer_bytes())
             .sum();
-        if let Some(read) = self.reads.get_mut(sql) {
+        if let Some(read) = self.reads.get_mut(sql).map(|read| &mut read.kept) {
             let bytes = read
                 .widths
                 .as_deref()
@@ -117,7 +121,7 @@ impl Pooled {
     }
 }
 
-impl PreparedRead {
+impl KeptFetch {
     fn buffer_bytes(&self) -> usize {
         match (&self.buffer, &self.widths) {
             (Some((_, rows)), Some(widths)) => text_buffer_bytes(*rows, widths),
