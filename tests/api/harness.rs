@@ -188,7 +188,8 @@ pub struct Portico {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     client: reqwest::Client,
-    handle: actix_web::dev::ServerHandle,
+    /// The in-process server; `None` for a `portico serve` process (`Portico::attach`).
+    handle: Option<actix_web::dev::ServerHandle>,
     recorder: crate::contract::Recorder,
 }
 
@@ -232,6 +233,13 @@ impl Portico {
         let (server, address) = portico::app::start(services, config).expect("server starts");
         let handle = server.handle();
         tokio::spawn(server);
+        let mut app = Self::attach(&address.to_string());
+        app.handle = Some(handle);
+        app
+    }
+
+    /// A client for a Portico running elsewhere (a `portico serve` process) at `address`.
+    pub fn attach(address: &str) -> Self {
         Self {
             base: format!("http://{address}"),
             // Below the server's 5 s keep-alive, so an idle pooled connection the server has
@@ -240,7 +248,7 @@ impl Portico {
                 .pool_idle_timeout(std::time::Duration::from_secs(2))
                 .build()
                 .unwrap(),
-            handle,
+            handle: None,
             recorder: Default::default(),
         }
     }
@@ -400,7 +408,9 @@ impl Drop for Portico {
             self.recorder.validate(&self.base);
         }
         // Sending the stop command is synchronous; the completion future is not needed.
-        drop(self.handle.stop(false));
+        if let Some(handle) = &self.handle {
+            drop(handle.stop(false));
+        }
     }
 }
 
@@ -435,5 +445,63 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A `portico serve` process with its log in a file; killed when dropped.
+pub struct Served {
+    process: KillOnDrop,
+    log: std::path::PathBuf,
+}
+
+impl Served {
+    /// Starts `portico serve --config CONFIG` with `env`; its log (`PORTICO_LOG=info`) goes to
+    /// `log`. Returns at once: `address` waits until it listens.
+    pub fn spawn(config: &std::path::Path, env: &[(&str, &str)], log: &std::path::Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portico"));
+        command
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("PORTICO_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Self {
+            process: KillOnDrop(command.spawn().unwrap()),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// The address it logged (`127.0.0.1:PORT`), once it logs it (30 s at most).
+    pub async fn address(&mut self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(address) = self.log().lines().find_map(logged_address) {
+                return address;
+            }
+            if let Ok(Some(status)) = self.process.0.try_wait() {
+                panic!("portico exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "portico logged no address:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, and waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
     }
 }
