@@ -2,7 +2,8 @@
 
 Usage:
     webhook_receiver.py --secret whsec_... [--secret whsec_... ...] --log FILE
-                        [--fail-first N] [--fail-until-file PATH] [--status 500]
+                        [--secret-file PATH] [--fail-first N]
+                        [--fail-until-file PATH] [--status 500]
                         [--retry-after SECONDS] [--redirect-to URL]
                         [--fail-rate P [--seed S]]
 
@@ -10,7 +11,9 @@ Listens on 127.0.0.1 on an ephemeral port, prints exactly one line
 `listening on 127.0.0.1:PORT` to stdout (flushed) and serves until killed.
 
 Every POST is checked with the independent `standardwebhooks` library against
-each --secret (any one verifying is enough) and answered:
+each --secret, and each line of --secret-file as it reads at that moment (a
+secret Portico generates after the receiver started; any one verifying is
+enough), and answered:
   --redirect-to given               -> 307 + Location          outcome "redirected"
   no secret verifies                -> 400                     outcome "bad-signature"
   fewer than N verified requests
@@ -41,6 +44,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--secret", action="append", required=True,
                         help="whsec_<base64> signing secret; repeatable, any one verifying is enough")
+    parser.add_argument("--secret-file", metavar="PATH",
+                        help="more secrets, one a line, read at every request (absent: none)")
     parser.add_argument("--log", required=True, help="JSON-lines file to append one object per request to")
     parser.add_argument("--fail-first", type=int, default=0, metavar="N",
                         help="answer --status to the first N correctly signed requests")
@@ -81,8 +86,17 @@ class Receiver:
         self.log_lock = threading.Lock()
         self.log_file = open(args.log, "a", encoding="utf-8")
 
+    def current_webhooks(self):
+        webhooks = list(self.webhooks)
+        path = self.args.secret_file
+        if path is not None and os.path.exists(path):
+            with open(path, encoding="utf-8") as lines:
+                for secret in filter(None, (line.strip() for line in lines)):
+                    webhooks.append(Webhook(secret))
+        return webhooks
+
     def verified(self, body, headers):
-        for webhook in self.webhooks:
+        for webhook in self.current_webhooks():
             try:
                 # json_parse=False: with True, a correctly signed non-JSON body
                 # raises json.JSONDecodeError instead of returning.
