@@ -13,6 +13,7 @@ mod docs;
 mod excluded_values;
 mod filters;
 mod fixture;
+mod fleet;
 mod floats;
 mod foreign_schema;
 mod harness;
