@@ -29,6 +29,12 @@ const LEGACY_SCHEMA: [&str; 4] = [
 const FEED: &str =
     r#"{ strategy = "high_water_mark", column = "updated", poll_interval = "200ms", lag = "5s" }"#;
 
+/// Statements sent to the legacy database, as each replica counts them.
+const SOURCE_QUERIES: &str = "portico_source_queries_total{source=\"legacy\"}";
+
+/// `[webhooks] max_in_flight_per_subscription`.
+const IN_FLIGHT: usize = 16;
+
 /// What the tests' configurations differ in.
 #[derive(Default)]
 struct Setup {
@@ -86,6 +92,7 @@ jitter = 0.0
 allow_private = ["127.0.0.1"]
 dispatch_interval = "100ms"
 timeout = "2s"
+max_in_flight_per_subscription = {IN_FLIGHT}
 
 [versions.v1.resources.items]
 source = "legacy"
@@ -486,6 +493,13 @@ async fn every_change_is_delivered_once_while_leaders_are_killed() {
         .collect();
     assert!(doubled.is_empty(), "a change announced twice: {doubled:?}");
     let distinct = ids.values().map(BTreeSet::len).sum::<usize>();
+    // Only what a killed replica had in flight is sent again: at most the per-subscription
+    // limit (counted across the fleet, approximately: each replica's share at worst).
+    assert!(
+        accepted - distinct <= killed.len() * 3 * IN_FLIGHT,
+        "{} redeliveries: claimed deliveries were sent by more than one replica",
+        accepted - distinct
+    );
     eprintln!(
         "fleet: 5000 changes, {distinct} distinct events delivered, {} redeliveries \
          (same webhook-id) in {accepted} accepted POSTs; leaders killed: {killed:?}",
@@ -781,6 +795,38 @@ async fn rate_limits_are_per_replica() {
             );
         }
         get(index).await.problem(429);
+    }
+}
+
+/// One poller per feed across the fleet: while the leader polls (its queries to the legacy
+/// database count up), the other replicas send that database nothing.
+#[tokio::test]
+async fn only_the_leader_polls_a_feed() {
+    let fleet = Fleet::start(Setup {
+        feed: true,
+        ..Setup::default()
+    })
+    .await;
+    let leader = fleet.leader_of("items").await;
+    let queries = || async {
+        let mut counts = Vec::new();
+        for index in 0..3 {
+            counts.push(fleet.app(index).metric(SOURCE_QUERIES).await);
+        }
+        counts
+    };
+    let before = queries().await;
+    eventually("the leader to poll five more times", 30, || async {
+        fleet.app(leader).metric(SOURCE_QUERIES).await >= before[leader] + 5.0
+    })
+    .await;
+    let after = queries().await;
+    for index in (0..3).filter(|&i| i != leader) {
+        assert_eq!(
+            after[index], before[index],
+            "replica {} queried the legacy database while {} leads: {before:?} -> {after:?}",
+            fleet.replicas[index].name, fleet.replicas[leader].name
+        );
     }
 }
 
