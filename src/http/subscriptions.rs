@@ -88,27 +88,38 @@ fn segment<'a>(req: &'a HttpRequest, name: &str) -> &'a str {
     req.match_info().get(name).unwrap_or_default()
 }
 
+/// A subscription as the store has it: what any replica's admin API answers, even before the
+/// notice of another replica's change reached this one's memory.
 async fn find(hub: &Webhooks, name: &str) -> Result<SubscriptionRecord, ApiError> {
-    hub.subscription(name)
-        .map(|s| s.record.clone())
+    let name = name.to_string();
+    let wanted = name.clone();
+    stored(hub, move |s| s.subscriptions())
+        .await?
+        .into_iter()
+        .find(|s| s.name == wanted)
         .ok_or_else(|| ApiError::NotFound(format!("no subscription `{name}`")))
 }
 
-async fn save(hub: &Webhooks, record: SubscriptionRecord) -> Result<(), ApiError> {
-    stored(hub, move |s| s.put_subscription(&record)).await?;
+/// Reloads this replica's subscriptions and tells the others to.
+async fn changed(hub: &Webhooks) -> Result<(), ApiError> {
     hub.reload()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     crate::state::publish(&hub.store, crate::state::Notice::Subscriptions).await;
     Ok(())
 }
 
+async fn save(hub: &Webhooks, record: SubscriptionRecord) -> Result<(), ApiError> {
+    stored(hub, move |s| s.put_subscription(&record)).await?;
+    changed(hub).await
+}
+
 /// `GET /admin/subscriptions`.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
-    let data: Vec<Json> = hub
-        .subscriptions()
+    let data: Vec<Json> = stored(hub, |s| s.subscriptions())
+        .await?
         .iter()
-        .map(|s| subscription_json(&s.record))
+        .map(subscription_json)
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "data": data })))
 }
@@ -173,12 +184,6 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    if hub.subscription(&new.name).is_some() {
-        return Err(ApiError::Conflict(format!(
-            "a subscription `{}` exists",
-            new.name
-        )));
-    }
     let secret = Secret::generate();
     let record = SubscriptionRecord {
         name: new.name,
@@ -200,8 +205,15 @@ pub async fn create(
     let mut body = subscription_json(&record);
     body["secret"] = json!(secret.expose());
     let location = format!("/admin/subscriptions/{}", record.name);
-    tracing::info!(target: "portico::audit", action = "subscription.create", subscription = ?record.name, url = ?record.url, "subscription created");
-    save(hub, record).await?;
+    let (name, audited_url) = (record.name.clone(), record.url.clone());
+    // Insert-only: of replicas creating one name at once, one wins and the others say 409.
+    if !stored(hub, move |s| s.add_subscription(&record)).await? {
+        return Err(ApiError::Conflict(format!(
+            "a subscription `{name}` exists"
+        )));
+    }
+    tracing::info!(target: "portico::audit", action = "subscription.create", subscription = ?name, url = ?audited_url, "subscription created");
+    changed(hub).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
         .json(body))
@@ -229,9 +241,7 @@ pub async fn delete(
     }
     let name = record.name.clone();
     stored(hub, move |s| s.remove_subscription(&name)).await?;
-    hub.reload()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    crate::state::publish(&hub.store, crate::state::Notice::Subscriptions).await;
+    changed(hub).await?;
     tracing::info!(target: "portico::audit", action = "subscription.delete", subscription = ?record.name, "subscription deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -170,6 +170,9 @@ pub struct DueClaim<'a> {
 pub trait DeliveryStore: Send + Sync {
     /// Creates or replaces a subscription.
     fn put_subscription(&self, subscription: &SubscriptionRecord) -> Result<(), StateError>;
+    /// Creates a subscription unless one of its name exists (another replica may be creating
+    /// it at the same moment); false when one did.
+    fn add_subscription(&self, subscription: &SubscriptionRecord) -> Result<bool, StateError>;
     /// Every subscription.
     fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StateError>;
     /// Deletes a subscription and its deliveries; false when there was none.
@@ -233,6 +236,17 @@ impl DeliveryStore for SqliteStore {
                 params![subscription.name, spec],
             )
             .map(|_| ())
+        })
+    }
+
+    fn add_subscription(&self, subscription: &SubscriptionRecord) -> Result<bool, StateError> {
+        let spec = serde_json::to_string(subscription).map_err(failed)?;
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO subscriptions (name, spec) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![subscription.name, spec],
+            )
+            .map(|n| n == 1)
         })
     }
 

@@ -663,12 +663,41 @@ async fn subscriptions_changed_on_one_replica_take_effect_on_all() {
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     std::fs::write(&secret_file, created.body["secret"].as_str().unwrap()).unwrap();
+    // The admin API answers from the store: every replica lists it at once.
     for index in 0..3 {
-        eventually("every replica to list the new subscription", 20, || async {
-            shown(index).await == ["portal", "witness"]
-        })
-        .await;
+        assert_eq!(shown(index).await, ["portal", "witness"], "replica {index}");
     }
+    // One name created on three replicas at once: one wins, the others are told it exists.
+    let body = json!({"name": "twice", "url": witness.url, "version": "v1", "events": ["items.*"]});
+    let attempts = (0..3).map(|index| {
+        let (fleet, admin, body) = (&fleet, &admin, body.clone());
+        async move {
+            fleet
+                .app(index)
+                .send(
+                    Method::POST,
+                    "/admin/subscriptions",
+                    Some(admin),
+                    &[],
+                    Some(Ok(body)),
+                )
+                .await
+                .status
+        }
+    });
+    let mut statuses = futures_util::future::join_all(attempts).await;
+    statuses.sort();
+    assert_eq!(statuses, [201, 409, 409]);
+    let removed = creator
+        .send(
+            Method::DELETE,
+            "/admin/subscriptions/twice",
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, 204, "{}", removed.body);
     let listed = fleet
         .app(leader)
         .get_as("/admin/subscriptions/portal", Some(&admin))

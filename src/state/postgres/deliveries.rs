@@ -46,6 +46,24 @@ impl DeliveryStore for PgStore {
         })
     }
 
+    fn add_subscription(&self, subscription: &SubscriptionRecord) -> Result<bool, StateError> {
+        let spec =
+            serde_json::to_string(subscription).map_err(|e| StateError::Failed(e.to_string()))?;
+        self.run(|client| {
+            Box::pin(async move {
+                client
+                    .execute(
+                        "INSERT INTO subscriptions (name, spec) VALUES ($1, $2)
+                         ON CONFLICT (name) DO NOTHING",
+                        &[&subscription.name, &spec],
+                    )
+                    .await
+                    .map(|n| n == 1)
+                    .map_err(failed)
+            })
+        })
+    }
+
     fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StateError> {
         let specs: Vec<String> = self.run(|client| {
             Box::pin(async move {
