@@ -108,7 +108,7 @@ pub async fn report_with(path: &Path, options: &Options) -> Report {
     if let (Some(auth), Some(verifier)) = (&config.auth, &services.verifier) {
         identity_provider(auth, verifier, &mut report).await;
     }
-    if let Some(path) = &services.state_path {
+    if let Some(crate::app::StateLocation::Sqlite(path)) = &services.state {
         // `serve` opens it; proven here without writing (no file is created).
         if let Err(e) = crate::state::SqliteStore::probe(path) {
             report.problems.push(Problem {
