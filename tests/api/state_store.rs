@@ -1,6 +1,7 @@
 //! The state store's contract, written once against `&dyn StateStore` (its public API only)
-//! and run on every store: idempotency keys, change feeds, deliveries and retention. What
-//! concerns one store itself (SQLite's file migrations, its probe) is tested beside it.
+//! and run on every store, the embedded SQLite file and a PostgreSQL database of its own:
+//! idempotency keys, change feeds, deliveries and retention. What concerns one store itself
+//! (SQLite's file migrations, its probe) is tested beside it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,21 +11,45 @@ use std::time::Duration;
 use portico::state::retention::{prune, Pruned, Retention};
 use portico::state::{
     AttemptRecord, AttemptResult, Batch, Claim, DeliveryFilter, DeliveryRecord, DeliveryStatus,
-    DueClaim, KnownRow, NewDelivery, NewEvent, RowRecord, SecretRecord, SqliteStore, StateStore,
-    StoredResponse, SubscriptionRecord,
+    DueClaim, KnownRow, NewDelivery, NewEvent, PgStore, RowRecord, SecretRecord, SqliteStore,
+    StateStore, StoredResponse, SubscriptionRecord,
 };
 use portico::telemetry::state_metrics::StateMetrics;
+
+use crate::harness::{create_database, shared_server};
+use crate::servers::Engine;
+
+/// Connections each PostgreSQL handle pools.
+const POOL: usize = 4;
 
 /// Where a fresh, empty store lives; every `open` is another handle on it (another process, or
 /// another replica).
 enum StoreHome {
     /// A SQLite file in a folder of its own.
     Sqlite(tempfile::TempDir),
+    /// A new database on the shared PostgreSQL server.
+    Postgres {
+        /// What `[state] url` would say.
+        url: String,
+    },
 }
 
 impl StoreHome {
     fn sqlite() -> Self {
         StoreHome::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn postgres() -> Self {
+        let server = shared_server(Engine::Postgres);
+        let odbc = create_database(server);
+        let name = odbc
+            .split(';')
+            .find_map(|part| part.strip_prefix("Database="))
+            .expect("the connection string names its database")
+            .to_string();
+        // The test server trusts local connections.
+        let url = format!("postgres://postgres@127.0.0.1:{}/{name}", server.port);
+        StoreHome::Postgres { url }
     }
 
     fn path(dir: &tempfile::TempDir) -> PathBuf {
@@ -35,11 +60,13 @@ impl StoreHome {
     fn open(&self) -> Box<dyn StateStore> {
         match self {
             StoreHome::Sqlite(dir) => Box::new(SqliteStore::open(&Self::path(dir)).unwrap()),
+            StoreHome::Postgres { url, .. } => Box::new(PgStore::open(url, POOL).unwrap()),
         }
     }
 }
 
-/// Runs each contract test on every store: `state_store::NAME::sqlite`.
+/// Runs each contract test on every store: `state_store::NAME::sqlite` and
+/// `state_store::NAME::postgres`.
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         $(
@@ -47,6 +74,11 @@ macro_rules! on_every_store {
                 #[test]
                 fn sqlite() {
                     super::$name(&super::StoreHome::sqlite());
+                }
+
+                #[test]
+                fn postgres() {
+                    super::$name(&super::StoreHome::postgres());
                 }
             }
         )*
