@@ -1,7 +1,9 @@
 //! The state store's contract, written once against `&dyn StateStore` (its public API only)
 //! and run on every store, the embedded SQLite file and a PostgreSQL database of its own:
-//! idempotency keys, change feeds, deliveries and retention. What concerns one store itself
-//! (SQLite's file migrations, its probe) is tested beside it.
+//! idempotency keys, change feeds, deliveries, retention, and what replicas share (feed
+//! leases, heartbeats, delivery claims). Two handles opened on one store are two replicas.
+//! What concerns one store itself (SQLite's file migrations and probe, PostgreSQL's schema
+//! version and notices) is tested for that store only.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,13 +12,13 @@ use std::time::Duration;
 
 use portico::state::retention::{prune, Pruned, Retention};
 use portico::state::{
-    AttemptRecord, AttemptResult, Batch, Claim, DeliveryFilter, DeliveryRecord, DeliveryStatus,
-    DueClaim, KnownRow, NewDelivery, NewEvent, PgStore, RowRecord, SecretRecord, SqliteStore,
-    StateStore, StoredResponse, SubscriptionRecord,
+    AttemptRecord, AttemptResult, Batch, ChangeStore, Claim, DeliveryFilter, DeliveryRecord,
+    DeliveryStatus, DueClaim, KnownRow, Lease, NewDelivery, NewEvent, Notice, PgStore, RowRecord,
+    SecretRecord, SqliteStore, StateError, StateStore, StoredResponse, SubscriptionRecord,
 };
 use portico::telemetry::state_metrics::StateMetrics;
 
-use crate::harness::{create_database, shared_server};
+use crate::harness::{create_database, execute, query_text, shared_server};
 use crate::servers::Engine;
 
 /// Connections each PostgreSQL handle pools.
@@ -31,6 +33,8 @@ enum StoreHome {
     Postgres {
         /// What `[state] url` would say.
         url: String,
+        /// The same database over ODBC, to look at what the store wrote.
+        odbc: String,
     },
 }
 
@@ -49,7 +53,7 @@ impl StoreHome {
             .to_string();
         // The test server trusts local connections.
         let url = format!("postgres://postgres@127.0.0.1:{}/{name}", server.port);
-        StoreHome::Postgres { url }
+        StoreHome::Postgres { url, odbc }
     }
 
     fn path(dir: &tempfile::TempDir) -> PathBuf {
@@ -98,6 +102,13 @@ on_every_store!(
     row_values_are_cleared_page_by_page_for_one_feed_only,
     tombstones_go_with_their_events_and_a_key_created_again_counts_on_past_them,
     a_round_prunes_what_is_past_retention_and_counts_it,
+    an_idempotency_claim_in_flight_past_its_lease_is_taken_over,
+    a_finished_idempotency_key_replays_on_every_replica,
+    a_feed_lease_is_renewed_taken_over_once_expired_and_fences_its_old_holder,
+    replicas_are_live_while_their_heartbeats_are_recent,
+    replicas_claiming_at_once_never_get_the_same_delivery,
+    a_claim_reserves_a_delivery_until_it_expires_or_an_attempt_is_recorded,
+    a_subscription_with_its_limit_of_unexpired_claims_gets_no_more,
 );
 
 // Idempotency keys.
@@ -766,4 +777,512 @@ fn a_round_prunes_what_is_past_retention_and_counts_it(home: &StoreHome) {
         text.contains("portico_state_pruned_total{table=\"events\"} 1"),
         "{text}"
     );
+}
+
+// Idempotency across replicas.
+
+fn an_idempotency_claim_in_flight_past_its_lease_is_taken_over(home: &StoreHome) {
+    let store = home.open();
+    let day = 86_400;
+    let f1 = ["f1".to_string()];
+    assert_eq!(
+        store
+            .claim_idempotency("s", "k", &f1, day, LEASE_MS)
+            .unwrap(),
+        Claim::Fresh
+    );
+    assert_eq!(
+        store
+            .claim_idempotency("s", "k", &f1, day, LEASE_MS)
+            .unwrap(),
+        Claim::InFlight
+    );
+    // The request died with its replica: once its claim is older than the lease, a retry
+    // takes the key over instead of waiting out the retention.
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(
+        store.claim_idempotency("s", "k", &f1, day, 1_000).unwrap(),
+        Claim::Fresh,
+        "a claim past its lease is taken over"
+    );
+    assert_eq!(
+        store
+            .claim_idempotency("s", "k", &f1, day, LEASE_MS)
+            .unwrap(),
+        Claim::InFlight,
+        "the new claim holds the key"
+    );
+    // A finished request's key is never taken over, however short the lease: it replays.
+    let response = StoredResponse {
+        status: 201,
+        headers: vec![],
+        body: b"{\"id\":1}".to_vec(),
+    };
+    store.complete_idempotency("s", "k", &response).unwrap();
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(
+        store.claim_idempotency("s", "k", &f1, day, 1_000).unwrap(),
+        Claim::Replay(response)
+    );
+}
+
+fn a_finished_idempotency_key_replays_on_every_replica(home: &StoreHome) {
+    let (a, b) = (home.open(), home.open());
+    let day = 86_400;
+    let f1 = ["f1".to_string()];
+    assert_eq!(
+        a.claim_idempotency("s", "k", &f1, day, LEASE_MS).unwrap(),
+        Claim::Fresh
+    );
+    assert_eq!(
+        b.claim_idempotency("s", "k", &f1, day, LEASE_MS).unwrap(),
+        Claim::InFlight,
+        "a retry on another replica while the first runs"
+    );
+    assert_eq!(
+        b.claim_idempotency("s", "k", &["f2".into()], day, LEASE_MS)
+            .unwrap(),
+        Claim::Mismatch
+    );
+    let response = StoredResponse {
+        status: 201,
+        headers: vec![("location".into(), "/v1/x/1".into())],
+        body: b"{}".to_vec(),
+    };
+    a.complete_idempotency("s", "k", &response).unwrap();
+    // Releasing a finished key (a late failure elsewhere) leaves it.
+    b.release_idempotency("s", "k").unwrap();
+    for replica in [&a, &b] {
+        assert_eq!(
+            replica
+                .claim_idempotency("s", "k", &f1, day, LEASE_MS)
+                .unwrap(),
+            Claim::Replay(response.clone())
+        );
+    }
+    // A claim released on one replica is free on the other.
+    assert_eq!(
+        a.claim_idempotency("s", "gone", &f1, day, LEASE_MS)
+            .unwrap(),
+        Claim::Fresh
+    );
+    a.release_idempotency("s", "gone").unwrap();
+    assert_eq!(
+        b.claim_idempotency("s", "gone", &f1, day, LEASE_MS)
+            .unwrap(),
+        Claim::Fresh
+    );
+}
+
+// Feed leases and heartbeats.
+
+fn a_feed_lease_is_renewed_taken_over_once_expired_and_fences_its_old_holder(home: &StoreHome) {
+    let (a, b) = (home.open(), home.open());
+    let first = a
+        .acquire_lease("f", "a", 1_000, 100)
+        .unwrap()
+        .expect("a free lease");
+    assert_eq!(
+        b.acquire_lease("f", "b", 1_050, 100).unwrap(),
+        None,
+        "a's lease runs"
+    );
+    assert_eq!(
+        a.acquire_lease("f", "a", 1_050, 100).unwrap(),
+        Some(first),
+        "a renewal keeps the token"
+    );
+    assert_eq!(
+        b.acquire_lease("f", "b", 1_120, 100).unwrap(),
+        None,
+        "renewed at 1 050, a's lease runs until 1 150"
+    );
+    let row = |key: &str| RowRecord {
+        key: key.into(),
+        known: KnownRow {
+            hash: "h".into(),
+            seq: 1,
+            row: None,
+            deleted: false,
+        },
+    };
+    let a_lease = Lease {
+        holder: "a".into(),
+        token: first,
+    };
+    let committed = a
+        .commit(&Batch {
+            feed: "f".into(),
+            position: Some("1".into()),
+            pass: 1,
+            upserts: vec![row("[\"J1\"]")],
+            events: vec![event("evt_1", &["s"])],
+            lease: Some(a_lease.clone()),
+            ..Batch::default()
+        })
+        .unwrap();
+    assert_eq!(committed, (vec![0], 1));
+    // a pauses past its lease; b takes the feed over with a higher token.
+    let second = b
+        .acquire_lease("f", "b", 1_200, 100)
+        .unwrap()
+        .expect("an expired lease");
+    assert!(second > first, "{second} after {first}");
+    // a wakes up and commits what it read: refused, and nothing of it written.
+    let stale = Batch {
+        feed: "f".into(),
+        position: Some("2".into()),
+        pass: 2,
+        upserts: vec![row("[\"J2\"]")],
+        touched: vec!["[\"J1\"]".into()],
+        events: vec![NewEvent {
+            key: "[\"J2\"]".into(),
+            ..event("evt_2", &["s"])
+        }],
+        lease: Some(a_lease),
+    };
+    match a.commit(&stale) {
+        Err(StateError::LeaseLost { feed }) => assert_eq!(feed, "f"),
+        other => panic!("a stale leader's commit: {other:?}"),
+    }
+    for store in [&a, &b] {
+        assert_eq!(store.cursor("f").unwrap().as_deref(), Some("1"));
+        let ids: Vec<String> = store
+            .events_after("f", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["evt_1"]);
+        let filter = DeliveryFilter {
+            limit: 10,
+            ..DeliveryFilter::default()
+        };
+        assert_eq!(store.deliveries(&filter).unwrap().len(), 1);
+        let keys = ["[\"J1\"]".to_string(), "[\"J2\"]".to_string()];
+        assert_eq!(store.known_rows("f", &keys).unwrap().len(), 1);
+        assert_eq!(
+            store.unseen_rows("f", 2, 10).unwrap().len(),
+            1,
+            "J1 was not touched"
+        );
+    }
+    assert_eq!(
+        a.acquire_lease("f", "a", 1_210, 100).unwrap(),
+        None,
+        "the old holder cannot renew"
+    );
+    // The new holder's commit of the same read goes.
+    let b_lease = Lease {
+        holder: "b".into(),
+        token: second,
+    };
+    let committed = b
+        .commit(&Batch {
+            lease: Some(b_lease),
+            ..stale
+        })
+        .unwrap();
+    assert_eq!(committed, (vec![0], 1));
+    assert_eq!(a.cursor("f").unwrap().as_deref(), Some("2"));
+    // A release with a token that is no longer current does nothing…
+    a.release_lease("f", "a", first).unwrap();
+    assert_eq!(a.acquire_lease("f", "a", 1_220, 100).unwrap(), None);
+    // …b's own frees the feed at once, for a higher token.
+    b.release_lease("f", "b", second).unwrap();
+    let third = a
+        .acquire_lease("f", "a", 1_220, 100)
+        .unwrap()
+        .expect("a released lease");
+    assert!(third > second, "{third} after {second}");
+    // Leases are per feed.
+    assert!(b.acquire_lease("g", "b", 1_220, 100).unwrap().is_some());
+}
+
+fn replicas_are_live_while_their_heartbeats_are_recent(home: &StoreHome) {
+    let (a, b) = (home.open(), home.open());
+    assert_eq!(a.heartbeat("a", 1_000, 100).unwrap(), 1);
+    assert_eq!(b.heartbeat("b", 1_050, 100).unwrap(), 2);
+    assert_eq!(a.heartbeat("a", 1_100, 100).unwrap(), 2, "b beat at 1 050");
+    // b stopped beating: at 1 200 its last beat is older than 100 ms.
+    assert_eq!(a.heartbeat("a", 1_200, 100).unwrap(), 1);
+    // Back, it counts again.
+    assert_eq!(b.heartbeat("b", 1_210, 100).unwrap(), 2);
+}
+
+// Delivery claims.
+
+/// Commits `n` events of feed `f`, each of its own key with one delivery to `subscription`
+/// due at once; their delivery ids, oldest first.
+fn deliveries_for(store: &dyn StateStore, subscription: &str, n: usize) -> Vec<i64> {
+    let events = (0..n)
+        .map(|i| NewEvent {
+            key: format!("[{i}]"),
+            ..event(&format!("evt_{subscription}_{i}"), &[subscription])
+        })
+        .collect();
+    store
+        .commit(&Batch {
+            feed: "f".into(),
+            events,
+            ..Batch::default()
+        })
+        .unwrap();
+    let mut ids: Vec<i64> = store
+        .deliveries(&DeliveryFilter {
+            subscription: Some(subscription.into()),
+            limit: n + 1,
+            ..DeliveryFilter::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), n);
+    ids
+}
+
+/// Claims for `holder` at `now_ms` for `lease_ms`, up to `limit`, `per_subscription` at most.
+fn claim(
+    store: &dyn StateStore,
+    holder: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: usize,
+    per_subscription: usize,
+    subscriptions: &[String],
+) -> Vec<DeliveryRecord> {
+    store
+        .claim_due(&DueClaim {
+            now_ms,
+            limit,
+            subscriptions,
+            ordered: &[],
+            skip: &[],
+            holder,
+            lease_ms,
+            per_subscription,
+        })
+        .unwrap()
+}
+
+fn ids(claimed: &[DeliveryRecord]) -> Vec<i64> {
+    claimed.iter().map(|d| d.id).collect()
+}
+
+fn replicas_claiming_at_once_never_get_the_same_delivery(home: &StoreHome) {
+    let store = home.open();
+    let all = deliveries_for(store.as_ref(), "s", 150);
+    let subs = ["s".to_string()];
+    let replicas: Vec<(String, Box<dyn StateStore>)> =
+        (0..3).map(|i| (format!("r{i}"), home.open())).collect();
+    // Each replica claims small batches until nothing is left for it.
+    let claimed: Vec<Vec<i64>> = std::thread::scope(|scope| {
+        let running: Vec<_> = replicas
+            .iter()
+            .map(|(holder, replica)| {
+                let subs = &subs;
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let got = claim(replica.as_ref(), holder, 1_000, 60_000, 4, 1_000, subs);
+                        if got.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(ids(&got));
+                    }
+                })
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut every: Vec<i64> = claimed.concat();
+    every.sort();
+    let mut distinct = every.clone();
+    distinct.dedup();
+    assert_eq!(
+        every.len(),
+        distinct.len(),
+        "a delivery was claimed twice: {claimed:?}"
+    );
+    assert_eq!(distinct, all, "every delivery was claimed once");
+    assert!(
+        claim(store.as_ref(), "late", 1_000, 60_000, 10, 1_000, &subs).is_empty(),
+        "all are reserved"
+    );
+}
+
+fn a_claim_reserves_a_delivery_until_it_expires_or_an_attempt_is_recorded(home: &StoreHome) {
+    let (a, b) = (home.open(), home.open());
+    let (a, b) = (a.as_ref(), b.as_ref());
+    let all = deliveries_for(a, "s", 2);
+    let subs = ["s".to_string()];
+    let by_a = claim(a, "a", 100, 50, 10, 1_000, &subs);
+    assert_eq!(ids(&by_a), all);
+    assert!(
+        claim(b, "b", 120, 50, 10, 1_000, &subs).is_empty(),
+        "a's claims run until 150"
+    );
+    // a's attempt of the first fails: it is due again at 130, free for anyone.
+    attempt(a, all[0], 110, AttemptResult::RetryAt(130));
+    let by_b = claim(b, "b", 130, 50, 10, 1_000, &subs);
+    assert_eq!(ids(&by_b), [all[0]], "an attempt frees the claim");
+    assert_eq!(by_b[0].event_id, by_a[0].event_id);
+    // a was killed with the second in flight: once its claim expires, b retries it with the
+    // same event id (the `webhook-id`).
+    let retried = claim(b, "b", 160, 50, 10, 1_000, &subs);
+    assert_eq!(
+        ids(&retried),
+        [all[1]],
+        "an expired claim is handed out again"
+    );
+    assert_eq!(retried[0].event_id, by_a[1].event_id);
+    assert_eq!(retried[0].body, by_a[1].body);
+    // Delivered, it is never claimed again.
+    attempt(b, all[0], 170, AttemptResult::Delivered);
+    attempt(b, all[1], 170, AttemptResult::Delivered);
+    assert!(claim(a, "a", 10_000, 50, 10, 1_000, &subs).is_empty());
+}
+
+fn a_subscription_with_its_limit_of_unexpired_claims_gets_no_more(home: &StoreHome) {
+    let (a, b) = (home.open(), home.open());
+    let (a, b) = (a.as_ref(), b.as_ref());
+    let busy = deliveries_for(a, "busy", 5);
+    let idle = deliveries_for(a, "idle", 2);
+    let subs = ["busy".to_string(), "idle".to_string()];
+    let count = |claimed: &[DeliveryRecord], subscription: &str| {
+        claimed
+            .iter()
+            .filter(|d| d.subscription == subscription)
+            .count()
+    };
+    let by_a = claim(a, "a", 100, 50, 10, 2, &subs);
+    assert_eq!((count(&by_a, "busy"), count(&by_a, "idle")), (2, 2));
+    assert_eq!(ids(&by_a)[..2], busy[..2]);
+    // The limit counts the claims of every replica.
+    assert!(
+        claim(b, "b", 110, 50, 10, 2, &subs).is_empty(),
+        "both subscriptions hold their limit in claims until 150"
+    );
+    // One of busy's attempts finished: room for one more.
+    attempt(a, busy[0], 115, AttemptResult::Delivered);
+    let by_b = claim(b, "b", 120, 50, 10, 2, &subs);
+    assert_eq!(ids(&by_b), [busy[2]]);
+    // At 160 a's claims expired (busy[1], idle's two); b's of busy[2] runs until 170.
+    let later = claim(b, "b", 160, 50, 10, 2, &subs);
+    assert_eq!((count(&later, "busy"), count(&later, "idle")), (1, 2));
+    assert_eq!(
+        ids(&later),
+        [busy[1], idle[0], idle[1]],
+        "oldest first, within the limit"
+    );
+}
+
+// PostgreSQL only: its schema version, its notices.
+
+/// The `portico_schema` row: the row version PostgreSQL gave it (any write changes it) and
+/// the schema version.
+fn schema_row(odbc: &str) -> Vec<Vec<Option<String>>> {
+    query_text(odbc, "SELECT xmin::text, version FROM portico_schema")
+}
+
+#[test]
+fn postgres_a_migrated_database_is_opened_without_running_a_step_again() {
+    let home = StoreHome::postgres();
+    let StoreHome::Postgres { url, odbc } = &home else {
+        unreachable!()
+    };
+    // Replicas starting together on a new database: each step runs once.
+    let opened: Vec<Result<PgStore, StateError>> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| PgStore::open(url, POOL)))
+            .collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    for store in &opened {
+        assert!(store.is_ok(), "{:?}", store.as_ref().err());
+    }
+    opened[0]
+        .as_ref()
+        .unwrap()
+        .commit(&Batch {
+            feed: "f".into(),
+            position: Some("{}".into()),
+            ..Batch::default()
+        })
+        .unwrap();
+    drop(opened);
+    let migrated = schema_row(odbc);
+    assert_eq!(migrated.len(), 1, "one version row: {migrated:?}");
+    // Opening again writes nothing to the schema and keeps what was stored.
+    let store = PgStore::open(url, POOL).unwrap();
+    assert_eq!(schema_row(odbc), migrated);
+    assert_eq!(store.cursor("f").unwrap().as_deref(), Some("{}"));
+}
+
+#[test]
+fn postgres_a_schema_newer_than_this_portico_knows_is_refused() {
+    let home = StoreHome::postgres();
+    let StoreHome::Postgres { url, odbc } = &home else {
+        unreachable!()
+    };
+    drop(PgStore::open(url, POOL).unwrap());
+    execute(odbc, "UPDATE portico_schema SET version = 99");
+    let refused = PgStore::open(url, POOL).err().unwrap().to_string();
+    assert!(refused.contains("schema version 99"), "{refused}");
+    assert_eq!(
+        schema_row(odbc)[0][1].as_deref(),
+        Some("99"),
+        "the refusal changed nothing"
+    );
+}
+
+#[test]
+fn postgres_notices_reach_the_other_replicas_and_not_their_sender() {
+    let home = StoreHome::postgres();
+    let (a, b) = (home.open(), home.open());
+    let mut at_a = a.notices().expect("a PostgreSQL store listens");
+    let mut at_b = b.notices().expect("a PostgreSQL store listens");
+    let notice = Notice::Invalidate(vec!["jobs".into()]);
+    // b starts listening in the background: publish until it hears.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let heard = 'wait: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b heard nothing in 30 s"
+        );
+        a.publish(&notice).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        while let Ok(received) = at_b.try_recv() {
+            if received != Notice::Resync {
+                break 'wait received;
+            }
+        }
+    };
+    assert_eq!(heard, notice);
+    b.publish(&Notice::Subscriptions).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match at_a.try_recv() {
+            Ok(Notice::Subscriptions) => break,
+            Ok(Notice::Resync) => {}
+            Ok(other) => panic!("a heard its own notice: {other:?}"),
+            Err(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a heard nothing in 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+fn sqlite_a_store_of_one_process_sends_and_hears_no_notices() {
+    let home = StoreHome::sqlite();
+    let store = home.open();
+    assert!(store.notices().is_none());
+    store.publish(&Notice::PurgeAll).unwrap();
 }
