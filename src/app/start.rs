@@ -197,7 +197,7 @@ fn open_store(
 fn without_password(url: &str) -> String {
     match url.parse::<tokio_postgres::Config>() {
         Ok(config) => format!(
-            "postgres://{}@{}/{}",
+            "postgres://{}@{}:{}/{}",
             config.get_user().unwrap_or(""),
             config
                 .get_hosts()
@@ -208,6 +208,7 @@ fn without_password(url: &str) -> String {
                 })
                 .collect::<Vec<_>>()
                 .join(","),
+            config.get_ports().first().copied().unwrap_or(5432),
             config.get_dbname().unwrap_or("")
         ),
         Err(_) => "state.url".into(),

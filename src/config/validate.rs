@@ -185,7 +185,8 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             problem(format!("state.{key}"), "must be above zero, such as `10s`");
         }
     }
-    if state.delivery_lease <= config.webhooks.timeout {
+    // One process never has another send its claimed deliveries; a fleet would.
+    if state.url.is_some() && state.delivery_lease <= config.webhooks.timeout {
         problem(
             "state.delivery_lease".into(),
             "must be longer than webhooks.timeout: a claim that ends while its attempt still \
@@ -318,6 +319,32 @@ mod tests {
                 "webhooks.max_in_flight",
             ]
         );
+    }
+
+    #[test]
+    fn a_shared_state_store_needs_a_postgres_url_and_leases_that_outlast_an_attempt() {
+        let fleet = |state: &str| {
+            problems(&format!(
+                "{}[webhooks]\ntimeout = \"30s\"\n[state]\n{state}\n",
+                crate::config::TEST_AUTH
+            ))
+        };
+        assert!(fleet("url = \"postgres://p@db/portico\"\ndelivery_lease = \"1m\"").is_empty());
+        assert_eq!(
+            fleet(
+                "url = \"mysql://db/portico\"\ndelivery_lease = \"30s\"\nfeed_lease = \"0s\"\n\
+                 pool_size = 0\nreplica = \" \""
+            ),
+            [
+                "state.feed_lease",
+                "state.delivery_lease",
+                "state.url",
+                "state.pool_size",
+                "state.replica"
+            ]
+        );
+        // One process: no other replica can send a delivery whose claim ran out.
+        assert!(fleet("delivery_lease = \"30s\"").is_empty());
     }
 
     #[test]

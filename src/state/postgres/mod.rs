@@ -13,7 +13,7 @@ mod retention;
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use postgres_native_tls::MakeTlsConnector;
 
 use super::{Claim, StateError, StateStore, StoredResponse};
 use crate::telemetry::state_metrics::StateMetrics;
@@ -38,7 +38,16 @@ impl std::fmt::Debug for PgStore {
 pub(super) fn failed(e: tokio_postgres::Error) -> StateError {
     match e.as_db_error() {
         Some(db) => StateError::Failed(format!("{} ({})", db.message(), db.code().code())),
-        None => StateError::Failed(e.to_string()),
+        None => {
+            // "error connecting to server: Connection refused", not only the first half.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            StateError::Failed(text)
+        }
     }
 }
 
@@ -47,6 +56,14 @@ fn pool_failed(e: deadpool_postgres::PoolError) -> StateError {
         deadpool_postgres::PoolError::Backend(e) => failed(e),
         other => StateError::Failed(other.to_string()),
     }
+}
+
+/// TLS as the URL's `sslmode` asks (`prefer` by default: TLS when the server offers it;
+/// `require` refuses a server without it), verified with the system's certificates.
+pub(super) fn tls() -> Result<MakeTlsConnector, StateError> {
+    native_tls::TlsConnector::new()
+        .map(MakeTlsConnector::new)
+        .map_err(|e| StateError::Failed(format!("cannot set up TLS: {e}")))
 }
 
 /// The schema, one step per version (`portico_schema.version` counts the steps run). A new
@@ -173,7 +190,7 @@ impl PgStore {
             .map_err(|e| StateError::Failed(format!("cannot start the state runtime: {e}")))?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -207,6 +224,43 @@ impl PgStore {
             ));
         }
         Ok(store)
+    }
+
+    /// Proves, writing nothing, that `open` can use the database at `url`: it answers, and its
+    /// schema (if Portico made one) is not newer than this Portico knows.
+    pub async fn probe(url: &str) -> Result<(), StateError> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StateError::Failed(format!("state.url: {e}")))?;
+        let (client, connection) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(tls()?))
+                .await
+                .map_err(|_| {
+                    StateError::Failed("the state database did not answer in 10 s".into())
+                })?
+                .map_err(failed)?;
+        let driver = tokio::spawn(connection);
+        let version = client
+            .query_opt(
+                "SELECT version FROM portico_schema WHERE to_regclass('portico_schema') IS NOT NULL",
+                &[],
+            )
+            .await;
+        // Without the table the query fails to plan: a database Portico has not used yet.
+        let version: i32 = match version {
+            Ok(row) => row.map_or(0, |r| r.get(0)),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => 0,
+            Err(e) => return Err(failed(e)),
+        };
+        drop(client);
+        driver.abort();
+        if version as usize > MIGRATIONS.len() {
+            return Err(StateError::Failed(format!(
+                "the state database has schema version {version}, newer than this Portico knows \
+                 ({}): use a newer Portico, or another state.url",
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Runs `work` on a pooled connection, blocking this thread until it is done. The

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::broadcast::Sender;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::state::{Notice, StateError};
 use crate::telemetry::state_metrics::StateMetrics;
@@ -39,7 +39,11 @@ pub(super) async fn listen(
 ) {
     let mut lost = false;
     loop {
-        match config.connect(NoTls).await {
+        let connected = match super::tls() {
+            Ok(tls) => config.connect(tls).await.map_err(super::failed),
+            Err(error) => Err(error),
+        };
+        match connected {
             Ok((client, mut connection)) => {
                 let (done, mut ended) = tokio::sync::oneshot::channel::<()>();
                 let sender = notices.clone();
@@ -87,7 +91,6 @@ pub(super) async fn listen(
                 drop(client);
             }
             Err(error) => {
-                let error = super::failed(error);
                 tracing::warn!(%error, "state store: cannot open the listening connection");
             }
         }
