@@ -462,37 +462,17 @@ impl DeliveryStore for SqliteStore {
 }
 
 #[cfg(test)]
-impl SqliteStore {
-    /// Due deliveries as a single process sees them: claimed without reserving them.
-    fn due_deliveries(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        subscriptions: &[String],
-        ordered: &[String],
-        skip: &[i64],
-    ) -> Result<Vec<DeliveryRecord>, StateError> {
-        self.claim_due(&DueClaim {
-            now_ms,
-            limit,
-            subscriptions,
-            ordered,
-            skip,
-            holder: "test",
-            lease_ms: 0,
-            per_subscription: usize::MAX,
-        })
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Batch, ChangeStore, NewDelivery, NewEvent};
 
-    fn subscription(name: &str, enabled: bool) -> SubscriptionRecord {
-        SubscriptionRecord {
-            name: name.into(),
+    /// What the contract tests in `tests/api/state_store.rs` cannot show: a subscription a
+    /// SQLite store wrote before `ordered` and `disabled_reason` existed.
+    #[test]
+    fn a_subscription_stored_before_ordered_existed_reads_as_unordered_without_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
+        let record = SubscriptionRecord {
+            name: "gone".into(),
             url: "https://example.com/hook".into(),
             version: "v1".into(),
             events: vec!["*".into()],
@@ -502,226 +482,14 @@ mod tests {
                 secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
                 expires_ms: None,
             }],
-            enabled,
-            disabled_reason: None,
-            ordered: false,
+            enabled: false,
+            disabled_reason: Some("the endpoint answered 410 Gone".into()),
+            ordered: true,
             origin: "api".into(),
             created_ms: 0,
-        }
-    }
-
-    #[test]
-    fn deliveries_are_due_retried_dead_lettered_resent_and_recovered() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
-        store.put_subscription(&subscription("on", true)).unwrap();
-        store.put_subscription(&subscription("off", false)).unwrap();
-        let deliveries = ["on", "off"]
-            .map(|s| NewDelivery {
-                subscription: s.into(),
-                body: b"{}".to_vec(),
-                next_ms: 10,
-            })
-            .to_vec();
-        let batch = Batch {
-            feed: "f".into(),
-            events: vec![NewEvent {
-                id: "evt_1".into(),
-                kind: "created".into(),
-                key: "[]".into(),
-                row: None,
-                key_seq: 1,
-                detected_ms: 0,
-                deliveries,
-            }],
-            ..Batch::default()
-        };
-        store.commit(&batch).unwrap();
-        // The dispatcher names the enabled subscriptions only.
-        let on = ["on".to_string()];
-        assert!(
-            store
-                .due_deliveries(9, 10, &on, &[], &[])
-                .unwrap()
-                .is_empty(),
-            "not due yet"
-        );
-        let due = store.due_deliveries(10, 10, &on, &[], &[]).unwrap();
-        assert_eq!(due.len(), 1, "only the named subscription's delivery");
-        let id = due[0].id;
-        assert!(
-            store
-                .due_deliveries(10, 10, &on, &[], &[id])
-                .unwrap()
-                .is_empty(),
-            "in flight"
-        );
-        let attempt = |at_ms| AttemptRecord {
-            delivery: id,
-            at_ms,
-            status: Some(500),
-            error: Some("answered 500".into()),
-            duration_ms: 3,
-        };
-        store
-            .record_attempt(&attempt(10), AttemptResult::RetryAt(50))
-            .unwrap();
-        assert!(store
-            .due_deliveries(49, 10, &on, &[], &[])
-            .unwrap()
-            .is_empty());
-        store
-            .record_attempt(&attempt(50), AttemptResult::Dead)
-            .unwrap();
-        assert_eq!(store.dead_letters().unwrap(), 1);
-        assert!(store
-            .due_deliveries(1_000, 10, &on, &[], &[])
-            .unwrap()
-            .is_empty());
-        assert_eq!(store.attempts(id).unwrap().len(), 2);
-        let dead = store
-            .deliveries(&DeliveryFilter {
-                status: Some(DeliveryStatus::Dead),
-                limit: 10,
-                ..DeliveryFilter::default()
-            })
-            .unwrap();
-        assert_eq!((dead.len(), dead[0].attempts), (1, 2));
-        assert!(store.resend(id, 60).unwrap());
-        assert_eq!(
-            store.due_deliveries(60, 10, &on, &[], &[]).unwrap()[0].attempts,
-            0
-        );
-        store
-            .record_attempt(&attempt(60), AttemptResult::Dead)
-            .unwrap();
-        assert_eq!(store.recover("on", 0, 70).unwrap(), 1);
-        assert_eq!(store.dead_letters().unwrap(), 0);
-        assert!(store.remove_subscription("on").unwrap());
-        assert!(store.delivery(id).unwrap().is_none());
-    }
-
-    /// Events of keys `K1` and `K2`, in this order: K1, K1, K2, K1; one delivery each for
-    /// `sub`, due at once.
-    fn keyed_events(store: &SqliteStore, sub: &str) -> Vec<i64> {
-        let events = ["K1", "K1", "K2", "K1"]
-            .iter()
-            .enumerate()
-            .map(|(i, key)| NewEvent {
-                id: format!("evt_{i}"),
-                kind: "updated".into(),
-                key: format!("[\"{key}\"]"),
-                row: None,
-                key_seq: i as i64 + 1,
-                detected_ms: 0,
-                deliveries: vec![NewDelivery {
-                    subscription: sub.into(),
-                    body: b"{}".to_vec(),
-                    next_ms: 0,
-                }],
-            })
-            .collect();
-        store
-            .commit(&Batch {
-                feed: "f".into(),
-                events,
-                ..Batch::default()
-            })
-            .unwrap();
-        let mut ids: Vec<i64> = store
-            .deliveries(&DeliveryFilter {
-                subscription: Some(sub.into()),
-                limit: 10,
-                ..DeliveryFilter::default()
-            })
-            .unwrap()
-            .iter()
-            .map(|d| d.id)
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    #[test]
-    fn an_ordered_subscription_holds_a_key_behind_its_pending_delivery_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
-        let ids = keyed_events(&store, "in-order");
-        let subs = ["in-order".to_string()];
-        let due = |skip: &[i64]| -> Vec<i64> {
-            store
-                .due_deliveries(100, 10, &subs, &subs, skip)
-                .unwrap()
-                .iter()
-                .map(|d| d.id)
-                .collect()
-        };
-        // K1's first and K2's only; K1's later ones wait.
-        assert_eq!(due(&[]), [ids[0], ids[2]]);
-        // Also once retention has pruned their events (a receiver down for days).
-        store.with(|c| c.execute("DELETE FROM events", [])).unwrap();
-        assert_eq!(due(&[]), [ids[0], ids[2]]);
-        // In flight is still pending: K1 stays held.
-        assert_eq!(due(&[ids[0]]), [ids[2]]);
-        let attempt = |delivery, result| {
-            let record = AttemptRecord {
-                delivery,
-                at_ms: 100,
-                status: Some(500),
-                error: Some("answered 500".into()),
-                duration_ms: 1,
-            };
-            store.record_attempt(&record, result).unwrap();
-        };
-        // Being retried holds the key too.
-        attempt(ids[0], AttemptResult::RetryAt(200));
-        assert_eq!(due(&[]), [ids[2]]);
-        // A dead letter holds nothing: the key's next delivery goes.
-        attempt(ids[0], AttemptResult::Dead);
-        assert_eq!(due(&[]), [ids[1], ids[2]]);
-        attempt(ids[1], AttemptResult::Delivered);
-        assert_eq!(due(&[]), [ids[2], ids[3]]);
-        // Resent, the dead letter holds the key's later deliveries again.
-        assert!(store.resend(ids[0], 100).unwrap());
-        assert_eq!(due(&[]), [ids[2], ids[0]]);
-        // Without `ordered`, nothing waits.
-        let all = store.due_deliveries(100, 10, &subs, &[], &[]).unwrap();
-        assert_eq!(all.len(), 3);
-    }
-
-    #[test]
-    fn a_held_attempt_is_logged_and_keeps_the_delivery_pending_and_its_schedule() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
-        let ids = keyed_events(&store, "gone");
-        let record = AttemptRecord {
-            delivery: ids[0],
-            at_ms: 100,
-            status: Some(410),
-            error: Some("answered 410".into()),
-            duration_ms: 1,
-        };
-        store.record_attempt(&record, AttemptResult::Held).unwrap();
-        let held = store.delivery(ids[0]).unwrap().unwrap();
-        assert_eq!(
-            (held.status, held.attempts, held.next_ms),
-            (DeliveryStatus::Pending, 0, 100)
-        );
-        assert_eq!(store.attempts(ids[0]).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn subscriptions_keep_ordered_and_why_they_were_disabled() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap();
-        let record = SubscriptionRecord {
-            ordered: true,
-            disabled_reason: Some("the endpoint answered 410 Gone".into()),
-            ..subscription("gone", false)
         };
         store.put_subscription(&record).unwrap();
         assert_eq!(store.subscriptions().unwrap(), [record]);
-        // A subscription stored before these existed reads as unordered and without a reason.
         store
             .with(|conn| {
                 conn.execute(

@@ -31,6 +31,7 @@ mod retention;
 mod roundtrip;
 mod security;
 mod servers;
+mod state_store;
 mod suite;
 mod tds;
 mod versions;
