@@ -297,13 +297,6 @@ impl DeliveryStore for SqliteStore {
                     marks(ordered.len())
                 )
             };
-            let sql = format!(
-                "SELECT {DUE_COLUMNS} FROM deliveries d
-                 WHERE d.status = 'pending' AND d.next_ms <= ? AND d.claim_until <= ?
-                   AND d.subscription IN ({}) {in_order}
-                 ORDER BY d.next_ms, d.id LIMIT ?",
-                marks(subscriptions.len())
-            );
             let mut busy: HashMap<String, usize> = HashMap::new();
             {
                 let mut claimed = tx.prepare_cached(
@@ -318,12 +311,28 @@ impl DeliveryStore for SqliteStore {
                     busy.insert(subscription, n as usize);
                 }
             }
+            // A subscription at its limit is left out of the query, so its backlog does not
+            // crowd the others out of the rows read.
+            let open: Vec<&String> = subscriptions
+                .iter()
+                .filter(|s| busy.get(*s).copied().unwrap_or(0) < claim.per_subscription)
+                .collect();
+            if open.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = format!(
+                "SELECT {DUE_COLUMNS} FROM deliveries d
+                 WHERE d.status = 'pending' AND d.next_ms <= ? AND d.claim_until <= ?
+                   AND d.subscription IN ({}) {in_order}
+                 ORDER BY d.next_ms, d.id LIMIT ?",
+                marks(open.len())
+            );
             let mut due = Vec::new();
             {
                 let mut statement = tx.prepare_cached(&sql)?;
                 let mut values: Vec<rusqlite::types::Value> =
                     vec![claim.now_ms.into(), claim.now_ms.into()];
-                values.extend(subscriptions.iter().map(|s| s.clone().into()));
+                values.extend(open.iter().map(|s| (*s).clone().into()));
                 values.extend(ordered.iter().map(|s| s.clone().into()));
                 values.push(((claim.limit + claim.skip.len()) as i64).into());
                 let rows = statement.query_map(rusqlite::params_from_iter(values), delivery_row)?;

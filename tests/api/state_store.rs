@@ -97,6 +97,7 @@ on_every_store!(
     an_ordered_subscription_holds_a_key_behind_its_pending_delivery_only,
     a_held_attempt_is_logged_and_keeps_the_delivery_pending_and_its_schedule,
     subscriptions_keep_ordered_and_why_they_were_disabled,
+    a_subscription_is_added_once_whoever_adds_it,
     old_events_are_pruned_in_batches_and_each_feed_remembers_how_far,
     pending_deliveries_are_kept_and_dead_letters_outlive_delivered_ones,
     row_values_are_cleared_page_by_page_for_one_feed_only,
@@ -109,6 +110,7 @@ on_every_store!(
     replicas_claiming_at_once_never_get_the_same_delivery,
     a_claim_reserves_a_delivery_until_it_expires_or_an_attempt_is_recorded,
     a_subscription_with_its_limit_of_unexpired_claims_gets_no_more,
+    a_subscription_at_its_limit_does_not_crowd_the_others_out,
 );
 
 // Idempotency keys.
@@ -519,6 +521,20 @@ fn subscriptions_keep_ordered_and_why_they_were_disabled(home: &StoreHome) {
     };
     store.put_subscription(&record).unwrap();
     assert_eq!(store.subscriptions().unwrap(), [record]);
+}
+
+fn a_subscription_is_added_once_whoever_adds_it(home: &StoreHome) {
+    let (a, b) = (home.open(), home.open());
+    let first = subscription("portal", true);
+    assert!(a.add_subscription(&first).unwrap());
+    // Another replica adding the same name (with its own secret) changes nothing.
+    let second = SubscriptionRecord {
+        url: "https://elsewhere.example/hook".into(),
+        ..subscription("portal", true)
+    };
+    assert!(!b.add_subscription(&second).unwrap());
+    assert_eq!(a.subscriptions().unwrap(), [first.clone()]);
+    assert_eq!(b.subscriptions().unwrap(), [first]);
 }
 
 // Retention.
@@ -1065,6 +1081,20 @@ fn claim(
             per_subscription,
         })
         .unwrap()
+}
+
+fn a_subscription_at_its_limit_does_not_crowd_the_others_out(home: &StoreHome) {
+    let store = home.open();
+    // The busy subscription's backlog is older, so it comes first in due order.
+    let busy = deliveries_for(store.as_ref(), "busy", 10);
+    let other = deliveries_for(store.as_ref(), "other", 1);
+    let both = ["busy".to_string(), "other".to_string()];
+    let now = now_ms() + 60_000;
+    let first = claim(store.as_ref(), "a", now, 60_000, 2, 2, &both);
+    assert_eq!(ids(&first), busy[..2]);
+    // "busy" holds its limit: the next claim reaches past its backlog to "other".
+    let second = claim(store.as_ref(), "b", now, 60_000, 2, 2, &both);
+    assert_eq!(ids(&second), other);
 }
 
 fn ids(claimed: &[DeliveryRecord]) -> Vec<i64> {

@@ -126,6 +126,16 @@ impl DeliveryStore for PgStore {
                     .iter()
                     .map(|r| (r.get(0), r.get(1)))
                     .collect();
+                // A subscription at its limit is left out of the query, so its backlog does
+                // not crowd the others out of the rows read.
+                let open: Vec<&String> = claim
+                    .subscriptions
+                    .iter()
+                    .filter(|s| busy.get(*s).copied().unwrap_or(0) < claim.per_subscription as i64)
+                    .collect();
+                if open.is_empty() {
+                    return Ok(Vec::new());
+                }
                 // Deliveries of one key are created in the order of its changes, so an
                 // earlier delivery id is an earlier change.
                 let sql = format!(
@@ -144,7 +154,7 @@ impl DeliveryStore for PgStore {
                         &sql,
                         &[
                             &claim.now_ms,
-                            &claim.subscriptions,
+                            &open,
                             &claim.skip,
                             &claim.ordered,
                             &((claim.limit * 4) as i64),
