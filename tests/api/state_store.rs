@@ -533,7 +533,7 @@ fn a_subscription_is_added_once_whoever_adds_it(home: &StoreHome) {
         ..subscription("portal", true)
     };
     assert!(!b.add_subscription(&second).unwrap());
-    assert_eq!(a.subscriptions().unwrap(), [first.clone()]);
+    assert_eq!(a.subscriptions().unwrap(), std::slice::from_ref(&first));
     assert_eq!(b.subscriptions().unwrap(), [first]);
 }
 
