@@ -108,14 +108,21 @@ pub async fn report_with(path: &Path, options: &Options) -> Report {
     if let (Some(auth), Some(verifier)) = (&config.auth, &services.verifier) {
         identity_provider(auth, verifier, &mut report).await;
     }
-    if let Some(path) = &services.state_path {
-        // `serve` opens it; proven here without writing (no file is created).
-        if let Err(e) = crate::state::SqliteStore::probe(path) {
-            report.problems.push(Problem {
-                location: "state.path".into(),
-                message: e.to_string(),
-            });
+    // `serve` opens the store; proven here without writing (no file or table is created).
+    let state = match &services.state {
+        Some(crate::app::StateLocation::Sqlite(path)) => {
+            Some(("state.path", crate::state::SqliteStore::probe(path)))
         }
+        Some(crate::app::StateLocation::Postgres { url, .. }) => {
+            Some(("state.url", crate::state::PgStore::probe(url).await))
+        }
+        None => None,
+    };
+    if let Some((location, Err(e))) = state {
+        report.problems.push(Problem {
+            location: location.into(),
+            message: e.to_string(),
+        });
     }
     let data = Data {
         catalog: &services.catalog,

@@ -49,7 +49,21 @@ pub struct Services {
     pub delivery: Option<DeliverySettings>,
     /// Portico's own store, opened by `start`; `None` when nothing needs one (no creates, no
     /// feeds, no subscriptions).
-    pub state_path: Option<PathBuf>,
+    pub state: Option<StateLocation>,
+}
+
+/// Where Portico's own store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// A SQLite file: one process.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database replicas share.
+    Postgres {
+        /// `postgres://…`.
+        url: String,
+        /// Connections in the pool.
+        pool_size: usize,
+    },
 }
 
 /// Builds and checks every part of the service, reporting every problem with its location.
@@ -196,7 +210,13 @@ fn build_after_draft(
         .values()
         .flat_map(|v| v.resources.values())
         .any(|r| r.writes.as_ref().is_some_and(|w| w.allows(WriteOp::Create)));
-    let state_path = (takes_creates || delivers).then(|| base.join(&config.state.path));
+    let state = (takes_creates || delivers).then(|| match &config.state.url {
+        Some(url) => StateLocation::Postgres {
+            url: url.clone(),
+            pool_size: config.state.pool_size,
+        },
+        None => StateLocation::Sqlite(base.join(&config.state.path)),
+    });
     let cache = Arc::new(ResponseCache::new(
         config.cache.max_size,
         metrics.cache.clone(),
@@ -225,7 +245,7 @@ fn build_after_draft(
         documents,
         feeds,
         delivery,
-        state_path,
+        state,
     })
 }
 

@@ -8,10 +8,14 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 
 use super::Services;
+use super::StateLocation;
+use crate::cache::ResponseCache;
+use crate::changes::lease::{FeedLease, Fleet};
 use crate::changes::poller::{EventSink, Poller};
 use crate::config::Config;
 use crate::state::retention::Retention;
-use crate::state::{SqliteStore, StateError, StateStore};
+use crate::state::{Notice, PgStore, SqliteStore, StateError, StateStore};
+use crate::telemetry::state_metrics::StateMetrics;
 use crate::webhooks::Webhooks;
 
 /// Why the service could not start.
@@ -20,7 +24,7 @@ pub enum StartError {
     /// Portico's state store could not be opened.
     #[error("cannot open the state store {path}: {error}")]
     State {
-        /// The file asked for.
+        /// The file (or the PostgreSQL server) asked for.
         path: String,
         /// Why.
         error: StateError,
@@ -52,20 +56,23 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         documents,
         feeds,
         delivery,
-        state_path,
+        state,
     } = services;
-    let state_store = match &state_path {
-        Some(path) => match SqliteStore::open(path) {
-            Ok(store) => Some(Arc::new(store) as Arc<dyn StateStore>),
-            Err(error) => {
-                return Err(StartError::State {
-                    path: path.display().to_string(),
-                    error,
-                })
-            }
-        },
+    let state_store = match &state {
+        Some(location) => Some(open_store(location, &metrics.state)?),
         None => None,
     };
+    // Replicas sharing the store take turns on each feed; a store of one process needs none.
+    let fleet = state_store
+        .as_ref()
+        .filter(|store| store.shared())
+        .map(|_| {
+            Arc::new(Fleet::new(
+                config.state.replica_name(),
+                config.state.feed_lease,
+                feeds.len(),
+            ))
+        });
     let catalog = Arc::new(catalog);
     let webhooks = match (delivery, &state_store) {
         (Some(settings), Some(store)) => {
@@ -92,6 +99,8 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
                 affected: catalog.affected_by_write(&feed.source, &feed.table),
                 sink: webhooks.clone().map(|hub| hub as Arc<dyn EventSink>),
                 metrics: metrics.changes.clone(),
+                fleet: fleet.clone(),
+                lease: FeedLease::default(),
             })
         })
         .collect();
@@ -106,6 +115,7 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         let retention = Retention::new(&config.state);
         crate::state::retention::run(store, retention, metrics.state.clone(), slim)
     });
+    let (cache_for_notices, state_metrics) = (cache.clone(), metrics.state.clone());
     let state = crate::http::AppState {
         catalog,
         sources,
@@ -115,8 +125,9 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         limiter,
         admin_scope: config.auth.as_ref().map(|a| a.admin_scope.clone()),
         documents,
-        state_store,
+        state_store: state_store.clone(),
         idempotency_retention: config.state.idempotency_retention,
+        idempotency_lease: config.state.idempotency_lease,
         event_retention: config.state.event_retention,
         body_timeout: config.server.body_timeout,
         feeds,
@@ -128,6 +139,17 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
             address: config.server.listen.clone(),
             error,
         })?;
+    if let (Some(fleet), Some(store)) = (&fleet, &state_store) {
+        tokio::spawn(fleet.clone().heartbeat(store.clone()));
+    }
+    if let Some(notices) = state_store.as_ref().and_then(|s| s.notices()) {
+        tokio::spawn(follow(
+            notices,
+            cache_for_notices,
+            webhooks.clone(),
+            state_metrics,
+        ));
+    }
     for poller in pollers {
         tokio::spawn(poller.run());
     }
@@ -146,4 +168,84 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         tokio::spawn(async move { verifier.prefetch().await });
     }
     Ok((server, address))
+}
+
+/// Opens the store `location` names.
+fn open_store(
+    location: &StateLocation,
+    metrics: &StateMetrics,
+) -> Result<Arc<dyn StateStore>, StartError> {
+    match location {
+        StateLocation::Sqlite(path) => SqliteStore::open(path)
+            .map(|s| Arc::new(s) as Arc<dyn StateStore>)
+            .map_err(|error| StartError::State {
+                path: path.display().to_string(),
+                error,
+            }),
+        StateLocation::Postgres { url, pool_size } => {
+            PgStore::open_counted(url, *pool_size, metrics.clone())
+                .map(|s| Arc::new(s) as Arc<dyn StateStore>)
+                .map_err(|error| StartError::State {
+                    path: without_password(url),
+                    error,
+                })
+        }
+    }
+}
+
+/// A `postgres://` URL fit for a log line: the password left out.
+fn without_password(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => format!(
+            "postgres://{}@{}:{}/{}",
+            config.get_user().unwrap_or(""),
+            config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            config.get_ports().first().copied().unwrap_or(5432),
+            config.get_dbname().unwrap_or("")
+        ),
+        Err(_) => "state.url".into(),
+    }
+}
+
+/// Applies what the other replicas tell: cached answers they made stale, subscriptions they
+/// changed; after notices may have been missed, the whole cache and every subscription.
+async fn follow(
+    mut notices: tokio::sync::broadcast::Receiver<Notice>,
+    cache: Arc<ResponseCache>,
+    webhooks: Option<Arc<Webhooks>>,
+    metrics: StateMetrics,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let reload = |webhooks: &Option<Arc<Webhooks>>| {
+        if let Some(hub) = webhooks {
+            if let Err(error) = hub.reload() {
+                tracing::warn!(%error, "cannot reload the subscriptions another replica changed");
+            }
+        }
+    };
+    loop {
+        match notices.recv().await {
+            Ok(Notice::Invalidate(resources)) => {
+                for resource in &resources {
+                    cache.invalidate_resource(resource);
+                }
+            }
+            Ok(Notice::PurgeAll) => cache.purge_all(),
+            Ok(Notice::Subscriptions) => reload(&webhooks),
+            Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => {
+                metrics.cache_resyncs.inc();
+                cache.purge_all();
+                reload(&webhooks);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }

@@ -4,6 +4,7 @@
 mod detect;
 mod feed;
 mod high_water_mark;
+pub mod lease;
 pub mod poller;
 mod reconcile;
 pub mod render;

@@ -7,12 +7,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::detect::{compare, values_json, Change};
+use super::lease::{FeedLease, Fleet};
 use super::render::EventRecord;
 use super::{event_id, now_ms, reconcile, row_hash, EventKind, Feed, Page, Position};
 use crate::cache::ResponseCache;
 use crate::config::InitialPosition;
 use crate::source::{Source, Value};
-use crate::state::{off_thread, Batch, KnownRow, NewDelivery, NewEvent, RowRecord, StateStore};
+use crate::state::{
+    off_thread, Batch, KnownRow, NewDelivery, NewEvent, Notice, RowRecord, StateError, StateStore,
+};
 use crate::telemetry::change_metrics::{ChangeMetrics, EventLabels, FeedLabels};
 
 /// Why a poll failed (it is retried at the next interval).
@@ -55,6 +58,11 @@ pub struct Poller {
     pub sink: Option<Arc<dyn EventSink>>,
     /// Change metrics.
     pub metrics: ChangeMetrics,
+    /// This replica's part in a fleet sharing the store: the feed is polled only while this
+    /// replica holds its lease. `None`: the only process, it always polls.
+    pub fleet: Option<Arc<Fleet>>,
+    /// The feed's lease, while held.
+    pub lease: FeedLease,
 }
 
 impl Poller {
@@ -77,18 +85,55 @@ impl Poller {
                 .get_or_create(&labels)
                 .inc_by(0);
         }
+        let mut next_poll = tokio::time::Instant::now();
         loop {
+            if let Some(fleet) = &self.fleet {
+                let leads = self
+                    .lease
+                    .lead(fleet, &self.store, &self.feed.name, &self.metrics)
+                    .await;
+                match leads {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Another replica polls it: its lag and readiness are that replica's.
+                        self.feed.polled_ms.store(now_ms(), Ordering::Relaxed);
+                        tokio::time::sleep(fleet.renew_every()).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        self.metrics.poll_errors.get_or_create(&labels).inc();
+                        tracing::warn!(feed = %self.feed.name, %error, "cannot take or renew the feed's lease");
+                        tokio::time::sleep(fleet.renew_every()).await;
+                        continue;
+                    }
+                }
+                if tokio::time::Instant::now() < next_poll {
+                    // Leading between polls: renew well before the lease runs out.
+                    let renew = tokio::time::Instant::now() + fleet.renew_every();
+                    tokio::time::sleep_until(renew.min(next_poll)).await;
+                    continue;
+                }
+            }
             // A completed poll has seen what was committed before it began: its lag counts
             // from there, so a poll that cannot keep up shows it.
             let began = now_ms();
+            next_poll = tokio::time::Instant::now() + self.feed.poll_interval;
             match self.poll().await {
                 Ok(()) => self.feed.polled_ms.store(began, Ordering::Relaxed),
+                Err(PollError::State(StateError::LeaseLost { .. })) => {
+                    if let Some(fleet) = &self.fleet {
+                        self.lease.lost(fleet, &self.feed.name, &self.metrics);
+                    }
+                    tracing::warn!(feed = %self.feed.name, "another replica took the feed over; this poll's changes were not committed");
+                }
                 Err(error) => {
                     self.metrics.poll_errors.get_or_create(&labels).inc();
                     tracing::warn!(feed = %self.feed.name, %error, "change poll failed; retrying next interval");
                 }
             }
-            tokio::time::sleep(self.feed.poll_interval).await;
+            if self.fleet.is_none() {
+                tokio::time::sleep(self.feed.poll_interval).await;
+            }
         }
     }
 
@@ -370,8 +415,23 @@ impl Poller {
 
     /// Commits a batch, then invalidates cached answers and wakes the dispatcher; the kinds of
     /// the events that were new.
-    async fn commit(&self, batch: Batch) -> Result<Vec<EventKind>, PollError> {
+    async fn commit(&self, mut batch: Batch) -> Result<Vec<EventKind>, PollError> {
         let (feed, store) = (&self.feed, &self.store);
+        if let Some(fleet) = &self.fleet {
+            // Renewed before each page, so a long poll keeps its lease; refused once another
+            // replica has it (and then the commit below would be too).
+            if !self
+                .lease
+                .lead(fleet, store, &feed.name, &self.metrics)
+                .await?
+            {
+                return Err(StateError::LeaseLost {
+                    feed: feed.name.clone(),
+                }
+                .into());
+            }
+            batch.lease = self.lease.current();
+        }
         let kinds: Vec<String> = batch.events.iter().map(|e| e.kind.clone()).collect();
         let (new, deliveries) = off_thread(store, move |s| s.commit(&batch)).await?;
         if new.is_empty() {
@@ -391,6 +451,7 @@ impl Poller {
         for resource in &self.affected {
             self.cache.invalidate_resource(resource);
         }
+        crate::state::publish(store, Notice::Invalidate(self.affected.clone())).await;
         tracing::info!(feed = %feed.name, events = new.len(), deliveries, "changes detected");
         if let Some(sink) = &self.sink {
             sink.committed();

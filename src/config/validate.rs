@@ -176,6 +176,42 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     if state.prune_batch == 0 {
         problem("state.prune_batch".into(), "must be at least 1");
     }
+    for (key, value) in [
+        ("feed_lease", state.feed_lease),
+        ("delivery_lease", state.delivery_lease),
+        ("idempotency_lease", state.idempotency_lease),
+    ] {
+        if value.is_zero() {
+            problem(format!("state.{key}"), "must be above zero, such as `10s`");
+        }
+    }
+    // One process never has another send its claimed deliveries; a fleet would.
+    if state.url.is_some() && state.delivery_lease <= config.webhooks.timeout {
+        problem(
+            "state.delivery_lease".into(),
+            "must be longer than webhooks.timeout: a claim that ends while its attempt still \
+             runs lets another replica send the same delivery",
+        );
+    }
+    if let Some(url) = &state.url {
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !postgres || url.parse::<tokio_postgres::Config>().is_err() {
+            problem(
+                "state.url".into(),
+                "must be a PostgreSQL URL: postgres://user:password@host:port/database",
+            );
+        }
+        if state.pool_size == 0 {
+            problem("state.pool_size".into(), "must be at least 1");
+        }
+    }
+    if state
+        .replica
+        .as_deref()
+        .is_some_and(|r| r.trim().is_empty())
+    {
+        problem("state.replica".into(), "must not be empty");
+    }
     let webhooks = &config.webhooks;
     if webhooks.max_in_flight == 0 || webhooks.max_in_flight_per_subscription == 0 {
         problem(
@@ -283,6 +319,32 @@ mod tests {
                 "webhooks.max_in_flight",
             ]
         );
+    }
+
+    #[test]
+    fn a_shared_state_store_needs_a_postgres_url_and_leases_that_outlast_an_attempt() {
+        let fleet = |state: &str| {
+            problems(&format!(
+                "{}[webhooks]\ntimeout = \"30s\"\n[state]\n{state}\n",
+                crate::config::TEST_AUTH
+            ))
+        };
+        assert!(fleet("url = \"postgres://p@db/portico\"\ndelivery_lease = \"1m\"").is_empty());
+        assert_eq!(
+            fleet(
+                "url = \"mysql://db/portico\"\ndelivery_lease = \"30s\"\nfeed_lease = \"0s\"\n\
+                 pool_size = 0\nreplica = \" \""
+            ),
+            [
+                "state.feed_lease",
+                "state.delivery_lease",
+                "state.url",
+                "state.pool_size",
+                "state.replica"
+            ]
+        );
+        // One process: no other replica can send a delivery whose claim ran out.
+        assert!(fleet("delivery_lease = \"30s\"").is_empty());
     }
 
     #[test]

@@ -47,9 +47,42 @@ pub enum WriteValueText {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// SQLite file, relative to the configuration file's folder.
+    /// SQLite file, relative to the configuration file's folder (one process).
     #[serde(default = "default_state_path")]
     pub path: String,
+    /// A PostgreSQL database every replica of a fleet shares
+    /// (`postgres://user:password@host:port/database`); when set, `path` is not used.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// This replica's name in feed leases and delivery claims; by default the host name and
+    /// the process id. Unique within a fleet.
+    #[serde(default)]
+    pub replica: Option<String>,
+    /// Connections to the PostgreSQL store.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long a feed's leader keeps its lease without renewing it (it renews at every
+    /// poll): a dead leader's feeds are taken over about this long after it stopped.
+    #[serde(
+        default = "default_feed_lease",
+        deserialize_with = "super::units::duration"
+    )]
+    pub feed_lease: Duration,
+    /// How long a claimed delivery is reserved for the replica that claimed it: a replica
+    /// killed mid-delivery has its claims retried by another after this. Longer than
+    /// `webhooks.timeout`.
+    #[serde(
+        default = "default_claim_lease",
+        deserialize_with = "super::units::duration"
+    )]
+    pub delivery_lease: Duration,
+    /// How long a request holds its `Idempotency-Key` before answering: a claim older than
+    /// this belongs to a request that died, and a retry takes the key over.
+    #[serde(
+        default = "default_claim_lease",
+        deserialize_with = "super::units::duration"
+    )]
+    pub idempotency_lease: Duration,
     /// How long an `Idempotency-Key` is remembered.
     #[serde(
         default = "default_retention",
@@ -88,10 +121,31 @@ pub struct StateConfig {
     pub prune_batch: usize,
 }
 
+impl StateConfig {
+    /// This replica's name: `replica`, or the host name and the process id.
+    pub fn replica_name(&self) -> String {
+        self.replica.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "portico".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
 impl Default for StateConfig {
     fn default() -> Self {
         Self {
             path: default_state_path(),
+            url: None,
+            replica: None,
+            pool_size: default_pool_size(),
+            feed_lease: default_feed_lease(),
+            delivery_lease: default_claim_lease(),
+            idempotency_lease: default_claim_lease(),
             idempotency_retention: default_retention(),
             event_retention: default_history_retention(),
             delivery_retention: default_history_retention(),
@@ -104,6 +158,18 @@ impl Default for StateConfig {
 
 fn default_state_path() -> String {
     "portico-state.sqlite3".into()
+}
+
+fn default_pool_size() -> usize {
+    8
+}
+
+fn default_feed_lease() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_claim_lease() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_retention() -> Duration {

@@ -49,6 +49,7 @@ pub async fn purge_all(
 ) -> Result<HttpResponse, ApiError> {
     super::access::admin(&req, &state).await?;
     state.cache.purge_all();
+    state.tell_replicas(crate::state::Notice::PurgeAll).await;
     tracing::info!(target: "portico::audit", action = "cache.purge", scope = "all", "cache purged");
     Ok(HttpResponse::Ok().json(json!({ "purged": "all" })))
 }
@@ -75,6 +76,9 @@ pub async fn purge_resource(
         )));
     }
     state.cache.invalidate_resource(&resource);
+    state
+        .tell_replicas(crate::state::Notice::Invalidate(vec![resource.clone()]))
+        .await;
     tracing::info!(target: "portico::audit", action = "cache.purge", scope = ?resource, "cache purged");
     Ok(HttpResponse::Ok().json(json!({ "purged": resource })))
 }

@@ -54,6 +54,8 @@ pub struct AppState {
     pub state_store: Option<Arc<dyn crate::state::StateStore>>,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_retention: Duration,
+    /// How long an `Idempotency-Key` claim in flight blocks the key.
+    pub idempotency_lease: Duration,
     /// How long change events are kept (named when a pull-feed cursor has expired).
     pub event_retention: Duration,
     /// How long a client may take to send a request body.
@@ -67,6 +69,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Tells the other replicas sharing the state store (cached answers they hold went stale);
+    /// nothing to do without a shared store.
+    pub async fn tell_replicas(&self, notice: crate::state::Notice) {
+        if let Some(store) = &self.state_store {
+            crate::state::publish(store, notice).await;
+        }
+    }
+
     /// The source a resource reads from.
     pub fn source(
         &self,

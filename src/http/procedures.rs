@@ -104,6 +104,11 @@ async fn run(
         for resource in &procedure.invalidates {
             state.cache.invalidate_resource(resource);
         }
+        state
+            .tell_replicas(crate::state::Notice::Invalidate(
+                procedure.invalidates.clone(),
+            ))
+            .await;
     }
     Ok(HttpResponse::Ok().json(render(procedure, outcome)))
 }

@@ -96,7 +96,10 @@ async fn find(hub: &Webhooks, name: &str) -> Result<SubscriptionRecord, ApiError
 
 async fn save(hub: &Webhooks, record: SubscriptionRecord) -> Result<(), ApiError> {
     stored(hub, move |s| s.put_subscription(&record)).await?;
-    hub.reload().map_err(|e| ApiError::Internal(e.to_string()))
+    hub.reload()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    crate::state::publish(&hub.store, crate::state::Notice::Subscriptions).await;
+    Ok(())
 }
 
 /// `GET /admin/subscriptions`.
@@ -228,6 +231,7 @@ pub async fn delete(
     stored(hub, move |s| s.remove_subscription(&name)).await?;
     hub.reload()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    crate::state::publish(&hub.store, crate::state::Notice::Subscriptions).await;
     tracing::info!(target: "portico::audit", action = "subscription.delete", subscription = ?record.name, "subscription deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -27,6 +27,7 @@ use crate::source::constraint::Violation;
 use crate::source::select::Condition;
 use crate::source::write::{Rollback, Step, WriteOutcome};
 use crate::source::{Param, Rows, Source, SourceError};
+use crate::state::Notice;
 use crate::state::{Claim, StoredResponse};
 
 /// The methods a resource's collection or item path answers, for `Allow`.
@@ -390,13 +391,14 @@ impl Call<'_> {
         })?;
         match outcome {
             WriteOutcome::Committed(rows) => {
-                for affected in self
+                let affected = self
                     .state
                     .catalog
-                    .affected_by_write(&self.resource.source, &self.rules.table)
-                {
-                    self.state.cache.invalidate_resource(&affected);
+                    .affected_by_write(&self.resource.source, &self.rules.table);
+                for resource in &affected {
+                    self.state.cache.invalidate_resource(resource);
                 }
+                self.state.tell_replicas(Notice::Invalidate(affected)).await;
                 Ok(rows)
             }
             WriteOutcome::RolledBack(Rollback::NotFound) => Err(ApiError::NotFound(format!(
@@ -488,12 +490,14 @@ impl Call<'_> {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let fingerprints = fingerprints(body)?;
         let retention = self.state.idempotency_retention.as_secs() as i64;
+        let lease = self.state.idempotency_lease.as_millis() as i64;
         let (scope2, key2) = (scope.clone(), key.clone());
-        let claim =
-            web::block(move || store.claim_idempotency(&scope2, &key2, &fingerprints, retention))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let claim = web::block(move || {
+            store.claim_idempotency(&scope2, &key2, &fingerprints, retention, lease)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
         match claim {
             Claim::Fresh => Ok(Idempotency::Owned { scope, key }),
             Claim::Replay(stored) => Ok(Idempotency::Replay(stored)),

@@ -1,5 +1,7 @@
 //! Webhook subscriptions, deliveries and their attempts in the state store.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, OptionalExtension};
 
 use super::sqlite::failed;
@@ -61,7 +63,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Delivered => "delivered",
@@ -69,7 +71,7 @@ impl DeliveryStatus {
         }
     }
 
-    fn parse(text: &str) -> Self {
+    pub(super) fn parse(text: &str) -> Self {
         match text {
             "delivered" => DeliveryStatus::Delivered,
             "dead" => DeliveryStatus::Dead,
@@ -143,6 +145,27 @@ pub struct DeliveryFilter {
     pub limit: usize,
 }
 
+/// Which due deliveries a replica claims, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct DueClaim<'a> {
+    /// Due by this time (ms since the epoch).
+    pub now_ms: i64,
+    /// At most this many.
+    pub limit: usize,
+    /// Of these subscriptions (the enabled ones).
+    pub subscriptions: &'a [String],
+    /// Those of them that deliver each key's changes in order.
+    pub ordered: &'a [String],
+    /// Not these ids (this replica's attempts in flight).
+    pub skip: &'a [i64],
+    /// The claiming replica.
+    pub holder: &'a str,
+    /// How long the claim reserves them.
+    pub lease_ms: i64,
+    /// A subscription with this many unexpired claims gets no more.
+    pub per_subscription: usize,
+}
+
 /// Subscriptions and deliveries.
 pub trait DeliveryStore: Send + Sync {
     /// Creates or replaces a subscription.
@@ -151,18 +174,13 @@ pub trait DeliveryStore: Send + Sync {
     fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StateError>;
     /// Deletes a subscription and its deliveries; false when there was none.
     fn remove_subscription(&self, name: &str) -> Result<bool, StateError>;
-    /// Pending deliveries of the `subscriptions` named (the enabled ones) due by `now_ms`,
-    /// oldest first, leaving out the ids in `skip` (attempts in flight). A delivery of an
+    /// Claims pending deliveries of `claim.subscriptions` due by `claim.now_ms`, oldest first,
+    /// leaving out `claim.skip`, deliveries another claim still reserves, and subscriptions
+    /// with `per_subscription` unexpired claims; what is returned is reserved for
+    /// `claim.holder` until its lease ends or an attempt is recorded. A delivery of an
     /// `ordered` subscription waits while an earlier one of the same feed and key for that
     /// subscription is pending (in flight or being retried); a dead letter holds nothing.
-    fn due_deliveries(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        subscriptions: &[String],
-        ordered: &[String],
-        skip: &[i64],
-    ) -> Result<Vec<DeliveryRecord>, StateError>;
+    fn claim_due(&self, claim: &DueClaim<'_>) -> Result<Vec<DeliveryRecord>, StateError>;
     /// Records an attempt and what it leaves.
     fn record_attempt(
         &self,
@@ -244,18 +262,13 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn due_deliveries(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        subscriptions: &[String],
-        ordered: &[String],
-        skip: &[i64],
-    ) -> Result<Vec<DeliveryRecord>, StateError> {
-        if subscriptions.is_empty() || limit == 0 {
+    fn claim_due(&self, claim: &DueClaim<'_>) -> Result<Vec<DeliveryRecord>, StateError> {
+        let (subscriptions, ordered) = (claim.subscriptions, claim.ordered);
+        if subscriptions.is_empty() || claim.limit == 0 {
             return Ok(Vec::new());
         }
         self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let marks = |n: usize| vec!["?"; n].join(", ");
             // Deliveries of one key are created in the order of its changes, so an earlier
             // delivery id is an earlier change.
@@ -272,23 +285,54 @@ impl DeliveryStore for SqliteStore {
             };
             let sql = format!(
                 "SELECT {DUE_COLUMNS} FROM deliveries d
-                 WHERE d.status = 'pending' AND d.next_ms <= ? AND d.subscription IN ({}) {in_order}
+                 WHERE d.status = 'pending' AND d.next_ms <= ? AND d.claim_until <= ?
+                   AND d.subscription IN ({}) {in_order}
                  ORDER BY d.next_ms, d.id LIMIT ?",
                 marks(subscriptions.len())
             );
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut values: Vec<rusqlite::types::Value> = vec![now_ms.into()];
-            values.extend(subscriptions.iter().map(|s| s.clone().into()));
-            values.extend(ordered.iter().map(|s| s.clone().into()));
-            values.push(((limit + skip.len()) as i64).into());
-            let rows = statement.query_map(rusqlite::params_from_iter(values), delivery_row)?;
-            let mut due = Vec::new();
-            for row in rows {
-                let row = row?;
-                if !skip.contains(&row.id) && due.len() < limit {
-                    due.push(row);
+            let mut busy: HashMap<String, usize> = HashMap::new();
+            {
+                let mut claimed = tx.prepare_cached(
+                    "SELECT subscription, COUNT(*) FROM deliveries
+                     WHERE status = 'pending' AND claim_until > ?1 GROUP BY subscription",
+                )?;
+                let rows = claimed.query_map(params![claim.now_ms], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?;
+                for row in rows {
+                    let (subscription, n) = row?;
+                    busy.insert(subscription, n as usize);
                 }
             }
+            let mut due = Vec::new();
+            {
+                let mut statement = tx.prepare_cached(&sql)?;
+                let mut values: Vec<rusqlite::types::Value> =
+                    vec![claim.now_ms.into(), claim.now_ms.into()];
+                values.extend(subscriptions.iter().map(|s| s.clone().into()));
+                values.extend(ordered.iter().map(|s| s.clone().into()));
+                values.push(((claim.limit + claim.skip.len()) as i64).into());
+                let rows = statement.query_map(rusqlite::params_from_iter(values), delivery_row)?;
+                for row in rows {
+                    let row = row?;
+                    let taken = busy.entry(row.subscription.clone()).or_default();
+                    if claim.skip.contains(&row.id)
+                        || due.len() >= claim.limit
+                        || *taken >= claim.per_subscription
+                    {
+                        continue;
+                    }
+                    *taken += 1;
+                    due.push(row);
+                }
+                let mut reserve = tx.prepare_cached(
+                    "UPDATE deliveries SET claimed_by = ?2, claim_until = ?3 WHERE id = ?1",
+                )?;
+                for d in &due {
+                    reserve.execute(params![d.id, claim.holder, claim.now_ms + claim.lease_ms])?;
+                }
+            }
+            tx.commit()?;
             Ok(due)
         })
     }
@@ -312,7 +356,8 @@ impl DeliveryStore for SqliteStore {
                 params![attempt.delivery, attempt.at_ms, attempt.status, attempt.error, attempt.duration_ms],
             )?;
             tx.execute(
-                "UPDATE deliveries SET status = ?2, attempts = attempts + ?5, next_ms = ?3, last_error = ?4 WHERE id = ?1",
+                "UPDATE deliveries SET status = ?2, attempts = attempts + ?5, next_ms = ?3, last_error = ?4,
+                     claimed_by = NULL, claim_until = 0 WHERE id = ?1",
                 params![attempt.delivery, status.as_str(), next_ms, attempt.error, counted],
             )?;
             tx.commit()
@@ -398,6 +443,30 @@ impl DeliveryStore for SqliteStore {
                 [],
                 |r| r.get(0),
             )
+        })
+    }
+}
+
+#[cfg(test)]
+impl SqliteStore {
+    /// Due deliveries as a single process sees them: claimed without reserving them.
+    fn due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        subscriptions: &[String],
+        ordered: &[String],
+        skip: &[i64],
+    ) -> Result<Vec<DeliveryRecord>, StateError> {
+        self.claim_due(&DueClaim {
+            now_ms,
+            limit,
+            subscriptions,
+            ordered,
+            skip,
+            holder: "test",
+            lease_ms: 0,
+            per_subscription: usize::MAX,
         })
     }
 }

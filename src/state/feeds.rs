@@ -74,6 +74,8 @@ pub struct Batch {
     pub touched: Vec<String>,
     /// Events with their deliveries.
     pub events: Vec<NewEvent>,
+    /// The feed's lease the poller holds: the commit is refused when it is no longer current.
+    pub lease: Option<super::Lease>,
 }
 
 /// An event from the log.
@@ -115,7 +117,8 @@ pub trait ChangeStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(String, KnownRow)>, StateError>;
     /// Commits a batch; returns the indexes of the events that were new (an event already in
-    /// the log is skipped with its deliveries) and how many deliveries were created.
+    /// the log is skipped with its deliveries) and how many deliveries were created. A batch
+    /// whose lease another replica took over writes nothing: `StateError::LeaseLost`.
     fn commit(&self, batch: &Batch) -> Result<(Vec<usize>, usize), StateError>;
     /// Whether log position `seq` holds an event of `feed` (a cursor the feed gave).
     fn has_event(&self, feed: &str, seq: i64) -> Result<bool, StateError>;
@@ -212,8 +215,13 @@ impl ChangeStore for SqliteStore {
 
     fn commit(&self, batch: &Batch) -> Result<(Vec<usize>, usize), StateError> {
         let now = super::unix_now_ms();
-        self.with(|conn| {
+        let committed = self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(lease) = &batch.lease {
+                if !super::fleet::still_held(&tx, &batch.feed, lease)? {
+                    return Ok(None);
+                }
+            }
             let (mut events, mut deliveries) = (Vec::new(), 0);
             {
                 let mut upsert = tx.prepare_cached(
@@ -273,7 +281,10 @@ impl ChangeStore for SqliteStore {
                 )?;
             }
             tx.commit()?;
-            Ok((events, deliveries))
+            Ok(Some((events, deliveries)))
+        })?;
+        committed.ok_or_else(|| StateError::LeaseLost {
+            feed: batch.feed.clone(),
         })
     }
 

@@ -1,17 +1,22 @@
-//! Portico's own durable state (idempotency keys, change feeds, webhook deliveries), behind
-//! traits so a shared PostgreSQL store can serve several replicas later. The default is an
-//! embedded SQLite file. What is past its retention is pruned (`retention`).
+//! Portico's own durable state (idempotency keys, change feeds, webhook deliveries, and what
+//! replicas share: feed leases, delivery claims, notices), behind traits. The default is an
+//! embedded SQLite file for one process; a PostgreSQL store (`postgres`) serves a fleet. What
+//! is past its retention is pruned (`retention`).
 
 mod deliveries;
 mod feeds;
+mod fleet;
+pub mod postgres;
 pub mod retention;
 mod sqlite;
 
 pub use deliveries::{
     AttemptRecord, AttemptResult, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliveryStore,
-    SecretRecord, SubscriptionRecord,
+    DueClaim, SecretRecord, SubscriptionRecord,
 };
 pub use feeds::{Batch, ChangeStore, KnownRow, NewDelivery, NewEvent, RowRecord, StoredEvent};
+pub use fleet::{FleetStore, Lease, Notice};
+pub use postgres::PgStore;
 pub use retention::RetentionStore;
 pub use sqlite::SqliteStore;
 
@@ -41,20 +46,34 @@ pub enum Claim {
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StateError(pub String);
+pub enum StateError {
+    /// The store could not do what was asked.
+    #[error("state store: {0}")]
+    Failed(String),
+    /// A feed's commit carried a lease that is no longer this replica's: another replica took
+    /// the feed over, so nothing was written.
+    #[error("state store: the lease of feed {feed} passed to another replica")]
+    LeaseLost {
+        /// The feed.
+        feed: String,
+    },
+}
 
 /// Portico's durable store.
-pub trait StateStore: ChangeStore + DeliveryStore + RetentionStore + Send + Sync {
+pub trait StateStore:
+    ChangeStore + DeliveryStore + RetentionStore + FleetStore + Send + Sync
+{
     /// Claims `key` within `scope` for a request whose body hashes to `fingerprints[0]` (a key
     /// stored under any of `fingerprints` is the same request); keys older than
-    /// `retention_secs` are forgotten first.
+    /// `retention_secs` are forgotten first. A claim still in flight after `lease_ms` belongs
+    /// to a request that died (its replica was killed): it is taken over.
     fn claim_idempotency(
         &self,
         scope: &str,
         key: &str,
         fingerprints: &[String],
         retention_secs: i64,
+        lease_ms: i64,
     ) -> Result<Claim, StateError>;
     /// Remembers the response of a claimed key.
     fn complete_idempotency(
@@ -67,6 +86,22 @@ pub trait StateStore: ChangeStore + DeliveryStore + RetentionStore + Send + Sync
     fn release_idempotency(&self, scope: &str, key: &str) -> Result<(), StateError>;
 }
 
+/// What claiming a key found, from its stored fingerprint and response (`None`: the claim is
+/// this request's).
+pub(crate) fn claim_found(
+    found: Option<(String, Option<String>)>,
+    fingerprints: &[String],
+) -> Result<Claim, StateError> {
+    Ok(match found {
+        None => Claim::Fresh,
+        Some((stored, _)) if !fingerprints.contains(&stored) => Claim::Mismatch,
+        Some((_, None)) => Claim::InFlight,
+        Some((_, Some(response))) => Claim::Replay(
+            serde_json::from_str(&response).map_err(|e| StateError::Failed(e.to_string()))?,
+        ),
+    })
+}
+
 /// Runs a store call on the blocking threads (SQLite syncs to disk on commit), off the async
 /// ones.
 pub async fn off_thread<T: Send + 'static>(
@@ -76,7 +111,19 @@ pub async fn off_thread<T: Send + 'static>(
     let store = store.clone();
     tokio::task::spawn_blocking(move || work(store.as_ref()))
         .await
-        .map_err(|e| StateError(format!("state store task failed: {e}")))?
+        .map_err(|e| StateError::Failed(format!("state store task failed: {e}")))?
+}
+
+/// Tells the other replicas sharing the store (none for a store one process uses); a notice
+/// that cannot be sent is logged and counted, never an error of the write or poll that
+/// caused it (those are committed already).
+pub async fn publish(store: &std::sync::Arc<dyn StateStore>, notice: Notice) {
+    if !store.shared() {
+        return;
+    }
+    if let Err(error) = off_thread(store, move |s| s.publish(&notice)).await {
+        tracing::warn!(%error, "cannot tell the other replicas");
+    }
 }
 
 /// Milliseconds since the Unix epoch.

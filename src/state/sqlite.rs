@@ -13,7 +13,7 @@ pub struct SqliteStore {
 }
 
 pub(super) fn failed(e: impl std::fmt::Display) -> StateError {
-    StateError(e.to_string())
+    StateError::Failed(e.to_string())
 }
 
 impl SqliteStore {
@@ -34,16 +34,19 @@ impl SqliteStore {
             });
             match read {
                 Ok(m) if m.len() > 0 && &header != b"SQLite format 3\0" => {
-                    return Err(StateError(format!(
+                    return Err(StateError::Failed(format!(
                         "{} is not a SQLite database",
                         path.display()
                     )))
                 }
                 Ok(m) if m.permissions().readonly() => {
-                    return Err(StateError(format!("{} is read-only", path.display())))
+                    return Err(StateError::Failed(format!(
+                        "{} is read-only",
+                        path.display()
+                    )))
                 }
                 Ok(_) => {}
-                Err(e) => return Err(StateError(format!("{}: {e}", path.display()))),
+                Err(e) => return Err(StateError::Failed(format!("{}: {e}", path.display()))),
             }
         }
         let folder = path
@@ -54,25 +57,37 @@ impl SqliteStore {
             .unwrap_or(Path::new("."));
         match std::fs::metadata(folder) {
             Ok(m) if m.is_dir() && !m.permissions().readonly() => Ok(()),
-            Ok(m) if m.is_dir() => Err(StateError(format!("{} is read-only", folder.display()))),
-            Ok(_) => Err(StateError(format!("{} is not a folder", folder.display()))),
-            Err(e) => Err(StateError(format!("{}: {e}", folder.display()))),
+            Ok(m) if m.is_dir() => Err(StateError::Failed(format!(
+                "{} is read-only",
+                folder.display()
+            ))),
+            Ok(_) => Err(StateError::Failed(format!(
+                "{} is not a folder",
+                folder.display()
+            ))),
+            Err(e) => Err(StateError::Failed(format!("{}: {e}", folder.display()))),
         }
     }
 
-    /// Opens (creating when needed) the store at `path`.
+    /// Opens (creating when needed) the store at `path`. A SQLite store serves one process:
+    /// delivery claims a process that ended still held are released.
     pub fn open(path: &Path) -> Result<Self, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StateError(format!("{}: {e}", dir.display())))?;
+                .map_err(|e| StateError::Failed(format!("{}: {e}", dir.display())))?;
         }
-        let mut conn =
-            Connection::open(path).map_err(|e| StateError(format!("{}: {e}", path.display())))?;
+        let mut conn = Connection::open(path)
+            .map_err(|e| StateError::Failed(format!("{}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(failed)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(failed)?;
         migrate(&mut conn, path)?;
+        conn.execute(
+            "UPDATE deliveries SET claimed_by = NULL, claim_until = 0 WHERE claim_until > 0",
+            [],
+        )
+        .map_err(failed)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -86,7 +101,7 @@ impl SqliteStore {
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| StateError("state store lock poisoned".into()))?;
+            .map_err(|_| StateError::Failed("state store lock poisoned".into()))?;
         work(&mut conn).map_err(failed)
     }
 }
@@ -207,6 +222,22 @@ const MIGRATIONS: &[&str] = &[
          feed TEXT PRIMARY KEY,
          seq INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 3: what replicas share (one process uses it the same way): a lease per feed with its
+    // fencing token, replica heartbeats, delivery claims, and when an idempotency key was
+    // claimed (a claim in flight past its lease belongs to a request that died).
+    "CREATE TABLE feed_leases (
+         feed TEXT PRIMARY KEY,
+         holder TEXT NOT NULL,
+         token INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE replicas (
+         name TEXT PRIMARY KEY,
+         seen_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+     ALTER TABLE deliveries ADD COLUMN claim_until INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE idempotency ADD COLUMN claimed_ms INTEGER;",
 ];
 
 /// Brings the store at `path` to the newest schema, one transaction per step (taken with the
@@ -225,7 +256,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
             .and_then(|v| MIGRATIONS.get(v..))
             .map(|rest| rest.first())
         else {
-            return Err(StateError(format!(
+            return Err(StateError::Failed(format!(
                 "{} has schema version {version}, newer than this Portico knows ({}): use a \
                  newer Portico, or another state.path",
                 path.display(),
@@ -249,14 +280,22 @@ impl StateStore for SqliteStore {
         key: &str,
         fingerprints: &[String],
         retention_secs: i64,
+        lease_ms: i64,
     ) -> Result<Claim, StateError> {
         let now = unix_now();
+        let now_ms = super::unix_now_ms();
         let fingerprint = fingerprints.first().map_or("", String::as_str);
         let found = self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "DELETE FROM idempotency WHERE created < ?1",
                 params![now - retention_secs],
+            )?;
+            // A claim in flight past its lease: the request that made it died.
+            tx.execute(
+                "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND response IS NULL
+                 AND COALESCE(claimed_ms, created * 1000) < ?3",
+                params![scope, key, now_ms - lease_ms],
             )?;
             let found: Option<(String, Option<String>)> = tx
                 .query_row(
@@ -267,21 +306,15 @@ impl StateStore for SqliteStore {
                 .optional()?;
             if found.is_none() {
                 tx.execute(
-                    "INSERT INTO idempotency (scope, key, fingerprint, created) VALUES (?1, ?2, ?3, ?4)",
-                    params![scope, key, fingerprint, now],
+                    "INSERT INTO idempotency (scope, key, fingerprint, created, claimed_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![scope, key, fingerprint, now, now_ms],
                 )?;
             }
             tx.commit()?;
             Ok(found)
         })?;
-        Ok(match found {
-            None => Claim::Fresh,
-            Some((stored, _)) if !fingerprints.contains(&stored) => Claim::Mismatch,
-            Some((_, None)) => Claim::InFlight,
-            Some((_, Some(response))) => {
-                Claim::Replay(serde_json::from_str(&response).map_err(failed)?)
-            }
-        })
+        super::claim_found(found, fingerprints)
     }
 
     fn complete_idempotency(
@@ -324,25 +357,25 @@ mod tests {
         let day = 86_400;
         assert_eq!(
             store
-                .claim_idempotency("s", "k", &["f1".into()], day)
+                .claim_idempotency("s", "k", &["f1".into()], day, 60_000)
                 .unwrap(),
             Claim::Fresh
         );
         assert_eq!(
             store
-                .claim_idempotency("s", "k", &["f1".into()], day)
+                .claim_idempotency("s", "k", &["f1".into()], day, 60_000)
                 .unwrap(),
             Claim::InFlight
         );
         assert_eq!(
             store
-                .claim_idempotency("s", "k", &["f2".into()], day)
+                .claim_idempotency("s", "k", &["f2".into()], day, 60_000)
                 .unwrap(),
             Claim::Mismatch
         );
         assert_eq!(
             store
-                .claim_idempotency("other", "k", &["f2".into()], day)
+                .claim_idempotency("other", "k", &["f2".into()], day, 60_000)
                 .unwrap(),
             Claim::Fresh
         );
@@ -356,14 +389,14 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
             store
-                .claim_idempotency("s", "k", &["f1".into()], day)
+                .claim_idempotency("s", "k", &["f1".into()], day, 60_000)
                 .unwrap(),
             Claim::Replay(response.clone())
         );
         store.release_idempotency("other", "k").unwrap();
         assert_eq!(
             store
-                .claim_idempotency("other", "k", &["f3".into()], day)
+                .claim_idempotency("other", "k", &["f3".into()], day, 60_000)
                 .unwrap(),
             Claim::Fresh
         );
@@ -371,14 +404,14 @@ mod tests {
         // is the same request; the first fingerprint is the one a new key is stored under.
         assert_eq!(
             store
-                .claim_idempotency("s", "k", &["f0".into(), "f1".into()], day)
+                .claim_idempotency("s", "k", &["f0".into(), "f1".into()], day, 60_000)
                 .unwrap(),
             Claim::Replay(response.clone())
         );
         // Past the retention window a key is new again.
         assert_eq!(
             store
-                .claim_idempotency("s", "k", &["f9".into()], -1)
+                .claim_idempotency("s", "k", &["f9".into()], -1, 60_000)
                 .unwrap(),
             Claim::Fresh
         );

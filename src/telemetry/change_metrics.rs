@@ -66,6 +66,9 @@ pub struct ChangeMetrics {
     pub withheld: Family<WithheldLabels, Counter>,
     /// Row changes stamped further ahead of the database's clock than the feed allows.
     pub future_stamps: Family<FeedLabels, Counter>,
+    /// 1 while this replica holds the feed's lease and polls it (a fleet sharing a
+    /// PostgreSQL state store); absent for a single process.
+    pub leader: Family<FeedLabels, Gauge>,
 }
 
 impl ChangeMetrics {
@@ -136,6 +139,11 @@ impl ChangeMetrics {
             "change_future_stamps",
             "Row changes stamped further ahead of the database's clock than the feed's clock_skew (announced; the feed's mark does not follow them)",
             self.future_stamps.clone(),
+        );
+        registry.register(
+            "feed_leader",
+            "1 while this replica holds the feed's lease and polls it (replicas sharing a PostgreSQL state store)",
+            self.leader.clone(),
         );
     }
 }

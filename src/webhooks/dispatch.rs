@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use super::sign::signature_header;
 use super::Webhooks;
 use crate::changes::render::rfc3339;
-use crate::state::{off_thread, AttemptRecord, AttemptResult, DeliveryRecord};
+use crate::state::{off_thread, AttemptRecord, AttemptResult, DeliveryRecord, DueClaim};
 use crate::telemetry::change_metrics::DeliveryLabels;
 
 /// Attempts in flight: delivery id → subscription.
@@ -55,23 +55,29 @@ async fn dispatch_due(
         .collect();
     let enabled: Vec<String> = enabled.map(|s| s.record.name.clone()).collect();
     let now = crate::state::unix_now_ms();
+    let (holder, lease_ms) = (
+        hub.delivery.replica.clone(),
+        hub.delivery.claim_lease.as_millis() as i64,
+    );
+    let per_subscription = hub.delivery.per_subscription;
+    // Claimed in the store, so no other replica sends them while this one does; the store
+    // counts every replica's claims against each subscription's limit.
     let due = off_thread(&hub.store, move |s| {
-        s.due_deliveries(now, free, &enabled, &ordered, &skip)
+        s.claim_due(&DueClaim {
+            now_ms: now,
+            limit: free,
+            subscriptions: &enabled,
+            ordered: &ordered,
+            skip: &skip,
+            holder: &holder,
+            lease_ms,
+            per_subscription,
+        })
     })
     .await
     .map_err(|e| e.to_string())?;
     for delivery in due {
-        {
-            let Ok(mut held) = in_flight.lock() else {
-                return Err("in-flight table poisoned".into());
-            };
-            let busy = held
-                .values()
-                .filter(|s| **s == delivery.subscription)
-                .count();
-            if busy >= hub.delivery.per_subscription {
-                continue;
-            }
+        if let Ok(mut held) = in_flight.lock() {
             held.insert(delivery.id, delivery.subscription.clone());
         }
         let Ok(permit) = slots.clone().try_acquire_owned() else {

@@ -123,6 +123,10 @@ pub struct DeliverySettings {
     /// Deliveries go through `[webhooks] proxy`, which resolves targets itself: each target
     /// is resolved and checked before every attempt instead.
     via_proxy: bool,
+    /// This replica's name on the deliveries it claims.
+    replica: String,
+    /// How long a claim reserves a delivery (`[state] delivery_lease`).
+    claim_lease: Duration,
 }
 
 impl std::fmt::Debug for DeliverySettings {
@@ -185,6 +189,8 @@ impl DeliverySettings {
             dispatch_interval: settings.dispatch_interval.max(Duration::from_millis(10)),
             client,
             via_proxy: settings.proxy.is_some(),
+            replica: config.state.replica_name(),
+            claim_lease: config.state.delivery_lease,
         })
     }
 

@@ -1757,9 +1757,12 @@ async fn a_gone_endpoint_disables_its_subscription_until_enabled(kind: Kind) {
     // A restart (its sync of the configured subscriptions) keeps it disabled.
     let config = portico::config::parse("test.toml", &text, &|_| None).unwrap();
     let services = portico::app::build(&config, "test.toml").unwrap();
-    let store: std::sync::Arc<dyn portico::state::StateStore> = std::sync::Arc::new(
-        portico::state::SqliteStore::open(services.state_path.as_ref().unwrap()).unwrap(),
-    );
+    let store: std::sync::Arc<dyn portico::state::StateStore> = std::sync::Arc::new({
+        let Some(portico::app::StateLocation::Sqlite(path)) = &services.state else {
+            panic!("a SQLite state store")
+        };
+        portico::state::SqliteStore::open(path).unwrap()
+    });
     let restarted = portico::webhooks::Webhooks::new(
         services.delivery.unwrap(),
         store.clone(),

@@ -1,0 +1,204 @@
+//! One poller per feed across a fleet: a feed is polled only by the replica holding its lease
+//! in the shared state store. Leases spread: a replica holding more than its share
+//! (ceil(feeds / live replicas)) gives one up and lets it rest a lease's length, so another
+//! replica takes it; a free or expired lease is taken by whoever asks first (a feed with no
+//! poller is worse than an unbalanced fleet).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::state::{off_thread, Lease, StateError, StateStore};
+use crate::telemetry::change_metrics::{ChangeMetrics, FeedLabels};
+
+/// This replica's part in the fleet, shared by its pollers.
+#[derive(Debug)]
+pub struct Fleet {
+    /// This replica's name in leases.
+    pub replica: String,
+    /// How long a lease lasts unrenewed.
+    pub ttl: Duration,
+    /// Feeds this replica polls when it leads them.
+    feeds: usize,
+    /// Replicas seen live at the last heartbeat.
+    live: AtomicUsize,
+    /// Leases this replica holds.
+    held: AtomicUsize,
+}
+
+impl Fleet {
+    /// A replica named `replica` polling `feeds` feeds with leases of `ttl`.
+    pub fn new(replica: String, ttl: Duration, feeds: usize) -> Self {
+        Self {
+            replica,
+            ttl,
+            feeds,
+            live: AtomicUsize::new(1),
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many leases this replica should hold at most.
+    fn share(&self) -> usize {
+        self.feeds
+            .div_ceil(self.live.load(Ordering::Relaxed).max(1))
+            .max(1)
+    }
+
+    /// How often pollers renew their leases (and followers look for a free one).
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// Records this replica as live every third of a lease, and learns how many are, until
+    /// the process ends.
+    pub async fn heartbeat(self: Arc<Self>, store: Arc<dyn StateStore>) {
+        let live_ms = self.ttl.as_millis() as i64;
+        loop {
+            let replica = self.replica.clone();
+            let now = crate::state::unix_now_ms();
+            match off_thread(&store, move |s| s.heartbeat(&replica, now, live_ms)).await {
+                Ok(live) => self.live.store(live, Ordering::Relaxed),
+                Err(error) => tracing::warn!(%error, "cannot record this replica's heartbeat"),
+            }
+            tokio::time::sleep(self.renew_every()).await;
+        }
+    }
+}
+
+/// What a poller knows of its feed's lease.
+#[derive(Debug, Default)]
+pub struct FeedLease {
+    held: Mutex<Option<Lease>>,
+    /// When this replica took the lease: one just taken over from a replica that died is
+    /// kept while the dead one still counts as live (its last heartbeat is a lease old).
+    held_since: Mutex<Option<Instant>>,
+    /// A lease given up to balance the fleet is not taken back before this.
+    resting_until: Mutex<Option<Instant>>,
+}
+
+impl FeedLease {
+    /// The lease as held now, for a commit to carry.
+    pub fn current(&self) -> Option<Lease> {
+        self.held.lock().ok().and_then(|held| held.clone())
+    }
+
+    /// Takes or renews the feed's lease; whether this replica leads the feed now.
+    pub async fn lead(
+        &self,
+        fleet: &Arc<Fleet>,
+        store: &Arc<dyn StateStore>,
+        feed: &str,
+        metrics: &ChangeMetrics,
+    ) -> Result<bool, StateError> {
+        let held = self.current();
+        if let Some(lease) = &held {
+            let settled = self
+                .held_since
+                .lock()
+                .ok()
+                .and_then(|since| *since)
+                .is_some_and(|since| since.elapsed() >= fleet.ttl);
+            if settled && fleet.held.load(Ordering::Relaxed) > fleet.share() && self.give_up(fleet)
+            {
+                let (name, lease) = (feed.to_string(), lease.clone());
+                let result = off_thread(store, move |s| {
+                    s.release_lease(&name, &lease.holder, lease.token)
+                })
+                .await;
+                self.clear(feed, metrics);
+                if let Ok(mut resting) = self.resting_until.lock() {
+                    *resting = Some(Instant::now() + fleet.ttl);
+                }
+                tracing::info!(feed, "feed lease given up to balance the fleet");
+                return result.map(|()| false);
+            }
+        } else if self
+            .resting_until
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return Ok(false);
+        }
+        let (name, replica) = (feed.to_string(), fleet.replica.clone());
+        let (now, ttl) = (crate::state::unix_now_ms(), fleet.ttl.as_millis() as i64);
+        let token = off_thread(store, move |s| s.acquire_lease(&name, &replica, now, ttl)).await;
+        let token = match token {
+            Ok(token) => token,
+            Err(error) => {
+                // Without an answer the lease may be running out: stop polling until renewed.
+                if held.is_some() {
+                    self.lost(fleet, feed, metrics);
+                }
+                return Err(error);
+            }
+        };
+        match (held, token) {
+            (Some(lease), Some(token)) if lease.token == token => Ok(true),
+            (held, Some(token)) => {
+                if held.is_none() {
+                    fleet.held.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut since) = self.held_since.lock() {
+                        *since = Some(Instant::now());
+                    }
+                    tracing::info!(feed, token, "this replica now polls the feed");
+                }
+                if let Ok(mut slot) = self.held.lock() {
+                    *slot = Some(Lease {
+                        holder: fleet.replica.clone(),
+                        token,
+                    });
+                }
+                metrics
+                    .leader
+                    .get_or_create(&FeedLabels {
+                        feed: feed.to_string(),
+                    })
+                    .set(1);
+                Ok(true)
+            }
+            (Some(_), None) => {
+                self.lost(fleet, feed, metrics);
+                Ok(false)
+            }
+            (None, None) => Ok(false),
+        }
+    }
+
+    /// Whether this poller is the one to give its lease up (several may see too many).
+    fn give_up(&self, fleet: &Fleet) -> bool {
+        let share = fleet.share();
+        fleet
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held > share).then(|| held - 1)
+            })
+            .is_ok()
+    }
+
+    /// The lease passed to another replica: stop polling.
+    pub fn lost(&self, fleet: &Fleet, feed: &str, metrics: &ChangeMetrics) {
+        if self.clear(feed, metrics) {
+            let _ = fleet
+                .held
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Forgets the lease; whether there was one.
+    fn clear(&self, feed: &str, metrics: &ChangeMetrics) -> bool {
+        let had = self.held.lock().ok().and_then(|mut held| held.take());
+        if had.is_some() {
+            tracing::info!(feed, "this replica no longer polls the feed");
+        }
+        metrics
+            .leader
+            .get_or_create(&FeedLabels {
+                feed: feed.to_string(),
+            })
+            .set(0);
+        had.is_some()
+    }
+}
