@@ -91,7 +91,9 @@ async fn receive(sink: web::Data<Sink>, request: HttpRequest, body: web::Bytes) 
     }
     tally.accepted += 1;
     if let Some(id) = header(&request, "webhook-id") {
-        tally.ids.insert((request.path().to_string(), id.to_string()));
+        tally
+            .ids
+            .insert((request.path().to_string(), id.to_string()));
     }
     tally.first.get_or_insert(at);
     tally.last = Some(at);

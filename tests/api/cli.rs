@@ -276,7 +276,9 @@ fn every_example_config_loads_and_compiles() {
                     "PORTICO_STATE" => state.clone(),
                     // A fleet replica's address and shared store (config/fleet.toml).
                     "PORTICO_LISTEN" => "127.0.0.1:8081".into(),
-                    "PORTICO_STATE_URL" => "postgres://portico:secret@127.0.0.1:5432/portico".into(),
+                    "PORTICO_STATE_URL" => {
+                        "postgres://portico:secret@127.0.0.1:5432/portico".into()
+                    }
                     _ => "x".repeat(64),
                 })
             })
