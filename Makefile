@@ -32,3 +32,5 @@ bench:
 	cargo build --release --locked --bin portico --example tds_bench && $${CARGO_TARGET_DIR:-target}/release/examples/tds_bench
 	.venv/bin/python bench/webhooks.py
 	.venv/bin/python bench/state_size.py
+	cargo build --release --locked --bin portico --example webhook_sink
+	.venv/bin/python bench/fleet.py

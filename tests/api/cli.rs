@@ -274,6 +274,11 @@ fn every_example_config_loads_and_compiles() {
             let config = portico::config::parse(&path.display().to_string(), &text, &|name| {
                 Some(match name {
                     "PORTICO_STATE" => state.clone(),
+                    // A fleet replica's address and shared store (config/fleet.toml).
+                    "PORTICO_LISTEN" => "127.0.0.1:8081".into(),
+                    "PORTICO_STATE_URL" => {
+                        "postgres://portico:secret@127.0.0.1:5432/portico".into()
+                    }
                     _ => "x".repeat(64),
                 })
             })
