@@ -141,6 +141,7 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         })?;
     if let (Some(fleet), Some(store)) = (&fleet, &state_store) {
         tokio::spawn(fleet.clone().heartbeat(store.clone()));
+        tokio::spawn(give_leases_up_on_stop(fleet.clone(), store.clone()));
     }
     if let Some(notices) = state_store.as_ref().and_then(|s| s.notices()) {
         tokio::spawn(follow(
@@ -213,6 +214,23 @@ fn without_password(url: &str) -> String {
         ),
         Err(_) => "state.url".into(),
     }
+}
+
+/// When the process is asked to stop (SIGTERM, SIGINT: what actix-web drains on), gives its
+/// feed leases up while requests drain, so the other replicas poll the feeds at once.
+async fn give_leases_up_on_stop(fleet: Arc<Fleet>, store: Arc<dyn StateStore>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    fleet.stop(&store).await;
 }
 
 /// Applies what the other replicas tell: cached answers they made stale, subscriptions they

@@ -4,7 +4,8 @@
 //! replica takes it; a free or expired lease is taken by whoever asks first (a feed with no
 //! poller is worse than an unbalanced fleet).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,10 @@ pub struct Fleet {
     live: AtomicUsize,
     /// Leases this replica holds.
     held: AtomicUsize,
+    /// The leases held, by feed: what `stop` gives up.
+    leases: Mutex<HashMap<String, Lease>>,
+    /// The process is stopping: no lease is taken or renewed any more.
+    stopping: AtomicBool,
 }
 
 impl Fleet {
@@ -35,6 +40,39 @@ impl Fleet {
             feeds,
             live: AtomicUsize::new(1),
             held: AtomicUsize::new(0),
+            leases: Mutex::default(),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Gives every lease this replica holds up, so the others take its feeds at once rather
+    /// than a lease's length after it stopped (a rolling upgrade); no lease is taken after.
+    pub async fn stop(&self, store: &Arc<dyn StateStore>) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let held: Vec<(String, Lease)> = self
+            .leases
+            .lock()
+            .map(|mut leases| leases.drain().collect())
+            .unwrap_or_default();
+        for (feed, lease) in held {
+            let name = feed.clone();
+            let released = off_thread(store, move |s| {
+                s.release_lease(&name, &lease.holder, lease.token)
+            })
+            .await;
+            match released {
+                Ok(()) => tracing::info!(feed, "feed lease given up: this replica is stopping"),
+                Err(error) => tracing::warn!(feed, %error, "cannot give the feed lease up"),
+            }
+        }
+    }
+
+    fn remember(&self, feed: &str, lease: Option<Lease>) {
+        if let Ok(mut leases) = self.leases.lock() {
+            match lease {
+                Some(lease) => leases.insert(feed.to_string(), lease),
+                None => leases.remove(feed),
+            };
         }
     }
 
@@ -91,6 +129,10 @@ impl FeedLease {
         feed: &str,
         metrics: &ChangeMetrics,
     ) -> Result<bool, StateError> {
+        if fleet.stopping.load(Ordering::Relaxed) {
+            self.clear(fleet, feed, metrics);
+            return Ok(false);
+        }
         let held = self.current();
         if let Some(lease) = &held {
             let settled = self
@@ -106,7 +148,7 @@ impl FeedLease {
                     s.release_lease(&name, &lease.holder, lease.token)
                 })
                 .await;
-                self.clear(feed, metrics);
+                self.clear(fleet, feed, metrics);
                 if let Ok(mut resting) = self.resting_until.lock() {
                     *resting = Some(Instant::now() + fleet.ttl);
                 }
@@ -145,11 +187,13 @@ impl FeedLease {
                     }
                     tracing::info!(feed, token, "this replica now polls the feed");
                 }
+                let lease = Lease {
+                    holder: fleet.replica.clone(),
+                    token,
+                };
+                fleet.remember(feed, Some(lease.clone()));
                 if let Ok(mut slot) = self.held.lock() {
-                    *slot = Some(Lease {
-                        holder: fleet.replica.clone(),
-                        token,
-                    });
+                    *slot = Some(lease);
                 }
                 metrics
                     .leader
@@ -180,7 +224,7 @@ impl FeedLease {
 
     /// The lease passed to another replica: stop polling.
     pub fn lost(&self, fleet: &Fleet, feed: &str, metrics: &ChangeMetrics) {
-        if self.clear(feed, metrics) {
+        if self.clear(fleet, feed, metrics) {
             let _ = fleet
                 .held
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
@@ -188,8 +232,9 @@ impl FeedLease {
     }
 
     /// Forgets the lease; whether there was one.
-    fn clear(&self, feed: &str, metrics: &ChangeMetrics) -> bool {
+    fn clear(&self, fleet: &Fleet, feed: &str, metrics: &ChangeMetrics) -> bool {
         let had = self.held.lock().ok().and_then(|mut held| held.take());
+        fleet.remember(feed, None);
         if had.is_some() {
             tracing::info!(feed, "this replica no longer polls the feed");
         }

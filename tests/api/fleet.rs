@@ -47,10 +47,13 @@ struct Setup {
     subscriptions: Vec<(&'static str, String)>,
     /// Appended to the file (`[rate_limit]`).
     tail: &'static str,
+    /// `[state] feed_lease` when not the tests' 2 s.
+    feed_lease: Option<&'static str>,
 }
 
 impl Setup {
     fn config(&self, legacy: &str, state_url: &str) -> String {
+        let feed_lease = self.feed_lease.unwrap_or("2s");
         let changes = |feed: bool| {
             if feed {
                 format!("changes = {FEED}")
@@ -77,7 +80,7 @@ secret = "{secret}"
 url = "{state_url}"
 replica = "${{PORTICO_REPLICA}}"
 pool_size = 4
-feed_lease = "2s"
+feed_lease = "{feed_lease}"
 delivery_lease = "3s"
 idempotency_lease = "3s"
 
@@ -857,6 +860,39 @@ async fn only_the_leader_polls_a_feed() {
             fleet.replicas[index].name, fleet.replicas[leader].name
         );
     }
+}
+
+/// A replica asked to stop (SIGTERM, as in a rolling upgrade) gives its feed leases up while
+/// it drains: another replica polls the feed at once, not a lease's length later.
+#[tokio::test]
+async fn a_stopping_leader_hands_its_feeds_over_at_once() {
+    let fleet = Fleet::start(Setup {
+        feed: true,
+        feed_lease: Some("60s"),
+        ..Setup::default()
+    })
+    .await;
+    let leader = fleet.leader_of("items").await;
+    fleet.replicas[leader].process.terminate();
+    eventually(
+        "another replica to lead the feed well within the 60 s lease",
+        20,
+        || async {
+            let leaders = fleet.leaders().await;
+            (0..leaders.len())
+                .filter(|&i| i != leader)
+                .any(|i| leaders[i].iter().any(|f| f.contains("items")))
+        },
+    )
+    .await;
+    assert!(
+        fleet.replicas[leader]
+            .process
+            .log()
+            .contains("feed lease given up: this replica is stopping"),
+        "{}",
+        fleet.logs()
+    );
 }
 
 /// With three feeds and three replicas, the leases spread: once they settle, each replica

@@ -499,6 +499,14 @@ impl Served {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGTERM (what an orchestrator sends to stop it), without waiting.
+    pub fn terminate(&self) {
+        // SAFETY: a signal to the child this struct started and has not reaped.
+        unsafe {
+            libc::kill(self.process.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
     /// SIGKILL, and waits until it is gone.
     pub fn kill(&mut self) {
         let _ = self.process.0.kill();

@@ -202,37 +202,32 @@ impl DeliveryStore for PgStore {
         };
         let counted = i64::from(result != AttemptResult::Held);
         let code = attempt.status.map(i32::from);
-        self.run(|mut client| {
+        // One statement (one round trip, its own transaction): the attempt and what it
+        // leaves, which frees the claim.
+        self.run(|client| {
             Box::pin(async move {
-                let tx = client.transaction().await.map_err(failed)?;
-                tx.execute(
-                    "INSERT INTO attempts (delivery, at_ms, status, error, duration_ms)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[
-                        &attempt.delivery,
-                        &attempt.at_ms,
-                        &code,
-                        &attempt.error,
-                        &attempt.duration_ms,
-                    ],
-                )
-                .await
-                .map_err(failed)?;
-                tx.execute(
-                    "UPDATE deliveries SET status = $2, attempts = attempts + $5, next_ms = $3,
-                         last_error = $4, claimed_by = NULL, claim_until = 0
-                     WHERE id = $1",
-                    &[
-                        &attempt.delivery,
-                        &status.as_str(),
-                        &next_ms,
-                        &attempt.error,
-                        &counted,
-                    ],
-                )
-                .await
-                .map_err(failed)?;
-                tx.commit().await.map_err(failed)
+                client
+                    .execute(
+                        "WITH logged AS (
+                             INSERT INTO attempts (delivery, at_ms, status, error, duration_ms)
+                             VALUES ($1, $6, $7, $4, $8))
+                         UPDATE deliveries SET status = $2, attempts = attempts + $5,
+                             next_ms = $3, last_error = $4, claimed_by = NULL, claim_until = 0
+                         WHERE id = $1",
+                        &[
+                            &attempt.delivery,
+                            &status.as_str(),
+                            &next_ms,
+                            &attempt.error,
+                            &counted,
+                            &attempt.at_ms,
+                            &code,
+                            &attempt.duration_ms,
+                        ],
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(failed)
             })
         })
     }
