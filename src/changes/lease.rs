@@ -247,3 +247,44 @@ impl FeedLease {
         had.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SqliteStore;
+
+    /// A poll that began under one lease must not commit under another: between the two,
+    /// another replica may have led the feed and committed, so what this poll read (the
+    /// cursor, the recorded rows) is stale. `lead` answers `true` for a new token as for a
+    /// renewal, so the poll's next `commit` carries the new token and passes the fence.
+    #[tokio::test]
+    async fn a_lease_taken_back_mid_poll_is_not_the_lease_the_poll_began_under() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn StateStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.sqlite3")).unwrap());
+        let ttl = Duration::from_millis(300);
+        let fleet = Arc::new(Fleet::new("a".into(), ttl, 1));
+        let (lease, metrics) = (FeedLease::default(), ChangeMetrics::default());
+        assert!(lease.lead(&fleet, &store, "f", &metrics).await.unwrap());
+        let began_under = lease.current().unwrap();
+
+        // `a` stalls (a slow page query) past its lease; `b` takes the feed over, commits a
+        // page, and dies; its lease runs out too.
+        tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+        let now = crate::state::unix_now_ms();
+        assert_eq!(
+            store.acquire_lease("f", "b", now, 300).unwrap(),
+            Some(began_under.token + 1)
+        );
+        tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+
+        // `a`'s poll goes on: `Poller::commit` calls `lead` before committing its page.
+        let leads = lease.lead(&fleet, &store, "f", &metrics).await.unwrap();
+        let now_under = lease.current();
+        assert!(
+            !leads || now_under.as_ref() == Some(&began_under),
+            "the stalled poll goes on leading under a new lease {now_under:?} (it began \
+             under {began_under:?}), so its stale page commits"
+        );
+    }
+}

@@ -15,6 +15,8 @@ use crate::harness::{create_database, execute, query_text, shared_server, Portic
 use crate::idp::{AUDIENCE, ISSUER};
 use crate::servers::{DbServer, Engine};
 
+mod review;
+
 /// The legacy tables: `items` (key given by the client, feeds watch it), `notes` (key
 /// generated: a write made twice would show), `parts` and `tools` (more feeds).
 const LEGACY_SCHEMA: [&str; 4] = [
