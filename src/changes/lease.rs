@@ -179,8 +179,15 @@ impl FeedLease {
         };
         match (held, token) {
             (Some(lease), Some(token)) if lease.token == token => Ok(true),
-            (held, Some(token)) => {
-                if held.is_none() {
+            (Some(_), Some(_)) => {
+                // Taken back under a new token: another replica led in between, so what this
+                // poll read under the old lease is stale. Step down; the next poll starts
+                // from the stored position.
+                self.lost(fleet, feed, metrics);
+                Ok(false)
+            }
+            (None, Some(token)) => {
+                {
                     fleet.held.fetch_add(1, Ordering::Relaxed);
                     if let Ok(mut since) = self.held_since.lock() {
                         *since = Some(Instant::now());

@@ -122,17 +122,25 @@ pub struct StateConfig {
 }
 
 impl StateConfig {
-    /// This replica's name: `replica`, or the host name and the process id.
+    /// This process's name in feed leases and delivery claims: `replica` (or the host name)
+    /// and an id of this process, so two processes given the same name by mistake never pass
+    /// for one (each would take the other's leases as its own), and a restarted replica is a
+    /// new holder.
     pub fn replica_name(&self) -> String {
-        self.replica.clone().unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME")
+        static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let process = PROCESS.get_or_init(|| {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            format!("{}-{}", std::process::id(), &id[..8])
+        });
+        let name = self.replica.clone().unwrap_or_else(|| {
+            std::env::var("HOSTNAME")
                 .ok()
                 .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
                 .map(|h| h.trim().to_string())
                 .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "portico".into());
-            format!("{host}-{}", std::process::id())
-        })
+                .unwrap_or_else(|| "portico".into())
+        });
+        format!("{name}/{process}")
     }
 }
 

@@ -182,11 +182,8 @@ async fn attempt(hub: &Arc<Webhooks>, delivery: DeliveryRecord) {
         error,
         duration_ms: started.elapsed().as_millis() as i64,
     };
-    let recorded = off_thread(&hub.store, move |s| s.record_attempt(&attempt, result)).await;
-    if recorded.is_err() {
-        // The delivery stays pending and is attempted again: at least once, never lost.
-        tracing::warn!(delivery = delivery.id, "cannot record a webhook attempt");
-    }
+    // A 410 disables the subscription before the attempt frees the delivery's claim, so no
+    // replica picks the delivery up for an endpoint that is gone.
     if result == AttemptResult::Held {
         let reason = format!("the endpoint answered 410 Gone at {}", rfc3339(now_ms));
         tracing::warn!(subscription = %record.name, event = %delivery.event_id, "{reason}: subscription disabled; its deliveries wait until it is enabled again");
@@ -199,6 +196,11 @@ async fn attempt(hub: &Arc<Webhooks>, delivery: DeliveryRecord) {
             // The next attempt gets the 410 again and tries again.
             tracing::warn!(subscription = %record.name, %error, "cannot disable the subscription");
         }
+    }
+    let recorded = off_thread(&hub.store, move |s| s.record_attempt(&attempt, result)).await;
+    if let Err(error) = recorded {
+        // The delivery stays pending and is attempted again: at least once, never lost.
+        tracing::warn!(delivery = delivery.id, %error, "cannot record a webhook attempt");
     }
 }
 

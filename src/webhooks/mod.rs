@@ -317,7 +317,10 @@ impl Webhooks {
                 ..gone
             })?;
         }
-        self.reload()
+        self.reload()?;
+        // Replicas already running (a rolling upgrade that changed [subscriptions]) reload.
+        self.tell_replicas();
+        Ok(())
     }
 
     /// Reloads the subscriptions from the store (after the admin API changed one).
@@ -363,7 +366,19 @@ impl Webhooks {
             disabled_reason: Some(reason),
             ..subscription.record.clone()
         })?;
-        self.reload()
+        self.reload()?;
+        self.tell_replicas();
+        Ok(())
+    }
+
+    /// Tells the other replicas sharing the store that subscriptions changed (they reload);
+    /// a notice that cannot be sent is logged, the change itself is stored already.
+    fn tell_replicas(&self) {
+        if self.store.shared() {
+            if let Err(error) = self.store.publish(&crate::state::Notice::Subscriptions) {
+                tracing::warn!(%error, "cannot tell the other replicas that subscriptions changed");
+            }
+        }
     }
 
     /// Tells the dispatcher deliveries may be due.

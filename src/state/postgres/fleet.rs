@@ -87,7 +87,12 @@ impl FleetStore for PgStore {
     }
 
     fn publish(&self, notice: &Notice) -> Result<(), StateError> {
-        let payload = super::notify::payload(&self.origin, notice)?;
+        let mut payload = super::notify::payload(&self.origin, notice)?;
+        if payload.len() > super::notify::MAX_PAYLOAD {
+            // PostgreSQL refuses a NOTIFY payload of 8000 bytes or more: too many resources to
+            // name, so every cached answer goes instead.
+            payload = super::notify::payload(&self.origin, &Notice::PurgeAll)?;
+        }
         let sent = self.run(|client| {
             Box::pin(async move {
                 client

@@ -11,6 +11,7 @@ mod notify;
 mod retention;
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use postgres_native_tls::MakeTlsConnector;
@@ -163,6 +164,9 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// The longest a store call may take, waiting for a connection included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Any number that names Portico's migration lock among the database's advisory locks.
 const MIGRATION_LOCK: i64 = 0x706f_7274_6963_6f31;
 
@@ -180,8 +184,16 @@ impl PgStore {
         pool_size: usize,
         metrics: StateMetrics,
     ) -> Result<Self, StateError> {
-        let config = tokio_postgres::Config::from_str(url)
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StateError::Failed(format!("state.url: {e}")))?;
+        // A server that stops answering without closing (a partition, a hung host) is noticed
+        // by the kernel within about half a minute, not the default two hours.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .connect_timeout(Duration::from_secs(10));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("portico-state")
@@ -200,9 +212,9 @@ impl PgStore {
             Pool::builder(manager)
                 .max_size(pool_size.max(1))
                 .runtime(deadpool_postgres::Runtime::Tokio1)
-                .wait_timeout(Some(std::time::Duration::from_secs(10)))
-                .create_timeout(Some(std::time::Duration::from_secs(10)))
-                .recycle_timeout(Some(std::time::Duration::from_secs(5)))
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .recycle_timeout(Some(Duration::from_secs(5)))
                 .build()
                 .map_err(|e| StateError::Failed(e.to_string()))?
         };
@@ -232,7 +244,7 @@ impl PgStore {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StateError::Failed(format!("state.url: {e}")))?;
         let (client, connection) =
-            tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(tls()?))
+            tokio::time::timeout(Duration::from_secs(10), config.connect(tls()?))
                 .await
                 .map_err(|_| {
                     StateError::Failed("the state database did not answer in 10 s".into())
@@ -281,8 +293,20 @@ impl PgStore {
         // New connections and the pool's timers belong to the store's runtime.
         let _entered = runtime.enter();
         futures_executor::block_on(async {
-            let client = self.pool.get().await.map_err(pool_failed)?;
-            work(client).await
+            let call = async {
+                let client = self.pool.get().await.map_err(pool_failed)?;
+                work(client).await
+            };
+            // A call the server never answers fails rather than holding its caller (a poll,
+            // the dispatcher, a request) for good.
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StateError::Failed(format!(
+                        "the state database did not answer within {} s",
+                        CALL_TIMEOUT.as_secs()
+                    )))
+                })
         })
     }
 }

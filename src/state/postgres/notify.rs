@@ -11,6 +11,12 @@ use tokio_postgres::AsyncMessage;
 use crate::state::{Notice, StateError};
 use crate::telemetry::state_metrics::StateMetrics;
 
+/// How often the listening connection is proven alive.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// The longest payload sent as it is (PostgreSQL refuses 8000 bytes or more).
+pub(super) const MAX_PAYLOAD: usize = 7900;
+
 /// The channel every replica listens on.
 pub(super) const CHANNEL: &str = "portico";
 
@@ -75,12 +81,26 @@ pub(super) async fn listen(
                 });
                 match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     Ok(()) => {
+                        // Also the first time: what was published between this replica
+                        // loading its subscriptions and listening would be missed otherwise.
                         if lost {
                             tracing::info!("state store: listening again; caches resync");
-                            let _ = notices.send(Notice::Resync);
                         }
-                        // Held until the connection ends; the client keeps it open.
-                        let _ = (&mut ended).await;
+                        let _ = notices.send(Notice::Resync);
+                        // Held until the connection ends, or a ping goes unanswered: a
+                        // listening connection that died silently would miss every notice.
+                        loop {
+                            tokio::select! {
+                                _ = &mut ended => break,
+                                _ = tokio::time::sleep(PING_EVERY) => {
+                                    let ping = tokio::time::timeout(PING_EVERY, client.simple_query("SELECT 1")).await;
+                                    if !matches!(ping, Ok(Ok(_))) {
+                                        tracing::warn!("state store: the listening connection stopped answering");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
                     }
                     Err(error) => {
                         let error = super::failed(error);
