@@ -132,6 +132,20 @@ pub enum AttemptResult {
     Held,
 }
 
+impl AttemptResult {
+    /// What an attempt started at `at_ms` leaves: the delivery's status, when it is next
+    /// due (a finished one: when its last attempt started), and whether the attempt counts
+    /// against the retry schedule.
+    pub(super) fn leaves(self, at_ms: i64) -> (DeliveryStatus, i64, i64) {
+        match self {
+            AttemptResult::Delivered => (DeliveryStatus::Delivered, at_ms, 1),
+            AttemptResult::RetryAt(at) => (DeliveryStatus::Pending, at, 1),
+            AttemptResult::Dead => (DeliveryStatus::Dead, at_ms, 1),
+            AttemptResult::Held => (DeliveryStatus::Pending, at_ms, 0),
+        }
+    }
+}
+
 /// Which deliveries to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -365,13 +379,7 @@ impl DeliveryStore for SqliteStore {
         attempt: &AttemptRecord,
         result: AttemptResult,
     ) -> Result<(), StateError> {
-        let (status, next_ms) = match result {
-            AttemptResult::Delivered => (DeliveryStatus::Delivered, attempt.at_ms),
-            AttemptResult::RetryAt(at) => (DeliveryStatus::Pending, at),
-            AttemptResult::Dead => (DeliveryStatus::Dead, attempt.at_ms),
-            AttemptResult::Held => (DeliveryStatus::Pending, attempt.at_ms),
-        };
-        let counted = i64::from(result != AttemptResult::Held);
+        let (status, next_ms, counted) = result.leaves(attempt.at_ms);
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(

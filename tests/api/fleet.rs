@@ -192,18 +192,46 @@ fn postgres_database(server: &DbServer) -> (String, String) {
     (odbc, url)
 }
 
+/// PATCHes item `id`'s label through `app`, as a clerk.
+async fn relabel(app: &Portico, id: &str, label: &str) -> crate::harness::Answer {
+    app.send(
+        Method::PATCH,
+        &format!("/v1/items/{id}"),
+        Some(&clerk()),
+        &[],
+        Some(Err((
+            "application/merge-patch+json",
+            json!({ "label": label }).to_string().into_bytes(),
+        ))),
+    )
+    .await
+}
+
+/// A legacy database with the tests' tables on `server`; its ODBC connection string.
+fn legacy_database(server: &DbServer) -> String {
+    let (legacy, _) = postgres_database(server);
+    for statement in LEGACY_SCHEMA {
+        execute(&legacy, statement);
+    }
+    legacy
+}
+
 impl Fleet {
     /// Three replicas (`a`, `b`, `c`), started together as a deployment starts them.
     async fn start(setup: Setup) -> Self {
         let server = shared_server(Engine::Postgres);
-        let (legacy, _) = postgres_database(server);
-        for statement in LEGACY_SCHEMA {
-            execute(&legacy, statement);
-        }
+        let legacy = legacy_database(server);
         let (state, state_url) = postgres_database(server);
+        let text = setup.config(&legacy, &state_url);
+        Self::of(3, &text, legacy, state).await
+    }
+
+    /// `replicas` replicas started together over configuration `text`, the legacy database
+    /// `legacy` and the state database `state` (ODBC connection strings).
+    async fn of(replicas: usize, text: &str, legacy: String, state: String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("portico.toml");
-        std::fs::write(&config, setup.config(&legacy, &state_url)).unwrap();
+        std::fs::write(&config, text).unwrap();
         let mut fleet = Self {
             replicas: Vec::new(),
             legacy,
@@ -212,7 +240,7 @@ impl Fleet {
             started: 0,
             dir,
         };
-        let spawned: Vec<(String, Served)> = (0..3).map(|_| fleet.spawn()).collect();
+        let spawned: Vec<(String, Served)> = (0..replicas).map(|_| fleet.spawn()).collect();
         for (name, process) in spawned {
             fleet.attach(name, process).await;
         }
@@ -531,18 +559,7 @@ async fn a_write_on_one_replica_is_read_fresh_on_another_within_a_second() {
         "B answers from its cache"
     );
 
-    let written = a
-        .send(
-            Method::PATCH,
-            "/v1/items/W1",
-            Some(&clerk()),
-            &[],
-            Some(Err((
-                "application/merge-patch+json",
-                br#"{"label": "after"}"#.to_vec(),
-            ))),
-        )
-        .await;
+    let written = relabel(a, "W1", "after").await;
     assert_eq!(written.status, 200, "{}", written.body);
     let answered = Instant::now();
     let fresh = loop {

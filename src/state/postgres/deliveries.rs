@@ -194,13 +194,7 @@ impl DeliveryStore for PgStore {
         attempt: &AttemptRecord,
         result: AttemptResult,
     ) -> Result<(), StateError> {
-        let (status, next_ms) = match result {
-            AttemptResult::Delivered => (DeliveryStatus::Delivered, attempt.at_ms),
-            AttemptResult::RetryAt(at) => (DeliveryStatus::Pending, at),
-            AttemptResult::Dead => (DeliveryStatus::Dead, attempt.at_ms),
-            AttemptResult::Held => (DeliveryStatus::Pending, attempt.at_ms),
-        };
-        let counted = i64::from(result != AttemptResult::Held);
+        let (status, next_ms, counted) = result.leaves(attempt.at_ms);
         let code = attempt.status.map(i32::from);
         // One statement (one round trip, its own transaction): the attempt and what it
         // leaves, which frees the claim.

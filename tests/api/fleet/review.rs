@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portico::state::{FleetStore, Notice, PgStore};
-use reqwest::Method;
 
-use super::{clerk, delivered, item_event, receive, Fleet, Setup};
+use super::{delivered, item_event, receive, Fleet, Setup};
 use crate::changes::Receiver;
 use crate::harness::{create_database, execute, shared_server};
 use crate::servers::{DbServer, Engine};
@@ -17,27 +16,10 @@ use crate::servers::{DbServer, Engine};
 /// The fleet of `setup` with its state database on a PostgreSQL server of its own (so it can
 /// be restarted without disturbing other tests).
 async fn fleet_on(server: &DbServer, setup: Setup) -> Fleet {
-    let (legacy, _) = super::postgres_database(shared_server(Engine::Postgres));
-    for statement in super::LEGACY_SCHEMA {
-        execute(&legacy, statement);
-    }
+    let legacy = super::legacy_database(shared_server(Engine::Postgres));
     let (state, state_url) = super::postgres_database(server);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("portico.toml");
-    std::fs::write(&config, setup.config(&legacy, &state_url)).unwrap();
-    let mut fleet = Fleet {
-        replicas: Vec::new(),
-        legacy,
-        state,
-        config,
-        started: 0,
-        dir,
-    };
-    let spawned: Vec<_> = (0..3).map(|_| fleet.spawn()).collect();
-    for (name, process) in spawned {
-        fleet.attach(name, process).await;
-    }
-    fleet
+    let text = setup.config(&legacy, &state_url);
+    Fleet::of(3, &text, legacy, state).await
 }
 
 /// The state server stops for a few seconds while rows change and deliveries are under way,
@@ -136,18 +118,7 @@ async fn the_state_server_restarted_under_load_loses_nothing() {
     );
     let (a, b) = (fleet.app(0), fleet.app(1));
     assert_eq!(b.get("/v1/items/W1").await.body["label"], "before");
-    let written = a
-        .send(
-            Method::PATCH,
-            "/v1/items/W1",
-            Some(&clerk()),
-            &[],
-            Some(Err((
-                "application/merge-patch+json",
-                br#"{"label": "after"}"#.to_vec(),
-            ))),
-        )
-        .await;
+    let written = super::relabel(a, "W1", "after").await;
     assert_eq!(written.status, 200, "{}", written.body);
     let deadline = Instant::now() + Duration::from_secs(10);
     while b.get("/v1/items/W1").await.body["label"] != "after" {
@@ -237,21 +208,7 @@ async fn a_page_read_under_a_lost_lease_is_not_committed_under_a_new_one() {
         "dialect = \"postgres\"\nquery_timeout = \"60s\"\n",
         1,
     );
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("portico.toml");
-    std::fs::write(&config, text).unwrap();
-    let mut fleet = Fleet {
-        replicas: Vec::new(),
-        legacy: legacy.clone(),
-        state,
-        config,
-        started: 0,
-        dir,
-    };
-    let spawned: Vec<_> = (0..3).map(|_| fleet.spawn()).collect();
-    for (name, process) in spawned {
-        fleet.attach(name, process).await;
-    }
+    let mut fleet = Fleet::of(3, &text, legacy.clone(), state).await;
     // Two replicas: the leader `slow`, and `fast`.
     let leader = fleet.leader_of("items").await;
     let third = (0..3).find(|&i| i != leader).unwrap();
@@ -396,10 +353,7 @@ fn a_state_server_that_stops_answering_fails_store_calls_within_a_bound() {
 #[tokio::test]
 async fn two_replicas_with_one_name_do_not_both_lead_a_feed() {
     let server = shared_server(Engine::Postgres);
-    let (legacy, _) = super::postgres_database(server);
-    for statement in super::LEGACY_SCHEMA {
-        execute(&legacy, statement);
-    }
+    let legacy = super::legacy_database(server);
     let (state, state_url) = super::postgres_database(server);
     let text = Setup {
         feed: true,
@@ -407,21 +361,7 @@ async fn two_replicas_with_one_name_do_not_both_lead_a_feed() {
     }
     .config(&legacy, &state_url)
     .replace("replica = \"${PORTICO_REPLICA}\"", "replica = \"api-1\"");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("portico.toml");
-    std::fs::write(&config, text).unwrap();
-    let mut fleet = Fleet {
-        replicas: Vec::new(),
-        legacy,
-        state,
-        config,
-        started: 0,
-        dir,
-    };
-    let spawned: Vec<_> = (0..2).map(|_| fleet.spawn()).collect();
-    for (name, process) in spawned {
-        fleet.attach(name, process).await;
-    }
+    let fleet = Fleet::of(2, &text, legacy, state).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let leaders = fleet.leaders().await;
     let polled: Vec<f64> =
