@@ -315,7 +315,8 @@ impl DeliveryStore for SqliteStore {
             {
                 let mut claimed = tx.prepare_cached(
                     "SELECT subscription, COUNT(*) FROM deliveries
-                     WHERE status = 'pending' AND claim_until > ?1 GROUP BY subscription",
+                     WHERE claim_until > 0 AND claim_until > ?1 AND status = 'pending'
+                     GROUP BY subscription",
                 )?;
                 let rows = claimed.query_map(params![claim.now_ms], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))

@@ -237,6 +237,8 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
      ALTER TABLE deliveries ADD COLUMN claim_until INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX deliveries_claimed ON deliveries (subscription) WHERE claim_until > 0;
+     CREATE INDEX deliveries_due_in_order ON deliveries (status, next_ms, id);
      ALTER TABLE idempotency ADD COLUMN claimed_ms INTEGER;",
 ];
 

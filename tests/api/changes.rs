@@ -1342,40 +1342,28 @@ async fn deliveries_ignore_environment_proxies_and_guard_an_explicit_one() {
 
     // The environment names a proxy; nothing allows `localhost`.
     let tickets = Tickets::new(Kind::Sqlite);
-    let port = free_port();
     let file = tickets.dir.path().join("portico.toml");
     let text = tickets
         .config(changes, &subscription("inside", &hidden))
-        .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []")
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+        .replace("allow_private = [\"127.0.0.1\"]", "allow_private = []");
     std::fs::write(&file, text).unwrap();
-    let portico = Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .env("PORTICO_LOG", "warn")
-        .envs(
-            [
-                "HTTP_PROXY",
-                "http_proxy",
-                "HTTPS_PROXY",
-                "https_proxy",
-                "ALL_PROXY",
-                "all_proxy",
-            ]
-            .map(|v| (v, &proxy.url)),
-        )
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let portico = crate::harness::KillOnDrop(portico);
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "Portico did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let proxied_env: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|v| (*v, proxy.url.as_str()))
+    .chain([("NO_PROXY", ""), ("no_proxy", "")])
+    .collect();
+    // Its own port (read from its log): a port picked beforehand may be taken meanwhile by
+    // another test's server.
+    let mut portico =
+        crate::harness::Served::spawn(&file, &proxied_env, &tickets.dir.path().join("portico.log"));
+    let base = format!("http://{}", portico.address().await);
     wait_polled(&base).await;
     tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-02 00:00:00' WHERE ID = 'T1'");
     let failed = delivery_failed_with(&base, "public address").await;

@@ -156,62 +156,77 @@ impl ChangeStore for PgStore {
                     .await
                     .map_err(failed)?;
                 }
-                let event = tx
-                    .prepare(
+                // Events and their deliveries in two statements whatever their number (a
+                // first pass commits pages of hundreds): an event already in the log is
+                // skipped with its deliveries. Rows are inserted in the batch's order, so
+                // the log's positions follow it.
+                let events = &batch.events;
+                let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+                let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+                let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+                let rows: Vec<Option<&str>> = events.iter().map(|e| e.row.as_deref()).collect();
+                let detected: Vec<i64> = events.iter().map(|e| e.detected_ms).collect();
+                let key_seqs: Vec<i64> = events.iter().map(|e| e.key_seq).collect();
+                let inserted: std::collections::HashSet<String> = if events.is_empty() {
+                    Default::default()
+                } else {
+                    tx.query(
                         "INSERT INTO events (id, feed, kind, key, row, detected_ms, key_seq)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                         SELECT i, $1, k, ky, r, d, s
+                         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],
+                                     $6::bigint[], $7::bigint[])
+                             WITH ORDINALITY AS u (i, k, ky, r, d, s, n)
+                         ORDER BY n
+                         ON CONFLICT (id) DO NOTHING RETURNING id",
+                        &[&batch.feed, &ids, &kinds, &keys, &rows, &detected, &key_seqs],
                     )
                     .await
-                    .map_err(failed)?;
-                let delivery = tx
-                    .prepare(
-                        "INSERT INTO deliveries (event_id, subscription, body, status, next_ms,
-                             created_ms, feed, key, key_seq)
-                         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8)
-                         ON CONFLICT (event_id, subscription) DO NOTHING",
-                    )
-                    .await
-                    .map_err(failed)?;
-                let (mut events, mut deliveries) = (Vec::new(), 0);
-                for (i, e) in batch.events.iter().enumerate() {
-                    let new = tx
+                    .map_err(failed)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+                };
+                let new: Vec<usize> = (0..events.len())
+                    .filter(|&i| inserted.contains(&events[i].id))
+                    .collect();
+                let to: Vec<(&crate::state::NewEvent, &crate::state::NewDelivery)> = new
+                    .iter()
+                    .flat_map(|&i| events[i].deliveries.iter().map(move |d| (&events[i], d)))
+                    .collect();
+                let mut deliveries = 0;
+                if !to.is_empty() {
+                    let event_ids: Vec<&str> = to.iter().map(|(e, _)| e.id.as_str()).collect();
+                    let names: Vec<&str> =
+                        to.iter().map(|(_, d)| d.subscription.as_str()).collect();
+                    let bodies: Vec<&[u8]> = to.iter().map(|(_, d)| d.body.as_slice()).collect();
+                    let due: Vec<i64> = to.iter().map(|(_, d)| d.next_ms).collect();
+                    let keys: Vec<&str> = to.iter().map(|(e, _)| e.key.as_str()).collect();
+                    let key_seqs: Vec<i64> = to.iter().map(|(e, _)| e.key_seq).collect();
+                    deliveries = tx
                         .execute(
-                            &event,
+                            "INSERT INTO deliveries (event_id, subscription, body, status, next_ms,
+                                 created_ms, feed, key, key_seq)
+                             SELECT e, s, b, 'pending', n, $1, $2, k, q
+                             FROM unnest($3::text[], $4::text[], $5::bytea[], $6::bigint[],
+                                         $7::text[], $8::bigint[])
+                                 WITH ORDINALITY AS u (e, s, b, n, k, q, o)
+                             ORDER BY o
+                             ON CONFLICT (event_id, subscription) DO NOTHING",
                             &[
-                                &e.id,
+                                &now,
                                 &batch.feed,
-                                &e.kind,
-                                &e.key,
-                                &e.row,
-                                &e.detected_ms,
-                                &e.key_seq,
+                                &event_ids,
+                                &names,
+                                &bodies,
+                                &due,
+                                &keys,
+                                &key_seqs,
                             ],
                         )
                         .await
-                        .map_err(failed)?;
-                    if new == 0 {
-                        continue;
-                    }
-                    events.push(i);
-                    for d in &e.deliveries {
-                        deliveries += tx
-                            .execute(
-                                &delivery,
-                                &[
-                                    &e.id,
-                                    &d.subscription,
-                                    &d.body,
-                                    &d.next_ms,
-                                    &now,
-                                    &batch.feed,
-                                    &e.key,
-                                    &e.key_seq,
-                                ],
-                            )
-                            .await
-                            .map_err(failed)? as usize;
-                    }
+                        .map_err(failed)? as usize;
                 }
+                let events = new;
                 if let Some(position) = &batch.position {
                     tx.execute(
                         "INSERT INTO feed_cursors (feed, position, updated_ms) VALUES ($1, $2, $3)

@@ -112,13 +112,22 @@ impl DeliveryStore for PgStore {
         self.run(|mut client| {
             Box::pin(async move {
                 let tx = client.transaction().await.map_err(failed)?;
+                // A claim lost in a crash of the state server only lets another replica send
+                // the delivery too (a redelivery with the same webhook-id): it need not wait
+                // for the disk.
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await
+                    .map_err(failed)?;
+                // Only claimed rows are counted (`deliveries_claimed`): the claims in flight,
+                // not the whole backlog.
                 // Claims other replicas hold count against each subscription's limit. Two
                 // replicas claiming at once both see the same count, so fleet-wide the limit
                 // holds approximately: at most one batch over per racing replica.
                 let busy: HashMap<String, i64> = tx
                     .query(
                         "SELECT subscription, COUNT(*) FROM deliveries
-                         WHERE status = 'pending' AND claim_until > $1 GROUP BY subscription",
+                         WHERE claim_until > 0 AND claim_until > $1 AND status = 'pending'
+                         GROUP BY subscription",
                         &[&claim.now_ms],
                     )
                     .await

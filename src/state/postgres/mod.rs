@@ -132,9 +132,10 @@ const MIGRATIONS: &[&str] = &[
          claim_until BIGINT NOT NULL DEFAULT 0,
          UNIQUE (event_id, subscription)
      );
-     CREATE INDEX deliveries_due ON deliveries (status, next_ms);
+     CREATE INDEX deliveries_due ON deliveries (status, next_ms, id);
      CREATE INDEX deliveries_pending_key ON deliveries (subscription, feed, key, id)
          WHERE status = 'pending';
+     CREATE INDEX deliveries_claimed ON deliveries (subscription) WHERE claim_until > 0;
      CREATE TABLE attempts (
          n BIGSERIAL PRIMARY KEY,
          delivery BIGINT NOT NULL,
