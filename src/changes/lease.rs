@@ -23,9 +23,7 @@ pub struct Fleet {
     feeds: usize,
     /// Replicas seen live at the last heartbeat.
     live: AtomicUsize,
-    /// Leases this replica holds.
-    held: AtomicUsize,
-    /// The leases held, by feed: what `stop` gives up.
+    /// The leases this replica holds, by feed: how many it holds, and what `stop` gives up.
     leases: Mutex<HashMap<String, Lease>>,
     /// The process is stopping: no lease is taken or renewed any more.
     stopping: AtomicBool,
@@ -39,7 +37,6 @@ impl Fleet {
             ttl,
             feeds,
             live: AtomicUsize::new(1),
-            held: AtomicUsize::new(0),
             leases: Mutex::default(),
             stopping: AtomicBool::new(false),
         }
@@ -74,6 +71,16 @@ impl Fleet {
                 None => leases.remove(feed),
             };
         }
+    }
+
+    /// Whether `feed`'s lease is one to give up, this replica holding more than its share;
+    /// forgets it if so. Decided under the lock, so of several pollers seeing too many, only
+    /// as many give up as there are too many.
+    fn give_up(&self, feed: &str) -> bool {
+        let share = self.share();
+        self.leases
+            .lock()
+            .is_ok_and(|mut leases| leases.len() > share && leases.remove(feed).is_some())
     }
 
     /// How many leases this replica should hold at most.
@@ -130,7 +137,7 @@ impl FeedLease {
         metrics: &ChangeMetrics,
     ) -> Result<bool, StateError> {
         if fleet.stopping.load(Ordering::Relaxed) {
-            self.clear(fleet, feed, metrics);
+            self.lost(fleet, feed, metrics);
             return Ok(false);
         }
         let held = self.current();
@@ -141,14 +148,13 @@ impl FeedLease {
                 .ok()
                 .and_then(|since| *since)
                 .is_some_and(|since| since.elapsed() >= fleet.ttl);
-            if settled && fleet.held.load(Ordering::Relaxed) > fleet.share() && self.give_up(fleet)
-            {
+            if settled && fleet.give_up(feed) {
                 let (name, lease) = (feed.to_string(), lease.clone());
                 let result = off_thread(store, move |s| {
                     s.release_lease(&name, &lease.holder, lease.token)
                 })
                 .await;
-                self.clear(fleet, feed, metrics);
+                self.lost(fleet, feed, metrics);
                 if let Ok(mut resting) = self.resting_until.lock() {
                     *resting = Some(Instant::now() + fleet.ttl);
                 }
@@ -187,13 +193,10 @@ impl FeedLease {
                 Ok(false)
             }
             (None, Some(token)) => {
-                {
-                    fleet.held.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut since) = self.held_since.lock() {
-                        *since = Some(Instant::now());
-                    }
-                    tracing::info!(feed, token, "this replica now polls the feed");
+                if let Ok(mut since) = self.held_since.lock() {
+                    *since = Some(Instant::now());
                 }
+                tracing::info!(feed, token, "this replica now polls the feed");
                 let lease = Lease {
                     holder: fleet.replica.clone(),
                     token,
@@ -218,28 +221,9 @@ impl FeedLease {
         }
     }
 
-    /// Whether this poller is the one to give its lease up (several may see too many).
-    fn give_up(&self, fleet: &Fleet) -> bool {
-        let share = fleet.share();
-        fleet
-            .held
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                (held > share).then(|| held - 1)
-            })
-            .is_ok()
-    }
-
-    /// The lease passed to another replica: stop polling.
+    /// Forgets the lease (it passed to another replica, could not be renewed, or was given
+    /// up): stop polling.
     pub fn lost(&self, fleet: &Fleet, feed: &str, metrics: &ChangeMetrics) {
-        if self.clear(fleet, feed, metrics) {
-            let _ = fleet
-                .held
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        }
-    }
-
-    /// Forgets the lease; whether there was one.
-    fn clear(&self, fleet: &Fleet, feed: &str, metrics: &ChangeMetrics) -> bool {
         let had = self.held.lock().ok().and_then(|mut held| held.take());
         fleet.remember(feed, None);
         if had.is_some() {
@@ -251,7 +235,6 @@ impl FeedLease {
                 feed: feed.to_string(),
             })
             .set(0);
-        had.is_some()
     }
 }
 
