@@ -114,14 +114,29 @@ pub async fn off_thread<T: Send + 'static>(
         .map_err(|e| StateError::Failed(format!("state store task failed: {e}")))?
 }
 
-/// Tells the other replicas sharing the store (none for a store one process uses); a notice
-/// that cannot be sent is logged and counted, never an error of the write or poll that
-/// caused it (those are committed already).
+/// Tells the other replicas sharing the store (none for a store one process uses), waiting
+/// here: for a blocking thread or the start. A notice that cannot be sent is logged and
+/// counted, never an error of the change that caused it (that is committed already).
+pub fn tell(store: &dyn StateStore, notice: &Notice) {
+    if !store.shared() {
+        return;
+    }
+    if let Err(error) = store.publish(notice) {
+        tracing::warn!(%error, ?notice, "cannot tell the other replicas");
+    }
+}
+
+/// `tell`, from an async thread: the store is waited on by a blocking one.
 pub async fn publish(store: &std::sync::Arc<dyn StateStore>, notice: Notice) {
     if !store.shared() {
         return;
     }
-    if let Err(error) = off_thread(store, move |s| s.publish(&notice)).await {
+    if let Err(error) = off_thread(store, move |s| {
+        tell(s, &notice);
+        Ok(())
+    })
+    .await
+    {
         tracing::warn!(%error, "cannot tell the other replicas");
     }
 }

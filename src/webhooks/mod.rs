@@ -317,10 +317,8 @@ impl Webhooks {
                 ..gone
             })?;
         }
-        self.reload()?;
         // Replicas already running (a rolling upgrade that changed [subscriptions]) reload.
-        self.tell_replicas();
-        Ok(())
+        self.changed()
     }
 
     /// Reloads the subscriptions from the store (after the admin API changed one).
@@ -366,19 +364,15 @@ impl Webhooks {
             disabled_reason: Some(reason),
             ..subscription.record.clone()
         })?;
-        self.reload()?;
-        self.tell_replicas();
-        Ok(())
+        self.changed()
     }
 
-    /// Tells the other replicas sharing the store that subscriptions changed (they reload);
-    /// a notice that cannot be sent is logged, the change itself is stored already.
-    fn tell_replicas(&self) {
-        if self.store.shared() {
-            if let Err(error) = self.store.publish(&crate::state::Notice::Subscriptions) {
-                tracing::warn!(%error, "cannot tell the other replicas that subscriptions changed");
-            }
-        }
+    /// Reloads the subscriptions after this replica changed them, and tells the other
+    /// replicas sharing the store to reload too.
+    fn changed(&self) -> Result<(), StateError> {
+        self.reload()?;
+        crate::state::tell(self.store.as_ref(), &crate::state::Notice::Subscriptions);
+        Ok(())
     }
 
     /// Tells the dispatcher deliveries may be due.
