@@ -378,46 +378,44 @@ impl StateStore for PgStore {
         let now = super::unix_now();
         let now_ms = super::unix_now_ms();
         let fingerprint = fingerprints.first().map_or("", String::as_str);
-        let found = self.run(|mut client| {
-            Box::pin(async move {
-                let tx = client.transaction().await.map_err(failed)?;
-                tx.execute(
-                    "DELETE FROM idempotency WHERE created < $1",
-                    &[&(now - retention_secs)],
+        let found = self.run(|mut client| async move {
+            let tx = client.transaction().await.map_err(failed)?;
+            tx.execute(
+                "DELETE FROM idempotency WHERE created < $1",
+                &[&(now - retention_secs)],
+            )
+            .await
+            .map_err(failed)?;
+            // A claim in flight past its lease: the request that made it died.
+            tx.execute(
+                "DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND response IS NULL
+                 AND COALESCE(claimed_ms, created * 1000) < $3",
+                &[&scope, &key, &(now_ms - lease_ms)],
+            )
+            .await
+            .map_err(failed)?;
+            // Claims racing on one key: one inserts, the others find its row.
+            let inserted = tx
+                .execute(
+                    "INSERT INTO idempotency (scope, key, fingerprint, created, claimed_ms)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+                    &[&scope, &key, &fingerprint, &now, &now_ms],
                 )
                 .await
                 .map_err(failed)?;
-                // A claim in flight past its lease: the request that made it died.
-                tx.execute(
-                    "DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND response IS NULL
-                     AND COALESCE(claimed_ms, created * 1000) < $3",
-                    &[&scope, &key, &(now_ms - lease_ms)],
+            let found = if inserted == 1 {
+                None
+            } else {
+                tx.query_opt(
+                    "SELECT fingerprint, response FROM idempotency WHERE scope = $1 AND key = $2",
+                    &[&scope, &key],
                 )
                 .await
-                .map_err(failed)?;
-                // Claims racing on one key: one inserts, the others find its row.
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO idempotency (scope, key, fingerprint, created, claimed_ms)
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
-                        &[&scope, &key, &fingerprint, &now, &now_ms],
-                    )
-                    .await
-                    .map_err(failed)?;
-                let found = if inserted == 1 {
-                    None
-                } else {
-                    tx.query_opt(
-                        "SELECT fingerprint, response FROM idempotency WHERE scope = $1 AND key = $2",
-                        &[&scope, &key],
-                    )
-                    .await
-                    .map_err(failed)?
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
-                };
-                tx.commit().await.map_err(failed)?;
-                Ok(found)
-            })
+                .map_err(failed)?
+                .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
+            };
+            tx.commit().await.map_err(failed)?;
+            Ok(found)
         })?;
         super::claim_found(found, fingerprints)
     }
@@ -430,32 +428,28 @@ impl StateStore for PgStore {
     ) -> Result<(), StateError> {
         let text =
             serde_json::to_string(response).map_err(|e| StateError::Failed(e.to_string()))?;
-        self.run(|client| {
-            Box::pin(async move {
-                client
-                    .execute(
-                        "UPDATE idempotency SET response = $3 WHERE scope = $1 AND key = $2",
-                        &[&scope, &key, &text],
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(failed)
-            })
+        self.run(|client| async move {
+            client
+                .execute(
+                    "UPDATE idempotency SET response = $3 WHERE scope = $1 AND key = $2",
+                    &[&scope, &key, &text],
+                )
+                .await
+                .map(|_| ())
+                .map_err(failed)
         })
     }
 
     fn release_idempotency(&self, scope: &str, key: &str) -> Result<(), StateError> {
-        self.run(|client| {
-            Box::pin(async move {
-                client
-                    .execute(
-                        "DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND response IS NULL",
-                        &[&scope, &key],
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(failed)
-            })
+        self.run(|client| async move {
+            client
+                .execute(
+                    "DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND response IS NULL",
+                    &[&scope, &key],
+                )
+                .await
+                .map(|_| ())
+                .map_err(failed)
         })
     }
 }
