@@ -58,10 +58,10 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         delivery,
         state,
     } = services;
-    let state_store = match &state {
-        Some(location) => Some(open_store(location, &metrics.state)?),
-        None => None,
-    };
+    let state_store = state
+        .as_ref()
+        .map(|location| open_store(location, &metrics.state))
+        .transpose()?;
     // Replicas sharing the store take turns on each feed; a store of one process needs none.
     let fleet = state_store
         .as_ref()

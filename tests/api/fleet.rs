@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 
 use crate::auth::hs_token;
 use crate::changes::{has, Receiver, SECRET};
-use crate::harness::{create_database, execute, query_text, shared_server, Portico, Served};
+use crate::harness::{
+    create_postgres_database, execute, query_text, shared_server, Portico, Served,
+};
 use crate::idp::{AUDIENCE, ISSUER};
 use crate::servers::{DbServer, Engine};
 
@@ -179,19 +181,6 @@ struct Fleet {
     dir: tempfile::TempDir,
 }
 
-/// A new database on the shared PostgreSQL server: its ODBC connection string, and its
-/// `postgres://` URL for `[state] url`.
-fn postgres_database(server: &DbServer) -> (String, String) {
-    let odbc = create_database(server);
-    let name = odbc
-        .split(';')
-        .find_map(|part| part.strip_prefix("Database="))
-        .expect("a database name")
-        .to_string();
-    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", server.port);
-    (odbc, url)
-}
-
 /// PATCHes item `id`'s label through `app`, as a clerk.
 async fn relabel(app: &Portico, id: &str, label: &str) -> crate::harness::Answer {
     app.send(
@@ -209,7 +198,7 @@ async fn relabel(app: &Portico, id: &str, label: &str) -> crate::harness::Answer
 
 /// A legacy database with the tests' tables on `server`; its ODBC connection string.
 fn legacy_database(server: &DbServer) -> String {
-    let (legacy, _) = postgres_database(server);
+    let (legacy, _) = create_postgres_database(server);
     for statement in LEGACY_SCHEMA {
         execute(&legacy, statement);
     }
@@ -221,7 +210,7 @@ impl Fleet {
     async fn start(setup: Setup) -> Self {
         let server = shared_server(Engine::Postgres);
         let legacy = legacy_database(server);
-        let (state, state_url) = postgres_database(server);
+        let (state, state_url) = create_postgres_database(server);
         let text = setup.config(&legacy, &state_url);
         Self::of(3, &text, legacy, state).await
     }

@@ -43,6 +43,19 @@ pub fn create_database(server: &DbServer) -> String {
     server.connection_string(&name)
 }
 
+/// A fresh, empty PostgreSQL database on `server`: its ODBC connection string, and its
+/// `postgres://` URL (the test server trusts local connections), as `[state] url` takes it.
+pub fn create_postgres_database(server: &DbServer) -> (String, String) {
+    let odbc = create_database(server);
+    let name = odbc
+        .split(';')
+        .find_map(|part| part.strip_prefix("Database="))
+        .expect("the connection string names its database")
+        .to_string();
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", server.port);
+    (odbc, url)
+}
+
 /// A new database of `kind` with the fixture loaded.
 pub fn load_fixture(kind: Kind, server: Option<&DbServer>) -> Backend {
     let (connection_string, dir) = match (kind.storage(), server) {

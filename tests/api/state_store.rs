@@ -18,7 +18,7 @@ use portico::state::{
 };
 use portico::telemetry::state_metrics::StateMetrics;
 
-use crate::harness::{create_database, execute, query_text, shared_server};
+use crate::harness::{create_postgres_database, execute, query_text, shared_server};
 use crate::servers::Engine;
 
 /// Connections each PostgreSQL handle pools.
@@ -44,15 +44,7 @@ impl StoreHome {
     }
 
     fn postgres() -> Self {
-        let server = shared_server(Engine::Postgres);
-        let odbc = create_database(server);
-        let name = odbc
-            .split(';')
-            .find_map(|part| part.strip_prefix("Database="))
-            .expect("the connection string names its database")
-            .to_string();
-        // The test server trusts local connections.
-        let url = format!("postgres://postgres@127.0.0.1:{}/{name}", server.port);
+        let (odbc, url) = create_postgres_database(shared_server(Engine::Postgres));
         StoreHome::Postgres { url, odbc }
     }
 

@@ -10,14 +10,14 @@ use portico::state::{FleetStore, Notice, PgStore};
 
 use super::{delivered, item_event, receive, Fleet, Setup};
 use crate::changes::Receiver;
-use crate::harness::{create_database, execute, shared_server};
+use crate::harness::{create_postgres_database, execute, shared_server};
 use crate::servers::{DbServer, Engine};
 
 /// The fleet of `setup` with its state database on a PostgreSQL server of its own (so it can
 /// be restarted without disturbing other tests).
 async fn fleet_on(server: &DbServer, setup: Setup) -> Fleet {
     let legacy = super::legacy_database(shared_server(Engine::Postgres));
-    let (state, state_url) = super::postgres_database(server);
+    let (state, state_url) = create_postgres_database(server);
     let text = setup.config(&legacy, &state_url);
     Fleet::of(3, &text, legacy, state).await
 }
@@ -146,14 +146,7 @@ async fn the_state_server_restarted_under_load_loses_nothing() {
 /// fail and leave their caches stale for their whole TTL.
 #[test]
 fn a_notice_naming_many_resources_still_reaches_the_other_replicas() {
-    let server = shared_server(Engine::Postgres);
-    let odbc = create_database(server);
-    let name = odbc
-        .split(';')
-        .find_map(|part| part.strip_prefix("Database="))
-        .unwrap()
-        .to_string();
-    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", server.port);
+    let (_, url) = create_postgres_database(shared_server(Engine::Postgres));
     let store = PgStore::open(&url, 2).unwrap();
     let resources: Vec<String> = (0..300)
         .map(|i| format!("warehouse_inventory_adjustment_{i:04}"))
@@ -171,7 +164,7 @@ fn a_notice_naming_many_resources_still_reaches_the_other_replicas() {
 async fn a_page_read_under_a_lost_lease_is_not_committed_under_a_new_one() {
     let receiver = Receiver::start(&[]);
     let server = shared_server(Engine::Postgres);
-    let (legacy, _) = super::postgres_database(server);
+    let (legacy, _) = create_postgres_database(server);
     // `items` is a view over `items_base` whose scan first sleeps 12 s when the connected
     // user (each replica connects as its own name) is the one `ctl` names: a slow page.
     for statement in [
@@ -196,7 +189,7 @@ async fn a_page_read_under_a_lost_lease_is_not_committed_under_a_new_one() {
             ),
         );
     }
-    let (state, state_url) = super::postgres_database(server);
+    let (state, state_url) = create_postgres_database(server);
     let setup = Setup {
         feed: true,
         subscriptions: vec![("hook", receiver.url.clone())],
@@ -323,15 +316,11 @@ fn stalling_relay(upstream: u16, stalled: Arc<AtomicBool>) -> u16 {
 #[test]
 fn a_state_server_that_stops_answering_fails_store_calls_within_a_bound() {
     let server = shared_server(Engine::Postgres);
-    let odbc = create_database(server);
-    let name = odbc
-        .split(';')
-        .find_map(|part| part.strip_prefix("Database="))
-        .unwrap()
-        .to_string();
+    let (_, direct) = create_postgres_database(server);
     let stalled = Arc::new(AtomicBool::new(false));
     let port = stalling_relay(server.port, stalled.clone());
-    let url = format!("postgres://postgres@127.0.0.1:{port}/{name}");
+    // The same database, reached through the relay.
+    let url = direct.replace(&format!(":{}/", server.port), &format!(":{port}/"));
     let store = Arc::new(PgStore::open(&url, 2).unwrap());
     assert!(FleetStore::heartbeat(store.as_ref(), "x", 1, 1000).is_ok());
     stalled.store(true, Ordering::SeqCst);
@@ -354,7 +343,7 @@ fn a_state_server_that_stops_answering_fails_store_calls_within_a_bound() {
 async fn two_replicas_with_one_name_do_not_both_lead_a_feed() {
     let server = shared_server(Engine::Postgres);
     let legacy = super::legacy_database(server);
-    let (state, state_url) = super::postgres_database(server);
+    let (state, state_url) = create_postgres_database(server);
     let text = Setup {
         feed: true,
         ..Setup::default()
