@@ -276,9 +276,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 async fn serve(path: PathBuf, listen: Option<String>) -> anyhow::Result<ExitCode> {
     let file = path.display().to_string();
     let (config, services) = portico::app::load_listening_on(&path, listen.as_deref())?;
-    let (server, address) = portico::app::start(services, &config)?;
-    tracing::info!(%address, config = %file, "portico listening");
-    server.await.context("server failed")?;
+    let running = portico::app::start(services, &config)?;
+    tracing::info!(address = %running.address, config = %file, "portico listening");
+    running.server.await.context("server failed")?;
+    running.background.stop().await;
     tracing::info!("portico stopped");
     Ok(ExitCode::SUCCESS)
 }

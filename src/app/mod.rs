@@ -23,7 +23,7 @@ use crate::source::Source;
 use crate::telemetry::metrics::Metrics;
 use crate::webhooks::DeliverySettings;
 
-pub use start::{start, StartError};
+pub use start::{start, Background, Running, StartError};
 
 /// Every part of the service, built and checked, before anything is written or served.
 pub struct Services {

@@ -42,9 +42,53 @@ pub enum StartError {
     },
 }
 
+/// The server started: await `server`; `background` is everything that runs beside it.
+pub struct Running {
+    /// The HTTP server, running once awaited or spawned.
+    pub server: Server,
+    /// The address it listens on (the port the system gave for `:0`).
+    pub address: SocketAddr,
+    /// Pollers, the webhook dispatcher, retention, heartbeats and notices.
+    pub background: Background,
+}
+
+/// The work that runs beside the HTTP server. It stops when dropped, so a server stopped in
+/// a process that goes on (tests, a reload) leaves nothing polling or delivering.
+#[must_use = "the background work stops when this is dropped"]
+pub struct Background {
+    tasks: Vec<tokio::task::AbortHandle>,
+    fleet: Option<(Arc<Fleet>, Arc<dyn StateStore>)>,
+}
+
+impl Background {
+    fn spawn<F>(&mut self, task: F)
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.push(tokio::spawn(task).abort_handle());
+    }
+
+    /// Gives this replica's feed leases up (the other replicas take its feeds at once), then
+    /// stops everything.
+    pub async fn stop(self) {
+        if let Some((fleet, store)) = &self.fleet {
+            fleet.stop(store).await;
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 /// Opens the state store, syncs `[subscriptions]`, binds the listen address and starts every
-/// background task; returns the running server and the address it got.
-pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr), StartError> {
+/// background task.
+pub fn start(services: Services, config: &Config) -> Result<Running, StartError> {
     let Services {
         catalog,
         sources,
@@ -139,12 +183,16 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
             address: config.server.listen.clone(),
             error,
         })?;
+    let mut background = Background {
+        tasks: Vec::new(),
+        fleet: fleet.clone().zip(state_store.clone()),
+    };
     if let (Some(fleet), Some(store)) = (&fleet, &state_store) {
-        tokio::spawn(fleet.clone().heartbeat(store.clone()));
-        tokio::spawn(give_leases_up_on_stop(fleet.clone(), store.clone()));
+        background.spawn(fleet.clone().heartbeat(store.clone()));
+        background.spawn(give_leases_up_on_stop(fleet.clone(), store.clone()));
     }
     if let Some(notices) = state_store.as_ref().and_then(|s| s.notices()) {
-        tokio::spawn(follow(
+        background.spawn(follow(
             notices,
             cache_for_notices,
             webhooks.clone(),
@@ -152,23 +200,27 @@ pub fn start(services: Services, config: &Config) -> Result<(Server, SocketAddr)
         ));
     }
     for poller in pollers {
-        tokio::spawn(poller.run());
+        background.spawn(poller.run());
     }
     if let Some(hub) = webhooks {
-        tokio::spawn(crate::webhooks::dispatch::run(hub));
+        background.spawn(crate::webhooks::dispatch::run(hub));
     }
     if let Some(pruning) = pruning {
-        tokio::spawn(pruning);
+        background.spawn(pruning);
     }
     for source in profiled.into_values() {
         // Probed now rather than on the first request (which waits for it otherwise).
-        tokio::spawn(async move { source.probe().await });
+        background.spawn(async move { source.probe().await });
     }
     if let Some(verifier) = verifier {
         // Fetch the identity provider's keys at start rather than on the first request.
-        tokio::spawn(async move { verifier.prefetch().await });
+        background.spawn(async move { verifier.prefetch().await });
     }
-    Ok((server, address))
+    Ok(Running {
+        server,
+        address,
+        background,
+    })
 }
 
 /// Opens the store `location` names.

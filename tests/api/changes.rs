@@ -1249,8 +1249,18 @@ struct TinyProxy {
 
 impl TinyProxy {
     fn start() -> Self {
+        // A port picked beforehand may be taken by another test's server meanwhile: then
+        // tinyproxy exits, and it is started again on another.
+        for _ in 0..5 {
+            if let Some(proxy) = Self::start_on(free_port()) {
+                return proxy;
+            }
+        }
+        panic!("tinyproxy did not start on five ports");
+    }
+
+    fn start_on(port: u16) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let (conf, log) = (
             dir.path().join("tinyproxy.conf"),
             dir.path().join("tinyproxy.log"),
@@ -1264,7 +1274,7 @@ impl TinyProxy {
             ),
         )
         .unwrap();
-        let child = Command::new("tinyproxy")
+        let mut child = Command::new("tinyproxy")
             .arg("-d")
             .arg("-c")
             .arg(&conf)
@@ -1273,16 +1283,24 @@ impl TinyProxy {
             .spawn()
             .expect("tinyproxy (scripts/install-deps.sh test installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tinyproxy did not start");
+        // Listening once its log says so (a connection could reach another server).
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Accepting connections")
+        {
+            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self {
+        Some(Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
             log,
             _dir: dir,
-        }
+        })
     }
 
     /// Hosts it opened connections to.
@@ -1395,14 +1413,61 @@ async fn deliveries_ignore_environment_proxies_and_guard_an_explicit_one() {
     let app = Portico::spawn(&proxied("\"localhost\"")).await;
     wait_polled(&app.base).await;
     tickets.sql("UPDATE TICKETS SET STATUS = 'H', UPDATED = '2026-01-03 00:00:00' WHERE ID = 'T2'");
-    receiver
-        .wait("the delivery through the proxy", 20, |e| !e.is_empty())
-        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.entries().is_empty() {
+        if Instant::now() > deadline {
+            let deliveries = reqwest::get(format!("{}/admin/deliveries", app.base)).await;
+            let deliveries = match deliveries {
+                Ok(answer) => answer.text().await.unwrap_or_default(),
+                Err(error) => error.to_string(),
+            };
+            panic!(
+                "nothing delivered through the proxy; deliveries: {deliveries}; proxy log: {}",
+                std::fs::read_to_string(&proxy.log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         proxy.forwarded().iter().any(|l| l.contains("localhost")),
         "{:?}",
         proxy.forwarded()
     );
+}
+
+/// A stopped server stops polling and delivering with it (a process that goes on, as a test
+/// run, must not keep an old configuration's dispatcher racing a new one for deliveries); the
+/// change it did not see is delivered by the next start, from the stored position.
+#[tokio::test]
+async fn a_stopped_server_polls_and_delivers_nothing_more() {
+    let tickets = Tickets::new(Kind::Sqlite);
+    let receiver = Receiver::start(&[]);
+    let config = tickets.config(
+        r#"{ strategy = "high_water_mark", column = "UPDATED", poll_interval = "100ms" }"#,
+        &subscription("portal", &receiver.url),
+    );
+    let app = Portico::spawn(&config).await;
+    wait_polled(&app.base).await;
+    drop(app);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-02 00:00:00' WHERE ID = 'T1'");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert!(
+        receiver.entries().is_empty(),
+        "delivered after its server stopped: {:#?}",
+        receiver.entries()
+    );
+    let app = Portico::spawn(&config).await;
+    let entries = receiver
+        .wait("T1's change, after the restart", 20, |e| {
+            has(e, "tickets.updated", "T1")
+        })
+        .await;
+    assert_eq!(
+        received(&entries),
+        [("tickets.updated".into(), "T1".into())]
+    );
+    drop(app);
 }
 
 /// Accepted deliveries of `key`, in the order they arrived.

@@ -203,6 +203,8 @@ pub struct Portico {
     client: reqwest::Client,
     /// The in-process server; `None` for a `portico serve` process (`Portico::attach`).
     handle: Option<actix_web::dev::ServerHandle>,
+    /// Its pollers and dispatcher: they stop with it, not at the end of the test.
+    background: Option<portico::app::Background>,
     recorder: crate::contract::Recorder,
 }
 
@@ -243,11 +245,12 @@ impl Portico {
 
     /// Starts Portico with prepared services.
     pub async fn start(services: portico::app::Services, config: &portico::config::Config) -> Self {
-        let (server, address) = portico::app::start(services, config).expect("server starts");
-        let handle = server.handle();
-        tokio::spawn(server);
-        let mut app = Self::attach(&address.to_string());
+        let running = portico::app::start(services, config).expect("server starts");
+        let handle = running.server.handle();
+        tokio::spawn(running.server);
+        let mut app = Self::attach(&running.address.to_string());
         app.handle = Some(handle);
+        app.background = Some(running.background);
         app
     }
 
@@ -262,6 +265,7 @@ impl Portico {
                 .build()
                 .unwrap(),
             handle: None,
+            background: None,
             recorder: Default::default(),
         }
     }
