@@ -139,6 +139,30 @@ pub struct DbServer {
     child: Mutex<Option<Child>>,
 }
 
+/// Removes the data directories of earlier runs whose test process has ended (each is about
+/// a gigabyte; the servers died with their process).
+fn remove_orphaned_data() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("portico-db-")
+        {
+            continue;
+        }
+        let owner = std::fs::read_to_string(path.join("owner.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        if owner.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn pg_bin(tool: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL server installed (make test installs it)")
@@ -155,11 +179,15 @@ fn pg_bin(tool: &str) -> PathBuf {
 impl DbServer {
     /// Initializes a data directory and starts the server.
     pub fn start(engine: Engine) -> Self {
+        remove_orphaned_data();
         let keep = tempfile::Builder::new()
             .prefix("portico-db-")
             .tempdir()
             .unwrap();
         let dir = keep.path().to_path_buf();
+        // The servers shared by a whole run live in statics, never dropped: the next run
+        // removes their data once this process is gone.
+        std::fs::write(dir.join("owner.pid"), std::process::id().to_string()).unwrap();
         let run_as = match engine {
             Engine::Postgres if is_root() => Some(user_ids("postgres")),
             _ => None,
