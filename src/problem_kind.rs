@@ -121,6 +121,18 @@ pub const METHOD_NOT_ALLOWED: ProblemKind = ProblemKind {
     response: Some("MethodNotAllowed"),
 };
 
+/// No representation the request's `Accept` takes.
+pub const NOT_ACCEPTABLE: ProblemKind = ProblemKind {
+    slug: "not-acceptable",
+    status: 406,
+    title: "No acceptable representation",
+    description: "The `Accept` header takes none of the media types this path produces (a list: \
+                  `application/json`, `application/x-ndjson`, `text/csv`).",
+    example: "this list is served as application/json, application/x-ndjson or text/csv; \
+              `Accept: application/xml` takes none of them",
+    response: Some("NotAcceptable"),
+};
+
 /// The body did not arrive in time.
 pub const REQUEST_TIMEOUT: ProblemKind = ProblemKind {
     slug: "request-timeout",
@@ -308,7 +320,7 @@ pub const SOURCE_TIMEOUT: ProblemKind = ProblemKind {
 };
 
 /// Every kind, by status.
-pub const ALL: [&ProblemKind; 25] = [
+pub const ALL: [&ProblemKind; 26] = [
     &BAD_PARAMETER,
     &INVALID_REQUEST,
     &MALFORMED_BODY,
@@ -317,6 +329,7 @@ pub const ALL: [&ProblemKind; 25] = [
     &FORBIDDEN,
     &NOT_FOUND,
     &METHOD_NOT_ALLOWED,
+    &NOT_ACCEPTABLE,
     &REQUEST_TIMEOUT,
     &CONFLICT,
     &PRECONDITION_FAILED,
@@ -348,7 +361,7 @@ mod tests {
                 assert!(a.response.is_none() || a.response != b.response);
             }
         }
-        assert_eq!(ProblemKind::documented().count(), 17);
+        assert_eq!(ProblemKind::documented().count(), 18);
         assert_eq!(
             ProblemKind::documented_by("Unavailable"),
             Some(&SOURCE_BUSY)

@@ -240,6 +240,8 @@ fn compile_resource(
         default_sort,
         default_limit: rc.default_limit,
         max_limit: rc.max_limit,
+        max_export_rows: rc.max_export_rows.unwrap_or(config.server.max_export_rows),
+        export_chunk_rows: config.server.export_chunk_rows,
         query_limits: super::query::QueryLimits {
             max_filter_terms: config.server.max_filter_terms,
             max_bound_parameters: config.server.max_bound_parameters,

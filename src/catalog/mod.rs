@@ -76,6 +76,10 @@ pub struct Resource {
     pub default_limit: usize,
     /// Largest `limit`.
     pub max_limit: usize,
+    /// Most rows one export (NDJSON, CSV) streams.
+    pub max_export_rows: u64,
+    /// Rows an export reads per statement.
+    pub export_chunk_rows: usize,
     /// Most filters and filter values a request may send.
     pub query_limits: query::QueryLimits,
     /// How long responses are cached; zero: not cached.

@@ -72,6 +72,13 @@ pub struct ServerConfig {
     /// feeds do not count when absent.
     #[serde(default, deserialize_with = "super::units::optional_duration")]
     pub ready_max_feed_lag: Option<Duration>,
+    /// Most rows one export (`Accept: application/x-ndjson` or `text/csv` on a list) streams;
+    /// a resource's `max_export_rows` overrides it.
+    #[serde(default = "default_max_export_rows")]
+    pub max_export_rows: u64,
+    /// Rows an export reads per statement (each chunk a short keyset-paged SELECT).
+    #[serde(default = "default_export_chunk_rows")]
+    pub export_chunk_rows: usize,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +91,8 @@ impl Default for ServerConfig {
             max_filter_terms: default_max_filter_terms(),
             max_bound_parameters: default_max_bound_parameters(),
             ready_max_feed_lag: None,
+            max_export_rows: default_max_export_rows(),
+            export_chunk_rows: default_export_chunk_rows(),
         }
     }
 }
@@ -106,6 +115,14 @@ fn default_max_filter_terms() -> usize {
 
 fn default_max_bound_parameters() -> usize {
     500
+}
+
+fn default_max_export_rows() -> u64 {
+    1_000_000
+}
+
+fn default_export_chunk_rows() -> usize {
+    1_000
 }
 
 /// The response cache.
@@ -340,6 +357,8 @@ pub struct ResourceConfig {
     /// Largest `limit` a client may ask for.
     #[serde(default = "default_max_limit")]
     pub max_limit: usize,
+    /// Most rows one export of this resource streams; `[server] max_export_rows` when absent.
+    pub max_export_rows: Option<u64>,
     /// How long responses are cached (`0s`: not cached); `[cache].default_ttl` when absent.
     #[serde(default, deserialize_with = "super::units::optional_duration")]
     pub cache_ttl: Option<Duration>,

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 
 use super::{ChangesConfig, Config, Isolation, Problem, SourceKind, StrategyName};
 
+/// Largest `[server] export_chunk_rows`: one chunk's rows are held in memory while they are
+/// written out.
+pub const MAX_EXPORT_CHUNK_ROWS: usize = 50_000;
+
 /// Every problem of `config` that the file alone shows, each at its location.
 pub fn validate(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -21,6 +25,25 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     ] {
         if value == 0 {
             problem(format!("server.{key}"), "must be at least 1");
+        }
+    }
+    if config.server.max_export_rows == 0 {
+        problem("server.max_export_rows".into(), "must be at least 1");
+    }
+    if !(1..=MAX_EXPORT_CHUNK_ROWS).contains(&config.server.export_chunk_rows) {
+        problem(
+            "server.export_chunk_rows".into(),
+            &format!("must be between 1 and {MAX_EXPORT_CHUNK_ROWS}"),
+        );
+    }
+    for (version, vc) in &config.versions {
+        for (name, rc) in &vc.resources {
+            if rc.max_export_rows == Some(0) {
+                problem(
+                    format!("versions.{version}.resources.{name}.max_export_rows"),
+                    "must be at least 1",
+                );
+            }
         }
     }
     if let Err(why) = check_listen_address(&config.server.listen) {

@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The request body is not a media type this accepts.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// `Accept` takes no representation this path produces.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The client did not send its body within the time allowed.
     #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
     RequestTimeout(std::time::Duration),
@@ -114,6 +117,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => &problem_kind::METHOD_NOT_ALLOWED,
             ApiError::MalformedBody(_) => &problem_kind::MALFORMED_BODY,
             ApiError::UnsupportedMediaType(_) => &problem_kind::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable(_) => &problem_kind::NOT_ACCEPTABLE,
             ApiError::RequestTimeout(_) => &problem_kind::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => &problem_kind::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => &problem_kind::VALIDATION,
@@ -188,6 +192,7 @@ impl ApiError {
             | ApiError::Forbidden(d)
             | ApiError::MalformedBody(d)
             | ApiError::UnsupportedMediaType(d)
+            | ApiError::NotAcceptable(d)
             | ApiError::Conflict(d)
             | ApiError::PreconditionFailed(d)
             | ApiError::PreconditionRequired(d)
