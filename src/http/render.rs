@@ -45,6 +45,24 @@ pub fn render_page(
     Ok(body)
 }
 
+/// Appends one row's JSON object, as a list page carries it, to `out`.
+pub fn write_row(
+    out: &mut Vec<u8>,
+    resource: &Resource,
+    plan: &plan::Plan,
+    row: &[crate::source::Value],
+) -> Result<(), ApiError> {
+    serde_json::to_writer(
+        out,
+        &RowView {
+            resource,
+            plan,
+            row,
+        },
+    )
+    .map_err(|e| ApiError::Internal(format!("cannot render JSON: {e}")))
+}
+
 /// `value` as JSON bytes.
 pub fn json_body<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value).map_err(|e| ApiError::Internal(format!("cannot render JSON: {e}")))

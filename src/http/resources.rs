@@ -4,6 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access;
+use super::export::{self, Format};
 use super::problem::ApiError;
 use super::render::{render_page, render_row};
 use super::request::{key_plan, no_parameters, not_served, raw_segment, resource_at, split_key};
@@ -16,7 +17,8 @@ use crate::catalog::{plan, Resource};
 use crate::source::select::Condition;
 use crate::source::Rows;
 
-/// Lists a resource: filters, sort, fields, limit and keyset cursor.
+/// Lists a resource: filters, sort, fields, limit and keyset cursor; with `Accept:
+/// application/x-ndjson` or `text/csv`, every row as an export (`export.rs`).
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -24,13 +26,27 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let resource = resource_at(&state, &req, 1)?;
     let grant = access::grant(resource, principal)?;
+    let format = export::negotiate(&req)?;
     let spec = query::parse(resource, req.query_string(), &grant.mask)?;
+    if format != Format::Json {
+        let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask, "")?;
+        return export::stream(&state, resource, plan, format).await;
+    }
     let request = format!("list:{}", spec.cache_key());
     let load = async {
         let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask, "")?;
         load_page(&state, resource, &plan).await
     };
-    cached(&req, &state, resource, &grant, request, load).await
+    let response = cached(&req, &state, resource, &grant, request, load).await?;
+    Ok(varies_by_accept(response))
+}
+
+/// A list answers by `Accept` (JSON or an export): shared caches must key on it.
+fn varies_by_accept(mut response: HttpResponse) -> HttpResponse {
+    response
+        .headers_mut()
+        .append(header::VARY, header::HeaderValue::from_static("Accept"));
+    response
 }
 
 /// One row by key; composite keys are written `a,b` with each part percent-encoded.
@@ -93,13 +109,15 @@ pub async fn children(
     grant.shareable &= parent_grant.shareable;
     let key = raw_segment(&req, 2);
     let parts = split_key(key)?;
+    let format = export::negotiate(&req)?;
     let spec = query::parse(child, req.query_string(), &grant.mask)?;
     let request = format!(
         "under:{}|{}",
         key_request(parent, &parts)?,
         spec.cache_key()
     );
-    let load = async {
+    // The parent row must be visible before any child row is read.
+    let planned = async {
         let parent_plan = key_plan(parent, &parts, &parent_grant)?;
         let field = &child.fields[*link];
         let param = field
@@ -122,9 +140,15 @@ pub async fn children(
         let within = format!("{}:{}", parent.name, parts.join(","));
         let plan = plan::list(child, &spec, conditions, &grant.mask, &within)?;
         fetch_one(&state, parent, &parent_plan, key).await?;
-        load_page(&state, child, &plan).await
+        Ok::<_, ApiError>(plan)
     };
-    cached(&req, &state, child, &grant, request, load).await
+    if format != Format::Json {
+        let plan = planned.await?;
+        return export::stream(&state, child, plan, format).await;
+    }
+    let load = async { load_page(&state, child, &planned.await?).await };
+    let response = cached(&req, &state, child, &grant, request, load).await?;
+    Ok(varies_by_accept(response))
 }
 
 /// Answers through the response cache, with ETag, `If-None-Match` and `Cache-Control`.

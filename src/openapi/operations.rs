@@ -143,7 +143,10 @@ fn list(
     parameters.extend(query_parameters(resource));
     let ok = ResponseBuilder::new()
         .link("next", next.build())
-        .description(format!("A page of {}.", resource.name))
+        .description(format!(
+            "A page of {}, or an export of every row (by `Accept`).",
+            resource.name
+        ))
         .header("ETag", etag_header())
         .header(
             "Link",
@@ -162,6 +165,37 @@ fn list(
                 })))
                 .build(),
         )
+        .content(
+            NDJSON,
+            export_content(
+                format!(
+                    "An export: one `{}` object a line (`\\n`), as the page's `data` holds them.",
+                    schema::row_name(resource)
+                ),
+                ndjson_example(resource),
+            ),
+        )
+        .content(
+            CSV,
+            export_content(
+                "An export, RFC 4180 CSV in UTF-8 with CRLF line ends: a header row of the \
+                 fields returned, then a row each; null is an empty cell and an empty text \
+                 `\"\"`; a `money` field is two columns (`name.value`, `name.currency`); values \
+                 are never altered (a leading `=` stays: import into a spreadsheet as text)."
+                    .into(),
+                csv_example(resource),
+            ),
+        )
+        .header(
+            "Content-Disposition",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .description(Some(format!(
+                    "On an export: `attachment; filename=\"{}.csv\"` (`.ndjson`).",
+                    resource.name
+                )))
+                .build(),
+        )
         .build();
     let prefix = match resource.query_limits.prefix_parameters {
         1 => String::new(),
@@ -172,19 +206,78 @@ fn list(
          counted{prefix}) per request; more is a 400 naming the first one too many.",
         resource.query_limits.max_filter_terms, resource.query_limits.max_bound_parameters
     );
+    let export = format!(
+        "With `Accept: {NDJSON}` or `Accept: text/csv` the answer is an export: every row the \
+         filters and the caller's row policies select (no page size; `limit` is ignored, \
+         `cursor` resumes after its position), in the list's sort and `fields`, streamed, never \
+         cached. At most {} rows: past them the export ends with a marker carrying \
+         `next_cursor` (NDJSON: a last line `{{\"@truncated\": {{\"max_export_rows\": N, \
+         \"next_cursor\": \"…\"}}}}`; CSV: a last line `#truncated: max_export_rows=N; \
+         next_cursor=…`). An `Accept` that takes none of JSON, NDJSON and CSV is a 406.",
+        resource.max_export_rows
+    );
     let operation = OperationBuilder::new()
         .operation_id(Some(operation_id))
         .summary(Some(format!("List {}", resource.name)))
         .description(Some(match &resource.description {
-            Some(text) => format!("{text}\n\n{limits}"),
-            None => limits,
+            Some(text) => format!("{text}\n\n{limits}\n\n{export}"),
+            None => format!("{limits}\n\n{export}"),
         }))
         .tag(&resource.name)
         .parameters(Some(parameters))
-        .responses(responses(ok, &["BadParameter", "NotFound"], auth))
+        .responses(responses(
+            ok,
+            &["BadParameter", "NotFound", "NotAcceptable"],
+            auth,
+        ))
         .securities(security(resource, auth))
         .deprecated(deprecated(version));
     PathItem::new(HttpMethod::Get, operation)
+}
+
+/// NDJSON media type of an export.
+const NDJSON: &str = "application/x-ndjson";
+/// CSV media type of an export.
+const CSV: &str = "text/csv";
+
+/// An export's content: text (a stream of lines), described in words, with an example.
+fn export_content(description: String, example: String) -> utoipa::openapi::content::Content {
+    ContentBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description)),
+        ))
+        .example(Some(example.into()))
+        .build()
+}
+
+fn ndjson_example(resource: &Resource) -> String {
+    format!("{}\n", schema::row_example(resource))
+}
+
+fn csv_example(resource: &Resource) -> String {
+    let example = schema::row_example(resource);
+    let mut header = Vec::new();
+    let mut row = Vec::new();
+    for field in &resource.fields {
+        let value = &example[&field.name];
+        let cell = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if field.field_type == FieldType::Money {
+            header.push(format!("{}.value", field.name));
+            header.push(format!("{}.currency", field.name));
+            row.push(cell(&value["value"]));
+            row.push(cell(&value["currency"]));
+        } else {
+            header.push(field.name.clone());
+            row.push(cell(value));
+        }
+    }
+    format!("{}\r\n{}\r\n", header.join(","), row.join(","))
 }
 
 fn etag_header() -> utoipa::openapi::header::Header {

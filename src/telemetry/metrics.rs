@@ -99,6 +99,19 @@ pub struct AuthMetrics {
     pub refused: Family<RefusalLabels, Counter>,
 }
 
+/// Metrics of streamed exports (NDJSON, CSV).
+#[derive(Clone, Debug, Default)]
+pub struct ExportMetrics {
+    /// Exports whose first rows were sent.
+    pub started: Counter,
+    /// Rows written into exports.
+    pub rows: Counter,
+    /// Exports cut short by a failure after their first bytes (the response was aborted).
+    pub failures: Counter,
+    /// Exports that stopped at their `max_export_rows` (ending with the truncation marker).
+    pub truncated: Counter,
+}
+
 /// Every metric Portico exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -117,6 +130,8 @@ pub struct Metrics {
     pub changes: super::change_metrics::ChangeMetrics,
     /// State store metrics.
     pub state: super::state_metrics::StateMetrics,
+    /// Export metrics.
+    pub exports: ExportMetrics,
 }
 
 impl Default for Metrics {
@@ -217,6 +232,27 @@ impl Metrics {
             "Requests refused by authentication, authorization or the rate limit",
             auth.refused.clone(),
         );
+        let exports = ExportMetrics::default();
+        registry.register(
+            "exports",
+            "Exports (NDJSON, CSV) whose first rows were sent",
+            exports.started.clone(),
+        );
+        registry.register(
+            "export_rows",
+            "Rows written into exports",
+            exports.rows.clone(),
+        );
+        registry.register(
+            "export_failures",
+            "Exports aborted by a failure after their first bytes",
+            exports.failures.clone(),
+        );
+        registry.register(
+            "exports_truncated",
+            "Exports that stopped at max_export_rows",
+            exports.truncated.clone(),
+        );
         let changes = super::change_metrics::ChangeMetrics::default();
         changes.register(&mut registry);
         let state = super::state_metrics::StateMetrics::default();
@@ -230,6 +266,7 @@ impl Metrics {
             auth,
             changes,
             state,
+            exports,
         }
     }
 

@@ -47,8 +47,12 @@ impl Recorder {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
+        let json = content_type.contains("json") && !content_type.contains("ndjson");
         let body = if body.is_empty() {
             Value::Null
+        } else if !json {
+            // An export (CSV, NDJSON) is text, whatever its lines hold.
+            json!(String::from_utf8_lossy(body))
         } else {
             serde_json::from_slice(body).unwrap_or_else(|_| json!(String::from_utf8_lossy(body)))
         };
