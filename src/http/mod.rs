@@ -3,6 +3,7 @@
 mod access;
 mod admin;
 mod docs;
+mod expand;
 mod feed;
 mod health;
 mod observe;

@@ -250,6 +250,41 @@ pub fn row(resource: &Resource) -> Schema {
             .map(|(_, scope)| scope.as_str());
         builder = builder.property(&f.name, field(f, masked_by));
     }
+    for (name, relationship) in &resource.relations {
+        let related = Ref::from_schema_name(pascal(&singular(&relationship.resource)));
+        builder = match relationship.many {
+            None => builder.property(
+                name,
+                utoipa::openapi::schema::OneOfBuilder::new()
+                    .item(related)
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .description(Some(format!(
+                        "With `expand={name}`: the related {} row, or null when it is missing                          or hidden from this token.",
+                        relationship.resource
+                    ))),
+            ),
+            Some(limit) => builder
+                .property(
+                    name,
+                    ArrayBuilder::new()
+                        .items(related)
+                        .max_items(Some(limit))
+                        .description(Some(format!(
+                            "With `expand={name}`: the related {} rows this token sees, in                              their default order, at most {limit}.",
+                            relationship.resource
+                        ))),
+                )
+                .property(
+                    format!("{name}_truncated"),
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([true]))
+                        .description(Some(format!(
+                            "Present (true) only when `{name}` was cut at {limit} rows."
+                        ))),
+                ),
+        };
+    }
     builder.build().into()
 }
 
