@@ -340,3 +340,141 @@ on_every_database!(
     refusals_name_the_relation,
     a_write_to_the_related_resource_refreshes_the_expanded_page,
 );
+
+/// The batched reads as SQL Server receives them: the page, then one `IN (…)` per relation
+/// (to-one: `TOP` the number of keys; to-many: the first rows of each parent numbered with
+/// `ROW_NUMBER() OVER (PARTITION BY …)`), every key a parameter.
+#[tokio::test(flavor = "multi_thread")]
+async fn tsql_reads_each_relation_in_one_batched_statement() {
+    use crate::tds::{column, Collation, Reply, Request, ResultSet, SqlType, TdsFixture};
+    let fixture = TdsFixture::start("13.0.5026.0", |request: &Request| {
+        let sql = request.sql();
+        let text = |n: u16| SqlType::Char(n, Collation::Cp1252);
+        let set = if sql.contains("[dbo].[OPS]") {
+            ResultSet {
+                columns: vec![column("JOB_NO", text(8)), column("SEQ", SqlType::Int)],
+                rows: [("J001", 10), ("J001", 20), ("J001", 30), ("J002", 10)]
+                    .iter()
+                    .map(|(job, seq)| {
+                        vec![
+                            crate::tds::Cell::Text(format!("{job:<8}")),
+                            crate::tds::Cell::Int(*seq),
+                        ]
+                    })
+                    .collect(),
+            }
+        } else if sql.contains("[dbo].[CUSTOMERS]") {
+            ResultSet {
+                columns: vec![
+                    column("CUST_NO", text(6)),
+                    column("NAME", SqlType::NVarChar(30)),
+                ],
+                rows: vec![vec![
+                    crate::tds::Cell::Text("C01   ".into()),
+                    crate::tds::Cell::Text("Müller".into()),
+                ]],
+            }
+        } else {
+            ResultSet {
+                columns: vec![column("JOB_NO", text(8)), column("CUST_NO", text(6))],
+                rows: [("J001", "C01"), ("J002", "C02"), ("J003", "C01")]
+                    .iter()
+                    .map(|(job, customer)| {
+                        vec![
+                            crate::tds::Cell::Text(format!("{job:<8}")),
+                            crate::tds::Cell::Text(format!("{customer:<6}")),
+                        ]
+                    })
+                    .collect(),
+            }
+        };
+        Reply::Rows(vec![set])
+    })
+    .await;
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 2
+
+[sources.erp]
+kind = "mssql"
+connection_string = "{cs}"
+
+[versions.v1.resources.jobs]
+source = "erp"
+table = "dbo.JOBS"
+key = ["id"]
+anonymous = true
+relations.customer = {{ resource = "customers", field = "customer_id" }}
+relations.operations = {{ resource = "operations", many = true, limit = 2 }}
+
+[versions.v1.resources.jobs.fields]
+id = {{ column = "JOB_NO", type = "string", column_type = "char(8)" }}
+customer_id = {{ column = "CUST_NO", type = "string", column_type = "char(6)" }}
+
+[versions.v1.resources.customers]
+source = "erp"
+table = "dbo.CUSTOMERS"
+key = ["id"]
+anonymous = true
+
+[versions.v1.resources.customers.fields]
+id = {{ column = "CUST_NO", type = "string", column_type = "char(6)" }}
+name = {{ column = "NAME", type = "string", column_type = "nvarchar(30)" }}
+
+[versions.v1.resources.operations]
+source = "erp"
+table = "dbo.OPS"
+key = ["job_id", "seq"]
+anonymous = true
+parent = {{ resource = "jobs", field = "job_id" }}
+
+[versions.v1.resources.operations.fields]
+job_id = {{ column = "JOB_NO", type = "string", column_type = "char(8)" }}
+seq = {{ column = "SEQ", type = "integer" }}
+"#,
+        cs = fixture.ado_string(),
+    );
+    let app = Portico::spawn(&config).await;
+    let page = app.get("/v1/jobs?expand=customer,operations").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let rows = page.body["data"].as_array().unwrap();
+    assert_eq!(rows[0]["customer"]["name"], "Müller");
+    assert!(rows[1]["customer"].is_null());
+    assert_eq!(rows[2]["customer"]["id"], "C01");
+    // The fixture answers three operations of J001: two are served, and the cut is said.
+    assert_eq!(rows[0]["operations"].as_array().unwrap().len(), 2);
+    assert_eq!(rows[0]["operations_truncated"], true);
+    assert_eq!(rows[1]["operations"][0]["seq"], 10);
+    assert!(rows[2]["operations"].as_array().unwrap().is_empty());
+    let sent: Vec<Request> = fixture
+        .requests()
+        .into_iter()
+        .filter(|r| r.sql().contains("FROM "))
+        .collect();
+    let sql: Vec<&str> = sent.iter().map(Request::sql).collect();
+    assert_eq!(
+        sql,
+        [
+            "SELECT TOP (51) [JOB_NO], [CUST_NO] FROM [dbo].[JOBS] ORDER BY [JOB_NO]",
+            "SELECT TOP (2) [CUST_NO], [NAME] FROM [dbo].[CUSTOMERS] \
+             WHERE ([CUST_NO] IN (CAST(@P1 AS varchar(8000)), CAST(@P2 AS varchar(8000)))) \
+             ORDER BY [CUST_NO]",
+            "SELECT TOP (9) [JOB_NO], [SEQ] FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY \
+             [JOB_NO] ORDER BY [JOB_NO], [SEQ]) AS portico_rn FROM [dbo].[OPS] \
+             WHERE ([JOB_NO] IN (CAST(@P1 AS varchar(8000)), CAST(@P2 AS varchar(8000)), \
+             CAST(@P3 AS varchar(8000))))) portico_g WHERE portico_rn <= 3 ORDER BY [JOB_NO], [SEQ]",
+        ]
+    );
+    let params = |i: usize| match &sent[i] {
+        Request::Rpc { params, .. } => params.clone(),
+        other => panic!("not sp_executesql: {other:?}"),
+    };
+    use crate::tds::Sent;
+    assert_eq!(
+        params(1),
+        vec![Sent::Text("C01   ".into()), Sent::Text("C02   ".into())]
+    );
+    assert_eq!(params(2).len(), 3);
+}
