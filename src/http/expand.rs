@@ -44,14 +44,22 @@ pub fn split(query_string: &str) -> Result<(String, Option<String>), QueryError>
     Ok((rest.join("&"), expand))
 }
 
-/// A single row's lookup takes `expand` and nothing else.
-pub fn item_parameters(req: &HttpRequest) -> Result<Option<String>, QueryError> {
+/// A single row's lookup takes `expand` (when its resource has relations) and nothing else.
+pub fn item_parameters(
+    req: &HttpRequest,
+    resource: &Resource,
+) -> Result<Option<String>, QueryError> {
     let (rest, expand) = split(req.query_string())?;
+    let takes = if resource.relations.is_empty() {
+        "it takes none"
+    } else {
+        "it takes only `expand`"
+    };
     match query::pairs(&rest)?.into_iter().next() {
         Some((name, _)) => Err(QueryError {
             place: Place::Query,
             parameter: name,
-            message: "is not a parameter of a single row's lookup (it takes only `expand`)".into(),
+            message: format!("is not a parameter of a single row's lookup ({takes})"),
         }),
         None => Ok(expand),
     }
@@ -187,6 +195,9 @@ impl<'a> Expand<'a> {
     /// Makes `grant` (the caller's grant of the expanded resource) stand for the related
     /// grants too, so callers that see different related rows or fields never share an entry.
     pub fn narrow(&self, grant: &mut Grant) {
+        if self.prepared.is_empty() {
+            return;
+        }
         if !self.identity.is_empty() {
             grant.identity = format!("{}|{}", grant.identity, self.identity);
         }

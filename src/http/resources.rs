@@ -48,7 +48,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let resource = resource_at(&state, &req, 1)?;
     let mut grant = access::grant(resource, principal)?;
-    let expand = expand::item_parameters(&req)?;
+    let expand = expand::item_parameters(&req, resource)?;
     let expand = Expand::prepare(&state, resource, principal, &grant.mask, expand)?;
     expand.narrow(&mut grant);
     let key = raw_segment(&req, 2);
