@@ -37,11 +37,23 @@ pub struct CacheKey {
     pub request: String,
     /// Identity of the row policies and field mask that applied; empty without any.
     pub identity: String,
+    /// Other resources the answer read (related rows of `?expand=`): invalidating any of
+    /// them drops it too.
+    pub depends_on: Vec<String>,
 }
 
 impl CacheKey {
     fn weight(&self) -> usize {
-        self.resource.len() + self.version.len() + self.request.len() + self.identity.len()
+        self.resource.len()
+            + self.version.len()
+            + self.request.len()
+            + self.identity.len()
+            + self.depends_on.iter().map(String::len).sum::<usize>()
+    }
+
+    /// Whether invalidating `resource` concerns this answer.
+    fn reads(&self, resource: &str) -> bool {
+        self.resource == resource || self.depends_on.iter().any(|r| r == resource)
     }
 }
 
@@ -129,7 +141,8 @@ impl Expiry<CacheKey, Arc<CachedPage>> for KeepFor {
 struct Generation {
     /// `purge_all` calls.
     purges: u64,
-    /// `invalidate_resource` calls for the page's resource.
+    /// `invalidate_resource` calls for the page's resource and every resource it read (a
+    /// sum of counters that only grow: it changes whenever one of them does).
     resource: u64,
 }
 
@@ -213,16 +226,27 @@ impl ResponseCache {
         self.invalidations.get(resource).unwrap_or(&self.unlisted)
     }
 
+    /// The invalidation counters of every resource `key`'s answer reads.
+    fn counters(&self, key: &CacheKey) -> Vec<&AtomicU64> {
+        std::iter::once(&key.resource)
+            .chain(&key.depends_on)
+            .map(|r| self.invalidations(r))
+            .collect()
+    }
+
     /// The current generation of the responses counted by `invalidations`.
-    fn generation(&self, invalidations: &AtomicU64) -> Generation {
+    fn generation(&self, invalidations: &[&AtomicU64]) -> Generation {
         Generation {
             purges: self.purges.load(Ordering::SeqCst),
-            resource: invalidations.load(Ordering::SeqCst),
+            resource: invalidations
+                .iter()
+                .map(|c| c.load(Ordering::SeqCst))
+                .fold(0, u64::wrapping_add),
         }
     }
 
     /// Whether `page` was loaded under the current generation of `invalidations`.
-    fn is_current(&self, invalidations: &AtomicU64, page: &CachedPage) -> bool {
+    fn is_current(&self, invalidations: &[&AtomicU64], page: &CachedPage) -> bool {
         page.generation == self.generation(invalidations)
     }
 
@@ -245,7 +269,8 @@ impl ResponseCache {
         if lifetime.ttl.is_zero() {
             return Ok((Arc::new(load.await?), Freshness::Fresh));
         }
-        let invalidations = self.invalidations(&key.resource);
+        let counters = self.counters(&key);
+        let invalidations = counters.as_slice();
         // Read before the load starts: a write that lands while it runs changes it.
         let generation = self.generation(invalidations);
         let stamp = |mut page: CachedPage| {
@@ -360,7 +385,7 @@ impl ResponseCache {
         for cache in [&self.fresh, &self.stale] {
             let name = resource.to_string();
             if cache
-                .invalidate_entries_if(move |key, _| key.resource == name)
+                .invalidate_entries_if(move |key, _| key.reads(&name))
                 .is_err()
             {
                 // Closures are enabled at build time; if that ever fails, drop everything.
@@ -444,6 +469,7 @@ mod tests {
             version: "v1".into(),
             request: "list:".into(),
             identity: String::new(),
+            depends_on: Vec::new(),
         }
     }
 
@@ -596,13 +622,13 @@ mod tests {
     #[test]
     fn names_outside_the_catalog_share_one_counter() {
         let cache = ResponseCache::new(1 << 20, CacheMetrics::default(), ["jobs".to_string()]);
-        let ghost = cache.generation(cache.invalidations("ghost"));
-        let jobs = cache.generation(cache.invalidations("jobs"));
+        let ghost = cache.generation(&[cache.invalidations("ghost")]);
+        let jobs = cache.generation(&[cache.invalidations("jobs")]);
         cache.invalidate_resource("phantom");
-        assert!(ghost.is_older_than(cache.generation(cache.invalidations("ghost"))));
-        assert_eq!(cache.generation(cache.invalidations("jobs")), jobs);
+        assert!(ghost.is_older_than(cache.generation(&[cache.invalidations("ghost")])));
+        assert_eq!(cache.generation(&[cache.invalidations("jobs")]), jobs);
         cache.invalidate_resource("jobs");
-        assert!(jobs.is_older_than(cache.generation(cache.invalidations("jobs"))));
+        assert!(jobs.is_older_than(cache.generation(&[cache.invalidations("jobs")])));
     }
 
     #[tokio::test]
@@ -634,5 +660,47 @@ mod tests {
             outage.is_err(),
             "no stale copy from before the invalidation"
         );
+    }
+
+    /// A page of `jobs` that expanded `customers`: a write to `customers` drops it and keeps a
+    /// load under way from being stored; a write to another resource does not.
+    #[tokio::test]
+    async fn a_page_that_read_another_resource_follows_its_invalidations() {
+        let cache = ResponseCache::new(
+            1 << 20,
+            CacheMetrics::default(),
+            [
+                "jobs".to_string(),
+                "customers".to_string(),
+                "plants".to_string(),
+            ],
+        );
+        let expanded = CacheKey {
+            depends_on: vec!["customers".into()],
+            ..jobs_key()
+        };
+        let get = |text: &'static str| {
+            let key = expanded.clone();
+            let cache = &cache;
+            async move {
+                let (page, _) = cache
+                    .get_or_load(key, CACHED, false, page(text))
+                    .await
+                    .unwrap();
+                String::from_utf8(page.body.to_vec()).unwrap()
+            }
+        };
+        assert_eq!(get("old").await, "old");
+        assert_eq!(get("unused").await, "old");
+        cache.invalidate_resource("plants");
+        assert_eq!(get("unused").await, "old");
+        cache.invalidate_resource("customers");
+        assert_eq!(get("new").await, "new");
+        // A load that began before a write to `customers` is answered but not stored.
+        let counters = cache.counters(&expanded);
+        let before = cache.generation(&counters);
+        cache.invalidate_resource("customers");
+        assert!(before.is_older_than(cache.generation(&counters)));
+        assert_eq!(get("newer").await, "newer");
     }
 }

@@ -57,6 +57,7 @@ pub fn compile_partial(config: &Config) -> (Catalog, Vec<Problem>) {
             }
         }
         check_parents(&resources, &version.resources, &at, &mut problems);
+        super::expand::compile_relations(&mut resources, &version.resources, &at, &mut problems);
         if problems.is_empty() {
             inherit_parent_policies(&mut resources, &version.resources, &at, &mut problems);
         }
@@ -253,6 +254,7 @@ fn compile_resource(
         access: access?,
         writes,
         changes: false,
+        relations: IndexMap::new(),
     })
 }
 

@@ -4,6 +4,7 @@ pub mod access;
 mod build;
 pub mod cursor;
 pub mod date;
+pub mod expand;
 pub mod field;
 pub mod float;
 pub mod limits;
@@ -94,6 +95,8 @@ pub struct Resource {
     pub writes: Option<write::WriteRules>,
     /// A change feed watches the table (`GET /{v}/{resource}/changes`).
     pub changes: bool,
+    /// Related rows `?expand=` may serve, by relation name.
+    pub relations: IndexMap<String, expand::Relationship>,
 }
 
 /// `Deprecation` and `Sunset` header values for a version's dates.

@@ -137,6 +137,7 @@ pub fn list(
             order,
             after,
             limit: spec.limit + 1,
+            per_group: None,
         },
         output,
         order_positions,

@@ -107,6 +107,7 @@ impl ChangeStrategy for HighWaterMark {
                     order,
                     after: None,
                     limit: 1,
+                    per_group: None,
                 })
             }
             Phase::Baseline => dialect.select(&scan::by_key(feed, position.after.clone())),
@@ -126,6 +127,7 @@ impl ChangeStrategy for HighWaterMark {
                     order: scan::order(feed, order_columns),
                     after,
                     limit: feed.page_size,
+                    per_group: None,
                 })
             }
         }

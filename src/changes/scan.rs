@@ -26,6 +26,7 @@ pub fn by_key(feed: &Feed, after: Option<Vec<Value>>) -> Select {
         order: order(feed, 0..feed.key_len),
         after,
         limit: feed.page_size,
+        per_group: None,
     }
 }
 

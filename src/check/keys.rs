@@ -221,6 +221,7 @@ async fn read_in_order(
             .collect(),
         after: None,
         limit: READ_KEYS + 1,
+        per_group: None,
     };
     let mut rows = source.select(select).await?;
     let beyond = rows.len() > READ_KEYS;

@@ -105,6 +105,7 @@ pub(super) async fn sample(
         order: Vec::new(),
         after: None,
         limit: rows,
+        per_group: None,
     });
     let sampled = source.query(statement).await?;
     let mut problems = Vec::new();

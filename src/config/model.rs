@@ -391,6 +391,26 @@ pub struct ResourceConfig {
     pub changes: Option<ChangesConfig>,
     /// Fields in response order: API name → column and transform.
     pub fields: IndexMap<String, FieldConfig>,
+    /// Related rows a client may ask for with `?expand=NAME`: relation name → its link.
+    #[serde(default)]
+    pub relations: IndexMap<String, RelationConfig>,
+}
+
+/// A link to rows of another resource of the same version, served by `?expand=`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelationConfig {
+    /// The related resource, in the same version.
+    pub resource: String,
+    /// To-one: this resource's field holding the related row's key. To-many: the related
+    /// resource's field holding this resource's key (its `parent` link when absent).
+    pub field: Option<String>,
+    /// Several related rows per row (to-many) instead of at most one.
+    #[serde(default)]
+    pub many: bool,
+    /// To-many: most related rows served per row (100 by default, at most the related
+    /// resource's `max_limit`).
+    pub limit: Option<usize>,
 }
 
 fn default_limit() -> usize {

@@ -56,6 +56,21 @@ pub fn negotiate(req: &HttpRequest) -> Result<Format, ApiError> {
     })
 }
 
+/// An export streams the rows alone: `expand` (related rows) is refused on it, not ignored.
+pub fn without_expand(expand: Option<&str>) -> Result<(), ApiError> {
+    match expand {
+        None => Ok(()),
+        Some(_) => Err(crate::catalog::query::QueryError {
+            place: crate::catalog::query::Place::Query,
+            parameter: "expand".into(),
+            message: "is not available on an NDJSON or CSV export; page the JSON list to \
+                      read related rows"
+                .into(),
+        }
+        .into()),
+    }
+}
+
 /// The best format for `Accept` header values; `None` when they take none.
 fn choose(values: &[&str]) -> Option<Format> {
     let ranges: Vec<(&str, &str, f32)> = values

@@ -3,6 +3,7 @@
 mod access;
 mod admin;
 mod docs;
+mod expand;
 mod export;
 mod feed;
 mod health;

@@ -5,6 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use serde_json::Value as Json;
 
+use super::expand::Member;
 use super::problem::ApiError;
 use crate::catalog::{plan, Resource};
 use crate::state::StoredResponse;
@@ -15,10 +16,21 @@ pub fn render_row(
     plan: &plan::Plan,
     row: &[crate::source::Value],
 ) -> Result<Vec<u8>, ApiError> {
+    render_row_expanded(resource, plan, row, &[])
+}
+
+/// One row as its JSON body, with its related rows (`members`).
+pub fn render_row_expanded(
+    resource: &Resource,
+    plan: &plan::Plan,
+    row: &[crate::source::Value],
+    members: &[Member<'_>],
+) -> Result<Vec<u8>, ApiError> {
     json_body(&RowView {
         resource,
         plan,
         row,
+        members,
     })
 }
 
@@ -29,12 +41,26 @@ pub fn render_page(
     rows: &[Vec<crate::source::Value>],
     next_cursor: Option<String>,
 ) -> Result<Vec<u8>, ApiError> {
+    render_page_expanded(resource, plan, rows, next_cursor, &[])
+}
+
+/// A list body whose rows carry their related rows: `members[i]` those of `rows[i]` (none
+/// when `members` is empty).
+pub fn render_page_expanded(
+    resource: &Resource,
+    plan: &plan::Plan,
+    rows: &[Vec<crate::source::Value>],
+    next_cursor: Option<String>,
+    members: &[Vec<Member<'_>>],
+) -> Result<Vec<u8>, ApiError> {
     let data: Vec<RowView> = rows
         .iter()
-        .map(|row| RowView {
+        .enumerate()
+        .map(|(i, row)| RowView {
             resource,
             plan,
             row,
+            members: members.get(i).map_or(&[], Vec::as_slice),
         })
         .collect();
     // Room for the whole body up front (about 24 bytes a value), not a buffer doubled a dozen
@@ -58,6 +84,7 @@ pub fn write_row(
             resource,
             plan,
             row,
+            members: &[],
         },
     )
     .map_err(|e| ApiError::Internal(format!("cannot render JSON: {e}")))
@@ -89,17 +116,19 @@ pub fn stored_response(stored: StoredResponse, replayed: bool) -> HttpResponse {
     response.content_type("application/json").body(stored.body)
 }
 
-/// One row in API shape, serialized straight from the legacy values (no intermediate map).
-struct RowView<'a> {
-    resource: &'a Resource,
-    plan: &'a plan::Plan,
-    row: &'a [crate::source::Value],
+/// One row in API shape, serialized straight from the legacy values (no intermediate map),
+/// followed by its related rows.
+pub(super) struct RowView<'a> {
+    pub(super) resource: &'a Resource,
+    pub(super) plan: &'a plan::Plan,
+    pub(super) row: &'a [crate::source::Value],
+    pub(super) members: &'a [Member<'a>],
 }
 
 impl serde::Serialize for RowView<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.plan.output.len()))?;
+        let mut map = serializer.serialize_map(None)?;
         for &(field, position) in &self.plan.output {
             let f = &self.resource.fields[field];
             match self.row.get(position) {
@@ -107,6 +136,7 @@ impl serde::Serialize for RowView<'_> {
                 None => map.serialize_entry(&f.name, &Json::Null)?,
             }
         }
+        super::expand::serialize_members(&mut map, self.members)?;
         map.end()
     }
 }

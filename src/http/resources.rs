@@ -4,10 +4,11 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access;
+use super::expand::{self, Expand};
 use super::export::{self, Format};
 use super::problem::ApiError;
-use super::render::{render_page, render_row};
-use super::request::{key_plan, no_parameters, not_served, raw_segment, resource_at, split_key};
+use super::render::{render_page, render_page_expanded, render_row, render_row_expanded};
+use super::request::{key_plan, not_served, raw_segment, resource_at, split_key};
 use super::AppState;
 use crate::auth::Principal;
 use crate::cache::{none_match, CacheKey, CachedPage, Freshness, Lifetime};
@@ -25,19 +26,24 @@ pub async fn list(
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
     let resource = resource_at(&state, &req, 1)?;
-    let grant = access::grant(resource, principal)?;
+    let mut grant = access::grant(resource, principal)?;
     let format = export::negotiate(&req)?;
-    let spec = query::parse(resource, req.query_string(), &grant.mask)?;
+    let (query_string, expand) = expand::split(req.query_string())?;
+    let spec = query::parse(resource, &query_string, &grant.mask)?;
     if format != Format::Json {
+        export::without_expand(expand.as_deref())?;
         let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask, "")?;
         return export::stream(&state, resource, plan, format).await;
     }
-    let request = format!("list:{}", spec.cache_key());
+    let expand = Expand::prepare(&state, resource, principal, &grant.mask, expand)?;
+    expand.narrow(&mut grant);
+    let request = format!("list:{}{}", spec.cache_key(), expand.request);
     let load = async {
         let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask, "")?;
-        load_page(&state, resource, &plan).await
+        load_page(&state, resource, plan, &expand).await
     };
-    let response = cached(&req, &state, resource, &grant, request, load).await?;
+    let depends_on = expand.depends_on.clone();
+    let response = cached(&req, &state, resource, &grant, request, depends_on, load).await?;
     Ok(varies_by_accept(response))
 }
 
@@ -50,27 +56,40 @@ fn varies_by_accept(mut response: HttpResponse) -> HttpResponse {
 }
 
 /// One row by key; composite keys are written `a,b` with each part percent-encoded.
-/// A row a policy hides is a 404, exactly like a missing one. It takes no query parameters.
+/// A row a policy hides is a 404, exactly like a missing one. It takes no query parameter but
+/// `expand`; with it, the ETag is the body's (the row's version is its ETag without).
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
     let resource = resource_at(&state, &req, 1)?;
-    let grant = access::grant(resource, principal)?;
-    no_parameters(&req)?;
+    let mut grant = access::grant(resource, principal)?;
+    let expand = expand::item_parameters(&req, resource)?;
+    let expand = Expand::prepare(&state, resource, principal, &grant.mask, expand)?;
+    expand.narrow(&mut grant);
     let key = raw_segment(&req, 2);
     let parts = split_key(key)?;
-    let request = format!("item:{}", key_request(resource, &parts)?);
+    let request = format!("item:{}{}", key_request(resource, &parts)?, expand.request);
     let load = async {
-        let plan = key_plan(resource, &parts, &grant)?;
+        let mut plan = key_plan(resource, &parts, &grant)?;
+        let links = expand.read_links(resource, &mut plan);
         let row = fetch_one(&state, resource, &plan, key).await?;
-        let body = render_row(resource, &plan, &row)?;
-        // The ETag is the row's version, the one `If-Match` on a write is compared with.
-        let etag = crate::catalog::write::row_etag(resource, &plan, &row);
-        Ok(CachedPage::with_etag(body, etag, None))
+        if expand.is_empty() {
+            let body = render_row(resource, &plan, &row)?;
+            // The ETag is the row's version, the one `If-Match` on a write is compared with.
+            let etag = crate::catalog::write::row_etag(resource, &plan, &row);
+            return Ok(CachedPage::with_etag(body, etag, None));
+        }
+        let rows = [row];
+        let members = expand.load(&state, &rows, &links).await?;
+        let members = members.first().map_or(&[][..], Vec::as_slice);
+        // The related rows are part of this representation: its ETag is the body's.
+        let body = render_row_expanded(resource, &plan, &rows[0], members)?;
+        Ok(CachedPage::new(body, None))
     };
-    cached(&req, &state, resource, &grant, request, load).await
+    let depends_on = expand.depends_on.clone();
+    cached(&req, &state, resource, &grant, request, depends_on, load).await
 }
 
 /// The cache's name for a lookup by key: the key's legacy values, so every spelling of one
@@ -110,11 +129,18 @@ pub async fn children(
     let key = raw_segment(&req, 2);
     let parts = split_key(key)?;
     let format = export::negotiate(&req)?;
-    let spec = query::parse(child, req.query_string(), &grant.mask)?;
+    let (query_string, expand) = expand::split(req.query_string())?;
+    let spec = query::parse(child, &query_string, &grant.mask)?;
+    if format != Format::Json {
+        export::without_expand(expand.as_deref())?;
+    }
+    let expand = Expand::prepare(&state, child, principal, &grant.mask, expand)?;
+    expand.narrow(&mut grant);
     let request = format!(
-        "under:{}|{}",
+        "under:{}|{}{}",
         key_request(parent, &parts)?,
-        spec.cache_key()
+        spec.cache_key(),
+        expand.request
     );
     // The parent row must be visible before any child row is read.
     let planned = async {
@@ -146,21 +172,23 @@ pub async fn children(
         let plan = planned.await?;
         return export::stream(&state, child, plan, format).await;
     }
-    let load = async { load_page(&state, child, &planned.await?).await };
-    let response = cached(&req, &state, child, &grant, request, load).await?;
+    let load = async { load_page(&state, child, planned.await?, &expand).await };
+    let depends_on = expand.depends_on.clone();
+    let response = cached(&req, &state, child, &grant, request, depends_on, load).await?;
     Ok(varies_by_accept(response))
 }
 
 /// Answers through the response cache, with ETag, `If-None-Match` and `Cache-Control`.
 /// The key is the parsed request (`request`: never the raw URL, so spellings of one request
 /// share an entry) and the grant's identity, so principals that see different rows or fields
-/// never share an entry.
+/// never share an entry. `depends_on` names the other resources the answer read.
 async fn cached(
     req: &HttpRequest,
     state: &AppState,
     resource: &Resource,
     grant: &Grant,
     request: String,
+    depends_on: Vec<String>,
     load: impl std::future::Future<Output = Result<CachedPage, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
     let key = CacheKey {
@@ -168,6 +196,7 @@ async fn cached(
         version: resource.version.clone(),
         request,
         identity: grant.identity.clone(),
+        depends_on,
     };
     let lifetime = Lifetime {
         ttl: resource.cache_ttl,
@@ -260,8 +289,11 @@ async fn fetch_one(
 async fn load_page(
     state: &AppState,
     resource: &Resource,
-    plan: &plan::Plan,
+    mut plan: plan::Plan,
+    expand: &Expand<'_>,
 ) -> Result<CachedPage, ApiError> {
+    let links = expand.read_links(resource, &mut plan);
+    let plan = &plan;
     let rows = run(state, resource, plan).await?;
     let more = rows.len() > plan.limit;
     let page = &rows[..rows.len().min(plan.limit)];
@@ -280,6 +312,11 @@ async fn load_page(
         ),
         _ => None,
     };
-    let body = render_page(resource, plan, page, next_cursor.clone())?;
+    let body = if expand.is_empty() {
+        render_page(resource, plan, page, next_cursor.clone())?
+    } else {
+        let members = expand.load(state, page, &links).await?;
+        render_page_expanded(resource, plan, page, next_cursor.clone(), &members)?
+    };
     Ok(CachedPage::new(body, next_cursor))
 }

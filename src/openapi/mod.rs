@@ -51,7 +51,10 @@ pub fn document(version: &Version, admin_scope: Option<&str>) -> OpenApi {
         .build()];
     for resource in version.resources.values() {
         components = components
-            .schema(schema::row_name(resource), schema::row(resource))
+            .schema(
+                schema::row_name(resource),
+                schema::row(resource, &version.resources),
+            )
             .schema(schema::page_name(resource), schema::page(resource))
             .schemas_from_iter(writes::body_schemas(resource))
             .schemas_from_iter(changes::schemas(resource));

@@ -112,7 +112,12 @@ fn get(version: &Version, resource: &Resource, auth: bool) -> PathItem {
              404 like a missing one.",
         ))
         .tag(&resource.name)
-        .parameters(Some(key_parameters(resource)))
+        .parameters(Some(
+            key_parameters(resource)
+                .into_iter()
+                .chain(expand_parameter(version, resource))
+                .collect::<Vec<_>>(),
+        ))
         .responses(responses(ok, &["BadParameter", "NotFound"], auth))
         .securities(security(resource, auth))
         .deprecated(deprecated(version));
@@ -141,6 +146,7 @@ fn list(
         );
     }
     parameters.extend(query_parameters(resource));
+    parameters.extend(expand_parameter(version, resource));
     let ok = ResponseBuilder::new()
         .link("next", next.build())
         .description(format!(
@@ -278,6 +284,50 @@ fn csv_example(resource: &Resource) -> String {
         }
     }
     format!("{}\r\n{}\r\n", header.join(","), row.join(","))
+}
+
+/// The relation paths `expand` takes on `resource`: its relations, and theirs one level down.
+pub fn expand_paths(version: &Version, resource: &Resource) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (name, relationship) in &resource.relations {
+        paths.push(name.clone());
+        if let Some(related) = version.resources.get(&relationship.resource) {
+            paths.extend(related.relations.keys().map(|n| format!("{name}.{n}")));
+        }
+    }
+    paths
+}
+
+/// `expand=customer,operations.job`, on the operations of a resource with relations.
+fn expand_parameter(
+    version: &Version,
+    resource: &Resource,
+) -> Option<utoipa::openapi::path::Parameter> {
+    let paths = expand_paths(version, resource);
+    if paths.is_empty() {
+        return None;
+    }
+    let items = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(paths));
+    Some(
+        ParameterBuilder::new()
+            .name("expand")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .style(Some(utoipa::openapi::path::ParameterStyle::Form))
+            .explode(Some(false))
+            .schema(Some(
+                utoipa::openapi::schema::ArrayBuilder::new()
+                    .items(items)
+                    .min_items(Some(1))
+                    .unique_items(true),
+            ))
+            .description(Some(
+                "Comma-separated relations whose rows each row carries as a member of the                  relation's name: a to-one relation's row or null (missing, or hidden from this                  token), a to-many relation's rows in the related resource's default order, at                  most its limit, with `{name}_truncated: true` when there were more. `a.b`                  expands `b` of each `a` (two levels at most). The related resource's read                  scope is needed (403 without it), and its row policies and hidden fields                  apply; each relation is one more read of its resource per page.",
+            ))
+            .build(),
+    )
 }
 
 fn etag_header() -> utoipa::openapi::header::Header {

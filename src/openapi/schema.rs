@@ -6,6 +6,8 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::RefOr;
 
+use indexmap::IndexMap;
+
 use crate::catalog::{Field, Resource};
 use crate::config::FieldType;
 
@@ -232,8 +234,15 @@ fn money(field: &Field, masked_by: Option<&str>) -> Schema {
 }
 
 /// A row: every field; the key is required (a row always carries it, whatever `fields=`
-/// asks for), the others not, since `fields=` and masks leave some out.
-pub fn row(resource: &Resource) -> Schema {
+/// asks for), the others not, since `fields=` and masks leave some out. Its relations are
+/// optional members, the related rows written out (not referenced: relations may form a
+/// cycle, and `expand` goes two levels deep at most).
+pub fn row(resource: &Resource, version: &IndexMap<String, Resource>) -> Schema {
+    row_to_depth(resource, version, crate::catalog::expand::MAX_DEPTH)
+}
+
+/// A row with its relations `depth` levels down.
+fn row_to_depth(resource: &Resource, version: &IndexMap<String, Resource>, depth: usize) -> Schema {
     let mut builder = ObjectBuilder::new()
         .schema_type(Type::Object)
         .description(resource.description.clone())
@@ -249,6 +258,48 @@ pub fn row(resource: &Resource) -> Schema {
             .find(|(index, _)| *index == i)
             .map(|(_, scope)| scope.as_str());
         builder = builder.property(&f.name, field(f, masked_by));
+    }
+    let relations = resource
+        .relations
+        .iter()
+        .filter(|_| depth > 0)
+        .filter_map(|(name, r)| Some((name, r, version.get(&r.resource)?)));
+    for (name, relationship, related) in relations {
+        let related_row = row_to_depth(related, version, depth - 1);
+        builder = match relationship.many {
+            None => builder.property(
+                name,
+                utoipa::openapi::schema::OneOfBuilder::new()
+                    .item(related_row)
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .description(Some(format!(
+                        "With `expand={name}`: the related {} row, or null when it is missing \
+                         or hidden from this token.",
+                        relationship.resource
+                    ))),
+            ),
+            Some(limit) => builder
+                .property(
+                    name,
+                    ArrayBuilder::new()
+                        .items(RefOr::T(related_row))
+                        .max_items(Some(limit))
+                        .description(Some(format!(
+                            "With `expand={name}`: the related {} rows this token sees, in \
+                             their default order, at most {limit}.",
+                            relationship.resource
+                        ))),
+                )
+                .property(
+                    format!("{name}_truncated"),
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([true]))
+                        .description(Some(format!(
+                            "Present (true) only when `{name}` was cut at {limit} rows."
+                        ))),
+                ),
+        };
     }
     builder.build().into()
 }

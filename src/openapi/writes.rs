@@ -284,16 +284,22 @@ fn merge(item: &PathItem, method: HttpMethod, operation: Operation) -> PathItem 
     merged
 }
 
-/// The row's key parameters (from its GET) and `If-Match`.
+/// The row's key parameters (from its GET, whose `expand` a write does not take) and
+/// `If-Match`.
 fn key_and_if_match(
     row: &PathItem,
     required: bool,
 ) -> Vec<utoipa::openapi::RefOr<utoipa::openapi::path::Parameter>> {
-    let mut parameters = row
+    let mut parameters: Vec<_> = row
         .get
         .as_ref()
         .and_then(|get| get.parameters.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(
+            |p| matches!(p, utoipa::openapi::RefOr::T(p) if p.parameter_in == ParameterIn::Path),
+        )
+        .collect();
     parameters.push(
         ParameterBuilder::new()
             .name("If-Match")

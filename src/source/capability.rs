@@ -520,6 +520,7 @@ async fn probe(
             order: Vec::new(),
             after: None,
             limit: 1,
+            per_group: None,
         });
         let (works, how) = answers(source.query(limited).await);
         record(Capability::Limit, works, &how);
@@ -589,6 +590,7 @@ mod tests {
             ],
             after,
             limit: 51,
+            per_group: None,
         }
     }
 

@@ -113,6 +113,20 @@ impl Dialect {
             sql.read_column(column, *column_type);
         }
         sql.push(" FROM ");
+        let grouped = select.per_group.as_ref().filter(|_| self.numbers_rows());
+        if let Some(group) = grouped {
+            // Each group's first rows: numbered in the select's order within the group.
+            sql.push("(SELECT *, ROW_NUMBER() OVER (PARTITION BY ");
+            sql.column(&group.column);
+            sql.push(" ORDER BY ");
+            for (i, term) in select.order.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.order_term(term);
+            }
+            sql.push(") AS portico_rn FROM ");
+        }
         sql.relation(&select.relation, "portico_q");
         let mut conditions: Vec<Condition> = select.filter.clone();
         if let Some(after) = &select.after {
@@ -121,6 +135,9 @@ impl Dialect {
         if !conditions.is_empty() {
             sql.push(" WHERE ");
             sql.condition(&Condition::And(conditions));
+        }
+        if let Some(group) = grouped {
+            sql.push(&format!(") portico_g WHERE portico_rn <= {}", group.rows));
         }
         if !select.order.is_empty() {
             sql.push(" ORDER BY ");
@@ -157,6 +174,13 @@ impl Dialect {
             Relation::Table(name) => self.quote(name),
             Relation::Query(query) => format!("({query}) {alias}"),
         }
+    }
+
+    /// Whether the dialect numbers rows within groups (`ROW_NUMBER() OVER (PARTITION BY …)`),
+    /// so a select's `per_group` is pushed down; `generic` reads every row of the batch
+    /// (up to its limit) and the caller keeps each group's first.
+    pub fn numbers_rows(self) -> bool {
+        !matches!(self, Dialect::Generic)
     }
 
     /// The row limit that follows `SELECT` (T-SQL's `TOP`), or nothing.
@@ -546,6 +570,7 @@ mod tests {
             order,
             after,
             limit: 51,
+            per_group: None,
         }
     }
 

@@ -179,6 +179,29 @@ pub fn evaluate(
         let b: Vec<&Value> = order.iter().map(|(p, _)| &b[*p]).collect();
         compare_in_order(&a, &b, &order)
     });
+    if let Some(group) = &select.per_group {
+        // Each group's first rows, as `ROW_NUMBER() OVER (PARTITION BY …)` keeps them.
+        let column = table
+            .position(&group.column, None)
+            .ok_or_else(|| missing(&group.column))?;
+        let mut seen: Vec<(&Value, usize)> = Vec::new();
+        passed.retain(|row| {
+            let value = &row[column];
+            match seen
+                .iter_mut()
+                .find(|(v, _)| sort_order(v, value) == Ordering::Equal)
+            {
+                Some((_, count)) => {
+                    *count += 1;
+                    *count <= group.rows
+                }
+                None => {
+                    seen.push((value, 1));
+                    group.rows >= 1
+                }
+            }
+        });
+    }
     Ok(passed
         .into_iter()
         .take(select.limit)
@@ -483,6 +506,7 @@ mod tests {
             order,
             after,
             limit: 10,
+            per_group: None,
         }
     }
 

@@ -151,4 +151,16 @@ pub struct Select {
     pub after: Option<Vec<super::Value>>,
     /// Maximum rows to return.
     pub limit: usize,
+    /// At most this many rows per value of a column, the first in `order` (the related rows
+    /// of each parent row in one batched read).
+    pub per_group: Option<PerGroup>,
+}
+
+/// The first `rows` rows (in the select's order) of each value of `column`.
+#[derive(Debug, Clone)]
+pub struct PerGroup {
+    /// Column whose values form the groups.
+    pub column: String,
+    /// Rows kept per group.
+    pub rows: usize,
 }

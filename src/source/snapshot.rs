@@ -97,6 +97,7 @@ impl Snapshots {
             order: Vec::new(),
             after: None,
             limit: self.settings.max_rows.saturating_add(1),
+            per_group: None,
         });
         let started = Instant::now();
         let rows = source.query(read).await?;

@@ -268,6 +268,7 @@ async fn evaluator_agrees_with(kind: Kind, collation: Option<&str>) {
         }],
         after: None,
         limit: 100,
+        per_group: None,
     };
     // The rows as a feed reads them.
     let rows = source

@@ -11,6 +11,7 @@ mod client;
 mod contract;
 mod docs;
 mod excluded_values;
+mod expand;
 mod export;
 mod filters;
 mod fixture;

@@ -233,6 +233,7 @@ fn guarded(
         order: Vec::new(),
         after: None,
         limit: 1,
+        per_group: None,
     });
     lock.sql.push_str(dialect.lock_rows());
     vec![
