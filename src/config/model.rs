@@ -72,6 +72,11 @@ pub struct ServerConfig {
     /// feeds do not count when absent.
     #[serde(default, deserialize_with = "super::units::optional_duration")]
     pub ready_max_feed_lag: Option<Duration>,
+    /// Browser pages on other origins allowed to call; no CORS headers at all when absent.
+    pub cors: Option<super::CorsConfig>,
+    /// Response compression.
+    #[serde(default)]
+    pub compression: super::CompressionConfig,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +89,8 @@ impl Default for ServerConfig {
             max_filter_terms: default_max_filter_terms(),
             max_bound_parameters: default_max_bound_parameters(),
             ready_max_feed_lag: None,
+            cors: None,
+            compression: Default::default(),
         }
     }
 }
