@@ -16,7 +16,8 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::Expiry;
 
-use crate::telemetry::metrics::CacheMetrics;
+use crate::config::ContentCoding;
+use crate::telemetry::metrics::{CacheMetrics, CodingLabels};
 
 /// What the cache needs to know of a loader's error.
 pub trait LoadError: Clone + Display + Send + Sync + 'static {
@@ -71,6 +72,33 @@ pub struct CachedPage {
     fresh_for: Duration,
     stale_for: Duration,
     generation: Generation,
+    /// The body compressed, made on first need and kept (and weighed) with the page.
+    variants: Variants,
+}
+
+/// A page's compressed bodies, one per content coding.
+#[derive(Debug, Default)]
+struct Variants {
+    br: tokio::sync::OnceCell<Bytes>,
+    gzip: tokio::sync::OnceCell<Bytes>,
+}
+
+impl Variants {
+    fn of(&self, coding: ContentCoding) -> &tokio::sync::OnceCell<Bytes> {
+        match coding {
+            ContentCoding::Br => &self.br,
+            ContentCoding::Gzip => &self.gzip,
+        }
+    }
+
+    /// Bytes held by the variants made so far.
+    fn len(&self) -> usize {
+        [&self.br, &self.gzip]
+            .iter()
+            .filter_map(|cell| cell.get())
+            .map(Bytes::len)
+            .sum()
+    }
 }
 
 impl CachedPage {
@@ -93,8 +121,97 @@ impl CachedPage {
             fresh_for: Duration::ZERO,
             stale_for: Duration::ZERO,
             generation: Generation::default(),
+            variants: Variants::default(),
         }
     }
+
+    /// The body in `coding`, compressed on first need (once, however many requests ask at
+    /// the same time) and kept with the page; `Ok(true)` when this call compressed it. The
+    /// error is a compression task that did not finish.
+    async fn encoded(&self, coding: ContentCoding) -> Result<(Bytes, bool), EncodeError> {
+        let made = AtomicBool::new(false);
+        let body = self
+            .variants
+            .of(coding)
+            .get_or_try_init(|| async {
+                made.store(true, Ordering::Relaxed);
+                let body = self.body.clone();
+                // Off the worker thread: a large page takes milliseconds to compress.
+                tokio::task::spawn_blocking(move || encode(coding, &body))
+                    .await
+                    .map(Bytes::from)
+                    .map_err(|e| EncodeError(e.to_string()))
+            })
+            .await?;
+        Ok((body.clone(), made.load(Ordering::Relaxed)))
+    }
+}
+
+/// A compression task that panicked or was cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("compressing a cached body failed: {0}")]
+pub struct EncodeError(String);
+
+/// `body` compressed in `coding`. The levels favour size over speed: a cached body is
+/// compressed once and served many times.
+pub fn encode(coding: ContentCoding, body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    // Writing into a `Vec` cannot fail.
+    match coding {
+        ContentCoding::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::new(6),
+            );
+            encoder.write_all(body).ok();
+            encoder.finish().unwrap_or_default()
+        }
+        ContentCoding::Br => {
+            let mut out = Vec::with_capacity(body.len() / 4);
+            {
+                // Quality 5 of 11: most of brotli's gain at a fraction of its top level's time.
+                let mut encoder = brotli::CompressorWriter::new(&mut out, 32 << 10, 5, 22);
+                encoder.write_all(body).ok();
+            }
+            out
+        }
+    }
+}
+
+/// The entity tag of the `coding` variant of the representation tagged `etag`: the same tag
+/// with `-br` or `-gzip` inside the quotes (`"abc"` -> `"abc-gzip"`), since its bytes differ.
+pub fn variant_tag(etag: &str, coding: ContentCoding) -> String {
+    match etag.strip_suffix('"') {
+        Some(open) => format!("{open}-{}\"", coding.token()),
+        None => format!("{etag}-{}", coding.token()),
+    }
+}
+
+/// Whether the entity tag `tag` (as a client sent it) names the representation tagged `etag`
+/// or one of its coded variants. Weak comparison ignores `W/`; strong comparison (`weak`
+/// false) never matches a weak tag.
+pub fn tag_matches(tag: &str, etag: &str, weak: bool) -> bool {
+    let (tag, etag) = (tag.trim(), etag.trim());
+    let strip = |t: &'_ str| -> Option<(bool, String)> {
+        let (is_weak, quoted) = match t.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        let opaque = quoted.strip_prefix('"')?.strip_suffix('"')?;
+        Some((is_weak, opaque.to_string()))
+    };
+    let (Some((tag_weak, tag)), Some((etag_weak, etag))) = (strip(tag), strip(etag)) else {
+        return false;
+    };
+    if !weak && (tag_weak || etag_weak) {
+        return false;
+    }
+    tag == etag
+        || [ContentCoding::Br, ContentCoding::Gzip].iter().any(|c| {
+            tag.strip_suffix(c.token())
+                .and_then(|t| t.strip_suffix('-'))
+                .is_some_and(|t| t == etag)
+        })
 }
 
 /// How long a resource's responses live.
@@ -182,7 +299,8 @@ fn build(
     Cache::builder()
         .max_capacity(max_bytes)
         .weigher(|key: &CacheKey, page: &Arc<CachedPage>| {
-            let weight = key.weight() + page.body.len() + page.etag.len() + 96;
+            let weight =
+                key.weight() + page.body.len() + page.variants.len() + page.etag.len() + 96;
             u32::try_from(weight).unwrap_or(u32::MAX)
         })
         .expire_after(expiry)
@@ -378,6 +496,42 @@ impl ResponseCache {
         }
     }
 
+    /// The body of `page` (the answer cached under `key`) in `coding`: compressed the first
+    /// time it is asked for, then served from the entry. A new variant is counted and the
+    /// entry weighed again (it grew), if the cache still holds this very page.
+    pub async fn encoded(
+        &self,
+        key: &CacheKey,
+        page: &Arc<CachedPage>,
+        coding: ContentCoding,
+    ) -> Result<Bytes, EncodeError> {
+        let (body, made) = page.encoded(coding).await?;
+        if made {
+            self.metrics
+                .compressions
+                .get_or_create(&CodingLabels {
+                    encoding: coding.token(),
+                })
+                .inc();
+            for cache in [&self.fresh, &self.stale] {
+                cache
+                    .entry(key.clone())
+                    .and_compute_with(|held| {
+                        let same = held.is_some_and(|e| Arc::ptr_eq(e.value(), page));
+                        // Put again: moka weighs an entry when it is written. The expiry stays.
+                        let op = if same {
+                            moka::ops::compute::Op::Put(page.clone())
+                        } else {
+                            moka::ops::compute::Op::Nop
+                        };
+                        std::future::ready(op)
+                    })
+                    .await;
+            }
+        }
+        Ok(body)
+    }
+
     /// Drops every response of `resource` (in every version); loads of it already running
     /// are not stored.
     pub fn invalidate_resource(&self, resource: &str) {
@@ -416,13 +570,13 @@ impl ResponseCache {
     }
 }
 
-/// Whether an `If-None-Match` header value matches `etag` (weak comparison, RFC 9110).
+/// Whether an `If-None-Match` header value matches `etag` or a coded variant of it (weak
+/// comparison, RFC 9110): a client that holds any coding of an unchanged page gets a 304.
 pub fn none_match(header: &str, etag: &str) -> bool {
-    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
     header.trim() == "*"
         || header
             .split(',')
-            .any(|candidate| bare(candidate) == bare(etag))
+            .any(|candidate| tag_matches(candidate, etag, true))
 }
 
 #[cfg(test)]
@@ -435,6 +589,78 @@ mod tests {
         assert!(none_match("W/\"abc\", \"def\"", "\"abc\""));
         assert!(none_match("*", "\"abc\""));
         assert!(!none_match("\"abd\"", "\"abc\""));
+    }
+
+    #[test]
+    fn coded_variants_have_their_own_tags_and_name_their_page() {
+        assert_eq!(variant_tag("\"abc\"", ContentCoding::Gzip), "\"abc-gzip\"");
+        assert_eq!(variant_tag("W/\"abc\"", ContentCoding::Br), "W/\"abc-br\"");
+        // If-None-Match: any coding of the page, weak or strong.
+        assert!(none_match("\"abc-gzip\"", "\"abc\""));
+        assert!(none_match("\"x\", W/\"abc-br\"", "\"abc\""));
+        assert!(!none_match("\"abd-gzip\"", "\"abc\""));
+        assert!(!none_match("\"abc-zstd\"", "\"abc\""));
+        assert!(!none_match("\"abc-\"", "\"abc\""));
+        // If-Match: strong only.
+        assert!(tag_matches("\"abc-br\"", "\"abc\"", false));
+        assert!(tag_matches("\"abc\"", "\"abc\"", false));
+        assert!(!tag_matches("W/\"abc-br\"", "\"abc\"", false));
+        assert!(!tag_matches("abc", "\"abc\"", true));
+    }
+
+    #[tokio::test]
+    async fn a_cached_page_is_compressed_once_per_coding_and_weighed_with_its_variants() {
+        use std::io::Read;
+        let metrics = CacheMetrics::default();
+        let cache = ResponseCache::new(1 << 20, metrics.clone(), ["jobs".to_string()]);
+        let text = "{\"data\":[".to_string() + &"{\"job_id\":\"J0001\"},".repeat(200) + "]}";
+        let load = || async { page(&text).await };
+        let (cached, _) = cache
+            .get_or_load(jobs_key(), CACHED, false, load())
+            .await
+            .unwrap();
+        cache.refresh_gauges().await;
+        let before = cache.fresh.weighted_size();
+        let gzip = cache
+            .encoded(&jobs_key(), &cached, ContentCoding::Gzip)
+            .await
+            .unwrap();
+        let br = cache
+            .encoded(&jobs_key(), &cached, ContentCoding::Br)
+            .await
+            .unwrap();
+        // Asked again, from the entry the cache holds: nothing is compressed again.
+        let (again, _) = cache
+            .get_or_load(jobs_key(), CACHED, false, load())
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&again, &cached));
+        let gzip_again = cache
+            .encoded(&jobs_key(), &again, ContentCoding::Gzip)
+            .await
+            .unwrap();
+        assert_eq!(gzip, gzip_again);
+        let count = |coding: &'static str| {
+            metrics
+                .compressions
+                .get_or_create(&CodingLabels { encoding: coding })
+                .get()
+        };
+        assert_eq!((count("gzip"), count("br")), (1, 1));
+        cache.refresh_gauges().await;
+        let after = cache.fresh.weighted_size();
+        assert_eq!(after - before, (gzip.len() + br.len()) as u64);
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&gzip[..])
+            .read_to_string(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, text);
+        let mut decoded = String::new();
+        brotli::Decompressor::new(&br[..], 4096)
+            .read_to_string(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, text);
+        assert!(gzip.len() < text.len() / 5 && br.len() < text.len() / 5);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 mod auth;
 mod capability;
 mod changes;
+mod compression;
+mod cross_origin;
 mod interpolate;
 mod model;
 mod procedure;
@@ -15,6 +17,8 @@ use std::path::Path;
 pub use auth::*;
 pub use capability::*;
 pub use changes::*;
+pub use compression::{CompressionConfig, ContentCoding};
+pub use cross_origin::CorsConfig;
 pub use interpolate::{interpolate, wholly_from_environment};
 pub use model::*;
 pub use procedure::*;

@@ -79,6 +79,11 @@ pub struct ServerConfig {
     /// Rows an export reads per statement (each chunk a short keyset-paged SELECT).
     #[serde(default = "default_export_chunk_rows")]
     pub export_chunk_rows: usize,
+    /// Browser pages on other origins allowed to call; no CORS headers at all when absent.
+    pub cors: Option<super::CorsConfig>,
+    /// Response compression.
+    #[serde(default)]
+    pub compression: super::CompressionConfig,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +98,8 @@ impl Default for ServerConfig {
             ready_max_feed_lag: None,
             max_export_rows: default_max_export_rows(),
             export_chunk_rows: default_export_chunk_rows(),
+            cors: None,
+            compression: Default::default(),
         }
     }
 }

@@ -78,6 +78,15 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             _ => {}
         }
     }
+    let browsers = config
+        .server
+        .cors
+        .iter()
+        .flat_map(super::cross_origin::check)
+        .chain(super::compression::check(&config.server.compression));
+    for found in browsers {
+        problem(found.location, &found.message);
+    }
     let development = config.auth.as_ref().is_some_and(|a| a.development);
     if development && !listens_on_loopback(&config.server.listen) {
         // Anyone can mint tokens for a development secret: such a config stays local.

@@ -2,6 +2,8 @@
 
 mod access;
 mod admin;
+mod compress;
+mod cors;
 mod docs;
 mod expand;
 mod export;
@@ -97,10 +99,21 @@ pub fn serve(state: AppState, settings: &ServerConfig) -> std::io::Result<(Serve
     let local = listener.local_addr()?;
     let docs = web::Data::new(docs::config(&state.catalog));
     let state = web::Data::new(state);
+    let compression = web::Data::new(settings.compression.clone());
+    let cross_origin = settings.cors.clone();
     let mut server = HttpServer::new(move || {
+        // Outermost last: observe sees every answer, a preflight never reaches compression or
+        // a handler, and CORS headers go on every answer, problem+json included.
         App::new()
             .app_data(state.clone())
             .app_data(docs.clone())
+            .app_data(compression.clone())
+            .wrap(middleware::from_fn(compress::compress))
+            .wrap(middleware::Condition::new(
+                cross_origin.is_some(),
+                cors::layer(cross_origin.as_ref()),
+            ))
+            .wrap(middleware::from_fn(cors::refusals))
             .wrap(middleware::from_fn(observe::observe))
             .configure(routes::register)
     })

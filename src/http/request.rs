@@ -125,12 +125,13 @@ pub fn names_no_version(header: &str) -> bool {
     header.split(',').any(|tag| tag.trim() == "*")
 }
 
-/// Strong comparison (RFC 9110 §13.1.1): `*` matches any row; weak tags never match.
+/// Strong comparison (RFC 9110 §13.1.1): `*` matches any row; weak tags never match. The tag
+/// of a compressed answer (`"abc-gzip"`) names the same row version as the row's own.
 pub fn strong_match(header: &str, etag: &str) -> bool {
     header
         .split(',')
         .map(str::trim)
-        .any(|tag| tag == "*" || tag == etag)
+        .any(|tag| tag == "*" || crate::cache::tag_matches(tag, etag, false))
 }
 
 /// The body as JSON, within `MAX_BODY`, of one of the `accepted` media types, read within the

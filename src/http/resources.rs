@@ -3,15 +3,15 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::access;
 use super::expand::{self, Expand};
 use super::export::{self, Format};
 use super::problem::ApiError;
 use super::render::{render_page, render_page_expanded, render_row, render_row_expanded};
 use super::request::{key_plan, not_served, raw_segment, resource_at, split_key};
 use super::AppState;
+use super::{access, compress};
 use crate::auth::Principal;
-use crate::cache::{none_match, CacheKey, CachedPage, Freshness, Lifetime};
+use crate::cache::{none_match, variant_tag, CacheKey, CachedPage, Freshness, Lifetime};
 use crate::catalog::access::Grant;
 use crate::catalog::query::{self, QueryError};
 use crate::catalog::{plan, Resource};
@@ -204,7 +204,7 @@ async fn cached(
     };
     let (page, freshness) = state
         .cache
-        .get_or_load(key, lifetime, wants_fresh(req), load)
+        .get_or_load(key.clone(), lifetime, wants_fresh(req), load)
         .await?;
     // Only what a caller without a token gets may go to shared caches.
     let cache_control = match (resource.cache_ttl.is_zero(), grant.shareable) {
@@ -213,22 +213,49 @@ async fn cached(
         (false, true) => format!("public, max-age={}", resource.cache_ttl.as_secs()),
         (false, false) => format!("private, max-age={}", resource.cache_ttl.as_secs()),
     };
+    // A variant of any coding answers `If-None-Match` for the page it was made of.
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| none_match(tags, &page.etag));
+    let negotiated = compress::negotiated(req).filter(|n| n.compressible(page.body.len()));
+    let mut coding = negotiated.and_then(|n| n.coding);
+    // The body in that coding, compressed once and kept in the cache entry (a 304 needs
+    // only its tag).
+    let mut encoded = None;
+    if let (Some(chosen), false) = (coding, not_modified) {
+        match state.cache.encoded(&key, &page, chosen).await {
+            Ok(body) => encoded = Some(body),
+            Err(e) => {
+                // The compression layer compresses this answer itself.
+                tracing::warn!(error = %e, "serving a cached answer uncompressed");
+                coding = None;
+            }
+        }
+    }
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
+    let etag = match coding {
+        Some(coding) => variant_tag(&page.etag, coding),
+        None => page.etag.clone(),
+    };
     response
-        .insert_header((header::ETAG, page.etag.clone()))
+        .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, cache_control));
-    if resource.access.anonymous {
-        // The same URL may answer differently with a token.
-        response.insert_header((header::VARY, "Authorization"));
+    // The same URL may answer differently with a token, and in another coding.
+    let vary: Vec<&str> = [
+        resource.access.anonymous.then_some("Authorization"),
+        negotiated.map(|_| "Accept-Encoding"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !vary.is_empty() {
+        response.insert_header((header::VARY, vary.join(", ")));
     }
     if freshness == Freshness::Stale {
         response.insert_header((header::WARNING, "110 - \"Response is Stale\""));
@@ -239,9 +266,13 @@ async fn cached(
     if not_modified {
         return Ok(response.finish());
     }
-    Ok(response
-        .content_type("application/json")
-        .body(page.body.clone()))
+    response.content_type("application/json");
+    Ok(match (coding, encoded) {
+        (Some(coding), Some(body)) => response
+            .insert_header(compress::content_encoding(coding))
+            .body(body),
+        _ => response.body(page.body.clone()),
+    })
 }
 
 /// A client's `Cache-Control: no-cache` (or `max-age=0`, or `Pragma: no-cache`) skips the cache.

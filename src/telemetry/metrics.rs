@@ -81,6 +81,15 @@ pub struct CacheMetrics {
     pub bytes: Gauge,
     /// Entries held.
     pub entries: Gauge,
+    /// Compressed variants made of cached answers (each is made once per entry and coding).
+    pub compressions: Family<CodingLabels, Counter>,
+}
+
+/// Labels of compression counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodingLabels {
+    /// Content coding (`br`, `gzip`).
+    pub encoding: &'static str,
 }
 
 /// Labels of refused requests.
@@ -221,6 +230,11 @@ impl Metrics {
             "cache_entries",
             "Entries held by the response cache",
             cache.entries.clone(),
+        );
+        registry.register(
+            "cache_compressions",
+            "Compressed variants made of cached answers, by coding",
+            cache.compressions.clone(),
         );
         registry.register(
             "auth_jwks_fetches",
