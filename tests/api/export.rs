@@ -465,19 +465,23 @@ async fn a_failure_mid_export_aborts_the_response() {
     let app = Portico::spawn(&text).await;
     let staff = staff();
     let client = reqwest::Client::new();
-    let response = client
+    // The server cuts the connection: the head and the first chunk may or may not have left
+    // its buffer by then, so the client sees a request or a body that did not complete —
+    // never a complete export.
+    let sent = client
         .get(format!("{}/v1/capped", app.base))
         .bearer_auth(&staff)
         .header("accept", "application/x-ndjson")
         .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let read = response.bytes().await;
-    assert!(
-        read.is_err(),
-        "the body must not end like a complete export: {read:?}"
-    );
+        .await;
+    if let Ok(response) = sent {
+        assert_eq!(response.status(), 200);
+        let read = response.bytes().await;
+        assert!(
+            read.is_err(),
+            "the body must not end like a complete export: {read:?}"
+        );
+    }
     assert_eq!(app.metric("portico_export_failures_total").await, 1.0);
     // The failing row in the first chunk: nothing was sent yet, so a problem+json.
     let bearer = format!("Bearer {staff}");
