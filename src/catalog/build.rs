@@ -251,6 +251,7 @@ fn compile_resource(
         access: access?,
         writes,
         changes: false,
+        aggregates: rc.aggregates,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The API model compiled from configuration: versions, resources, fields, client queries.
 
 pub mod access;
+pub mod aggregate;
 mod build;
 pub mod cursor;
 pub mod date;
@@ -90,6 +91,8 @@ pub struct Resource {
     pub writes: Option<write::WriteRules>,
     /// A change feed watches the table (`GET /{v}/{resource}/changes`).
     pub changes: bool,
+    /// `GET /{v}/{resource}/aggregate` is served.
+    pub aggregates: bool,
 }
 
 /// `Deprecation` and `Sunset` header values for a version's dates.
