@@ -2,6 +2,7 @@
 
 mod access;
 mod admin;
+mod aggregates;
 mod docs;
 mod feed;
 mod health;

@@ -28,7 +28,7 @@ pub async fn list(
     let request = format!("list:{}", spec.cache_key());
     let load = async {
         let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask, "")?;
-        load_page(&state, resource, &plan).await
+        load_page(&state, resource, &plan, spec.count).await
     };
     cached(&req, &state, resource, &grant, request, load).await
 }
@@ -122,7 +122,7 @@ pub async fn children(
         let within = format!("{}:{}", parent.name, parts.join(","));
         let plan = plan::list(child, &spec, conditions, &grant.mask, &within)?;
         fetch_one(&state, parent, &parent_plan, key).await?;
-        load_page(&state, child, &plan).await
+        load_page(&state, child, &plan, spec.count).await
     };
     cached(&req, &state, child, &grant, request, load).await
 }
@@ -131,7 +131,7 @@ pub async fn children(
 /// The key is the parsed request (`request`: never the raw URL, so spellings of one request
 /// share an entry) and the grant's identity, so principals that see different rows or fields
 /// never share an entry.
-async fn cached(
+pub(super) async fn cached(
     req: &HttpRequest,
     state: &AppState,
     resource: &Resource,
@@ -237,8 +237,19 @@ async fn load_page(
     state: &AppState,
     resource: &Resource,
     plan: &plan::Plan,
+    count: Option<query::CountMode>,
 ) -> Result<CachedPage, ApiError> {
     let rows = run(state, resource, plan).await?;
+    let total = match count {
+        None => None,
+        // One COUNT(*) of what the page's filters and policies let through, cursor aside.
+        Some(mode) => Some(
+            state
+                .source(resource)?
+                .count(plan.select.clone(), mode == query::CountMode::Estimated)
+                .await?,
+        ),
+    };
     let more = rows.len() > plan.limit;
     let page = &rows[..rows.len().min(plan.limit)];
     let next_cursor = match (more, page.last()) {
@@ -256,6 +267,6 @@ async fn load_page(
         ),
         _ => None,
     };
-    let body = render_page(resource, plan, page, next_cursor.clone())?;
+    let body = render_page(resource, plan, page, next_cursor.clone(), total)?;
     Ok(CachedPage::new(body, next_cursor))
 }
