@@ -18,6 +18,8 @@ jobs=${BENCH_JOBS:-100000}
 port=${BENCH_PORT:-18080}
 # Customer C00042 has 500 jobs, 56 of them rush jobs (CUST_NO is indexed).
 filter="customer_id=C00042&rush=true&limit=100"
+# Open jobs by status and year of their yyyymmdd due date: one GROUP BY over every job.
+aggregate="group_by=status,due_on:year&count=true&sum=quote_amount&min=due_on&max=due_on"
 wrk_threads=2 wrk_connections=32 warmup=2
 export BENCH_JOBS=$jobs
 
@@ -218,6 +220,8 @@ bench_database() {
   for m in key filtered page; do own[$m]=$(own_client "$db" $m "$uncached"); done
   echo "$db: raw odbc-api loop..." >&2
   for m in key filtered page; do raw[$m]=$(raw_loop "$uncached" $m); done
+  raw[aggregate]=$("$baseline" --config "$uncached" --query "$aggregate" --seconds "$seconds" \
+    --threads "$(nproc)" aggregate | sed 's/.*= //; s|/s||')
   local staff portal
   staff="Authorization: Bearer $(token "$uncached" --scope jobs:read --scope jobs:read:all --scope jobs:read:amounts)"
   portal="Authorization: Bearer $(token "$uncached" --subject portal --scope jobs:read --claim customer_id=C00002)"
@@ -232,6 +236,7 @@ bench_database() {
     read -r "rate[$ttl-filtered]" "p99[$ttl-filtered]" < <(load -H "$staff" "$url/v1/jobs?$filter")
     read -r "rate[$ttl-page]" "p99[$ttl-page]" < <(load -H "$staff" "$url/v1/jobs?limit=100")
     read -r "rate[$ttl-portal]" "p99[$ttl-portal]" < <(load -H "$portal" "$url/v1/jobs?limit=100")
+    read -r "rate[$ttl-aggregate]" "p99[$ttl-aggregate]" < <(load -H "$staff" "$url/v1/jobs/aggregate?$aggregate")
     if [ $ttl = uncached ]; then
       # The same rows everywhere: the filtered list's answer, compared across databases.
       curl -sf -H "$staff" "$url/v1/jobs?$filter" | sha256sum | cut -c1-16 >"$work/answer-$db"
@@ -245,15 +250,18 @@ bench_database() {
   echo "| request | own client/s (simple / prepared) | raw odbc-api loop/s | Portico uncached req/s (p99) | Portico cached req/s (p99) | uncached / own client | uncached / raw |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
   local label m s p
-  for m in key filtered page portal; do
+  for m in key filtered page portal aggregate; do
     case $m in
       key) label='GET /v1/jobs/{id}' ;;
       filtered) label="GET /v1/jobs?$filter (56 rows)" ;;
       page) label='GET /v1/jobs?limit=100' ;;
       portal) label='same, portal token (row policy)' ;;
+      aggregate) label="GET /v1/jobs/aggregate?$aggregate" ;;
     esac
     if [ $m = portal ]; then
       s=- p=- r=-
+    elif [ $m = aggregate ]; then
+      s=- p=- r=${raw[aggregate]}
     else
       read -r s p <<<"${own[$m]}"
       r=${raw[$m]}
