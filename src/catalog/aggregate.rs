@@ -100,8 +100,8 @@ fn bad(parameter: &str, message: impl Into<String>) -> QueryError {
     }
 }
 
-/// Parses an aggregate request for `resource` read through `dialect`; fields `mask` hides
-/// are unknown to it (a hidden field is refused like a missing one, naming the parameter).
+/// Parses an aggregate request for `resource`; fields `mask` hides are unknown to it (a
+/// hidden field is refused like a missing one, naming the parameter).
 pub fn parse(
     resource: &Resource,
     raw_query: &str,

@@ -227,14 +227,14 @@ impl Dialect {
                 MeasureKind::Count => format!("COUNT({name})"),
                 MeasureKind::Min => self.cast_for_reading(&format!("MIN({name})"), m.column_type),
                 MeasureKind::Max => self.cast_for_reading(&format!("MAX({name})"), m.column_type),
-                MeasureKind::Sum { scaled } => match self {
-                    // SQL Server sums an int as an int (and overflows), money as money.
-                    Dialect::TSql => {
-                        let places = match (scaled, m.column_type) {
-                            (Some(_), _) | (None, ColumnType::Integer) => 0,
-                            _ => 4,
-                        };
-                        format!("CAST(SUM(CAST({name} AS decimal(38,{places}))) AS decimal(38,{places}))")
+                MeasureKind::Sum { scaled } => match (self, scaled, m.column_type) {
+                    // SQL Server sums an int as an int (and overflows), money as money (read
+                    // as a double); a decimal's sum keeps its scale.
+                    (Dialect::TSql, Some(_), _) | (Dialect::TSql, None, ColumnType::Integer) => {
+                        format!("SUM(CAST({name} AS decimal(38,0)))")
+                    }
+                    (Dialect::TSql, None, ColumnType::Money) => {
+                        format!("CAST(SUM({name}) AS decimal(38,4))")
                     }
                     _ => format!("SUM({name})"),
                 },

@@ -695,7 +695,7 @@ amount = {{ column = "AMOUNT", type = "decimal", column_type = "decimal(17,2)", 
     assert!(
         sql.contains(
             &"SELECT TOP (101) portico_g0, portico_g1, COUNT(*), \
-              CAST(SUM(CAST(portico_m0 AS decimal(38,4))) AS decimal(38,4)), COUNT(portico_m1), \
+              SUM(portico_m0), COUNT(portico_m1), \
               MIN(portico_m2) FROM (SELECT [STATUS] AS portico_g0, \
               CONVERT(char(7), [DUE_DT], 126) AS portico_g1, [AMOUNT] AS portico_m0, \
               [AMOUNT] AS portico_m1, [DUE_DT] AS portico_m2 FROM [dbo].[JOBS] \
