@@ -75,6 +75,7 @@ key = ["id"]
 max_limit = 1000
 read_scope = "work:read"
 parent = {{ resource = "work", field = "work_id" }}
+aggregates = false
 
 [versions.v1.resources.lines.fields]
 id = {{ column = "id", type = "integer" }}
@@ -547,6 +548,43 @@ async fn aggregate_parameters_are_checked(kind: Kind) {
     let answer = app.get_as("/v1/work/aggregate?sum=cost", Some(&cost)).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body["data"][0]["sum"]["cost"], cents(150 * ROWS));
+}
+
+/// `aggregates = false` gives the path back to the keys: `/v1/lines/aggregate` is a row
+/// lookup, and the document has no aggregate operation for `lines`.
+#[tokio::test]
+async fn aggregates_off_gives_the_path_back_to_keys() {
+    let (_dir, _cs, app) = serve(Kind::Sqlite).await;
+    let token = all();
+    let lookup = app.get_as("/v1/lines/aggregate", Some(&token)).await;
+    let problem = lookup.problem(400);
+    assert_eq!(problem["parameter"], "id", "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("path key"),
+        "{problem}"
+    );
+    let grouped = app
+        .get_as("/v1/work/aggregate?count=true", Some(&token))
+        .await;
+    assert_eq!(grouped.body["data"][0]["count"], ROWS, "{}", grouped.body);
+    let document = app.get("/openapi/v1.json").await;
+    assert_eq!(document.status, 200);
+    let paths = document.body["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/v1/work/aggregate"));
+    assert!(!paths.contains_key("/v1/lines/aggregate"));
+    let operation = &paths["/v1/work/aggregate"]["get"];
+    let group_by = operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "group_by")
+        .unwrap();
+    let allowed = group_by["schema"]["items"]["enum"].as_array().unwrap();
+    assert!(allowed.contains(&json!("due_on:month")) && allowed.contains(&json!("status")));
+    assert!(
+        !allowed.contains(&json!("noted_on:month")),
+        "MM/DD/YYYY is not bucketed"
+    );
 }
 
 macro_rules! on_every_database {
