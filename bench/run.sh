@@ -18,6 +18,8 @@ jobs=${BENCH_JOBS:-100000}
 port=${BENCH_PORT:-18080}
 # Customer C00042 has 500 jobs, 56 of them rush jobs (CUST_NO is indexed).
 filter="customer_id=C00042&rush=true&limit=100"
+# Open jobs by status and year of their yyyymmdd due date: one GROUP BY over every job.
+aggregate="group_by=status,due_on:year&count=true&sum=quote_amount&min=due_on&max=due_on"
 wrk_threads=2 wrk_connections=32 warmup=2
 export BENCH_JOBS=$jobs
 
@@ -218,6 +220,8 @@ bench_database() {
   for m in key filtered page; do own[$m]=$(own_client "$db" $m "$uncached"); done
   echo "$db: raw odbc-api loop..." >&2
   for m in key filtered page; do raw[$m]=$(raw_loop "$uncached" $m); done
+  raw[aggregate]=$("$baseline" --config "$uncached" --query "$aggregate" --seconds "$seconds" \
+    --threads "$(nproc)" aggregate | sed 's/.*= //; s|/s||')
   local staff portal
   staff="Authorization: Bearer $(token "$uncached" --scope jobs:read --scope jobs:read:all --scope jobs:read:amounts)"
   portal="Authorization: Bearer $(token "$uncached" --subject portal --scope jobs:read --claim customer_id=C00002)"
@@ -236,6 +240,9 @@ bench_database() {
       # The same rows everywhere: the filtered list's answer, compared across databases.
       curl -sf -H "$staff" "$url/v1/jobs?$filter" | sha256sum | cut -c1-16 >"$work/answer-$db"
     fi
+    # A GROUP BY over every job holds a source slot for a while: as many connections as the
+    # demo source has slots (max_concurrency 4), so none is refused as saturated.
+    read -r "rate[$ttl-aggregate]" "p99[$ttl-aggregate]" < <(wrk_connections=4 load -H "$staff" "$url/v1/jobs/aggregate?$aggregate")
     stop
   done
 
@@ -245,15 +252,18 @@ bench_database() {
   echo "| request | own client/s (simple / prepared) | raw odbc-api loop/s | Portico uncached req/s (p99) | Portico cached req/s (p99) | uncached / own client | uncached / raw |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
   local label m s p
-  for m in key filtered page portal; do
+  for m in key filtered page portal aggregate; do
     case $m in
       key) label='GET /v1/jobs/{id}' ;;
       filtered) label="GET /v1/jobs?$filter (56 rows)" ;;
       page) label='GET /v1/jobs?limit=100' ;;
       portal) label='same, portal token (row policy)' ;;
+      aggregate) label="GET /v1/jobs/aggregate?$aggregate" ;;
     esac
     if [ $m = portal ]; then
       s=- p=- r=-
+    elif [ $m = aggregate ]; then
+      s=- p=- r=${raw[aggregate]}
     else
       read -r s p <<<"${own[$m]}"
       r=${raw[$m]}
@@ -285,3 +295,4 @@ echo "$jobs jobs; $(nproc) cores shared by every process; each figure a ${second
 echo "cached key lookups ask ${BENCH_HOT_KEYS:-10000} of the jobs again and again (uncached ones: all of them)."
 echo "on loopback after a ${warmup}s warm-up; the raw loop: $(nproc) threads, one connection and one prepared statement each;"
 echo "uncached / own client is against the better of simple and prepared."
+echo "the aggregate: wrk -c4 (the demo source's max_concurrency), the raw loop as above."

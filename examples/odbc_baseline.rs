@@ -5,11 +5,12 @@
 //!
 //! ```text
 //! cargo run --release --example odbc_baseline -- [--config FILE] [--seconds N] [--threads N]
-//!     [--jobs N] [--query QUERY] [--print-sql] key|filtered|page
+//!     [--jobs N] [--query QUERY] [--print-sql] key|filtered|page|aggregate
 //! ```
 //!
 //! `key` looks up `J000001`…`J{jobs}` in a scattered order (as `bench/key.lua` does), `filtered`
-//! and `page` run the list `QUERY` (the query string of `GET /v1/jobs?QUERY`). The SQL and the
+//! and `page` run the list `QUERY` (the query string of `GET /v1/jobs?QUERY`), `aggregate` the
+//! GROUP BY of `GET /v1/jobs/aggregate?QUERY`. The SQL and the
 //! dialect come from the configuration's `shop` source. `--print-sql` prints the statement
 //! (first line) and its parameters (one a line, `?` for the key) instead of running it.
 
@@ -21,7 +22,7 @@ use anyhow::{anyhow, bail, Context};
 use odbc_api::buffers::TextRowSet;
 use odbc_api::parameter::InputParameter;
 use odbc_api::{ConnectionOptions, Cursor};
-use portico::catalog::{plan, query, Catalog};
+use portico::catalog::{aggregate, plan, query, Catalog};
 use portico::source::{Dialect, Param, Statement, Value};
 
 /// What the command line asked for.
@@ -55,7 +56,7 @@ fn options() -> anyhow::Result<Options> {
             "--jobs" => options.jobs = value()?.parse().context("--jobs")?,
             "--query" => options.query = value()?,
             "--print-sql" => options.print_sql = true,
-            "key" | "filtered" | "page" => options.mode = arg,
+            "key" | "filtered" | "page" | "aggregate" => options.mode = arg,
             _ => bail!(
                 "unknown argument {arg}; see the comment at the top of examples/odbc_baseline.rs"
             ),
@@ -67,6 +68,20 @@ fn options() -> anyhow::Result<Options> {
 /// The `n`th key of the scattered order over `jobs` jobs (7919 is prime, so every job comes).
 fn key(n: u64, jobs: u64) -> String {
     format!("J{:06}", (n * 7919) % jobs + 1)
+}
+
+/// The statement Portico runs for `GET /v1/jobs/aggregate?query`.
+fn aggregate_statement(
+    catalog: &Catalog,
+    dialect: Dialect,
+    query: &str,
+) -> anyhow::Result<Statement> {
+    let jobs = catalog
+        .resource("v1", "jobs")
+        .ok_or_else(|| anyhow!("the configuration has no /v1/jobs"))?;
+    let spec = aggregate::parse(jobs, query, &Default::default()).map_err(|e| anyhow!("{e:?}"))?;
+    let plan = aggregate::plan(jobs, &spec, Vec::new(), dialect).map_err(|e| anyhow!("{e:?}"))?;
+    Ok(dialect.aggregate(&plan.aggregate))
 }
 
 /// The statement Portico runs for `GET /v1/jobs/{key}` (`key` given) or `GET /v1/jobs?query`.
@@ -116,12 +131,17 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("the configuration has no source `shop`"))?;
     let dialect: Dialect = source.dialect_name().into();
     let is_key = options.mode == "key";
-    let probe = statement(
-        &catalog,
-        dialect,
-        is_key.then(|| key(0, options.jobs)).as_deref(),
-        &options.query,
-    )?;
+    let is_aggregate = options.mode == "aggregate";
+    let probe = if is_aggregate {
+        aggregate_statement(&catalog, dialect, &options.query)?
+    } else {
+        statement(
+            &catalog,
+            dialect,
+            is_key.then(|| key(0, options.jobs)).as_deref(),
+            &options.query,
+        )?
+    };
     if options.print_sql {
         println!("{}", probe.sql);
         for (i, param) in probe.params.iter().enumerate() {
@@ -151,12 +171,16 @@ fn main() -> anyhow::Result<()> {
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let env = odbc_api::environment()?;
                 let conn = env.connect_with_connection_string(&cs, ConnectionOptions::default())?;
-                let first = statement(
-                    &catalog,
-                    dialect,
-                    is_key.then(|| key(0, options.jobs)).as_deref(),
-                    &options.query,
-                )?;
+                let first = if is_aggregate {
+                    aggregate_statement(&catalog, dialect, &options.query)?
+                } else {
+                    statement(
+                        &catalog,
+                        dialect,
+                        is_key.then(|| key(0, options.jobs)).as_deref(),
+                        &options.query,
+                    )?
+                };
                 let mut prepared = conn.prepare(&first.sql)?;
                 let mut params = first.params.clone();
                 let mut buffer: Option<TextRowSet> = None;

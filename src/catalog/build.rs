@@ -255,6 +255,7 @@ fn compile_resource(
         writes,
         changes: false,
         relations: IndexMap::new(),
+        aggregates: rc.aggregates,
     })
 }
 

@@ -560,7 +560,7 @@ pub fn canonical_decimal(text: &str, scale: Option<u32>) -> Option<String> {
 // Compiling a field from configuration: shared by resources (build.rs) and procedures.
 
 /// Query parameters that cannot be field names.
-pub const RESERVED: [&str; 4] = ["limit", "cursor", "sort", "fields"];
+pub const RESERVED: [&str; 5] = ["limit", "cursor", "sort", "fields", "count"];
 
 /// Whether `name` may appear in a URL as a version, resource or procedure name.
 pub fn is_url_name(name: &str) -> bool {

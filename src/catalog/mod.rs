@@ -1,6 +1,7 @@
 //! The API model compiled from configuration: versions, resources, fields, client queries.
 
 pub mod access;
+pub mod aggregate;
 mod build;
 pub mod cursor;
 pub mod date;
@@ -97,6 +98,8 @@ pub struct Resource {
     pub changes: bool,
     /// Related rows `?expand=` may serve, by relation name.
     pub relations: IndexMap<String, expand::Relationship>,
+    /// `GET /{v}/{resource}/aggregate` is served.
+    pub aggregates: bool,
 }
 
 /// `Deprecation` and `Sunset` header values for a version's dates.

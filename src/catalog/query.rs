@@ -107,6 +107,18 @@ pub struct QuerySpec {
     pub limit: usize,
     /// Keyset position.
     pub cursor: Option<Cursor>,
+    /// `count=exact|estimated`: the page carries the listing's `total`.
+    pub count: Option<CountMode>,
+}
+
+/// How a listing's `total` is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountMode {
+    /// `COUNT(*)` of the rows the filters and row policies let through.
+    Exact,
+    /// The database's statistics where it keeps a cheap estimate and the listing is
+    /// unfiltered; counted exactly otherwise.
+    Estimated,
 }
 
 impl QuerySpec {
@@ -130,6 +142,11 @@ impl QuerySpec {
         let _ = write!(out, "|{}|", self.limit);
         if let Some(cursor) = &self.cursor {
             out.push_str(&cursor.encode());
+        }
+        match self.count {
+            Some(CountMode::Exact) => out.push_str("|count=exact"),
+            Some(CountMode::Estimated) => out.push_str("|count=estimated"),
+            None => {}
         }
         out
     }
@@ -182,6 +199,7 @@ impl QuerySpec {
             fields: None,
             limit,
             cursor: None,
+            count: None,
         }
     }
 }
@@ -291,7 +309,7 @@ pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<Query
     let limits = resource.query_limits;
     let mut bound = 0;
     for (key, value) in pairs(query)? {
-        let special = ["limit", "cursor", "sort", "fields"].contains(&key.as_str());
+        let special = ["limit", "cursor", "sort", "fields", "count"].contains(&key.as_str());
         if special && !seen.insert(key.clone()) {
             return Err(bad(&key, "is given more than once"));
         }
@@ -300,6 +318,13 @@ pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<Query
             "cursor" => cursor_text = Some(value),
             "sort" => spec.sort = parse_sort(resource, &value, mask)?,
             "fields" => spec.fields = Some(parse_fields(resource, &value, mask)?),
+            "count" => {
+                spec.count = Some(match value.as_str() {
+                    "exact" => CountMode::Exact,
+                    "estimated" => CountMode::Estimated,
+                    _ => return Err(bad("count", "must be `exact` or `estimated`")),
+                })
+            }
             _ => {
                 if spec.filters.len() == limits.max_filter_terms {
                     return Err(bad(

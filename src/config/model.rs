@@ -396,6 +396,10 @@ pub struct ResourceConfig {
     /// How changes to the table are noticed; resources of other versions over the same
     /// table share the feed.
     pub changes: Option<ChangesConfig>,
+    /// `GET /{v}/{resource}/aggregate` is served (grouped counts, sums, min and max); `false`
+    /// gives the path back to a row whose key is `aggregate`.
+    #[serde(default = "default_true")]
+    pub aggregates: bool,
     /// Fields in response order: API name → column and transform.
     pub fields: IndexMap<String, FieldConfig>,
     /// Related rows a client may ask for with `?expand=NAME`: relation name → its link.
@@ -418,6 +422,10 @@ pub struct RelationConfig {
     /// To-many: most related rows served per row (100 by default, at most the related
     /// resource's `max_limit`).
     pub limit: Option<usize>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_limit() -> usize {

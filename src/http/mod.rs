@@ -2,6 +2,7 @@
 
 mod access;
 mod admin;
+mod aggregates;
 mod compress;
 mod cors;
 mod docs;

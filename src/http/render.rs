@@ -34,14 +34,16 @@ pub fn render_row_expanded(
     })
 }
 
-/// A list body, `{"data": [...], "next_cursor": ...}`, of `rows` in API shape.
+/// A list body, `{"data": [...], "next_cursor": ...}`, of `rows` in API shape; with `total`
+/// (`count` asked), also `"total"` and `"total_estimated"`.
 pub fn render_page(
     resource: &Resource,
     plan: &plan::Plan,
     rows: &[Vec<crate::source::Value>],
     next_cursor: Option<String>,
+    total: Option<crate::source::RowCount>,
 ) -> Result<Vec<u8>, ApiError> {
-    render_page_expanded(resource, plan, rows, next_cursor, &[])
+    render_page_expanded(resource, plan, rows, next_cursor, total, &[])
 }
 
 /// A list body whose rows carry their related rows: `members[i]` those of `rows[i]` (none
@@ -51,6 +53,7 @@ pub fn render_page_expanded(
     plan: &plan::Plan,
     rows: &[Vec<crate::source::Value>],
     next_cursor: Option<String>,
+    total: Option<crate::source::RowCount>,
     members: &[Vec<Member<'_>>],
 ) -> Result<Vec<u8>, ApiError> {
     let data: Vec<RowView> = rows
@@ -66,7 +69,13 @@ pub fn render_page_expanded(
     // Room for the whole body up front (about 24 bytes a value), not a buffer doubled a dozen
     // times on a large page.
     let mut body = Vec::with_capacity(64 + rows.len() * plan.output.len() * 24);
-    serde_json::to_writer(&mut body, &Page { data, next_cursor })
+    let page = Page {
+        data,
+        next_cursor,
+        total: total.map(|t| t.rows),
+        total_estimated: total.map(|t| t.estimated),
+    };
+    serde_json::to_writer(&mut body, &page)
         .map_err(|e| ApiError::Internal(format!("cannot render JSON: {e}")))?;
     Ok(body)
 }
@@ -146,4 +155,8 @@ impl serde::Serialize for RowView<'_> {
 struct Page<'a> {
     data: Vec<RowView<'a>>,
     next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_estimated: Option<bool>,
 }

@@ -40,7 +40,7 @@ pub async fn list(
     let request = format!("list:{}{}", spec.cache_key(), expand.request);
     let load = async {
         let plan = plan::list(resource, &spec, grant.conditions.clone(), &grant.mask, "")?;
-        load_page(&state, resource, plan, &expand).await
+        load_page(&state, resource, plan, &expand, spec.count).await
     };
     let depends_on = expand.depends_on.clone();
     let response = cached(&req, &state, resource, &grant, request, depends_on, load).await?;
@@ -172,7 +172,7 @@ pub async fn children(
         let plan = planned.await?;
         return export::stream(&state, child, plan, format).await;
     }
-    let load = async { load_page(&state, child, planned.await?, &expand).await };
+    let load = async { load_page(&state, child, planned.await?, &expand, spec.count).await };
     let depends_on = expand.depends_on.clone();
     let response = cached(&req, &state, child, &grant, request, depends_on, load).await?;
     Ok(varies_by_accept(response))
@@ -182,7 +182,7 @@ pub async fn children(
 /// The key is the parsed request (`request`: never the raw URL, so spellings of one request
 /// share an entry) and the grant's identity, so principals that see different rows or fields
 /// never share an entry. `depends_on` names the other resources the answer read.
-async fn cached(
+pub(super) async fn cached(
     req: &HttpRequest,
     state: &AppState,
     resource: &Resource,
@@ -322,10 +322,21 @@ async fn load_page(
     resource: &Resource,
     mut plan: plan::Plan,
     expand: &Expand<'_>,
+    count: Option<query::CountMode>,
 ) -> Result<CachedPage, ApiError> {
     let links = expand.read_links(resource, &mut plan);
     let plan = &plan;
     let rows = run(state, resource, plan).await?;
+    let total = match count {
+        None => None,
+        // One COUNT(*) of what the page's filters and policies let through, cursor aside.
+        Some(mode) => Some(
+            state
+                .source(resource)?
+                .count(plan.select.clone(), mode == query::CountMode::Estimated)
+                .await?,
+        ),
+    };
     let more = rows.len() > plan.limit;
     let page = &rows[..rows.len().min(plan.limit)];
     let next_cursor = match (more, page.last()) {
@@ -344,10 +355,10 @@ async fn load_page(
         _ => None,
     };
     let body = if expand.is_empty() {
-        render_page(resource, plan, page, next_cursor.clone())?
+        render_page(resource, plan, page, next_cursor.clone(), total)?
     } else {
         let members = expand.load(state, page, &links).await?;
-        render_page_expanded(resource, plan, page, next_cursor.clone(), &members)?
+        render_page_expanded(resource, plan, page, next_cursor.clone(), total, &members)?
     };
     Ok(CachedPage::new(body, next_cursor))
 }

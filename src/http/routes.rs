@@ -7,7 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::problem::ApiError;
 use super::request::{not_served, resource_at};
 use super::AppState;
-use super::{access, admin, docs, feed, health, procedures, resources, subscriptions, writes};
+use super::{
+    access, admin, aggregates, docs, feed, health, procedures, resources, subscriptions, writes,
+};
 use crate::catalog::Catalog;
 use crate::config::WriteOp;
 
@@ -54,6 +56,8 @@ pub enum Route {
     Item,
     /// A resource's change events.
     Feed,
+    /// A resource's grouped counts, sums, min and max.
+    Aggregate,
     /// The child rows of one row.
     Children,
     /// A stored procedure.
@@ -96,7 +100,7 @@ const fn shape(route: Route, path: &'static str, matcher: Matcher) -> Shape {
 const ADMIN: &str = "/admin";
 
 /// Every route, in the order of [`Route`] (so a route finds its entry by index).
-const ROUTES: [Shape; 23] = [
+const ROUTES: [Shape; 24] = [
     shape(Route::Versions, "/", Matcher::Router),
     shape(Route::Healthz, "/healthz", Matcher::Router),
     shape(Route::Readyz, "/readyz", Matcher::Router),
@@ -138,6 +142,11 @@ const ROUTES: [Shape; 23] = [
     shape(Route::List, "/{version}/{resource}", Matcher::Api),
     shape(Route::Item, "/{version}/{resource}/{key}", Matcher::Api),
     shape(Route::Feed, "/{version}/{resource}/changes", Matcher::Api),
+    shape(
+        Route::Aggregate,
+        "/{version}/{resource}/aggregate",
+        Matcher::Api,
+    ),
     shape(
         Route::Children,
         "/{version}/{resource}/{key}/{child}",
@@ -215,7 +224,9 @@ fn matches(pattern: &str, path: &str) -> bool {
 /// The API shape of a raw path, `/{version}/{resource}[/{key}[/{child}]]`, by its number of
 /// segments: one split instead of the router's regular expressions, a measurable share of a
 /// cached answer. `/v1/jobs/` names a row with an empty key, which no table has (it is not
-/// the list). `changes` is the feed of a resource that has one, a key otherwise.
+/// the list). `changes` is the feed of a resource that has one, `aggregate` the aggregates of
+/// a resource that serves them (`has_feed` answers both: the resource serves that segment); a
+/// key otherwise.
 fn api_route(raw: &str, has_feed: impl Fn(&str, &str) -> bool) -> Route {
     if raw.ends_with('/') {
         return Route::Other;
@@ -235,14 +246,25 @@ fn api_route(raw: &str, has_feed: impl Fn(&str, &str) -> bool) -> Route {
         {
             Route::Feed
         }
+        (Some(version), Some(resource), Some("aggregate"), None, _)
+            if has_feed(version, &format!("{resource}/aggregate")) =>
+        {
+            Route::Aggregate
+        }
         (Some(_), Some(_), Some(_), None, _) => Route::Item,
         (Some(_), Some(_), Some(_), Some(_), None) => Route::Children,
         _ => Route::Other,
     }
 }
 
-/// Whether `resource` of `version` has a change feed (`/{version}/{resource}/changes`).
+/// Whether `resource` of `version` has a change feed (`/{version}/{resource}/changes`), or,
+/// asked of `{resource}/aggregate`, serves aggregates.
 pub fn has_feed(catalog: &Catalog, version: &str, resource: &str) -> bool {
+    if let Some(name) = resource.strip_suffix("/aggregate") {
+        return catalog
+            .resource(version, name)
+            .is_some_and(|r| r.aggregates);
+    }
     catalog
         .resource(version, resource)
         .is_some_and(|r| r.changes)
@@ -312,6 +334,7 @@ fn resource(shape: &Shape) -> Option<actix_web::Resource> {
         Route::List
         | Route::Item
         | Route::Feed
+        | Route::Aggregate
         | Route::Children
         | Route::Procedure
         | Route::Other => return None,
@@ -330,10 +353,11 @@ async fn dispatch(
     let reads = matches!(*req.method(), Method::GET | Method::HEAD);
     match route {
         Route::Procedure => procedures::call(req, state, payload).await,
-        Route::List | Route::Item | Route::Feed | Route::Children if reads => {
+        Route::List | Route::Item | Route::Feed | Route::Aggregate | Route::Children if reads => {
             let principal = access::principal(&req, &state).await?;
             match route {
                 Route::List => resources::list(req, state, &principal).await,
+                Route::Aggregate => aggregates::aggregate(req, state, &principal).await,
                 Route::Item => resources::get(req, state, &principal).await,
                 Route::Feed => {
                     let resource = resource_at(&state, &req, 1)?;
@@ -342,7 +366,7 @@ async fn dispatch(
                 _ => resources::children(req, state, &principal).await,
             }
         }
-        Route::List | Route::Item | Route::Feed | Route::Children => {
+        Route::List | Route::Item | Route::Feed | Route::Aggregate | Route::Children => {
             write(req, state, payload, route).await
         }
         _ => Err(not_served(&req)),
@@ -364,7 +388,7 @@ async fn write(
     };
     let resource = resource_at(&state, &req, 1)?;
     match (route, op) {
-        (Route::Feed, _) => Err(ApiError::MethodNotAllowed("GET, HEAD".into())),
+        (Route::Feed | Route::Aggregate, _) => Err(ApiError::MethodNotAllowed("GET, HEAD".into())),
         (_, Some(op)) => writes::write(req.clone(), state.clone(), payload, resource, op).await,
         (Route::Children, None) => {
             // Only a nested list that exists takes GET.
@@ -414,7 +438,7 @@ mod tests {
     use actix_web::dev::ResourceDef;
 
     fn jobs_have_a_feed(version: &str, resource: &str) -> bool {
-        (version, resource) == ("v1", "jobs")
+        version == "v1" && ["jobs", "jobs/aggregate"].contains(&resource)
     }
 
     /// A path of `pattern`'s shape: each parameter replaced by a plausible segment.
@@ -527,6 +551,9 @@ mod tests {
         // Without a feed, `changes` is a key.
         assert_eq!(of("/v1/tickets/changes"), "/{version}/{resource}/{key}");
         assert_eq!(of("/v1/jobs/changes"), "/{version}/{resource}/changes");
+        assert_eq!(of("/v1/jobs/aggregate"), "/{version}/{resource}/aggregate");
+        // Without aggregates, `aggregate` is a key.
+        assert_eq!(of("/v1/tickets/aggregate"), "/{version}/{resource}/{key}");
         assert_eq!(
             of("/v1/procedures/close"),
             "/{version}/procedures/{procedure}"

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of each version, built at runtime from the catalog with utoipa's
 //! builders (resources come from configuration, so nothing here can be derived).
 
+mod aggregates;
 mod changes;
 pub mod diff;
 mod operations;
@@ -59,6 +60,13 @@ pub fn document(version: &Version, admin_scope: Option<&str>) -> OpenApi {
             .schemas_from_iter(writes::body_schemas(resource))
             .schemas_from_iter(changes::schemas(resource));
         for (path, item) in operations::path_items(version, resource, auth) {
+            paths = paths.path(path, item);
+        }
+        if let Some((path, item)) = aggregates::path_item(version, resource, auth) {
+            components = components.schema(
+                aggregates::answer_name(resource),
+                aggregates::answer(resource),
+            );
             paths = paths.path(path, item);
         }
         tags.push(

@@ -362,7 +362,8 @@ fn scalar(resource: &Resource, index: usize) -> RefOr<Schema> {
     schema.into()
 }
 
-fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter> {
+/// A list's query parameters: paging, sort, fields, count and every filter.
+pub(super) fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter> {
     let query = |name: String, schema: RefOr<Schema>, description: String| {
         ParameterBuilder::new()
             .name(name)
@@ -427,6 +428,21 @@ fn query_parameters(resource: &Resource) -> Vec<utoipa::openapi::path::Parameter
                 "Comma-separated fields to return, of: {}. The key is always returned.",
                 names.join(", ")
             ),
+        ),
+        query(
+            "count".into(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["exact", "estimated"]))
+                .build()
+                .into(),
+            "Adds `total` (the rows matching the filters and the caller's row policies, \
+             whatever the cursor and limit: the same on every page) and `total_estimated`. \
+             `estimated` reads the database's statistics where it keeps a cheap estimate \
+             (PostgreSQL `reltuples`, SQL Server `sys.partitions`) and the listing is \
+             unfiltered (no filter, no row policy); otherwise it counts, and \
+             `total_estimated` is false."
+                .into(),
         ),
     ];
     for (i, f) in resource.fields.iter().enumerate() {

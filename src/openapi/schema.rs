@@ -322,6 +322,24 @@ pub fn page(resource: &Resource) -> Schema {
             ArrayBuilder::new().items(Ref::from_schema_name(row_name(resource))),
         )
         .property("next_cursor", cursor)
+        .property(
+            "total",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .description(Some(
+                    "With `count`: the rows matching the filters and row policies, on every page.",
+                )),
+        )
+        .property(
+            "total_estimated",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .description(Some(
+                    "With `count`: whether `total` is the database's estimate (`count=estimated` \
+                 on an unfiltered table) rather than counted.",
+                )),
+        )
         .required("data")
         .required("next_cursor")
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))

@@ -411,6 +411,47 @@ impl Source for ProfiledSource {
         self.inner.ping()
     }
 
+    fn count(&self, select: Select, estimate: bool) -> SourceFuture<'_, super::RowCount> {
+        Box::pin(async move {
+            self.probe().await;
+            if let Some(snapshots) = self.snapshots.as_ref().filter(|_| reads_tables(&select)) {
+                let every = Select {
+                    columns: Vec::new(),
+                    order: Vec::new(),
+                    after: None,
+                    limit: usize::MAX,
+                    ..select
+                };
+                let rows = self.read_snapshots(snapshots, every).await?;
+                return Ok(super::RowCount {
+                    rows: rows.len() as u64,
+                    estimated: false,
+                });
+            }
+            self.inner.count(select, estimate).await
+        })
+    }
+
+    fn aggregate(&self, aggregate: super::select::Aggregate) -> SourceFuture<'_, Rows> {
+        Box::pin(async move {
+            self.probe().await;
+            let every = Select {
+                relation: aggregate.relation.clone(),
+                columns: memory::aggregate_columns(&aggregate),
+                filter: aggregate.filter.clone(),
+                order: Vec::new(),
+                after: None,
+                limit: usize::MAX,
+                per_group: None,
+            };
+            if let Some(snapshots) = self.snapshots.as_ref().filter(|_| reads_tables(&every)) {
+                let rows = self.read_snapshots(snapshots, every).await?;
+                return Ok(memory::aggregate(&aggregate, rows));
+            }
+            self.inner.aggregate(aggregate).await
+        })
+    }
+
     fn select(&self, select: Select) -> SourceFuture<'_, Rows> {
         Box::pin(async move {
             self.probe().await;

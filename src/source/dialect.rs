@@ -1,6 +1,8 @@
 //! SQL generation per dialect: quoting, parameters, NULL ordering, keyset paging, row limits.
 
-use super::select::{CmpOp, Condition, OrderTerm, Relation, Select};
+use super::select::{
+    Aggregate, Bucket, CmpOp, Condition, MeasureKind, OrderTerm, Relation, Select,
+};
 use super::{ColumnType, Param, Statement, Value};
 use crate::config::{DialectName, StampClock};
 
@@ -154,6 +156,182 @@ impl Dialect {
             params: sql.params,
             columns: select.columns.iter().map(|(_, t)| *t).collect(),
             max_rows: select.limit,
+        }
+    }
+
+    /// `SELECT COUNT(*)` of the rows `select` filters: its order, keyset position, columns and
+    /// limit play no part.
+    pub fn count(self, select: &Select) -> Statement {
+        let mut sql = SqlWriter {
+            dialect: self,
+            sql: String::with_capacity(128),
+            params: Vec::new(),
+        };
+        sql.push("SELECT COUNT(*) FROM ");
+        sql.relation(&select.relation, "portico_q");
+        if !select.filter.is_empty() {
+            sql.push(" WHERE ");
+            sql.condition(&Condition::And(select.filter.clone()));
+        }
+        Statement {
+            sql: sql.sql,
+            params: sql.params,
+            columns: vec![ColumnType::Integer],
+            max_rows: 1,
+        }
+    }
+
+    /// A statement reading the database's own estimate of a table's rows (one row, a whole
+    /// number; negative when it has none), where the dialect keeps one that costs no scan:
+    /// PostgreSQL's `pg_class.reltuples` (-1 until the table was analyzed), SQL Server's
+    /// `sys.partitions` rows of the heap or clustered index. `None` elsewhere and for a query.
+    pub fn estimate(self, relation: &Relation) -> Option<Statement> {
+        let Relation::Table(table) = relation else {
+            return None;
+        };
+        let sql = match self {
+            Dialect::Postgres => {
+                "SELECT CAST(reltuples AS bigint) FROM pg_class \
+                 WHERE oid = to_regclass(CAST(? AS text))"
+            }
+            Dialect::TSql => {
+                "SELECT CAST(COALESCE(SUM(p.rows), -1) AS bigint) FROM sys.partitions p \
+                 WHERE p.object_id = OBJECT_ID(?) AND p.index_id IN (0, 1)"
+            }
+            _ => return None,
+        };
+        Some(Statement {
+            sql: sql.into(),
+            params: vec![Param {
+                value: Value::Text(self.quote(table).into_bytes()),
+                column_type: ColumnType::Varchar,
+            }],
+            columns: vec![ColumnType::Integer],
+            max_rows: 1,
+        })
+    }
+
+    /// Renders an aggregate: a derived table computes each group's bucket and each measured
+    /// value (sentinels turned to NULL), so the outer GROUP BY names plain columns and every
+    /// parameter is bound once, on every dialect (T-SQL cannot group by position).
+    pub fn aggregate(self, aggregate: &Aggregate) -> Statement {
+        let mut sql = SqlWriter {
+            dialect: self,
+            sql: String::with_capacity(256),
+            params: Vec::new(),
+        };
+        let groups: Vec<String> = (0..aggregate.groups.len())
+            .map(|i| format!("portico_g{i}"))
+            .collect();
+        sql.push("SELECT ");
+        sql.push(&self.top(aggregate.limit));
+        let mut outer: Vec<String> = aggregate
+            .groups
+            .iter()
+            .zip(&groups)
+            .map(|(g, name)| {
+                let read = match g.bucket {
+                    Bucket::Value => g.column_type,
+                    _ => ColumnType::Varchar,
+                };
+                self.cast_for_reading(name, read)
+            })
+            .collect();
+        outer.push("COUNT(*)".into());
+        for (i, m) in aggregate.measures.iter().enumerate() {
+            let name = format!("portico_m{i}");
+            outer.push(match m.kind {
+                MeasureKind::Count => format!("COUNT({name})"),
+                MeasureKind::Min => self.cast_for_reading(&format!("MIN({name})"), m.column_type),
+                MeasureKind::Max => self.cast_for_reading(&format!("MAX({name})"), m.column_type),
+                MeasureKind::Sum { scaled } => match (self, scaled, m.column_type) {
+                    // SQL Server sums an int as an int (and overflows), money as money (read
+                    // as a double); a decimal's sum keeps its scale.
+                    (Dialect::TSql, Some(_), _) | (Dialect::TSql, None, ColumnType::Integer) => {
+                        format!("SUM(CAST({name} AS decimal(38,0)))")
+                    }
+                    (Dialect::TSql, None, ColumnType::Money) => {
+                        format!("CAST(SUM({name}) AS decimal(38,4))")
+                    }
+                    _ => format!("SUM({name})"),
+                },
+            });
+        }
+        sql.push(&outer.join(", "));
+        sql.push(" FROM (SELECT ");
+        let mut inner_count = 0;
+        for (g, name) in aggregate.groups.iter().zip(&groups) {
+            if inner_count > 0 {
+                sql.push(", ");
+            }
+            inner_count += 1;
+            sql.bucket(&g.column, &g.sentinels, g.bucket);
+            sql.push(" AS ");
+            sql.push(name);
+        }
+        for (i, m) in aggregate.measures.iter().enumerate() {
+            if inner_count > 0 {
+                sql.push(", ");
+            }
+            inner_count += 1;
+            match m.kind {
+                MeasureKind::Sum {
+                    scaled: Some(places),
+                } => {
+                    let int = match self {
+                        Dialect::Sqlite => "INTEGER",
+                        Dialect::MySql => "SIGNED",
+                        _ => "BIGINT",
+                    };
+                    sql.push("CAST(ROUND(");
+                    sql.nulled(&m.column, &m.sentinels);
+                    sql.push(&format!(" * 1{}", "0".repeat(places as usize)));
+                    sql.push(if self == Dialect::TSql { ", 0)" } else { ")" });
+                    sql.push(&format!(" AS {int})"));
+                }
+                _ => sql.nulled(&m.column, &m.sentinels),
+            }
+            sql.push(&format!(" AS portico_m{i}"));
+        }
+        if inner_count == 0 {
+            sql.push("1 AS portico_one");
+        }
+        sql.push(" FROM ");
+        sql.relation(&aggregate.relation, "portico_q");
+        if !aggregate.filter.is_empty() {
+            sql.push(" WHERE ");
+            sql.condition(&Condition::And(aggregate.filter.clone()));
+        }
+        sql.push(") portico_a");
+        if !groups.is_empty() {
+            sql.push(" GROUP BY ");
+            sql.push(&groups.join(", "));
+            sql.push(" ORDER BY ");
+            let order: Vec<String> = groups
+                .iter()
+                .map(|g| match self {
+                    // NULL first, as the other databases sort it.
+                    Dialect::Postgres => format!("{g} NULLS FIRST"),
+                    Dialect::Generic => format!("CASE WHEN {g} IS NULL THEN 0 ELSE 1 END, {g}"),
+                    _ => g.clone(),
+                })
+                .collect();
+            sql.push(&order.join(", "));
+        }
+        sql.push(&self.limit(aggregate.limit));
+        Statement {
+            sql: sql.sql,
+            params: sql.params,
+            columns: aggregate.result_types(),
+            max_rows: aggregate.limit,
+        }
+    }
+
+    /// `expr`, cast where the dialect must convert what it reads (`read_cast`).
+    fn cast_for_reading(self, expr: &str, column_type: ColumnType) -> String {
+        match self.read_cast(column_type) {
+            Some(cast) => format!("CAST({expr} AS {cast})"),
+            None => expr.to_string(),
         }
     }
 
@@ -343,6 +521,62 @@ impl SqlWriter {
         let alias = self.dialect.quote(name.rsplit('.').next().unwrap_or(name));
         self.sql
             .push_str(&format!("CAST({quoted} AS {cast}) AS {alias}"));
+    }
+
+    /// The column, NULL where it holds one of `sentinels` (stored values meaning null).
+    fn nulled(&mut self, column: &str, sentinels: &[Param]) {
+        if sentinels.is_empty() {
+            return self.column(column);
+        }
+        self.push("CASE WHEN ");
+        self.column(column);
+        self.push(" IN ");
+        self.list(sentinels);
+        self.push(" THEN NULL ELSE ");
+        self.column(column);
+        self.push(" END");
+    }
+
+    /// A group's bucket of the (nulled) column, in the dialect's spelling.
+    fn bucket(&mut self, column: &str, sentinels: &[Param], bucket: Bucket) {
+        let dialect = self.dialect;
+        let (open, close) = match (bucket, dialect) {
+            (Bucket::Value, _) => (String::new(), String::new()),
+            (Bucket::TextPrefix(n) | Bucket::DateText(n), Dialect::Sqlite) => {
+                ("substr(".into(), format!(", 1, {n})"))
+            }
+            (Bucket::TextPrefix(n), Dialect::Generic) => {
+                ("SUBSTRING(".into(), format!(" FROM 1 FOR {n})"))
+            }
+            (Bucket::TextPrefix(n), _) => ("LEFT(".into(), format!(", {n})")),
+            (Bucket::Divide(d), Dialect::MySql) => (String::new(), format!(" DIV {d}")),
+            (Bucket::Divide(d), Dialect::Sqlite) => ("CAST(".into(), format!(" AS INTEGER) / {d}")),
+            (Bucket::Divide(d), _) => ("CAST(".into(), format!(" AS BIGINT) / {d}")),
+            (Bucket::DateText(n), Dialect::Postgres) => {
+                ("to_char(".into(), format!(", '{}')", &"YYYY-MM-DD"[..n]))
+            }
+            (Bucket::DateText(n), Dialect::MySql) => (
+                "DATE_FORMAT(".into(),
+                format!(
+                    ", '{}')",
+                    match n {
+                        4 => "%Y",
+                        7 => "%Y-%m",
+                        _ => "%Y-%m-%d",
+                    }
+                ),
+            ),
+            (Bucket::DateText(n), Dialect::TSql) => {
+                (format!("CONVERT(char({n}), "), ", 126)".into())
+            }
+            (Bucket::DateText(n), Dialect::Generic) => (
+                "SUBSTRING(CAST(".into(),
+                format!(" AS VARCHAR(30)) FROM 1 FOR {n})"),
+            ),
+        };
+        self.push(&open);
+        self.nulled(column, sentinels);
+        self.push(&close);
     }
 
     /// A FROM item: a quoted table, or a configured query under `alias`.
@@ -551,6 +785,7 @@ impl SqlWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::select::{GroupTerm, Measure};
     use crate::source::ColumnType;
 
     fn term(column: &str, descending: bool, nullable: bool) -> OrderTerm {
@@ -784,5 +1019,107 @@ mod tests {
                 "{dialect:?}"
             );
         }
+    }
+
+    fn aggregate(groups: Vec<GroupTerm>, measures: Vec<Measure>) -> Aggregate {
+        Aggregate {
+            relation: Relation::Table("JOBS".into()),
+            filter: vec![],
+            groups,
+            measures,
+            limit: 11,
+        }
+    }
+
+    #[test]
+    fn aggregates_bucket_the_stored_form_per_dialect_and_null_the_sentinels() {
+        let due = |column_type, bucket| GroupTerm {
+            column: "DUE".into(),
+            column_type,
+            sentinels: vec![Param {
+                value: Value::Int(0),
+                column_type: ColumnType::Integer,
+            }],
+            bucket,
+        };
+        let sum = |scaled| Measure {
+            column: "AMT".into(),
+            column_type: ColumnType::Decimal,
+            sentinels: vec![],
+            kind: MeasureKind::Sum { scaled },
+        };
+        let by_month = aggregate(
+            vec![due(ColumnType::Integer, Bucket::Divide(100))],
+            vec![sum(Some(2))],
+        );
+        assert_eq!(
+            Dialect::MySql.aggregate(&by_month).sql,
+            "SELECT portico_g0, COUNT(*), SUM(portico_m0) FROM (SELECT CASE WHEN `DUE` IN (?) \
+             THEN NULL ELSE `DUE` END DIV 100 AS portico_g0, CAST(ROUND(`AMT` * 100) AS SIGNED) \
+             AS portico_m0 FROM `JOBS`) portico_a GROUP BY portico_g0 ORDER BY portico_g0 LIMIT 11"
+        );
+        let sqlite = Dialect::Sqlite.aggregate(&by_month);
+        assert!(
+            sqlite.sql.contains(
+                "CAST(CASE WHEN \"DUE\" IN (?) THEN NULL ELSE \"DUE\" END AS INTEGER) / 100"
+            ) && sqlite.sql.contains("CAST(ROUND(\"AMT\" * 100) AS INTEGER)"),
+            "{}",
+            sqlite.sql
+        );
+        assert_eq!(sqlite.params.len(), 1, "each parameter bound once");
+        let native = aggregate(
+            vec![GroupTerm {
+                sentinels: vec![],
+                ..due(ColumnType::Date, Bucket::DateText(7))
+            }],
+            vec![sum(None)],
+        );
+        let pg = Dialect::Postgres.aggregate(&native).sql;
+        assert!(
+            pg.contains("to_char(\"DUE\", 'YYYY-MM') AS portico_g0")
+                && pg.ends_with("ORDER BY portico_g0 NULLS FIRST LIMIT 11"),
+            "{pg}"
+        );
+        assert!(Dialect::MySql
+            .aggregate(&native)
+            .sql
+            .contains("DATE_FORMAT(`DUE`, '%Y-%m')"));
+        assert!(Dialect::TSql
+            .aggregate(&native)
+            .sql
+            .starts_with("SELECT TOP (11) portico_g0"));
+        // No group: one row of every row.
+        let total = aggregate(vec![], vec![]);
+        assert_eq!(
+            Dialect::Sqlite.aggregate(&total).sql,
+            "SELECT COUNT(*) FROM (SELECT 1 AS portico_one FROM \"JOBS\") portico_a LIMIT 11"
+        );
+    }
+
+    #[test]
+    fn counts_ignore_order_position_and_limit_and_estimates_exist_where_cheap() {
+        let mut s = select(
+            vec![term("JOB_NO", false, false)],
+            Some(vec![Value::Text(b"J1".to_vec())]),
+        );
+        s.filter.push(Condition::IsNull {
+            column: "DUE".into(),
+            negated: false,
+        });
+        assert_eq!(
+            Dialect::TSql.count(&s).sql,
+            "SELECT COUNT(*) FROM [dbo].[JOBS] WHERE ([DUE] IS NULL)"
+        );
+        let relation = Relation::Table("dbo.JOBS".into());
+        let pg = Dialect::Postgres.estimate(&relation).unwrap();
+        assert!(pg.sql.contains("reltuples"));
+        assert_eq!(
+            pg.params[0].value,
+            Value::Text(b"\"dbo\".\"JOBS\"".to_vec())
+        );
+        assert!(Dialect::MySql.estimate(&relation).is_none());
+        assert!(Dialect::Postgres
+            .estimate(&Relation::Query("SELECT 1".into()))
+            .is_none());
     }
 }

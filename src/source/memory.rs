@@ -8,8 +8,10 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::select::{CmpOp, Condition, OrderTerm, Relation, Select};
-use super::{ColumnType, Rows, Value};
+use super::select::{
+    Aggregate, Bucket, CmpOp, Condition, MeasureKind, OrderTerm, Relation, Select,
+};
+use super::{ColumnType, Param, Rows, Value};
 
 /// A table's rows with the columns (and the types they were decoded as) of each position.
 #[derive(Debug, Clone, Default)]
@@ -470,6 +472,165 @@ fn decimal_parts(text: &str) -> (bool, &str, &str) {
     )
 }
 
+/// The columns a snapshot reads for `aggregate`: its groups', then its measures'.
+pub fn aggregate_columns(aggregate: &Aggregate) -> Vec<(String, ColumnType)> {
+    aggregate
+        .groups
+        .iter()
+        .map(|g| (g.column.clone(), g.column_type))
+        .chain(
+            aggregate
+                .measures
+                .iter()
+                .map(|m| (m.column.clone(), m.column_type)),
+        )
+        .collect()
+}
+
+/// Computes `aggregate` over `rows` (already filtered, laid out as [`aggregate_columns`]):
+/// the rows the SQL of `Dialect::aggregate` answers, groups in order, NULL first.
+pub fn aggregate(aggregate: &Aggregate, rows: Rows) -> Rows {
+    let groups = aggregate.groups.len();
+    let nulled = |value: &Value, sentinels: &[Param]| -> Value {
+        if sentinels
+            .iter()
+            .any(|s| compare(value, &s.value) == Some(Ordering::Equal))
+        {
+            Value::Null
+        } else {
+            value.clone()
+        }
+    };
+    let mut keyed: Vec<(Vec<Value>, Vec<Value>)> = rows
+        .into_iter()
+        .map(|row| {
+            let key = aggregate
+                .groups
+                .iter()
+                .zip(&row)
+                .map(|(g, v)| bucket(&nulled(v, &g.sentinels), g.bucket))
+                .collect();
+            let measured = aggregate
+                .measures
+                .iter()
+                .zip(row.iter().skip(groups))
+                .map(|(m, v)| nulled(v, &m.sentinels))
+                .collect();
+            (key, measured)
+        })
+        .collect();
+    let key_order = |a: &[Value], b: &[Value]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| sort_order(x, y))
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or(Ordering::Equal)
+    };
+    keyed.sort_by(|a, b| key_order(&a.0, &b.0));
+    let mut out: Rows = Vec::new();
+    let mut start = 0;
+    // No group terms: one group of every row, even of none (as SQL answers).
+    while start < keyed.len() || (groups == 0 && out.is_empty()) {
+        let end = keyed[start..]
+            .iter()
+            .position(|(k, _)| key_order(k, &keyed[start].0) != Ordering::Equal)
+            .map_or(keyed.len(), |p| start + p);
+        let members = &keyed[start..end];
+        let mut row: Vec<Value> = members.first().map_or_else(Vec::new, |(k, _)| k.clone());
+        row.push(Value::Int(members.len() as i64));
+        for (i, m) in aggregate.measures.iter().enumerate() {
+            let values = members
+                .iter()
+                .map(|(_, v)| &v[i])
+                .filter(|v| **v != Value::Null);
+            row.push(match m.kind {
+                MeasureKind::Count => Value::Int(values.count() as i64),
+                MeasureKind::Min => values
+                    .min_by(|a, b| sort_order(a, b))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                MeasureKind::Max => values
+                    .max_by(|a, b| sort_order(a, b))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                MeasureKind::Sum { scaled } => exact_sum(values, scaled),
+            });
+        }
+        out.push(row);
+        if end == start {
+            break;
+        }
+        start = end;
+    }
+    out.truncate(aggregate.limit);
+    out
+}
+
+/// A group's bucket of a stored value, as `Dialect::aggregate` cuts it.
+fn bucket(value: &Value, bucket: Bucket) -> Value {
+    if *value == Value::Null {
+        return Value::Null;
+    }
+    match bucket {
+        Bucket::Value => value.clone(),
+        Bucket::TextPrefix(n) | Bucket::DateText(n) => {
+            let text = text_of(value);
+            Value::Text(text[..n.min(text.len())].to_vec())
+        }
+        Bucket::Divide(d) => match value {
+            Value::Int(i) => Value::Int(i / d),
+            other => number_of(other).map_or(Value::Null, |f| Value::Int(f as i64 / d)),
+        },
+    }
+}
+
+/// The exact sum of decimal values as decimal text; with `scaled`, of each value rounded to
+/// that many places as a whole number (the caller places the point). NULL for no values.
+fn exact_sum<'a>(values: impl Iterator<Item = &'a Value>, scaled: Option<u32>) -> Value {
+    let mut total: i128 = 0;
+    let mut scale: u32 = 0;
+    let mut any = false;
+    for value in values {
+        any = true;
+        let (mantissa, places) = match scaled {
+            Some(places) => {
+                let f = number_of(value).unwrap_or(0.0);
+                ((f * 10f64.powi(places as i32)).round() as i128, 0)
+            }
+            None => scaled_decimal(&decimal_text(value)),
+        };
+        if places > scale {
+            total = total.saturating_mul(10i128.saturating_pow(places - scale));
+            scale = places;
+        }
+        total =
+            total.saturating_add(mantissa.saturating_mul(10i128.saturating_pow(scale - places)));
+    }
+    if !any {
+        return Value::Null;
+    }
+    let negative = total < 0;
+    let digits = format!(
+        "{:0>width$}",
+        total.unsigned_abs(),
+        width = scale as usize + 1
+    );
+    let (int, frac) = digits.split_at(digits.len() - scale as usize);
+    let sign = if negative { "-" } else { "" };
+    Value::Decimal(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
+}
+
+/// A decimal text as a whole number and its decimal places (`-12.50` is `(-1250, 2)`).
+fn scaled_decimal(text: &str) -> (i128, u32) {
+    let (negative, int, frac) = decimal_parts(text);
+    let digits: i128 = format!("0{int}{frac}").parse().unwrap_or(0);
+    (if negative { -digits } else { digits }, frac.len() as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,6 +844,57 @@ mod tests {
                 ("PID".to_string(), Some(ColumnType::Integer)),
                 ("OPEN".to_string(), Some(ColumnType::Varchar))
             ]
+        );
+    }
+
+    #[test]
+    fn aggregates_in_memory_merge_sentinels_into_the_null_group_and_sum_exactly() {
+        use crate::source::select::{GroupTerm, Measure};
+        let rows: Rows = [
+            ("20260315", "0.10"),
+            ("20260301", "0.20"),
+            ("00000000", "0.10"),
+            ("20260402", "0.20"),
+        ]
+        .iter()
+        .map(|(due, amount)| vec![text(due), Value::Float(amount.parse().unwrap())])
+        .chain([vec![Value::Null, Value::Float(0.1)]])
+        .collect();
+        let aggregate = Aggregate {
+            relation: Relation::Table("T".into()),
+            filter: vec![],
+            groups: vec![GroupTerm {
+                column: "DUE".into(),
+                column_type: ColumnType::Char(Some(8)),
+                sentinels: vec![Param {
+                    value: text("00000000"),
+                    column_type: ColumnType::Char(Some(8)),
+                }],
+                bucket: Bucket::TextPrefix(6),
+            }],
+            measures: vec![Measure {
+                column: "AMT".into(),
+                column_type: ColumnType::Float,
+                sentinels: vec![],
+                kind: MeasureKind::Sum { scaled: Some(2) },
+            }],
+            limit: 10,
+        };
+        assert_eq!(
+            super::aggregate(&aggregate, rows),
+            vec![
+                vec![Value::Null, Value::Int(2), Value::Decimal("20".into())],
+                vec![text("202603"), Value::Int(2), Value::Decimal("30".into())],
+                vec![text("202604"), Value::Int(1), Value::Decimal("20".into())],
+            ]
+        );
+        let empty = Aggregate {
+            groups: vec![],
+            ..aggregate
+        };
+        assert_eq!(
+            super::aggregate(&empty, vec![]),
+            vec![vec![Value::Int(0), Value::Null]]
         );
     }
 }

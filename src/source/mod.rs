@@ -265,6 +265,26 @@ impl SourceError {
     }
 }
 
+/// How many rows a listing holds, and whether the number is the database's estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowCount {
+    /// The number of rows.
+    pub rows: u64,
+    /// Read from the database's statistics (`Dialect::estimate`) rather than counted.
+    pub estimated: bool,
+}
+
+/// The whole number in the first cell of `rows` (a `COUNT(*)` or an estimate).
+fn first_number(rows: &Rows) -> Option<i64> {
+    match rows.first().and_then(|row| row.first())? {
+        Value::Int(n) => Some(*n),
+        Value::Decimal(text) => text.split('.').next()?.parse().ok(),
+        Value::Text(bytes) => std::str::from_utf8(bytes).ok()?.trim().parse().ok(),
+        Value::Float(f) => Some(*f as i64),
+        _ => None,
+    }
+}
+
 /// A boxed future, so `Source` can be used as a trait object.
 pub type SourceFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SourceError>> + Send + 'a>>;
 
@@ -283,6 +303,44 @@ pub trait Source: Send + Sync {
     fn call(&self, call: call::Call) -> SourceFuture<'_, call::CallOutcome>;
     /// Checks that the database answers.
     fn ping(&self) -> SourceFuture<'_, ()>;
+    /// Counts the rows `select` filters (its order, position and limit play no part). With
+    /// `estimate`, an unfiltered table is answered from the database's statistics where the
+    /// dialect keeps a cheap estimate and it has one; otherwise the rows are counted.
+    fn count(&self, select: select::Select, estimate: bool) -> SourceFuture<'_, RowCount> {
+        Box::pin(async move {
+            let dialect = self.dialect();
+            if estimate && select.filter.is_empty() {
+                if let Some(statement) = dialect.estimate(&select.relation) {
+                    let rows = self.query(statement).await?;
+                    if let Some(n) = first_number(&rows).filter(|n| *n >= 0) {
+                        return Ok(RowCount {
+                            rows: n as u64,
+                            estimated: true,
+                        });
+                    }
+                }
+            }
+            let rows = self.query(dialect.count(&select)).await?;
+            let n = first_number(&rows).ok_or_else(|| SourceError::Query {
+                source_name: self.name().to_string(),
+                detail: "COUNT(*) answered no whole number".into(),
+            })?;
+            Ok(RowCount {
+                rows: n.max(0) as u64,
+                estimated: false,
+            })
+        })
+    }
+
+    /// Runs an aggregate: rendered in the source's dialect, unless the source answers it
+    /// another way (an in-memory snapshot).
+    fn aggregate(&self, aggregate: select::Aggregate) -> SourceFuture<'_, Rows> {
+        Box::pin(async move {
+            let statement = self.dialect().aggregate(&aggregate);
+            self.query(statement).await
+        })
+    }
+
     /// Runs a SELECT: rendered in the source's dialect and run as a query, unless the source
     /// answers it another way (an in-memory snapshot) or cannot (its capability profile).
     fn select(&self, select: select::Select) -> SourceFuture<'_, Rows> {

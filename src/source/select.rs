@@ -164,3 +164,102 @@ pub struct PerGroup {
     /// Rows kept per group.
     pub rows: usize,
 }
+
+/// How a grouped column's stored value is cut into a bucket, so that rows of one day, month
+/// or year form one group. Every bucket keeps the stored order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// The stored value itself.
+    Value,
+    /// The first `n` characters of stored text (`yyyymmdd` text: 4 a year, 6 a month).
+    TextPrefix(usize),
+    /// A stored whole number divided by this, dropping the rest (`yyyymmdd` as a number:
+    /// 10000 a year, 100 a month).
+    Divide(i64),
+    /// A native DATE or TIMESTAMP column as `YYYY`, `YYYY-MM` or `YYYY-MM-DD` text (the
+    /// number of characters kept: 4, 7 or 10).
+    DateText(usize),
+}
+
+/// One GROUP BY term.
+#[derive(Debug, Clone)]
+pub struct GroupTerm {
+    /// Column name.
+    pub column: String,
+    /// How the column is read.
+    pub column_type: ColumnType,
+    /// Stored values that mean null (they form the null group).
+    pub sentinels: Vec<Param>,
+    /// How the value is cut.
+    pub bucket: Bucket,
+}
+
+/// What an aggregate computes over a column of each group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeasureKind {
+    /// The exact sum, read as decimal text. With `scaled`, each value is first rounded to
+    /// that many decimal places and summed as a whole number (the caller places the point):
+    /// a binary double (SQLite's DECIMAL, a float column) summed as it is drifts.
+    Sum {
+        /// Decimal places of the scaled whole numbers summed instead.
+        scaled: Option<u32>,
+    },
+    /// How many rows have a value (not null).
+    Count,
+    /// The smallest value.
+    Min,
+    /// The largest value.
+    Max,
+}
+
+/// One aggregate over a column.
+#[derive(Debug, Clone)]
+pub struct Measure {
+    /// Column name.
+    pub column: String,
+    /// How the column is read.
+    pub column_type: ColumnType,
+    /// Stored values that mean null (never summed, counted or compared).
+    pub sentinels: Vec<Param>,
+    /// What is computed.
+    pub kind: MeasureKind,
+}
+
+/// `SELECT groups…, COUNT(*), measures… FROM relation WHERE filter GROUP BY groups ORDER BY
+/// groups`, at most `limit` groups. Each row holds the group values, then the row count, then
+/// one value per measure.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    /// Source of rows.
+    pub relation: Relation,
+    /// Conditions, all of which must hold.
+    pub filter: Vec<Condition>,
+    /// Group terms (none: one group of every row).
+    pub groups: Vec<GroupTerm>,
+    /// Aggregates computed per group.
+    pub measures: Vec<Measure>,
+    /// Maximum groups to return.
+    pub limit: usize,
+}
+
+impl Aggregate {
+    /// How each result column is decoded: the groups, the row count, the measures.
+    pub fn result_types(&self) -> Vec<ColumnType> {
+        let mut types: Vec<ColumnType> = self
+            .groups
+            .iter()
+            .map(|g| match g.bucket {
+                Bucket::Value => g.column_type,
+                Bucket::TextPrefix(_) | Bucket::DateText(_) => ColumnType::Varchar,
+                Bucket::Divide(_) => ColumnType::Integer,
+            })
+            .collect();
+        types.push(ColumnType::Integer);
+        types.extend(self.measures.iter().map(|m| match m.kind {
+            MeasureKind::Sum { .. } => ColumnType::Decimal,
+            MeasureKind::Count => ColumnType::Integer,
+            MeasureKind::Min | MeasureKind::Max => m.column_type,
+        }));
+        types
+    }
+}

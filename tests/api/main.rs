@@ -1,6 +1,7 @@
 //! Integration tests: Portico on a free port, real ODBC drivers, real databases.
 
 mod access;
+mod aggregates;
 mod audit;
 mod auth;
 mod cache;
