@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod client;
 mod contract;
+mod dashboard;
 mod docs;
 mod excluded_values;
 mod filters;
