@@ -8,8 +8,9 @@
 #         independent implementation), Chromium, tinyproxy (a real HTTP proxy), and .venv with
 #         openapi-spec-validator and openapi-python-client from PyPI, and standardwebhooks (an
 #         independent webhook verifier); Node.js and tests/idp's oidc-provider from npm (a real
-#         OpenID Connect provider), and tests/lint's OpenAPI linters from npm (@redocly/cli,
-#         @stoplight/spectral-cli)
+#         OpenID Connect provider), tests/lint's OpenAPI linters from npm (@redocly/cli,
+#         @stoplight/spectral-cli), and tests/browser's playwright-core (drives the Chromium
+#         above; it downloads no browser of its own)
 #   bench + wrk and curl, PostgreSQL (pgbench) and MariaDB servers and clients with their ODBC
 #         drivers, and libmariadb's headers and gcc for bench/own_client.c
 set -euo pipefail
@@ -55,4 +56,9 @@ if [ "${1:-run}" = test ] && [ ! tests/lint/node_modules/.package-lock.json -nt 
   node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
     || { echo "tests/lint needs Node.js 20.19 or later; this machine has $(node --version)" >&2; exit 1; }
   npm ci --prefix tests/lint --no-audit --no-fund --loglevel=error
+fi
+# The browser driver of the dashboard example's test (tests/browser), pinned by its package-lock.json.
+if [ "${1:-run}" = test ] && [ ! tests/browser/node_modules/.package-lock.json -nt tests/browser/package-lock.json ]; then
+  echo "installing tests/browser: playwright-core"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi

@@ -12,6 +12,7 @@ mod client;
 mod compression;
 mod contract;
 mod cors;
+mod dashboard;
 mod docs;
 mod excluded_values;
 mod expand;
