@@ -63,7 +63,7 @@ impl Drop for StaticSite {
 
 /// The demo as `make run` serves it, on a free port, allowing `origin` across origins.
 async fn demo(dir: &Path, origin: &str) -> (Served, String) {
-    let (_, db) = demo_database();
+    let (_built, db) = demo_database();
     let db_copy = dir.join("legacy.db");
     std::fs::copy(&db, &db_copy).unwrap();
     let text = std::fs::read_to_string(repo("config/demo.toml"))
