@@ -29,6 +29,9 @@ bench:
 	bash scripts/install-deps.sh bench
 	$(MAKE) demo-db
 	bash bench/run.sh
+	bash bench/expand.sh
+	bash bench/export.sh
+	bash bench/compression.sh
 	cargo build --release --locked --bin portico --example tds_bench && $${CARGO_TARGET_DIR:-target}/release/examples/tds_bench
 	.venv/bin/python bench/webhooks.py
 	.venv/bin/python bench/state_size.py

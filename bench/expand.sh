@@ -22,13 +22,14 @@ sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" -e 's/^default_ttl = .*/de
   -e 's/^requests_per_second = .*/requests_per_second = 1000000/' -e 's/^burst = .*/burst = 1000000/' \
   config/demo.toml >"$work/bench.toml"
 export DEMO_DB=$work/legacy.db PORTICO_STATE=$work/state.sqlite3
-token=$("$portico" token --config "$work/bench.toml" --scope "jobs:read jobs:read:all customers:read customers:read:all" | tail -1)
+token=$("$portico" token --config "$work/bench.toml" --scope jobs:read --scope jobs:read:all --scope customers:read --scope customers:read:all | tail -1)
 "$portico" serve --config "$work/bench.toml" >"$work/serve.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 for path in "/v1/jobs?limit=100" "/v1/jobs?limit=100&expand=customer"; do
   curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port$path" >/dev/null
   echo "== $path"
-  wrk -t2 -c8 -d"${seconds}s" -H "Authorization: Bearer $token" "http://127.0.0.1:$port$path" |
-    grep -E "Requests/sec|Latency "
+  out=$(wrk -t2 -c8 -d"${seconds}s" -H "Authorization: Bearer $token" "http://127.0.0.1:$port$path")
+  if grep -q "Non-2xx" <<<"$out"; then echo "$out" >&2; echo "answers other than 200 under load" >&2; exit 1; fi
+  grep -E "Requests/sec|Latency " <<<"$out"
 done
