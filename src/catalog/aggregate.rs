@@ -147,18 +147,7 @@ pub fn parse(
                     _ => return Err(bad("count", "must be true or false")),
                 }
             }
-            "limit" => {
-                let n: usize = value
-                    .parse()
-                    .map_err(|_| bad("limit", "must be a whole number"))?;
-                if n == 0 || n > resource.max_limit {
-                    return Err(bad(
-                        "limit",
-                        format!("must be between 1 and {}", resource.max_limit),
-                    ));
-                }
-                spec.limit = n;
-            }
+            "limit" => spec.limit = query::parse_limit(resource, &value)?,
             op => {
                 let fields = parse_measured(resource, op, &value, mask)?;
                 match op {
@@ -610,20 +599,7 @@ fn decimal_of(value: &Value, scaled: Option<u32>) -> Option<(i128, u32)> {
 
 /// `mantissa` × 10^-`places` written with exactly `scale` places (rounded half away from zero).
 fn decimal_text(mantissa: i128, places: u32, scale: u32) -> String {
-    let rescaled = rescale(mantissa, places, scale);
-    let negative = rescaled < 0;
-    let digits = format!(
-        "{:0>width$}",
-        rescaled.unsigned_abs(),
-        width = scale as usize + 1
-    );
-    let (int, frac) = digits.split_at(digits.len() - scale as usize);
-    let sign = if negative { "-" } else { "" };
-    if frac.is_empty() {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{frac}")
-    }
+    crate::source::memory::scaled_text(rescale(mantissa, places, scale), scale)
 }
 
 fn rescale(mantissa: i128, from: u32, to: u32) -> i128 {

@@ -371,7 +371,8 @@ pub fn parse(resource: &Resource, query: &str, mask: &FieldMask) -> Result<Query
     Ok(spec)
 }
 
-fn parse_limit(resource: &Resource, value: &str) -> Result<usize, QueryError> {
+/// A `limit` value: a whole number from 1 to the resource's `max_limit`.
+pub(crate) fn parse_limit(resource: &Resource, value: &str) -> Result<usize, QueryError> {
     let n: usize = value
         .parse()
         .map_err(|_| bad("limit", "must be a whole number"))?;

@@ -609,19 +609,24 @@ fn exact_sum<'a>(values: impl Iterator<Item = &'a Value>, scaled: Option<u32>) -
     if !any {
         return Value::Null;
     }
-    let negative = total < 0;
+    Value::Decimal(scaled_text(total, scale))
+}
+
+/// The whole number `value` × 10^-`scale` as decimal text with exactly `scale` places
+/// (`(-1250, 2)` is `-12.50`).
+pub fn scaled_text(value: i128, scale: u32) -> String {
     let digits = format!(
         "{:0>width$}",
-        total.unsigned_abs(),
+        value.unsigned_abs(),
         width = scale as usize + 1
     );
     let (int, frac) = digits.split_at(digits.len() - scale as usize);
-    let sign = if negative { "-" } else { "" };
-    Value::Decimal(if frac.is_empty() {
+    let sign = if value < 0 { "-" } else { "" };
+    if frac.is_empty() {
         format!("{sign}{int}")
     } else {
         format!("{sign}{int}.{frac}")
-    })
+    }
 }
 
 /// A decimal text as a whole number and its decimal places (`-12.50` is `(-1250, 2)`).
