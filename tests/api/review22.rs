@@ -1,0 +1,56 @@
+//! Findings of the issue-22 review: each test fails on the code before its fix.
+
+use reqwest::Method;
+
+use crate::compression::raw;
+use crate::fixture::{self, Kind};
+use crate::harness::{backend, Portico};
+
+const DASHBOARD: &str = "http://127.0.0.1:8081";
+
+/// The fixture (anonymous jobs) with `server` appended to `[server]`.
+fn anonymous_with(kind: Kind, server: &str) -> String {
+    fixture::config(kind, &backend(kind).connection_string, "").replacen(
+        "\n[sources.legacy]",
+        &format!("\n{server}\n\n[sources.legacy]"),
+        1,
+    )
+}
+
+/// A list answers JSON or an export by `Accept`, and an anonymous resource answers
+/// differently with a token: a shared cache must see both in `Vary`, whatever else the
+/// layers add (CORS rewrites the first `Vary` header only) and whether or not the body is
+/// large enough to compress.
+#[tokio::test]
+async fn a_small_anonymous_list_varies_by_accept_and_authorization_behind_cors() {
+    for compression in ["", "[server.compression]\nenabled = false"] {
+        let config = anonymous_with(
+            Kind::Sqlite,
+            &format!("[server.cors]\nallowed_origins = [\"{DASHBOARD}\"]\n{compression}"),
+        );
+        let app = Portico::spawn(&config).await;
+        for origin in [None, Some(DASHBOARD)] {
+            let mut headers = vec![("accept-encoding", "gzip")];
+            if let Some(origin) = origin {
+                headers.push(("origin", origin));
+            }
+            let answer = raw(&app, Method::GET, "/v1/jobs?limit=1", &headers).await;
+            let case = format!(
+                "{compression:?} origin {origin:?}: vary {:?}",
+                answer.header("vary")
+            );
+            assert_eq!(answer.status, 200, "{case}");
+            assert!(answer.body.len() < 1024, "{case}: a small page");
+            for name in ["Accept", "Authorization", "Origin"] {
+                assert!(answer.varies_by(name), "{case}: {name}");
+            }
+            headers.push(("accept", "application/x-ndjson"));
+            let export = raw(&app, Method::GET, "/v1/jobs", &headers).await;
+            let case = format!("export {case}: {:?}", export.header("vary"));
+            assert_eq!(export.status, 200, "{case}");
+            for name in ["Accept", "Authorization", "Origin"] {
+                assert!(export.varies_by(name), "{case}: {name}");
+            }
+        }
+    }
+}
