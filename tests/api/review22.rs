@@ -4,7 +4,7 @@ use reqwest::Method;
 
 use crate::compression::raw;
 use crate::fixture::{self, Kind};
-use crate::harness::{backend, Portico};
+use crate::harness::{backend, execute, fresh_database, Portico};
 
 const DASHBOARD: &str = "http://127.0.0.1:8081";
 
@@ -53,4 +53,59 @@ async fn a_small_anonymous_list_varies_by_accept_and_authorization_behind_cors()
             }
         }
     }
+}
+
+/// A `yyyymmdd` text column holding garbage (legacy data is what it is): its month bucket
+/// must not take the server down; a bucket that is no date is served as null.
+#[tokio::test]
+async fn a_month_bucket_of_non_ascii_legacy_text_is_null_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = fresh_database(Kind::Sqlite, dir.path());
+    execute(&cs, "CREATE TABLE T (ID INTEGER PRIMARY KEY, DUE CHAR(8))");
+    execute(
+        &cs,
+        "INSERT INTO T VALUES (1, '20260315'), (2, '2\u{e9}\u{e9}\u{e9}0101'), (3, '20260320')",
+    );
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[sources.legacy]
+kind = "odbc"
+dialect = "sqlite"
+connection_string = "{cs}"
+
+[versions.v1.resources.things]
+source = "legacy"
+table = "T"
+key = ["id"]
+anonymous = true
+
+[versions.v1.resources.things.fields]
+id = {{ column = "ID", type = "integer" }}
+due_on = {{ column = "DUE", type = "date", format = "yyyymmdd", column_type = "char(8)" }}
+"#
+    );
+    let app = Portico::spawn(&config).await;
+    let answer = app
+        .get("/v1/things/aggregate?group_by=due_on:month&count=true")
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let groups: Vec<(serde_json::Value, i64)> = answer.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["group"]["due_on"].clone(), g["count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (serde_json::json!("2026-03"), 2),
+            (serde_json::Value::Null, 1)
+        ],
+        "{:?}",
+        answer.body
+    );
 }
