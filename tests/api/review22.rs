@@ -109,3 +109,73 @@ due_on = {{ column = "DUE", type = "date", format = "yyyymmdd", column_type = "c
         answer.body
     );
 }
+
+/// The `generic` dialect cannot number rows per key, so its batched to-many read is cut at
+/// its row limit whatever the keys: a parent with many related rows must not starve the
+/// others of theirs (J2 showed `[]`, not its one operation).
+#[tokio::test]
+async fn a_generic_to_many_expand_serves_every_parent_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = fresh_database(Kind::Sqlite, dir.path());
+    execute(&cs, "CREATE TABLE J (ID CHAR(4) PRIMARY KEY)");
+    execute(&cs, "INSERT INTO J VALUES ('J1'), ('J2')");
+    execute(
+        &cs,
+        "CREATE TABLE O (JOB CHAR(4), SEQ INTEGER, PRIMARY KEY (JOB, SEQ))",
+    );
+    let ops: Vec<String> = (1..=10).map(|i| format!("('J1', {i})")).collect();
+    execute(
+        &cs,
+        &format!("INSERT INTO O VALUES {}, ('J2', 1)", ops.join(", ")),
+    );
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[sources.legacy]
+kind = "odbc"
+dialect = "generic"
+connection_string = "{cs}"
+
+[versions.v1.resources.jobs]
+source = "legacy"
+table = "J"
+key = ["id"]
+anonymous = true
+
+[versions.v1.resources.jobs.fields]
+id = {{ column = "ID", type = "string" }}
+
+[versions.v1.resources.jobs.relations]
+operations = {{ resource = "operations", many = true, limit = 2 }}
+
+[versions.v1.resources.operations]
+source = "legacy"
+table = "O"
+key = ["job_id", "seq"]
+anonymous = true
+parent = {{ resource = "jobs", field = "job_id" }}
+
+[versions.v1.resources.operations.fields]
+job_id = {{ column = "JOB", type = "string" }}
+seq = {{ column = "SEQ", type = "integer" }}
+"#
+    );
+    let app = Portico::spawn(&config).await;
+    let answer = app.get("/v1/jobs?expand=operations").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let seqs = |job: usize| -> Vec<i64> {
+        answer.body["data"][job]["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["seq"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs(0), [1, 2], "{}", answer.body);
+    assert_eq!(answer.body["data"][0]["operations_truncated"], true);
+    assert_eq!(seqs(1), [1], "{}", answer.body);
+    assert!(answer.body["data"][1].get("operations_truncated").is_none());
+}
