@@ -551,7 +551,8 @@ fn group_value(field: &super::Field, group: &GroupSpec, value: &Value) -> Json {
     let served = match (field.date_format, group.bucket) {
         (_, Bucket::DateText(_)) => Some(text),
         (DateFormat::Iso, _) => Some(text),
-        (DateFormat::Yyyymmdd, _) => {
+        // Stored text that is no date (legacy garbage, not only digits) is no bucket either.
+        (DateFormat::Yyyymmdd, _) if text.bytes().all(|b| b.is_ascii_digit()) => {
             let width = if part == DatePart::Year { 4 } else { 6 };
             let digits = format!("{text:0>width$}");
             Some(match part {
@@ -559,6 +560,7 @@ fn group_value(field: &super::Field, group: &GroupSpec, value: &Value) -> Json {
                 _ => format!("{}-{}", &digits[..4], &digits[4..]),
             })
         }
+        (DateFormat::Yyyymmdd, _) => None,
         (DateFormat::Cyymmdd, _) => {
             // C is the century past 1900: CYY is the year less 1900.
             let n: i64 = text.parse().unwrap_or(-1);

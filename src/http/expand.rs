@@ -350,12 +350,12 @@ async fn read_related<'a>(
     let remote = &related.fields[p.relationship.remote];
     // Distinct keys, bound as the related field's legacy values; a key the related field
     // cannot hold matches no row.
-    let mut params: Vec<Param> = Vec::new();
+    let mut params: Vec<(String, Param)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for key in keys.iter().flatten() {
         if seen.insert(key.as_str()) {
             if let Ok(param) = remote.to_legacy(key) {
-                params.push(param);
+                params.push((key.clone(), param));
             }
         }
     }
@@ -364,43 +364,62 @@ async fn read_related<'a>(
         return Ok(found);
     }
     let source = state.source(related)?;
+    // Without row numbers per key (`generic`), a batch is cut at its row limit whatever the
+    // keys: only a key with more than `limit` rows read is settled, the others are read again.
+    let numbered = source.dialect().numbers_rows();
     let chunk = related.query_limits.max_bound_parameters.max(1);
     let nested_links: Vec<usize> = p.nested.iter().map(|n| n.relationship.local).collect();
-    for values in params.chunks(chunk) {
-        let (plan, remote_at, links) = relations::batch_plan(
-            related,
-            p.relationship,
-            &p.grant,
-            values.to_vec(),
-            &nested_links,
-        )?;
-        let read = source.select(plan.select.clone()).await?;
-        let plan = Arc::new(plan);
-        let limit = p.relationship.many.unwrap_or(1);
-        // The rows served, grouped by key in the order read (the related default order).
-        let mut kept: Vec<(String, Vec<Value>)> = Vec::new();
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for row in read {
-            let Some(key) = row.get(remote_at).and_then(|v| link_text(remote, v)) else {
-                continue;
-            };
-            let count = counts.entry(key.clone()).or_default();
-            *count += 1;
-            if *count <= limit {
-                kept.push((key, row));
+    let limit = p.relationship.many.unwrap_or(1);
+    for chunk in params.chunks(chunk) {
+        let mut pending: Vec<(String, Param)> = chunk.to_vec();
+        while !pending.is_empty() {
+            let values = pending.iter().map(|(_, param)| param.clone()).collect();
+            let (plan, remote_at, links) =
+                relations::batch_plan(related, p.relationship, &p.grant, values, &nested_links)?;
+            let read = source.select(plan.select.clone()).await?;
+            let plan = Arc::new(plan);
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            let keyed: Vec<(String, Vec<Value>)> = read
+                .into_iter()
+                .filter_map(|row| {
+                    let key = row.get(remote_at).and_then(|v| link_text(remote, v))?;
+                    *counts.entry(key.clone()).or_default() += 1;
+                    Some((key, row))
+                })
+                .collect();
+            // A to-one key matches one row at most: its batch is never cut.
+            let cut_short =
+                !numbered && p.relationship.many.is_some() && keyed.len() >= plan.select.limit;
+            let settled = |key: &str| !cut_short || counts.get(key).is_some_and(|&n| n > limit);
+            if cut_short && pending.iter().all(|(key, _)| !settled(key)) {
+                // Nothing settled (a key read back in another spelling): keep what was read.
+                pending.clear();
             }
-        }
-        let rows: Vec<Vec<Value>> = kept.iter().map(|(_, row)| row.clone()).collect();
-        let mut nested = load(state, &p.nested, &rows, &links).await?.into_iter();
-        for ((key, row), members) in kept.into_iter().zip(nested.by_ref()) {
-            let cut = counts.get(&key).is_some_and(|&n| n > limit);
-            let entry = found.entry(key).or_insert_with(|| (Vec::new(), cut));
-            entry.0.push(Arc::new(Nested {
-                resource: related,
-                plan: plan.clone(),
-                row,
-                members,
-            }));
+            // The rows served, grouped by key in the order read (the related default order).
+            let mut served: HashMap<&str, usize> = HashMap::new();
+            let kept: Vec<(String, Vec<Value>)> = keyed
+                .iter()
+                .filter(|(key, _)| pending.is_empty() || settled(key))
+                .filter(|(key, _)| {
+                    let n = served.entry(key.as_str()).or_default();
+                    *n += 1;
+                    *n <= limit
+                })
+                .cloned()
+                .collect();
+            pending.retain(|(key, _)| !settled(key));
+            let rows: Vec<Vec<Value>> = kept.iter().map(|(_, row)| row.clone()).collect();
+            let mut nested = load(state, &p.nested, &rows, &links).await?.into_iter();
+            for ((key, row), members) in kept.into_iter().zip(nested.by_ref()) {
+                let cut = counts.get(&key).is_some_and(|&n| n > limit);
+                let entry = found.entry(key).or_insert_with(|| (Vec::new(), cut));
+                entry.0.push(Arc::new(Nested {
+                    resource: related,
+                    plan: plan.clone(),
+                    row,
+                    members,
+                }));
+            }
         }
     }
     Ok(found)

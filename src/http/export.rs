@@ -221,10 +221,15 @@ pub async fn stream(
         ))
         // Never cached, here or by anyone on the way: an export is read afresh each time.
         .insert_header((header::CACHE_CONTROL, "no-store"));
-    if resource.access.anonymous {
-        response.append_header((header::VARY, "Authorization"));
-    }
-    response.append_header((header::VARY, "Accept"));
+    // One `Vary` header: the CORS layer keeps only the first.
+    response.insert_header((
+        header::VARY,
+        if resource.access.anonymous {
+            "Authorization, Accept"
+        } else {
+            "Accept"
+        },
+    ));
     Ok(response.streaming(chunks))
 }
 

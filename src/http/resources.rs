@@ -47,11 +47,10 @@ pub async fn list(
     Ok(varies_by_accept(response))
 }
 
-/// A list answers by `Accept` (JSON or an export): shared caches must key on it.
+/// A list answers by `Accept` (JSON or an export): shared caches must key on it. One `Vary`
+/// header: the CORS layer keeps only the first and would drop a second.
 fn varies_by_accept(mut response: HttpResponse) -> HttpResponse {
-    response
-        .headers_mut()
-        .append(header::VARY, header::HeaderValue::from_static("Accept"));
+    compress::merge_vary(response.headers_mut(), Some("Accept"));
     response
 }
 

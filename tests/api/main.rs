@@ -34,6 +34,7 @@ mod openapi;
 mod outage;
 mod prepared;
 mod retention;
+mod review22;
 mod roundtrip;
 mod security;
 mod servers;
