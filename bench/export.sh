@@ -25,7 +25,7 @@ trap cleanup EXIT
 # config DB: the demo configuration over DB, not cached, without the per-caller rate limit.
 config() {
   sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" -e 's/^default_ttl = .*/default_ttl = "0s"/' \
-    -e '/^\[rate_limit\]/,/^burst/d' \
+    -e '/^\[rate_limit\]/,/^burst/d' -e 's/^max_limit = 500$/max_limit = 1000/' \
     -e "s|^connection_string = .*|connection_string = \"Driver=SQLite3;Database=$1\"|" \
     config/demo.toml >"$1.toml"
   echo "$1.toml"

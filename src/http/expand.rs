@@ -8,11 +8,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::HttpRequest;
-use serde::ser::{SerializeMap, SerializeSeq};
 use serde_json::Value as Json;
 
 use super::access;
 use super::problem::ApiError;
+use super::render::{Member, Nested, Related};
 use super::AppState;
 use crate::auth::Principal;
 use crate::catalog::access::{FieldMask, Grant};
@@ -227,71 +227,6 @@ impl<'a> Expand<'a> {
         links: &[usize],
     ) -> Result<Vec<Vec<Member<'a>>>, ApiError> {
         load(state, &self.prepared, rows, links).await
-    }
-}
-
-/// A relation's member of one row.
-pub struct Member<'a> {
-    name: &'a str,
-    value: Related<'a>,
-}
-
-/// The related rows of one row.
-enum Related<'a> {
-    /// To-one: the row, or null when missing or hidden.
-    One(Option<Arc<Nested<'a>>>),
-    /// To-many: the rows in the related resource's default order, and whether more exist.
-    Many(Vec<Arc<Nested<'a>>>, bool),
-}
-
-/// A related row with its own members.
-pub struct Nested<'a> {
-    resource: &'a Resource,
-    plan: Arc<Plan>,
-    row: Vec<Value>,
-    members: Vec<Member<'a>>,
-}
-
-/// Writes `members` into a row's JSON object: `"customer": {…} | null`, `"operations": […]`
-/// and, when a to-many list was cut at its limit, `"operations_truncated": true`.
-pub fn serialize_members<M: SerializeMap>(
-    map: &mut M,
-    members: &[Member<'_>],
-) -> Result<(), M::Error> {
-    for member in members {
-        map.serialize_entry(member.name, &member.value)?;
-        if let Related::Many(_, true) = member.value {
-            map.serialize_entry(&format!("{}_truncated", member.name), &true)?;
-        }
-    }
-    Ok(())
-}
-
-impl serde::Serialize for Related<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Related::One(None) => serializer.serialize_unit(),
-            Related::One(Some(row)) => row.serialize(serializer),
-            Related::Many(rows, _) => {
-                let mut seq = serializer.serialize_seq(Some(rows.len()))?;
-                for row in rows {
-                    seq.serialize_element(row.as_ref())?;
-                }
-                seq.end()
-            }
-        }
-    }
-}
-
-impl serde::Serialize for Nested<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        super::render::RowView {
-            resource: self.resource,
-            plan: &self.plan,
-            row: &self.row,
-            members: &self.members,
-        }
-        .serialize(serializer)
     }
 }
 

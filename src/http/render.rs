@@ -5,7 +5,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use serde_json::Value as Json;
 
-use super::expand::Member;
 use super::problem::ApiError;
 use crate::catalog::{plan, Resource};
 use crate::state::StoredResponse;
@@ -145,7 +144,7 @@ impl serde::Serialize for RowView<'_> {
                 None => map.serialize_entry(&f.name, &Json::Null)?,
             }
         }
-        super::expand::serialize_members(&mut map, self.members)?;
+        serialize_members(&mut map, self.members)?;
         map.end()
     }
 }
@@ -159,4 +158,70 @@ struct Page<'a> {
     total: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     total_estimated: Option<bool>,
+}
+
+/// A relation's member of one row.
+pub struct Member<'a> {
+    pub(super) name: &'a str,
+    pub(super) value: Related<'a>,
+}
+
+/// The related rows of one row.
+pub(super) enum Related<'a> {
+    /// To-one: the row, or null when missing or hidden.
+    One(Option<std::sync::Arc<Nested<'a>>>),
+    /// To-many: the rows in the related resource's default order, and whether more exist.
+    Many(Vec<std::sync::Arc<Nested<'a>>>, bool),
+}
+
+/// A related row with its own members.
+pub struct Nested<'a> {
+    pub(super) resource: &'a Resource,
+    pub(super) plan: std::sync::Arc<plan::Plan>,
+    pub(super) row: Vec<crate::source::Value>,
+    pub(super) members: Vec<Member<'a>>,
+}
+
+/// Writes `members` into a row's JSON object: `"customer": {…} | null`, `"operations": […]`
+/// and, when a to-many list was cut at its limit, `"operations_truncated": true`.
+fn serialize_members<M: serde::ser::SerializeMap>(
+    map: &mut M,
+    members: &[Member<'_>],
+) -> Result<(), M::Error> {
+    for member in members {
+        map.serialize_entry(member.name, &member.value)?;
+        if let Related::Many(_, true) = member.value {
+            map.serialize_entry(&format!("{}_truncated", member.name), &true)?;
+        }
+    }
+    Ok(())
+}
+
+impl serde::Serialize for Related<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Related::One(None) => serializer.serialize_unit(),
+            Related::One(Some(row)) => row.serialize(serializer),
+            Related::Many(rows, _) => {
+                use serde::ser::SerializeSeq;
+                let mut seq = serializer.serialize_seq(Some(rows.len()))?;
+                for row in rows {
+                    seq.serialize_element(row.as_ref())?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Nested<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RowView {
+            resource: self.resource,
+            plan: &self.plan,
+            row: &self.row,
+            members: &self.members,
+        }
+        .serialize(serializer)
+    }
 }
