@@ -376,6 +376,13 @@ fn served_scale(field: &super::Field) -> Option<u32> {
     }
 }
 
+/// Whether `field` is a decimal the database keeps as a binary double (SQLite's DECIMAL).
+fn binary_decimal(field: &super::Field, dialect: Dialect) -> bool {
+    dialect == Dialect::Sqlite
+        && matches!(field.column_type, ColumnType::Decimal | ColumnType::Money)
+        && field.field_type != FieldType::Integer
+}
+
 /// Plans `spec` under `extra` conditions (the grant's row policies) for a source of `dialect`.
 pub fn plan(
     resource: &Resource,
@@ -389,11 +396,19 @@ pub fn plan(
         .iter()
         .map(|g| {
             let f = &resource.fields[g.field];
+            // A binary double (SQLite's DECIMAL) is grouped at the field's scale: doubles that
+            // differ only past it (`0.1 + 0.2`, `0.3`) are served as one value, so one group.
+            let bucket = match g.bucket {
+                Bucket::Value if binary_decimal(f, dialect) => {
+                    Bucket::Round(served_scale(f).unwrap_or(4))
+                }
+                other => other,
+            };
             GroupTerm {
                 column: f.column.clone(),
                 column_type: f.column_type,
                 sentinels: f.null_sentinels(),
-                bucket: g.bucket,
+                bucket,
             }
         })
         .collect();
@@ -415,9 +430,7 @@ pub fn plan(
         let f = &resource.fields[i];
         // A binary double (SQLite's DECIMAL, a float column) is summed as whole numbers of
         // its last decimal place, exactly.
-        let binary = f.column_type == ColumnType::Float
-            || (dialect == Dialect::Sqlite
-                && matches!(f.column_type, ColumnType::Decimal | ColumnType::Money));
+        let binary = f.column_type == ColumnType::Float || binary_decimal(f, dialect);
         let scaled =
             (binary && f.field_type != FieldType::Integer).then(|| served_scale(f).unwrap_or(4));
         scales.push((i, scaled));

@@ -231,7 +231,7 @@ impl Dialect {
             .zip(&groups)
             .map(|(g, name)| {
                 let read = match g.bucket {
-                    Bucket::Value => g.column_type,
+                    Bucket::Value | Bucket::Round(_) => g.column_type,
                     _ => ColumnType::Varchar,
                 };
                 self.cast_for_reading(name, read)
@@ -542,6 +542,7 @@ impl SqlWriter {
         let dialect = self.dialect;
         let (open, close) = match (bucket, dialect) {
             (Bucket::Value, _) => (String::new(), String::new()),
+            (Bucket::Round(n), _) => ("ROUND(".into(), format!(", {n})")),
             (Bucket::TextPrefix(n) | Bucket::DateText(n), Dialect::Sqlite) => {
                 ("substr(".into(), format!(", 1, {n})"))
             }

@@ -581,6 +581,14 @@ fn bucket(value: &Value, bucket: Bucket) -> Value {
             Value::Int(i) => Value::Int(i / d),
             other => number_of(other).map_or(Value::Null, |f| Value::Int(f as i64 / d)),
         },
+        Bucket::Round(places) => number_of(value).map_or(Value::Null, |f| {
+            let scale = 10f64.powi(places as i32);
+            Value::Decimal(format!(
+                "{:.*}",
+                places as usize,
+                (f * scale).round() / scale
+            ))
+        }),
     }
 }
 

@@ -179,6 +179,9 @@ pub enum Bucket {
     /// A native DATE or TIMESTAMP column as `YYYY`, `YYYY-MM` or `YYYY-MM-DD` text (the
     /// number of characters kept: 4, 7 or 10).
     DateText(usize),
+    /// A number rounded to this many decimal places: a decimal kept as a binary double
+    /// (SQLite's DECIMAL) grouped at its field's scale, so `0.1 + 0.2` and `0.3` are one group.
+    Round(u32),
 }
 
 /// One GROUP BY term.
@@ -249,7 +252,7 @@ impl Aggregate {
             .groups
             .iter()
             .map(|g| match g.bucket {
-                Bucket::Value => g.column_type,
+                Bucket::Value | Bucket::Round(_) => g.column_type,
                 Bucket::TextPrefix(_) | Bucket::DateText(_) => ColumnType::Varchar,
                 Bucket::Divide(_) => ColumnType::Integer,
             })

@@ -110,6 +110,69 @@ due_on = {{ column = "DUE", type = "date", format = "yyyymmdd", column_type = "c
     );
 }
 
+/// SQLite keeps a DECIMAL as a binary double: `0.1 + 0.2` and `0.3` are two doubles that
+/// are both `0.30` at the field's scale. Grouped as stored, they were two groups served with
+/// the same value; grouped at the field's scale, they are one (also on a snapshot source).
+#[tokio::test]
+async fn sqlite_decimals_group_at_their_scale_not_by_their_double() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = fresh_database(Kind::Sqlite, dir.path());
+    execute(
+        &cs,
+        "CREATE TABLE Q (ID INTEGER PRIMARY KEY, AMT DECIMAL(9,2))",
+    );
+    execute(
+        &cs,
+        "INSERT INTO Q VALUES (1, 0.1 + 0.2), (2, 0.3), (3, 1.25), (4, NULL)",
+    );
+    for snapshot in ["", "snapshot = { max_rows = 1000, ttl = \"5m\" }\n"] {
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[sources.legacy]
+kind = "odbc"
+dialect = "sqlite"
+connection_string = "{cs}"
+{snapshot}
+[versions.v1.resources.quotes]
+source = "legacy"
+table = "Q"
+key = ["id"]
+anonymous = true
+
+[versions.v1.resources.quotes.fields]
+id = {{ column = "ID", type = "integer" }}
+amount = {{ column = "AMT", type = "decimal", scale = 2, column_type = "decimal(9,2)" }}
+"#
+        );
+        let app = Portico::spawn(&config).await;
+        let answer = app
+            .get("/v1/quotes/aggregate?group_by=amount&count=true&sum=amount")
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let groups: Vec<(serde_json::Value, i64)> = answer.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["group"]["amount"].clone(), g["count"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (serde_json::Value::Null, 1),
+                (serde_json::json!("0.30"), 2),
+                (serde_json::json!("1.25"), 1)
+            ],
+            "{snapshot}{:?}",
+            answer.body
+        );
+        assert_eq!(answer.body["data"][1]["sum"]["amount"], "0.60");
+    }
+}
+
 /// The `generic` dialect cannot number rows per key, so its batched to-many read is cut at
 /// its row limit whatever the keys: a parent with many related rows must not starve the
 /// others of theirs (J2 showed `[]`, not its one operation).
