@@ -353,18 +353,7 @@ pub fn batch_plan(
 /// The position of `field`'s column in each row `plan` reads, added to what it reads when
 /// missing (a link that `fields=` or a mask leaves out is still read, never rendered).
 pub fn column_of(resource: &Resource, plan: &mut plan::Plan, field: usize) -> usize {
-    let f = &resource.fields[field];
-    let columns = &mut plan.select.columns;
-    match columns
-        .iter()
-        .position(|(c, t)| *c == f.column && *t == f.column_type)
-    {
-        Some(p) => p,
-        None => {
-            columns.push((f.column.clone(), f.column_type));
-            columns.len() - 1
-        }
-    }
+    plan::column_position(&mut plan.select.columns, &resource.fields[field])
 }
 
 /// Whether `mask` hides the field a relation starts from (then the relation is not offered:

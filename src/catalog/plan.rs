@@ -58,22 +58,8 @@ pub fn list(
         .filter(|&i| !mask.hides(i))
         .collect();
 
-    // One read per (column, type): two fields over one column may decode it differently
-    // (`date` and `datetime` over one text column), and each needs its own value.
     let mut columns: Vec<(String, ColumnType)> = Vec::new();
-    let position = |i: usize, columns: &mut Vec<(String, ColumnType)>| {
-        let f = &resource.fields[i];
-        match columns
-            .iter()
-            .position(|(c, t)| *c == f.column && *t == f.column_type)
-        {
-            Some(p) => p,
-            None => {
-                columns.push((f.column.clone(), f.column_type));
-                columns.len() - 1
-            }
-        }
-    };
+    let position = |i: usize, columns: &mut Vec<_>| column_position(columns, &resource.fields[i]);
     let output: Vec<(usize, usize)> = output
         .iter()
         .map(|&i| (i, position(i, &mut columns)))
@@ -145,6 +131,22 @@ pub fn list(
         listing,
         limit: spec.limit,
     })
+}
+
+/// The position of `field`'s (column, type) among `columns`, added at the end when missing:
+/// one read per (column, type), since two fields over one column may decode it differently
+/// (`date` and `datetime` over one text column).
+pub fn column_position(columns: &mut Vec<(String, ColumnType)>, field: &super::Field) -> usize {
+    match columns
+        .iter()
+        .position(|(c, t)| *c == field.column && *t == field.column_type)
+    {
+        Some(p) => p,
+        None => {
+            columns.push((field.column.clone(), field.column_type));
+            columns.len() - 1
+        }
+    }
 }
 
 /// A short digest of the resource and the client's filters (a cursor is opaque, not secret).

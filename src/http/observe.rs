@@ -12,7 +12,7 @@ use actix_web::web;
 use tracing::Instrument;
 
 use super::problem::ApiError;
-use super::routes::{has_feed, Route};
+use super::routes::{serves, Route};
 use super::AppState;
 use crate::telemetry::metrics::{HttpLabels, RefusalLabels, RouteLabels};
 
@@ -62,10 +62,10 @@ pub async fn observe(
     let route = Route::of(
         req.match_info().as_str(),
         req.path(),
-        |version, resource| {
+        |version, resource, segment| {
             state
                 .as_ref()
-                .is_some_and(|s| has_feed(&s.catalog, version, resource))
+                .is_some_and(|s| serves(&s.catalog, version, resource, segment))
         },
     )
     .label();

@@ -168,8 +168,8 @@ impl Route {
 
     /// The route of a request: `routed` is the path the actix router matches (percent-decoded
     /// where that is safe), `raw` the path as sent, which the API shapes are read from;
-    /// `has_feed` says whether a version's resource has a change feed.
-    pub fn of(routed: &str, raw: &str, has_feed: impl Fn(&str, &str) -> bool) -> Route {
+    /// `serves` says whether a version's resource serves a segment (see [`serves`]).
+    pub fn of(routed: &str, raw: &str, serves: impl Fn(&str, &str, &str) -> bool) -> Route {
         let admin = routed == ADMIN || routed.starts_with("/admin/");
         let matcher = if admin {
             Matcher::Admin
@@ -190,7 +190,7 @@ impl Route {
         match found {
             Some(shape) => shape.route,
             None if admin => Route::AdminOther,
-            None => api_route(raw, has_feed),
+            None => api_route(raw, serves),
         }
     }
 }
@@ -224,10 +224,9 @@ fn matches(pattern: &str, path: &str) -> bool {
 /// The API shape of a raw path, `/{version}/{resource}[/{key}[/{child}]]`, by its number of
 /// segments: one split instead of the router's regular expressions, a measurable share of a
 /// cached answer. `/v1/jobs/` names a row with an empty key, which no table has (it is not
-/// the list). `changes` is the feed of a resource that has one, `aggregate` the aggregates of
-/// a resource that serves them (`has_feed` answers both: the resource serves that segment); a
-/// key otherwise.
-fn api_route(raw: &str, has_feed: impl Fn(&str, &str) -> bool) -> Route {
+/// the list). `changes` and `aggregate` are the feed and the aggregates of a resource that
+/// serves them (`serves`); a key otherwise.
+fn api_route(raw: &str, serves: impl Fn(&str, &str, &str) -> bool) -> Route {
     if raw.ends_with('/') {
         return Route::Other;
     }
@@ -241,15 +240,14 @@ fn api_route(raw: &str, has_feed: impl Fn(&str, &str) -> bool) -> Route {
     ) {
         (Some(_), Some(_), None, _, _) => Route::List,
         (Some(_), Some("procedures"), Some(_), None, _) => Route::Procedure,
-        (Some(version), Some(resource), Some("changes"), None, _)
-            if has_feed(version, resource) =>
+        (Some(version), Some(resource), Some(segment @ ("changes" | "aggregate")), None, _)
+            if serves(version, resource, segment) =>
         {
-            Route::Feed
-        }
-        (Some(version), Some(resource), Some("aggregate"), None, _)
-            if has_feed(version, &format!("{resource}/aggregate")) =>
-        {
-            Route::Aggregate
+            if segment == "changes" {
+                Route::Feed
+            } else {
+                Route::Aggregate
+            }
         }
         (Some(_), Some(_), Some(_), None, _) => Route::Item,
         (Some(_), Some(_), Some(_), Some(_), None) => Route::Children,
@@ -257,17 +255,16 @@ fn api_route(raw: &str, has_feed: impl Fn(&str, &str) -> bool) -> Route {
     }
 }
 
-/// Whether `resource` of `version` has a change feed (`/{version}/{resource}/changes`), or,
-/// asked of `{resource}/aggregate`, serves aggregates.
-pub fn has_feed(catalog: &Catalog, version: &str, resource: &str) -> bool {
-    if let Some(name) = resource.strip_suffix("/aggregate") {
-        return catalog
-            .resource(version, name)
-            .is_some_and(|r| r.aggregates);
-    }
+/// Whether `resource` of `version` serves `segment` as a path of its own rather than a key:
+/// `changes` when it has a change feed, `aggregate` when it serves aggregates.
+pub fn serves(catalog: &Catalog, version: &str, resource: &str, segment: &str) -> bool {
     catalog
         .resource(version, resource)
-        .is_some_and(|r| r.changes)
+        .is_some_and(|r| match segment {
+            "changes" => r.changes,
+            "aggregate" => r.aggregates,
+            _ => false,
+        })
 }
 
 /// Registers every route the actix router matches; the API shapes go to [`dispatch`].
@@ -349,7 +346,7 @@ async fn dispatch(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let route = api_route(req.uri().path(), |v, r| has_feed(&state.catalog, v, r));
+    let route = api_route(req.uri().path(), |v, r, s| serves(&state.catalog, v, r, s));
     let reads = matches!(*req.method(), Method::GET | Method::HEAD);
     match route {
         Route::Procedure => procedures::call(req, state, payload).await,
@@ -437,8 +434,8 @@ mod tests {
     use super::*;
     use actix_web::dev::ResourceDef;
 
-    fn jobs_have_a_feed(version: &str, resource: &str) -> bool {
-        version == "v1" && ["jobs", "jobs/aggregate"].contains(&resource)
+    fn jobs_have_a_feed(version: &str, resource: &str, _segment: &str) -> bool {
+        version == "v1" && resource == "jobs"
     }
 
     /// A path of `pattern`'s shape: each parameter replaced by a plausible segment.
