@@ -6,13 +6,13 @@
 //! saves the README's screenshot, `docs/console.png`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::auth::hs_token;
 use crate::changes::{subscription, wait_polled, Receiver, Tickets, SECRET as WEBHOOK_SECRET};
+use crate::dashboard::drive;
 use crate::fixture::Kind;
 use crate::harness::Portico;
 use crate::idp::{AUDIENCE, ISSUER};
@@ -62,31 +62,8 @@ fn admin_token() -> String {
 
 /// What the console showed, driven by tests/browser/console.mjs in `mode`.
 async fn browse(mode: &str, base: &str, token: &str, screenshot: &Path, id: &str) -> Value {
-    let driver = repo("tests/browser/console.mjs");
-    assert!(
-        repo("tests/browser/node_modules/playwright-core").exists(),
-        "run `bash scripts/install-deps.sh test` (tests/browser)"
-    );
-    let args = [
-        driver.display().to_string(),
-        mode.to_string(),
-        base.to_string(),
-        token.to_string(),
-        screenshot.display().to_string(),
-        id.to_string(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").args(args).output().expect("node")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser driver failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let page: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let args = [mode, base, token, &screenshot.display().to_string(), id].map(str::to_string);
+    let page = drive("console.mjs", args.to_vec()).await;
     assert!(page["error"].is_null(), "{page:#}");
     // Offline: every request went to Portico, none was blocked, no token in any address.
     assert_eq!(page["blocked"], json!([]), "{page:#}");
