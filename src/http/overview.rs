@@ -6,6 +6,9 @@
 use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{json, Value as Json};
 
 use super::problem::ApiError;
@@ -22,10 +25,11 @@ pub async fn overview(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     access::admin(&req, &state).await?;
-    let health = super::health::probe(&state).await;
+    let readiness = super::health::probe(&state).await;
+    let (_, health, _) = &*readiness;
     let body = json!({
         "generated_at": rfc3339(crate::changes::now_ms()),
-        "sources": sources(&state, &health.1),
+        "sources": sources(&state, health),
         "cache": cache(&state).await,
         "feeds": feeds(&state),
         "subscriptions": subscriptions(&state).await?,
@@ -52,14 +56,10 @@ fn sources(state: &AppState, health: &serde_json::Map<String, Json>) -> Vec<Json
             let labels = SourceLabels {
                 source: name.clone(),
             };
-            let gauge = |family: &prometheus_client::metrics::family::Family<
-                SourceLabels,
-                prometheus_client::metrics::gauge::Gauge,
-            >| family.get(&labels).map_or(0, |g| g.get());
-            let counter = |family: &prometheus_client::metrics::family::Family<
-                SourceLabels,
-                prometheus_client::metrics::counter::Counter,
-            >| family.get(&labels).map_or(0, |c| c.get());
+            let gauge =
+                |family: &Family<SourceLabels, Gauge>| family.get(&labels).map_or(0, |g| g.get());
+            let counter =
+                |family: &Family<SourceLabels, Counter>| family.get(&labels).map_or(0, |c| c.get());
             let latency = meters
                 .query_seconds
                 .get(&labels)
