@@ -31,6 +31,8 @@ pub struct Feed {
     pub column: Option<usize>,
     /// How changes are noticed.
     pub strategy: Arc<dyn ChangeStrategy>,
+    /// The strategy's name in configuration.
+    pub strategy_name: StrategyName,
     /// Time between polls.
     pub poll_interval: Duration,
     /// How far back `high_water_mark` re-reads.
@@ -54,6 +56,18 @@ pub struct Feed {
     pub polled_ms: Arc<std::sync::atomic::AtomicI64>,
     /// Runtime: when the feed's poll loop started (ms since the epoch; 0: not polling).
     pub started_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// Runtime: the last failed poll, if any failed since the process started.
+    pub last_failure: Arc<std::sync::Mutex<Option<PollFailure>>>,
+}
+
+/// When a poll failed and what kind of failure it was (no driver message: those are for the
+/// log, and may name hosts or users).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollFailure {
+    /// When it failed (ms since the epoch).
+    pub at_ms: i64,
+    /// `unavailable`, `timeout`, `busy`, `query`, `strategy`, `state` or `lease`.
+    pub kind: &'static str,
 }
 
 /// A resource over a feed's table, and where each of its fields is among the feed's columns.
@@ -97,6 +111,23 @@ impl Feed {
     /// announces deletes needs them (a `deleted` event carries the last known row).
     pub fn keeps_rows(&self) -> bool {
         self.sees_deletes()
+    }
+
+    /// Remembers a failed poll.
+    pub fn failed(&self, kind: &'static str, at_ms: i64) {
+        let mut last = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *last = Some(PollFailure { at_ms, kind });
+    }
+
+    /// The last failed poll, if any.
+    pub fn last_failure(&self) -> Option<PollFailure> {
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Index of a column among the feed's columns.
@@ -279,6 +310,7 @@ fn compile_one(
         columns,
         column,
         strategy,
+        strategy_name: changes.strategy,
         poll_interval,
         lag,
         page_size: changes.page_size,
@@ -289,6 +321,7 @@ fn compile_one(
         clock_skew: changes.clock_skew,
         polled_ms: Arc::default(),
         started_ms: Arc::default(),
+        last_failure: Arc::default(),
     })
 }
 
@@ -298,11 +331,11 @@ pub(crate) mod tests {
 
     /// A feed over `JOBHDR (JOB_NO char(8) key, STATUS char(1), LAST_UPD timestamp)`.
     pub(crate) fn jobs_feed(strategy: &str, page_size: usize) -> Feed {
-        let strategy: Arc<dyn ChangeStrategy> = match strategy {
-            "high_water_mark" => Arc::new(HighWaterMark),
-            "snapshot_diff" => Arc::new(SnapshotDiff),
-            "change_tracking" => Arc::new(ChangeTracking),
-            _ => Arc::new(Rowversion),
+        let (strategy, strategy_name): (Arc<dyn ChangeStrategy>, _) = match strategy {
+            "high_water_mark" => (Arc::new(HighWaterMark), StrategyName::HighWaterMark),
+            "snapshot_diff" => (Arc::new(SnapshotDiff), StrategyName::SnapshotDiff),
+            "change_tracking" => (Arc::new(ChangeTracking), StrategyName::ChangeTracking),
+            _ => (Arc::new(Rowversion), StrategyName::Rowversion),
         };
         Feed {
             name: "shop.JOBHDR".into(),
@@ -317,6 +350,7 @@ pub(crate) mod tests {
             key_len: 1,
             column: Some(2),
             strategy,
+            strategy_name,
             poll_interval: Duration::from_secs(1),
             lag: Duration::from_secs(30),
             page_size,
@@ -327,6 +361,7 @@ pub(crate) mod tests {
             clock_skew: Duration::from_secs(300),
             polled_ms: Arc::default(),
             started_ms: Arc::default(),
+            last_failure: Arc::default(),
         }
     }
 

@@ -32,6 +32,22 @@ pub enum PollError {
     State(#[from] crate::state::StateError),
 }
 
+impl PollError {
+    /// What kind of failure it is, for operators (the feed's last failure): never a driver
+    /// message.
+    pub fn kind(&self) -> &'static str {
+        use crate::source::SourceError;
+        match self {
+            PollError::Source(SourceError::Unavailable { .. }) => "unavailable",
+            PollError::Source(SourceError::Timeout { .. }) => "timeout",
+            PollError::Source(SourceError::Busy { .. }) => "busy",
+            PollError::Source(_) => "query",
+            PollError::Strategy(_) => "strategy",
+            PollError::State(_) => "state",
+        }
+    }
+}
+
 /// Where a feed's events go besides the state store: the deliveries each event makes, and a
 /// nudge once they are committed. The webhooks hub is one; the poller knows nothing else of it.
 pub trait EventSink: Send + Sync {
@@ -102,6 +118,7 @@ impl Poller {
                     }
                     Err(error) => {
                         self.metrics.poll_errors.get_or_create(&labels).inc();
+                        self.feed.failed("lease", now_ms());
                         tracing::warn!(feed = %self.feed.name, %error, "cannot take or renew the feed's lease");
                         tokio::time::sleep(fleet.renew_every()).await;
                         continue;
@@ -128,6 +145,7 @@ impl Poller {
                 }
                 Err(error) => {
                     self.metrics.poll_errors.get_or_create(&labels).inc();
+                    self.feed.failed(error.kind(), now_ms());
                     tracing::warn!(feed = %self.feed.name, %error, "change poll failed; retrying next interval");
                 }
             }

@@ -19,6 +19,18 @@ pub enum StrategyName {
     SnapshotDiff,
 }
 
+impl StrategyName {
+    /// The name as configured (`high_water_mark`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyName::ChangeTracking => "change_tracking",
+            StrategyName::Rowversion => "rowversion",
+            StrategyName::HighWaterMark => "high_water_mark",
+            StrategyName::SnapshotDiff => "snapshot_diff",
+        }
+    }
+}
+
 /// Where a change feed starts the first time it runs.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

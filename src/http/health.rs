@@ -14,7 +14,27 @@ pub async fn healthz() -> HttpResponse {
 /// Every source answers a trivial query and, with `[server] ready_max_feed_lag`, no change
 /// feed is further behind the database than that; 503 naming what is not ready.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let answer = state
+    let answer = probe(&state).await;
+    let (ready, sources, feeds) = &*answer;
+    let status = if *ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = json!({
+        "status": if *ready { "ready" } else { "unavailable" },
+        "sources": sources,
+    });
+    if let Some(feeds) = feeds {
+        body["feeds"] = json!(feeds);
+    }
+    HttpResponse::build(status).json(body)
+}
+
+/// The readiness answer: the last one when it is younger than `READINESS_TTL`, otherwise a
+/// fresh round of pings shared by every concurrent caller.
+pub async fn probe(state: &AppState) -> std::sync::Arc<Answer> {
+    state
         .readiness
         .checked
         .get_with((), async {
@@ -38,21 +58,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             });
             std::sync::Arc::new((ready, sources, feeds))
         })
-        .await;
-    let (ready, sources, feeds) = &*answer;
-    let status = if *ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let mut body = json!({
-        "status": if *ready { "ready" } else { "unavailable" },
-        "sources": sources,
-    });
-    if let Some(feeds) = feeds {
-        body["feeds"] = json!(feeds);
-    }
-    HttpResponse::build(status).json(body)
+        .await
 }
 
 /// Each polled feed's lag and whether it is within `bound`; true when one is not.
@@ -90,7 +96,7 @@ pub struct Readiness {
 }
 
 /// Whether everything is ready, each source's status, and each feed's (with a lag bound).
-type Answer = (
+pub type Answer = (
     bool,
     serde_json::Map<String, serde_json::Value>,
     Option<serde_json::Map<String, serde_json::Value>>,

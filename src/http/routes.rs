@@ -8,7 +8,8 @@ use super::problem::ApiError;
 use super::request::{not_served, resource_at};
 use super::AppState;
 use super::{
-    access, admin, aggregates, docs, feed, health, procedures, resources, subscriptions, writes,
+    access, admin, aggregates, console, docs, feed, health, overview, procedures, resources,
+    subscriptions, writes,
 };
 use crate::catalog::Catalog;
 use crate::config::WriteOp;
@@ -30,6 +31,10 @@ pub enum Route {
     DocsRedirect,
     /// Swagger UI's page and assets.
     DocsAsset,
+    /// The operator console's page.
+    Console,
+    /// The operator console's script and style sheet.
+    ConsoleAsset,
     /// Purge of the whole cache.
     PurgeAll,
     /// Purge of one resource's cached answers.
@@ -48,6 +53,8 @@ pub enum Route {
     Delivery,
     /// A delivery sent again.
     Resend,
+    /// What an operator watches, in one document.
+    Overview,
     /// Any other path under `/admin` (a 404).
     AdminOther,
     /// A resource's rows; POST creates one.
@@ -100,7 +107,7 @@ const fn shape(route: Route, path: &'static str, matcher: Matcher) -> Shape {
 const ADMIN: &str = "/admin";
 
 /// Every route, in the order of [`Route`] (so a route finds its entry by index).
-const ROUTES: [Shape; 24] = [
+const ROUTES: [Shape; 27] = [
     shape(Route::Versions, "/", Matcher::Router),
     shape(Route::Healthz, "/healthz", Matcher::Router),
     shape(Route::Readyz, "/readyz", Matcher::Router),
@@ -113,6 +120,8 @@ const ROUTES: [Shape; 24] = [
         label: "/docs/{file}",
         matcher: Matcher::Router,
     },
+    shape(Route::Console, "/console", Matcher::Router),
+    shape(Route::ConsoleAsset, "/console/{file}", Matcher::Router),
     shape(Route::PurgeAll, "/admin/cache", Matcher::Admin),
     shape(
         Route::PurgeResource,
@@ -138,6 +147,7 @@ const ROUTES: [Shape; 24] = [
         "/admin/deliveries/{id}/resend",
         Matcher::Admin,
     ),
+    shape(Route::Overview, "/admin/overview", Matcher::Admin),
     shape(Route::AdminOther, "/admin/{other}", Matcher::Admin),
     shape(Route::List, "/{version}/{resource}", Matcher::Api),
     shape(Route::Item, "/{version}/{resource}/{key}", Matcher::Api),
@@ -300,6 +310,8 @@ fn resource(shape: &Shape) -> Option<actix_web::Resource> {
         Route::OpenApi => read_only(path, docs::openapi_document),
         Route::DocsRedirect => read_only(path, docs::redirect),
         Route::DocsAsset => read_only(path, docs::asset),
+        Route::Console => read_only(path, console::page),
+        Route::ConsoleAsset => read_only(path, console::asset),
         Route::PurgeAll => web::resource(path)
             .route(web::delete().to(admin::purge_all))
             .default_service(web::to(method_not_allowed)),
@@ -326,6 +338,9 @@ fn resource(shape: &Shape) -> Option<actix_web::Resource> {
         Route::Resend => web::resource(path)
             .route(web::post().to(subscriptions::resend))
             .default_service(web::to(|| allow("POST"))),
+        Route::Overview => web::resource(path)
+            .route(web::get().to(overview::overview))
+            .default_service(web::to(|| allow("GET"))),
         // The scope's default service.
         Route::AdminOther => return None,
         Route::List
@@ -502,6 +517,11 @@ mod tests {
             "/admin/subscriptions//pause",
             "/admin/deliveries/7/resend",
             "/admin/dead-letters",
+            "/admin/overview",
+            "/console",
+            "/console/",
+            "/console/console.js",
+            "/console/a/b.js",
             "/v1/jobs",
         ];
         for shape in ROUTES.iter().filter(|s| s.matcher != Matcher::Api) {
@@ -545,6 +565,9 @@ mod tests {
         assert_eq!(of("/docs/index.html"), "/docs/{file}");
         assert_eq!(of("/admin/subscriptions/x"), "/admin/subscriptions/{name}");
         assert_eq!(of("/admin/deliveries"), "/admin/deliveries");
+        assert_eq!(of("/admin/overview"), "/admin/overview");
+        assert_eq!(of("/console"), "/console");
+        assert_eq!(of("/console/console.js"), "/console/{file}");
         // Without a feed, `changes` is a key.
         assert_eq!(of("/v1/tickets/changes"), "/{version}/{resource}/{key}");
         assert_eq!(of("/v1/jobs/changes"), "/{version}/{resource}/changes");

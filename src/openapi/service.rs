@@ -148,6 +148,8 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
         "/admin/deliveries/{id}/resend": item(vec![admin("post", "resendDelivery", "Deliver again now, with a fresh retry schedule",
             json!({ "202": body("Due again.", "Resent") }), &["NotFound"],
             json!({ "parameters": [delivery_id] }))]),
+        "/admin/overview": item(vec![admin("get", "getOverview", "What an operator watches: sources, cache, feeds, subscriptions, versions",
+            json!({ "200": body("The overview (the console reads it).", "Overview") }), &[], json!({}))]),
     });
     let text = json!({ "type": "string" });
     let nullable_text = json!({ "type": ["string", "null"] });
@@ -270,10 +272,117 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
         "DeliveryPage": { "type": "object", "additionalProperties": false, "required": ["data", "next_before"], "properties": {
             "data": { "type": "array", "items": { "$ref": "#/components/schemas/Delivery" } },
             "next_before": { "type": ["integer", "null"], "format": "int64", "description": "Pass as `before` for the next page; null on the last." } } },
+        "Overview": overview_schema(),
         "Resent": { "type": "object", "additionalProperties": false, "required": ["resent"],
             "properties": { "resent": { "type": "integer", "format": "int64" } } },
     }});
     (paths, components)
+}
+
+/// The body of `GET /admin/overview`.
+fn overview_schema() -> Value {
+    let count = json!({ "type": "integer", "minimum": 0 });
+    let text = json!({ "type": "string" });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let maybe_ms = json!({ "type": ["number", "null"], "minimum": 0 });
+    let date = json!({ "type": ["string", "null"], "format": "date" });
+    let object = |required: &[&str], properties: Value| json!({ "type": "object", "additionalProperties": false, "required": required, "properties": properties });
+    let source = object(
+        &[
+            "name",
+            "dialect",
+            "health",
+            "breaker",
+            "connections_in_use",
+            "connections_max",
+            "waiting",
+            "shed",
+            "statements",
+            "latency_mean_ms",
+            "latency_p95_ms",
+        ],
+        json!({
+            "name": text, "dialect": { "type": "string", "enum": ["sqlite", "postgres", "mysql", "tsql", "generic"] },
+            "health": { "type": "string", "enum": ["ok", "unavailable", "unknown"], "description": "The last readiness probe's answer (at most a second old)." },
+            "breaker": { "type": "string", "enum": ["closed", "open", "half_open"] },
+            "connections_in_use": count, "connections_max": count, "waiting": count,
+            "shed": count, "statements": count,
+            "latency_mean_ms": maybe_ms, "latency_p95_ms": maybe_ms,
+        }),
+    );
+    let cache = object(
+        &[
+            "hits",
+            "misses",
+            "hit_rate",
+            "stale_served",
+            "entries",
+            "bytes",
+        ],
+        json!({
+            "hits": count, "misses": count,
+            "hit_rate": { "type": ["number", "null"], "minimum": 0, "maximum": 1 },
+            "stale_served": count, "entries": count, "bytes": count,
+        }),
+    );
+    let feed = object(
+        &[
+            "name",
+            "resources",
+            "strategy",
+            "lag_seconds",
+            "last_poll_at",
+            "poll_errors",
+            "last_error",
+        ],
+        json!({
+            "name": text, "resources": { "type": "array", "items": text },
+            "strategy": { "type": "string", "enum": ["high_water_mark", "snapshot_diff", "change_tracking", "rowversion"] },
+            "lag_seconds": { "type": ["integer", "null"], "minimum": 0 },
+            "last_poll_at": { "type": ["string", "null"], "format": "date-time" },
+            "poll_errors": count,
+            "last_error": { "oneOf": [{ "type": "null" }, object(&["at", "kind"], json!({ "at": time, "kind": text }))] },
+        }),
+    );
+    let subscription = object(
+        &[
+            "name",
+            "version",
+            "enabled",
+            "disabled_reason",
+            "delivered",
+            "pending",
+            "retrying",
+            "dead_letters",
+        ],
+        json!({
+            "name": text, "version": text, "enabled": { "type": "boolean" },
+            "disabled_reason": { "type": ["string", "null"] },
+            "delivered": count, "pending": count, "retrying": count, "dead_letters": count,
+        }),
+    );
+    let version = object(
+        &["name", "status", "deprecated", "sunset"],
+        json!({ "name": text, "status": { "type": "string", "enum": ["current", "deprecated"] }, "deprecated": date, "sunset": date }),
+    );
+    object(
+        &[
+            "generated_at",
+            "sources",
+            "cache",
+            "feeds",
+            "subscriptions",
+            "versions",
+        ],
+        json!({
+            "generated_at": time,
+            "sources": { "type": "array", "items": source },
+            "cache": cache,
+            "feeds": { "type": "array", "items": feed },
+            "subscriptions": { "type": "array", "items": subscription },
+            "versions": { "type": "array", "items": version },
+        }),
+    )
 }
 
 /// The service paths and the schemas they use; `admin_scope` when bearer tokens are on.

@@ -34,6 +34,17 @@ impl From<DialectName> for Dialect {
 }
 
 impl Dialect {
+    /// The dialect's name as configured (`sqlite`, `postgres`, `mysql`, `tsql`, `generic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+            Dialect::TSql => "tsql",
+            Dialect::Generic => "generic",
+        }
+    }
+
     /// Quotes an identifier from configuration; dotted names are quoted part by part.
     pub fn quote(self, name: &str) -> String {
         // Written into one string: every statement quotes each of its columns.

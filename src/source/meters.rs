@@ -38,11 +38,15 @@ impl Drop for Raised {
 }
 
 impl Meters {
-    /// The handles labelled with `source`.
-    pub fn new(metrics: &SourceMetrics, source: &str) -> Self {
+    /// The handles labelled with `source`, which holds at most `connections` at once.
+    pub fn new(metrics: &SourceMetrics, source: &str, connections: usize) -> Self {
         let labels = SourceLabels {
             source: source.to_string(),
         };
+        metrics
+            .connections_max
+            .get_or_create(&labels)
+            .set(i64::try_from(connections).unwrap_or(i64::MAX));
         Self {
             queries: metrics.queries.get_or_create_owned(&labels),
             seconds: metrics.query_seconds.get_or_create_owned(&labels),

@@ -146,6 +146,29 @@ impl AttemptResult {
     }
 }
 
+/// How many deliveries of one subscription stand where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    /// Subscription name.
+    pub subscription: String,
+    /// Delivered (until pruned by retention).
+    pub delivered: i64,
+    /// Waiting for an attempt.
+    pub pending: i64,
+    /// Of the pending ones, those that failed at least once and wait for a retry.
+    pub retrying: i64,
+    /// Dead letters.
+    pub dead: i64,
+}
+
+/// The one statement both stores count deliveries with (plain SQL both engines run).
+pub(super) const DELIVERY_COUNTS: &str = "SELECT subscription,
+        SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
+        SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END),
+        SUM(CASE WHEN status = 'pending' AND attempts > 0 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END)
+     FROM deliveries GROUP BY subscription ORDER BY subscription";
+
 /// Which deliveries to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -216,6 +239,9 @@ pub trait DeliveryStore: Send + Sync {
     fn recover(&self, subscription: &str, since_ms: i64, now_ms: i64) -> Result<usize, StateError>;
     /// Dead letters in the store.
     fn dead_letters(&self) -> Result<i64, StateError>;
+    /// Each subscription's deliveries counted by where they stand (subscriptions without
+    /// deliveries are not listed).
+    fn delivery_counts(&self) -> Result<Vec<DeliveryCounts>, StateError>;
 }
 
 const DELIVERY_COLUMNS: &str =
@@ -475,6 +501,22 @@ impl DeliveryStore for SqliteStore {
                 [],
                 |r| r.get(0),
             )
+        })
+    }
+
+    fn delivery_counts(&self) -> Result<Vec<DeliveryCounts>, StateError> {
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(DELIVERY_COUNTS)?;
+            let rows = statement.query_map([], |r| {
+                Ok(DeliveryCounts {
+                    subscription: r.get(0)?,
+                    delivered: r.get(1)?,
+                    pending: r.get(2)?,
+                    retrying: r.get(3)?,
+                    dead: r.get(4)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 }

@@ -11,8 +11,8 @@ pub mod retention;
 mod sqlite;
 
 pub use deliveries::{
-    AttemptRecord, AttemptResult, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliveryStore,
-    DueClaim, SecretRecord, SubscriptionRecord,
+    AttemptRecord, AttemptResult, DeliveryCounts, DeliveryFilter, DeliveryRecord, DeliveryStatus,
+    DeliveryStore, DueClaim, SecretRecord, SubscriptionRecord,
 };
 pub use feeds::{Batch, ChangeStore, KnownRow, NewDelivery, NewEvent, RowRecord, StoredEvent};
 pub use fleet::{FleetStore, Lease, Notice};

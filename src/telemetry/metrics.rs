@@ -50,6 +50,8 @@ pub struct SourceMetrics {
     pub waiting: Family<SourceLabels, Gauge>,
     /// Requests answered 503 because the source was saturated.
     pub shed: Family<SourceLabels, Counter>,
+    /// Connections (and statements) the source allows at once: its `max_concurrency`.
+    pub connections_max: Family<SourceLabels, Gauge>,
 }
 
 impl Default for SourceMetrics {
@@ -60,6 +62,7 @@ impl Default for SourceMetrics {
             in_use: Family::default(),
             waiting: Family::default(),
             shed: Family::default(),
+            connections_max: Family::default(),
         }
     }
 }
@@ -195,6 +198,11 @@ impl Metrics {
             "source_shed",
             "Requests answered 503 because the source was saturated",
             sources.shed.clone(),
+        );
+        registry.register(
+            "source_connections_max",
+            "Connections a source may hold at once (max_concurrency)",
+            sources.connections_max.clone(),
         );
         registry.register(
             "cache_hits",

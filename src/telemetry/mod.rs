@@ -1,6 +1,7 @@
 //! Logging (structured tracing output, filtered by `PORTICO_LOG`, default `info`) and metrics.
 
 pub mod change_metrics;
+pub mod latency;
 pub mod metrics;
 pub mod state_metrics;
 

@@ -122,20 +122,23 @@ fn token(config: &Path, subject: &str, args: &[&str]) -> String {
 
 /// What the page showed, driven by tests/browser/dashboard.mjs.
 async fn browse(page: &str, api: &str, token: &str, screenshot: &Path) -> Value {
-    let driver = repo("tests/browser/dashboard.mjs");
+    let args = [page, api, token, &screenshot.display().to_string()].map(str::to_string);
+    drive("dashboard.mjs", args.to_vec()).await
+}
+
+/// Runs the browser driver `script` (in tests/browser) with `args`; what it printed, as JSON.
+pub(crate) async fn drive(script: &str, args: Vec<String>) -> Value {
+    let driver = repo("tests/browser").join(script);
     assert!(
         repo("tests/browser/node_modules/playwright-core").exists(),
         "run `bash scripts/install-deps.sh test` (tests/browser)"
     );
-    let args = [
-        driver.display().to_string(),
-        page.to_string(),
-        api.to_string(),
-        token.to_string(),
-        screenshot.display().to_string(),
-    ];
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").args(args).output().expect("node")
+        Command::new("node")
+            .arg(driver)
+            .args(args)
+            .output()
+            .expect("node")
     })
     .await
     .unwrap();

@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod client;
 mod compression;
+mod console;
 mod contract;
 mod cors;
 mod dashboard;

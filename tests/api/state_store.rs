@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use portico::state::retention::{prune, Pruned, Retention};
 use portico::state::{
-    AttemptRecord, AttemptResult, Batch, ChangeStore, Claim, DeliveryFilter, DeliveryRecord,
-    DeliveryStatus, DueClaim, KnownRow, Lease, NewDelivery, NewEvent, Notice, PgStore, RowRecord,
-    SecretRecord, SqliteStore, StateError, StateStore, StoredResponse, SubscriptionRecord,
+    AttemptRecord, AttemptResult, Batch, ChangeStore, Claim, DeliveryCounts, DeliveryFilter,
+    DeliveryRecord, DeliveryStatus, DueClaim, KnownRow, Lease, NewDelivery, NewEvent, Notice,
+    PgStore, RowRecord, SecretRecord, SqliteStore, StateError, StateStore, StoredResponse,
+    SubscriptionRecord,
 };
 use portico::telemetry::state_metrics::StateMetrics;
 
@@ -86,6 +87,7 @@ on_every_store!(
     a_batch_commits_rows_events_deliveries_and_cursor_together_and_events_once,
     a_deleted_row_stays_as_a_tombstone_that_sweeps_skip,
     deliveries_are_due_retried_dead_lettered_resent_and_recovered,
+    deliveries_are_counted_per_subscription_by_where_they_stand,
     an_ordered_subscription_holds_a_key_behind_its_pending_delivery_only,
     a_held_attempt_is_logged_and_keeps_the_delivery_pending_and_its_schedule,
     subscriptions_keep_ordered_and_why_they_were_disabled,
@@ -397,6 +399,45 @@ fn deliveries_are_due_retried_dead_lettered_resent_and_recovered(home: &StoreHom
     assert_eq!(store.dead_letters().unwrap(), 0);
     assert!(store.remove_subscription("on").unwrap());
     assert!(store.delivery(id).unwrap().is_none());
+}
+
+fn deliveries_are_counted_per_subscription_by_where_they_stand(home: &StoreHome) {
+    let store = home.open();
+    let store = store.as_ref();
+    store.put_subscription(&subscription("sub", true)).unwrap();
+    store.put_subscription(&subscription("idle", true)).unwrap();
+    assert!(store.delivery_counts().unwrap().is_empty());
+    let ids = keyed_events(store, "sub");
+    let attempt = |delivery, status| AttemptRecord {
+        delivery,
+        at_ms: 5,
+        status: Some(status),
+        error: (status >= 300).then(|| format!("answered {status}")),
+        duration_ms: 1,
+    };
+    store
+        .record_attempt(&attempt(ids[0], 204), AttemptResult::Delivered)
+        .unwrap();
+    store
+        .record_attempt(&attempt(ids[1], 500), AttemptResult::RetryAt(1_000))
+        .unwrap();
+    store
+        .record_attempt(&attempt(ids[2], 500), AttemptResult::Dead)
+        .unwrap();
+    // ids[3] was never attempted: pending, not retrying. `idle` has no deliveries: not listed.
+    assert_eq!(
+        store.delivery_counts().unwrap(),
+        vec![DeliveryCounts {
+            subscription: "sub".into(),
+            delivered: 1,
+            pending: 2,
+            retrying: 1,
+            dead: 1,
+        }]
+    );
+    assert!(store.resend(ids[2], 10).unwrap());
+    let counts = store.delivery_counts().unwrap();
+    assert_eq!((counts[0].pending, counts[0].dead), (3, 0));
 }
 
 /// Events of keys `K1` and `K2`, in this order: K1, K1, K2, K1; one delivery each for `sub`,

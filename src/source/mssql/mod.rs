@@ -99,7 +99,7 @@ impl Inner {
                 detail: e.to_string(),
             })?;
         Ok(Self {
-            meters: Meters::new(metrics, &settings.name),
+            meters: Meters::new(metrics, &settings.name, settings.max_concurrency),
             settings: Arc::new(settings),
             pool,
         })

@@ -90,7 +90,7 @@ impl OdbcSource {
             idle: Arc::new(Mutex::new(Vec::new())),
             row_by_row: Arc::new(AtomicBool::new(settings.row_by_row)),
             prepares: Arc::new(AtomicBool::new(true)),
-            meters: Meters::new(metrics, &settings.name),
+            meters: Meters::new(metrics, &settings.name, settings.max_concurrency.max(1)),
             settings: Arc::new(settings),
         }
     }

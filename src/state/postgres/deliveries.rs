@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use super::{failed, PgStore};
 use crate::state::{
-    AttemptRecord, AttemptResult, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliveryStore,
-    DueClaim, StateError, SubscriptionRecord,
+    AttemptRecord, AttemptResult, DeliveryCounts, DeliveryFilter, DeliveryRecord, DeliveryStatus,
+    DeliveryStore, DueClaim, StateError, SubscriptionRecord,
 };
 
 const DELIVERY_COLUMNS: &str =
@@ -323,6 +323,25 @@ impl DeliveryStore for PgStore {
                 .await
                 .map(|r| r.get(0))
                 .map_err(failed)
+        })
+    }
+
+    fn delivery_counts(&self) -> Result<Vec<DeliveryCounts>, StateError> {
+        self.run(|client| async move {
+            let rows = client
+                .query(crate::state::deliveries::DELIVERY_COUNTS, &[])
+                .await
+                .map_err(failed)?;
+            Ok(rows
+                .iter()
+                .map(|r| DeliveryCounts {
+                    subscription: r.get(0),
+                    delivered: r.get(1),
+                    pending: r.get(2),
+                    retrying: r.get(3),
+                    dead: r.get(4),
+                })
+                .collect())
         })
     }
 }
