@@ -141,6 +141,8 @@ pub struct Metrics {
     pub state: super::state_metrics::StateMetrics,
     /// Export metrics.
     pub exports: ExportMetrics,
+    /// Configuration reload metrics.
+    pub reloads: super::reload_metrics::ReloadMetrics,
 }
 
 impl Default for Metrics {
@@ -271,6 +273,8 @@ impl Metrics {
         changes.register(&mut registry);
         let state = super::state_metrics::StateMetrics::default();
         state.register(&mut registry);
+        let reloads = super::reload_metrics::ReloadMetrics::default();
+        reloads.register(&mut registry);
         Self {
             registry,
             http_requests,
@@ -281,6 +285,7 @@ impl Metrics {
             changes,
             state,
             exports,
+            reloads,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod change_metrics;
 pub mod metrics;
+pub mod reload_metrics;
 pub mod state_metrics;
 
 use tracing_subscriber::EnvFilter;
