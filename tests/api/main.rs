@@ -33,6 +33,7 @@ mod oidc;
 mod openapi;
 mod outage;
 mod prepared;
+mod reload;
 mod retention;
 mod review22;
 mod roundtrip;
