@@ -252,17 +252,16 @@ impl Portico {
             listen: None,
         };
         let running = portico::app::start_from(services, &config, origin).expect("server starts");
-        let handle = running.server.handle();
-        tokio::spawn(running.server);
-        let mut app = Self::attach(&running.address.to_string());
-        app.handle = Some(handle);
-        app.background = Some(running.background);
-        app
+        Self::run(running)
     }
 
     /// Starts Portico with prepared services.
     pub async fn start(services: portico::app::Services, config: &portico::config::Config) -> Self {
-        let running = portico::app::start(services, config).expect("server starts");
+        Self::run(portico::app::start(services, config).expect("server starts"))
+    }
+
+    /// Runs a started Portico in this runtime, and a client for it.
+    fn run(running: portico::app::Running) -> Self {
         let handle = running.server.handle();
         tokio::spawn(running.server);
         let mut app = Self::attach(&running.address.to_string());

@@ -76,6 +76,12 @@ impl Legacy {
         self.dir.path().join("portico.toml")
     }
 
+    /// Writes the configuration of `shape` to the file and serves it in this process.
+    async fn serve(&self, shape: Shape, receiver: Option<&str>) -> Portico {
+        self.write(shape, receiver);
+        Portico::serve_file(&self.path()).await
+    }
+
     /// Writes the configuration of `shape` (subscribing `receiver` to every event) to the file.
     fn write(&self, shape: Shape, receiver: Option<&str>) {
         std::fs::write(self.path(), self.config(shape, receiver)).unwrap();
@@ -323,67 +329,66 @@ async fn visible(app: &Portico) -> (bool, bool) {
     (item.get("title").is_some(), notes == 200)
 }
 
-/// Ten reloads through `POST /admin/reload` alternating two configurations while clients
+/// How a test asks for a reload.
+enum Trigger<'a> {
+    /// `POST /admin/reload` with an admin token.
+    Post,
+    /// `SIGHUP` to a `portico serve` process.
+    Hangup(&'a Served),
+}
+
+/// Ten reloads alternating the configurations `plain` (serving) and `other` while clients
 /// read (cached and uncached) and write: every answer is one of the two configurations', and
 /// each reload is visible to the next request.
+async fn alternate_under_load(app: &Portico, legacy: &Legacy, plain: Shape, trigger: Trigger<'_>) {
+    let other = Shape {
+        title: true,
+        notes: true,
+        ..plain
+    };
+    assert_eq!(visible(app).await, (false, false));
+    let load = Load::start(&app.base);
+    let token = admin();
+    for round in 0..10u64 {
+        let shape = if round % 2 == 0 { other } else { plain };
+        legacy.write(shape, None);
+        match trigger {
+            Trigger::Post => {
+                let (status, report) = reload(app, Some(&token)).await;
+                assert_eq!(status, 200, "{report}");
+                assert_eq!(report["generation"], round + 2, "{report}");
+                assert_eq!(report["sources_kept"], json!(["legacy"]), "{report}");
+            }
+            Trigger::Hangup(served) => {
+                served.hangup();
+                wait_metric(app, "portico_config_generation", (round + 2) as f64).await;
+            }
+        }
+        let seen = visible(app).await;
+        assert_eq!(seen, (shape.title, shape.notes), "round {round}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (answered, failures) = load.finish().await;
+    assert!(answered > 50, "the clients answered only {answered} times");
+    let failed = failures.len();
+    assert!(
+        failures.is_empty(),
+        "{failed} of {answered} failed: {failures:#?}"
+    );
+    assert_eq!(app.metric("portico_config_generation").await, 11.0);
+    let applied = "portico_config_reloads_total{outcome=\"applied\"}";
+    assert_eq!(app.metric(applied).await, 10.0);
+}
+
+/// Ten reloads through `POST /admin/reload` under load (with change feeds polling).
 async fn ten_reloads_under_load_fail_no_request(kind: Kind) {
     let legacy = Legacy::new(kind);
     let plain = Shape {
         feeds: true,
         ..Shape::default()
     };
-    let other = Shape {
-        title: true,
-        notes: true,
-        ..plain
-    };
-    legacy.write(plain, None);
-    let app = Portico::serve_file(&legacy.path()).await;
-    assert_eq!(visible(&app).await, (false, false));
-    let load = Load::start(&app.base);
-    let token = admin();
-    for round in 0..10u64 {
-        let shape = if round % 2 == 0 { other } else { plain };
-        legacy.write(shape, None);
-        let (status, report) = reload(&app, Some(&token)).await;
-        assert_eq!(status, 200, "{report}");
-        assert_eq!(report["generation"], round + 2, "{report}");
-        assert_eq!(report["sources_kept"], json!(["legacy"]), "{report}");
-        assert_eq!(
-            visible(&app).await,
-            (shape.title, shape.notes),
-            "round {round}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (answered, failures) = load.finish().await;
-    assert!(answered > 50, "the clients answered only {answered} times");
-    assert!(
-        failures.is_empty(),
-        "{} of {answered} failed: {failures:#?}",
-        failures.len()
-    );
-    assert_eq!(app.metric("portico_config_generation").await, 11.0);
-    assert_eq!(
-        app.metric("portico_config_reloads_total{outcome=\"applied\"}")
-            .await,
-        10.0
-    );
-}
-
-#[tokio::test]
-async fn ten_reloads_under_load_fail_no_request_sqlite() {
-    ten_reloads_under_load_fail_no_request(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn ten_reloads_under_load_fail_no_request_postgres() {
-    ten_reloads_under_load_fail_no_request(Kind::Postgres).await;
-}
-
-#[tokio::test]
-async fn ten_reloads_under_load_fail_no_request_mariadb() {
-    ten_reloads_under_load_fail_no_request(Kind::MariaDb).await;
+    let app = legacy.serve(plain, None).await;
+    alternate_under_load(&app, &legacy, plain, Trigger::Post).await;
 }
 
 /// Waits until `sample` reads `value` on `app`'s metrics.
@@ -405,35 +410,10 @@ async fn wait_metric(app: &Portico, sample: &str, value: f64) {
 async fn ten_hangups_under_load_fail_no_request() {
     let legacy = Legacy::new(Kind::Sqlite);
     let plain = Shape::default();
-    let other = Shape {
-        title: true,
-        notes: true,
-        ..plain
-    };
     legacy.write(plain, None);
     let mut served = Served::spawn(&legacy.path(), &[], &legacy.dir.path().join("log.txt"));
     let app = Portico::attach(&served.address().await);
-    assert_eq!(visible(&app).await, (false, false));
-    let load = Load::start(&app.base);
-    for round in 0..10u64 {
-        let shape = if round % 2 == 0 { other } else { plain };
-        legacy.write(shape, None);
-        served.hangup();
-        wait_metric(&app, "portico_config_generation", (round + 2) as f64).await;
-        assert_eq!(
-            visible(&app).await,
-            (shape.title, shape.notes),
-            "round {round}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (answered, failures) = load.finish().await;
-    assert!(answered > 50, "the clients answered only {answered} times");
-    assert!(
-        failures.is_empty(),
-        "{} of {answered} failed: {failures:#?}",
-        failures.len()
-    );
+    alternate_under_load(&app, &legacy, plain, Trigger::Hangup(&served)).await;
 
     std::fs::write(
         legacy.path(),
@@ -475,8 +455,7 @@ async fn ten_hangups_under_load_fail_no_request() {
 async fn a_broken_file_is_refused_with_every_problem_and_the_old_one_serves_on() {
     let legacy = Legacy::new(Kind::Sqlite);
     let plain = Shape::default();
-    legacy.write(plain, None);
-    let app = Portico::serve_file(&legacy.path()).await;
+    let app = legacy.serve(plain, None).await;
     let token = admin();
     std::fs::write(
         legacy.path(),
@@ -555,8 +534,7 @@ async fn a_broken_file_is_refused_with_every_problem_and_the_old_one_serves_on()
 #[tokio::test]
 async fn reload_needs_the_admin_scope() {
     let legacy = Legacy::new(Kind::Sqlite);
-    legacy.write(Shape::default(), None);
-    let app = Portico::serve_file(&legacy.path()).await;
+    let app = legacy.serve(Shape::default(), None).await;
     assert_eq!(reload(&app, None).await.0, 401);
     let writer = hs_token("writer", json!({"scope": "items:write"}));
     assert_eq!(reload(&app, Some(&writer)).await.0, 403);
@@ -570,8 +548,7 @@ async fn only_changed_resources_lose_their_cached_answers(kind: Kind) {
         notes: true,
         ..Shape::default()
     };
-    legacy.write(shape, None);
-    let app = Portico::serve_file(&legacy.path()).await;
+    let app = legacy.serve(shape, None).await;
     assert_eq!(fetch(&app, "/v1/items/I1", false).await.1["qty"], 5);
     assert_eq!(fetch(&app, "/v1/notes/N1", false).await.1["body"], "first");
     // Behind Portico's back: the cached answers do not know.
@@ -600,21 +577,6 @@ async fn only_changed_resources_lose_their_cached_answers(kind: Kind) {
     assert_eq!(note["text"], "second", "{note}");
 }
 
-#[tokio::test]
-async fn only_changed_resources_lose_their_cached_answers_sqlite() {
-    only_changed_resources_lose_their_cached_answers(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn only_changed_resources_lose_their_cached_answers_postgres() {
-    only_changed_resources_lose_their_cached_answers(Kind::Postgres).await;
-}
-
-#[tokio::test]
-async fn only_changed_resources_lose_their_cached_answers_mariadb() {
-    only_changed_resources_lose_their_cached_answers(Kind::MariaDb).await;
-}
-
 /// A feed a reload adds polls and delivers; one a reload removes stops; one unchanged polls on.
 async fn feeds_follow_the_file(kind: Kind) {
     let legacy = Legacy::new(kind);
@@ -627,8 +589,7 @@ async fn feeds_follow_the_file(kind: Kind) {
         notes: true,
         ..without
     };
-    legacy.write(without, Some(&receiver.url));
-    let app = Portico::serve_file(&legacy.path()).await;
+    let app = legacy.serve(without, Some(&receiver.url)).await;
     wait_polled(&app.base).await;
 
     legacy.write(with, Some(&receiver.url));
@@ -658,21 +619,6 @@ async fn feeds_follow_the_file(kind: Kind) {
     let created = "portico_change_events_total{feed=\"legacy.NOTES\",kind=\"created\"}";
     assert_eq!(app.metric(created).await, 1.0, "a removed feed polled on");
     assert!(!has(&receiver.entries(), "notes.created", "N3"));
-}
-
-#[tokio::test]
-async fn feeds_follow_the_file_sqlite() {
-    feeds_follow_the_file(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn feeds_follow_the_file_postgres() {
-    feeds_follow_the_file(Kind::Postgres).await;
-}
-
-#[tokio::test]
-async fn feeds_follow_the_file_mariadb() {
-    feeds_follow_the_file(Kind::MariaDb).await;
 }
 
 /// Portico's connections to the database behind `connection_string`: (pid, backend_start).
@@ -758,3 +704,23 @@ qty = {{ column = "QTY", type = "integer" }}
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+macro_rules! per_database {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $test() { super::$test(super::Kind::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $test() { super::$test(super::Kind::Postgres).await })*
+        }
+        mod mariadb {
+            $(#[tokio::test] async fn $test() { super::$test(super::Kind::MariaDb).await })*
+        }
+    };
+}
+
+per_database!(
+    ten_reloads_under_load_fail_no_request,
+    only_changed_resources_lose_their_cached_answers,
+    feeds_follow_the_file,
+);
