@@ -152,7 +152,6 @@ impl Reloader {
             _ => None,
         };
         if let Some(hub) = &webhooks {
-            hub.set_catalog(catalog.clone());
             let (hub, config) = (hub.clone(), config.clone());
             tokio::task::spawn_blocking(move || hub.sync_config(&config))
                 .await
@@ -254,6 +253,10 @@ impl Reloader {
             }
             let dropped = sorted(&plan.caches_dropped);
             state.tell_replicas(Notice::Invalidate(dropped)).await;
+        }
+        if let Some(hub) = &state.webhooks {
+            // Events found from now on are shaped and authorized by the new catalog.
+            hub.set_catalog(state.catalog.clone());
         }
         let new_hub = previous.webhooks.is_none() && state.webhooks.is_some();
         let mut tasks = lock(&self.tasks);

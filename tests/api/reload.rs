@@ -575,6 +575,12 @@ async fn only_changed_resources_lose_their_cached_answers(kind: Kind) {
     );
     let note = fetch(&app, "/v1/notes/N1", false).await.1;
     assert_eq!(note["text"], "second", "{note}");
+    let document = fetch(&app, "/openapi/v1.json", false).await.1;
+    let fields = &document["components"]["schemas"]["Note"]["properties"];
+    assert!(
+        fields.get("text").is_some() && fields.get("body").is_none(),
+        "{fields}"
+    );
 }
 
 /// A feed a reload adds polls and delivers; one a reload removes stops; one unchanged polls on.
