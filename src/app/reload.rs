@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use futures_util::future::BoxFuture;
 
@@ -32,7 +32,9 @@ pub struct Origin {
 /// Reloads the configuration of one running service; one reload at a time.
 pub struct Reloader {
     origin: Origin,
-    live: Arc<Live>,
+    // Weak: the server's state owns this reloader (`POST /admin/reload`), and both go when
+    // the server stops.
+    live: Weak<Live>,
     tasks: SharedTasks,
     fleet: Option<Arc<Fleet>>,
     /// The configuration serving, and its generation.
@@ -44,13 +46,13 @@ impl Reloader {
     pub(super) fn new(
         origin: Origin,
         config: Config,
-        live: Arc<Live>,
+        live: &Arc<Live>,
         tasks: SharedTasks,
         fleet: Option<Arc<Fleet>>,
     ) -> Self {
         Self {
             origin,
-            live,
+            live: Arc::downgrade(live),
             tasks,
             fleet,
             serving: tokio::sync::Mutex::new((config, 1)),
@@ -60,8 +62,11 @@ impl Reloader {
     /// Reads the file again and swaps it in, or refuses it (every problem listed) and keeps
     /// the running configuration; counted in `portico_config_reloads`.
     pub async fn reload_file(&self) -> Result<Reloaded, ReloadError> {
-        let metrics = self.live.current().metrics.clone();
-        let outcome = self.apply().await;
+        let Some(live) = self.live.upgrade() else {
+            return Err(ReloadError::Failed("the server has stopped".into()));
+        };
+        let metrics = live.current().metrics.clone();
+        let outcome = self.apply(&live).await;
         metrics.reloads.count(match &outcome {
             Ok(_) => "applied",
             Err(ReloadError::Refused(_)) => "refused",
@@ -70,9 +75,9 @@ impl Reloader {
         outcome
     }
 
-    async fn apply(&self) -> Result<Reloaded, ReloadError> {
+    async fn apply(&self, live: &Live) -> Result<Reloaded, ReloadError> {
         let mut serving = self.serving.lock().await;
-        let current = self.live.current();
+        let current = live.current();
         let (path, listen) = (self.origin.path.clone(), self.origin.listen.clone());
         let metrics = current.metrics.clone();
         // Building reads key files and the sources' catalogs: blocking work.
@@ -89,7 +94,7 @@ impl Reloader {
         let plan = Plan::new(&serving.0, &config, &current, &services);
         let (state, report, started) = self.assemble(&config, services, &current, &plan).await?;
         let state = Arc::new(state);
-        self.live.swap(state.clone());
+        live.swap(state.clone());
         serving.1 += 1;
         serving.0 = config;
         self.follow_up(&state, &current, &plan, started).await;

@@ -296,7 +296,7 @@ fn launch(
         let reloader = Arc::new(Reloader::new(
             origin,
             config.clone(),
-            live.clone(),
+            &live,
             tasks.clone(),
             fleet.clone(),
         ));
