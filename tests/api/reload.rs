@@ -541,6 +541,38 @@ async fn reload_needs_the_admin_scope() {
     assert_eq!(reload(&app, Some(&admin())).await.0, 200);
 }
 
+/// A caller who spent its rate limit is still limited after a reload: the counts survive it.
+#[tokio::test]
+async fn the_rate_limiter_keeps_its_counts_across_a_reload() {
+    let legacy = Legacy::new(Kind::Sqlite);
+    let limited = |shape: Shape| {
+        legacy.config(shape, None) + "\n[rate_limit]\nrequests_per_second = 0.01\nburst = 2\n"
+    };
+    std::fs::write(legacy.path(), limited(Shape::default())).unwrap();
+    let app = Portico::serve_file(&legacy.path()).await;
+    let reader = hs_token("reader", json!({}));
+    let read = || {
+        let request = reqwest::Client::new()
+            .get(format!("{}/v1/items/I1", app.base))
+            .bearer_auth(&reader);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(read().await, 200);
+    assert_eq!(read().await, 200);
+    assert_eq!(read().await, 429, "the burst is spent");
+    std::fs::write(
+        legacy.path(),
+        limited(Shape {
+            notes: true,
+            ..Shape::default()
+        }),
+    )
+    .unwrap();
+    let (status, report) = reload(&app, Some(&admin())).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(read().await, 429, "a reload gave the spent burst back");
+}
+
 /// A reload that changes `notes` drops its cached answers and keeps `items`'.
 async fn only_changed_resources_lose_their_cached_answers(kind: Kind) {
     let legacy = Legacy::new(kind);
