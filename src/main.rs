@@ -276,10 +276,44 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 async fn serve(path: PathBuf, listen: Option<String>) -> anyhow::Result<ExitCode> {
     let file = path.display().to_string();
     let (config, services) = portico::app::load_listening_on(&path, listen.as_deref())?;
-    let running = portico::app::start(services, &config)?;
+    let origin = portico::app::Origin { path, listen };
+    let running = portico::app::start_from(services, &config, origin)?;
+    if let Some(reloader) = running.reloader.clone() {
+        tokio::spawn(reload_on_hangup(reloader));
+    }
     tracing::info!(address = %running.address, config = %file, "portico listening");
     running.server.await.context("server failed")?;
     running.background.stop().await;
     tracing::info!("portico stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the configuration file on each `SIGHUP`; a refused file is logged with every
+/// problem, and the running configuration keeps serving.
+async fn reload_on_hangup(reloader: std::sync::Arc<portico::app::Reloader>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload with POST /admin/reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match reloader.reload_file().await {
+            Ok(reloaded) => {
+                tracing::info!(
+                    generation = reloaded.generation,
+                    "SIGHUP: configuration reloaded"
+                )
+            }
+            Err(portico::http::ReloadError::Refused(problems)) => {
+                tracing::error!(
+                    problems = problems.len(),
+                    "SIGHUP: configuration refused; the running one keeps serving"
+                );
+                for problem in problems {
+                    tracing::error!(location = %problem.location, "{}", problem.message);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not reloaded"),
+        }
+    }
 }

@@ -242,6 +242,18 @@ pub const RATE_LIMITED: ProblemKind = ProblemKind {
     response: Some("RateLimited"),
 };
 
+/// A reloaded configuration has problems or changes a setting bound at start.
+pub const CONFIGURATION_REFUSED: ProblemKind = ProblemKind {
+    slug: "configuration-refused",
+    status: 422,
+    title: "The configuration was refused",
+    description: "The configuration file has problems, or changes a setting that only a \
+                  restart applies; `problems` lists every one with its location. The running \
+                  configuration keeps serving.",
+    example: "2 problems in the configuration file",
+    response: Some("ConfigurationRefused"),
+};
+
 /// A fault of Portico itself.
 pub const INTERNAL: ProblemKind = ProblemKind {
     slug: "internal",
@@ -320,7 +332,7 @@ pub const SOURCE_TIMEOUT: ProblemKind = ProblemKind {
 };
 
 /// Every kind, by status.
-pub const ALL: [&ProblemKind; 26] = [
+pub const ALL: [&ProblemKind; 27] = [
     &BAD_PARAMETER,
     &INVALID_REQUEST,
     &MALFORMED_BODY,
@@ -341,6 +353,7 @@ pub const ALL: [&ProblemKind; 26] = [
     &PRECONDITION_REQUIRED,
     &RATE_LIMITED,
     &INTERNAL,
+    &CONFIGURATION_REFUSED,
     &UNSUPPORTED_BY_SOURCE,
     &SOURCE_ERROR,
     &AUTH_UNAVAILABLE,
@@ -361,7 +374,7 @@ mod tests {
                 assert!(a.response.is_none() || a.response != b.response);
             }
         }
-        assert_eq!(ProblemKind::documented().count(), 18);
+        assert_eq!(ProblemKind::documented().count(), 19);
         assert_eq!(
             ProblemKind::documented_by("Unavailable"),
             Some(&SOURCE_BUSY)

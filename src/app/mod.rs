@@ -5,6 +5,7 @@
 
 pub mod capabilities;
 mod catalog_limits;
+mod reload;
 mod start;
 
 use std::collections::HashMap;
@@ -23,7 +24,8 @@ use crate::source::Source;
 use crate::telemetry::metrics::Metrics;
 use crate::webhooks::DeliverySettings;
 
-pub use start::{start, Background, Running, StartError};
+pub use reload::{Origin, Reloader};
+pub use start::{start, start_from, Background, Running, StartError};
 
 /// Every part of the service, built and checked, before anything is written or served.
 pub struct Services {
@@ -70,7 +72,7 @@ pub enum StateLocation {
 /// Reads the sources' catalogs (column limits) and the key files `[auth]` names; writes
 /// nothing and opens no state store.
 pub fn build(config: &Config, file: &str) -> Result<Services, ConfigError> {
-    build_after_draft(config, file, Vec::new())
+    build_after_draft(config, file, Vec::new(), Arc::new(Metrics::new()))
 }
 
 /// Reads the file at `path` and builds it: the values the file refuses (a duration such as
@@ -86,11 +88,21 @@ pub fn load_listening_on(
     path: &Path,
     listen: Option<&str>,
 ) -> Result<(Config, Services), ConfigError> {
+    load_counted(path, listen, Arc::new(Metrics::new()))
+}
+
+/// `load_listening_on`, its parts counted in `metrics` (a reload keeps the running registry).
+fn load_counted(
+    path: &Path,
+    listen: Option<&str>,
+    metrics: Arc<Metrics>,
+) -> Result<(Config, Services), ConfigError> {
     let mut draft = crate::config::load_draft(path)?;
     if let Some(listen) = listen {
         draft.config.server.listen = listen.to_string();
     }
-    let services = build_after_draft(&draft.config, &path.display().to_string(), draft.problems)?;
+    let file = path.display().to_string();
+    let services = build_after_draft(&draft.config, &file, draft.problems, metrics)?;
     Ok((draft.config, services))
 }
 
@@ -127,7 +139,12 @@ pub fn inspect(path: &Path) -> Inspection {
         }
     };
     let file = path.display().to_string();
-    match build_after_draft(&draft.config, &file, draft.problems) {
+    match build_after_draft(
+        &draft.config,
+        &file,
+        draft.problems,
+        Arc::new(Metrics::new()),
+    ) {
         Ok(services) => Inspection::Ready(Box::new((draft.config, services))),
         Err(e) => {
             let (catalog, _) = crate::catalog::compile_partial(&draft.config);
@@ -142,13 +159,14 @@ pub fn inspect(path: &Path) -> Inspection {
     }
 }
 
-/// Builds `config`, reporting the values its draft refused (`refused`) before every other problem.
+/// Builds `config`, reporting the values its draft refused (`refused`) before every other
+/// problem; the parts count in `metrics`.
 fn build_after_draft(
     config: &Config,
     file: &str,
     refused: Vec<Problem>,
+    metrics: Arc<Metrics>,
 ) -> Result<Services, ConfigError> {
-    let metrics = Arc::new(Metrics::new());
     let mut problems = crate::config::validate(config);
     let mut catalog = crate::catalog::compile(config)
         .map_err(|found| problems.extend(found))

@@ -2,19 +2,24 @@
 //! stored, then the HTTP server, the change pollers, the webhook dispatcher, the state
 //! store's pruning and the identity provider's key prefetch start.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix_web::dev::Server;
 
+use super::reload::{Origin, Reloader};
 use super::Services;
 use super::StateLocation;
 use crate::cache::ResponseCache;
+use crate::catalog::Catalog;
 use crate::changes::lease::{FeedLease, Fleet};
 use crate::changes::poller::{EventSink, Poller};
+use crate::changes::Feed;
 use crate::config::Config;
 use crate::state::retention::Retention;
 use crate::state::{Notice, PgStore, SqliteStore, StateError, StateStore};
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::state_metrics::StateMetrics;
 use crate::webhooks::Webhooks;
 
@@ -50,13 +55,60 @@ pub struct Running {
     pub address: SocketAddr,
     /// Pollers, the webhook dispatcher, retention, heartbeats and notices.
     pub background: Background,
+    /// What reloads the configuration file (`SIGHUP`); `None` when not started from a file.
+    pub reloader: Option<Arc<Reloader>>,
+}
+
+/// The tasks running beside the server: the change pollers by feed name (a reload stops and
+/// starts them one by one), and the rest.
+#[derive(Default)]
+pub(super) struct Tasks {
+    pollers: HashMap<String, tokio::task::AbortHandle>,
+    others: Vec<tokio::task::AbortHandle>,
+}
+
+impl Tasks {
+    /// Spawns `task` beside the server.
+    pub(super) fn spawn<F>(&mut self, task: F)
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.others.push(tokio::spawn(task).abort_handle());
+    }
+
+    /// Starts polling with `poller` (its feed's earlier poll loop, if any, stopped).
+    pub(super) fn poll(&mut self, poller: Poller) {
+        let name = poller.feed.name.clone();
+        let handle = tokio::spawn(poller.run()).abort_handle();
+        if let Some(old) = self.pollers.insert(name, handle) {
+            old.abort();
+        }
+    }
+
+    /// Stops polling feed `name`.
+    pub(super) fn stop_polling(&mut self, name: &str) {
+        if let Some(handle) = self.pollers.remove(name) {
+            handle.abort();
+        }
+    }
+}
+
+/// The tasks of a running service, shared by its `Background` and its reloader.
+pub(super) type SharedTasks = Arc<Mutex<Tasks>>;
+
+/// Locks `tasks`; a panic while one was held leaves handles that are still whole.
+pub(super) fn lock(tasks: &SharedTasks) -> std::sync::MutexGuard<'_, Tasks> {
+    tasks
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The work that runs beside the HTTP server. It stops when dropped, so a server stopped in
 /// a process that goes on (tests, a reload) leaves nothing polling or delivering.
 #[must_use = "the background work stops when this is dropped"]
 pub struct Background {
-    tasks: Vec<tokio::task::AbortHandle>,
+    tasks: SharedTasks,
     fleet: Option<(Arc<Fleet>, Arc<dyn StateStore>)>,
 }
 
@@ -66,7 +118,7 @@ impl Background {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.tasks.push(tokio::spawn(task).abort_handle());
+        lock(&self.tasks).spawn(task);
     }
 
     /// Gives this replica's feed leases up (the other replicas take its feeds at once), then
@@ -80,15 +132,63 @@ impl Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        let tasks = lock(&self.tasks);
+        for task in tasks.pollers.values().chain(&tasks.others) {
             task.abort();
         }
     }
 }
 
+/// What a poller of a feed needs beside the feed: the parts of the running service.
+pub(super) struct PollContext<'a> {
+    pub(super) store: &'a Arc<dyn StateStore>,
+    pub(super) sources: &'a HashMap<String, Arc<dyn crate::source::Source>>,
+    pub(super) cache: &'a Arc<ResponseCache>,
+    pub(super) catalog: &'a Catalog,
+    pub(super) webhooks: &'a Option<Arc<Webhooks>>,
+    pub(super) metrics: &'a Metrics,
+    pub(super) fleet: &'a Option<Arc<Fleet>>,
+}
+
+impl PollContext<'_> {
+    /// The poller of `feed`; `None` when its source is not configured.
+    pub(super) fn poller(&self, feed: &Arc<Feed>) -> Option<Poller> {
+        Some(Poller {
+            feed: feed.clone(),
+            source: self.sources.get(&feed.source)?.clone(),
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            affected: self.catalog.affected_by_write(&feed.source, &feed.table),
+            sink: self.webhooks.clone().map(|hub| hub as Arc<dyn EventSink>),
+            metrics: self.metrics.changes.clone(),
+            fleet: self.fleet.clone(),
+            lease: FeedLease::default(),
+        })
+    }
+}
+
 /// Opens the state store, syncs `[subscriptions]`, binds the listen address and starts every
-/// background task.
+/// background task. Nothing reloads it: see [`start_from`].
 pub fn start(services: Services, config: &Config) -> Result<Running, StartError> {
+    launch(services, config, None)
+}
+
+/// `start`, for services loaded from the file `origin` names: `POST /admin/reload` and the
+/// returned `reloader` read it again and swap it in.
+pub fn start_from(
+    services: Services,
+    config: &Config,
+    origin: Origin,
+) -> Result<Running, StartError> {
+    launch(services, config, Some(origin))
+}
+
+/// Starts everything; with an `origin`, reloads of that file are served.
+fn launch(
+    services: Services,
+    config: &Config,
+    origin: Option<Origin>,
+) -> Result<Running, StartError> {
     let Services {
         catalog,
         sources,
@@ -133,19 +233,20 @@ pub fn start(services: Services, config: &Config) -> Result<Running, StartError>
     };
     let pollers: Vec<Poller> = state_store
         .iter()
-        .flat_map(|store| feeds.iter().map(move |feed| (store, feed)))
-        .filter_map(|(store, feed)| {
-            Some(Poller {
-                feed: feed.clone(),
-                source: sources.get(&feed.source)?.clone(),
-                store: store.clone(),
-                cache: cache.clone(),
-                affected: catalog.affected_by_write(&feed.source, &feed.table),
-                sink: webhooks.clone().map(|hub| hub as Arc<dyn EventSink>),
-                metrics: metrics.changes.clone(),
-                fleet: fleet.clone(),
-                lease: FeedLease::default(),
-            })
+        .flat_map(|store| {
+            let context = PollContext {
+                store,
+                sources: &sources,
+                cache: &cache,
+                catalog: &catalog,
+                webhooks: &webhooks,
+                metrics: &metrics,
+                fleet: &fleet,
+            };
+            feeds
+                .iter()
+                .filter_map(|feed| context.poller(feed))
+                .collect::<Vec<_>>()
         })
         .collect();
     // Retention runs wherever there is a store; feeds that keep no row values have any an
@@ -160,13 +261,15 @@ pub fn start(services: Services, config: &Config) -> Result<Running, StartError>
         crate::state::retention::run(store, retention, metrics.state.clone(), slim)
     });
     let (cache_for_notices, state_metrics) = (cache.clone(), metrics.state.clone());
+    metrics.reloads.serving(1);
     let state = crate::http::AppState {
+        docs: crate::http::docs_config(&catalog),
         catalog,
         sources,
         cache,
         metrics,
         verifier: verifier.clone(),
-        limiter,
+        limiter: limiter.map(Arc::new),
         admin_scope: config.auth.as_ref().map(|a| a.admin_scope.clone()),
         documents,
         state_store: state_store.clone(),
@@ -178,15 +281,28 @@ pub fn start(services: Services, config: &Config) -> Result<Running, StartError>
         webhooks: webhooks.clone(),
         readiness: crate::http::Readiness::new(config.server.ready_max_feed_lag),
     };
+    let live = Arc::new(crate::http::Live::new(state));
     let (server, address) =
-        crate::http::serve(state, &config.server).map_err(|error| StartError::Bind {
+        crate::http::serve(live.clone(), &config.server).map_err(|error| StartError::Bind {
             address: config.server.listen.clone(),
             error,
         })?;
+    let tasks = SharedTasks::default();
     let mut background = Background {
-        tasks: Vec::new(),
+        tasks: tasks.clone(),
         fleet: fleet.clone().zip(state_store.clone()),
     };
+    let reloader = origin.map(|origin| {
+        let reloader = Arc::new(Reloader::new(
+            origin,
+            config.clone(),
+            &live,
+            tasks.clone(),
+            fleet.clone(),
+        ));
+        live.set_reload(reloader.clone());
+        reloader
+    });
     if let (Some(fleet), Some(store)) = (&fleet, &state_store) {
         background.spawn(fleet.clone().heartbeat(store.clone()));
         background.spawn(give_leases_up_on_stop(fleet.clone(), store.clone()));
@@ -200,7 +316,7 @@ pub fn start(services: Services, config: &Config) -> Result<Running, StartError>
         ));
     }
     for poller in pollers {
-        background.spawn(poller.run());
+        lock(&tasks).poll(poller);
     }
     if let Some(hub) = webhooks {
         background.spawn(crate::webhooks::dispatch::run(hub));
@@ -220,6 +336,7 @@ pub fn start(services: Services, config: &Config) -> Result<Running, StartError>
         server,
         address,
         background,
+        reloader,
     })
 }
 

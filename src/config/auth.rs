@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Bearer JWT verification.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// The `iss` every token must carry.
@@ -42,7 +42,7 @@ pub struct AuthConfig {
 }
 
 /// One claim path or several.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum ScopeClaims {
     /// `scope_claim = "scp"`.
@@ -74,7 +74,7 @@ fn default_admin_scope() -> String {
 }
 
 /// One verification key, pinned to one algorithm.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// The `kid` tokens signed with this key carry; any token of its algorithm when absent.
@@ -107,7 +107,7 @@ impl std::fmt::Debug for KeyConfig {
 }
 
 /// A JWKS endpoint, given directly or found through OIDC discovery.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
     /// URL of the JSON Web Key Set.
@@ -144,7 +144,7 @@ fn default_fetch_timeout() -> Duration {
 }
 
 /// A token bucket per principal (subject, or client address for anonymous calls).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Tokens added per second.
@@ -154,7 +154,7 @@ pub struct RateLimitConfig {
 }
 
 /// A row filter added to every query of the principals it applies to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RowPolicyConfig {
     /// Name used in logs and problems.

@@ -55,7 +55,7 @@ pub enum StampClock {
 }
 
 /// `[versions.v1.resources.jobs.changes]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesConfig {
     /// The strategy.
@@ -116,7 +116,7 @@ fn default_page_size() -> usize {
 }
 
 /// `[webhooks]`: how deliveries are made.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// Waits before each attempt: the first entry before the first attempt, and so on; after
@@ -204,7 +204,7 @@ fn default_tick() -> Duration {
 }
 
 /// `[subscriptions.portal]`: a webhook receiver declared in configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionConfig {
     /// Where events are POSTed (`https://…`).

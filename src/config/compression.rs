@@ -25,7 +25,7 @@ impl ContentCoding {
 }
 
 /// Response compression negotiated by `Accept-Encoding`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionConfig {
     /// Whether responses are compressed at all.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::Problem;
 
 /// Cross-origin resource sharing: off when the table is absent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorsConfig {
     /// Origins allowed to call, exactly as a browser sends them (`https://dash.example.com`,

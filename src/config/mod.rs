@@ -31,7 +31,7 @@ pub use write::*;
 pub(crate) const TEST_AUTH: &str = "[auth]\ndevelopment = true\nissuer = \"i\"\naudience = \"a\"\n[[auth.keys]]\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
 
 /// A configuration problem, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     /// Dotted path of the offending key (`versions.v1.resources.jobs.fields.due`).
     pub location: String,

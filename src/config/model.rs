@@ -10,7 +10,7 @@ use super::changes::{ChangesConfig, Subscriptions, WebhooksConfig};
 use super::write::{StateConfig, WriteOp, WriteValueConfig};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// HTTP server settings.
@@ -41,7 +41,7 @@ pub struct Config {
 }
 
 /// Where and how Portico listens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Socket address to bind, `127.0.0.1:8080` by default.
@@ -133,7 +133,7 @@ fn default_export_chunk_rows() -> usize {
 }
 
 /// The response cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Memory bound, e.g. `64MiB` (KiB, MiB, GiB, or bytes).
@@ -187,7 +187,7 @@ pub enum DialectName {
 }
 
 /// One legacy database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// How Portico reaches it.
@@ -322,7 +322,7 @@ fn default_max_text() -> usize {
 }
 
 /// One API version.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VersionConfig {
     /// Human description of the version.
@@ -341,7 +341,7 @@ pub struct VersionConfig {
 }
 
 /// One REST resource backed by a legacy table, view or read-only query.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
     /// Name of the source in `[sources]`.
@@ -408,7 +408,7 @@ pub struct ResourceConfig {
 }
 
 /// A link to rows of another resource of the same version, served by `?expand=`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelationConfig {
     /// The related resource, in the same version.
@@ -436,7 +436,7 @@ fn default_max_limit() -> usize {
 }
 
 /// Nesting: `/{v}/{parent}/{key}/{this}` lists this resource's rows of one parent row.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParentConfig {
     /// The parent resource, in the same version.
@@ -487,7 +487,7 @@ pub enum DateFormat {
 }
 
 /// One field of a resource.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldConfig {
     /// Legacy column name, exactly as the database catalog spells it.

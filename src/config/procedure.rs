@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::{DateFormat, FieldConfig, FieldType};
 
 /// One stored procedure.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcedureConfig {
     /// Name of the source in `[sources]`.
@@ -44,7 +44,7 @@ pub enum Direction {
 }
 
 /// One parameter: a field's type and transforms, without a column.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParameterConfig {
     /// API type.

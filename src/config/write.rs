@@ -20,7 +20,7 @@ pub enum WriteOp {
 }
 
 /// A value Portico writes into a column the API does not expose (`LAST_UPD = now`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriteValueConfig {
     /// `now` (timestamp), `today` (date), `{sub}`, `{claims.path}`, or a literal.
@@ -34,7 +34,7 @@ pub struct WriteValueConfig {
 }
 
 /// A literal or keyword of a write value.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum WriteValueText {
     /// Integer literal.
@@ -44,7 +44,7 @@ pub enum WriteValueText {
 }
 
 /// Portico's own durable store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// SQLite file, relative to the configuration file's folder (one process).

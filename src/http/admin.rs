@@ -1,13 +1,13 @@
 //! Operations endpoints: metrics and cache purges.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::problem::ApiError;
-use super::AppState;
+use super::{AppState, Current};
 
 /// Prometheus scrape target.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: Current) -> HttpResponse {
     state.cache.refresh_gauges().await;
     refresh_change_gauges(&state).await;
     HttpResponse::Ok()
@@ -43,10 +43,7 @@ async fn refresh_change_gauges(state: &AppState) {
 }
 
 /// `DELETE /admin/cache`: drops every cached response.
-pub async fn purge_all(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn purge_all(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     super::access::admin(&req, &state).await?;
     state.cache.purge_all();
     state.tell_replicas(crate::state::Notice::PurgeAll).await;
@@ -55,10 +52,7 @@ pub async fn purge_all(
 }
 
 /// `DELETE /admin/cache/{resource}`: drops one resource's cached responses (every version).
-pub async fn purge_resource(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn purge_resource(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     super::access::admin(&req, &state).await?;
     let resource = req
         .match_info()

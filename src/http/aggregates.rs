@@ -1,14 +1,14 @@
 //! `GET /{v}/{resource}/aggregate`: grouped counts, sums, averages, min and max, pushed down as
 //! one GROUP BY under the caller's row policies and cached like a list.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 
 use super::access;
 use super::problem::ApiError;
 use super::render::json_body;
 use super::request::resource_at;
 use super::resources::cached;
-use super::AppState;
+use super::Current;
 use crate::auth::Principal;
 use crate::cache::CachedPage;
 use crate::catalog::aggregate;
@@ -17,7 +17,7 @@ use crate::catalog::aggregate;
 /// `max` and `limit` (groups).
 pub async fn aggregate(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
     let resource = resource_at(&state, &req, 1)?;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use utoipa_swagger_ui::{Config, Url};
 
 use super::problem::ApiError;
-use super::AppState;
+use super::Current;
 use crate::catalog::Catalog;
 
 /// The Swagger UI configuration: one entry per version, the newest first.
@@ -54,12 +54,9 @@ pub async fn redirect() -> HttpResponse {
 }
 
 /// `GET /docs/{file}`: the UI's page and assets.
-pub async fn asset(
-    req: HttpRequest,
-    docs: web::Data<Arc<Config<'static>>>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn asset(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let file = req.match_info().get("file").unwrap_or_default();
-    match utoipa_swagger_ui::serve(file, docs.get_ref().clone()) {
+    match utoipa_swagger_ui::serve(file, state.docs.clone()) {
         Ok(Some(found)) => {
             let mut response = HttpResponse::Ok();
             if found.gzpipped {
@@ -75,7 +72,7 @@ pub async fn asset(
 }
 
 /// `GET /`: the versions, their status and where their documents are.
-pub async fn versions(state: web::Data<AppState>) -> HttpResponse {
+pub async fn versions(state: Current) -> HttpResponse {
     let versions: Vec<serde_json::Value> = state
         .catalog
         .versions
@@ -98,10 +95,7 @@ pub async fn versions(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /openapi/{version}.json` (or `.yaml`).
-pub async fn openapi_document(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn openapi_document(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let file = req.match_info().get("file").unwrap_or_default();
     let (version, yaml) = match file.strip_suffix(".json") {
         Some(version) => (version, false),

@@ -1,10 +1,10 @@
 //! Liveness and readiness.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::HttpResponse;
 use serde_json::json;
 
-use super::AppState;
+use super::{AppState, Current};
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {
@@ -13,7 +13,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// Every source answers a trivial query and, with `[server] ready_max_feed_lag`, no change
 /// feed is further behind the database than that; 503 naming what is not ready.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(state: Current) -> HttpResponse {
     let answer = probe(&state).await;
     let (ready, sources, feeds) = &*answer;
     let status = if *ready {

@@ -11,6 +11,7 @@ mod expand;
 mod export;
 mod feed;
 mod health;
+mod live;
 mod observe;
 mod overview;
 pub mod problem;
@@ -36,6 +37,7 @@ use crate::config::ServerConfig;
 use crate::source::Source;
 use crate::telemetry::metrics::Metrics;
 pub use health::Readiness;
+pub use live::{Current, Live, Reload, ReloadError, Reloaded};
 use problem::ApiError;
 
 /// What every request handler shares.
@@ -50,12 +52,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Bearer token verification; `None` without [auth].
     pub verifier: Option<Arc<crate::auth::Verifier>>,
-    /// Per-principal rate limit.
-    pub limiter: Option<crate::auth::RateLimiter>,
+    /// Per-principal rate limit (shared across reloads: its counts survive them).
+    pub limiter: Option<Arc<crate::auth::RateLimiter>>,
     /// Scope of the admin endpoints; `None` (loopback only) without [auth].
     pub admin_scope: Option<String>,
     /// The OpenAPI document of each version, rendered once.
     pub documents: HashMap<String, crate::openapi::Rendered>,
+    /// Swagger UI's settings: the versions' documents it offers.
+    pub docs: Arc<utoipa_swagger_ui::Config<'static>>,
     /// Portico's own durable state; opened when a resource takes creates (idempotency keys) or
     /// anything is delivered (feeds, subscriptions).
     pub state_store: Option<Arc<dyn crate::state::StateStore>>,
@@ -95,13 +99,17 @@ impl AppState {
     }
 }
 
-/// Binds `[server] listen` and runs the HTTP server over `state`; returns the running server
-/// and the address it got.
-pub fn serve(state: AppState, settings: &ServerConfig) -> std::io::Result<(Server, SocketAddr)> {
+/// Swagger UI's settings for `catalog`: each version's document.
+pub fn docs_config(catalog: &Catalog) -> Arc<utoipa_swagger_ui::Config<'static>> {
+    docs::config(catalog)
+}
+
+/// Binds `[server] listen` and runs the HTTP server over `state` (each request served from
+/// the state current when it arrives); returns the running server and the address it got.
+pub fn serve(state: Arc<Live>, settings: &ServerConfig) -> std::io::Result<(Server, SocketAddr)> {
     let listener = TcpListener::bind(&settings.listen)?;
     let local = listener.local_addr()?;
-    let docs = web::Data::new(docs::config(&state.catalog));
-    let state = web::Data::new(state);
+    let state = web::Data::from(state);
     let compression = web::Data::new(settings.compression.clone());
     let cross_origin = settings.cors.clone();
     let mut server = HttpServer::new(move || {
@@ -109,7 +117,6 @@ pub fn serve(state: AppState, settings: &ServerConfig) -> std::io::Result<(Serve
         // a handler, and CORS headers go on every answer, problem+json included.
         App::new()
             .app_data(state.clone())
-            .app_data(docs.clone())
             .app_data(compression.clone())
             .wrap(middleware::from_fn(compress::compress))
             .wrap(middleware::Condition::new(

@@ -8,12 +8,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::web;
 use tracing::Instrument;
 
 use super::problem::ApiError;
 use super::routes::{serves, Route};
-use super::AppState;
+use super::Current;
 use crate::telemetry::metrics::{HttpLabels, RefusalLabels, RouteLabels};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -55,7 +54,8 @@ pub async fn observe(
         .unwrap_or_else(next_request_id);
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    // The state this request is served from, whatever a reload swaps in meanwhile.
+    let state = Current::pin(&req);
     let method = method_label(req.method());
     // The route table's label: computed without the router's regular expressions (asking
     // actix for the matched pattern would match the path again).

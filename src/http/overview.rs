@@ -5,14 +5,14 @@
 
 use std::sync::atomic::Ordering;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{json, Value as Json};
 
 use super::problem::ApiError;
-use super::{access, AppState};
+use super::{access, AppState, Current};
 use crate::changes::render::rfc3339;
 use crate::source::Source;
 use crate::telemetry::change_metrics::FeedLabels;
@@ -22,7 +22,7 @@ use crate::telemetry::metrics::SourceLabels;
 /// `GET /admin/overview` (admin scope).
 pub async fn overview(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
 ) -> Result<HttpResponse, ApiError> {
     access::admin(&req, &state).await?;
     let readiness = super::health::probe(&state).await;

@@ -75,6 +75,9 @@ pub enum ApiError {
     /// A fault of Portico itself (logged; the response says nothing more).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A reloaded configuration was refused: every problem, with its location.
+    #[error("the configuration was refused")]
+    ConfigurationRefused(Vec<crate::config::Problem>),
 }
 
 /// The JSON body of a problem response.
@@ -95,6 +98,9 @@ pub struct Problem {
     /// Every problem of an invalid body.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// Every problem of a refused configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<crate::config::Problem>>,
 }
 
 /// Media type of problem responses.
@@ -132,6 +138,7 @@ impl ApiError {
             ApiError::Source(SourceError::Unavailable { .. }) => &problem_kind::SOURCE_UNAVAILABLE,
             ApiError::Source(SourceError::Timeout { .. }) => &problem_kind::SOURCE_TIMEOUT,
             ApiError::Internal(_) => &problem_kind::INTERNAL,
+            ApiError::ConfigurationRefused(_) => &problem_kind::CONFIGURATION_REFUSED,
             ApiError::Source(SourceError::Query { .. }) => &problem_kind::SOURCE_ERROR,
             ApiError::Source(SourceError::Unsupported { .. }) => {
                 &problem_kind::UNSUPPORTED_BY_SOURCE
@@ -219,6 +226,13 @@ impl ApiError {
             ),
             ApiError::Source(e) => (public_detail(e), None),
             ApiError::Internal(_) => ("Portico failed; the log has the details".to_string(), None),
+            ApiError::ConfigurationRefused(problems) => (
+                format!(
+                    "{} problem(s) in the configuration file; the running configuration keeps serving",
+                    problems.len()
+                ),
+                None,
+            ),
         };
         Problem {
             kind: kind.type_uri(),
@@ -228,6 +242,10 @@ impl ApiError {
             parameter,
             errors: match self {
                 ApiError::Invalid(errors) => Some(errors.clone()),
+                _ => None,
+            },
+            problems: match self {
+                ApiError::ConfigurationRefused(problems) => Some(problems.clone()),
                 _ => None,
             },
         }

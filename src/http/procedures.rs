@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 use super::access::{self, AUDIT};
 use super::problem::ApiError;
 use super::request::{not_served, raw_segment, read_json};
-use super::AppState;
+use super::{AppState, Current};
 use crate::auth::{AuthError, Principal};
 use crate::catalog::procedure::Procedure;
 use crate::catalog::write::{legacy_value, FieldError};
@@ -25,7 +25,7 @@ const MAX_ROWS: usize = 10_000;
 /// Calls the procedure named in the path.
 pub async fn call(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let procedure = state

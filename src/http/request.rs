@@ -8,7 +8,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
 
 use super::problem::ApiError;
-use super::AppState;
+use super::{AppState, Current};
 use crate::catalog::access::Grant;
 use crate::catalog::query::{self, QueryError};
 use crate::catalog::{plan, Resource};
@@ -162,9 +162,7 @@ pub async fn read_json(
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
-    let limit = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(std::time::Duration::from_secs(10), |s| s.body_timeout);
+    let limit = Current::of(req).map_or(std::time::Duration::from_secs(10), |s| s.body_timeout);
     let bytes = tokio::time::timeout(limit, payload.to_bytes_limited(MAX_BODY))
         .await
         .map_err(|_| ApiError::RequestTimeout(limit))?

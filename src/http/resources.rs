@@ -1,15 +1,15 @@
 //! `GET /{v}/{resource}`, `GET /{v}/{resource}/{key}` and `GET /{v}/{parent}/{key}/{child}`.
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 
 use super::expand::{self, Expand};
 use super::export::{self, Format};
 use super::problem::ApiError;
 use super::render::{render_page, render_page_expanded, render_row, render_row_expanded};
 use super::request::{key_plan, not_served, raw_segment, resource_at, split_key};
-use super::AppState;
 use super::{access, compress};
+use super::{AppState, Current};
 use crate::auth::Principal;
 use crate::cache::{none_match, variant_tag, CacheKey, CachedPage, Freshness, Lifetime};
 use crate::catalog::access::Grant;
@@ -22,7 +22,7 @@ use crate::source::Rows;
 /// application/x-ndjson` or `text/csv`, every row as an export (`export.rs`).
 pub async fn list(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
     let resource = resource_at(&state, &req, 1)?;
@@ -59,7 +59,7 @@ fn varies_by_accept(mut response: HttpResponse) -> HttpResponse {
 /// `expand`; with it, the ETag is the body's (the row's version is its ETag without).
 pub async fn get(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
     let resource = resource_at(&state, &req, 1)?;
@@ -107,7 +107,7 @@ fn key_request(resource: &Resource, parts: &[String]) -> Result<String, QueryErr
 /// hidden from the caller); the policies of both resources apply.
 pub async fn children(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     principal: &Principal,
 ) -> Result<HttpResponse, ApiError> {
     let parent = resource_at(&state, &req, 1)?;

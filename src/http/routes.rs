@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::problem::ApiError;
 use super::request::{not_served, resource_at};
-use super::AppState;
+use super::Current;
 use super::{
     access, admin, aggregates, console, docs, feed, health, overview, procedures, resources,
     subscriptions, writes,
@@ -55,6 +55,8 @@ pub enum Route {
     Resend,
     /// What an operator watches, in one document.
     Overview,
+    /// The configuration file read again and swapped in.
+    Reload,
     /// Any other path under `/admin` (a 404).
     AdminOther,
     /// A resource's rows; POST creates one.
@@ -107,7 +109,7 @@ const fn shape(route: Route, path: &'static str, matcher: Matcher) -> Shape {
 const ADMIN: &str = "/admin";
 
 /// Every route, in the order of [`Route`] (so a route finds its entry by index).
-const ROUTES: [Shape; 27] = [
+const ROUTES: [Shape; 28] = [
     shape(Route::Versions, "/", Matcher::Router),
     shape(Route::Healthz, "/healthz", Matcher::Router),
     shape(Route::Readyz, "/readyz", Matcher::Router),
@@ -148,6 +150,7 @@ const ROUTES: [Shape; 27] = [
         Matcher::Admin,
     ),
     shape(Route::Overview, "/admin/overview", Matcher::Admin),
+    shape(Route::Reload, "/admin/reload", Matcher::Admin),
     shape(Route::AdminOther, "/admin/{other}", Matcher::Admin),
     shape(Route::List, "/{version}/{resource}", Matcher::Api),
     shape(Route::Item, "/{version}/{resource}/{key}", Matcher::Api),
@@ -341,6 +344,9 @@ fn resource(shape: &Shape) -> Option<actix_web::Resource> {
         Route::Overview => web::resource(path)
             .route(web::get().to(overview::overview))
             .default_service(web::to(|| allow("GET"))),
+        Route::Reload => web::resource(path)
+            .route(web::post().to(super::live::reload))
+            .default_service(web::to(|| allow("POST"))),
         // The scope's default service.
         Route::AdminOther => return None,
         Route::List
@@ -358,7 +364,7 @@ fn resource(shape: &Shape) -> Option<actix_web::Resource> {
 /// PATCH and DELETE write where the resource takes writes; other methods get 405 with `Allow`.
 async fn dispatch(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let route = api_route(req.uri().path(), |v, r, s| serves(&state.catalog, v, r, s));
@@ -388,7 +394,7 @@ async fn dispatch(
 /// A method other than GET and HEAD on an API shape: the write it names, or 405.
 async fn write(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     payload: web::Payload,
     route: Route,
 ) -> Result<HttpResponse, ApiError> {

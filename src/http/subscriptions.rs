@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value as Json};
 
 use super::problem::{ApiError, FieldError};
-use super::{access, AppState};
+use super::{access, AppState, Current};
 use crate::changes::render::rfc3339;
 use crate::state::{
     DeliveryFilter, DeliveryRecord, DeliveryStatus, SecretRecord, StateError, SubscriptionRecord,
@@ -114,7 +114,7 @@ async fn save(hub: &Webhooks, record: SubscriptionRecord) -> Result<(), ApiError
 }
 
 /// `GET /admin/subscriptions`.
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
     let data: Vec<Json> = stored(hub, |s| s.subscriptions())
         .await?
@@ -127,7 +127,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 /// `POST /admin/subscriptions`: the answer holds the signing secret, this once.
 pub async fn create(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
@@ -220,17 +220,14 @@ pub async fn create(
 }
 
 /// `GET /admin/subscriptions/{name}`.
-pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
     let record = find(hub, segment(&req, "name")).await?;
     Ok(HttpResponse::Ok().json(subscription_json(&record)))
 }
 
 /// `DELETE /admin/subscriptions/{name}`: the subscription and its deliveries.
-pub async fn delete(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
     let record = find(hub, segment(&req, "name")).await?;
     if record.origin == "config" {
@@ -249,7 +246,7 @@ pub async fn delete(
 /// `POST /admin/subscriptions/{name}/{action}`: `disable`, `enable`, `rotate` (a new secret;
 /// the previous one keeps signing for the grace period) or `recover?since=` (every dead
 /// letter created since then is delivered again).
-pub async fn act(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn act(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
     let mut record = find(hub, segment(&req, "name")).await?;
     let action = segment(&req, "action").to_string();
@@ -348,10 +345,7 @@ fn since(query: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /admin/deliveries?subscription=&status=&before=&limit=`, newest first.
-pub async fn deliveries(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn deliveries(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
     let mut filter = DeliveryFilter {
         limit: 100,
@@ -420,10 +414,7 @@ fn delivery_id(req: &HttpRequest) -> Result<i64, ApiError> {
 }
 
 /// `GET /admin/deliveries/{id}`: one delivery and its attempts.
-pub async fn delivery(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delivery(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
     let id = delivery_id(&req)?;
     let found = stored(hub, move |s| Ok((s.delivery(id)?, s.attempts(id)?))).await?;
@@ -444,10 +435,7 @@ pub async fn delivery(
 }
 
 /// `POST /admin/deliveries/{id}/resend`: due again now, with a fresh retry schedule.
-pub async fn resend(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn resend(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     let hub = hub(&req, &state).await?;
     let id = delivery_id(&req)?;
     let now = crate::state::unix_now_ms();

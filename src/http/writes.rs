@@ -16,7 +16,7 @@ use super::request::{
     idempotency_key, if_match, key_plan, names_no_version, no_parameters, raw_segment, read_json,
     split_key, strong_match,
 };
-use super::AppState;
+use super::{AppState, Current};
 use crate::auth::Principal;
 use crate::catalog::access::Grant;
 use crate::catalog::plan::{self, Plan};
@@ -50,7 +50,7 @@ pub fn allowed(resource: &crate::catalog::Resource, item: bool) -> String {
 /// Runs one write and writes its audit line, whatever the outcome.
 pub async fn write(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: Current,
     payload: web::Payload,
     resource: &Resource,
     op: WriteOp,

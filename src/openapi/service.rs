@@ -109,6 +109,8 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
         "/admin/cache/{resource}": item(vec![admin("delete", "purgeResourceCache", "Drop one resource's cached responses (every version)",
             json!({ "200": body("The resource's cached responses are dropped.", "Purged") }), &["NotFound"],
             json!({ "parameters": [path_param("resource", "A resource name, in any version.", json!({ "type": "string", "minLength": 1 }))] }))]),
+        "/admin/reload": item(vec![admin("post", "reloadConfiguration", "Read the configuration file again and swap it in",
+            json!({ "200": body("Swapped in; what changed.", "Reloaded") }), &["ConfigurationRefused", "Conflict"], json!({}))]),
         "/admin/subscriptions": item(vec![
             admin("get", "listSubscriptions", "Webhook subscriptions",
                 json!({ "200": body("Every subscription (configured and created here).", "SubscriptionList") }), &["NotFound"], json!({})),
@@ -246,6 +248,19 @@ fn literals(admin_scope: Option<&str>) -> (Value, Value) {
                 "additionalProperties": { "type": "object", "additionalProperties": false, "required": ["status", "lag_seconds"], "properties": {
                     "status": { "type": "string", "enum": ["ok", "behind"] },
                     "lag_seconds": { "type": "integer", "minimum": 0, "description": "Seconds since the feed's last completed poll began reading (since polling started, before one completed)." } } } } } },
+        "Reloaded": { "type": "object", "additionalProperties": false,
+            "required": ["generation", "changed", "sources_kept", "sources_rebuilt", "sources_added", "sources_removed", "caches_dropped", "feeds_started", "feeds_stopped", "feeds_kept"],
+            "properties": {
+                "generation": { "type": "integer", "minimum": 2, "description": "The configuration's generation now serving (1 at start)." },
+                "changed": { "type": "boolean", "description": "Whether the file differs from the running configuration." },
+                "sources_kept": { "type": "array", "items": text, "description": "Sources whose settings did not change: their pools were kept." },
+                "sources_rebuilt": { "type": "array", "items": text, "description": "Sources whose settings changed: built afresh." },
+                "sources_added": { "type": "array", "items": text },
+                "sources_removed": { "type": "array", "items": text },
+                "caches_dropped": { "type": "array", "items": text, "description": "Resources whose cached answers were dropped." },
+                "feeds_started": { "type": "array", "items": text },
+                "feeds_stopped": { "type": "array", "items": text },
+                "feeds_kept": { "type": "array", "items": text } } },
         "Purged": { "type": "object", "additionalProperties": false, "required": ["purged"],
             "properties": { "purged": { "type": "string", "description": "`all`, or the resource's name." } } },
         "NewSubscription": { "type": "object", "additionalProperties": false, "required": ["name", "url", "version"], "properties": {

@@ -144,6 +144,8 @@ pub struct Metrics {
     pub state: super::state_metrics::StateMetrics,
     /// Export metrics.
     pub exports: ExportMetrics,
+    /// Configuration reload metrics.
+    pub reloads: super::reload_metrics::ReloadMetrics,
 }
 
 impl Default for Metrics {
@@ -279,6 +281,8 @@ impl Metrics {
         changes.register(&mut registry);
         let state = super::state_metrics::StateMetrics::default();
         state.register(&mut registry);
+        let reloads = super::reload_metrics::ReloadMetrics::default();
+        reloads.register(&mut registry);
         Self {
             registry,
             http_requests,
@@ -289,6 +293,7 @@ impl Metrics {
             changes,
             state,
             exports,
+            reloads,
         }
     }
 

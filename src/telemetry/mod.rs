@@ -3,6 +3,7 @@
 pub mod change_metrics;
 pub mod latency;
 pub mod metrics;
+pub mod reload_metrics;
 pub mod state_metrics;
 
 use tracing_subscriber::EnvFilter;

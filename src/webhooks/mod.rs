@@ -235,8 +235,8 @@ pub struct Webhooks {
     pub store: Arc<dyn StateStore>,
     /// How deliveries are made.
     pub delivery: DeliverySettings,
-    /// The API model events are shaped and authorized by.
-    catalog: Arc<Catalog>,
+    /// The API model events are shaped and authorized by (a reload swaps it).
+    catalog: RwLock<Arc<Catalog>>,
     subscriptions: RwLock<Vec<Arc<Subscription>>>,
     wake: tokio::sync::Notify,
     metrics: ChangeMetrics,
@@ -259,7 +259,7 @@ impl Webhooks {
         Self {
             store,
             delivery,
-            catalog,
+            catalog: RwLock::new(catalog),
             subscriptions: RwLock::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             metrics,
@@ -319,6 +319,23 @@ impl Webhooks {
         }
         // Replicas already running (a rolling upgrade that changed [subscriptions]) reload.
         self.changed()
+    }
+
+    /// Shapes and authorizes the events found from now on by `catalog` (a reloaded
+    /// configuration's).
+    pub fn set_catalog(&self, catalog: Arc<Catalog>) {
+        match self.catalog.write() {
+            Ok(mut held) => *held = catalog,
+            Err(poisoned) => *poisoned.into_inner() = catalog,
+        }
+    }
+
+    /// The API model events are shaped and authorized by now.
+    fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(held) => held.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Reloads the subscriptions from the store (after the admin API changed one).
@@ -390,6 +407,7 @@ impl Webhooks {
     ) -> Vec<NewDelivery> {
         let first = now_ms + self.delivery.schedule.first().as_millis() as i64;
         let mut deliveries = Vec::new();
+        let catalog = self.catalog();
         for subscription in self.subscriptions() {
             let record = &subscription.record;
             if !record.enabled {
@@ -400,7 +418,7 @@ impl Webhooks {
                     .events
                     .iter()
                     .any(|p| selects(p, &view.resource, event.kind));
-                let Some(resource) = self.catalog.resource(&view.version, &view.resource) else {
+                let Some(resource) = catalog.resource(&view.version, &view.resource) else {
                     continue;
                 };
                 if !selected {

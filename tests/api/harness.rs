@@ -243,9 +243,25 @@ impl Portico {
         Self::start(services, &config).await
     }
 
+    /// Starts Portico from the configuration file at `path`, as `portico serve` does: it reads
+    /// the file again on `POST /admin/reload`.
+    pub async fn serve_file(path: &std::path::Path) -> Self {
+        let (config, services) = portico::app::load(path).expect("test config loads");
+        let origin = portico::app::Origin {
+            path: path.to_path_buf(),
+            listen: None,
+        };
+        let running = portico::app::start_from(services, &config, origin).expect("server starts");
+        Self::run(running)
+    }
+
     /// Starts Portico with prepared services.
     pub async fn start(services: portico::app::Services, config: &portico::config::Config) -> Self {
-        let running = portico::app::start(services, config).expect("server starts");
+        Self::run(portico::app::start(services, config).expect("server starts"))
+    }
+
+    /// Runs a started Portico in this runtime, and a client for it.
+    fn run(running: portico::app::Running) -> Self {
         let handle = running.server.handle();
         tokio::spawn(running.server);
         let mut app = Self::attach(&running.address.to_string());
@@ -521,6 +537,14 @@ impl Served {
         // SAFETY: a signal to the child this struct started and has not reaped.
         unsafe {
             libc::kill(self.process.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
+    /// SIGHUP: read the configuration file again.
+    pub fn hangup(&self) {
+        // SAFETY: a signal to the child this struct started and has not reaped.
+        unsafe {
+            libc::kill(self.process.0.id() as libc::pid_t, libc::SIGHUP);
         }
     }
 

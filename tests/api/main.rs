@@ -34,6 +34,7 @@ mod oidc;
 mod openapi;
 mod outage;
 mod prepared;
+mod reload;
 mod retention;
 mod review22;
 mod roundtrip;
