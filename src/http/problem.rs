@@ -129,7 +129,9 @@ impl ApiError {
             ApiError::IdempotencyKeyReused(_) => &problem_kind::IDEMPOTENCY_KEY_REUSED,
             ApiError::CursorExpired(_) => &problem_kind::CURSOR_EXPIRED,
             ApiError::Source(SourceError::Busy { .. }) => &problem_kind::SOURCE_BUSY,
-            ApiError::Source(SourceError::Unavailable { .. }) => &problem_kind::SOURCE_UNAVAILABLE,
+            ApiError::Source(SourceError::Unavailable { .. } | SourceError::BreakerOpen { .. }) => {
+                &problem_kind::SOURCE_UNAVAILABLE
+            }
             ApiError::Source(SourceError::Timeout { .. }) => &problem_kind::SOURCE_TIMEOUT,
             ApiError::Internal(_) => &problem_kind::INTERNAL,
             ApiError::Source(SourceError::Query { .. }) => &problem_kind::SOURCE_ERROR,
@@ -170,9 +172,10 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::Source(SourceError::Busy { retry_after, .. }) => {
-                Some(retry_after.as_secs().max(1))
-            }
+            ApiError::Source(
+                SourceError::Busy { retry_after, .. }
+                | SourceError::BreakerOpen { retry_after, .. },
+            ) => Some(retry_after.as_secs().max(1)),
             ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. }) => {
                 Some(5)
             }
@@ -250,6 +253,10 @@ fn public_detail(error: &SourceError) -> String {
         SourceError::Unavailable { source_name, .. } => {
             format!("source `{source_name}` cannot be reached")
         }
+        SourceError::BreakerOpen { source_name, .. } => format!(
+            "source `{source_name}` is failing: its circuit breaker is open and no statements \
+             are sent to it until the cool-down ends; retry after the given seconds"
+        ),
         SourceError::Timeout {
             source_name,
             timeout,

@@ -32,6 +32,15 @@ pub struct SourceLabels {
     pub source: String,
 }
 
+/// Labels of circuit breaker transitions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// Source name.
+    pub source: String,
+    /// The state entered (`closed`, `open`, `half_open`).
+    pub state: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.25 ms to about 8 s.
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
@@ -50,6 +59,12 @@ pub struct SourceMetrics {
     pub waiting: Family<SourceLabels, Gauge>,
     /// Requests answered 503 because the source was saturated.
     pub shed: Family<SourceLabels, Counter>,
+    /// Circuit breaker state: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<SourceLabels, Gauge>,
+    /// Circuit breaker transitions, by the state entered.
+    pub breaker_transitions: Family<BreakerLabels, Counter>,
+    /// Statements the open breaker kept from the database.
+    pub breaker_refused: Family<SourceLabels, Counter>,
 }
 
 impl Default for SourceMetrics {
@@ -60,6 +75,9 @@ impl Default for SourceMetrics {
             in_use: Family::default(),
             waiting: Family::default(),
             shed: Family::default(),
+            breaker_state: Family::default(),
+            breaker_transitions: Family::default(),
+            breaker_refused: Family::default(),
         }
     }
 }
@@ -195,6 +213,21 @@ impl Metrics {
             "source_shed",
             "Requests answered 503 because the source was saturated",
             sources.shed.clone(),
+        );
+        registry.register(
+            "source_breaker_state",
+            "Circuit breaker state per source: 0 closed, 1 half-open, 2 open",
+            sources.breaker_state.clone(),
+        );
+        registry.register(
+            "source_breaker_transitions",
+            "Circuit breaker transitions per source, by the state entered",
+            sources.breaker_transitions.clone(),
+        );
+        registry.register(
+            "source_breaker_refused",
+            "Statements the open circuit breaker kept from the source",
+            sources.breaker_refused.clone(),
         );
         registry.register(
             "cache_hits",
