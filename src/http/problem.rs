@@ -342,4 +342,22 @@ mod tests {
         let logged = error.to_string();
         assert!(logged.contains("source `access`") && logged.contains("snapshot = {"));
     }
+
+    #[test]
+    fn an_open_breaker_is_unavailable_for_the_cool_down_left() {
+        let error = ApiError::Source(SourceError::BreakerOpen {
+            source_name: "erp".into(),
+            retry_after: std::time::Duration::from_secs(17),
+        });
+        let problem = error.problem();
+        assert_eq!(problem.status, 503);
+        assert_eq!(problem.kind, "/problems/source-unavailable");
+        assert!(
+            problem.detail.contains("`erp`") && problem.detail.contains("circuit breaker is open"),
+            "{}",
+            problem.detail
+        );
+        assert_eq!(error.retry_after(), Some(17));
+        assert!(error.is_source_outage(), "a stale copy may answer");
+    }
 }
