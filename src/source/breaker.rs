@@ -676,6 +676,123 @@ mod tests {
         assert_eq!(machine.state(), BreakerState::Closed);
     }
 
+    /// A database that cannot be reached, counting what reaches it.
+    struct Unreachable(std::sync::atomic::AtomicUsize);
+
+    impl Unreachable {
+        fn fail<T>(&self) -> SourceFuture<'_, T> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {
+                Err(SourceError::Unavailable {
+                    source_name: "erp".into(),
+                    detail: "08001".into(),
+                })
+            })
+        }
+    }
+
+    impl Source for Unreachable {
+        fn name(&self) -> &str {
+            "erp"
+        }
+        fn dialect(&self) -> Dialect {
+            Dialect::Postgres
+        }
+        fn query(&self, _: Statement) -> SourceFuture<'_, Rows> {
+            self.fail()
+        }
+        fn write(&self, _: Vec<Step>) -> SourceFuture<'_, WriteOutcome> {
+            self.fail()
+        }
+        fn call(&self, _: Call) -> SourceFuture<'_, CallOutcome> {
+            self.fail()
+        }
+        fn ping(&self) -> SourceFuture<'_, ()> {
+            self.fail()
+        }
+        fn count(&self, _: Select, _: bool) -> SourceFuture<'_, RowCount> {
+            self.fail()
+        }
+        fn aggregate(&self, _: Aggregate) -> SourceFuture<'_, Rows> {
+            self.fail()
+        }
+        fn select(&self, _: Select) -> SourceFuture<'_, Rows> {
+            self.fail()
+        }
+    }
+
+    /// Each kind of call through `source`, with whether it was refused by the open breaker.
+    async fn every_call(source: &dyn Source) -> Vec<bool> {
+        let select = || Select {
+            relation: super::super::select::Relation::Table("JOBS".into()),
+            columns: Vec::new(),
+            filter: Vec::new(),
+            order: Vec::new(),
+            after: None,
+            limit: 1,
+            per_group: None,
+        };
+        let open = |e: SourceError| matches!(e, SourceError::BreakerOpen { .. });
+        let statement = Statement {
+            sql: "SELECT 1".into(),
+            params: Vec::new(),
+            columns: Vec::new(),
+            max_rows: 1,
+        };
+        let call = Call {
+            sql: "{CALL p()}".into(),
+            params: Vec::new(),
+            result_types: Vec::new(),
+            max_rows: 1,
+            commit: false,
+        };
+        let aggregate = Aggregate {
+            relation: super::super::select::Relation::Table("JOBS".into()),
+            filter: Vec::new(),
+            groups: Vec::new(),
+            measures: Vec::new(),
+            limit: 1,
+        };
+        vec![
+            source.query(statement).await.is_err_and(open),
+            source.write(Vec::new()).await.is_err_and(open),
+            source.call(call).await.is_err_and(open),
+            source.ping().await.is_err_and(open),
+            source.count(select(), true).await.is_err_and(open),
+            source.aggregate(aggregate).await.is_err_and(open),
+            source.select(select()).await.is_err_and(open),
+        ]
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_keeps_every_kind_of_statement_from_the_database() {
+        let inner = Arc::new(Unreachable(Default::default()));
+        let metrics = SourceMetrics::default();
+        let source = BreakerSource::new(inner.clone(), settings(), &metrics);
+        let labels = SourceLabels {
+            source: "erp".into(),
+        };
+        assert_eq!(source.breaker_state(), BreakerState::Closed);
+        // Seven failed calls, the fourth of which opens it.
+        let refused = every_call(&source).await;
+        assert_eq!(refused, [false, false, false, false, true, true, true]);
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(source.breaker_state(), BreakerState::Open);
+        assert_eq!(every_call(&source).await, [true; 7]);
+        assert_eq!(
+            inner.0.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "nothing reached the database while open"
+        );
+        assert_eq!(metrics.breaker_state.get_or_create(&labels).get(), 2);
+        assert_eq!(metrics.breaker_refused.get_or_create(&labels).get(), 10);
+        let opened = BreakerLabels {
+            source: "erp".into(),
+            state: "open",
+        };
+        assert_eq!(metrics.breaker_transitions.get_or_create(&opened).get(), 1);
+    }
+
     #[test]
     fn outcomes_tell_a_struggling_database_from_a_refused_statement() {
         let name = || "erp".to_string();
