@@ -494,6 +494,7 @@ impl Source for BreakerSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::select::Relation;
 
     fn settings() -> BreakerConfig {
         BreakerConfig {
@@ -724,7 +725,7 @@ mod tests {
     /// Each kind of call through `source`, with whether it was refused by the open breaker.
     async fn every_call(source: &dyn Source) -> Vec<bool> {
         let select = || Select {
-            relation: super::super::select::Relation::Table("JOBS".into()),
+            relation: Relation::Table("JOBS".into()),
             columns: Vec::new(),
             filter: Vec::new(),
             order: Vec::new(),
@@ -747,7 +748,7 @@ mod tests {
             commit: false,
         };
         let aggregate = Aggregate {
-            relation: super::super::select::Relation::Table("JOBS".into()),
+            relation: Relation::Table("JOBS".into()),
             filter: Vec::new(),
             groups: Vec::new(),
             measures: Vec::new(),
