@@ -8,7 +8,6 @@ use std::sync::Arc;
 use crate::catalog::{plan, query::QuerySpec, Catalog};
 use crate::config::{DialectName, Problem, SourceConfig};
 use crate::source::capability::{needs, Capability, ProbeTarget, Profile, ProfiledSource};
-use crate::source::odbc::OdbcSource;
 use crate::source::select::Relation;
 use crate::source::snapshot::SnapshotSettings;
 use crate::source::{ColumnType, Source};
@@ -18,7 +17,7 @@ use crate::source::{ColumnType, Source};
 pub(super) fn profiled(
     name: &str,
     config: &SourceConfig,
-    source: OdbcSource,
+    source: Arc<dyn Source>,
     catalog: Option<&Catalog>,
 ) -> ProfiledSource {
     let probe_on = config
@@ -32,7 +31,7 @@ pub(super) fn profiled(
         ttl: s.ttl,
     });
     ProfiledSource::new(
-        Arc::new(source),
+        source,
         Profile::declared(&config.capabilities),
         snapshots,
         target,

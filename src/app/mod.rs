@@ -16,7 +16,8 @@ use crate::auth::{RateLimiter, Verifier};
 use crate::cache::ResponseCache;
 use crate::catalog::Catalog;
 use crate::changes::Feed;
-use crate::config::{Config, ConfigError, Problem, SourceKind, WriteOp};
+use crate::config::{Config, ConfigError, Problem, SourceConfig, SourceKind, WriteOp};
+use crate::source::breaker::BreakerSource;
 use crate::source::capability::ProfiledSource;
 use crate::source::mssql::MssqlSource;
 use crate::source::odbc::{OdbcSettings, OdbcSource};
@@ -313,6 +314,7 @@ fn made_sources(
                     },
                     &metrics.sources,
                 );
+                let odbc = breaker(Arc::new(odbc), sc, metrics);
                 let source = Arc::new(capabilities::profiled(name, sc, odbc, catalog));
                 profiled.insert(name.clone(), source.clone());
                 source
@@ -329,7 +331,7 @@ fn made_sources(
                     }
                 };
                 match MssqlSource::new(settings, &metrics.sources) {
-                    Ok(source) => Arc::new(source),
+                    Ok(source) => breaker(Arc::new(source), sc, metrics),
                     Err(e) => {
                         problems.push(Problem {
                             location: format!("sources.{name}"),
@@ -343,6 +345,12 @@ fn made_sources(
         sources.insert(name.clone(), source);
     }
     ((sources, profiled), problems)
+}
+
+/// `driver` behind its circuit breaker: the one place every statement to the database passes,
+/// below the capability profile, so a snapshot still fresh in memory answers while it is open.
+fn breaker(driver: Arc<dyn Source>, config: &SourceConfig, metrics: &Metrics) -> Arc<dyn Source> {
+    Arc::new(BreakerSource::new(driver, config.breaker, &metrics.sources))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, `${VAR}` secrets from the environment, precise errors.
 
 mod auth;
+mod breaker;
 mod capability;
 mod changes;
 mod compression;
@@ -15,6 +16,7 @@ mod write;
 use std::path::Path;
 
 pub use auth::*;
+pub use breaker::BreakerConfig;
 pub use capability::*;
 pub use changes::*;
 pub use compression::{CompressionConfig, ContentCoding};

@@ -254,6 +254,9 @@ pub struct SourceConfig {
     pub probe: Option<bool>,
     /// ODBC: serve every table resource of this source from an in-memory snapshot.
     pub snapshot: Option<super::SnapshotConfig>,
+    /// When Portico stops sending statements to this database while it struggles.
+    #[serde(default)]
+    pub breaker: super::BreakerConfig,
 }
 
 impl SourceConfig {

@@ -111,6 +111,9 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         if source.max_concurrency == 0 {
             problem(format!("{at}.max_concurrency"), "must be at least 1");
         }
+        for (key, why) in source.breaker.problems() {
+            problem(format!("{at}.breaker.{key}"), why);
+        }
         if source.kind == SourceKind::Odbc {
             if source.connection_string.trim().is_empty() {
                 problem(
@@ -377,6 +380,31 @@ mod tests {
         );
         // One process: no other replica can send a delivery whose claim ran out.
         assert!(fleet("delivery_lease = \"30s\"").is_empty());
+    }
+
+    #[test]
+    fn breaker_settings_are_in_range() {
+        let text = format!(
+            "{}[sources.erp]\nkind = \"mssql\"\nhost = \"db\"\n\
+             breaker = {{ failure_rate = 1.5, min_statements = 0, window = \"0s\", cool_down = \"0s\", probes = 0 }}\n\
+             [sources.edge]\nkind = \"mssql\"\nhost = \"db\"\nbreaker = {{ failure_rate = 0.0 }}\n\
+             [sources.fine]\nkind = \"mssql\"\nhost = \"db\"\n\
+             breaker = {{ enabled = false, failure_rate = 1.0, window = \"10s\", cool_down = \"2s\", probes = 1 }}\n",
+            crate::config::TEST_AUTH
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "sources.erp.breaker.failure_rate",
+                "sources.erp.breaker.min_statements",
+                "sources.erp.breaker.window",
+                "sources.erp.breaker.cool_down",
+                "sources.erp.breaker.probes",
+                "sources.edge.breaker.failure_rate",
+            ]
+        );
+        let defaults = crate::config::BreakerConfig::default();
+        assert!(defaults.enabled && defaults.problems().is_empty());
     }
 
     #[test]

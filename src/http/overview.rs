@@ -14,7 +14,6 @@ use serde_json::{json, Value as Json};
 use super::problem::ApiError;
 use super::{access, AppState, Current};
 use crate::changes::render::rfc3339;
-use crate::source::Source;
 use crate::telemetry::change_metrics::FeedLabels;
 use crate::telemetry::latency::{summarize, Latency};
 use crate::telemetry::metrics::SourceLabels;
@@ -38,11 +37,6 @@ pub async fn overview(
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(body))
-}
-
-/// The breaker state of a source, as `closed`, `open` or `half_open`.
-fn breaker_of(_source: &dyn Source) -> &'static str {
-    "closed"
 }
 
 fn sources(state: &AppState, health: &serde_json::Map<String, Json>) -> Vec<Json> {
@@ -74,7 +68,7 @@ fn sources(state: &AppState, health: &serde_json::Map<String, Json>) -> Vec<Json
                 "name": name,
                 "dialect": source.dialect().name(),
                 "health": health.get(name.as_str()).and_then(Json::as_str).unwrap_or("unknown"),
-                "breaker": breaker_of(source.as_ref()),
+                "breaker": source.breaker_state().as_str(),
                 "connections_in_use": gauge(&meters.in_use),
                 "connections_max": gauge(&meters.connections_max),
                 "waiting": gauge(&meters.waiting),

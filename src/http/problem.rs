@@ -135,7 +135,9 @@ impl ApiError {
             ApiError::IdempotencyKeyReused(_) => &problem_kind::IDEMPOTENCY_KEY_REUSED,
             ApiError::CursorExpired(_) => &problem_kind::CURSOR_EXPIRED,
             ApiError::Source(SourceError::Busy { .. }) => &problem_kind::SOURCE_BUSY,
-            ApiError::Source(SourceError::Unavailable { .. }) => &problem_kind::SOURCE_UNAVAILABLE,
+            ApiError::Source(SourceError::Unavailable { .. } | SourceError::BreakerOpen { .. }) => {
+                &problem_kind::SOURCE_UNAVAILABLE
+            }
             ApiError::Source(SourceError::Timeout { .. }) => &problem_kind::SOURCE_TIMEOUT,
             ApiError::Internal(_) => &problem_kind::INTERNAL,
             ApiError::ConfigurationRefused(_) => &problem_kind::CONFIGURATION_REFUSED,
@@ -177,9 +179,10 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::Source(SourceError::Busy { retry_after, .. }) => {
-                Some(retry_after.as_secs().max(1))
-            }
+            ApiError::Source(
+                SourceError::Busy { retry_after, .. }
+                | SourceError::BreakerOpen { retry_after, .. },
+            ) => Some(retry_after.as_secs().max(1)),
             ApiError::Source(SourceError::Unavailable { .. } | SourceError::Timeout { .. }) => {
                 Some(5)
             }
@@ -268,6 +271,10 @@ fn public_detail(error: &SourceError) -> String {
         SourceError::Unavailable { source_name, .. } => {
             format!("source `{source_name}` cannot be reached")
         }
+        SourceError::BreakerOpen { source_name, .. } => format!(
+            "source `{source_name}` is failing: its circuit breaker is open and no statements \
+             are sent to it until the cool-down ends; retry after the given seconds"
+        ),
         SourceError::Timeout {
             source_name,
             timeout,
@@ -352,5 +359,23 @@ mod tests {
         // The operator's text stays in the error, which the log line prints.
         let logged = error.to_string();
         assert!(logged.contains("source `access`") && logged.contains("snapshot = {"));
+    }
+
+    #[test]
+    fn an_open_breaker_is_unavailable_for_the_cool_down_left() {
+        let error = ApiError::Source(SourceError::BreakerOpen {
+            source_name: "erp".into(),
+            retry_after: std::time::Duration::from_secs(17),
+        });
+        let problem = error.problem();
+        assert_eq!(problem.status, 503);
+        assert_eq!(problem.kind, "/problems/source-unavailable");
+        assert!(
+            problem.detail.contains("`erp`") && problem.detail.contains("circuit breaker is open"),
+            "{}",
+            problem.detail
+        );
+        assert_eq!(error.retry_after(), Some(17));
+        assert!(error.is_source_outage(), "a stale copy may answer");
     }
 }

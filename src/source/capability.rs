@@ -411,6 +411,10 @@ impl Source for ProfiledSource {
         self.inner.ping()
     }
 
+    fn breaker_state(&self) -> super::BreakerState {
+        self.inner.breaker_state()
+    }
+
     fn count(&self, select: Select, estimate: bool) -> SourceFuture<'_, super::RowCount> {
         Box::pin(async move {
             self.probe().await;

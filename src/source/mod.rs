@@ -1,5 +1,6 @@
 //! Legacy databases: the `Source` contract, the values that cross it, and SQL generation.
 
+pub mod breaker;
 pub mod call;
 pub mod capability;
 pub mod constraint;
@@ -18,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub use breaker::BreakerState;
 pub use dialect::Dialect;
 
 /// How a value is stored in the legacy column; decides decoding and parameter binding.
@@ -217,6 +219,14 @@ pub enum SourceError {
         /// The timeout that expired.
         timeout: Duration,
     },
+    /// The source's circuit breaker is open: nothing is sent to the database for now.
+    #[error("source `{source_name}`'s circuit breaker is open: nothing is sent to it for {retry_after:?}")]
+    BreakerOpen {
+        /// Source name.
+        source_name: String,
+        /// The cool-down left (at least a second).
+        retry_after: Duration,
+    },
     /// The database refused a write because it breaks one of its constraints.
     #[error("source `{source_name}` refused a write: {detail}")]
     Constraint {
@@ -261,6 +271,7 @@ impl SourceError {
             SourceError::Unavailable { .. }
                 | SourceError::Timeout { .. }
                 | SourceError::Busy { .. }
+                | SourceError::BreakerOpen { .. }
         )
     }
 }
@@ -303,6 +314,11 @@ pub trait Source: Send + Sync {
     fn call(&self, call: call::Call) -> SourceFuture<'_, call::CallOutcome>;
     /// Checks that the database answers.
     fn ping(&self) -> SourceFuture<'_, ()>;
+    /// Whether statements reach the database now (`breaker::BreakerSource`); a source
+    /// without a breaker of its own is always closed.
+    fn breaker_state(&self) -> BreakerState {
+        BreakerState::Closed
+    }
     /// Counts the rows `select` filters (its order, position and limit play no part). With
     /// `estimate`, an unfiltered table is answered from the database's statistics where the
     /// dialect keeps a cheap estimate and it has one; otherwise the rows are counted.

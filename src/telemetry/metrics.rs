@@ -32,6 +32,15 @@ pub struct SourceLabels {
     pub source: String,
 }
 
+/// Labels of circuit breaker transitions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// Source name.
+    pub source: String,
+    /// The state entered (`closed`, `open`, `half_open`).
+    pub state: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.25 ms to about 8 s.
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
@@ -52,6 +61,12 @@ pub struct SourceMetrics {
     pub shed: Family<SourceLabels, Counter>,
     /// Connections (and statements) the source allows at once: its `max_concurrency`.
     pub connections_max: Family<SourceLabels, Gauge>,
+    /// Circuit breaker state: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<SourceLabels, Gauge>,
+    /// Circuit breaker transitions, by the state entered.
+    pub breaker_transitions: Family<BreakerLabels, Counter>,
+    /// Statements the open breaker kept from the database.
+    pub breaker_refused: Family<SourceLabels, Counter>,
 }
 
 impl Default for SourceMetrics {
@@ -63,6 +78,9 @@ impl Default for SourceMetrics {
             waiting: Family::default(),
             shed: Family::default(),
             connections_max: Family::default(),
+            breaker_state: Family::default(),
+            breaker_transitions: Family::default(),
+            breaker_refused: Family::default(),
         }
     }
 }
@@ -205,6 +223,21 @@ impl Metrics {
             "source_connections_max",
             "Connections a source may hold at once (max_concurrency)",
             sources.connections_max.clone(),
+        );
+        registry.register(
+            "source_breaker_state",
+            "Circuit breaker state per source: 0 closed, 1 half-open, 2 open",
+            sources.breaker_state.clone(),
+        );
+        registry.register(
+            "source_breaker_transitions",
+            "Circuit breaker transitions per source, by the state entered",
+            sources.breaker_transitions.clone(),
+        );
+        registry.register(
+            "source_breaker_refused",
+            "Statements the open circuit breaker kept from the source",
+            sources.breaker_refused.clone(),
         );
         registry.register(
             "cache_hits",

@@ -4,6 +4,7 @@ mod access;
 mod aggregates;
 mod audit;
 mod auth;
+mod breaker;
 mod cache;
 mod changes;
 mod check;

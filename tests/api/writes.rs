@@ -18,7 +18,7 @@ pub(crate) struct Legacy {
 }
 
 impl Legacy {
-    fn new(kind: Kind) -> Self {
+    pub(crate) fn new(kind: Kind) -> Self {
         Self::with_checks(kind, true)
     }
 
