@@ -102,14 +102,37 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    portico::telemetry::init(cli.log_json);
-    match run(cli.command) {
+    // Only `serve` exports traces; a file that cannot be read here is reported by `serve`.
+    let telemetry = match &cli.command {
+        Command::Serve { config, .. } => portico::config::load_draft(config)
+            .ok()
+            .map(|draft| draft.config.telemetry)
+            .filter(|t| {
+                t.otlp_endpoint
+                    .as_deref()
+                    .is_some_and(|e| portico::config::otlp_endpoint_problem(e).is_none())
+            }),
+        _ => None,
+    };
+    let traces = match portico::telemetry::init_with_traces(cli.log_json, telemetry.as_ref()) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // After the graceful stop: the last requests' spans go out before the process ends.
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
+    code
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {

@@ -251,6 +251,26 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             "in-flight limits must be at least 1",
         );
     }
+    let telemetry = &config.telemetry;
+    if let Some(message) = telemetry
+        .otlp_endpoint
+        .as_deref()
+        .and_then(super::otlp_endpoint_problem)
+    {
+        problem("telemetry.otlp_endpoint".into(), message);
+    }
+    if telemetry.service_name.trim().is_empty() {
+        problem("telemetry.service_name".into(), "must not be empty");
+    }
+    if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+        problem(
+            "telemetry.sample_ratio".into(),
+            "must be between 0.0 and 1.0",
+        );
+    }
+    if telemetry.export_timeout.is_zero() {
+        problem("telemetry.export_timeout".into(), "must be above zero");
+    }
     problems
 }
 

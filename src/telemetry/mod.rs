@@ -3,15 +3,56 @@
 pub mod change_metrics;
 pub mod metrics;
 pub mod state_metrics;
+pub mod traces;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::config::TelemetryConfig;
+use traces::{TraceError, Traces};
+
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_env("PORTICO_LOG").unwrap_or_else(|_| EnvFilter::new("info,odbc_api=error"))
+}
+
+/// Installs the global subscriber: the log ([`init`]) and, when `telemetry` names an OTLP
+/// endpoint, the layer exporting Portico's spans (not its log events, which may hold values).
+/// The returned [`Traces`] flushes on shutdown.
+pub fn init_with_traces(
+    json: bool,
+    telemetry: Option<&TelemetryConfig>,
+) -> Result<Option<Traces>, TraceError> {
+    let Some((config, endpoint)) = telemetry.and_then(|t| Some((t, t.otlp_endpoint.as_deref()?)))
+    else {
+        init(json);
+        return Ok(None);
+    };
+    let traces = traces::exporter(config, endpoint)?;
+    // Each layer filters on its own: the log level must not hide spans from the exporter.
+    let only_portico_spans = tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_span() && meta.target().starts_with("portico")
+    });
+    let exported = traces.layer().with_filter(only_portico_spans);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(|| OneLine(std::io::stderr()))
+        .with_ansi(false);
+    let registry = tracing_subscriber::registry().with(exported);
+    let _ = if json {
+        registry
+            .with(fmt.json().with_filter(log_filter()))
+            .try_init()
+    } else {
+        registry.with(fmt.with_filter(log_filter())).try_init()
+    };
+    Ok(Some(traces))
+}
 
 /// Installs the global subscriber; `json` selects one JSON object per line. Text lines go
 /// through `OneLine`, so no logged value (a URL, a header, a body member a client chose)
 /// can start a forged line.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_env("PORTICO_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,odbc_api=error"));
+    let filter = log_filter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| OneLine(std::io::stderr()))
