@@ -385,7 +385,7 @@ impl ResponseCache {
         F: Future<Output = Result<CachedPage, E>>,
         E: LoadError,
     {
-        let span = crate::span!(
+        let span = crate::telemetry::traces::exported_span!(
             "cache.lookup",
             cache.resource = %key.resource,
             cache.result = tracing::field::Empty

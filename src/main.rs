@@ -103,18 +103,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Only `serve` exports traces; a file that cannot be read here is reported by `serve`.
-    let telemetry = match &cli.command {
-        Command::Serve { config, .. } => portico::config::load_draft(config)
-            .ok()
-            .map(|draft| draft.config.telemetry)
-            .filter(|t| {
-                t.otlp_endpoint
-                    .as_deref()
-                    .is_some_and(|e| portico::config::otlp_endpoint_problem(e).is_none())
-            }),
+    let export = match &cli.command {
+        Command::Serve { config, .. } => trace_export(config),
         _ => None,
     };
-    let traces = match portico::telemetry::init_with_traces(cli.log_json, telemetry.as_ref()) {
+    let traces = match portico::telemetry::init_with_traces(cli.log_json, export.as_ref()) {
         Ok(traces) => traces,
         Err(e) => {
             eprintln!("error: {e}");
@@ -133,6 +126,21 @@ fn main() -> ExitCode {
         traces.shutdown();
     }
     code
+}
+
+/// Where `serve` exports spans: `[telemetry]` of the file, when it names a valid endpoint
+/// (a file that cannot be read, or a wrong endpoint, is reported by `serve` itself).
+fn trace_export(config: &std::path::Path) -> Option<portico::telemetry::traces::Export> {
+    let telemetry = portico::config::load_draft(config).ok()?.config.telemetry;
+    let endpoint = telemetry
+        .otlp_endpoint
+        .filter(|e| portico::config::otlp_endpoint_problem(e).is_none())?;
+    Some(portico::telemetry::traces::Export {
+        endpoint,
+        service_name: telemetry.service_name,
+        sample_ratio: telemetry.sample_ratio,
+        timeout: telemetry.export_timeout,
+    })
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {

@@ -141,7 +141,7 @@ impl Poller {
     /// One poll: pages until the strategy says the poll is complete, then reads one page of
     /// a reconciliation pass when one is due.
     pub async fn poll(&self) -> Result<(), PollError> {
-        let span = crate::span!(
+        let span = crate::telemetry::traces::exported_span!(
             "poll",
             otel.name = "poll",
             feed = %self.feed.name,

@@ -83,7 +83,6 @@ pub async fn observe(
         http.route = Empty,
         http.response.status_code = Empty,
     );
-    let path = req.path().to_string();
     if traces::on() {
         span.record("otel.name", format!("{method} {route}"));
         span.record("otel.kind", "server");
@@ -152,7 +151,7 @@ pub async fn observe(
     }
     span.in_scope(|| {
         tracing::info!(
-            %path,
+            path = %response.request().path(),
             status = response.status().as_u16(),
             micros = started.elapsed().as_micros() as u64,
             "served"

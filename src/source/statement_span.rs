@@ -9,7 +9,7 @@ use super::SourceError;
 
 /// The span of waiting for a connection (or a concurrency slot) of `source`.
 pub fn pool_wait(source: &str) -> Span {
-    crate::span!(
+    crate::telemetry::traces::exported_span!(
         "pool.wait",
         otel.name = "pool.wait",
         db.client.connection.pool.name = source
@@ -28,7 +28,7 @@ pub fn statement(dialect: Dialect, sql: &str) -> Span {
         Some(table) => format!("{operation} {table}"),
         None => operation.to_string(),
     };
-    crate::span!(
+    crate::telemetry::traces::exported_span!(
         "statement",
         otel.name = name,
         otel.kind = "client",

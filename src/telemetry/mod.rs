@@ -9,26 +9,21 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-use crate::config::TelemetryConfig;
-use traces::{TraceError, Traces};
+use traces::{Export, TraceError, Traces};
 
 fn log_filter() -> EnvFilter {
     EnvFilter::try_from_env("PORTICO_LOG").unwrap_or_else(|_| EnvFilter::new("info,odbc_api=error"))
 }
 
-/// Installs the global subscriber: the log ([`init`]) and, when `telemetry` names an OTLP
-/// endpoint, the layer exporting Portico's spans (not its log events, which may hold values).
-/// The returned [`Traces`] flushes on shutdown.
-pub fn init_with_traces(
-    json: bool,
-    telemetry: Option<&TelemetryConfig>,
-) -> Result<Option<Traces>, TraceError> {
-    let Some((config, endpoint)) = telemetry.and_then(|t| Some((t, t.otlp_endpoint.as_deref()?)))
-    else {
+/// Installs the global subscriber: the log ([`init`]) and, with `export`, the layer exporting
+/// Portico's spans (not its log events, which may hold values). The returned [`Traces`]
+/// flushes on shutdown.
+pub fn init_with_traces(json: bool, export: Option<&Export>) -> Result<Option<Traces>, TraceError> {
+    let Some(export) = export else {
         init(json);
         return Ok(None);
     };
-    let traces = traces::exporter(config, endpoint)?;
+    let traces = traces::exporter(export)?;
     // Each layer filters on its own: the log level must not hide spans from the exporter.
     let only_portico_spans = tracing_subscriber::filter::filter_fn(|meta| {
         meta.is_span() && meta.target().starts_with("portico")
@@ -38,13 +33,17 @@ pub fn init_with_traces(
         .with_writer(|| OneLine(std::io::stderr()))
         .with_ansi(false);
     let registry = tracing_subscriber::registry().with(exported);
-    let _ = if json {
+    let installed = if json {
         registry
             .with(fmt.json().with_filter(log_filter()))
             .try_init()
     } else {
         registry.with(fmt.with_filter(log_filter())).try_init()
     };
+    // Another subscriber already installed (tests) keeps its own: no span would be exported.
+    if installed.is_ok() {
+        traces::switch_on();
+    }
     Ok(Some(traces))
 }
 

@@ -1,9 +1,10 @@
 //! Distributed traces: spans exported to an OpenTelemetry collector over OTLP/HTTP, when
-//! `[telemetry] otlp_endpoint` is set. Off, no layer is installed and [`span!`](crate::span)
+//! `[telemetry] otlp_endpoint` is set. Off, no layer is installed and [`exported_span!`]
 //! makes disabled spans, so the request path pays one relaxed load.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -14,10 +15,13 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::config::TelemetryConfig;
-
 /// Whether spans are exported (set once, when the exporting layer is installed).
 static ON: AtomicBool = AtomicBool::new(false);
+
+/// Notes that the exporting layer is installed: from now on spans are made.
+pub(super) fn switch_on() {
+    ON.store(true, Ordering::Relaxed);
+}
 
 /// Whether spans are exported in this process.
 #[inline]
@@ -27,8 +31,7 @@ pub fn on() -> bool {
 
 /// An INFO span of Portico's, or a disabled one when traces are off (so that then nothing is
 /// allocated and no field is formatted). Its fields may be recorded later either way.
-#[macro_export]
-macro_rules! span {
+macro_rules! exported_span {
     ($($arg:tt)*) => {
         if $crate::telemetry::traces::on() {
             ::tracing::info_span!($($arg)*)
@@ -37,6 +40,7 @@ macro_rules! span {
         }
     };
 }
+pub(crate) use exported_span;
 
 /// Why traces cannot be exported as configured.
 #[derive(Debug, thiserror::Error)]
@@ -65,24 +69,37 @@ impl Traces {
     }
 }
 
-/// The exporting pieces for `config` (batch exporter, parent-based ratio sampler, resource);
-/// the caller installs the layer made from [`Traces::layer`].
-pub(super) fn exporter(config: &TelemetryConfig, endpoint: &str) -> Result<Traces, TraceError> {
-    let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+/// Where and how spans are exported (from `[telemetry]`).
+#[derive(Debug, Clone)]
+pub struct Export {
+    /// Base URL of the OTLP/HTTP collector; `/v1/traces` is appended.
+    pub endpoint: String,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Share of new traces recorded (parent-based).
+    pub sample_ratio: f64,
+    /// How long one export may take.
+    pub timeout: Duration,
+}
+
+/// The exporting pieces (batch exporter, parent-based ratio sampler, resource); the caller
+/// installs the layer made from [`Traces::layer`].
+pub(super) fn exporter(export: &Export) -> Result<Traces, TraceError> {
+    let endpoint = format!("{}/v1/traces", export.endpoint.trim_end_matches('/'));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(endpoint.clone())
-        .with_timeout(config.export_timeout)
+        .with_timeout(export.timeout)
         .build()
         .map_err(|source| TraceError::Exporter { endpoint, source })?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            config.sample_ratio,
+            export.sample_ratio,
         ))))
         .with_resource(
             Resource::builder_empty()
-                .with_service_name(config.service_name.clone())
+                .with_service_name(export.service_name.clone())
                 .build(),
         )
         .build();
@@ -97,7 +114,6 @@ impl Traces {
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
-        ON.store(true, Ordering::Relaxed);
         tracing_opentelemetry::layer()
             .with_tracer(self.provider.tracer("portico"))
             // Span attributes are exactly the fields Portico names, nothing about the code.

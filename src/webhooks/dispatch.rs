@@ -105,7 +105,7 @@ async fn dispatch_due(
 /// Sends one attempt and records it, in the attempt's span (named to the receiver by the
 /// POST's `traceparent`).
 async fn attempt(hub: &Arc<Webhooks>, delivery: DeliveryRecord) {
-    let span = crate::span!(
+    let span = crate::telemetry::traces::exported_span!(
         "webhook.attempt",
         otel.name = "webhook attempt",
         otel.kind = "client",
