@@ -266,7 +266,11 @@ async fn request_and_delivery_spans_are_exported(kind: Kind) {
     tickets.sql("UPDATE TICKETS SET STATUS = 'C', UPDATED = '2026-01-02 00:00:00' WHERE ID = 'T1'");
 
     // (1) An uncached request: request -> cache lookup (miss) -> pool wait, statement.
-    let (_, spans) = wait_for(&collector, "the uncached request's tree", |spans| {
+    // A request's span ends after its children's, so once it is exported they are too.
+    let (_, spans) = wait_for(&collector, "the four requests' trees", |spans| {
+        for id in ["cached-2", "caller-3", "malformed-4"] {
+            request(spans, id)?;
+        }
         let request = request(spans, "uncached-1")?;
         let lookup = children(spans, request)
             .into_iter()
