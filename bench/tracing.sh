@@ -5,7 +5,8 @@
 #                without one: building an old revision is left to the caller);
 #   tracing off  this portico, no [telemetry] section;
 #   tracing on   this portico exporting every span (sample_ratio 1.0) over OTLP/HTTP to a
-#                receiver that answers 200 and discards them.
+#                receiver that answers 200 and discards them;
+#   sampled      the same with sample_ratio 0.01: spans are made, one trace in 100 exported.
 # Each binary is measured BENCH_ROUNDS (2) times in alternation and its best run kept, so
 # that a neighbour's burst on a shared machine hurts one run, not one binary.
 # Run from the repository root. BENCH_SECONDS (10) per run; BENCH_PORTICO (this portico,
@@ -62,6 +63,7 @@ sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" -e 's/^default_ttl = .*/de
   -e '/^\[rate_limit\]/,/^burst/d' config/demo.toml >"$work/off.toml"
 { cat "$work/off.toml"; printf '\n[telemetry]\notlp_endpoint = "http://127.0.0.1:%s"\nsample_ratio = 1.0\n' "$sink_port"; } \
   >"$work/on.toml"
+sed 's/^sample_ratio = 1.0$/sample_ratio = 0.01/' "$work/on.toml" >"$work/sampled.toml"
 token=$("$portico" token --config "$work/off.toml" --scope jobs:read --scope jobs:read:all --scope jobs:read:amounts)
 url="http://127.0.0.1:$port"
 
@@ -85,7 +87,7 @@ measure() {
 best() { awk -v a="$1" -v b="$2" 'BEGIN {print (a + 0 > b + 0) ? a : b}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a + 0 > 0 && b + 0 > 0) printf "%.3f", a / b; else printf "-"}'; }
 
-declare -A rate=([baseline]=0 [off]=0 [on]=0) runs=([baseline]= [off]= [on]=)
+declare -A rate=([baseline]=0 [off]=0 [on]=0 [sampled]=0) runs=([baseline]= [off]= [on]= [sampled]=)
 # run NAME BINARY CONFIG: one measurement, kept in runs[NAME], the best in rate[NAME].
 run() {
   local r
@@ -98,6 +100,7 @@ for round in $(seq "$rounds"); do
   [ -n "$baseline" ] && run baseline "$baseline" "$work/off.toml"
   run off "$portico" "$work/off.toml"
   run on "$portico" "$work/on.toml"
+  run sampled "$portico" "$work/sampled.toml"
 done
 
 echo
@@ -106,7 +109,8 @@ echo "| --- | --- | --- |"
 [ -n "$baseline" ] && printf '| before tracing (%s) | %.0f |%s |\n' "$baseline" "${rate[baseline]}" "${runs[baseline]}"
 printf '| tracing off | %.0f |%s |\n' "${rate[off]}" "${runs[off]}"
 printf '| tracing on, every span exported | %.0f |%s |\n' "${rate[on]}" "${runs[on]}"
+printf '| tracing on, 1%% of traces exported | %.0f |%s |\n' "${rate[sampled]}" "${runs[sampled]}"
 echo
 [ -n "$baseline" ] && echo "tracing off / before: $(ratio "${rate[off]}" "${rate[baseline]}")"
-echo "tracing on / off: $(ratio "${rate[on]}" "${rate[off]}")"
+echo "tracing on / off: $(ratio "${rate[on]}" "${rate[off]}") (every span), $(ratio "${rate[sampled]}" "${rate[off]}") (1% sampled)"
 echo "wrk -t2 -c32, ${seconds}s per run after a 3s warm-up; $(nproc) cores shared by every process."
