@@ -374,6 +374,25 @@ mod tests {
     }
 
     #[test]
+    fn telemetry_needs_an_http_endpoint_a_name_a_ratio_and_a_timeout() {
+        let telemetry = |body: &str| problems(&format!("[telemetry]\n{body}\n"));
+        assert!(telemetry("").is_empty(), "tracing off by default");
+        assert!(telemetry("otlp_endpoint = \"http://127.0.0.1:4318\"").is_empty());
+        assert_eq!(
+            telemetry(
+                "otlp_endpoint = \"grpc://collector:4317\"\nservice_name = \" \"\n\
+                 sample_ratio = 1.5\nexport_timeout = \"0s\""
+            ),
+            [
+                "telemetry.otlp_endpoint",
+                "telemetry.service_name",
+                "telemetry.sample_ratio",
+                "telemetry.export_timeout",
+            ]
+        );
+    }
+
+    #[test]
     fn a_shared_state_store_needs_a_postgres_url_and_leases_that_outlast_an_attempt() {
         let fleet = |state: &str| {
             problems(&format!(
