@@ -1,4 +1,5 @@
-//! Logging (structured tracing output, filtered by `PORTICO_LOG`, default `info`) and metrics.
+//! Logging (structured tracing output, filtered by `PORTICO_LOG`, default `info`), metrics and
+//! traces (OpenTelemetry, `traces`).
 
 pub mod change_metrics;
 pub mod metrics;
