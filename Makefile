@@ -32,6 +32,7 @@ bench:
 	bash bench/expand.sh
 	bash bench/export.sh
 	bash bench/compression.sh
+	bash bench/tracing.sh
 	cargo build --release --locked --bin portico --example tds_bench && $${CARGO_TARGET_DIR:-target}/release/examples/tds_bench
 	.venv/bin/python bench/webhooks.py
 	.venv/bin/python bench/state_size.py

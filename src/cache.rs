@@ -15,6 +15,7 @@ use base64::Engine;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::Expiry;
+use tracing::Instrument;
 
 use crate::config::ContentCoding;
 use crate::telemetry::metrics::{CacheMetrics, CodingLabels};
@@ -384,7 +385,32 @@ impl ResponseCache {
         F: Future<Output = Result<CachedPage, E>>,
         E: LoadError,
     {
+        let span = crate::telemetry::traces::exported_span!(
+            "cache.lookup",
+            cache.resource = %key.resource,
+            cache.result = tracing::field::Empty
+        );
+        self.lookup(key, lifetime, bypass, load, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    /// [`Cache::get_or_load`] inside its span, which learns what the lookup found.
+    async fn lookup<F, E>(
+        &self,
+        key: CacheKey,
+        lifetime: Lifetime,
+        bypass: bool,
+        load: F,
+        span: &tracing::Span,
+    ) -> Result<(Arc<CachedPage>, Freshness), E>
+    where
+        F: Future<Output = Result<CachedPage, E>>,
+        E: LoadError,
+    {
+        let found = |result: &'static str| span.record("cache.result", result);
         if lifetime.ttl.is_zero() {
+            found("uncached");
             return Ok((Arc::new(load.await?), Freshness::Fresh));
         }
         let counters = self.counters(&key);
@@ -409,11 +435,13 @@ impl ResponseCache {
         // Pinned here so that moka may run it or leave it unpolled for this request to run.
         let mut load = pin!(load);
         let result = if bypass {
+            found("bypass");
             load_alone(load).await
         } else {
             if let Some(hit) = self.fresh.get(&key).await {
                 if self.is_current(invalidations, &hit) {
                     self.metrics.hits.inc();
+                    found("hit");
                     return Ok((hit, Freshness::Fresh));
                 }
                 // Stored by a load that checked its generation just before an invalidation.
@@ -459,13 +487,16 @@ impl ResponseCache {
                         if attempts < 2 {
                             continue;
                         }
+                        found("miss");
                         break load_alone(load).await;
                     }
                     loaded => {
                         if ran {
                             self.metrics.misses.inc();
+                            found("miss");
                         } else if loaded.is_ok() {
                             self.metrics.coalesced.inc();
+                            found("coalesced");
                         }
                         break loaded.map(|page| (page, ran));
                     }
@@ -486,6 +517,7 @@ impl ResponseCache {
                 match self.stale.get(&key).await {
                     Some(old) if self.is_current(invalidations, &old) => {
                         self.metrics.stale_served.inc();
+                        found("stale");
                         tracing::warn!(error = %e, resource = %key.resource, version = %key.version, "source failed; serving a stale response");
                         Ok((old, Freshness::Stale))
                     }

@@ -102,14 +102,45 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    portico::telemetry::init(cli.log_json);
-    match run(cli.command) {
+    // Only `serve` exports traces; a file that cannot be read here is reported by `serve`.
+    let export = match &cli.command {
+        Command::Serve { config, .. } => trace_export(config),
+        _ => None,
+    };
+    let traces = match portico::telemetry::init_with_traces(cli.log_json, export.as_ref()) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // After the graceful stop: the last requests' spans go out before the process ends.
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
+    code
+}
+
+/// Where `serve` exports spans: `[telemetry]` of the file, when it names a valid endpoint
+/// (a file that cannot be read, or a wrong endpoint, is reported by `serve` itself).
+fn trace_export(config: &std::path::Path) -> Option<portico::telemetry::traces::Export> {
+    let telemetry = portico::config::load_draft(config).ok()?.config.telemetry;
+    let endpoint = telemetry
+        .otlp_endpoint
+        .filter(|e| portico::config::otlp_endpoint_problem(e).is_none())?;
+    Some(portico::telemetry::traces::Export {
+        endpoint,
+        service_name: telemetry.service_name,
+        sample_ratio: telemetry.sample_ratio,
+        timeout: telemetry.export_timeout,
+    })
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {

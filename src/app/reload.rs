@@ -430,7 +430,7 @@ fn all_resources<'a>(
 }
 
 /// The settings a reload cannot change (the server's socket and workers, the state store,
-/// webhook delivery, the cache's size): each one that differs, as a problem naming it; and
+/// webhook delivery, the cache's size, trace export): each one that differs, as a problem naming it; and
 /// the state store when the new file needs one and none was opened at start.
 fn bound_at_start(
     old: &Config,
@@ -465,6 +465,8 @@ fn restart_only(old: &Config, new: &Config) -> Vec<Problem> {
         ("cache.max_size", old.cache.max_size != new.cache.max_size),
         ("state", old.state != new.state),
         ("webhooks", old.webhooks != new.webhooks),
+        // The trace exporter is installed with the process's subscriber, once.
+        ("telemetry", old.telemetry != new.telemetry),
     ]
     .into_iter()
     .filter(|(_, differs)| *differs)
@@ -504,13 +506,13 @@ mod tests {
         let old = parse(BASE);
         let new = parse(&BASE.replace(
             "listen = \"127.0.0.1:0\"",
-            "listen = \"127.0.0.1:0\"\nworkers = 3\nbody_timeout = \"3s\"\n[state]\npath = \"other.sqlite3\"",
+            "listen = \"127.0.0.1:0\"\nworkers = 3\nbody_timeout = \"3s\"\n[state]\npath = \"other.sqlite3\"\n[telemetry]\nservice_name = \"erp-api\"",
         ));
         let named: Vec<String> = restart_only(&old, &new)
             .into_iter()
             .map(|p| p.location)
             .collect();
-        assert_eq!(named, ["server.workers", "state"]);
+        assert_eq!(named, ["server.workers", "state", "telemetry"]);
         assert!(restart_only(&old, &parse(BASE)).is_empty());
     }
 

@@ -17,6 +17,7 @@ use crate::state::{
     off_thread, Batch, KnownRow, NewDelivery, NewEvent, Notice, RowRecord, StateError, StateStore,
 };
 use crate::telemetry::change_metrics::{ChangeMetrics, EventLabels, FeedLabels};
+use tracing::Instrument;
 
 /// Why a poll failed (it is retried at the next interval).
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +159,24 @@ impl Poller {
     /// One poll: pages until the strategy says the poll is complete, then reads one page of
     /// a reconciliation pass when one is due.
     pub async fn poll(&self) -> Result<(), PollError> {
+        let span = crate::telemetry::traces::exported_span!(
+            "poll",
+            otel.name = "poll",
+            feed = %self.feed.name,
+            events = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let polled = self.poll_pages(&span).instrument(span.clone()).await;
+        if polled.is_err() {
+            span.record("otel.status_code", "error");
+        }
+        polled
+    }
+
+    /// [`Poller::poll`] inside its span, which learns how many new events were committed.
+    async fn poll_pages(&self, span: &tracing::Span) -> Result<(), PollError> {
         let (feed, store) = (&self.feed, &self.store);
+        let mut found = 0;
         let name = feed.name.clone();
         let stored = off_thread(store, move |s| s.cursor(&name)).await?;
         let mut position: Position = stored
@@ -172,7 +190,7 @@ impl Poller {
             let now = now_ms();
             let page = feed.strategy.interpret(feed, &position, rows, now)?;
             let batch = self.detect(&position, &page, now).await?;
-            self.commit(batch).await?;
+            found += self.commit(batch).await?.len();
             position = page.next;
             if let Some(pass) = page.sweep_before {
                 self.sweep(pass).await?;
@@ -188,6 +206,7 @@ impl Poller {
                     self.metrics.reconcile_errors.get_or_create(&labels).inc();
                     tracing::warn!(feed = %feed.name, %error, "reconciliation page failed; trying again next poll");
                 }
+                span.record("events", found);
                 return Ok(());
             }
         }

@@ -38,6 +38,9 @@ pub struct Config {
     /// Webhook receivers declared here (more can be added through the admin API).
     #[serde(default)]
     pub subscriptions: Subscriptions,
+    /// Trace export (OpenTelemetry); off without an endpoint.
+    #[serde(default)]
+    pub telemetry: super::TelemetryConfig,
 }
 
 /// Where and how Portico listens.

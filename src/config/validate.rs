@@ -254,6 +254,26 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             "in-flight limits must be at least 1",
         );
     }
+    let telemetry = &config.telemetry;
+    if let Some(message) = telemetry
+        .otlp_endpoint
+        .as_deref()
+        .and_then(super::otlp_endpoint_problem)
+    {
+        problem("telemetry.otlp_endpoint".into(), message);
+    }
+    if telemetry.service_name.trim().is_empty() {
+        problem("telemetry.service_name".into(), "must not be empty");
+    }
+    if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+        problem(
+            "telemetry.sample_ratio".into(),
+            "must be between 0.0 and 1.0",
+        );
+    }
+    if telemetry.export_timeout.is_zero() {
+        problem("telemetry.export_timeout".into(), "must be above zero");
+    }
     problems
 }
 
@@ -352,6 +372,25 @@ mod tests {
                 "state.event_retention",
                 "state.prune_batch",
                 "webhooks.max_in_flight",
+            ]
+        );
+    }
+
+    #[test]
+    fn telemetry_needs_an_http_endpoint_a_name_a_ratio_and_a_timeout() {
+        let telemetry = |body: &str| problems(&format!("[telemetry]\n{body}\n"));
+        assert!(telemetry("").is_empty(), "tracing off by default");
+        assert!(telemetry("otlp_endpoint = \"http://127.0.0.1:4318\"").is_empty());
+        assert_eq!(
+            telemetry(
+                "otlp_endpoint = \"grpc://collector:4317\"\nservice_name = \" \"\n\
+                 sample_ratio = 1.5\nexport_timeout = \"0s\""
+            ),
+            [
+                "telemetry.otlp_endpoint",
+                "telemetry.service_name",
+                "telemetry.sample_ratio",
+                "telemetry.export_timeout",
             ]
         );
     }

@@ -8,12 +8,14 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::problem::ApiError;
 use super::routes::{serves, Route};
 use super::Current;
 use crate::telemetry::metrics::{HttpLabels, RefusalLabels, RouteLabels};
+use crate::telemetry::traces;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -52,7 +54,6 @@ pub async fn observe(
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(next_request_id);
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
     // The state this request is served from, whatever a reload swaps in meanwhile.
     let state = Current::pin(&req);
@@ -69,7 +70,35 @@ pub async fn observe(
         },
     )
     .label();
+    // The raw path stays out of the span: exported, it would carry keys and filter values.
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method,
+        route,
+        otel.name = Empty,
+        otel.kind = Empty,
+        otel.status_code = Empty,
+        http.request.method = Empty,
+        http.route = Empty,
+        http.response.status_code = Empty,
+    );
+    if traces::on() {
+        span.record("otel.name", format!("{method} {route}"));
+        span.record("otel.kind", "server");
+        span.record("http.request.method", method);
+        span.record("http.route", route);
+        let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        traces::continue_trace(&span, header("traceparent"), header("tracestate"));
+    }
     let mut response = next.call(req).instrument(span.clone()).await?;
+    if traces::on() {
+        let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "error");
+        }
+    }
     let refusal = response
         .response()
         .error()
@@ -122,6 +151,7 @@ pub async fn observe(
     }
     span.in_scope(|| {
         tracing::info!(
+            path = %response.request().path(),
             status = response.status().as_u16(),
             micros = started.elapsed().as_micros() as u64,
             "served"

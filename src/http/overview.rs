@@ -19,10 +19,7 @@ use crate::telemetry::latency::{summarize, Latency};
 use crate::telemetry::metrics::SourceLabels;
 
 /// `GET /admin/overview` (admin scope).
-pub async fn overview(
-    req: HttpRequest,
-    state: Current,
-) -> Result<HttpResponse, ApiError> {
+pub async fn overview(req: HttpRequest, state: Current) -> Result<HttpResponse, ApiError> {
     access::admin(&req, &state).await?;
     let readiness = super::health::probe(&state).await;
     let (_, health, _) = &*readiness;

@@ -13,6 +13,7 @@ pub mod mssql;
 pub mod odbc;
 pub mod select;
 pub mod snapshot;
+pub mod statement_span;
 pub mod write;
 
 use std::future::Future;

@@ -1,19 +1,60 @@
-//! Logging (structured tracing output, filtered by `PORTICO_LOG`, default `info`) and metrics.
+//! Logging (structured tracing output, filtered by `PORTICO_LOG`, default `info`), metrics and
+//! traces (OpenTelemetry, `traces`).
 
 pub mod change_metrics;
 pub mod latency;
 pub mod metrics;
 pub mod reload_metrics;
 pub mod state_metrics;
+pub mod traces;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use traces::{Export, TraceError, Traces};
+
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_env("PORTICO_LOG").unwrap_or_else(|_| EnvFilter::new("info,odbc_api=error"))
+}
+
+/// Installs the global subscriber: the log ([`init`]) and, with `export`, the layer exporting
+/// Portico's spans (not its log events, which may hold values). The returned [`Traces`]
+/// flushes on shutdown.
+pub fn init_with_traces(json: bool, export: Option<&Export>) -> Result<Option<Traces>, TraceError> {
+    let Some(export) = export else {
+        init(json);
+        return Ok(None);
+    };
+    let traces = traces::exporter(export)?;
+    // Each layer filters on its own: the log level must not hide spans from the exporter.
+    let only_portico_spans = tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_span() && meta.target().starts_with("portico")
+    });
+    let exported = traces.layer().with_filter(only_portico_spans);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(|| OneLine(std::io::stderr()))
+        .with_ansi(false);
+    let registry = tracing_subscriber::registry().with(exported);
+    let installed = if json {
+        registry
+            .with(fmt.json().with_filter(log_filter()))
+            .try_init()
+    } else {
+        registry.with(fmt.with_filter(log_filter())).try_init()
+    };
+    // Another subscriber already installed (tests) keeps its own: no span would be exported.
+    if installed.is_ok() {
+        traces::switch_on();
+    }
+    Ok(Some(traces))
+}
 
 /// Installs the global subscriber; `json` selects one JSON object per line. Text lines go
 /// through `OneLine`, so no logged value (a URL, a header, a body member a client chose)
 /// can start a forged line.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_env("PORTICO_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,odbc_api=error"));
+    let filter = log_filter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| OneLine(std::io::stderr()))

@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::sign::signature_header;
 use super::Webhooks;
 use crate::changes::render::rfc3339;
 use crate::state::{off_thread, AttemptRecord, AttemptResult, DeliveryRecord, DueClaim};
 use crate::telemetry::change_metrics::DeliveryLabels;
+use crate::telemetry::traces::trace_headers;
 
 /// Attempts in flight: delivery id → subscription.
 type InFlight = Arc<Mutex<HashMap<i64, String>>>;
@@ -100,8 +102,25 @@ async fn dispatch_due(
     Ok(())
 }
 
-/// Sends one attempt and records it.
+/// Sends one attempt and records it, in the attempt's span (named to the receiver by the
+/// POST's `traceparent`).
 async fn attempt(hub: &Arc<Webhooks>, delivery: DeliveryRecord) {
+    let span = crate::telemetry::traces::exported_span!(
+        "webhook.attempt",
+        otel.name = "webhook attempt",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        subscription = %delivery.subscription,
+        attempt = delivery.attempts + 1,
+        http.response.status_code = tracing::field::Empty,
+    );
+    attempt_in(hub, delivery, &span)
+        .instrument(span.clone())
+        .await
+}
+
+/// [`attempt`] inside its span.
+async fn attempt_in(hub: &Arc<Webhooks>, delivery: DeliveryRecord, span: &tracing::Span) {
     let Some(subscription) = hub.subscription(&delivery.subscription) else {
         return; // deleted meanwhile; its deliveries went with it
     };
@@ -120,10 +139,11 @@ async fn attempt(hub: &Arc<Webhooks>, delivery: DeliveryRecord) {
     let answer = match target {
         Err(refused) => Err(refused),
         Ok(_) if secrets.is_empty() => Err("the subscription has no valid secret".to_string()),
-        Ok(url) => hub
-            .delivery
-            .client
-            .post(url)
+        Ok(url) => trace_headers(span)
+            .into_iter()
+            .fold(hub.delivery.client.post(url), |post, (name, value)| {
+                post.header(name, value)
+            })
             .header("content-type", "application/json")
             .header("webhook-id", &delivery.event_id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -149,6 +169,12 @@ async fn attempt(hub: &Arc<Webhooks>, delivery: DeliveryRecord) {
         }
         Err(e) => (None, None, Some(e.clone())),
     };
+    if let Some(status) = status {
+        span.record("http.response.status_code", status);
+    }
+    if error.is_some() {
+        span.record("otel.status_code", "error");
+    }
     let made = delivery.attempts as usize + 1;
     let result = match &error {
         None => AttemptResult::Delivered,

@@ -44,5 +44,6 @@ mod servers;
 mod state_store;
 mod suite;
 mod tds;
+mod traces;
 mod versions;
 mod writes;

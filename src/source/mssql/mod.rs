@@ -17,9 +17,11 @@ use deadpool::managed::{Object, Pool, PoolError, TimeoutType};
 use deadpool::Runtime;
 use futures_util::TryStreamExt;
 use tiberius::{Query, QueryItem};
+use tracing::Instrument;
 
 use super::call::{Call, CallOutcome};
 use super::meters::{Meters, Raised};
+use super::statement_span;
 use super::write::{Step, WriteOutcome};
 use super::{Dialect, Rows, Source, SourceError, SourceFuture, Statement};
 use crate::telemetry::metrics::SourceMetrics;
@@ -68,7 +70,8 @@ impl MssqlSource {
         let Some(runtime) = &self.runtime else {
             return Box::pin(work);
         };
-        let task = runtime.spawn(work);
+        // The work runs on the source's runtime: it carries the caller's span along.
+        let task = runtime.spawn(work.instrument(tracing::Span::current()));
         Box::pin(async move {
             task.await.unwrap_or_else(|e| {
                 Err(SourceError::Query {
@@ -108,7 +111,11 @@ impl Inner {
     /// A connection, or busy when none frees up within `queue_timeout`.
     async fn checkout(&self) -> Result<Held, SourceError> {
         let waiting = Raised::new(&self.meters.waiting);
-        let got = self.pool.get().await;
+        let got = self
+            .pool
+            .get()
+            .instrument(statement_span::pool_wait(&self.settings.name))
+            .await;
         drop(waiting);
         got.map_err(|e| match e {
             PoolError::Timeout(TimeoutType::Wait) => {
@@ -376,7 +383,13 @@ impl Inner {
             let _in_use = Raised::new(&self.meters.in_use);
             let (_, result) = self
                 .bounded(held, async |client| {
-                    self.read(client, &statement, true).await
+                    let span = statement_span::statement(Dialect::TSql, &statement.sql);
+                    let rows = self
+                        .read(client, &statement, true)
+                        .instrument(span.clone())
+                        .await;
+                    statement_span::returned(&span, &rows);
+                    rows
                 })
                 .await;
             match result {

@@ -14,12 +14,14 @@ use odbc_api::buffers::TextRowSet;
 use odbc_api::parameter::{InputParameter, VarCharBox, WithDataType};
 use odbc_api::{Connection, ConnectionOptions, ConnectionTransitions, Cursor, DataType};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::telemetry::metrics::SourceMetrics;
 
 use super::call::{Call, CallOutcome};
 use super::diagnostic::driver_text;
 use super::meters::{Meters, Raised};
+use super::statement_span;
 use super::write::{Step, WriteOutcome};
 use pooled::Pooled;
 
@@ -112,8 +114,9 @@ impl OdbcSource {
             retry_after: Duration::from_secs(1),
         };
         let waiting = Raised::new(&self.meters.waiting);
-        let permit =
-            tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned()).await;
+        let permit = tokio::time::timeout(s.queue_timeout, self.slots.clone().acquire_owned())
+            .instrument(statement_span::pool_wait(&s.name))
+            .await;
         drop(waiting);
         let Ok(Ok(permit)) = permit else {
             self.meters.shed.inc();
@@ -192,8 +195,15 @@ impl Source for OdbcSource {
     fn query(&self, statement: Statement) -> SourceFuture<'_, Rows> {
         Box::pin(async move {
             let started = Instant::now();
+            let dialect = self.settings.dialect;
             let result = self
-                .run(move |worker| worker.with_connection(|pooled| worker.read(pooled, &statement)))
+                .run(move |worker| {
+                    let span = statement_span::statement(dialect, &statement.sql);
+                    let _entered = span.enter();
+                    let rows = worker.with_connection(|pooled| worker.read(pooled, &statement));
+                    statement_span::returned(&span, &rows);
+                    rows
+                })
                 .await;
             self.meters.queries.inc();
             self.meters.seconds.observe(started.elapsed().as_secs_f64());
