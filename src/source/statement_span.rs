@@ -48,6 +48,14 @@ pub fn returned<T>(span: &Span, result: &Result<Vec<T>, SourceError>) {
     };
 }
 
+/// Records on a statement's span that it failed (a change or a procedure call: no rows to
+/// count).
+pub fn finished<T>(span: &Span, result: &Result<T, SourceError>) {
+    if result.is_err() {
+        span.record("otel.status_code", "error");
+    }
+}
+
 /// The OpenTelemetry `db.system.name` of a dialect.
 fn system(dialect: Dialect) -> &'static str {
     match dialect {
@@ -62,6 +70,8 @@ fn system(dialect: Dialect) -> &'static str {
 /// The operation (`SELECT`, `INSERT`, …) of `sql` and the first table it names, as far as a
 /// plain identifier tells; never a literal.
 fn target(sql: &str) -> (&'static str, Option<&str>) {
+    // `{CALL name(?, ?)}`: the ODBC escape of a procedure call.
+    let sql = sql.trim_start().trim_start_matches('{');
     let words = || sql.split_ascii_whitespace();
     let first = words().next().unwrap_or_default();
     let operation = [
@@ -77,6 +87,14 @@ fn target(sql: &str) -> (&'static str, Option<&str>) {
                 c.is_alphanumeric() || matches!(c, '_' | '.' | '"' | '[' | ']' | '`' | '$')
             })
     };
+    if matches!(operation, "EXEC" | "CALL") {
+        // The procedure's name, up to its parameter list.
+        let procedure = words()
+            .nth(1)
+            .map(|word| word.split('(').next().unwrap_or_default())
+            .filter(|word| !word.is_empty() && identifier(word));
+        return (operation, procedure);
+    }
     let after = if operation == "UPDATE" {
         &["UPDATE"][..]
     } else {
@@ -115,5 +133,14 @@ mod tests {
             ("SELECT", None)
         );
         assert_eq!(target("PRAGMA x"), ("statement", None));
+        assert_eq!(
+            target("{CALL dbo.close_job(?, ?)}"),
+            ("CALL", Some("dbo.close_job"))
+        );
+        assert_eq!(
+            target("EXEC dbo.close_job @P1"),
+            ("EXEC", Some("dbo.close_job"))
+        );
+        assert_eq!(target("CALL 'x'(?)"), ("CALL", None));
     }
 }

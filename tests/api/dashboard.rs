@@ -103,7 +103,8 @@ fn allow_only(config: &str, origin: &str) -> String {
     text.join("\n")
 }
 
-fn token(config: &Path, subject: &str, args: &[&str]) -> String {
+/// A development token `portico token` mints from `config`.
+pub(crate) fn token(config: &Path, subject: &str, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_portico"))
         .args(["token", "--config"])
         .arg(config)

@@ -214,6 +214,28 @@ fn system(kind: Kind) -> &'static str {
 
 const FEED: &str =
     r#"{ strategy = "high_water_mark", column = "UPDATED", poll_interval = "200ms", lag = "4s" }"#;
+/// The same table, writable with a token: a write's statements are spans too.
+const EDITS: &str = r#"
+[auth]
+development = true
+issuer = "i"
+audience = "a"
+[[auth.keys]]
+algorithm = "HS256"
+secret = "a-development-secret-long-enough-for-hs256"
+
+[versions.v1.resources.edits]
+source = "legacy"
+table = "TICKETS"
+key = ["id"]
+read_scope = "edits:read"
+write_scope = "edits:write"
+writes = ["update"]
+
+[versions.v1.resources.edits.fields]
+id = { column = "ID", type = "string", column_type = "varchar(6)", trim = true }
+customer = { column = "CUST", type = "string", column_type = "varchar(6)" }
+"#;
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
@@ -225,7 +247,7 @@ async fn request_and_delivery_spans_are_exported(kind: Kind) {
     tickets
         .sql("INSERT INTO TICKETS VALUES ('J42XYZ', 'O', 'Q7VALU', 5.00, '2026-01-01 10:00:04')");
     let tail = format!(
-        "{}\n[telemetry]\notlp_endpoint = \"http://{}/\"\nservice_name = \"portico-traced\"\nsample_ratio = 1.0\n",
+        "{}\n[telemetry]\notlp_endpoint = \"http://{}/\"\nservice_name = \"portico-traced\"\nsample_ratio = 1.0\n{EDITS}",
         subscription("traced", &format!("http://{}/hook", receiver.address)),
         collector.address
     );
@@ -386,10 +408,51 @@ async fn request_and_delivery_spans_are_exported(kind: Kind) {
         "{polls:#?}"
     );
 
-    // Never a value: no key or filter value in any name or attribute, and no log events.
+    // (5) A write: its change and its read-back are statement spans under the request.
+    let writer = crate::dashboard::token(
+        &config,
+        "editor",
+        &["--scope", "edits:read", "--scope", "edits:write"],
+    );
+    let patched = client
+        .patch(format!("{base}/v1/edits/T2"))
+        .bearer_auth(&writer)
+        .header("x-request-id", "write-5")
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"customer": "W9VALU"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200, "{:?}", patched.text().await);
+    let (_, spans) = wait_for(&collector, "the write's tree", |spans| {
+        let write = request(spans, "write-5")?;
+        let below: Vec<_> = spans
+            .iter()
+            .filter(|s| s.trace_id == write.trace_id && s.span_id != write.span_id)
+            .collect();
+        below
+            .iter()
+            .any(|s| s.attribute("db.operation.name") == "UPDATE")
+            .then_some(())
+    })
+    .await;
+    let write = request(&spans, "write-5").unwrap();
+    assert_eq!(write.name, "PATCH /{version}/{resource}/{key}");
+    let update = spans
+        .iter()
+        .find(|s| s.trace_id == write.trace_id && s.attribute("db.operation.name") == "UPDATE")
+        .unwrap();
+    assert!(
+        update.name.starts_with("UPDATE ") && update.name.contains("TICKETS"),
+        "{update:#?}"
+    );
+    assert_eq!(update.attribute("db.system.name"), system(kind));
+
+    // Never a value: no key, filter or written value in any name or attribute, and no log
+    // events.
     for span in &spans {
         let text = format!("{} {:?}", span.name, span.attributes);
-        for value in ["J42XYZ", "Q7VALU", "T1", "T2"] {
+        for value in ["J42XYZ", "Q7VALU", "W9VALU", "T1", "T2"] {
             assert!(!text.contains(value), "{value} exported in {span:#?}");
         }
         assert_eq!(span.events, 0, "{span:#?}");

@@ -287,7 +287,13 @@ impl Inner {
                     statement,
                     expect_one,
                 } => {
-                    let count = self.execute(client, statement).await?;
+                    let span = statement_span::statement(Dialect::TSql, &statement.sql);
+                    let count = self
+                        .execute(client, statement)
+                        .instrument(span.clone())
+                        .await;
+                    statement_span::finished(&span, &count);
+                    let count = count?;
                     if let (Some(reason), false) = (expect_one, count == 1) {
                         return Ok(WriteOutcome::RolledBack(*reason));
                     }
@@ -296,7 +302,13 @@ impl Inner {
                     statement,
                     require_row,
                 } => {
-                    rows = self.read(client, statement, false).await?;
+                    let span = statement_span::statement(Dialect::TSql, &statement.sql);
+                    let read = self
+                        .read(client, statement, false)
+                        .instrument(span.clone())
+                        .await;
+                    statement_span::returned(&span, &read);
+                    rows = read?;
                     if let (Some(reason), true) = (require_row, rows.is_empty()) {
                         return Ok(WriteOutcome::RolledBack(*reason));
                     }
@@ -434,7 +446,14 @@ impl Inner {
         let commit = call.commit;
         let result = self
             .transaction(
-                async |client| call::run(self, client, &call).await,
+                async |client| {
+                    let span = statement_span::statement(Dialect::TSql, &call.sql);
+                    let outcome = call::run(self, client, &call)
+                        .instrument(span.clone())
+                        .await;
+                    statement_span::finished(&span, &outcome);
+                    outcome
+                },
                 |_| commit,
             )
             .await;

@@ -227,13 +227,17 @@ impl Source for OdbcSource {
             let result = self
                 .run(move |worker| {
                     worker.in_transaction(call.commit, |conn| {
-                        call::run(
+                        let span = statement_span::statement(worker.settings.dialect, &call.sql);
+                        let _entered = span.enter();
+                        let outcome = call::run(
                             conn,
                             &call,
                             worker.timeout_secs(),
                             worker.settings.max_text_bytes,
                         )
-                        .map_err(|e| worker.classify(e))
+                        .map_err(|e| worker.classify(e));
+                        statement_span::finished(&span, &outcome);
+                        outcome
                     })
                 })
                 .await;
@@ -458,18 +462,12 @@ impl Worker {
                     statement,
                     expect_one,
                 } => {
-                    let params: Vec<Box<dyn InputParameter>> =
-                        statement.params.iter().map(bind).collect();
-                    let mut prepared = conn.preallocate().map_err(|e| self.classify(e))?;
-                    prepared
-                        .set_query_timeout_sec(self.timeout_secs())
-                        .map_err(|e| self.classify(e))?;
-                    prepared
-                        .execute(&statement.sql, &params[..])
-                        .map_err(|e| self.classify(e))?;
-                    let count = prepared.row_count().map_err(|e| self.classify(e))?;
+                    let span = statement_span::statement(self.settings.dialect, &statement.sql);
+                    let _entered = span.enter();
+                    let count = self.execute(conn, statement);
+                    statement_span::finished(&span, &count);
                     if let Some(reason) = expect_one {
-                        if count != Some(1) {
+                        if count? != Some(1) {
                             return Ok(WriteOutcome::RolledBack(*reason));
                         }
                     }
@@ -478,7 +476,11 @@ impl Worker {
                     statement,
                     require_row,
                 } => {
-                    rows = self.fetch(conn, statement).map_err(|e| self.classify(e))?;
+                    let span = statement_span::statement(self.settings.dialect, &statement.sql);
+                    let _entered = span.enter();
+                    let read = self.fetch(conn, statement).map_err(|e| self.classify(e));
+                    statement_span::returned(&span, &read);
+                    rows = read?;
                     if let (Some(reason), true) = (require_row, rows.is_empty()) {
                         return Ok(WriteOutcome::RolledBack(*reason));
                     }
@@ -486,6 +488,23 @@ impl Worker {
             }
         }
         Ok(WriteOutcome::Committed(rows))
+    }
+
+    /// Runs one change; the rows it touched, as the driver counts them.
+    fn execute(
+        &self,
+        conn: &Connection<'static>,
+        statement: &Statement,
+    ) -> Result<Option<usize>, SourceError> {
+        let params: Vec<Box<dyn InputParameter>> = statement.params.iter().map(bind).collect();
+        let mut prepared = conn.preallocate().map_err(|e| self.classify(e))?;
+        prepared
+            .set_query_timeout_sec(self.timeout_secs())
+            .map_err(|e| self.classify(e))?;
+        prepared
+            .execute(&statement.sql, &params[..])
+            .map_err(|e| self.classify(e))?;
+        prepared.row_count().map_err(|e| self.classify(e))
     }
 
     fn classify(&self, error: odbc_api::Error) -> SourceError {
