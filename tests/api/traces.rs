@@ -414,7 +414,11 @@ async fn request_and_delivery_spans_are_exported(kind: Kind) {
         "editor",
         &["--scope", "edits:read", "--scope", "edits:write"],
     );
-    let patched = client
+    // A connection of its own: the pooled one may have passed the server's keep-alive.
+    let patched = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
         .patch(format!("{base}/v1/edits/T2"))
         .bearer_auth(&writer)
         .header("x-request-id", "write-5")

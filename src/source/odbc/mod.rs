@@ -466,8 +466,9 @@ impl Worker {
                     let _entered = span.enter();
                     let count = self.execute(conn, statement);
                     statement_span::finished(&span, &count);
+                    let count = count?;
                     if let Some(reason) = expect_one {
-                        if count? != Some(1) {
+                        if count != Some(1) {
                             return Ok(WriteOutcome::RolledBack(*reason));
                         }
                     }
