@@ -10,14 +10,16 @@
 # Each binary is measured BENCH_ROUNDS (2) times in alternation and its best run kept, so
 # that a neighbour's burst on a shared machine hurts one run, not one binary.
 # Run from the repository root. BENCH_SECONDS (10) per run; BENCH_PORTICO (this portico,
-# ${CARGO_TARGET_DIR:-target}/release/portico, built when absent).
+# ${CARGO_TARGET_DIR:-target}/release/portico, built first).
 set -euo pipefail
 seconds=${BENCH_SECONDS:-10}
 rounds=${BENCH_ROUNDS:-2}
 port=${BENCH_PORT:-18082}
 portico=${BENCH_PORTICO:-${CARGO_TARGET_DIR:-target}/release/portico}
 baseline=${BENCH_BASELINE:-}
-[ -x "$portico" ] || cargo build --release --locked --bin portico
+# Built every time (a no-op when fresh) unless another binary was named: a stale one would be
+# measured otherwise.
+[ -n "${BENCH_PORTICO:-}" ] || cargo build --release --locked --bin portico
 work=$(mktemp -d /tmp/portico-tracing.XXXXXX)
 pid= sink_pid=
 cleanup() {
