@@ -460,7 +460,11 @@ async fn a_reload_keeps_the_open_breakers_state_exported(engine: Engine) {
         "the kept source's breaker is still open, and the gauge says so"
     );
     let overview = app.get("/admin/overview").await;
-    assert_eq!(overview.body["sources"][0]["breaker"], "open", "{}", overview.body);
+    assert_eq!(
+        overview.body["sources"][0]["breaker"], "open",
+        "{}",
+        overview.body
+    );
     server.resume();
 }
 
