@@ -80,9 +80,16 @@ impl Reloader {
         let current = live.current();
         let (path, listen) = (self.origin.path.clone(), self.origin.listen.clone());
         let metrics = current.metrics.clone();
+        // What the running configuration read of the catalogs stands in for a source that
+        // serves on unchanged but cannot be read now (or whose breaker is open).
+        let running = super::catalog_limits::Running {
+            catalog: current.catalog.clone(),
+            sources: current.sources.clone(),
+            config: serving.0.clone(),
+        };
         // Building reads key files and the sources' catalogs: blocking work.
         let built = tokio::task::spawn_blocking(move || {
-            super::load_counted(&path, listen.as_deref(), metrics)
+            super::load_counted(&path, listen.as_deref(), metrics, Some(&running))
         })
         .await
         .map_err(|e| ReloadError::Failed(format!("building the configuration failed: {e}")))?;
