@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::config::{Config, SourceKind};
-use crate::source::select::Relation;
 use crate::source::{BreakerState, Source};
 
 /// What a reload already knows of the sources' catalogs: the running catalog (its limits as
@@ -33,8 +32,8 @@ impl Running {
                 .is_some_and(|s| s.breaker_state() == BreakerState::Open)
     }
 
-    /// The columns of `table` as the running catalog knows them, when `source` serves on
-    /// with the same settings.
+    /// The columns of `table` as the database's catalog gave them to the running
+    /// configuration, when `source` serves on with the same settings.
     fn columns(
         &self,
         source: &str,
@@ -44,21 +43,10 @@ impl Running {
         if !self.kept(source, config) {
             return None;
         }
-        let columns: Vec<_> = self
-            .catalog
-            .versions
-            .values()
-            .flat_map(|v| v.resources.values())
-            .filter(|r| {
-                r.source == source && matches!(&r.relation, Relation::Table(t) if t == table)
-            })
-            .flat_map(|r| &r.fields)
-            .map(|f| crate::catalog::limits::CatalogColumn {
-                name: f.column.clone(),
-                limits: f.limits,
-            })
-            .collect();
-        (!columns.is_empty()).then_some(columns)
+        self.catalog
+            .read_columns
+            .get(&(source.to_string(), table.to_string()))
+            .cloned()
     }
 }
 
@@ -73,7 +61,7 @@ pub(super) fn complete(catalog: &mut Catalog, config: &Config, running: Option<&
     use crate::catalog::limits::{CatalogColumn, Limits};
     use crate::source::odbc::catalog::ColumnReader;
     let mut readers: HashMap<String, Option<ColumnReader>> = HashMap::new();
-    let read = |source: &str, table: &str| -> Option<Vec<CatalogColumn>> {
+    let mut read_now = |source: &str, table: &str| -> Option<Vec<CatalogColumn>> {
         let settings = config.sources.get(source)?;
         if settings.kind != SourceKind::Odbc {
             return None;
@@ -107,6 +95,16 @@ pub(super) fn complete(catalog: &mut Catalog, config: &Config, running: Option<&
             }
         }
     };
+    // What the databases said (or said before, when down), kept with the catalog for a
+    // later reload.
+    let mut read_columns = HashMap::new();
+    let read = |source: &str, table: &str| {
+        let found = read_now(source, table);
+        if let Some(columns) = &found {
+            read_columns.insert((source.to_string(), table.to_string()), columns.clone());
+        }
+        found
+    };
     for gap in catalog.complete_limits(read) {
         match gap {
             crate::catalog::CatalogGap::Table { location, table } => {
@@ -117,6 +115,7 @@ pub(super) fn complete(catalog: &mut Catalog, config: &Config, running: Option<&
             }
         }
     }
+    catalog.read_columns = read_columns;
     for resource in catalog
         .versions
         .values_mut()

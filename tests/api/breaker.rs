@@ -500,14 +500,17 @@ async fn a_reload_during_an_outage_keeps_the_catalogs_limits(engine: Engine) {
     })
     .await;
     let connections = proxy.connections();
-    let reloaded = app
-        .send(reqwest::Method::POST, "/admin/reload", None, &[], None)
-        .await;
-    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
-    // Not assert_eq!: the whole document would be printed. Before, filter values of the
-    // jobs' undeclared text columns went from `maxLength` 40 (the catalog's) to 1000.
-    let after = app.get("/openapi/v1.json").await.body;
-    assert!(after == document.body, "the same file, the same document");
+    // Twice: what the first reload kept, the second keeps too.
+    for _ in 0..2 {
+        let reloaded = app
+            .send(reqwest::Method::POST, "/admin/reload", None, &[], None)
+            .await;
+        assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+        // Not assert_eq!: the whole document would be printed. Before, filter values of the
+        // jobs' undeclared text columns went from `maxLength` 40 (the catalog's) to 1000.
+        let after = app.get("/openapi/v1.json").await.body;
+        assert!(after == document.body, "the same file, the same document");
+    }
     assert_eq!(
         proxy.connections(),
         connections,
