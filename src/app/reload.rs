@@ -93,7 +93,14 @@ impl Reloader {
         })
         .await
         .map_err(|e| ReloadError::Failed(format!("building the configuration failed: {e}")))?;
-        let (config, services) = built.map_err(|e| ReloadError::Refused(e.problems))?;
+        let (config, services) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                let mut problems = e.problems;
+                problems.extend(self.restart_only_in_draft(&serving.0, &problems));
+                return Err(ReloadError::Refused(problems));
+            }
+        };
         let bound = bound_at_start(&serving.0, &config, &current, &services);
         if !bound.is_empty() {
             return Err(ReloadError::Refused(bound));
@@ -121,6 +128,22 @@ impl Reloader {
             "configuration reloaded"
         );
         Ok(report)
+    }
+
+    /// The settings bound at start that the file (as far as it reads) changes, for a file
+    /// refused for other problems: one answer names them all. A location already refused
+    /// (its value stands in as a zero) is not named twice.
+    fn restart_only_in_draft(&self, serving: &Config, found: &[Problem]) -> Vec<Problem> {
+        let Ok(mut draft) = crate::config::load_draft(&self.origin.path) else {
+            return Vec::new();
+        };
+        if let Some(listen) = &self.origin.listen {
+            draft.config.server.listen = listen.clone();
+        }
+        restart_only(serving, &draft.config)
+            .into_iter()
+            .filter(|p| !found.iter().any(|f| f.location.starts_with(&p.location)))
+            .collect()
     }
 
     /// The new serving state: the kept sources and feeds reused, the rest from `services`;

@@ -530,6 +530,38 @@ async fn a_broken_file_is_refused_with_every_problem_and_the_old_one_serves_on()
     );
 }
 
+/// A file with problems that also changes a setting bound at start names that setting too:
+/// every problem in one answer, not one more refusal once the others are fixed.
+#[tokio::test]
+async fn a_broken_file_names_its_restart_only_changes_too() {
+    let legacy = Legacy::new(Kind::Sqlite);
+    let plain = Shape::default();
+    let app = legacy.serve(plain, None).await;
+    let text = legacy
+        .config(
+            Shape {
+                workers: 3,
+                ..plain
+            },
+            None,
+        )
+        .replace("workers = 3\n", "workers = 3\nbody_timeout = \"soon\"\n");
+    std::fs::write(legacy.path(), text).unwrap();
+    let (status, body) = reload(&app, Some(&admin())).await;
+    assert_eq!(status, 422, "{body}");
+    let locations: Vec<&str> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        locations,
+        ["server.body_timeout", "server.workers"],
+        "{body}"
+    );
+}
+
 /// Only an admin token reloads.
 #[tokio::test]
 async fn reload_needs_the_admin_scope() {
