@@ -106,7 +106,9 @@ impl Reloader {
             return Err(ReloadError::Refused(bound));
         }
         let plan = Plan::new(&serving.0, &config, &current, &services);
-        let (state, report, started) = self.assemble(&config, services, &current, &plan).await?;
+        let (state, report, started) = self
+            .assemble(&config, services, &current, &plan, serving.1 + 1)
+            .await?;
         let state = Arc::new(state);
         live.swap(state.clone());
         serving.1 += 1;
@@ -146,14 +148,16 @@ impl Reloader {
             .collect()
     }
 
-    /// The new serving state: the kept sources and feeds reused, the rest from `services`;
-    /// the subscriptions synced with the file. Also what changed, and the feeds to start.
+    /// The new serving state (configuration `generation`): the kept sources and feeds
+    /// reused, the rest from `services`; the subscriptions synced with the file. Also what
+    /// changed, and the feeds to start.
     async fn assemble(
         &self,
         config: &Config,
         services: Services,
         current: &AppState,
         plan: &Plan,
+        generation: u64,
     ) -> Result<(AppState, Reloaded, Vec<Arc<crate::changes::Feed>>), ReloadError> {
         let Services {
             catalog,
@@ -254,6 +258,13 @@ impl Reloader {
             feeds,
             webhooks,
             readiness: crate::http::Readiness::new(config.server.ready_max_feed_lag),
+            cache_epochs: {
+                let mut epochs = (*current.cache_epochs).clone();
+                for resource in &plan.caches_dropped {
+                    epochs.insert(resource.clone(), generation);
+                }
+                Arc::new(epochs)
+            },
         };
         let report = Reloaded {
             generation: 0,
