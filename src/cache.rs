@@ -42,6 +42,10 @@ pub struct CacheKey {
     /// Other resources the answer read (related rows of `?expand=`): invalidating any of
     /// them drops it too.
     pub depends_on: Vec<String>,
+    /// The configuration generation of the newest settings among those resources: requests
+    /// served by configurations that differ there never share an answer (a request that
+    /// began before a reload may reach the cache after the reload dropped its resource).
+    pub epoch: u64,
 }
 
 impl CacheKey {
@@ -728,6 +732,7 @@ mod tests {
             request: "list:".into(),
             identity: String::new(),
             depends_on: Vec::new(),
+            epoch: 0,
         }
     }
 

@@ -73,7 +73,7 @@ pub enum StateLocation {
 /// Reads the sources' catalogs (column limits) and the key files `[auth]` names; writes
 /// nothing and opens no state store.
 pub fn build(config: &Config, file: &str) -> Result<Services, ConfigError> {
-    build_after_draft(config, file, Vec::new(), Arc::new(Metrics::new()))
+    build_after_draft(config, file, Vec::new(), Arc::new(Metrics::new()), None)
 }
 
 /// Reads the file at `path` and builds it: the values the file refuses (a duration such as
@@ -89,7 +89,7 @@ pub fn load_listening_on(
     path: &Path,
     listen: Option<&str>,
 ) -> Result<(Config, Services), ConfigError> {
-    load_counted(path, listen, Arc::new(Metrics::new()))
+    load_counted(path, listen, Arc::new(Metrics::new()), None)
 }
 
 /// `load_listening_on`, its parts counted in `metrics` (a reload keeps the running registry).
@@ -97,13 +97,14 @@ fn load_counted(
     path: &Path,
     listen: Option<&str>,
     metrics: Arc<Metrics>,
+    running: Option<&catalog_limits::Running>,
 ) -> Result<(Config, Services), ConfigError> {
     let mut draft = crate::config::load_draft(path)?;
     if let Some(listen) = listen {
         draft.config.server.listen = listen.to_string();
     }
     let file = path.display().to_string();
-    let services = build_after_draft(&draft.config, &file, draft.problems, metrics)?;
+    let services = build_after_draft(&draft.config, &file, draft.problems, metrics, running)?;
     Ok((draft.config, services))
 }
 
@@ -145,6 +146,7 @@ pub fn inspect(path: &Path) -> Inspection {
         &file,
         draft.problems,
         Arc::new(Metrics::new()),
+        None,
     ) {
         Ok(services) => Inspection::Ready(Box::new((draft.config, services))),
         Err(e) => {
@@ -167,6 +169,7 @@ fn build_after_draft(
     file: &str,
     refused: Vec<Problem>,
     metrics: Arc<Metrics>,
+    running: Option<&catalog_limits::Running>,
 ) -> Result<Services, ConfigError> {
     let mut problems = crate::config::validate(config);
     let mut catalog = crate::catalog::compile(config)
@@ -223,7 +226,7 @@ fn build_after_draft(
             problems,
         });
     };
-    catalog_limits::complete(&mut catalog, config);
+    catalog_limits::complete(&mut catalog, config, running);
     let takes_creates = catalog
         .versions
         .values()

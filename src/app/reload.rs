@@ -80,19 +80,35 @@ impl Reloader {
         let current = live.current();
         let (path, listen) = (self.origin.path.clone(), self.origin.listen.clone());
         let metrics = current.metrics.clone();
+        // What the running configuration read of the catalogs stands in for a source that
+        // serves on unchanged but cannot be read now (or whose breaker is open).
+        let running = super::catalog_limits::Running {
+            catalog: current.catalog.clone(),
+            sources: current.sources.clone(),
+            config: serving.0.clone(),
+        };
         // Building reads key files and the sources' catalogs: blocking work.
         let built = tokio::task::spawn_blocking(move || {
-            super::load_counted(&path, listen.as_deref(), metrics)
+            super::load_counted(&path, listen.as_deref(), metrics, Some(&running))
         })
         .await
         .map_err(|e| ReloadError::Failed(format!("building the configuration failed: {e}")))?;
-        let (config, services) = built.map_err(|e| ReloadError::Refused(e.problems))?;
+        let (config, services) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                let mut problems = e.problems;
+                problems.extend(self.restart_only_in_draft(&serving.0, &problems));
+                return Err(ReloadError::Refused(problems));
+            }
+        };
         let bound = bound_at_start(&serving.0, &config, &current, &services);
         if !bound.is_empty() {
             return Err(ReloadError::Refused(bound));
         }
         let plan = Plan::new(&serving.0, &config, &current, &services);
-        let (state, report, started) = self.assemble(&config, services, &current, &plan).await?;
+        let (state, report, started) = self
+            .assemble(&config, services, &current, &plan, serving.1 + 1)
+            .await?;
         let state = Arc::new(state);
         live.swap(state.clone());
         serving.1 += 1;
@@ -116,14 +132,32 @@ impl Reloader {
         Ok(report)
     }
 
-    /// The new serving state: the kept sources and feeds reused, the rest from `services`;
-    /// the subscriptions synced with the file. Also what changed, and the feeds to start.
+    /// The settings bound at start that the file (as far as it reads) changes, for a file
+    /// refused for other problems: one answer names them all. A location already refused
+    /// (its value stands in as a zero) is not named twice.
+    fn restart_only_in_draft(&self, serving: &Config, found: &[Problem]) -> Vec<Problem> {
+        let Ok(mut draft) = crate::config::load_draft(&self.origin.path) else {
+            return Vec::new();
+        };
+        if let Some(listen) = &self.origin.listen {
+            draft.config.server.listen = listen.clone();
+        }
+        restart_only(serving, &draft.config)
+            .into_iter()
+            .filter(|p| !found.iter().any(|f| f.location.starts_with(&p.location)))
+            .collect()
+    }
+
+    /// The new serving state (configuration `generation`): the kept sources and feeds
+    /// reused, the rest from `services`; the subscriptions synced with the file. Also what
+    /// changed, and the feeds to start.
     async fn assemble(
         &self,
         config: &Config,
         services: Services,
         current: &AppState,
         plan: &Plan,
+        generation: u64,
     ) -> Result<(AppState, Reloaded, Vec<Arc<crate::changes::Feed>>), ReloadError> {
         let Services {
             catalog,
@@ -224,6 +258,13 @@ impl Reloader {
             feeds,
             webhooks,
             readiness: crate::http::Readiness::new(config.server.ready_max_feed_lag),
+            cache_epochs: {
+                let mut epochs = (*current.cache_epochs).clone();
+                for resource in &plan.caches_dropped {
+                    epochs.insert(resource.clone(), generation);
+                }
+                Arc::new(epochs)
+            },
         };
         let report = Reloaded {
             generation: 0,

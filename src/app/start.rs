@@ -280,6 +280,7 @@ fn launch(
         feeds,
         webhooks: webhooks.clone(),
         readiness: crate::http::Readiness::new(config.server.ready_max_feed_lag),
+        cache_epochs: Default::default(),
     };
     let live = Arc::new(crate::http::Live::new(state));
     let (server, address) =

@@ -26,6 +26,9 @@ use crate::source::select::Relation;
 pub struct Catalog {
     /// Versions by name, in configuration order.
     pub versions: IndexMap<String, Version>,
+    /// What the sources' own catalogs said of each table read, by `(source, table)`, when
+    /// the limits were completed (a reload falls back on it when a database is down).
+    pub read_columns: std::collections::HashMap<(String, String), Vec<limits::CatalogColumn>>,
 }
 
 impl Catalog {

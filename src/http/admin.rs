@@ -10,9 +10,27 @@ use super::{AppState, Current};
 pub async fn metrics(state: Current) -> HttpResponse {
     state.cache.refresh_gauges().await;
     refresh_change_gauges(&state).await;
+    refresh_breaker_gauges(&state);
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render())
+}
+
+/// Each serving source's breaker state, from the breaker itself: a reload builds (and drops)
+/// a breaker for every source, kept ones too, and a replaced source's breaker may still see
+/// the statements of requests in flight; neither may speak for the breaker serving.
+fn refresh_breaker_gauges(state: &AppState) {
+    for (name, source) in &state.sources {
+        let labels = crate::telemetry::metrics::SourceLabels {
+            source: name.clone(),
+        };
+        state
+            .metrics
+            .sources
+            .breaker_state
+            .get_or_create(&labels)
+            .set(source.breaker_state().level());
+    }
 }
 
 /// How far behind each feed is, and dead letters waiting, as of now.

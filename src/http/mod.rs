@@ -77,6 +77,11 @@ pub struct AppState {
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     /// The last answer of `/readyz`, reused for a second.
     pub readiness: health::Readiness,
+    /// The configuration generation in which each resource's answers last changed (a reload
+    /// that dropped its cached answers); absent: unchanged since start. Part of every cache
+    /// key, so a request still served by an earlier configuration never leaves its answer
+    /// for the requests of a later one.
+    pub cache_epochs: Arc<HashMap<String, u64>>,
 }
 
 impl AppState {

@@ -190,12 +190,18 @@ pub(super) async fn cached(
     depends_on: Vec<String>,
     load: impl std::future::Future<Output = Result<CachedPage, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
+    let epoch = std::iter::once(&resource.name)
+        .chain(&depends_on)
+        .filter_map(|name| state.cache_epochs.get(name).copied())
+        .max()
+        .unwrap_or(0);
     let key = CacheKey {
         resource: resource.name.clone(),
         version: resource.version.clone(),
         request,
         identity: grant.identity.clone(),
         depends_on,
+        epoch,
     };
     let lifetime = Lifetime {
         ttl: resource.cache_ttl,

@@ -42,7 +42,7 @@ impl BreakerState {
     }
 
     /// The gauge's value: 0 closed, 1 half-open, 2 open.
-    fn level(self) -> i64 {
+    pub fn level(self) -> i64 {
         match self {
             BreakerState::Closed => 0,
             BreakerState::HalfOpen => 1,
@@ -324,8 +324,10 @@ impl CircuitBreaker {
         let labels = SourceLabels {
             source: source.to_string(),
         };
+        // Not set here: a reload builds the breakers of kept sources too, and drops them, while
+        // the running one may be open. A new series starts at 0 (closed); the scrape sets it
+        // from the breakers serving.
         let state = metrics.breaker_state.get_or_create_owned(&labels);
-        state.set(BreakerState::Closed.level());
         let refused = metrics.breaker_refused.get_or_create_owned(&labels);
         // At 0 from the start, so alerts see the series before it counts.
         refused.inc_by(0);

@@ -530,6 +530,110 @@ async fn a_broken_file_is_refused_with_every_problem_and_the_old_one_serves_on()
     );
 }
 
+/// A file with problems that also changes a setting bound at start names that setting too:
+/// every problem in one answer, not one more refusal once the others are fixed.
+#[tokio::test]
+async fn a_broken_file_names_its_restart_only_changes_too() {
+    let legacy = Legacy::new(Kind::Sqlite);
+    let plain = Shape::default();
+    let app = legacy.serve(plain, None).await;
+    let text = legacy
+        .config(
+            Shape {
+                workers: 3,
+                ..plain
+            },
+            None,
+        )
+        .replace("workers = 3\n", "workers = 3\nbody_timeout = \"soon\"\n");
+    std::fs::write(legacy.path(), text).unwrap();
+    let (status, body) = reload(&app, Some(&admin())).await;
+    assert_eq!(status, 422, "{body}");
+    let locations: Vec<&str> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        locations,
+        ["server.body_timeout", "server.workers"],
+        "{body}"
+    );
+}
+
+/// A request that started before a reload and reaches the cache after it (here: waiting for
+/// the identity provider's keys) answers from the configuration it started with, but must not
+/// leave that answer in the cache for the requests of the new configuration.
+#[tokio::test]
+async fn a_request_of_the_old_configuration_leaves_no_cached_answer_behind() {
+    let legacy = Legacy::new(Kind::Sqlite);
+    let plain = Shape::default();
+    let minted = crate::idp::pyjwt(
+        &[("rs1", "RS256"), ("rs2", "RS256")],
+        &[("rs2", crate::idp::claims("late", json!({})))],
+    );
+    let jwks = crate::idp::JwksServer::start(vec![minted.jwks["rs1"].clone()]);
+    let with_jwks = |shape: Shape| {
+        legacy.config(shape, None).replace(
+            "[sources.legacy]",
+            &format!(
+                "[auth.jwks]\ndiscovery = \"{}\"\nalgorithms = [\"RS256\"]\n\
+                 refresh_min_interval = \"3s\"\n\n[sources.legacy]",
+                jwks.base
+            ),
+        )
+    };
+    std::fs::write(legacy.path(), with_jwks(plain)).unwrap();
+    let app = Portico::serve_file(&legacy.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jwks.fetches() == 0 {
+        assert!(Instant::now() < deadline, "the key set is fetched at start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its key is not published yet: the request waits for the next fetch the interval allows.
+    let late = {
+        let (url, token) = (format!("{}/v1/items", app.base), minted.tokens[0].clone());
+        tokio::spawn(async move {
+            let answer = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    jwks.publish(minted.jwks["rs2"].clone());
+    std::fs::write(
+        legacy.path(),
+        with_jwks(Shape {
+            title: true,
+            ..plain
+        }),
+    )
+    .unwrap();
+    let (status, body) = reload(&app, Some(&admin())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["caches_dropped"], json!(["items"]), "{body}");
+    let (status, old) = late.await.unwrap();
+    assert_eq!(status, 200, "{old}");
+    assert!(
+        old["data"][0].get("name").is_some(),
+        "served on the old configuration: {old}"
+    );
+    let (status, now) = fetch(&app, "/v1/items", false).await;
+    assert_eq!(status, 200, "{now}");
+    assert!(
+        now["data"][0].get("title").is_some(),
+        "the new configuration's answer, not the old one cached after the reload: {now}"
+    );
+}
+
 /// Only an admin token reloads.
 #[tokio::test]
 async fn reload_needs_the_admin_scope() {

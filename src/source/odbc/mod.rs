@@ -466,6 +466,7 @@ impl Worker {
                     let _entered = span.enter();
                     let count = self.execute(conn, statement);
                     statement_span::finished(&span, &count);
+                    // A refused change ends the write, whether or not it had to touch one row.
                     let count = count?;
                     if let Some(reason) = expect_one {
                         if count != Some(1) {
