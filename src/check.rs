@@ -6,7 +6,7 @@ mod columns;
 mod keys;
 mod types;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -58,6 +58,11 @@ pub struct Options {
     pub key_probe: KeyProbe,
     /// Rows read per resource to prove the declared types (0: none).
     pub sample_rows: usize,
+    /// Only these resources (by name, any version) are proven; `None`: every one.
+    pub only: Option<BTreeSet<String>>,
+    /// A source that cannot be reached is logged, not a problem (a reload during an outage:
+    /// the breaker answers for it).
+    pub unreachable_is_problem: bool,
 }
 
 impl Default for Options {
@@ -65,8 +70,37 @@ impl Default for Options {
         Self {
             key_probe: KeyProbe::All,
             sample_rows: DEFAULT_SAMPLE_ROWS,
+            only: None,
+            unreachable_is_problem: true,
         }
     }
+}
+
+/// What a reload proves before it swaps a file in: each new or changed resource's columns
+/// exist, its query runs and its declared types fit a sample, as `portico check` proves them.
+/// Keys are not scanned for duplicates (a full scan of each table on every reload is more
+/// than a legacy database should pay; `portico check` does it), and a source that cannot be
+/// reached is left to its breaker rather than refusing the file.
+pub fn reload_prover() -> crate::app::Prover {
+    std::sync::Arc::new(|proof: crate::app::Proof<'_>| {
+        Box::pin(async move {
+            let options = Options {
+                key_probe: KeyProbe::Off,
+                only: Some(proof.resources.clone()),
+                unreachable_is_problem: false,
+                ..Options::default()
+            };
+            let data = Data {
+                catalog: proof.catalog,
+                sources: proof.sources,
+                config: Some(proof.config),
+                feeds: proof.feeds,
+            };
+            let mut report = Report::default();
+            databases(&data, &options, &mut report).await;
+            report.problems
+        })
+    })
 }
 
 /// Rows sampled per resource unless `--sample-rows` says otherwise.
@@ -266,15 +300,27 @@ async fn databases(data: &Data<'_>, options: &Options, report: &mut Report) {
             Ok(()) => {
                 reachable.insert(name.clone());
             }
-            Err(e) => report.problems.push(Problem {
+            Err(e) if options.unreachable_is_problem => report.problems.push(Problem {
                 location: format!("sources.{name}"),
                 message: format!("cannot query the database: {}", detail(&e)),
             }),
+            Err(e) => tracing::warn!(
+                source = %name,
+                error = %detail(&e),
+                "cannot reach the database: its resources are not proven"
+            ),
         }
     }
     let known = relation_columns(data, &reachable).await;
     for version in data.catalog.versions.values() {
         for resource in version.resources.values() {
+            if options
+                .only
+                .as_ref()
+                .is_some_and(|only| !only.contains(&resource.name))
+            {
+                continue;
+            }
             if let Some(source) = data.sources.get(&resource.source) {
                 if reachable.contains(&resource.source) {
                     let target = Target {

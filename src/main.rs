@@ -173,6 +173,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let options = Options {
                 key_probe,
                 sample_rows,
+                ..Options::default()
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(portico::check::report_with(&config, &options));
@@ -307,7 +308,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 async fn serve(path: PathBuf, listen: Option<String>) -> anyhow::Result<ExitCode> {
     let file = path.display().to_string();
     let (config, services) = portico::app::load_listening_on(&path, listen.as_deref())?;
-    let origin = portico::app::Origin { path, listen };
+    let origin = portico::app::Origin {
+        path,
+        listen,
+        prover: Some(portico::check::reload_prover()),
+    };
     let running = portico::app::start_from(services, &config, origin)?;
     if let Some(reloader) = running.reloader.clone() {
         tokio::spawn(reload_on_hangup(reloader));

@@ -25,7 +25,7 @@ use crate::source::Source;
 use crate::telemetry::metrics::Metrics;
 use crate::webhooks::DeliverySettings;
 
-pub use reload::{Origin, Reloader};
+pub use reload::{Origin, Proof, Prover, Reloader};
 pub use start::{start, start_from, Background, Running, StartError};
 
 /// Every part of the service, built and checked, before anything is written or served.

@@ -1,5 +1,6 @@
 //! Reloading the configuration file while serving (`SIGHUP`, `POST /admin/reload`): the file
-//! is read and built as `load` does (checked completely, nothing written), compared with the
+//! is read and built as `load` does (nothing written), its new and changed resources proven
+//! against their databases (`Prover`: `portico check`'s proofs), compared with the
 //! running configuration, and swapped in at once. Sources whose settings did not change keep
 //! their pools, only the changed resources' cached answers are dropped, and only the changed
 //! feeds' pollers restart. The metrics, the state store and the rate limiter's counts stay.
@@ -8,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, LocalBoxFuture};
 
 use super::start::{lock, PollContext, SharedTasks};
 use super::Services;
@@ -21,13 +22,35 @@ use crate::webhooks::Webhooks;
 
 /// Where a reload reads the configuration again: the file `serve` was started with, and the
 /// listen address that overrides its `[server] listen` (`--listen`, `PORTICO_LISTEN`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Origin {
     /// The configuration file.
     pub path: PathBuf,
     /// `serve --listen` or `PORTICO_LISTEN`, when given.
     pub listen: Option<String>,
+    /// What proves a new file's changed resources against their databases before it is
+    /// swapped in (`portico check`'s proofs; `check` sits above `app`, so `main` gives it).
+    pub prover: Option<Prover>,
 }
+
+/// What a reload asks its [`Prover`] to prove: the new catalog over the sources it would serve
+/// with (the running ones where they are kept, so an open breaker is respected).
+pub struct Proof<'a> {
+    /// The new file.
+    pub config: &'a Config,
+    /// Its compiled catalog.
+    pub catalog: &'a crate::catalog::Catalog,
+    /// The sources the new configuration would read.
+    pub sources: &'a HashMap<String, Arc<dyn Source>>,
+    /// Its feeds.
+    pub feeds: &'a [Arc<crate::changes::Feed>],
+    /// The resources (by name, any version) that are new or changed: the only ones proven.
+    pub resources: &'a BTreeSet<String>,
+}
+
+/// Proves a [`Proof`]: every problem found, each at its location. Run on a thread of its own
+/// (with a runtime of its own: the proofs need not be `Send`).
+pub type Prover = Arc<dyn for<'a> Fn(Proof<'a>) -> LocalBoxFuture<'a, Vec<Problem>> + Send + Sync>;
 
 /// Reloads the configuration of one running service; one reload at a time.
 pub struct Reloader {
@@ -106,6 +129,50 @@ impl Reloader {
             return Err(ReloadError::Refused(bound));
         }
         let plan = Plan::new(&serving.0, &config, &current, &services);
+        if let Some(prove) = &self.origin.prover {
+            // The kept sources are the running ones: their pools and breakers.
+            let sources: HashMap<String, Arc<dyn Source>> = services
+                .sources
+                .iter()
+                .map(|(name, fresh)| {
+                    let kept = plan
+                        .sources_kept
+                        .contains(name)
+                        .then(|| current.sources.get(name))
+                        .flatten();
+                    (name.clone(), kept.unwrap_or(fresh).clone())
+                })
+                .collect();
+            let (prove, config, catalog, feeds, resources) = (
+                prove.clone(),
+                config.clone(),
+                services.catalog.clone(),
+                services.feeds.clone(),
+                plan.caches_dropped.clone(),
+            );
+            let proven = tokio::task::spawn_blocking(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(runtime.block_on(prove(Proof {
+                    config: &config,
+                    catalog: &catalog,
+                    sources: &sources,
+                    feeds: &feeds,
+                    resources: &resources,
+                })))
+            })
+            .await;
+            let problems = match proven {
+                Ok(Ok(problems)) => problems,
+                Ok(Err(e)) => return Err(ReloadError::Failed(format!("cannot prove it: {e}"))),
+                Err(e) => return Err(ReloadError::Failed(format!("proving it failed: {e}"))),
+            };
+            if !problems.is_empty() {
+                return Err(ReloadError::Refused(problems));
+            }
+        }
         let (state, report, started) = self
             .assemble(&config, services, &current, &plan, serving.1 + 1)
             .await?;

@@ -250,6 +250,7 @@ impl Portico {
         let origin = portico::app::Origin {
             path: path.to_path_buf(),
             listen: None,
+            prover: Some(portico::check::reload_prover()),
         };
         let running = portico::app::start_from(services, &config, origin).expect("server starts");
         Self::run(running)

@@ -865,4 +865,63 @@ per_database!(
     ten_reloads_under_load_fail_no_request,
     only_changed_resources_lose_their_cached_answers,
     feeds_follow_the_file,
+    a_file_its_database_disproves_is_refused,
 );
+
+/// A file that builds but names what its database lacks (a column that is not there, a type
+/// its values do not fit) is refused as `portico check` would refuse it, on every database:
+/// the new or changed resources are proven before the swap, and the old file serves on.
+async fn a_file_its_database_disproves_is_refused(kind: Kind) {
+    let legacy = Legacy::new(kind);
+    let plain = Shape::default();
+    let app = legacy.serve(plain, None).await;
+    let token = admin();
+    let adding = Shape {
+        notes: true,
+        ..plain
+    };
+    let text = legacy
+        .config(adding, None)
+        .replace(
+            "{ column = \"BODY\", type = \"string\" }",
+            "{ column = \"BODDY\", type = \"string\" }",
+        )
+        .replace(
+            "qty = { column = \"QTY\", type = \"integer\" }",
+            "qty = { column = \"NAME\", type = \"integer\" }",
+        );
+    std::fs::write(legacy.path(), text).unwrap();
+    let (status, body) = reload(&app, Some(&token)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["type"], "/problems/configuration-refused");
+    let problems = body["problems"].as_array().unwrap();
+    let named = |location: &str, says: &str| {
+        problems.iter().any(|p| {
+            p["location"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(location)
+                && p["message"].as_str().unwrap_or_default().contains(says)
+        })
+    };
+    assert!(
+        named("versions.v1.resources.notes", "BODDY"),
+        "the missing column is named: {body}"
+    );
+    assert!(
+        named("versions.v1.resources.items.fields.qty", "integer"),
+        "the type its values do not fit is named: {body}"
+    );
+    assert_eq!(
+        visible(&app).await,
+        (false, false),
+        "the old file serves on"
+    );
+    assert_eq!(app.metric("portico_config_generation").await, 1.0);
+
+    // The same change without the mistakes goes in.
+    legacy.write(adding, None);
+    let (status, body) = reload(&app, Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(visible(&app).await, (false, true));
+}
