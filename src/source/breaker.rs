@@ -331,6 +331,19 @@ impl CircuitBreaker {
         let refused = metrics.breaker_refused.get_or_create_owned(&labels);
         // At 0 from the start, so alerts see the series before it counts.
         refused.inc_by(0);
+        for entered in [
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+            BreakerState::Closed,
+        ] {
+            metrics
+                .breaker_transitions
+                .get_or_create(&BreakerLabels {
+                    source: source.to_string(),
+                    state: entered.as_str(),
+                })
+                .inc_by(0);
+        }
         Self {
             source: source.to_string(),
             cool_down: settings.cool_down,

@@ -42,8 +42,14 @@ impl ReloadMetrics {
             .set(i64::try_from(now).unwrap_or(i64::MAX));
     }
 
-    /// Registers every metric.
+    /// Registers every metric; each outcome's series is there at 0 before the first reload,
+    /// so an alert finds it.
     pub fn register(&self, registry: &mut Registry) {
+        for outcome in ["applied", "refused", "failed"] {
+            self.reloads
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(0);
+        }
         registry.register(
             "config_reloads",
             "Configuration reloads (SIGHUP, POST /admin/reload) by outcome",

@@ -639,6 +639,21 @@ async fn a_request_of_the_old_configuration_leaves_no_cached_answer_behind() {
 async fn reload_needs_the_admin_scope() {
     let legacy = Legacy::new(Kind::Sqlite);
     let app = legacy.serve(Shape::default(), None).await;
+    // Before any reload or breaker transition, the series an operator alerts on are there at 0.
+    let scraped = app.get_text("/metrics").await;
+    for series in [
+        "portico_config_reloads_total{outcome=\"applied\"} 0",
+        "portico_config_reloads_total{outcome=\"refused\"} 0",
+        "portico_config_reloads_total{outcome=\"failed\"} 0",
+        "portico_source_breaker_transitions_total{source=\"legacy\",state=\"open\"} 0",
+        "portico_source_breaker_transitions_total{source=\"legacy\",state=\"half_open\"} 0",
+        "portico_source_breaker_transitions_total{source=\"legacy\",state=\"closed\"} 0",
+    ] {
+        assert!(
+            scraped.lines().any(|l| l == series),
+            "{series} missing:\n{scraped}"
+        );
+    }
     assert_eq!(reload(&app, None).await.0, 401);
     let writer = hs_token("writer", json!({"scope": "items:write"}));
     assert_eq!(reload(&app, Some(&writer)).await.0, 403);
