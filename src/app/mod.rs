@@ -7,6 +7,7 @@ pub mod capabilities;
 mod catalog_limits;
 mod reload;
 mod start;
+mod tasks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

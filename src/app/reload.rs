@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 
 use futures_util::future::{BoxFuture, LocalBoxFuture};
 
-use super::start::{lock, PollContext, SharedTasks};
+use super::tasks::{lock, PollContext, SharedTasks};
 use super::Services;
 use crate::changes::lease::Fleet;
 use crate::config::{Config, Problem};

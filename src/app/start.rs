@@ -2,24 +2,21 @@
 //! stored, then the HTTP server, the change pollers, the webhook dispatcher, the state
 //! store's pruning and the identity provider's key prefetch start.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 
 use super::reload::{Origin, Reloader};
+use super::tasks::{lock, PollContext, SharedTasks};
 use super::Services;
 use super::StateLocation;
 use crate::cache::ResponseCache;
-use crate::catalog::Catalog;
-use crate::changes::lease::{FeedLease, Fleet};
-use crate::changes::poller::{EventSink, Poller};
-use crate::changes::Feed;
+use crate::changes::lease::Fleet;
+use crate::changes::poller::Poller;
 use crate::config::Config;
 use crate::state::retention::Retention;
 use crate::state::{Notice, PgStore, SqliteStore, StateError, StateStore};
-use crate::telemetry::metrics::Metrics;
 use crate::telemetry::state_metrics::StateMetrics;
 use crate::webhooks::Webhooks;
 
@@ -59,51 +56,6 @@ pub struct Running {
     pub reloader: Option<Arc<Reloader>>,
 }
 
-/// The tasks running beside the server: the change pollers by feed name (a reload stops and
-/// starts them one by one), and the rest.
-#[derive(Default)]
-pub(super) struct Tasks {
-    pollers: HashMap<String, tokio::task::AbortHandle>,
-    others: Vec<tokio::task::AbortHandle>,
-}
-
-impl Tasks {
-    /// Spawns `task` beside the server.
-    pub(super) fn spawn<F>(&mut self, task: F)
-    where
-        F: std::future::Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.others.push(tokio::spawn(task).abort_handle());
-    }
-
-    /// Starts polling with `poller` (its feed's earlier poll loop, if any, stopped).
-    pub(super) fn poll(&mut self, poller: Poller) {
-        let name = poller.feed.name.clone();
-        let handle = tokio::spawn(poller.run()).abort_handle();
-        if let Some(old) = self.pollers.insert(name, handle) {
-            old.abort();
-        }
-    }
-
-    /// Stops polling feed `name`.
-    pub(super) fn stop_polling(&mut self, name: &str) {
-        if let Some(handle) = self.pollers.remove(name) {
-            handle.abort();
-        }
-    }
-}
-
-/// The tasks of a running service, shared by its `Background` and its reloader.
-pub(super) type SharedTasks = Arc<Mutex<Tasks>>;
-
-/// Locks `tasks`; a panic while one was held leaves handles that are still whole.
-pub(super) fn lock(tasks: &SharedTasks) -> std::sync::MutexGuard<'_, Tasks> {
-    tasks
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The work that runs beside the HTTP server. It stops when dropped, so a server stopped in
 /// a process that goes on (tests, a reload) leaves nothing polling or delivering.
 #[must_use = "the background work stops when this is dropped"]
@@ -132,38 +84,7 @@ impl Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
-        let tasks = lock(&self.tasks);
-        for task in tasks.pollers.values().chain(&tasks.others) {
-            task.abort();
-        }
-    }
-}
-
-/// What a poller of a feed needs beside the feed: the parts of the running service.
-pub(super) struct PollContext<'a> {
-    pub(super) store: &'a Arc<dyn StateStore>,
-    pub(super) sources: &'a HashMap<String, Arc<dyn crate::source::Source>>,
-    pub(super) cache: &'a Arc<ResponseCache>,
-    pub(super) catalog: &'a Catalog,
-    pub(super) webhooks: &'a Option<Arc<Webhooks>>,
-    pub(super) metrics: &'a Metrics,
-    pub(super) fleet: &'a Option<Arc<Fleet>>,
-}
-
-impl PollContext<'_> {
-    /// The poller of `feed`; `None` when its source is not configured.
-    pub(super) fn poller(&self, feed: &Arc<Feed>) -> Option<Poller> {
-        Some(Poller {
-            feed: feed.clone(),
-            source: self.sources.get(&feed.source)?.clone(),
-            store: self.store.clone(),
-            cache: self.cache.clone(),
-            affected: self.catalog.affected_by_write(&feed.source, &feed.table),
-            sink: self.webhooks.clone().map(|hub| hub as Arc<dyn EventSink>),
-            metrics: self.metrics.changes.clone(),
-            fleet: self.fleet.clone(),
-            lease: FeedLease::default(),
-        })
+        lock(&self.tasks).abort_all();
     }
 }
 
