@@ -56,6 +56,20 @@ pub fn finished<T>(span: &Span, result: &Result<T, SourceError>) {
     }
 }
 
+/// Runs `work`, one statement of `sql`, inside its span; `outcome` ([`returned`] or
+/// [`finished`]) records how it ended on the span.
+pub async fn traced<T>(
+    dialect: Dialect,
+    sql: &str,
+    work: impl std::future::Future<Output = Result<T, SourceError>>,
+    outcome: fn(&Span, &Result<T, SourceError>),
+) -> Result<T, SourceError> {
+    let span = statement(dialect, sql);
+    let result = tracing::Instrument::instrument(work, span.clone()).await;
+    outcome(&span, &result);
+    result
+}
+
 /// The OpenTelemetry `db.system.name` of a dialect.
 fn system(dialect: Dialect) -> &'static str {
     match dialect {

@@ -287,13 +287,13 @@ impl Inner {
                     statement,
                     expect_one,
                 } => {
-                    let span = statement_span::statement(Dialect::TSql, &statement.sql);
-                    let count = self
-                        .execute(client, statement)
-                        .instrument(span.clone())
-                        .await;
-                    statement_span::finished(&span, &count);
-                    let count = count?;
+                    let count = statement_span::traced(
+                        Dialect::TSql,
+                        &statement.sql,
+                        self.execute(client, statement),
+                        statement_span::finished,
+                    )
+                    .await?;
                     if let (Some(reason), false) = (expect_one, count == 1) {
                         return Ok(WriteOutcome::RolledBack(*reason));
                     }
@@ -302,13 +302,13 @@ impl Inner {
                     statement,
                     require_row,
                 } => {
-                    let span = statement_span::statement(Dialect::TSql, &statement.sql);
-                    let read = self
-                        .read(client, statement, false)
-                        .instrument(span.clone())
-                        .await;
-                    statement_span::returned(&span, &read);
-                    rows = read?;
+                    rows = statement_span::traced(
+                        Dialect::TSql,
+                        &statement.sql,
+                        self.read(client, statement, false),
+                        statement_span::returned,
+                    )
+                    .await?;
                     if let (Some(reason), true) = (require_row, rows.is_empty()) {
                         return Ok(WriteOutcome::RolledBack(*reason));
                     }
@@ -395,13 +395,13 @@ impl Inner {
             let _in_use = Raised::new(&self.meters.in_use);
             let (_, result) = self
                 .bounded(held, async |client| {
-                    let span = statement_span::statement(Dialect::TSql, &statement.sql);
-                    let rows = self
-                        .read(client, &statement, true)
-                        .instrument(span.clone())
-                        .await;
-                    statement_span::returned(&span, &rows);
-                    rows
+                    statement_span::traced(
+                        Dialect::TSql,
+                        &statement.sql,
+                        self.read(client, &statement, true),
+                        statement_span::returned,
+                    )
+                    .await
                 })
                 .await;
             match result {
@@ -447,12 +447,13 @@ impl Inner {
         let result = self
             .transaction(
                 async |client| {
-                    let span = statement_span::statement(Dialect::TSql, &call.sql);
-                    let outcome = call::run(self, client, &call)
-                        .instrument(span.clone())
-                        .await;
-                    statement_span::finished(&span, &outcome);
-                    outcome
+                    statement_span::traced(
+                        Dialect::TSql,
+                        &call.sql,
+                        call::run(self, client, &call),
+                        statement_span::finished,
+                    )
+                    .await
                 },
                 |_| commit,
             )
